@@ -1,0 +1,277 @@
+// One page's client: its callbacks, its pipes, its authorization state, and its membership in the tab group
+// that owns the socket. Both public styles (the original's CometServer() API in compat.js and the modern
+// promise API in modern.js) are thin layers over this class.
+
+import { browserEnv } from "./env.js";
+import { Backoff } from "./backoff.js";
+import { TabGroup } from "./group.js";
+import { SignalBus } from "./signals.js";
+import { RecentIds } from "./dedup.js";
+import { buildUrl, pickNode, useSecure } from "./url.js";
+import { mergeOptions, nodeList, optionsError, groupKey } from "./options.js";
+import { parseSubscriptionName, ALL_SIGNAL, answeredPipe } from "./names.js";
+import { isServerInfo, isErrorFrame, authorizedOf, errorText, toPayload, frameEvent } from "./frames.js";
+import { randomString, UUID_ALPHABET } from "./random.js";
+import { Logger } from "./log.js";
+
+export class Client {
+  /** @param {object} [env] overrides of browserEnv() (tests) */
+  constructor(env) {
+    this.env = { ...browserEnv(), ...(env || {}) };
+    this.log = new Logger(this.env);
+    this.bus = new SignalBus((what, err) => this.log.error(what + ":", err));
+    this.recent = new RecentIds({ now: this.env.now });
+    this.options = {};
+    this.tabId = randomString(16, undefined, this.env.random);
+    this.pipeOf = new Map(); // subscription id -> server pipe
+    this.group = null;
+    this.started = false;
+    this.authorized = undefined;
+    this.realUserKey = undefined;
+    this.connected = false;
+    this.leader = undefined;
+    this.authListeners = { success: new SignalBus(this.bus.onError), fail: new SignalBus(this.bus.onError) };
+    this.statusListeners = new SignalBus(this.bus.onError);
+    this.answerWaiters = []; // {pipe, text, fn} for web_pipe_send promises, in send order
+    this.pageHooked = false;
+  }
+
+  // ---- lifecycle -------------------------------------------------------------------------------------
+
+  /** @returns {boolean} false when the options cannot work (the reason is logged) */
+  start(opt) {
+    this.options = mergeOptions(this.options, opt);
+    if (this.options.logLevel !== undefined) this.log.setLevel(this.options.logLevel);
+    const nodes = nodeList(this.options, this.env.location);
+    const problem = optionsError(this.options, nodes);
+    if (problem) {
+      this.log.error(problem);
+      return false;
+    }
+    if (this.group) this.group.leave();
+    this.started = true;
+    this.hookPage();
+    const secure = useSecure(this.options.wss, this.env.location);
+    this.group = new TabGroup({
+      key: groupKey(this.options, nodes),
+      tabId: this.tabId,
+      env: this.env,
+      share: this.options.share,
+      backoff: new Backoff(this.options.backoff || {}, this.env.random),
+      userId: this.options.user_id,
+      urlFor: (failures) =>
+        buildUrl({
+          node: pickNode(nodes, this.options.user_id, failures),
+          secure,
+          userKey: this.options.user_key,
+          userId: this.options.user_id,
+          devId: this.options.dev_id,
+          uuid: this.getUUID(),
+        }),
+      onFrame: (frame) => this.onFrame(frame),
+      onStatus: (connected) => this.setConnected(connected),
+      onRole: (leader) => {
+        this.leader = leader;
+      },
+      log: (level, ...args) => this.log.at(level, ...args),
+    });
+    this.group.setPipes(this.serverPipes());
+    this.group.join();
+    return true;
+  }
+
+  /** Leaves the socket: if this tab held it, another tab of the group takes it over. */
+  stop() {
+    this.started = false;
+    if (this.group) this.group.leave();
+    this.group = null;
+    this.leader = undefined;
+    this.setConnected(false);
+  }
+
+  /** New options (for example another user_key) and a new connection; before start() it is start(). */
+  restart(opt) {
+    // start() already leaves the current group first, so a restart is a start with the merged options.
+    return this.start(opt);
+  }
+
+  hookPage() {
+    if (this.pageHooked || !this.env.addEventListener) return;
+    this.pageHooked = true;
+    this.env.addEventListener("pagehide", () => this.group && this.group.hide());
+    this.env.addEventListener("pageshow", (ev) => ev && ev.persisted && this.group && this.group.show());
+  }
+
+  // ---- subscriptions ---------------------------------------------------------------------------------
+
+  /**
+   * @param {string|Function} name any of the original's forms (see names.js), or a function for everything
+   * @param {Function} [callback]
+   * @returns {string|false} the subscription id
+   */
+  subscribe(name, callback) {
+    if (typeof name === "function") return this.bus.connect(ALL_SIGNAL, name);
+    if (typeof name === "string" && name.includes("\n")) {
+      // The original accepted a newline-separated list (its tabs forwarded subscriptions this way).
+      let last = false;
+      for (const one of name.split("\n")) last = this.subscribe(one, callback);
+      return last;
+    }
+    const parsed = parseSubscriptionName(name);
+    if (parsed.kind === "invalid") {
+      this.log.error(parsed.error);
+      return false;
+    }
+    const fn = typeof callback === "function" ? callback : () => {};
+    const id = this.bus.connect(parsed.signal, fn, { skipMarked: parsed.kind !== "all" });
+    if (parsed.kind === "pipe") {
+      this.pipeOf.set(id, parsed.pipe);
+      this.pipesChanged();
+    }
+    return id;
+  }
+
+  /** @returns {boolean} */
+  unsubscribe(id) {
+    if (id === undefined) {
+      this.log.warn("unsubscription() needs the id that subscription() returned; unsubscriptionAll() drops all.");
+      return false;
+    }
+    const removed = this.bus.disconnectId(id);
+    if (this.pipeOf.delete(id)) this.pipesChanged();
+    return removed;
+  }
+
+  unsubscribeAll() {
+    this.bus.clear();
+    const had = this.pipeOf.size > 0;
+    this.pipeOf.clear();
+    if (had) this.pipesChanged();
+    return true;
+  }
+
+  /** Pipes the server must send us: those some callback still listens to, each once, in first-use order. */
+  serverPipes() {
+    return [...new Set(this.pipeOf.values())];
+  }
+
+  pipesChanged() {
+    if (this.group) this.group.setPipes(this.serverPipes());
+  }
+
+  // ---- commands --------------------------------------------------------------------------------------
+
+  /** Hands a command to the socket (sent now, or when the connection is back). */
+  send(text, route) {
+    if (!this.group) {
+      this.log.warn("not started: call start() before sending", text.split("\n")[0]);
+      return false;
+    }
+    this.group.send(text, route);
+    return true;
+  }
+
+  newMarker() {
+    return randomString(10, undefined, this.env.random);
+  }
+
+  /** Calls `fn` once with the answer carrying `marker`; returns a function that cancels the wait. */
+  onceMarker(marker, fn) {
+    const id = this.bus.connect(marker, fn, { once: true });
+    return () => this.bus.disconnectId(id);
+  }
+
+  /**
+   * Calls `fn` with the delivery report of a web_pipe_send of `text` to `pipe`; returns a function that
+   * cancels the wait.
+   */
+  waitAnswer(pipe, text, fn) {
+    const waiter = { pipe: pipe.replace(/^@/, ""), text, fn };
+    this.answerWaiters.push(waiter);
+    return () => {
+      const i = this.answerWaiters.indexOf(waiter);
+      if (i >= 0) this.answerWaiters.splice(i, 1);
+    };
+  }
+
+  // ---- incoming --------------------------------------------------------------------------------------
+
+  onFrame(frame) {
+    if (isServerInfo(frame)) {
+      this.realUserKey = String(frame.data ?? "").replace(/ /g, "_");
+      this.setAuthorized(authorizedOf(frame));
+      return;
+    }
+    if (frame.data === undefined) return;
+    if (isErrorFrame(frame)) this.log.error("server error: " + errorText(frame));
+    if (frame.jscode !== undefined) {
+      // The original eval()ed this field; code from the network is never run here.
+      this.log.warn("ignored a frame carrying jscode");
+      return;
+    }
+    const payload = toPayload(frame);
+    if (frame.uuid !== undefined && !this.recent.firstTime("f:" + frame.uuid)) return;
+    const data = payload.data;
+    if (data && typeof data === "object" && data._cometApi_uuid !== undefined) {
+      if (!this.recent.firstTime("m:" + data._cometApi_uuid)) return;
+      delete data._cometApi_uuid;
+    }
+    this.emit(frame, payload);
+  }
+
+  /** The original's signal order: pipe, pipe.event, the marker's one-shot callback, then catch-all. */
+  emit(frame, payload) {
+    const marked = frame.marker !== undefined;
+    const event = frameEvent(frame);
+    const hasEvent = typeof event === "string" || typeof event === "number";
+    if (frame.pipe !== undefined) {
+      this.bus.emit(frame.pipe, payload, marked);
+      if (hasEvent) this.bus.emit(frame.pipe + "." + event, payload, marked);
+    } else {
+      if (hasEvent) this.bus.emit("msg." + event, payload, marked);
+      this.bus.emit("msg", payload, marked);
+    }
+    if (marked) this.bus.emit(String(frame.marker), payload);
+    const answered = answeredPipe(frame.pipe);
+    if (answered !== null) this.resolveAnswer(answered, payload);
+    this.bus.emit(ALL_SIGNAL, payload);
+  }
+
+  resolveAnswer(pipe, payload) {
+    const message = payload.data && typeof payload.data === "object" ? payload.data.message : undefined;
+    let i = this.answerWaiters.findIndex((w) => w.pipe === pipe && w.text === message);
+    if (i < 0) i = this.answerWaiters.findIndex((w) => w.pipe === pipe);
+    if (i < 0) return;
+    const [waiter] = this.answerWaiters.splice(i, 1);
+    waiter.fn(payload);
+  }
+
+  // ---- state -----------------------------------------------------------------------------------------
+
+  /** Updates the state first, then calls the listeners (the original called them before the update). */
+  setAuthorized(value) {
+    const changed = this.authorized !== value;
+    this.authorized = value;
+    if (!changed) return;
+    (value ? this.authListeners.success : this.authListeners.fail).emit("auth", value);
+  }
+
+  setConnected(connected) {
+    if (this.connected === connected) return;
+    this.connected = connected;
+    this.statusListeners.emit("status", connected);
+  }
+
+  /** 32 characters kept in localStorage `comet_server_uuid`, as the original, unless the `uuid` option is set. */
+  getUUID() {
+    if (this.options.uuid) return String(this.options.uuid);
+    const storage = this.env.storage;
+    let uuid = storage.getItem("comet_server_uuid");
+    if (!uuid || !/^[A-Za-z0-9_-]{32}$/.test(uuid)) {
+      uuid = randomString(32, UUID_ALPHABET, this.env.random);
+      storage.setItem("comet_server_uuid", uuid);
+    }
+    this.options.uuid = uuid;
+    return uuid;
+  }
+}

@@ -1,0 +1,49 @@
+// Everything the SDK takes from the browser, in one object, so that the protocol code runs under Node with
+// fakes (unit tests) and so that a missing feature (no BroadcastChannel, no locks, storage blocked in a
+// sandboxed frame) is decided in one place.
+
+import { defaultRandom } from "./random.js";
+
+export function browserEnv() {
+  const g = globalThis;
+  const nav = g.navigator;
+  return {
+    WebSocket: g.WebSocket,
+    BroadcastChannel: g.BroadcastChannel,
+    locks: nav && nav.locks ? nav.locks : undefined,
+    navigator: nav,
+    location: g.location,
+    storage: safeStorage(g),
+    setTimeout: (fn, ms) => g.setTimeout(fn, ms),
+    clearTimeout: (id) => g.clearTimeout(id),
+    now: () => Date.now(),
+    random: defaultRandom,
+    console: g.console,
+    addEventListener: typeof g.addEventListener === "function" ? (type, fn) => g.addEventListener(type, fn) : null,
+  };
+}
+
+/** localStorage, or a Map-backed stand-in where reading it throws (sandboxed frames, some privacy modes). */
+function safeStorage(g) {
+  try {
+    const s = g.localStorage;
+    if (s) {
+      const probe = "__halley_probe__";
+      s.setItem(probe, "1");
+      s.removeItem(probe);
+      return s;
+    }
+  } catch {
+    // Fall through to memory storage.
+  }
+  return memoryStorage();
+}
+
+export function memoryStorage() {
+  const m = new Map();
+  return {
+    getItem: (k) => (m.has(k) ? m.get(k) : null),
+    setItem: (k, v) => void m.set(k, String(v)),
+    removeItem: (k) => void m.delete(k),
+  };
+}

@@ -1,0 +1,200 @@
+// The one WebSocket of a tab group (held by the leader tab): opens it, re-sends the subscription list on
+// every (re)connect, queues commands while it is down, and reconnects with backoff after any close that the
+// page did not ask for — a server restart's clean close (1001) included, which the original did not retry.
+
+import { Backoff } from "./backoff.js";
+import { subscriptionCommand } from "./commands.js";
+
+/** Subscription changes made within this window go out as one frame (the original's 50 ms batching). */
+export const SUBSCRIBE_BATCH_MS = 50;
+/** A connection that stays up this long counts as a success: the next failure starts from the base delay. */
+export const STABLE_AFTER_MS = 5000;
+/** While the browser says it is offline, look again this often instead of opening sockets that must fail. */
+export const OFFLINE_POLL_MS = 1000;
+/** Commands kept while disconnected; past this the oldest are dropped (and logged). */
+export const QUEUE_LIMIT = 500;
+
+export class Connection {
+  /**
+   * @param {object} o
+   * @param {(failures: number) => string} o.urlFor the URL of the next attempt
+   * @param {{WebSocket: any, setTimeout: Function, clearTimeout: Function, navigator?: any}} o.env
+   * @param {(text: string) => void} o.onText one received text frame
+   * @param {(open: boolean) => void} o.onStatus
+   * @param {(level: number, ...args: any[]) => void} o.log
+   * @param {Backoff} [o.backoff]
+   * @param {number} [o.stableAfterMs]
+   */
+  constructor(o) {
+    this.urlFor = o.urlFor;
+    this.env = o.env;
+    this.onText = o.onText;
+    this.onStatus = o.onStatus;
+    this.log = o.log;
+    this.backoff = o.backoff || new Backoff();
+    this.stableAfterMs = o.stableAfterMs ?? STABLE_AFTER_MS;
+    this.ws = null;
+    this.open = false;
+    this.stopped = true;
+    this.fatal = false;
+    this.failures = 0;
+    this.pipes = [];
+    this.sentPipes = null;
+    this.queue = [];
+    this.timers = { reconnect: null, stable: null, batch: null };
+  }
+
+  start() {
+    if (!this.stopped) return;
+    this.stopped = false;
+    this.fatal = false;
+    this.connect();
+  }
+
+  stop() {
+    this.stopped = true;
+    for (const name of Object.keys(this.timers)) this.clearTimer(name);
+    const ws = this.ws;
+    this.ws = null;
+    if (ws) {
+      detach(ws);
+      try {
+        ws.close(1000, "stop");
+      } catch {
+        // Already closing: nothing to do.
+      }
+    }
+    this.setOpen(false);
+  }
+
+  /** The server refused us for a reason a retry cannot fix (bad URL, unknown dev_id): do not reconnect. */
+  markFatal() {
+    this.fatal = true;
+  }
+
+  isOpen() {
+    return this.open;
+  }
+
+  /** The whole set of pipes this socket should be subscribed to. */
+  setPipes(pipes) {
+    this.pipes = [...pipes];
+    if (!this.open || this.timers.batch) return;
+    this.timers.batch = this.env.setTimeout(() => {
+      this.timers.batch = null;
+      this.flushSubscription();
+    }, SUBSCRIBE_BATCH_MS);
+  }
+
+  send(text) {
+    if (this.open && this.ws) {
+      this.ws.send(text);
+      return true;
+    }
+    this.queue.push(text);
+    if (this.queue.length > QUEUE_LIMIT) {
+      const dropped = this.queue.shift();
+      this.log(1, "offline queue full, dropped the oldest command:", dropped.split("\n")[0]);
+    }
+    return false;
+  }
+
+  connect() {
+    if (this.stopped) return;
+    const nav = this.env.navigator;
+    if (nav && nav.onLine === false) {
+      this.timers.reconnect = this.env.setTimeout(() => this.connect(), OFFLINE_POLL_MS);
+      return;
+    }
+    const url = this.urlFor(this.failures);
+    let ws;
+    try {
+      ws = new this.env.WebSocket(url);
+    } catch (err) {
+      // A URL the browser refuses outright (bad node option) will not get better by retrying.
+      this.log(0, "cannot open a WebSocket to " + url, err);
+      this.fatal = true;
+      return;
+    }
+    this.ws = ws;
+    this.log(2, "connecting to " + url);
+    ws.onopen = () => this.onOpen(ws);
+    ws.onmessage = (ev) => this.onMessage(ws, ev);
+    ws.onclose = (ev) => this.onClose(ws, ev);
+    ws.onerror = () => {
+      // A close event always follows; reconnecting is decided there.
+    };
+  }
+
+  onOpen(ws) {
+    if (ws !== this.ws) return;
+    this.sentPipes = null;
+    this.setOpen(true);
+    this.flushSubscription();
+    const queued = this.queue;
+    this.queue = [];
+    for (const text of queued) ws.send(text);
+  }
+
+  onMessage(ws, ev) {
+    if (ws !== this.ws) return;
+    if (!this.timers.stable) {
+      this.timers.stable = this.env.setTimeout(() => {
+        this.timers.stable = null;
+        if (ws === this.ws && this.open) {
+          this.backoff.reset();
+          this.failures = 0;
+        }
+      }, this.stableAfterMs);
+    }
+    if (typeof ev.data === "string") this.onText(ev.data);
+  }
+
+  onClose(ws, ev) {
+    if (ws !== this.ws) return;
+    detach(ws);
+    this.ws = null;
+    this.clearTimer("stable");
+    this.clearTimer("batch");
+    this.setOpen(false);
+    if (this.stopped) return;
+    if (this.fatal) {
+      this.log(0, "the server refused this connection; not reconnecting (see the error above)");
+      return;
+    }
+    this.failures++;
+    const delay = this.backoff.next();
+    this.log(1, `connection closed (code ${ev && ev.code}); reconnecting in ${delay} ms`);
+    this.timers.reconnect = this.env.setTimeout(() => {
+      this.timers.reconnect = null;
+      this.connect();
+    }, delay);
+  }
+
+  flushSubscription() {
+    if (!this.open || !this.ws) return;
+    const key = this.pipes.join("\n");
+    if (this.sentPipes === key) return;
+    // A fresh socket is subscribed to nothing: an empty list needs no frame.
+    if (this.sentPipes === null && this.pipes.length === 0) return;
+    this.sentPipes = key;
+    this.ws.send(subscriptionCommand(this.pipes));
+  }
+
+  setOpen(open) {
+    if (this.open === open) return;
+    this.open = open;
+    this.onStatus(open);
+  }
+
+  clearTimer(name) {
+    if (this.timers[name]) {
+      this.env.clearTimeout(this.timers[name]);
+      this.timers[name] = null;
+    }
+  }
+}
+
+function detach(ws) {
+  ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
+}

@@ -1,0 +1,189 @@
+//! Composition root: the only place that wires things together. Loads nothing itself (the caller hands it a
+//! validated `Config`), opens storage, migrates, starts both listeners and shuts them down cleanly.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_util::task::TaskTracker;
+
+use crate::commands::session::CometQl;
+use crate::commands::Ctx;
+use crate::config::Config;
+use crate::hub::Hub;
+use crate::mysql::ConnConfig;
+use crate::push::websocket::WsService;
+use crate::storage::Storage;
+use crate::tenant::{KeyBox, Tenants};
+
+/// Storage and tenants, without listeners: what the `tenant` and `migrate` subcommands need.
+pub async fn open_tenants(config: &Config) -> anyhow::Result<Tenants> {
+    let storage = Storage::open(&config.database_url())
+        .await
+        .with_context(|| format!("opening the database {}", redact(&config.database_url())))?;
+    storage.migrate().await.context("applying migrations")?;
+    let keys = KeyBox::load_or_create(&config.master_key_path())?;
+    Ok(Tenants::new(storage, keys))
+}
+
+/// A database URL without its password, for messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{}:***{}", &url[..s + 3], user, &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// A running server. Dropping it does not stop it; call `shutdown`.
+pub struct Running {
+    pub http_addr: SocketAddr,
+    pub cometql_addr: SocketAddr,
+    pub ctx: Ctx,
+    shutdown: watch::Sender<bool>,
+    tasks: TaskTracker,
+    cometql: Arc<CometQl>,
+    ws: Arc<WsService>,
+}
+
+pub async fn start(config: Config) -> anyhow::Result<Running> {
+    let config = Arc::new(config);
+    let tenants = open_tenants(&config).await?;
+    let ctx = Ctx {
+        config: config.clone(),
+        storage: tenants.storage().clone(),
+        tenants,
+        hub: Hub::in_process(),
+    };
+    let http_listener = TcpListener::bind(config.http_addr)
+        .await
+        .with_context(|| format!("binding the HTTP/WebSocket address {}", config.http_addr))?;
+    let cometql_listener = TcpListener::bind(config.cometql_addr)
+        .await
+        .with_context(|| format!("binding the CometQL address {}", config.cometql_addr))?;
+    let http_addr = http_listener.local_addr()?;
+    let cometql_addr = cometql_listener.local_addr()?;
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let tasks = TaskTracker::new();
+
+    let cometql = Arc::new(CometQl::new(ctx.clone()));
+    let conn_config = ConnConfig {
+        server_version: crate::commands::server_version(),
+        max_packet: config.cometql.max_packet_bytes,
+        handshake_timeout: config.cometql.handshake_timeout(),
+        idle_timeout: config.cometql.idle_timeout(),
+    };
+    tasks.spawn(accept_cometql(
+        cometql_listener,
+        cometql.clone(),
+        Arc::new(conn_config),
+        tasks.clone(),
+        shutdown_rx.clone(),
+    ));
+
+    let ws = Arc::new(WsService::new(
+        ctx.clone(),
+        tasks.clone(),
+        shutdown_rx.clone(),
+    ));
+    let router = crate::http::router(ctx.clone(), ws.clone());
+    let mut http_shutdown = shutdown_rx.clone();
+    tasks.spawn(async move {
+        let serve = axum::serve(
+            http_listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = http_shutdown.wait_for(|stop| *stop).await;
+        });
+        if let Err(e) = serve.await {
+            tracing::error!(error = %e, "HTTP server stopped");
+        }
+    });
+    tracing::info!(%http_addr, %cometql_addr, database = %redact(&config.database_url()), "Halley is serving");
+    Ok(Running {
+        http_addr,
+        cometql_addr,
+        ctx,
+        shutdown,
+        tasks,
+        cometql,
+        ws,
+    })
+}
+
+async fn accept_cometql(
+    listener: TcpListener,
+    handler: Arc<CometQl>,
+    config: Arc<ConnConfig>,
+    tasks: TaskTracker,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut next_id: u32 = 1;
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        };
+        let (stream, peer) = match accepted {
+            Ok(x) => x,
+            Err(e) => {
+                // Out of file descriptors and similar: back off instead of spinning.
+                tracing::warn!(error = %e, "CometQL accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let (handler, config) = (handler.clone(), config.clone());
+        let conn_id = next_id;
+        next_id = next_id.wrapping_add(1).max(1);
+        tasks.spawn(async move {
+            if let Err(e) =
+                crate::mysql::serve_connection(stream, peer, conn_id, &*handler, &config).await
+            {
+                tracing::debug!(%peer, error = %e, "CometQL connection ended with an error");
+            }
+        });
+    }
+}
+
+impl Running {
+    /// Stops accepting, closes every WebSocket (1001) and CometQL session, waits for them (at most 10 s),
+    /// then closes storage so SQLite's WAL is checkpointed.
+    pub async fn shutdown(self) {
+        tracing::info!("shutting down");
+        let _ = self.shutdown.send(true);
+        self.cometql.close_all();
+        self.ws.close_all();
+        self.tasks.close();
+        if tokio::time::timeout(Duration::from_secs(10), self.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("some connections did not close within 10 s");
+        }
+        self.ctx.storage.close().await;
+        tracing::info!("stopped");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(
+            super::redact("postgres://u:secret@h/db"),
+            "postgres://u:***@h/db"
+        );
+        assert_eq!(super::redact("sqlite://data/h.db"), "sqlite://data/h.db");
+    }
+}

@@ -1,0 +1,201 @@
+//! The CometQL front door's glue: a MySQL session whose tenant is fixed at login, queries parsed by
+//! `cometql` and executed by `commands`. Errors become ERR packets here and nowhere else.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::Notify;
+
+use super::{execute, Caller, CommandError, Ctx, ErrorCode, Outcome};
+use crate::hub::TenantCounters;
+use crate::ids::DevId;
+use crate::mysql::{ErrorPacket, Handler, LoginRequest, Reply, ResultSet};
+use crate::tenant::Login;
+
+pub struct Session {
+    id: u64,
+    login: Login,
+    closer: Arc<Notify>,
+    counters: Arc<TenantCounters>,
+}
+
+/// Live CometQL sessions, so that revoking a key or shutting down can close them.
+#[derive(Default)]
+struct Sessions {
+    next: AtomicU64,
+    live: Mutex<HashMap<u64, (i64, Arc<Notify>)>>,
+}
+
+pub struct CometQl {
+    ctx: Ctx,
+    sessions: Sessions,
+}
+
+impl From<CommandError> for ErrorPacket {
+    fn from(e: CommandError) -> Self {
+        ErrorPacket {
+            code: e.code as u16,
+            message: e.message.into_owned(),
+        }
+    }
+}
+
+impl From<Outcome> for Reply {
+    fn from(o: Outcome) -> Self {
+        match o {
+            Outcome::Done {
+                affected_rows,
+                last_insert_id,
+            } => Reply::Ok {
+                affected_rows,
+                last_insert_id,
+            },
+            Outcome::Rows { columns, rows } => Reply::Rows(ResultSet { columns, rows }),
+        }
+    }
+}
+
+fn auth_failure() -> ErrorPacket {
+    CommandError::new(ErrorCode::Auth, "Authentication failure").into()
+}
+
+fn select_db_failure() -> ErrorPacket {
+    CommandError::new(ErrorCode::NoTable, "Select database failure").into()
+}
+
+/// `CometQL_v1`, or `db_<N>` naming the caller's own tenant; another tenant's database is refused.
+fn database_allowed(db: &str, dev_id: DevId) -> bool {
+    db == super::meta::DATABASE
+        || db
+            .strip_prefix("db_")
+            .and_then(|n| n.parse::<u64>().ok())
+            .is_some_and(|n| n == dev_id.0)
+}
+
+impl CometQl {
+    pub fn new(ctx: Ctx) -> CometQl {
+        CometQl {
+            ctx,
+            sessions: Sessions::default(),
+        }
+    }
+
+    /// Closes every session (server shutdown).
+    pub fn close_all(&self) {
+        for (_, notify) in lock(&self.sessions.live).values() {
+            notify.notify_one();
+        }
+    }
+
+    /// Closes the sessions that logged in with `key_id` (the key was revoked).
+    pub fn close_key(&self, key_id: i64) {
+        for (k, notify) in lock(&self.sessions.live).values() {
+            if *k == key_id {
+                notify.notify_one();
+            }
+        }
+    }
+
+    pub fn live_sessions(&self) -> usize {
+        lock(&self.sessions.live).len()
+    }
+
+    async fn query_inner(&self, session: &Session, sql: &[u8]) -> Result<Outcome, CommandError> {
+        let max = self.ctx.config.cometql.max_query_bytes;
+        if sql.len() > max {
+            return Err(CommandError::new(ErrorCode::TooLong, "Data is too long"));
+        }
+        let text = std::str::from_utf8(sql)
+            .map_err(|_| CommandError::new(ErrorCode::Invalid, "The query is not valid UTF-8"))?;
+        let trimmed = text.trim_start();
+        if trimmed.len() >= 17 && trimmed[..17].eq_ignore_ascii_case("cometqlcluster_v1") {
+            // The reference lets any client switch tenants this way; we never do.
+            return Err(CommandError::new(ErrorCode::Auth, "Invalid dev_id value"));
+        }
+        let stmt = crate::cometql::parse(text)?;
+        let caller = Caller {
+            dev_id: session.login.dev_id,
+        };
+        execute(&self.ctx, caller, stmt).await
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Handler for CometQl {
+    type Session = Session;
+
+    async fn login(
+        &self,
+        req: LoginRequest<'_>,
+        _peer: SocketAddr,
+    ) -> Result<Session, ErrorPacket> {
+        let login = self
+            .ctx
+            .tenants
+            .login(req.user, req.salt, req.auth_response)
+            .await
+            .map_err(|_| auth_failure())?;
+        if let Some(db) = req.database.filter(|d| !d.is_empty()) {
+            if !database_allowed(db, login.dev_id) {
+                return Err(select_db_failure());
+            }
+        }
+        let id = self.sessions.next.fetch_add(1, Ordering::Relaxed);
+        let closer = Arc::new(Notify::new());
+        lock(&self.sessions.live).insert(id, (login.key_id, closer.clone()));
+        let counters = self.ctx.hub.registry().tenant(login.dev_id);
+        counters.cometql_sessions.fetch_add(1, Ordering::Relaxed);
+        Ok(Session {
+            id,
+            login,
+            closer,
+            counters,
+        })
+    }
+
+    async fn init_db(&self, session: &mut Session, db: &str) -> Result<(), ErrorPacket> {
+        if database_allowed(db, session.login.dev_id) {
+            Ok(())
+        } else {
+            Err(select_db_failure())
+        }
+    }
+
+    async fn query(&self, session: &mut Session, sql: &[u8]) -> Reply {
+        match self.query_inner(session, sql).await {
+            Ok(outcome) => outcome.into(),
+            Err(e) => Reply::Error(e.into()),
+        }
+    }
+
+    fn closer(&self, session: &Session) -> Arc<Notify> {
+        session.closer.clone()
+    }
+
+    fn closed(&self, session: Session) {
+        lock(&self.sessions.live).remove(&session.id);
+        session
+            .counters
+            .cometql_sessions
+            .fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_own_database() {
+        assert!(database_allowed("CometQL_v1", DevId(7)));
+        assert!(database_allowed("db_7", DevId(7)));
+        assert!(!database_allowed("db_8", DevId(7)));
+        assert!(!database_allowed("cometql_v1", DevId(7)));
+        assert!(!database_allowed("db_x", DevId(7)));
+    }
+}

@@ -1,0 +1,305 @@
+//! The one typed configuration: defaults, then a TOML file (`--config FILE`), then `HALLEY_*` environment
+//! variables. Validated once at start; nothing else reads the environment. Every key is documented with its
+//! default in `halley.example.toml` at the repository root.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where the embedded SQLite database and the generated master key live.
+    pub data_dir: PathBuf,
+    /// `sqlite://...` or `postgres://...`; empty means `<data_dir>/halley.db`.
+    pub database_url: String,
+    /// Browsers: WebSocket, `/info`, the dashboard and the HTTP API.
+    pub http_addr: SocketAddr,
+    /// Tenants' backends: CometQL over the MySQL protocol.
+    pub cometql_addr: SocketAddr,
+    /// 32-byte key (64 hex digits) that encrypts tenants' secret keys at rest; empty means
+    /// `<data_dir>/master.key`, generated with mode 0600 on first start.
+    pub master_key_file: PathBuf,
+    /// Reported by `/info`.
+    pub node_name: String,
+    pub cometql: CometqlConfig,
+    pub websocket: WebsocketConfig,
+    pub log: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CometqlConfig {
+    /// Longest accepted query text; longer gets `ERROR 11 Data is too long` (the original: 9000).
+    pub max_query_bytes: usize,
+    /// Longest MySQL packet read at all; the connection is closed past it.
+    pub max_packet_bytes: usize,
+    /// A client that has not finished logging in by then is disconnected (half-open handshakes).
+    pub handshake_timeout_secs: u64,
+    /// A logged-in session with no command for this long is closed.
+    pub idle_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebsocketConfig {
+    /// Largest message a browser may send and largest frame the server sends (64 KiB).
+    pub max_message_bytes: usize,
+    /// Frames queued for one connection before it counts as a slow consumer and is closed with 1008.
+    pub outbox_frames: usize,
+    /// The server pings a connection idle for this long; one that stays silent for two intervals is dropped.
+    pub ping_interval_secs: u64,
+    /// Time allowed for the HTTP upgrade request to arrive.
+    pub handshake_timeout_secs: u64,
+    /// A stalled socket write is abandoned (and the connection closed) after this long.
+    pub write_timeout_secs: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("data"),
+            database_url: String::new(),
+            http_addr: SocketAddr::from(([0, 0, 0, 0], 8087)),
+            cometql_addr: SocketAddr::from(([0, 0, 0, 0], 3300)),
+            master_key_file: PathBuf::new(),
+            node_name: "halley".into(),
+            cometql: CometqlConfig::default(),
+            websocket: WebsocketConfig::default(),
+            log: "info".into(),
+        }
+    }
+}
+
+impl Default for CometqlConfig {
+    fn default() -> Self {
+        CometqlConfig {
+            max_query_bytes: 64 * 1024,
+            max_packet_bytes: 1024 * 1024,
+            handshake_timeout_secs: 10,
+            idle_timeout_secs: 3600,
+        }
+    }
+}
+
+impl Default for WebsocketConfig {
+    fn default() -> Self {
+        WebsocketConfig {
+            max_message_bytes: 64 * 1024,
+            outbox_frames: 1024,
+            ping_interval_secs: 25,
+            handshake_timeout_secs: 10,
+            write_timeout_secs: 10,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
+    #[error("environment variable {name}={value:?}: {reason}")]
+    Env {
+        name: &'static str,
+        value: String,
+        reason: String,
+    },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// The environment variables we read, in one list so that `--help` and the docs can't drift from the code.
+pub const ENV_VARS: &[&str] = &[
+    "HALLEY_DATA_DIR",
+    "HALLEY_DATABASE_URL",
+    "HALLEY_HTTP_ADDR",
+    "HALLEY_COMETQL_ADDR",
+    "HALLEY_MASTER_KEY_FILE",
+    "HALLEY_NODE_NAME",
+    "HALLEY_LOG",
+];
+
+impl Config {
+    /// Defaults, then `file` when given, then the process environment.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut config = match file {
+            Some(path) => Self::from_file(path)?,
+            None => Config::default(),
+        };
+        config.apply_env(|name| std::env::var(name).ok())?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_owned(),
+            source,
+        })
+    }
+
+    /// `lookup` is the environment; a parameter so that tests need not touch the real one.
+    pub fn apply_env(
+        &mut self,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<(), ConfigError> {
+        let addr = |name: &'static str, value: String| {
+            value.parse::<SocketAddr>().map_err(|e| ConfigError::Env {
+                name,
+                value,
+                reason: e.to_string(),
+            })
+        };
+        if let Some(v) = lookup("HALLEY_DATA_DIR") {
+            self.data_dir = v.into();
+        }
+        if let Some(v) = lookup("HALLEY_DATABASE_URL") {
+            self.database_url = v;
+        }
+        if let Some(v) = lookup("HALLEY_HTTP_ADDR") {
+            self.http_addr = addr("HALLEY_HTTP_ADDR", v)?;
+        }
+        if let Some(v) = lookup("HALLEY_COMETQL_ADDR") {
+            self.cometql_addr = addr("HALLEY_COMETQL_ADDR", v)?;
+        }
+        if let Some(v) = lookup("HALLEY_MASTER_KEY_FILE") {
+            self.master_key_file = v.into();
+        }
+        if let Some(v) = lookup("HALLEY_NODE_NAME") {
+            self.node_name = v;
+        }
+        if let Some(v) = lookup("HALLEY_LOG") {
+            self.log = v;
+        }
+        Ok(())
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let url = self.database_url();
+        if !(url.starts_with("sqlite:")
+            || url.starts_with("postgres://")
+            || url.starts_with("postgresql://"))
+        {
+            return Err(ConfigError::Invalid(format!(
+                "database_url must start with sqlite: or postgres://, got {url:?}"
+            )));
+        }
+        let ws = &self.websocket;
+        if ws.max_message_bytes < 1024 || ws.outbox_frames == 0 || ws.ping_interval_secs == 0 {
+            return Err(ConfigError::Invalid(
+                "websocket: max_message_bytes >= 1024, outbox_frames >= 1 and ping_interval_secs >= 1 are required".into(),
+            ));
+        }
+        let q = &self.cometql;
+        if q.max_query_bytes < 64 || q.max_packet_bytes < q.max_query_bytes {
+            return Err(ConfigError::Invalid(
+                "cometql: max_query_bytes >= 64 and max_packet_bytes >= max_query_bytes are required".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The effective database URL: the configured one, or the embedded SQLite file in the data directory.
+    pub fn database_url(&self) -> String {
+        if self.database_url.is_empty() {
+            format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("halley.db").display()
+            )
+        } else {
+            self.database_url.clone()
+        }
+    }
+
+    pub fn master_key_path(&self) -> PathBuf {
+        if self.master_key_file.as_os_str().is_empty() {
+            self.data_dir.join("master.key")
+        } else {
+            self.master_key_file.clone()
+        }
+    }
+}
+
+impl CometqlConfig {
+    pub fn handshake_timeout(&self) -> Duration {
+        Duration::from_secs(self.handshake_timeout_secs)
+    }
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.idle_timeout_secs)
+    }
+}
+
+impl WebsocketConfig {
+    pub fn ping_interval(&self) -> Duration {
+        Duration::from_secs(self.ping_interval_secs)
+    }
+    pub fn handshake_timeout(&self) -> Duration {
+        Duration::from_secs(self.handshake_timeout_secs)
+    }
+    pub fn write_timeout(&self) -> Duration {
+        Duration::from_secs(self.write_timeout_secs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_documented_ports_and_embedded_sqlite() {
+        let c = Config::default();
+        assert_eq!(c.http_addr.port(), 8087);
+        assert_eq!(c.cometql_addr.port(), 3300);
+        assert_eq!(c.database_url(), "sqlite://data/halley.db?mode=rwc");
+        assert_eq!(c.master_key_path(), PathBuf::from("data/master.key"));
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn example_file_documents_exactly_the_defaults() {
+        let example: Config = toml::from_str(include_str!("../../halley.example.toml")).unwrap();
+        assert_eq!(format!("{example:?}"), format!("{:?}", Config::default()));
+    }
+
+    #[test]
+    fn env_overrides_file_values() {
+        let mut c: Config =
+            toml::from_str("data_dir = \"/srv/h\"\n[websocket]\noutbox_frames = 7\n").unwrap();
+        c.apply_env(|k| match k {
+            "HALLEY_HTTP_ADDR" => Some("127.0.0.1:9000".into()),
+            "HALLEY_DATABASE_URL" => Some("postgres://x@h/db".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/srv/h"));
+        assert_eq!(c.websocket.outbox_frames, 7);
+        assert_eq!(c.http_addr.port(), 9000);
+        assert_eq!(c.database_url(), "postgres://x@h/db");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let mut c = Config::default();
+        let err = c
+            .apply_env(|k| (k == "HALLEY_COMETQL_ADDR").then(|| "nope".to_string()))
+            .unwrap_err();
+        assert!(err.to_string().contains("HALLEY_COMETQL_ADDR"), "{err}");
+        assert!(toml::from_str::<Config>("unknown_key = 1").is_err());
+        c.database_url = "mysql://x".into();
+        assert!(c.validate().is_err());
+    }
+}

@@ -1,0 +1,205 @@
+//! The local subscription registry. Short std mutexes, never held across an await; sharded by pipe.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use super::{Outbox, Publication};
+use crate::ids::{ConnId, DevId, PipeName};
+
+const SHARDS: usize = 64;
+
+type PipeKey = (DevId, PipeName);
+type Shard = Mutex<HashMap<PipeKey, HashMap<ConnId, Outbox>>>;
+
+/// Live per-tenant figures, read by SHOW STATUS, /info and metrics.
+#[derive(Default, Debug)]
+pub struct TenantCounters {
+    pub websocket_connections: AtomicI64,
+    pub cometql_sessions: AtomicI64,
+    pub messages: AtomicU64,
+    pub deliveries: AtomicU64,
+}
+
+pub struct Registry {
+    shards: Box<[Shard]>,
+    hasher: std::collections::hash_map::RandomState,
+    tenants: Mutex<HashMap<DevId, Arc<TenantCounters>>>,
+    pub slow_consumers_dropped: AtomicU64,
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Registry {
+    pub fn new() -> Registry {
+        Registry {
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            hasher: Default::default(),
+            tenants: Mutex::new(HashMap::new()),
+            slow_consumers_dropped: AtomicU64::new(0),
+        }
+    }
+
+    fn shard(
+        &self,
+        dev_id: DevId,
+        pipe: &PipeName,
+    ) -> &Mutex<HashMap<PipeKey, HashMap<ConnId, Outbox>>> {
+        let mut h = self.hasher.build_hasher();
+        dev_id.hash(&mut h);
+        pipe.hash(&mut h);
+        &self.shards[(h.finish() as usize) % SHARDS]
+    }
+
+    pub fn subscribe(&self, dev_id: DevId, pipe: &PipeName, outbox: Outbox) {
+        let mut shard = lock(self.shard(dev_id, pipe));
+        shard
+            .entry((dev_id, pipe.clone()))
+            .or_default()
+            .insert(outbox.conn, outbox);
+    }
+
+    pub fn unsubscribe(&self, dev_id: DevId, pipe: &PipeName, conn: ConnId) {
+        let mut shard = lock(self.shard(dev_id, pipe));
+        let key = (dev_id, pipe.clone());
+        if let Some(subs) = shard.get_mut(&key) {
+            subs.remove(&conn);
+            if subs.is_empty() {
+                shard.remove(&key);
+            }
+        }
+    }
+
+    /// Number of local connections subscribed to the pipe.
+    pub fn subscribers(&self, dev_id: DevId, pipe: &PipeName) -> usize {
+        let shard = lock(self.shard(dev_id, pipe));
+        shard.get(&(dev_id, pipe.clone())).map_or(0, HashMap::len)
+    }
+
+    /// Pushes the publication's frame into every local subscriber's outbox.
+    pub fn deliver(&self, p: &Publication) -> usize {
+        let mut delivered = 0;
+        let mut slow = 0;
+        {
+            let shard = lock(self.shard(p.dev_id, &p.pipe));
+            if let Some(subs) = shard.get(&(p.dev_id, p.pipe.clone())) {
+                let mut modern = None;
+                let mut legacy = None;
+                for outbox in subs.values() {
+                    if Some(outbox.conn) == p.except {
+                        continue;
+                    }
+                    let cache = match outbox.era {
+                        super::Era::Modern => &mut modern,
+                        super::Era::Legacy => &mut legacy,
+                    };
+                    let bytes = cache
+                        .get_or_insert_with(|| p.frame.wire(outbox.era))
+                        .clone();
+                    if outbox.push(bytes) {
+                        delivered += 1;
+                    } else {
+                        slow += 1;
+                    }
+                }
+            }
+        }
+        if slow > 0 {
+            self.slow_consumers_dropped
+                .fetch_add(slow, Ordering::Relaxed);
+        }
+        let t = self.tenant(p.dev_id);
+        t.messages.fetch_add(1, Ordering::Relaxed);
+        t.deliveries.fetch_add(delivered as u64, Ordering::Relaxed);
+        delivered
+    }
+
+    /// The tenant's live counters, created on first use.
+    pub fn tenant(&self, dev_id: DevId) -> Arc<TenantCounters> {
+        lock(&self.tenants).entry(dev_id).or_default().clone()
+    }
+
+    pub fn total_websocket_connections(&self) -> i64 {
+        lock(&self.tenants)
+            .values()
+            .map(|t| t.websocket_connections.load(Ordering::Relaxed))
+            .sum()
+    }
+}
+
+/// A poisoned registry mutex only means another thread panicked mid-update of a map whose every state is
+/// valid, so keep serving rather than take the whole node down.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hub::{Encoded, Era};
+    use bytes::Bytes;
+
+    struct Fixed(Bytes);
+    impl Encoded for Fixed {
+        fn wire(&self, _: Era) -> Bytes {
+            self.0.clone()
+        }
+    }
+
+    fn pipe(s: &str) -> PipeName {
+        PipeName::parse(s).unwrap()
+    }
+
+    #[tokio::test]
+    async fn delivers_same_bytes_to_each_subscriber_of_the_tenant_only() {
+        let r = Registry::new();
+        let (a, mut ra, _) = Outbox::new(ConnId(1), Era::Modern, 4);
+        let (b, mut rb, _) = Outbox::new(ConnId(2), Era::Modern, 4);
+        let (c, mut rc, _) = Outbox::new(ConnId(3), Era::Modern, 4);
+        r.subscribe(DevId(1), &pipe("chat"), a);
+        r.subscribe(DevId(1), &pipe("chat"), b);
+        r.subscribe(DevId(2), &pipe("chat"), c);
+        let frame = Bytes::from_static(b"hello");
+        let p = Publication {
+            dev_id: DevId(1),
+            pipe: pipe("chat"),
+            frame: Arc::new(Fixed(frame.clone())),
+            except: Some(ConnId(2)),
+        };
+        assert_eq!(r.deliver(&p), 1);
+        let got = ra.try_recv().unwrap();
+        assert_eq!(got.as_ptr(), frame.as_ptr(), "shared, not copied");
+        assert!(rb.try_recv().is_err(), "the sender is excluded");
+        assert!(rc.try_recv().is_err(), "another tenant never sees it");
+        r.unsubscribe(DevId(1), &pipe("chat"), ConnId(1));
+        r.unsubscribe(DevId(1), &pipe("chat"), ConnId(2));
+        assert_eq!(r.subscribers(DevId(1), &pipe("chat")), 0);
+    }
+
+    #[tokio::test]
+    async fn a_full_outbox_closes_that_connection_only() {
+        let r = Registry::new();
+        let (a, _ra, ctl_a) = Outbox::new(ConnId(1), Era::Modern, 1);
+        let (b, mut rb, ctl_b) = Outbox::new(ConnId(2), Era::Modern, 8);
+        r.subscribe(DevId(1), &pipe("chat"), a);
+        r.subscribe(DevId(1), &pipe("chat"), b);
+        let p = Publication {
+            dev_id: DevId(1),
+            pipe: pipe("chat"),
+            frame: Arc::new(Fixed(Bytes::from_static(b"x"))),
+            except: None,
+        };
+        r.deliver(&p);
+        r.deliver(&p);
+        assert_eq!(ctl_a.reason(), Some(crate::hub::CloseReason::SlowConsumer));
+        assert_eq!(ctl_b.reason(), None);
+        assert_eq!(rb.try_recv().unwrap(), Bytes::from_static(b"x"));
+        assert_eq!(rb.try_recv().unwrap(), Bytes::from_static(b"x"));
+        assert_eq!(r.slow_consumers_dropped.load(Ordering::Relaxed), 1);
+    }
+}

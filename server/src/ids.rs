@@ -1,0 +1,100 @@
+//! Domain identifiers. Bare integers and strings never cross a module boundary as ids: a `PipeName` has been
+//! validated once, a `DevId` is a tenant that can exist.
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::push::protocol::names::{self, EventNameError, PipeNameError};
+
+/// A tenant's public id (the CometQL user name and the browser's `dev_id`). Positive, never reused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DevId(pub u64);
+
+/// A tenant's end user, as the tenant's backend numbers them (users_auth.id). 0 means anonymous.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct UserId(pub u64);
+
+/// One WebSocket connection, unique for the life of the process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId(pub u64);
+
+/// A pipe (channel) name that passed validation; cheap to clone because the hub keys on it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PipeName(Arc<str>);
+
+/// An event name that passed validation (may be empty, as in the reference).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct EventName(Arc<str>);
+
+impl PipeName {
+    /// The CometQL rule (reference 1.6): 3..=64 characters of `[A-Za-z0-9_-]`, checked in the reference's order.
+    pub fn parse(s: &str) -> Result<Self, PipeNameError> {
+        names::check_cometql_pipe(s)?;
+        Ok(PipeName(Arc::from(s)))
+    }
+
+    /// The WebSocket subscription rule (reference 2.5): 2..=63 characters.
+    pub fn parse_subscription(s: &str) -> Result<Self, PipeNameError> {
+        names::check_ws_pipe(s)?;
+        Ok(PipeName(Arc::from(s)))
+    }
+
+    /// A pipe named in a browser command (`web_pipe2`, `pipe_log`, ...).
+    pub fn parse_command(s: &str) -> Result<Self, PipeNameError> {
+        names::check_command_pipe(s)?;
+        Ok(PipeName(Arc::from(s)))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl EventName {
+    pub fn parse(s: &str) -> Result<Self, EventNameError> {
+        names::check_event(s)?;
+        Ok(EventName(Arc::from(s)))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for DevId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl fmt::Display for UserId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl fmt::Display for PipeName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pipe_rules_of_each_front_door() {
+        assert_eq!(
+            PipeName::parse(&"a".repeat(65)),
+            Err(PipeNameError::TooLong)
+        );
+        assert_eq!(PipeName::parse("ab"), Err(PipeNameError::TooShort));
+        assert_eq!(PipeName::parse("a.b"), Err(PipeNameError::InvalidChars));
+        assert_eq!(PipeName::parse(&"a".repeat(64)).unwrap().as_str().len(), 64);
+        assert_eq!(PipeName::parse_subscription("ab").unwrap().as_str(), "ab");
+        assert!(PipeName::parse_subscription(&"a".repeat(64)).is_err());
+        assert_eq!(EventName::parse("").unwrap().as_str(), "");
+        assert_eq!(EventName::parse("é"), Err(EventNameError::InvalidChars));
+    }
+}

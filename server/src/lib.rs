@@ -1,0 +1,49 @@
+//! Halley: a hosted, multi-tenant Comet (WebSocket push) server, drop-in compatible with comet-server.
+//!
+//! # The publish path, in the order data flows
+//! 1. [`mysql`] reads a COM_QUERY from a tenant's authenticated session (the tenant was fixed at login by
+//!    [`tenant`]).
+//! 2. [`cometql::parse`] turns the text into a [`cometql::Statement`].
+//! 3. [`commands`] picks the table's command and validates values into typed ones ([`ids::PipeName`], ...).
+//! 4. `commands/pipes_messages.rs` builds the frame with [`push::outgoing`], **encoded once**, and calls
+//!    [`hub::Hub::publish`].
+//! 5. [`hub`] (through [`broker`]) finds the pipe's subscribers and pushes the same bytes into each
+//!    connection's bounded outbox.
+//! 6. [`push::websocket`]: each connection's task drains its outbox into its socket.
+//!
+//! The answer travels back as a [`commands::Outcome`] and [`mysql`] writes the OK packet.
+//!
+//! # Modules
+//! - [`config`]: the one typed configuration (defaults → file → `HALLEY_*`).
+//! - [`ids`]: domain newtypes.
+//! - [`mysql`]: MySQL wire protocol, server side: pure codec plus one connection loop. No CometQL knowledge.
+//! - [`cometql`]: the language, pure: `&str` → `Statement`.
+//! - [`commands`]: what each statement does, one file per table; shared by every front door.
+//! - [`tenant`]: credentials, keys sealed at rest.
+//! - [`hub`], [`broker`]: who is listening; how a publish reaches them.
+//! - [`push`]: browsers: pure protocol, outgoing frames, per-connection session and socket loop.
+//! - [`http`]: the one router on the HTTP port.
+//! - [`storage`]: all SQL (sqlx; PostgreSQL and SQLite).
+//! - [`app`]: composition root; [`logging`]: process plumbing for the binary.
+
+pub mod config;
+pub mod ids;
+
+pub mod mysql;
+
+pub mod cometql;
+
+pub mod commands;
+pub mod tenant;
+
+pub mod broker;
+pub mod hub;
+
+pub mod push;
+
+pub mod http;
+
+pub mod storage;
+
+pub mod app;
+pub mod logging;

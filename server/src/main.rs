@@ -1,0 +1,134 @@
+//! The `halley` binary: parses the command line and hands over to the library. Nothing else lives here.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use halley::config::Config;
+
+#[derive(Parser)]
+#[command(
+    name = "halley",
+    version,
+    about = "Halley: a hosted Comet (WebSocket push) server, compatible with comet-server"
+)]
+struct Cli {
+    /// TOML configuration file (see halley.example.toml); HALLEY_* environment variables override it.
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (the default).
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Manage tenants.
+    #[command(subcommand)]
+    Tenant(TenantCommand),
+    /// Check the configuration and print the effective values.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Subcommand)]
+enum TenantCommand {
+    /// Create a tenant; prints `dev_id=<n>` and `key=<key>`.
+    Create {
+        #[arg(long)]
+        email: String,
+    },
+    /// List tenants.
+    List,
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validate the configuration.
+    Check,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::load(cli.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("halley: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    halley::logging::init(&config.log);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("halley: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command.unwrap_or(Command::Serve), config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("halley: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command, config: Config) -> anyhow::Result<()> {
+    match command {
+        Command::Serve => {
+            let running = halley::app::start(config).await?;
+            println!(
+                "halley listening: http+ws {} cometql {}",
+                running.http_addr, running.cometql_addr
+            );
+            halley::logging::wait_for_signal().await?;
+            running.shutdown().await;
+        }
+        Command::Migrate => {
+            halley::app::open_tenants(&config)
+                .await?
+                .storage()
+                .close()
+                .await;
+            println!("migrations applied");
+        }
+        Command::Tenant(TenantCommand::Create { email }) => {
+            let tenants = halley::app::open_tenants(&config).await?;
+            let created = tenants
+                .create(&email, None)
+                .await
+                .context("creating the tenant")?;
+            println!("dev_id={}", created.dev_id);
+            println!("key={}", created.key);
+            tenants.storage().close().await;
+        }
+        Command::Tenant(TenantCommand::List) => {
+            let tenants = halley::app::open_tenants(&config).await?;
+            println!("dev_id\temail\tactive_keys\tcreated_at");
+            for t in tenants.storage().list_tenants().await? {
+                println!(
+                    "{}\t{}\t{}\t{}",
+                    t.dev_id, t.email, t.active_keys, t.created_at
+                );
+            }
+            tenants.storage().close().await;
+        }
+        Command::Config(ConfigCommand::Check) => {
+            println!("data_dir = {}", config.data_dir.display());
+            println!(
+                "database_url = {}",
+                halley::app::redact(&config.database_url())
+            );
+            println!("http_addr = {}", config.http_addr);
+            println!("cometql_addr = {}", config.cometql_addr);
+            println!("master_key_file = {}", config.master_key_path().display());
+            println!("configuration OK");
+        }
+    }
+    Ok(())
+}

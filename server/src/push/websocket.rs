@@ -1,0 +1,451 @@
+//! The browser front door: the HTTP upgrade on the comet-server URL forms, then one task per connection
+//! that owns its socket: it reads client commands, drains the connection's outbox into the socket, pings
+//! idle peers and closes on request (slow consumer, shutdown, revoked user).
+
+use std::collections::HashMap;
+use std::io::IoSlice;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use bytes::{Buf, Bytes, BytesMut};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{mpsc, watch};
+use tokio::time::{interval_at, Instant, MissedTickBehavior};
+use tokio_util::task::TaskTracker;
+
+use super::protocol::frames::{self, Frame};
+use super::protocol::wsframe::{self, FrameDecoder, Incoming};
+use super::protocol::{parse_command, parse_connect_url, Command, ConnectParams, UrlError};
+use super::session::Session;
+use crate::commands::Ctx;
+use crate::hub::{CloseReason, Control, Era, Outbox};
+use crate::ids::{ConnId, DevId, UserId};
+use crate::tenant::unix_now;
+
+/// Frames written to the socket in one vectored write at most.
+const WRITE_BATCH: usize = 64;
+
+pub struct WsService {
+    ctx: Ctx,
+    tasks: TaskTracker,
+    shutdown: watch::Receiver<bool>,
+    next_conn: AtomicU64,
+    live: Mutex<HashMap<ConnId, Arc<Control>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn header_has(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+impl WsService {
+    pub fn new(ctx: Ctx, tasks: TaskTracker, shutdown: watch::Receiver<bool>) -> WsService {
+        WsService {
+            ctx,
+            tasks,
+            shutdown,
+            next_conn: AtomicU64::new(1),
+            live: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Asks every connection to close with 1001 (server shutdown).
+    pub fn close_all(&self) {
+        for control in lock(&self.live).values() {
+            control.close(CloseReason::Shutdown);
+        }
+    }
+
+    pub fn live_connections(&self) -> usize {
+        lock(&self.live).len()
+    }
+
+    /// Answers the upgrade request and starts the connection's task. URL errors still upgrade, as in the
+    /// reference, so that the browser reads the error frame instead of a bare failed handshake.
+    pub async fn upgrade(self: Arc<Self>, mut req: Request, peer: SocketAddr) -> Response {
+        let headers = req.headers();
+        let key = headers
+            .get(header::SEC_WEBSOCKET_KEY)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let is_upgrade = header_has(headers, header::UPGRADE, "websocket")
+            && header_has(headers, header::CONNECTION, "upgrade");
+        let Some(key) = key.filter(|_| is_upgrade) else {
+            return (
+                StatusCode::BAD_REQUEST,
+                "This is a WebSocket endpoint: connect with a WebSocket client.\n",
+            )
+                .into_response();
+        };
+        if headers
+            .get(header::SEC_WEBSOCKET_VERSION)
+            .is_none_or(|v| v.as_bytes() != b"13")
+        {
+            return (
+                StatusCode::UPGRADE_REQUIRED,
+                [(header::SEC_WEBSOCKET_VERSION, "13")],
+                "Only WebSocket version 13 is supported.\n",
+            )
+                .into_response();
+        }
+        let protocol = headers
+            .get(header::SEC_WEBSOCKET_PROTOCOL)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .map(|p| p.trim().to_owned());
+        let target = req
+            .uri()
+            .path_and_query()
+            .map_or_else(|| req.uri().path().to_owned(), |p| p.as_str().to_owned());
+        let params = parse_connect_url(&target);
+        let Some(on_upgrade) = req.extensions_mut().remove::<hyper::upgrade::OnUpgrade>() else {
+            return (StatusCode::INTERNAL_SERVER_ERROR, "upgrade unavailable\n").into_response();
+        };
+        let this = self.clone();
+        self.tasks.spawn(async move {
+            match on_upgrade.await {
+                Ok(upgraded) => this.run(TokioIo::new(upgraded), params, peer).await,
+                Err(e) => tracing::debug!(%peer, error = %e, "WebSocket upgrade failed"),
+            }
+        });
+        let mut response = Response::new(Body::empty());
+        *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        let h = response.headers_mut();
+        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+        if let Ok(v) = HeaderValue::from_str(&wsframe::accept_key(&key)) {
+            h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
+        }
+        if let Some(v) = protocol.and_then(|p| HeaderValue::from_str(&p).ok()) {
+            h.insert(header::SEC_WEBSOCKET_PROTOCOL, v);
+        }
+        response
+    }
+
+    async fn run<S>(
+        self: Arc<Self>,
+        mut io: S,
+        params: Result<ConnectParams, UrlError>,
+        peer: SocketAddr,
+    ) where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let write_timeout = self.ctx.config.websocket.write_timeout();
+        let params = match params {
+            Ok(p) => p,
+            Err(e) => {
+                let frame = frames::url_error(e, unix_now());
+                close_with(&mut io, &frame, 1008, "invalid connect URL", write_timeout).await;
+                return;
+            }
+        };
+        let dev_id = DevId(params.dev_id);
+        match self.ctx.tenants.exists(dev_id).await {
+            Ok(true) => {}
+            Ok(false) => {
+                let frame = frames::error("Unknown dev_id: no such tenant", unix_now())
+                    .encode(era_of(&params));
+                close_with(&mut io, &frame, 1008, "unknown dev_id", write_timeout).await;
+                return;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "tenant lookup failed for a WebSocket connect");
+                let frame =
+                    frames::error("Internal server error", unix_now()).encode(era_of(&params));
+                close_with(&mut io, &frame, 1011, "internal error", write_timeout).await;
+                return;
+            }
+        }
+        let era = era_of(&params);
+        let conn = ConnId(self.next_conn.fetch_add(1, Ordering::Relaxed));
+        let (outbox, rx, control) = Outbox::new(conn, era, self.ctx.config.websocket.outbox_frames);
+        lock(&self.live).insert(conn, control.clone());
+        let counters = self.ctx.hub.registry().tenant(dev_id);
+        counters
+            .websocket_connections
+            .fetch_add(1, Ordering::Relaxed);
+
+        let session = Session::new(dev_id, UserId(0), false, params.uuid.clone(), outbox);
+        let mut conn_loop = ConnLoop {
+            ctx: &self.ctx,
+            session,
+            era,
+            control,
+            decoder: FrameDecoder::new(self.ctx.config.websocket.max_message_bytes),
+            rbuf: BytesMut::new(),
+            write_timeout,
+        };
+        let hello = frames::server_info(false, "", &crate::commands::server_version(), unix_now())
+            .encode(era);
+        if write_all(&mut io, &hello, write_timeout).await.is_ok() {
+            conn_loop.serve(&mut io, rx, self.shutdown.clone()).await;
+        }
+        conn_loop.session.unsubscribe_all(&self.ctx.hub);
+        lock(&self.live).remove(&conn);
+        counters
+            .websocket_connections
+            .fetch_sub(1, Ordering::Relaxed);
+        let s = &conn_loop.session;
+        tracing::debug!(%peer, conn = conn.0, user_id = s.user_id.0, uuid = %s.uuid, "WebSocket closed");
+    }
+}
+
+struct ConnLoop<'a> {
+    ctx: &'a Ctx,
+    session: Session,
+    era: Era,
+    control: Arc<Control>,
+    decoder: FrameDecoder,
+    rbuf: BytesMut,
+    write_timeout: Duration,
+}
+
+/// What the connection does after handling input.
+enum Next {
+    Continue,
+    Close(u16, &'static str),
+}
+
+impl ConnLoop<'_> {
+    async fn serve<S>(
+        &mut self,
+        io: &mut S,
+        mut rx: mpsc::Receiver<Bytes>,
+        mut shutdown: watch::Receiver<bool>,
+    ) where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let period = self.ctx.config.websocket.ping_interval();
+        let mut ticker = interval_at(Instant::now() + period, period);
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut last_heard = Instant::now();
+        let mut batch: Vec<Bytes> = Vec::new();
+        if *shutdown.borrow() {
+            self.control.close(CloseReason::Shutdown);
+        }
+        loop {
+            tokio::select! {
+                biased;
+                reason = self.control.closed() => {
+                    let (code, text) = close_code(reason);
+                    let _ = write_all(io, &wsframe::encode_close(code, text), Duration::from_secs(1)).await;
+                    return;
+                }
+                changed = shutdown.changed() => {
+                    // A dropped sender also means the server is going away.
+                    if changed.is_err() || *shutdown.borrow() {
+                        self.control.close(CloseReason::Shutdown);
+                    }
+                }
+                frame = rx.recv() => {
+                    let Some(frame) = frame else { return };
+                    batch.push(frame);
+                    while batch.len() < WRITE_BATCH {
+                        match rx.try_recv() {
+                            Ok(f) => batch.push(f),
+                            Err(_) => break,
+                        }
+                    }
+                    if write_batch(io, &mut batch, self.write_timeout).await.is_err() {
+                        return;
+                    }
+                }
+                read = io.read_buf(&mut self.rbuf) => {
+                    match read {
+                        Ok(0) | Err(_) => return,
+                        Ok(_) => {}
+                    }
+                    last_heard = Instant::now();
+                    match self.drain_input(io).await {
+                        Next::Continue => {}
+                        Next::Close(code, text) => {
+                            let _ = write_all(io, &wsframe::encode_close(code, text), Duration::from_secs(1)).await;
+                            return;
+                        }
+                    }
+                    if self.rbuf.is_empty() && self.rbuf.capacity() > 4096 {
+                        // Give back a large buffer once a big message is handled: idle connections stay small.
+                        self.rbuf = BytesMut::new();
+                    }
+                }
+                _ = ticker.tick() => {
+                    if last_heard.elapsed() >= period * 2 {
+                        return;
+                    }
+                    if write_all(io, &wsframe::encode_ping(b""), self.write_timeout).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn drain_input<S>(&mut self, io: &mut S) -> Next
+    where
+        S: AsyncWrite + Unpin,
+    {
+        loop {
+            let incoming = match self.decoder.decode(&mut self.rbuf) {
+                Ok(Some(i)) => i,
+                Ok(None) => return Next::Continue,
+                Err(e) => return Next::Close(e.close_code(), "protocol error"),
+            };
+            let next = match incoming {
+                Incoming::Text(text) => self.on_text(io, &text).await,
+                // Binary is read as text, as the reference does.
+                Incoming::Binary(data) => match std::str::from_utf8(&data) {
+                    Ok(text) => self.on_text(io, text).await,
+                    Err(_) => Next::Close(1007, "invalid UTF-8"),
+                },
+                Incoming::Ping(payload) => {
+                    if write_all(io, &wsframe::encode_pong(&payload), self.write_timeout)
+                        .await
+                        .is_err()
+                    {
+                        return Next::Close(1001, "");
+                    }
+                    Next::Continue
+                }
+                Incoming::Pong => Next::Continue,
+                Incoming::Close(..) => Next::Close(1000, ""),
+            };
+            if !matches!(next, Next::Continue) {
+                return next;
+            }
+        }
+    }
+
+    async fn on_text<S>(&mut self, io: &mut S, text: &str) -> Next
+    where
+        S: AsyncWrite + Unpin,
+    {
+        let command = match parse_command(text) {
+            Ok(c) => c,
+            Err(e) => return self.refuse(io, e).await,
+        };
+        match command {
+            Command::Subscription(sub) => {
+                self.session
+                    .replace_subscriptions(&self.ctx.hub, &sub.pipes);
+                match sub.notice {
+                    Some(e) => self.refuse(io, e).await,
+                    None => Next::Continue,
+                }
+            }
+            Command::Statistics | Command::Noop => Next::Continue,
+            Command::Unknown(word) => {
+                tracing::debug!(
+                    command = word,
+                    "unknown WebSocket command: closing, as the reference does"
+                );
+                Next::Close(wsframe::close_code::POLICY_VIOLATION, "unknown command")
+            }
+            _ => Next::Continue,
+        }
+    }
+
+    /// Sends the command's error frame; closes when the reference closes for that error.
+    async fn refuse<S>(&mut self, io: &mut S, e: super::protocol::CommandError) -> Next
+    where
+        S: AsyncWrite + Unpin,
+    {
+        if self.send_now(io, e.frame(unix_now())).await.is_err() || e.closes_connection() {
+            return Next::Close(wsframe::close_code::POLICY_VIOLATION, "invalid command");
+        }
+        Next::Continue
+    }
+
+    /// Writes a direct answer to this connection (not through the hub).
+    async fn send_now<S>(&mut self, io: &mut S, frame: Frame) -> std::io::Result<()>
+    where
+        S: AsyncWrite + Unpin,
+    {
+        write_all(io, &frame.encode(self.era), self.write_timeout).await
+    }
+}
+
+fn era_of(params: &ConnectParams) -> Era {
+    Era::from_version(params.api_version)
+}
+
+/// The one place close reasons become WebSocket close codes.
+fn close_code(reason: CloseReason) -> (u16, &'static str) {
+    match reason {
+        CloseReason::SlowConsumer => (1008, "slow consumer: outbox overflow"),
+        CloseReason::Shutdown => (1001, "server shutting down"),
+        CloseReason::Kicked => (1008, "closed by the server"),
+        CloseReason::TooBig => (1009, "message too big"),
+    }
+}
+
+async fn write_all<S: AsyncWrite + Unpin>(
+    io: &mut S,
+    bytes: &[u8],
+    limit: Duration,
+) -> std::io::Result<()> {
+    match tokio::time::timeout(limit, io.write_all(bytes)).await {
+        Ok(r) => r,
+        Err(_) => Err(std::io::ErrorKind::TimedOut.into()),
+    }
+}
+
+/// Writes queued frames with vectored writes; a socket that accepts nothing for `limit` is given up on.
+async fn write_batch<S: AsyncWrite + Unpin>(
+    io: &mut S,
+    batch: &mut Vec<Bytes>,
+    limit: Duration,
+) -> std::io::Result<()> {
+    let work = async {
+        let mut start = 0;
+        while start < batch.len() {
+            let slices: Vec<IoSlice<'_>> = batch[start..].iter().map(|b| IoSlice::new(b)).collect();
+            let mut n = io.write_vectored(&slices).await?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::WriteZero.into());
+            }
+            while start < batch.len() && n >= batch[start].len() {
+                n -= batch[start].len();
+                start += 1;
+            }
+            if n > 0 {
+                batch[start].advance(n);
+            }
+        }
+        io.flush().await
+    };
+    let result = match tokio::time::timeout(limit, work).await {
+        Ok(r) => r,
+        Err(_) => Err(std::io::ErrorKind::TimedOut.into()),
+    };
+    batch.clear();
+    result
+}
+
+/// Sends one last frame and a close frame, for connections refused right after the upgrade.
+async fn close_with<S: AsyncWrite + Unpin>(
+    io: &mut S,
+    frame: &[u8],
+    code: u16,
+    reason: &str,
+    limit: Duration,
+) {
+    if write_all(io, frame, limit).await.is_ok() {
+        let _ = write_all(io, &wsframe::encode_close(code, reason), limit).await;
+    }
+    let _ = io.shutdown().await;
+}

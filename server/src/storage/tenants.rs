@@ -1,0 +1,137 @@
+//! Tenants and their secret keys. Keys arrive here already sealed; this file never sees a key in clear.
+
+use sqlx::any::AnyRow;
+
+use super::{get, Storage, StorageError};
+use crate::ids::DevId;
+
+#[derive(Debug, Clone)]
+pub struct TenantRow {
+    pub dev_id: DevId,
+    pub email: String,
+    pub created_at: i64,
+    pub active_keys: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct KeyRow {
+    pub id: i64,
+    pub dev_id: DevId,
+    pub name: String,
+    pub sealed: Vec<u8>,
+    pub verifier: Vec<u8>,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+}
+
+fn dev(row: &AnyRow) -> Result<DevId, StorageError> {
+    Ok(DevId(get::<i64>(row, "dev_id")? as u64))
+}
+
+impl Storage {
+    pub async fn create_tenant(
+        &self,
+        email: &str,
+        password_hash: Option<&str>,
+        now: i64,
+    ) -> Result<DevId, StorageError> {
+        let row = sqlx::query(
+            "INSERT INTO tenants (email, password_hash, created_at) VALUES ($1, $2, $3) RETURNING dev_id",
+        )
+        .bind(email)
+        .bind(password_hash)
+        .bind(now)
+        .fetch_one(self.pool())
+        .await
+        .map_err(|e| match &e {
+            sqlx::Error::Database(d) if d.is_unique_violation() => {
+                StorageError::Conflict("a tenant with this email already exists")
+            }
+            _ => StorageError::Db(e),
+        })?;
+        dev(&row)
+    }
+
+    pub async fn list_tenants(&self) -> Result<Vec<TenantRow>, StorageError> {
+        let rows = sqlx::query(
+            "SELECT t.dev_id, t.email, t.created_at, \
+                    (SELECT COUNT(*) FROM tenant_keys k WHERE k.dev_id = t.dev_id AND k.revoked_at IS NULL) AS active_keys \
+             FROM tenants t ORDER BY t.dev_id",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(TenantRow {
+                    dev_id: dev(r)?,
+                    email: get(r, "email")?,
+                    created_at: get(r, "created_at")?,
+                    active_keys: get(r, "active_keys")?,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn tenant_exists(&self, dev_id: DevId) -> Result<bool, StorageError> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM tenants WHERE dev_id = $1")
+            .bind(dev_id.0 as i64)
+            .fetch_one(self.pool())
+            .await?;
+        Ok(get::<i64>(&row, "n")? > 0)
+    }
+
+    pub async fn add_key(
+        &self,
+        dev_id: DevId,
+        name: &str,
+        sealed: &[u8],
+        verifier: &[u8],
+        now: i64,
+    ) -> Result<i64, StorageError> {
+        let row = sqlx::query(
+            "INSERT INTO tenant_keys (dev_id, name, sealed, verifier, created_at) \
+             VALUES ($1, $2, $3, $4, $5) RETURNING id",
+        )
+        .bind(dev_id.0 as i64)
+        .bind(name)
+        .bind(sealed.to_vec())
+        .bind(verifier.to_vec())
+        .bind(now)
+        .fetch_one(self.pool())
+        .await?;
+        get(&row, "id")
+    }
+
+    /// The tenant's keys that are not revoked, oldest first.
+    pub async fn active_keys(&self, dev_id: DevId) -> Result<Vec<KeyRow>, StorageError> {
+        let rows = sqlx::query(
+            "SELECT id, dev_id, name, sealed, verifier, created_at, last_used_at FROM tenant_keys \
+             WHERE dev_id = $1 AND revoked_at IS NULL ORDER BY id",
+        )
+        .bind(dev_id.0 as i64)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(KeyRow {
+                    id: get(r, "id")?,
+                    dev_id: dev(r)?,
+                    name: get(r, "name")?,
+                    sealed: get(r, "sealed")?,
+                    verifier: get(r, "verifier")?,
+                    created_at: get(r, "created_at")?,
+                    last_used_at: get(r, "last_used_at")?,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn touch_key(&self, key_id: i64, now: i64) -> Result<(), StorageError> {
+        sqlx::query("UPDATE tenant_keys SET last_used_at = $1 WHERE id = $2")
+            .bind(now)
+            .bind(key_id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+}

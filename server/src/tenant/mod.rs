@@ -1,0 +1,195 @@
+//! Who is calling: tenant creation, CometQL credential checks and the keys behind browser JWTs.
+//! The failure of a login is one error whatever its cause, and costs the same work whatever its cause.
+
+pub mod keys;
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::ids::DevId;
+use crate::mysql::auth::{check_scramble, verifier};
+use crate::storage::{KeyRow, Storage, StorageError};
+pub use keys::{generate_key, KeyBox, KeyError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TenantError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error("invalid email address")]
+    InvalidEmail,
+}
+
+/// Any login failure: wrong key, unknown dev_id, non-numeric user, empty password. Deliberately one variant.
+#[derive(Debug, thiserror::Error)]
+#[error("Authentication failure")]
+pub struct AuthFailure;
+
+/// A successful CometQL login.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Login {
+    pub dev_id: DevId,
+    pub key_id: i64,
+}
+
+/// A freshly created tenant, with its first key in clear (shown once to whoever created it).
+#[derive(Debug, Clone)]
+pub struct NewTenant {
+    pub dev_id: DevId,
+    pub key: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct Tenants {
+    storage: Storage,
+    keys: KeyBox,
+}
+
+pub fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn valid_email(email: &str) -> bool {
+    let Some((local, domain)) = email.split_once('@') else {
+        return false;
+    };
+    !local.is_empty()
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && email.len() <= 254
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
+impl Tenants {
+    pub fn new(storage: Storage, keys: KeyBox) -> Tenants {
+        Tenants { storage, keys }
+    }
+
+    pub async fn create(
+        &self,
+        email: &str,
+        password_hash: Option<&str>,
+    ) -> Result<NewTenant, TenantError> {
+        if !valid_email(email) {
+            return Err(TenantError::InvalidEmail);
+        }
+        let now = unix_now();
+        let dev_id = self
+            .storage
+            .create_tenant(email, password_hash, now)
+            .await?;
+        let key = self.add_key(dev_id, "default").await?;
+        Ok(NewTenant { dev_id, key })
+    }
+
+    /// Creates and stores a new key, returning it in clear.
+    pub async fn add_key(&self, dev_id: DevId, name: &str) -> Result<String, TenantError> {
+        let key = generate_key();
+        let sealed = self.keys.seal(dev_id, &key);
+        self.storage
+            .add_key(dev_id, name, &sealed, &verifier(key.as_bytes()), unix_now())
+            .await?;
+        Ok(key)
+    }
+
+    /// mysql_native_password check of `scramble` (computed by the client over `salt`) against every active key
+    /// of the tenant named by `user`.
+    pub async fn login(
+        &self,
+        user: &[u8],
+        salt: &[u8; 20],
+        scramble: &[u8],
+    ) -> Result<Login, AuthFailure> {
+        let dev_id = parse_dev_id(user);
+        // Unknown and malformed users still cost one lookup and one check, so timing does not tell them apart.
+        let keys = self
+            .storage
+            .active_keys(dev_id.unwrap_or(DevId(0)))
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "key lookup failed during CometQL login");
+                AuthFailure
+            })?;
+        let found = match_key(&keys, salt, scramble);
+        match (dev_id, found) {
+            (Some(dev_id), Some(key_id)) if !scramble.is_empty() => {
+                if let Err(e) = self.storage.touch_key(key_id, unix_now()).await {
+                    tracing::warn!(error = %e, "could not record key use");
+                }
+                Ok(Login { dev_id, key_id })
+            }
+            _ => Err(AuthFailure),
+        }
+    }
+
+    pub async fn exists(&self, dev_id: DevId) -> Result<bool, TenantError> {
+        Ok(self.storage.tenant_exists(dev_id).await?)
+    }
+
+    /// The tenant's active keys in clear: the HMAC keys of its users' JWTs.
+    pub async fn secret_keys(&self, dev_id: DevId) -> Result<Vec<String>, TenantError> {
+        let rows = self.storage.active_keys(dev_id).await?;
+        rows.iter()
+            .map(|r| Ok(self.keys.open(dev_id, &r.sealed)?))
+            .collect()
+    }
+
+    pub fn storage(&self) -> &Storage {
+        &self.storage
+    }
+}
+
+fn match_key(keys: &[KeyRow], salt: &[u8; 20], scramble: &[u8]) -> Option<i64> {
+    const DUMMY: [u8; 20] = [0x5a; 20];
+    if keys.is_empty() {
+        check_scramble(salt, scramble, &DUMMY);
+        return None;
+    }
+    let mut found = None;
+    for k in keys {
+        // Every key is checked even after a match, so the position of the matching key does not show in timing.
+        if check_scramble(salt, scramble, &k.verifier) && found.is_none() {
+            found = Some(k.id);
+        }
+    }
+    found
+}
+
+/// `"15"` → dev 15. Anything else (root, `abc`, `0`, leading `+`, 20 digits) is not a tenant.
+pub fn parse_dev_id(user: &[u8]) -> Option<DevId> {
+    if user.is_empty() || user.len() > 18 || !user.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let text = std::str::from_utf8(user).ok()?;
+    match text.parse::<u64>() {
+        Ok(0) | Err(_) => None,
+        Ok(n) => Some(DevId(n)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dev_id_from_user_name() {
+        assert_eq!(parse_dev_id(b"15"), Some(DevId(15)));
+        assert_eq!(parse_dev_id(b"root"), None);
+        assert_eq!(parse_dev_id(b"0"), None);
+        assert_eq!(parse_dev_id(b""), None);
+        assert_eq!(parse_dev_id(b"+5"), None);
+        assert_eq!(parse_dev_id(b"1234567890123456789"), None);
+    }
+
+    #[test]
+    fn email_shape() {
+        assert!(valid_email("a@example.com"));
+        assert!(!valid_email("a@b"));
+        assert!(!valid_email("@example.com"));
+        assert!(!valid_email("a b@example.com"));
+    }
+}
