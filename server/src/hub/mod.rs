@@ -7,9 +7,11 @@
 
 mod control;
 mod registry;
+mod users;
 
 pub use control::{CloseReason, Control};
 pub use registry::{Registry, TenantCounters};
+pub use users::LinkError;
 
 use std::sync::Arc;
 
@@ -17,7 +19,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use crate::broker::{Broker, InProcessBroker};
-use crate::ids::{ConnId, DevId, PipeName};
+use crate::ids::{ConnId, DevId, PipeName, UserId};
 
 /// Which frame dialect a connection speaks: clients older than API 4.0 get the reference's transform.
 pub use crate::push::protocol::ApiEra as Era;
@@ -40,51 +42,70 @@ pub struct Publication {
     pub except: Option<ConnId>,
 }
 
-/// The sending side of one connection's bounded outbox, as stored in the registry.
-#[derive(Clone)]
-pub struct Outbox {
+/// What the hub knows of a connection: enough to answer `users_in_pipes` and `track_pipe_users`.
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
     pub conn: ConnId,
     pub era: Era,
-    tx: mpsc::Sender<Bytes>,
-    control: Arc<Control>,
+    /// 0 for an anonymous connection.
+    pub user_id: UserId,
+    pub uuid: String,
+    pub ip: String,
+    pub user_agent: String,
+    pub origin: String,
+    pub language: String,
 }
+
+struct Conn {
+    info: ConnInfo,
+    tx: mpsc::Sender<Bytes>,
+    control: Control,
+}
+
+/// The sending side of one connection's bounded outbox, as stored in the registry. One pointer: every pipe
+/// a connection subscribes to costs the registry one `Arc` clone.
+#[derive(Clone)]
+pub struct Outbox(Arc<Conn>);
 
 impl Outbox {
     /// A new outbox of `capacity` frames; the receiver belongs to the connection's socket task.
-    pub fn new(
-        conn: ConnId,
-        era: Era,
-        capacity: usize,
-    ) -> (Outbox, mpsc::Receiver<Bytes>, Arc<Control>) {
+    pub fn new(info: ConnInfo, capacity: usize) -> (Outbox, mpsc::Receiver<Bytes>) {
         let (tx, rx) = mpsc::channel(capacity);
-        let control = Arc::new(Control::default());
-        (
-            Outbox {
-                conn,
-                era,
-                tx,
-                control: control.clone(),
-            },
-            rx,
-            control,
-        )
+        let conn = Conn {
+            info,
+            tx,
+            control: Control::default(),
+        };
+        (Outbox(Arc::new(conn)), rx)
+    }
+
+    pub fn conn(&self) -> ConnId {
+        self.0.info.conn
+    }
+
+    pub fn era(&self) -> Era {
+        self.0.info.era
+    }
+
+    pub fn info(&self) -> &ConnInfo {
+        &self.0.info
     }
 
     /// Queues a frame without waiting. A full outbox means the client stopped reading: it is closed (1008)
     /// rather than allowed to slow the publisher or anyone else.
     pub fn push(&self, frame: Bytes) -> bool {
-        match self.tx.try_send(frame) {
+        match self.0.tx.try_send(frame) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
-                self.control.close(CloseReason::SlowConsumer);
+                self.0.control.close(CloseReason::SlowConsumer);
                 false
             }
             Err(mpsc::error::TrySendError::Closed(_)) => false,
         }
     }
 
-    pub fn control(&self) -> &Arc<Control> {
-        &self.control
+    pub fn control(&self) -> &Control {
+        &self.0.control
     }
 }
 

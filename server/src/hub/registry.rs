@@ -26,6 +26,7 @@ pub struct Registry {
     shards: Box<[Shard]>,
     hasher: std::collections::hash_map::RandomState,
     tenants: Mutex<HashMap<DevId, Arc<TenantCounters>>>,
+    pub(super) users: super::users::Users,
     pub slow_consumers_dropped: AtomicU64,
 }
 
@@ -41,6 +42,7 @@ impl Registry {
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
             hasher: Default::default(),
             tenants: Mutex::new(HashMap::new()),
+            users: Default::default(),
             slow_consumers_dropped: AtomicU64::new(0),
         }
     }
@@ -61,7 +63,7 @@ impl Registry {
         shard
             .entry((dev_id, pipe.clone()))
             .or_default()
-            .insert(outbox.conn, outbox);
+            .insert(outbox.conn(), outbox);
     }
 
     pub fn unsubscribe(&self, dev_id: DevId, pipe: &PipeName, conn: ConnId) {
@@ -81,6 +83,15 @@ impl Registry {
         shard.get(&(dev_id, pipe.clone())).map_or(0, HashMap::len)
     }
 
+    /// Who is subscribed to the pipe (for users_in_pipes and track_pipe_users).
+    pub fn members(&self, dev_id: DevId, pipe: &PipeName) -> Vec<Outbox> {
+        let shard = lock(self.shard(dev_id, pipe));
+        shard
+            .get(&(dev_id, pipe.clone()))
+            .map(|subs| subs.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
     /// Pushes the publication's frame into every local subscriber's outbox.
     pub fn deliver(&self, p: &Publication) -> usize {
         let mut delivered = 0;
@@ -91,15 +102,15 @@ impl Registry {
                 let mut modern = None;
                 let mut legacy = None;
                 for outbox in subs.values() {
-                    if Some(outbox.conn) == p.except {
+                    if Some(outbox.conn()) == p.except {
                         continue;
                     }
-                    let cache = match outbox.era {
+                    let cache = match outbox.era() {
                         super::Era::Modern => &mut modern,
                         super::Era::Legacy => &mut legacy,
                     };
                     let bytes = cache
-                        .get_or_insert_with(|| p.frame.wire(outbox.era))
+                        .get_or_insert_with(|| p.frame.wire(outbox.era()))
                         .clone();
                     if outbox.push(bytes) {
                         delivered += 1;
@@ -134,14 +145,14 @@ impl Registry {
 
 /// A poisoned registry mutex only means another thread panicked mid-update of a map whose every state is
 /// valid, so keep serving rather than take the whole node down.
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
-    use crate::hub::{Encoded, Era};
+    use crate::hub::{Encoded, Era, Outbox};
     use bytes::Bytes;
 
     struct Fixed(Bytes);
@@ -155,12 +166,31 @@ mod tests {
         PipeName::parse(s).unwrap()
     }
 
+    pub(crate) fn outbox(
+        conn: u64,
+        capacity: usize,
+    ) -> (Outbox, tokio::sync::mpsc::Receiver<Bytes>) {
+        Outbox::new(
+            crate::hub::ConnInfo {
+                conn: ConnId(conn),
+                era: Era::Modern,
+                user_id: crate::ids::UserId(0),
+                uuid: String::new(),
+                ip: String::new(),
+                user_agent: String::new(),
+                origin: String::new(),
+                language: String::new(),
+            },
+            capacity,
+        )
+    }
+
     #[tokio::test]
     async fn delivers_same_bytes_to_each_subscriber_of_the_tenant_only() {
         let r = Registry::new();
-        let (a, mut ra, _) = Outbox::new(ConnId(1), Era::Modern, 4);
-        let (b, mut rb, _) = Outbox::new(ConnId(2), Era::Modern, 4);
-        let (c, mut rc, _) = Outbox::new(ConnId(3), Era::Modern, 4);
+        let (a, mut ra) = outbox(1, 4);
+        let (b, mut rb) = outbox(2, 4);
+        let (c, mut rc) = outbox(3, 4);
         r.subscribe(DevId(1), &pipe("chat"), a);
         r.subscribe(DevId(1), &pipe("chat"), b);
         r.subscribe(DevId(2), &pipe("chat"), c);
@@ -184,10 +214,10 @@ mod tests {
     #[tokio::test]
     async fn a_full_outbox_closes_that_connection_only() {
         let r = Registry::new();
-        let (a, _ra, ctl_a) = Outbox::new(ConnId(1), Era::Modern, 1);
-        let (b, mut rb, ctl_b) = Outbox::new(ConnId(2), Era::Modern, 8);
-        r.subscribe(DevId(1), &pipe("chat"), a);
-        r.subscribe(DevId(1), &pipe("chat"), b);
+        let (a, _ra) = outbox(1, 1);
+        let (b, mut rb) = outbox(2, 8);
+        r.subscribe(DevId(1), &pipe("chat"), a.clone());
+        r.subscribe(DevId(1), &pipe("chat"), b.clone());
         let p = Publication {
             dev_id: DevId(1),
             pipe: pipe("chat"),
@@ -196,8 +226,11 @@ mod tests {
         };
         r.deliver(&p);
         r.deliver(&p);
-        assert_eq!(ctl_a.reason(), Some(crate::hub::CloseReason::SlowConsumer));
-        assert_eq!(ctl_b.reason(), None);
+        assert_eq!(
+            a.control().reason(),
+            Some(crate::hub::CloseReason::SlowConsumer)
+        );
+        assert_eq!(b.control().reason(), None);
         assert_eq!(rb.try_recv().unwrap(), Bytes::from_static(b"x"));
         assert_eq!(rb.try_recv().unwrap(), Bytes::from_static(b"x"));
         assert_eq!(r.slow_consumers_dropped.load(Ordering::Relaxed), 1);

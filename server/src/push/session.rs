@@ -1,7 +1,7 @@
 //! One browser connection's state: who it is, what it is subscribed to, and its outbox in the hub.
 
 use crate::hub::{Hub, Outbox};
-use crate::ids::{ConnId, DevId, PipeName, UserId};
+use crate::ids::{ConnId, DevId, PipeName};
 
 /// Most pipes one connection may hold (reference and contract §5).
 pub const MAX_PIPES: usize = 32;
@@ -9,27 +9,17 @@ pub const MAX_PIPES: usize = 32;
 pub struct Session {
     pub conn: ConnId,
     pub dev_id: DevId,
-    pub user_id: UserId,
     pub authorized: bool,
-    pub uuid: String,
     pub outbox: Outbox,
     pipes: Vec<PipeName>,
 }
 
 impl Session {
-    pub fn new(
-        dev_id: DevId,
-        user_id: UserId,
-        authorized: bool,
-        uuid: String,
-        outbox: Outbox,
-    ) -> Session {
+    pub fn new(dev_id: DevId, authorized: bool, outbox: Outbox) -> Session {
         Session {
-            conn: outbox.conn,
+            conn: outbox.conn(),
             dev_id,
-            user_id,
             authorized,
-            uuid,
             outbox,
             pipes: Vec::new(),
         }

@@ -25,7 +25,7 @@ use super::protocol::wsframe::{self, FrameDecoder, Incoming};
 use super::protocol::{parse_command, parse_connect_url, Command, ConnectParams, UrlError};
 use super::session::Session;
 use crate::commands::Ctx;
-use crate::hub::{CloseReason, Control, Era, Outbox};
+use crate::hub::{CloseReason, ConnInfo, Era, Outbox};
 use crate::ids::{ConnId, DevId, UserId};
 use crate::tenant::unix_now;
 
@@ -37,11 +37,36 @@ pub struct WsService {
     tasks: TaskTracker,
     shutdown: watch::Receiver<bool>,
     next_conn: AtomicU64,
-    live: Mutex<HashMap<ConnId, Arc<Control>>>,
+    live: Mutex<HashMap<ConnId, Outbox>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The upgrade request's headers that users_in_pipes reports, truncated as the reference does.
+struct ClientHeaders {
+    user_agent: String,
+    origin: String,
+    language: String,
+}
+
+impl From<&HeaderMap> for ClientHeaders {
+    fn from(h: &HeaderMap) -> Self {
+        let get = |name: header::HeaderName, max: usize| {
+            let v = h.get(name).and_then(|v| v.to_str().ok()).unwrap_or("");
+            let mut end = v.len().min(max);
+            while !v.is_char_boundary(end) {
+                end -= 1;
+            }
+            v[..end].to_string()
+        };
+        ClientHeaders {
+            user_agent: get(header::USER_AGENT, 250),
+            origin: get(header::ORIGIN, 250),
+            language: get(header::ACCEPT_LANGUAGE, 64),
+        }
+    }
 }
 
 fn header_has(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
@@ -66,8 +91,8 @@ impl WsService {
 
     /// Asks every connection to close with 1001 (server shutdown).
     pub fn close_all(&self) {
-        for control in lock(&self.live).values() {
-            control.close(CloseReason::Shutdown);
+        for outbox in lock(&self.live).values() {
+            outbox.control().close(CloseReason::Shutdown);
         }
     }
 
@@ -113,13 +138,14 @@ impl WsService {
             .path_and_query()
             .map_or_else(|| req.uri().path().to_owned(), |p| p.as_str().to_owned());
         let params = parse_connect_url(&target);
+        let client = ClientHeaders::from(req.headers());
         let Some(on_upgrade) = req.extensions_mut().remove::<hyper::upgrade::OnUpgrade>() else {
             return (StatusCode::INTERNAL_SERVER_ERROR, "upgrade unavailable\n").into_response();
         };
         let this = self.clone();
         self.tasks.spawn(async move {
             match on_upgrade.await {
-                Ok(upgraded) => this.run(TokioIo::new(upgraded), params, peer).await,
+                Ok(upgraded) => this.run(TokioIo::new(upgraded), params, client, peer).await,
                 Err(e) => tracing::debug!(%peer, error = %e, "WebSocket upgrade failed"),
             }
         });
@@ -141,6 +167,7 @@ impl WsService {
         self: Arc<Self>,
         mut io: S,
         params: Result<ConnectParams, UrlError>,
+        headers: ClientHeaders,
         peer: SocketAddr,
     ) where
         S: AsyncRead + AsyncWrite + Unpin,
@@ -173,19 +200,28 @@ impl WsService {
         }
         let era = era_of(&params);
         let conn = ConnId(self.next_conn.fetch_add(1, Ordering::Relaxed));
-        let (outbox, rx, control) = Outbox::new(conn, era, self.ctx.config.websocket.outbox_frames);
-        lock(&self.live).insert(conn, control.clone());
+        let info = ConnInfo {
+            conn,
+            era,
+            user_id: UserId(0),
+            uuid: params.uuid.clone(),
+            ip: peer.ip().to_string(),
+            user_agent: headers.user_agent,
+            origin: headers.origin,
+            language: headers.language,
+        };
+        let (outbox, rx) = Outbox::new(info, self.ctx.config.websocket.outbox_frames);
+        lock(&self.live).insert(conn, outbox.clone());
         let counters = self.ctx.hub.registry().tenant(dev_id);
         counters
             .websocket_connections
             .fetch_add(1, Ordering::Relaxed);
 
-        let session = Session::new(dev_id, UserId(0), false, params.uuid.clone(), outbox);
+        let session = Session::new(dev_id, false, outbox);
         let mut conn_loop = ConnLoop {
             ctx: &self.ctx,
             session,
             era,
-            control,
             decoder: FrameDecoder::new(self.ctx.config.websocket.max_message_bytes),
             rbuf: BytesMut::new(),
             write_timeout,
@@ -200,8 +236,7 @@ impl WsService {
         counters
             .websocket_connections
             .fetch_sub(1, Ordering::Relaxed);
-        let s = &conn_loop.session;
-        tracing::debug!(%peer, conn = conn.0, user_id = s.user_id.0, uuid = %s.uuid, "WebSocket closed");
+        tracing::debug!(%peer, conn = conn.0, "WebSocket closed");
     }
 }
 
@@ -209,7 +244,6 @@ struct ConnLoop<'a> {
     ctx: &'a Ctx,
     session: Session,
     era: Era,
-    control: Arc<Control>,
     decoder: FrameDecoder,
     rbuf: BytesMut,
     write_timeout: Duration,
@@ -236,12 +270,12 @@ impl ConnLoop<'_> {
         let mut last_heard = Instant::now();
         let mut batch: Vec<Bytes> = Vec::new();
         if *shutdown.borrow() {
-            self.control.close(CloseReason::Shutdown);
+            self.session.outbox.control().close(CloseReason::Shutdown);
         }
         loop {
             tokio::select! {
                 biased;
-                reason = self.control.closed() => {
+                reason = self.session.outbox.control().closed() => {
                     let (code, text) = close_code(reason);
                     let _ = write_all(io, &wsframe::encode_close(code, text), Duration::from_secs(1)).await;
                     return;
@@ -249,7 +283,7 @@ impl ConnLoop<'_> {
                 changed = shutdown.changed() => {
                     // A dropped sender also means the server is going away.
                     if changed.is_err() || *shutdown.borrow() {
-                        self.control.close(CloseReason::Shutdown);
+                        self.session.outbox.control().close(CloseReason::Shutdown);
                     }
                 }
                 frame = rx.recv() => {
