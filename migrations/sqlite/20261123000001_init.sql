@@ -21,18 +21,20 @@ CREATE TABLE tenant_keys (
 );
 CREATE INDEX tenant_keys_by_dev ON tenant_keys (dev_id);
 
--- Pipe history, ordered by a per-pipe sequence (not by second) so trimming keeps exactly the newest N.
+-- Pipe history. `id` only grows, so ordering by it within a pipe is the per-pipe publish order (not the
+-- second, which ties), and trimming to the newest N keeps exactly N.
 CREATE TABLE pipe_history (
+    id      INTEGER PRIMARY KEY AUTOINCREMENT,
     dev_id  BIGINT NOT NULL,
     pipe    TEXT   NOT NULL,
-    seq     BIGINT NOT NULL,
     uuid    TEXT   NOT NULL,
     event   TEXT   NOT NULL,
     message TEXT   NOT NULL,
     user_id BIGINT NOT NULL,
-    sent_at BIGINT NOT NULL,
-    PRIMARY KEY (dev_id, pipe, seq)
+    sent_at BIGINT NOT NULL
 );
+CREATE INDEX pipe_history_by_pipe ON pipe_history (dev_id, pipe, id);
+CREATE INDEX pipe_history_by_uuid ON pipe_history (dev_id, uuid);
 
 CREATE TABLE pipe_settings (
     dev_id BIGINT NOT NULL,

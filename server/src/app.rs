@@ -57,12 +57,11 @@ pub struct Running {
 pub async fn start(config: Config) -> anyhow::Result<Running> {
     let config = Arc::new(config);
     let tenants = open_tenants(&config).await?;
-    let ctx = Ctx {
-        config: config.clone(),
-        storage: tenants.storage().clone(),
-        tenants,
-        hub: Hub::in_process(),
-    };
+    let ctx = Ctx::new(config.clone(), tenants, Hub::in_process());
+    // Sockets do not survive a restart: whoever was online when the server stopped is offline now.
+    ctx.storage
+        .mark_all_offline(crate::tenant::unix_now())
+        .await?;
     let http_listener = TcpListener::bind(config.http_addr)
         .await
         .with_context(|| format!("binding the HTTP/WebSocket address {}", config.http_addr))?;
@@ -108,6 +107,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             tracing::error!(error = %e, "HTTP server stopped");
         }
     });
+    tasks.spawn(maintenance(ctx.clone(), shutdown_rx.clone()));
     tracing::info!(%http_addr, %cometql_addr, database = %redact(&config.database_url()), "Halley is serving");
     Ok(Running {
         http_addr,
@@ -153,6 +153,25 @@ async fn accept_cometql(
                 tracing::debug!(%peer, error = %e, "CometQL connection ended with an error");
             }
         });
+    }
+}
+
+/// Expires queued private messages and `trust_` history, once a minute.
+async fn maintenance(ctx: Ctx, mut shutdown: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        }
+        let now = crate::tenant::unix_now();
+        if let Err(e) = ctx.storage.purge_expired_messages(now).await {
+            tracing::warn!(error = %e, "expiring queued private messages failed");
+        }
+        let before = now - ctx.config.messages.trust_history_secs as i64;
+        if let Err(e) = ctx.storage.purge_trust_history(before).await {
+            tracing::warn!(error = %e, "expiring trust_ history failed");
+        }
     }
 }
 

@@ -26,7 +26,29 @@ pub struct Config {
     pub node_name: String,
     pub cometql: CometqlConfig,
     pub websocket: WebsocketConfig,
+    pub messages: MessagesConfig,
     pub log: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MessagesConfig {
+    /// How long a private message (users_messages) waits for its offline user.
+    pub queue_ttl_secs: u64,
+    /// How long `trust_` pipes keep every message.
+    pub trust_history_secs: u64,
+    /// Most history entries a pipe can be configured to keep (pipes_settings.length is clamped to it).
+    pub max_history_length: i64,
+}
+
+impl Default for MessagesConfig {
+    fn default() -> Self {
+        MessagesConfig {
+            queue_ttl_secs: 120,
+            trust_history_secs: 120,
+            max_history_length: 1000,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -68,6 +90,7 @@ impl Default for Config {
             node_name: "halley".into(),
             cometql: CometqlConfig::default(),
             websocket: WebsocketConfig::default(),
+            messages: MessagesConfig::default(),
             log: "info".into(),
         }
     }

@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 
 use super::table::apply_limit;
 use super::{Caller, CommandError, Ctx, ErrorCode, Outcome};
-use crate::cometql::{Limit, Show};
+use crate::cometql::{Limit, Show, StatusScope};
 
 pub const DATABASE: &str = "CometQL_v1";
 
@@ -126,13 +126,27 @@ pub fn show(ctx: &Ctx, caller: Caller, show: Show) -> Result<Outcome, CommandErr
                 .collect();
             Ok(rows(&["Variable_name", "Value"], rows_))
         }
-        Show::Status(_) => {
+        Show::Status(scope) if !matches!(scope, StatusScope::Session | StatusScope::Global) => {
+            Err(CommandError::new(
+                ErrorCode::NotImplemented,
+                "Host status (filesystem, RAM, load, uptime) is not shown on a shared server",
+            ))
+        }
+        Show::Status(scope) => {
             let t = ctx.hub.registry().tenant(caller.dev_id);
             let v = |n: &str, x: String| vec![n.to_string(), x];
             Ok(rows(
                 &["Variable_name", "Value"],
                 vec![
-                    v("flag", "session".into()),
+                    v(
+                        "flag",
+                        if scope == StatusScope::Global {
+                            "global"
+                        } else {
+                            "session"
+                        }
+                        .into(),
+                    ),
                     v("id", caller.dev_id.to_string()),
                     v(
                         "user_online",
@@ -146,23 +160,81 @@ pub fn show(ctx: &Ctx, caller: Caller, show: Show) -> Result<Outcome, CommandErr
                 ],
             ))
         }
-        other => Err(CommandError::new(
-            ErrorCode::NotImplemented,
-            format!("{} is not yet implemented", show_name(&other)),
-        )),
+        Show::Columns { table } => show_columns(&table),
+        Show::TableStatus => Ok(table_status()),
+        Show::Processlist => Ok(rows(&["ServiceName", "id", "status", "count"], Vec::new())),
     }
 }
 
-fn show_name(show: &Show) -> &'static str {
-    match show {
-        Show::Databases => "SHOW DATABASES",
-        Show::Tables => "SHOW TABLES",
-        Show::Status(_) => "SHOW STATUS",
-        Show::TableStatus => "SHOW TABLE STATUS",
-        Show::Processlist => "SHOW PROCESSLIST",
-        Show::Variables { .. } => "SHOW VARIABLES",
-        Show::Columns { .. } => "SHOW COLUMNS",
-    }
+/// SHOW COLUMNS / DESCRIBE, for every table (the reference answered only for users_auth).
+fn show_columns(name: &str) -> Result<Outcome, CommandError> {
+    let table = super::TABLES
+        .iter()
+        .find(|t| t.name == name)
+        .ok_or_else(|| CommandError::new(ErrorCode::NoTable, "Table doesn't exist"))?;
+    let numeric = |c: &str| {
+        matches!(c, "time" | "users" | "length" | "user_id") || (c == "id" && table.key == "id")
+    };
+    let out = table
+        .columns
+        .iter()
+        .map(|c| {
+            vec![
+                c.to_string(),
+                if numeric(c) {
+                    "int(11)"
+                } else {
+                    "varchar(255)"
+                }
+                .to_string(),
+                "NO".to_string(),
+                if *c == table.key { "PRI" } else { "" }.to_string(),
+                String::new(),
+                String::new(),
+            ]
+        })
+        .collect();
+    Ok(rows(
+        &["Field", "Type", "Null", "Key", "Default", "Extra"],
+        out,
+    ))
+}
+
+/// MySQL's 18 columns, one row per listed table; figures that mean nothing here are empty.
+fn table_status() -> Outcome {
+    const COLUMNS: &[&str] = &[
+        "Name",
+        "Engine",
+        "Version",
+        "Row_format",
+        "Rows",
+        "Avg_row_length",
+        "Data_length",
+        "Max_data_length",
+        "Index_length",
+        "Data_free",
+        "Auto_increment",
+        "Create_time",
+        "Update_time",
+        "Check_time",
+        "Collation",
+        "Checksum",
+        "Create_options",
+        "Comment",
+    ];
+    let out = TABLES
+        .iter()
+        .map(|t| {
+            let mut row = vec![String::new(); COLUMNS.len()];
+            row[0] = t.to_string();
+            row[1] = "Halley".into();
+            row[2] = "10".into();
+            row[3] = "Dynamic".into();
+            row[14] = "utf8mb4_general_ci".into();
+            row
+        })
+        .collect();
+    rows(COLUMNS, out)
 }
 
 /// SQL LIKE with `%` and `_`, case-insensitive as MySQL's default collation is. Dynamic programming, so

@@ -2,11 +2,20 @@
 //! business rules live; the CometQL session, the WebSocket commands and (later) the HTTP API all call it.
 
 mod error;
+pub mod history;
 pub(crate) mod meta;
 mod pipes;
 pub mod pipes_messages;
+mod pipes_settings;
+mod revoked_tokens;
 pub mod session;
 mod table;
+pub mod users;
+pub mod users_auth;
+pub mod users_data;
+mod users_in_pipes;
+pub mod users_messages;
+pub mod users_time;
 
 pub use error::{CommandError, ErrorCode};
 
@@ -26,6 +35,20 @@ pub struct Ctx {
     pub storage: Storage,
     pub tenants: Tenants,
     pub hub: Hub,
+    /// Which pipes keep history, cached for the publish path.
+    pub history: Arc<history::HistoryLengths>,
+}
+
+impl Ctx {
+    pub fn new(config: Arc<Config>, tenants: Tenants, hub: Hub) -> Ctx {
+        Ctx {
+            config,
+            storage: tenants.storage().clone(),
+            tenants,
+            hub,
+            history: Arc::default(),
+        }
+    }
 }
 
 /// Who runs the statement. The tenant is fixed at login and never changes within a session.
@@ -74,17 +97,57 @@ pub async fn execute(ctx: &Ctx, caller: Caller, stmt: Statement) -> Result<Outco
         S::Show(show) => meta::show(ctx, caller, show),
         S::Insert(ins) => match ins.table.as_str() {
             "pipes_messages" => pipes_messages::insert(ctx, caller, &ins).await,
-            "pipes" => Err(pipes::read_only()),
-            other => Err(unknown_table(other)),
+            "pipes_settings" => pipes_settings::insert(ctx, caller, &ins).await,
+            "users_auth" => users_auth::insert(ctx, caller, &ins).await,
+            "users_data" => users_data::insert(ctx, caller, &ins).await,
+            "users_messages" => users_messages::insert(ctx, caller, &ins).await,
+            "revoked_tokens" => revoked_tokens::insert(ctx, caller, &ins).await,
+            other => Err(not_writable(other)),
         },
         S::Select(sel) => match sel.table.as_str() {
+            "pipes_messages" => pipes_messages::select(ctx, caller, &sel).await,
+            "pipes_settings" => pipes_settings::select(ctx, caller, &sel).await,
             "pipes" => pipes::select(ctx, caller, &sel),
+            "users_in_pipes" => users_in_pipes::select(ctx, caller, &sel),
+            "users_auth" => users_auth::select(ctx, caller, &sel).await,
+            "users_time" => users_time::select(ctx, caller, &sel).await,
+            "users_data" => users_data::select(ctx, caller, &sel).await,
+            "users_messages" => users_messages::select(ctx, caller, &sel).await,
+            "revoked_tokens" => revoked_tokens::select(ctx, caller, &sel).await,
             other => Err(unknown_table(other)),
         },
         S::Delete(del) => match del.table.as_str() {
-            "pipes" => Err(pipes::read_only()),
-            other => Err(unknown_table(other)),
+            "pipes_messages" => pipes_messages::delete(ctx, caller, &del).await,
+            "pipes_settings" => pipes_settings::delete(ctx, caller, &del).await,
+            "users_auth" => users_auth::delete(ctx, caller, &del).await,
+            "users_data" => users_data::delete(ctx, caller, &del).await,
+            "users_messages" => users_messages::delete(ctx, caller, &del).await,
+            "revoked_tokens" => revoked_tokens::delete(ctx, caller, &del).await,
+            other => Err(not_writable(other)),
         },
+    }
+}
+
+/// Every CometQL table, for SHOW COLUMNS / DESCRIBE.
+pub(crate) const TABLES: &[&table::Table] = &[
+    &pipes_messages::TABLE,
+    &pipes_settings::TABLE,
+    &pipes::TABLE,
+    &users_in_pipes::TABLE,
+    &users_auth::TABLE,
+    &users_time::TABLE,
+    &users_messages::TABLE,
+    &users_data::TABLE,
+    &revoked_tokens::TABLE,
+];
+
+/// INSERT or DELETE on a table that cannot take it.
+fn not_writable(name: &str) -> CommandError {
+    match name {
+        "pipes" => pipes::read_only(),
+        "users_time" => users_time::read_only(),
+        "users_in_pipes" => users_in_pipes::read_only(),
+        other => unknown_table(other),
     }
 }
 

@@ -8,6 +8,7 @@ use crate::ids::PipeName;
 pub const TABLE: Table = Table {
     name: "pipes",
     columns: &["name", "users"],
+    key: "name",
 };
 
 pub fn read_only() -> CommandError {

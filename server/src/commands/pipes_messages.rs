@@ -1,16 +1,19 @@
-//! `pipes_messages`: publishing to a pipe (INSERT). History (SELECT, DELETE) follows the reference's columns.
+//! `pipes_messages`: publishing to a pipe (INSERT), reading its history (SELECT) and clearing it (DELETE).
 
-use super::table::{required, Table};
+use super::history::{self, READ_LIMIT};
+use super::table::{apply_limit, project, required, Table, Verb};
 use super::{Caller, CommandError, Ctx, ErrorCode, Outcome};
-use crate::cometql::Insert;
+use crate::cometql::{Delete, Insert, Select};
 use crate::hub::Publication;
 use crate::ids::{ConnId, EventName, PipeName, UserId};
 use crate::push::outgoing;
+use crate::push::protocol::names::is_name_text;
 use crate::tenant::unix_now;
 
 pub const TABLE: Table = Table {
     name: "pipes_messages",
     columns: &["id", "time", "name", "index", "event", "message", "user_id"],
+    key: "name",
 };
 
 /// One message to publish, validated. Shared by every front door that publishes.
@@ -60,19 +63,92 @@ pub async fn insert(ctx: &Ctx, caller: Caller, ins: &Insert) -> Result<Outcome, 
         })
         .collect::<Result<Vec<_>, _>>()?;
     for m in messages {
-        publish(ctx, caller, m, None);
+        publish(ctx, caller, m, None).await?;
     }
     // The number of receivers is deliberately not returned (reference): OK(0, 0).
     Ok(Outcome::OK)
 }
 
-/// Encodes the frame once and hands it to the hub. Returns the number of local receivers.
-pub fn publish(ctx: &Ctx, caller: Caller, m: Message, except: Option<ConnId>) -> usize {
+/// Records history when the pipe keeps it, encodes the frame once and hands it to the hub. Returns the
+/// number of local receivers.
+pub async fn publish(
+    ctx: &Ctx,
+    caller: Caller,
+    m: Message,
+    except: Option<ConnId>,
+) -> Result<usize, CommandError> {
+    history::record(
+        ctx,
+        caller.dev_id,
+        &m.pipe,
+        m.event.as_str(),
+        &m.text,
+        m.sender,
+    )
+    .await?;
     let frame = outgoing::pipe_message(&m.pipe, &m.event, &m.text, unix_now(), m.sender);
-    ctx.hub.publish(Publication {
+    Ok(ctx.hub.publish(Publication {
         dev_id: caller.dev_id,
         pipe: m.pipe,
         frame,
         except,
-    })
+    }))
+}
+
+pub async fn select(ctx: &Ctx, caller: Caller, sel: &Select) -> Result<Outcome, CommandError> {
+    let proj = TABLE.projection(&sel.columns)?;
+    let names = TABLE.key_values(&sel.filter, "name", Verb::Select)?;
+    let mut rows = Vec::new();
+    for pipe in names
+        .iter()
+        .filter_map(|v| v.as_text())
+        .filter_map(|n| PipeName::parse(n).ok())
+    {
+        for h in ctx
+            .storage
+            .history(caller.dev_id, pipe.as_str(), READ_LIMIT)
+            .await?
+        {
+            let index = rows.len().to_string();
+            let event = if h.event.is_empty() {
+                "undefined".to_string()
+            } else {
+                h.event
+            };
+            rows.push(vec![
+                h.uuid,
+                h.sent_at.to_string(),
+                h.pipe,
+                index,
+                event,
+                h.message,
+                h.user_id.to_string(),
+            ]);
+        }
+    }
+    Ok(project(
+        &TABLE,
+        &proj,
+        apply_limit(rows, sel.limit.as_ref()),
+    ))
+}
+
+/// `WHERE name = ...` clears pipes' history, `WHERE id = ...` removes single entries; both may be given.
+pub async fn delete(ctx: &Ctx, caller: Caller, del: &Delete) -> Result<Outcome, CommandError> {
+    let names = TABLE.key_values(&del.filter, "name", Verb::Delete);
+    let ids = TABLE.key_values(&del.filter, "id", Verb::Delete);
+    if let (Err(e), Err(_)) = (&names, &ids) {
+        return Err(e.clone());
+    }
+    for pipe in names.unwrap_or(&[]).iter().filter_map(|v| v.as_text()) {
+        if PipeName::parse(pipe).is_ok() {
+            ctx.storage.delete_history(caller.dev_id, pipe).await?;
+        }
+    }
+    for id in ids.unwrap_or(&[]).iter().filter_map(|v| v.as_text()) {
+        if (3..=64).contains(&id.len()) && is_name_text(id) {
+            ctx.storage.delete_history_entry(caller.dev_id, id).await?;
+        }
+    }
+    Ok(Outcome::OK)
 }

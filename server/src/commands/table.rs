@@ -8,6 +8,8 @@ use crate::cometql::{Columns, Filter, Limit, Value};
 pub struct Table {
     pub name: &'static str,
     pub columns: &'static [&'static str],
+    /// The column a SELECT or DELETE must filter on.
+    pub key: &'static str,
 }
 
 pub fn not_a_column() -> CommandError {

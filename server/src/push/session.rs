@@ -1,53 +1,284 @@
-//! One browser connection's state: who it is, what it is subscribed to, and its outbox in the hub.
+//! One browser connection's state and what its commands do. No I/O here: handling a command yields the
+//! frames to answer with; the socket task writes them. Everything that publishes goes through `commands`.
 
-use crate::hub::{Hub, Outbox};
-use crate::ids::{ConnId, DevId, PipeName};
+use crate::commands::pipes_messages::{self, Message};
+use crate::commands::{users_time, Caller, Ctx, ErrorCode};
+use crate::hub::{Outbox, Publication};
+use crate::ids::{ConnId, DevId, PipeName, UserId};
+use crate::push::outgoing::shared;
+use crate::push::protocol::frames::{self, Frame, TrackEvent};
+use crate::push::protocol::names::{is_private, is_track, is_webauth};
+use crate::push::protocol::{Command, CommandError};
+use crate::storage::UserTable;
+use crate::tenant::unix_now;
 
 /// Most pipes one connection may hold (reference and contract §5).
 pub const MAX_PIPES: usize = 32;
 
+/// What handling a command asks the socket task to do.
+pub struct Answer {
+    pub frames: Vec<Frame>,
+    pub close: bool,
+}
+
+impl Answer {
+    fn none() -> Answer {
+        Answer {
+            frames: Vec::new(),
+            close: false,
+        }
+    }
+
+    fn one(frame: Frame) -> Answer {
+        Answer {
+            frames: vec![frame],
+            close: false,
+        }
+    }
+
+    /// The command's error frame; closes when the reference closes for that error.
+    pub fn refuse(e: CommandError) -> Answer {
+        Answer {
+            frames: vec![e.frame(unix_now())],
+            close: e.closes_connection(),
+        }
+    }
+}
+
 pub struct Session {
-    pub conn: ConnId,
     pub dev_id: DevId,
-    pub authorized: bool,
+    /// UserId(0) unless authorized.
+    pub user: UserId,
     pub outbox: Outbox,
     pipes: Vec<PipeName>,
 }
 
 impl Session {
-    pub fn new(dev_id: DevId, authorized: bool, outbox: Outbox) -> Session {
+    pub fn new(dev_id: DevId, user: UserId, outbox: Outbox) -> Session {
         Session {
-            conn: outbox.conn(),
             dev_id,
-            authorized,
+            user,
             outbox,
             pipes: Vec::new(),
         }
     }
 
+    pub fn authorized(&self) -> bool {
+        self.user.0 != 0
+    }
+
+    fn conn(&self) -> ConnId {
+        self.outbox.conn()
+    }
+
+    fn caller(&self) -> Caller {
+        Caller {
+            dev_id: self.dev_id,
+        }
+    }
+
+    pub async fn handle(&mut self, ctx: &Ctx, command: Command<'_>) -> Answer {
+        let now = unix_now();
+        match command {
+            Command::Subscription(sub) => {
+                self.replace_subscriptions(ctx, &sub.pipes);
+                sub.notice.map_or_else(Answer::none, Answer::refuse)
+            }
+            Command::WebPipe2 {
+                pipe,
+                anonymous,
+                event,
+                message,
+                ..
+            } => self.web_pipe2(ctx, pipe, anonymous, event, message).await,
+            Command::PipeLog { pipe, .. } => {
+                let Ok(pipe) = PipeName::parse_command(pipe) else {
+                    return Answer::refuse(CommandError::InvalidPipeName);
+                };
+                match ctx
+                    .storage
+                    .history(
+                        self.dev_id,
+                        pipe.as_str(),
+                        crate::commands::history::READ_LIMIT,
+                    )
+                    .await
+                {
+                    Ok(rows) => Answer {
+                        frames: rows
+                            .iter()
+                            .map(|h| {
+                                frames::history_entry(
+                                    &h.pipe,
+                                    &h.event,
+                                    &h.message,
+                                    h.sent_at,
+                                    h.user_id as u64,
+                                )
+                            })
+                            .collect(),
+                        close: false,
+                    },
+                    Err(e) => internal(e),
+                }
+            }
+            Command::PipeCount { pipe, marker } => {
+                let Ok(pipe) = PipeName::parse_command(pipe) else {
+                    return Answer::refuse(CommandError::InvalidPipeName);
+                };
+                let n = ctx.hub.registry().subscribers(self.dev_id, &pipe);
+                Answer::one(frames::pipe_count_answer(marker, n as u64, now))
+            }
+            Command::TrackPipeUsers { pipe, marker } => {
+                let Ok(pipe) = PipeName::parse_command(pipe) else {
+                    return Answer::refuse(CommandError::InvalidPipeName);
+                };
+                let mut members = ctx.hub.registry().members(self.dev_id, &pipe);
+                members.sort_by_key(|m| m.conn());
+                let users = members
+                    .iter()
+                    .map(|m| (m.info().user_id.0, m.info().uuid.as_str()));
+                Answer::one(frames::track_pipe_users_answer(marker, users, now))
+            }
+            Command::UserStatus { user_id } => {
+                match users_time::last_online(ctx, self.dev_id, UserId(user_id)).await {
+                    Ok(t) => Answer::one(frames::user_status_answer(user_id, t, now)),
+                    Err(e) => internal(e),
+                }
+            }
+            Command::UserData { marker, user_id } => {
+                match ctx
+                    .storage
+                    .user_value(UserTable::Data, self.dev_id, UserId(user_id))
+                    .await
+                {
+                    Ok(data) => Answer::one(frames::user_data_answer(
+                        marker,
+                        user_id,
+                        data.as_deref().unwrap_or(""),
+                        now,
+                    )),
+                    Err(e) => internal(e),
+                }
+            }
+            Command::Statistics | Command::Noop => Answer::none(),
+            Command::Unknown(word) => {
+                tracing::debug!(
+                    command = word,
+                    "unknown WebSocket command: closing, as the reference does"
+                );
+                Answer {
+                    frames: Vec::new(),
+                    close: true,
+                }
+            }
+        }
+    }
+
+    async fn web_pipe2(
+        &mut self,
+        ctx: &Ctx,
+        pipe: &str,
+        anonymous: bool,
+        event: &str,
+        message: &str,
+    ) -> Answer {
+        if is_webauth(pipe) && !self.authorized() {
+            return Answer::refuse(CommandError::WebauthAnonymous);
+        }
+        let mut m = match Message::new(pipe, event, message, ctx.config.websocket.max_message_bytes)
+        {
+            Ok(m) => m,
+            Err(e) if e.code == ErrorCode::TooLong => {
+                return Answer::refuse(CommandError::MessageTooLong)
+            }
+            Err(_) => return Answer::refuse(CommandError::InvalidChannelName),
+        };
+        m.sender = Some(if anonymous { UserId(0) } else { self.user });
+        let pipe = m.pipe.clone();
+        // The text is relayed exactly as sent (the reference mysql-escaped it).
+        match pipes_messages::publish(ctx, self.caller(), m, Some(self.conn())).await {
+            Ok(n) => Answer::one(frames::web_pipe_answer(
+                pipe.as_str(),
+                message,
+                n as u64,
+                unix_now(),
+            )),
+            Err(e) => internal(e),
+        }
+    }
+
     /// `subscription` replaces the whole set (reference 2.5). `private_` pipes are skipped for anonymous
-    /// connections; duplicates are kept once.
-    pub fn replace_subscriptions(&mut self, hub: &Hub, names: &[&str]) {
-        self.unsubscribe_all(hub);
+    /// connections; `track_` pipes tell their other subscribers who came and went.
+    pub fn replace_subscriptions(&mut self, ctx: &Ctx, names: &[&str]) {
+        self.unsubscribe_all(ctx);
         for name in names.iter().take(MAX_PIPES) {
             let Ok(pipe) = PipeName::parse_subscription(name) else {
                 continue;
             };
-            if pipe.as_str().starts_with("private_") && !self.authorized {
+            if (is_private(pipe.as_str()) && !self.authorized()) || self.pipes.contains(&pipe) {
                 continue;
             }
-            if self.pipes.contains(&pipe) {
-                continue;
+            if is_track(pipe.as_str()) {
+                self.presence(ctx, &pipe, TrackEvent::Subscription);
             }
-            hub.registry()
+            ctx.hub
+                .registry()
                 .subscribe(self.dev_id, &pipe, self.outbox.clone());
             self.pipes.push(pipe);
         }
     }
 
-    pub fn unsubscribe_all(&mut self, hub: &Hub) {
-        for pipe in self.pipes.drain(..) {
-            hub.registry().unsubscribe(self.dev_id, &pipe, self.conn);
+    pub fn unsubscribe_all(&mut self, ctx: &Ctx) {
+        for pipe in std::mem::take(&mut self.pipes) {
+            ctx.hub
+                .registry()
+                .unsubscribe(self.dev_id, &pipe, self.conn());
+            if is_track(pipe.as_str()) {
+                self.presence(ctx, &pipe, TrackEvent::Unsubscription);
+            }
         }
     }
+
+    fn presence(&self, ctx: &Ctx, pipe: &PipeName, event: TrackEvent) {
+        let info = self.outbox.info();
+        let frame =
+            frames::track_event(pipe.as_str(), event, info.user_id.0, &info.uuid, unix_now());
+        ctx.hub.publish(Publication {
+            dev_id: self.dev_id,
+            pipe: pipe.clone(),
+            frame: shared(frame),
+            except: Some(self.conn()),
+        });
+    }
+
+    /// `online` / `offline` on `user_status_<id>` and the durable users_time value.
+    pub async fn user_status(&self, ctx: &Ctx, online: bool) {
+        let frame = if online {
+            frames::user_online(self.user.0)
+        } else {
+            frames::user_offline(self.user.0)
+        };
+        let time = if online { 0 } else { unix_now() };
+        if let Err(e) = ctx
+            .storage
+            .set_last_online(self.dev_id, self.user, time)
+            .await
+        {
+            tracing::error!(error = %e, "could not record users_time");
+        }
+        if let Ok(pipe) = PipeName::parse_subscription(frame.pipe()) {
+            ctx.hub.publish(Publication {
+                dev_id: self.dev_id,
+                pipe,
+                frame: shared(frame),
+                except: None,
+            });
+        }
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> Answer {
+    tracing::error!(error = %e, "a WebSocket command failed");
+    Answer::one(frames::command_error("Internal server error", unix_now()))
 }

@@ -20,11 +20,12 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::{interval_at, Instant, MissedTickBehavior};
 use tokio_util::task::TaskTracker;
 
-use super::protocol::frames::{self, Frame};
+use super::protocol::frames;
 use super::protocol::wsframe::{self, FrameDecoder, Incoming};
-use super::protocol::{parse_command, parse_connect_url, Command, ConnectParams, UrlError};
-use super::session::Session;
-use crate::commands::Ctx;
+use super::protocol::{parse_command, parse_connect_url, ConnectParams, UrlError};
+use super::session::{Answer, Session};
+use crate::commands::users_messages::QUEUE_BATCH;
+use crate::commands::{users_auth, Ctx};
 use crate::hub::{CloseReason, ConnInfo, Era, Outbox};
 use crate::ids::{ConnId, DevId, UserId};
 use crate::tenant::unix_now;
@@ -200,38 +201,80 @@ impl WsService {
         }
         let era = era_of(&params);
         let conn = ConnId(self.next_conn.fetch_add(1, Ordering::Relaxed));
-        let info = ConnInfo {
-            conn,
-            era,
-            user_id: UserId(0),
-            uuid: params.uuid.clone(),
-            ip: peer.ip().to_string(),
-            user_agent: headers.user_agent,
-            origin: headers.origin,
-            language: headers.language,
+        let claimed = UserId(params.user_id);
+        let hash = match users_auth::authorize(&self.ctx, dev_id, claimed, &params.user_key).await {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::error!(error = %e, "browser authorization failed");
+                None
+            }
         };
-        let (outbox, rx) = Outbox::new(info, self.ctx.config.websocket.outbox_frames);
+        let make_outbox = |user_id: UserId| {
+            let info = ConnInfo {
+                conn,
+                era,
+                user_id,
+                uuid: params.uuid.clone(),
+                ip: peer.ip().to_string(),
+                user_agent: headers.user_agent.clone(),
+                origin: headers.origin.clone(),
+                language: headers.language.clone(),
+            };
+            Outbox::new(info, self.ctx.config.websocket.outbox_frames)
+        };
+        let registry = self.ctx.hub.registry();
+        // An authorized connection is linked to its user; past the per-user cap it stays anonymous.
+        let (user, first, (outbox, rx)) = match &hash {
+            Some(_) => {
+                let (outbox, rx) = make_outbox(claimed);
+                match registry.link_user(dev_id, claimed, outbox.clone()) {
+                    Ok(first) => (claimed, first, (outbox, rx)),
+                    Err(_) => (UserId(0), false, make_outbox(UserId(0))),
+                }
+            }
+            None => (UserId(0), false, make_outbox(UserId(0))),
+        };
+        let authorized = user.0 != 0;
         lock(&self.live).insert(conn, outbox.clone());
-        let counters = self.ctx.hub.registry().tenant(dev_id);
+        let counters = registry.tenant(dev_id);
         counters
             .websocket_connections
             .fetch_add(1, Ordering::Relaxed);
 
-        let session = Session::new(dev_id, false, outbox);
         let mut conn_loop = ConnLoop {
             ctx: &self.ctx,
-            session,
+            session: Session::new(dev_id, user, outbox),
             era,
             decoder: FrameDecoder::new(self.ctx.config.websocket.max_message_bytes),
             rbuf: BytesMut::new(),
             write_timeout,
         };
-        let hello = frames::server_info(false, "", &crate::commands::server_version(), unix_now())
-            .encode(era);
-        if write_all(&mut io, &hello, write_timeout).await.is_ok() {
+        let data = if authorized {
+            hash.as_deref().unwrap_or("")
+        } else {
+            ""
+        };
+        let hello = frames::server_info(
+            authorized,
+            data,
+            &crate::commands::server_version(),
+            unix_now(),
+        )
+        .encode(era);
+        if first {
+            conn_loop.session.user_status(&self.ctx, true).await;
+        }
+        let mut ok = write_all(&mut io, &hello, write_timeout).await.is_ok();
+        if ok && authorized {
+            ok = conn_loop.deliver_queue(&mut io).await.is_ok();
+        }
+        if ok {
             conn_loop.serve(&mut io, rx, self.shutdown.clone()).await;
         }
-        conn_loop.session.unsubscribe_all(&self.ctx.hub);
+        conn_loop.session.unsubscribe_all(&self.ctx);
+        if authorized && registry.unlink_user(dev_id, user, conn) {
+            conn_loop.session.user_status(&self.ctx, false).await;
+        }
         lock(&self.live).remove(&conn);
         counters
             .websocket_connections
@@ -368,48 +411,67 @@ impl ConnLoop<'_> {
     where
         S: AsyncWrite + Unpin,
     {
-        let command = match parse_command(text) {
-            Ok(c) => c,
-            Err(e) => return self.refuse(io, e).await,
+        let answer = match parse_command(text) {
+            Ok(command) => self.session.handle(self.ctx, command).await,
+            Err(e) => Answer::refuse(e),
         };
-        match command {
-            Command::Subscription(sub) => {
-                self.session
-                    .replace_subscriptions(&self.ctx.hub, &sub.pipes);
-                match sub.notice {
-                    Some(e) => self.refuse(io, e).await,
-                    None => Next::Continue,
-                }
+        for frame in &answer.frames {
+            if write_all(io, &frame.encode(self.era), self.write_timeout)
+                .await
+                .is_err()
+            {
+                return Next::Close(wsframe::close_code::GOING_AWAY, "");
             }
-            Command::Statistics | Command::Noop => Next::Continue,
-            Command::Unknown(word) => {
-                tracing::debug!(
-                    command = word,
-                    "unknown WebSocket command: closing, as the reference does"
-                );
-                Next::Close(wsframe::close_code::POLICY_VIOLATION, "unknown command")
-            }
-            _ => Next::Continue,
         }
-    }
-
-    /// Sends the command's error frame; closes when the reference closes for that error.
-    async fn refuse<S>(&mut self, io: &mut S, e: super::protocol::CommandError) -> Next
-    where
-        S: AsyncWrite + Unpin,
-    {
-        if self.send_now(io, e.frame(unix_now())).await.is_err() || e.closes_connection() {
+        if answer.close {
             return Next::Close(wsframe::close_code::POLICY_VIOLATION, "invalid command");
         }
         Next::Continue
     }
 
-    /// Writes a direct answer to this connection (not through the hub).
-    async fn send_now<S>(&mut self, io: &mut S, frame: Frame) -> std::io::Result<()>
+    /// Private messages queued while the user was away, in order and all of them, written straight to
+    /// the socket; each batch is removed from the queue once written, so none is delivered twice.
+    async fn deliver_queue<S>(&mut self, io: &mut S) -> std::io::Result<()>
     where
         S: AsyncWrite + Unpin,
     {
-        write_all(io, &frame.encode(self.era), self.write_timeout).await
+        let (dev_id, user) = (self.session.dev_id, self.session.user);
+        loop {
+            let batch = match self
+                .ctx
+                .storage
+                .queued_messages(dev_id, user, unix_now(), QUEUE_BATCH)
+                .await
+            {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::error!(error = %e, "reading queued private messages failed");
+                    return Ok(());
+                }
+            };
+            let Some(last) = batch.last().map(|m| m.id) else {
+                return Ok(());
+            };
+            let mut frames: Vec<Bytes> = batch
+                .iter()
+                .map(|m| {
+                    frames::queued_private_message(&m.event, &m.message, m.sent_at).encode(self.era)
+                })
+                .collect();
+            write_batch(io, &mut frames, self.write_timeout).await?;
+            if let Err(e) = self
+                .ctx
+                .storage
+                .delete_queued_through(dev_id, user, last)
+                .await
+            {
+                tracing::error!(error = %e, "removing delivered private messages failed");
+                return Ok(());
+            }
+            if (batch.len() as i64) < QUEUE_BATCH {
+                return Ok(());
+            }
+        }
     }
 }
 

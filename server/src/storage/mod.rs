@@ -2,9 +2,13 @@
 //! (the embedded default) run the same statements: `$n` placeholders, `ON CONFLICT` upserts and `RETURNING`
 //! are understood by both. One file per concern.
 
+mod pipes;
 mod tenants;
+mod users;
 
+pub use pipes::HistoryRow;
 pub use tenants::{KeyRow, TenantRow};
+pub use users::{QueuedMessage, UserTable};
 
 use std::path::Path;
 use std::time::Duration;

@@ -1,6 +1,7 @@
 //! Who is calling: tenant creation, CometQL credential checks and the keys behind browser JWTs.
 //! The failure of a login is one error whatever its cause, and costs the same work whatever its cause.
 
+pub mod jwt;
 pub mod keys;
 
 use std::time::{SystemTime, UNIX_EPOCH};

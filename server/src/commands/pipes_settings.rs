@@ -1,0 +1,82 @@
+//! `pipes_settings`: how many messages a pipe keeps in its history.
+
+use super::table::{apply_limit, project, required, Table, Verb};
+use super::{Caller, CommandError, Ctx, ErrorCode, Outcome};
+use crate::cometql::{Delete, Insert, Select};
+use crate::ids::PipeName;
+
+pub const TABLE: Table = Table {
+    name: "pipes_settings",
+    columns: &["name", "length"],
+    key: "name",
+};
+
+pub async fn insert(ctx: &Ctx, caller: Caller, ins: &Insert) -> Result<Outcome, CommandError> {
+    let max = ctx.config.messages.max_history_length;
+    let mut settings = Vec::new();
+    for row in &ins.rows {
+        let row = TABLE.insert_row(ins.columns.as_deref(), row)?;
+        let pipe = PipeName::parse(required(&row, "name")?)?;
+        let length = match row
+            .iter()
+            .find(|(c, _)| *c == "length")
+            .and_then(|(_, v)| v.as_text())
+        {
+            None => 0,
+            Some(text) => text.trim().parse::<i64>().map_err(|_| {
+                CommandError::new(ErrorCode::Invalid, "The length field must be a number")
+            })?,
+        };
+        settings.push((pipe, length.clamp(0, max)));
+    }
+    for (pipe, length) in &settings {
+        ctx.storage
+            .set_pipe_length(caller.dev_id, pipe.as_str(), *length)
+            .await?;
+        ctx.history.set(caller.dev_id, pipe, *length);
+    }
+    Ok(Outcome::Done {
+        affected_rows: settings.len() as u64,
+        last_insert_id: 0,
+    })
+}
+
+pub async fn select(ctx: &Ctx, caller: Caller, sel: &Select) -> Result<Outcome, CommandError> {
+    let proj = TABLE.projection(&sel.columns)?;
+    let names = TABLE.key_values(&sel.filter, "name", Verb::Select)?;
+    let mut rows = Vec::new();
+    for pipe in names
+        .iter()
+        .filter_map(|v| v.as_text())
+        .filter_map(|n| PipeName::parse(n).ok())
+    {
+        if let Some(length) = ctx
+            .storage
+            .pipe_length(caller.dev_id, pipe.as_str())
+            .await?
+        {
+            rows.push(vec![pipe.as_str().to_string(), length.to_string()]);
+        }
+    }
+    Ok(project(
+        &TABLE,
+        &proj,
+        apply_limit(rows, sel.limit.as_ref()),
+    ))
+}
+
+/// Removes the settings and clears the pipe's history (reference).
+pub async fn delete(ctx: &Ctx, caller: Caller, del: &Delete) -> Result<Outcome, CommandError> {
+    let names = TABLE.key_values(&del.filter, "name", Verb::Delete)?;
+    for pipe in names
+        .iter()
+        .filter_map(|v| v.as_text())
+        .filter_map(|n| PipeName::parse(n).ok())
+    {
+        ctx.storage
+            .delete_pipe_settings(caller.dev_id, pipe.as_str())
+            .await?;
+        ctx.history.set(caller.dev_id, &pipe, 0);
+    }
+    Ok(Outcome::OK)
+}

@@ -1,0 +1,75 @@
+//! `revoked_tokens`: JWTs that must no longer log anyone in. Revoking a valid token also removes its user's
+//! hash and closes that user's connections (reference).
+
+use super::table::{apply_limit, project, required, Table, Verb};
+use super::{Caller, CommandError, Ctx, ErrorCode, Outcome};
+use crate::cometql::{Delete, Insert, Select};
+use crate::storage::UserTable;
+use crate::tenant::{jwt, unix_now};
+
+pub const TABLE: Table = Table {
+    name: "revoked_tokens",
+    columns: &["token"],
+    key: "token",
+};
+
+pub async fn insert(ctx: &Ctx, caller: Caller, ins: &Insert) -> Result<Outcome, CommandError> {
+    let mut tokens = Vec::new();
+    for row in &ins.rows {
+        let row = TABLE.insert_row(ins.columns.as_deref(), row)?;
+        let token = required(&row, "token")?;
+        if token.is_empty() || token.len() > jwt::MAX_TOKEN_LEN {
+            return Err(CommandError::new(ErrorCode::Invalid, "Error in token"));
+        }
+        tokens.push(token);
+    }
+    let keys = ctx
+        .tenants
+        .secret_keys(caller.dev_id)
+        .await
+        .map_err(|e| CommandError::internal("reading tenant keys", e))?;
+    for token in &tokens {
+        ctx.storage
+            .revoke_token(caller.dev_id, token, unix_now())
+            .await?;
+        if let Some(user) = jwt::verify(&keys, caller.dev_id, token, None) {
+            ctx.storage
+                .delete_user_value(UserTable::Auth, caller.dev_id, user)
+                .await?;
+            ctx.hub.registry().close_user(caller.dev_id, user);
+        }
+    }
+    Ok(Outcome::Done {
+        affected_rows: tokens.len() as u64,
+        last_insert_id: 1,
+    })
+}
+
+/// Without WHERE: every revoked token of the tenant (reference 4.07).
+pub async fn select(ctx: &Ctx, caller: Caller, sel: &Select) -> Result<Outcome, CommandError> {
+    let proj = TABLE.projection(&sel.columns)?;
+    let all = ctx.storage.revoked_tokens(caller.dev_id).await?;
+    let rows: Vec<Vec<String>> = if sel.filter.conditions.is_empty() {
+        all.into_iter().map(|t| vec![t]).collect()
+    } else {
+        let wanted = TABLE.key_values(&sel.filter, "token", Verb::Select)?;
+        let wanted: Vec<&str> = wanted.iter().filter_map(|v| v.as_text()).collect();
+        all.into_iter()
+            .filter(|t| wanted.contains(&t.as_str()))
+            .map(|t| vec![t])
+            .collect()
+    };
+    Ok(project(
+        &TABLE,
+        &proj,
+        apply_limit(rows, sel.limit.as_ref()),
+    ))
+}
+
+pub async fn delete(ctx: &Ctx, caller: Caller, del: &Delete) -> Result<Outcome, CommandError> {
+    let tokens = TABLE.key_values(&del.filter, "token", Verb::Delete)?;
+    for t in tokens.iter().filter_map(|v| v.as_text()) {
+        ctx.storage.unrevoke_token(caller.dev_id, t).await?;
+    }
+    Ok(Outcome::OK)
+}

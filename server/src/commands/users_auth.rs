@@ -1,0 +1,133 @@
+//! `users_auth`: which key authorizes a browser user (hash mode), and the browser login check for both
+//! hash and JWT modes.
+
+use subtle::ConstantTimeEq;
+
+use super::table::{apply_limit, project, required, Table, Verb};
+use super::users::{insert_id, where_ids};
+use super::{Caller, CommandError, Ctx, ErrorCode, Outcome};
+use crate::cometql::{Delete, Insert, Select};
+use crate::ids::{DevId, UserId};
+use crate::storage::UserTable;
+use crate::tenant::jwt;
+
+pub const TABLE: Table = Table {
+    name: "users_auth",
+    columns: &["id", "hash"],
+    key: "id",
+};
+
+const MAX_HASH: usize = 32;
+
+fn hash_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'=' | b'+' | b'/' | b'_')
+}
+
+pub async fn insert(ctx: &Ctx, caller: Caller, ins: &Insert) -> Result<Outcome, CommandError> {
+    let mut items = Vec::new();
+    for row in &ins.rows {
+        let row = TABLE.insert_row(ins.columns.as_deref(), row)?;
+        let id = insert_id(required(&row, "id")?, false)?;
+        let hash = required(&row, "hash")?;
+        if !hash.bytes().all(hash_char) {
+            return Err(CommandError::new(
+                ErrorCode::Invalid,
+                "Contains an invalid characters in the string hash",
+            ));
+        }
+        if hash.len() > MAX_HASH {
+            return Err(CommandError::new(
+                ErrorCode::TooLong,
+                "Hash string is too long",
+            ));
+        }
+        items.push((id, hash));
+    }
+    let mut last = 0;
+    for (id, hash) in &items {
+        ctx.storage
+            .put_user_value(UserTable::Auth, caller.dev_id, *id, hash)
+            .await?;
+        last = id.0;
+    }
+    Ok(Outcome::Done {
+        affected_rows: items.len() as u64,
+        last_insert_id: last,
+    })
+}
+
+pub async fn select(ctx: &Ctx, caller: Caller, sel: &Select) -> Result<Outcome, CommandError> {
+    let proj = TABLE.projection(&sel.columns)?;
+    let ids = where_ids(TABLE.key_values(&sel.filter, "id", Verb::Select)?);
+    let mut rows = Vec::new();
+    for id in ids {
+        if let Some(hash) = ctx
+            .storage
+            .user_value(UserTable::Auth, caller.dev_id, id)
+            .await?
+        {
+            rows.push(vec![id.0.to_string(), hash]);
+        }
+    }
+    Ok(project(
+        &TABLE,
+        &proj,
+        apply_limit(rows, sel.limit.as_ref()),
+    ))
+}
+
+/// Deleting a user's hash also closes every live connection of that user (reference).
+pub async fn delete(ctx: &Ctx, caller: Caller, del: &Delete) -> Result<Outcome, CommandError> {
+    let ids = where_ids(TABLE.key_values(&del.filter, "id", Verb::Delete)?);
+    for id in ids {
+        ctx.storage
+            .delete_user_value(UserTable::Auth, caller.dev_id, id)
+            .await?;
+        ctx.hub.registry().close_user(caller.dev_id, id);
+    }
+    Ok(Outcome::OK)
+}
+
+/// The browser login: `key` is either the user's users_auth hash or a JWT of the tenant. Returns the
+/// user's hash (the serverInfo `data`), creating one for a JWT login when the user has none.
+pub async fn authorize(
+    ctx: &Ctx,
+    dev_id: DevId,
+    user: UserId,
+    key: &str,
+) -> Result<Option<String>, CommandError> {
+    if user.0 == 0 || key.is_empty() {
+        return Ok(None);
+    }
+    let stored = ctx
+        .storage
+        .user_value(UserTable::Auth, dev_id, user)
+        .await?;
+    if let Some(hash) = &stored {
+        // An empty stored hash never authorizes anyone (the reference let an empty key in).
+        if !hash.is_empty() && bool::from(hash.as_bytes().ct_eq(key.as_bytes())) {
+            return Ok(stored);
+        }
+    }
+    if !jwt::looks_like_jwt(key) || ctx.storage.is_revoked(dev_id, key).await? {
+        return Ok(None);
+    }
+    let keys = ctx
+        .tenants
+        .secret_keys(dev_id)
+        .await
+        .map_err(|e| CommandError::internal("reading tenant keys", e))?;
+    if jwt::verify(&keys, dev_id, key, Some(user)).is_none() {
+        return Ok(None);
+    }
+    match stored.filter(|h| !h.is_empty()) {
+        Some(hash) => Ok(Some(hash)),
+        None => {
+            let hash = uuid::Uuid::new_v4().simple().to_string();
+            ctx.storage
+                .put_user_value(UserTable::Auth, dev_id, user, &hash)
+                .await?;
+            Ok(Some(hash))
+        }
+    }
+}

@@ -1,0 +1,55 @@
+//! `users_in_pipes` (read-only): one row per live connection subscribed to each named pipe.
+
+use super::table::{apply_limit, project, Table, Verb};
+use super::{Caller, CommandError, Ctx, ErrorCode, Outcome};
+use crate::cometql::Select;
+use crate::ids::PipeName;
+
+pub const TABLE: Table = Table {
+    name: "users_in_pipes",
+    columns: &[
+        "name",
+        "user_id",
+        "user_uuid",
+        "user_agent",
+        "ip",
+        "origin",
+        "language",
+    ],
+    key: "name",
+};
+
+pub fn read_only() -> CommandError {
+    CommandError::new(ErrorCode::ReadOnly, "Table `users_in_pipes` is read only")
+}
+
+pub fn select(ctx: &Ctx, caller: Caller, sel: &Select) -> Result<Outcome, CommandError> {
+    let proj = TABLE.projection(&sel.columns)?;
+    let mut rows = Vec::new();
+    let names = TABLE.key_values(&sel.filter, "name", Verb::Select)?;
+    for pipe in names
+        .iter()
+        .filter_map(|v| v.as_text())
+        .filter_map(|n| PipeName::parse(n).ok())
+    {
+        let mut members = ctx.hub.registry().members(caller.dev_id, &pipe);
+        members.sort_by_key(|m| m.conn());
+        for m in members {
+            let i = m.info();
+            rows.push(vec![
+                pipe.as_str().to_string(),
+                i.user_id.0.to_string(),
+                i.uuid.clone(),
+                i.user_agent.clone(),
+                i.ip.clone(),
+                i.origin.clone(),
+                i.language.clone(),
+            ]);
+        }
+    }
+    Ok(project(
+        &TABLE,
+        &proj,
+        apply_limit(rows, sel.limit.as_ref()),
+    ))
+}

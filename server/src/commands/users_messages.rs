@@ -1,0 +1,103 @@
+//! `users_messages`: private messages to a tenant's authorized users. Delivered live to every connection of
+//! the user, otherwise queued (TTL `messages.queue_ttl_secs`) and delivered in order on their next
+//! authorized connect.
+
+use super::table::{apply_limit, project, required, Table, Verb};
+use super::users::{insert_id, where_ids};
+use super::{Caller, CommandError, Ctx, Outcome};
+use crate::cometql::{Delete, Insert, Select};
+use crate::ids::{DevId, EventName, UserId};
+use crate::push::outgoing;
+use crate::push::protocol::frames;
+use crate::storage::QueuedMessage;
+use crate::tenant::unix_now;
+
+pub const TABLE: Table = Table {
+    name: "users_messages",
+    columns: &["id", "index", "event", "message"],
+    key: "id",
+};
+
+/// Queued messages read per database round trip when a user connects.
+pub const QUEUE_BATCH: i64 = 100;
+
+pub async fn insert(ctx: &Ctx, caller: Caller, ins: &Insert) -> Result<Outcome, CommandError> {
+    let max = ctx.config.websocket.max_message_bytes;
+    let mut items = Vec::new();
+    for row in &ins.rows {
+        let row = TABLE.insert_row(ins.columns.as_deref(), row)?;
+        let id = insert_id(required(&row, "id")?, true)?;
+        let event = EventName::parse(required(&row, "event")?)?;
+        let message = required(&row, "message")?;
+        if message.len() > max {
+            return Err(CommandError::new(
+                super::ErrorCode::TooLong,
+                "Data is too long",
+            ));
+        }
+        items.push((id, event, message));
+    }
+    let mut last = 0;
+    for (id, event, message) in items {
+        send(ctx, caller.dev_id, id, event.as_str(), message).await?;
+        last = id.0;
+    }
+    Ok(Outcome::Done {
+        affected_rows: 0,
+        last_insert_id: last,
+    })
+}
+
+/// Live to every connection of the user, or queued when none is online.
+pub async fn send(
+    ctx: &Ctx,
+    dev_id: DevId,
+    user: UserId,
+    event: &str,
+    message: &str,
+) -> Result<(), CommandError> {
+    let frame = outgoing::shared(frames::private_message(event, message));
+    if ctx.hub.registry().send_to_user(dev_id, user, &frame) > 0 {
+        return Ok(());
+    }
+    let now = unix_now();
+    let queued = QueuedMessage {
+        id: 0,
+        uuid: uuid::Uuid::now_v7().to_string(),
+        event: event.to_string(),
+        message: message.to_string(),
+        sent_at: now,
+    };
+    let expires = now + ctx.config.messages.queue_ttl_secs as i64;
+    ctx.storage
+        .enqueue_message(dev_id, user, &queued, expires)
+        .await?;
+    Ok(())
+}
+
+pub async fn select(ctx: &Ctx, caller: Caller, sel: &Select) -> Result<Outcome, CommandError> {
+    let proj = TABLE.projection(&sel.columns)?;
+    let now = unix_now();
+    let mut rows = Vec::new();
+    for id in where_ids(TABLE.key_values(&sel.filter, "id", Verb::Select)?) {
+        for m in ctx
+            .storage
+            .queued_messages(caller.dev_id, id, now, i64::MAX)
+            .await?
+        {
+            rows.push(vec![id.0.to_string(), m.uuid, m.event, m.message]);
+        }
+    }
+    Ok(project(
+        &TABLE,
+        &proj,
+        apply_limit(rows, sel.limit.as_ref()),
+    ))
+}
+
+pub async fn delete(ctx: &Ctx, caller: Caller, del: &Delete) -> Result<Outcome, CommandError> {
+    for id in where_ids(TABLE.key_values(&del.filter, "id", Verb::Delete)?) {
+        ctx.storage.delete_queued(caller.dev_id, id).await?;
+    }
+    Ok(Outcome::OK)
+}

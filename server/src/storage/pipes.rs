@@ -1,0 +1,172 @@
+//! Pipe history and pipe settings (pipes_messages, pipes_settings).
+
+use sqlx::any::AnyRow;
+
+use super::{get, Storage, StorageError};
+use crate::ids::DevId;
+
+/// One stored message of a pipe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryRow {
+    pub pipe: String,
+    pub uuid: String,
+    pub event: String,
+    pub message: String,
+    pub user_id: i64,
+    pub sent_at: i64,
+}
+
+fn history_row(r: &AnyRow) -> Result<HistoryRow, StorageError> {
+    Ok(HistoryRow {
+        pipe: get(r, "pipe")?,
+        uuid: get(r, "uuid")?,
+        event: get(r, "event")?,
+        message: get(r, "message")?,
+        user_id: get(r, "user_id")?,
+        sent_at: get(r, "sent_at")?,
+    })
+}
+
+impl Storage {
+    /// Appends to a pipe's history and trims it to the newest `keep` entries, in one transaction.
+    pub async fn append_history(
+        &self,
+        dev_id: DevId,
+        row: &HistoryRow,
+        keep: i64,
+    ) -> Result<(), StorageError> {
+        let dev = dev_id.0 as i64;
+        let mut tx = self.pool().begin().await?;
+        sqlx::query(
+            "INSERT INTO pipe_history (dev_id, pipe, uuid, event, message, user_id, sent_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(dev)
+        .bind(&row.pipe)
+        .bind(&row.uuid)
+        .bind(&row.event)
+        .bind(&row.message)
+        .bind(row.user_id)
+        .bind(row.sent_at)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "DELETE FROM pipe_history WHERE dev_id = $1 AND pipe = $2 AND id NOT IN \
+             (SELECT id FROM pipe_history WHERE dev_id = $1 AND pipe = $2 ORDER BY id DESC LIMIT $3)",
+        )
+        .bind(dev)
+        .bind(&row.pipe)
+        .bind(keep)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The pipe's history, oldest first, at most `limit` newest entries.
+    pub async fn history(
+        &self,
+        dev_id: DevId,
+        pipe: &str,
+        limit: i64,
+    ) -> Result<Vec<HistoryRow>, StorageError> {
+        let rows = sqlx::query(
+            "SELECT pipe, uuid, event, message, user_id, sent_at FROM \
+             (SELECT * FROM pipe_history WHERE dev_id = $1 AND pipe = $2 ORDER BY id DESC LIMIT $3) h \
+             ORDER BY id",
+        )
+        .bind(dev_id.0 as i64)
+        .bind(pipe)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(history_row).collect()
+    }
+
+    pub async fn delete_history(&self, dev_id: DevId, pipe: &str) -> Result<u64, StorageError> {
+        let r = sqlx::query("DELETE FROM pipe_history WHERE dev_id = $1 AND pipe = $2")
+            .bind(dev_id.0 as i64)
+            .bind(pipe)
+            .execute(self.pool())
+            .await?;
+        Ok(r.rows_affected())
+    }
+
+    pub async fn delete_history_entry(
+        &self,
+        dev_id: DevId,
+        uuid: &str,
+    ) -> Result<u64, StorageError> {
+        let r = sqlx::query("DELETE FROM pipe_history WHERE dev_id = $1 AND uuid = $2")
+            .bind(dev_id.0 as i64)
+            .bind(uuid)
+            .execute(self.pool())
+            .await?;
+        Ok(r.rows_affected())
+    }
+
+    /// `trust_` pipes keep every message for a while only (reference 7.3). (`LIKE 'trust_%'` would also
+    /// match `trusty`: `_` is a wildcard.)
+    pub async fn purge_trust_history(&self, before: i64) -> Result<u64, StorageError> {
+        let r = sqlx::query(
+            "DELETE FROM pipe_history WHERE substr(pipe, 1, 6) = 'trust_' AND sent_at < $1",
+        )
+        .bind(before)
+        .execute(self.pool())
+        .await?;
+        Ok(r.rows_affected())
+    }
+
+    /// The configured history length of the pipe, if it has settings.
+    pub async fn pipe_length(
+        &self,
+        dev_id: DevId,
+        pipe: &str,
+    ) -> Result<Option<i64>, StorageError> {
+        let row = sqlx::query("SELECT length FROM pipe_settings WHERE dev_id = $1 AND pipe = $2")
+            .bind(dev_id.0 as i64)
+            .bind(pipe)
+            .fetch_optional(self.pool())
+            .await?;
+        row.map(|r| get(&r, "length")).transpose()
+    }
+
+    pub async fn set_pipe_length(
+        &self,
+        dev_id: DevId,
+        pipe: &str,
+        length: i64,
+    ) -> Result<(), StorageError> {
+        sqlx::query(
+            "INSERT INTO pipe_settings (dev_id, pipe, length) VALUES ($1, $2, $3) \
+             ON CONFLICT (dev_id, pipe) DO UPDATE SET length = excluded.length",
+        )
+        .bind(dev_id.0 as i64)
+        .bind(pipe)
+        .bind(length)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Removes the pipe's settings and its history.
+    pub async fn delete_pipe_settings(
+        &self,
+        dev_id: DevId,
+        pipe: &str,
+    ) -> Result<(), StorageError> {
+        let mut tx = self.pool().begin().await?;
+        for sql in [
+            "DELETE FROM pipe_settings WHERE dev_id = $1 AND pipe = $2",
+            "DELETE FROM pipe_history WHERE dev_id = $1 AND pipe = $2",
+        ] {
+            sqlx::query(sql)
+                .bind(dev_id.0 as i64)
+                .bind(pipe)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
