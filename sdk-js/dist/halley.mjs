@@ -597,6 +597,7 @@ function toPayload(frame) {
 }
 
 // src/group.js
+var GROUP_PROTOCOL = "halley-tabs-1:";
 var TabGroup = class {
   /**
    * @param {object} o
@@ -626,11 +627,11 @@ var TabGroup = class {
     this.connected = false;
     this.early = [];
     const canShare = o.share !== false && typeof o.env.BroadcastChannel === "function" && hasLocks(o.env.locks);
-    this.channel = canShare ? new o.env.BroadcastChannel("halley:" + o.key) : null;
+    this.channel = canShare ? new o.env.BroadcastChannel(GROUP_PROTOCOL + o.key) : null;
     if (this.channel) this.channel.onmessage = (ev) => this.onChannel(ev.data);
     this.election = new Election({
       locks: canShare ? o.env.locks : void 0,
-      name: "halley:" + o.key,
+      name: GROUP_PROTOCOL + o.key,
       onRole: (leader) => this.setRole(leader),
       log: o.log
     });
@@ -1023,6 +1024,8 @@ var Client = class {
     this.options = {};
     this.tabId = randomString(16, void 0, this.env.random);
     this.pipeOf = /* @__PURE__ */ new Map();
+    this.subscriptionIds = /* @__PURE__ */ new Set();
+    this.beforeStart = [];
     this.group = null;
     this.started = false;
     this.authorized = void 0;
@@ -1033,10 +1036,15 @@ var Client = class {
     this.statusListeners = new SignalBus(this.bus.onError);
     this.answerWaiters = [];
     this.pageHooked = false;
+    this.signature = null;
   }
   // ---- lifecycle -------------------------------------------------------------------------------------
-  /** @returns {boolean} false when the options cannot work (the reason is logged) */
-  start(opt) {
+  /**
+   * @param {object} [opt] merged into the options given before
+   * @param {boolean} [force] reconnect even when nothing changed (restart)
+   * @returns {boolean} false when the options cannot work (the reason is logged)
+   */
+  start(opt, force = false) {
     this.options = mergeOptions(this.options, opt);
     if (this.options.logLevel !== void 0) this.log.setLevel(this.options.logLevel);
     const nodes = nodeList(this.options, this.env.location);
@@ -1045,12 +1053,17 @@ var Client = class {
       this.log.error(problem);
       return false;
     }
+    const key = groupKey(this.options, nodes);
+    this.getUUID();
+    const signature = [key, this.options.share, this.options.wss, this.options.uuid].join("|");
+    if (this.group && this.started && !force && signature === this.signature) return true;
     if (this.group) this.group.leave();
+    this.signature = signature;
     this.started = true;
     this.hookPage();
     const secure = useSecure(this.options.wss, this.env.location);
     this.group = new TabGroup({
-      key: groupKey(this.options, nodes),
+      key,
       tabId: this.tabId,
       env: this.env,
       share: this.options.share,
@@ -1073,6 +1086,9 @@ var Client = class {
     });
     this.group.setPipes(this.serverPipes());
     this.group.join();
+    const waiting = this.beforeStart;
+    this.beforeStart = [];
+    for (const { text, route } of waiting) this.group.send(text, route);
     return true;
   }
   /** Leaves the socket: if this tab held it, another tab of the group takes it over. */
@@ -1085,7 +1101,7 @@ var Client = class {
   }
   /** New options (for example another user_key) and a new connection; before start() it is start(). */
   restart(opt) {
-    return this.start(opt);
+    return this.start(opt, true);
   }
   hookPage() {
     if (this.pageHooked || !this.env.addEventListener) return;
@@ -1100,7 +1116,7 @@ var Client = class {
    * @returns {string|false} the subscription id
    */
   subscribe(name, callback) {
-    if (typeof name === "function") return this.bus.connect(ALL_SIGNAL, name);
+    if (typeof name === "function") return this.track(this.bus.connect(ALL_SIGNAL, name));
     if (typeof name === "string" && name.includes("\n")) {
       let last = false;
       for (const one of name.split("\n")) last = this.subscribe(one, callback);
@@ -1113,7 +1129,7 @@ var Client = class {
     }
     const fn = typeof callback === "function" ? callback : () => {
     };
-    const id = this.bus.connect(parsed.signal, fn, { skipMarked: parsed.kind !== "all" });
+    const id = this.track(this.bus.connect(parsed.signal, fn, { skipMarked: parsed.kind !== "all" }));
     if (parsed.kind === "pipe") {
       this.pipeOf.set(id, parsed.pipe);
       this.pipesChanged();
@@ -1127,15 +1143,21 @@ var Client = class {
       return false;
     }
     const removed = this.bus.disconnectId(id);
+    this.subscriptionIds.delete(id);
     if (this.pipeOf.delete(id)) this.pipesChanged();
     return removed;
   }
   unsubscribeAll() {
-    this.bus.clear();
+    for (const id of this.subscriptionIds) this.bus.disconnectId(id);
+    this.subscriptionIds.clear();
     const had = this.pipeOf.size > 0;
     this.pipeOf.clear();
     if (had) this.pipesChanged();
     return true;
+  }
+  track(id) {
+    this.subscriptionIds.add(id);
+    return id;
   }
   /** Pipes the server must send us: those some callback still listens to, each once, in first-use order. */
   serverPipes() {
@@ -1147,11 +1169,15 @@ var Client = class {
   // ---- commands --------------------------------------------------------------------------------------
   /** Hands a command to the socket (sent now, or when the connection is back). */
   send(text, route) {
-    if (!this.group) {
-      this.log.warn("not started: call start() before sending", text.split("\n")[0]);
+    if (this.group) {
+      this.group.send(text, route);
+      return true;
+    }
+    if (this.beforeStart.length >= 100) {
+      this.log.warn("not started: dropped", text.split("\n")[0]);
       return false;
     }
-    this.group.send(text, route);
+    this.beforeStart.push({ text, route });
     return true;
   }
   newMarker() {
@@ -1256,7 +1282,7 @@ var CometServerApi = class {
    */
   constructor(opt, env) {
     this.client = new Client(env);
-    this.client.options = { ...opt || {} };
+    this.client.options = mergeOptions({}, opt);
     this.version = API_VERSION;
     this.sdkVersion = SDK_VERSION;
   }

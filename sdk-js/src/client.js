@@ -24,6 +24,8 @@ export class Client {
     this.options = {};
     this.tabId = randomString(16, undefined, this.env.random);
     this.pipeOf = new Map(); // subscription id -> server pipe
+    this.subscriptionIds = new Set(); // what unsubscriptionAll() removes (not pending answers)
+    this.beforeStart = []; // commands given before start(), sent once there is a connection
     this.group = null;
     this.started = false;
     this.authorized = undefined;
@@ -34,12 +36,17 @@ export class Client {
     this.statusListeners = new SignalBus(this.bus.onError);
     this.answerWaiters = []; // {pipe, text, fn} for web_pipe_send promises, in send order
     this.pageHooked = false;
+    this.signature = null; // what the current group was started with
   }
 
   // ---- lifecycle -------------------------------------------------------------------------------------
 
-  /** @returns {boolean} false when the options cannot work (the reason is logged) */
-  start(opt) {
+  /**
+   * @param {object} [opt] merged into the options given before
+   * @param {boolean} [force] reconnect even when nothing changed (restart)
+   * @returns {boolean} false when the options cannot work (the reason is logged)
+   */
+  start(opt, force = false) {
     this.options = mergeOptions(this.options, opt);
     if (this.options.logLevel !== undefined) this.log.setLevel(this.options.logLevel);
     const nodes = nodeList(this.options, this.env.location);
@@ -48,12 +55,18 @@ export class Client {
       this.log.error(problem);
       return false;
     }
+    const key = groupKey(this.options, nodes);
+    this.getUUID();
+    const signature = [key, this.options.share, this.options.wss, this.options.uuid].join("|");
+    // Pages often call start() from several scripts with the same options: keep the connection they share.
+    if (this.group && this.started && !force && signature === this.signature) return true;
     if (this.group) this.group.leave();
+    this.signature = signature;
     this.started = true;
     this.hookPage();
     const secure = useSecure(this.options.wss, this.env.location);
     this.group = new TabGroup({
-      key: groupKey(this.options, nodes),
+      key,
       tabId: this.tabId,
       env: this.env,
       share: this.options.share,
@@ -77,6 +90,9 @@ export class Client {
     });
     this.group.setPipes(this.serverPipes());
     this.group.join();
+    const waiting = this.beforeStart;
+    this.beforeStart = [];
+    for (const { text, route } of waiting) this.group.send(text, route);
     return true;
   }
 
@@ -91,8 +107,7 @@ export class Client {
 
   /** New options (for example another user_key) and a new connection; before start() it is start(). */
   restart(opt) {
-    // start() already leaves the current group first, so a restart is a start with the merged options.
-    return this.start(opt);
+    return this.start(opt, true);
   }
 
   hookPage() {
@@ -110,7 +125,7 @@ export class Client {
    * @returns {string|false} the subscription id
    */
   subscribe(name, callback) {
-    if (typeof name === "function") return this.bus.connect(ALL_SIGNAL, name);
+    if (typeof name === "function") return this.track(this.bus.connect(ALL_SIGNAL, name));
     if (typeof name === "string" && name.includes("\n")) {
       // The original accepted a newline-separated list (its tabs forwarded subscriptions this way).
       let last = false;
@@ -123,7 +138,7 @@ export class Client {
       return false;
     }
     const fn = typeof callback === "function" ? callback : () => {};
-    const id = this.bus.connect(parsed.signal, fn, { skipMarked: parsed.kind !== "all" });
+    const id = this.track(this.bus.connect(parsed.signal, fn, { skipMarked: parsed.kind !== "all" }));
     if (parsed.kind === "pipe") {
       this.pipeOf.set(id, parsed.pipe);
       this.pipesChanged();
@@ -138,16 +153,23 @@ export class Client {
       return false;
     }
     const removed = this.bus.disconnectId(id);
+    this.subscriptionIds.delete(id);
     if (this.pipeOf.delete(id)) this.pipesChanged();
     return removed;
   }
 
   unsubscribeAll() {
-    this.bus.clear();
+    for (const id of this.subscriptionIds) this.bus.disconnectId(id);
+    this.subscriptionIds.clear();
     const had = this.pipeOf.size > 0;
     this.pipeOf.clear();
     if (had) this.pipesChanged();
     return true;
+  }
+
+  track(id) {
+    this.subscriptionIds.add(id);
+    return id;
   }
 
   /** Pipes the server must send us: those some callback still listens to, each once, in first-use order. */
@@ -163,11 +185,16 @@ export class Client {
 
   /** Hands a command to the socket (sent now, or when the connection is back). */
   send(text, route) {
-    if (!this.group) {
-      this.log.warn("not started: call start() before sending", text.split("\n")[0]);
+    if (this.group) {
+      this.group.send(text, route);
+      return true;
+    }
+    // The original queued commands given before start() too; keep a bounded number of them.
+    if (this.beforeStart.length >= 100) {
+      this.log.warn("not started: dropped", text.split("\n")[0]);
       return false;
     }
-    this.group.send(text, route);
+    this.beforeStart.push({ text, route });
     return true;
   }
 

@@ -16,6 +16,7 @@ import {
   statisticsCommand,
 } from "./commands.js";
 import { randomString } from "./random.js";
+import { mergeOptions } from "./options.js";
 
 export class CometServerApi {
   /**
@@ -24,7 +25,7 @@ export class CometServerApi {
    */
   constructor(opt, env) {
     this.client = new Client(env);
-    this.client.options = { ...(opt || {}) };
+    this.client.options = mergeOptions({}, opt);
     this.version = API_VERSION;
     this.sdkVersion = SDK_VERSION;
   }

@@ -14,6 +14,12 @@ import { Election } from "./election.js";
 import { Router } from "./router.js";
 import { errorCode, FATAL_CONNECT_CODES, isServerInfo, authorizedOf, parseFrames } from "./frames.js";
 
+/**
+ * Part of the channel and lock names: tabs running an SDK that speaks another version of the messages above
+ * (a page not reloaded since a deploy) form their own group instead of misreading each other.
+ */
+export const GROUP_PROTOCOL = "halley-tabs-1:";
+
 export class TabGroup {
   /**
    * @param {object} o
@@ -43,11 +49,11 @@ export class TabGroup {
     this.connected = false;
     this.early = [];
     const canShare = o.share !== false && typeof o.env.BroadcastChannel === "function" && hasLocks(o.env.locks);
-    this.channel = canShare ? new o.env.BroadcastChannel("halley:" + o.key) : null;
+    this.channel = canShare ? new o.env.BroadcastChannel(GROUP_PROTOCOL + o.key) : null;
     if (this.channel) this.channel.onmessage = (ev) => this.onChannel(ev.data);
     this.election = new Election({
       locks: canShare ? o.env.locks : undefined,
-      name: "halley:" + o.key,
+      name: GROUP_PROTOCOL + o.key,
       onRole: (leader) => this.setRole(leader),
       log: o.log,
     });

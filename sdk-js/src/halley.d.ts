@@ -137,8 +137,11 @@ export declare class Halley {
 export declare const cometApi: CometServerApi;
 /** The original's factory: always returns cometApi. */
 export declare function CometServer(): CometServerApi;
-/** The original's constructor names: a new, independent instance. */
-export declare function cometServerApi(opt?: StartOptions): CometServerApi;
+/** The original's constructor names: `new cometServerApi()` makes a new, independent instance. */
+export declare const cometServerApi: {
+  new (opt?: StartOptions): CometServerApi;
+  (opt?: StartOptions): CometServerApi;
+};
 export declare const _cometServerApi: typeof cometServerApi;
 export declare const API_VERSION: string;
 export declare const SDK_VERSION: string;

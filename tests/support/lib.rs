@@ -1,1 +1,12 @@
-//! test support
+//! Test support for Halley's integration tests: the real server booted in-process on port 0 ([`server`]),
+//! the users' real MySQL clients ([`clients`]), WebSocket clients ([`ws`]), a throw-away PostgreSQL
+//! database per test ([`pg`]) and bounded waiting ([`wait`]). Every wait here is bounded: a missing answer
+//! fails the test instead of hanging CI.
+
+pub mod clients;
+pub mod pg;
+pub mod server;
+pub mod wait;
+pub mod ws;
+
+pub use server::{Backend, Tenant, TestServer};

@@ -11,6 +11,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 
+mod sdk;
+
 use crate::commands::Ctx;
 use crate::push::protocol::url::is_ws_path;
 use crate::push::websocket::WsService;
@@ -25,6 +27,11 @@ pub fn router(ctx: Ctx, ws: Arc<WsService>) -> Router {
     Router::new()
         .route("/", get(home))
         .route("/info", get(info))
+        .route("/sdk/halley.mjs", get(sdk::module))
+        .route("/sdk/halley.js", get(sdk::classic))
+        .route("/sdk/halley.d.ts", get(sdk::types))
+        .route("/CometServerApi.js", get(sdk::classic))
+        .route("/comet-server/CometServerApi.js", get(sdk::classic))
         .route("/comet-server/info", get(info))
         .fallback(fallback)
         .with_state(HttpState { ctx, ws })
