@@ -13,6 +13,7 @@ use tokio_util::task::TaskTracker;
 use crate::commands::session::CometQl;
 use crate::commands::Ctx;
 use crate::config::Config;
+use crate::http::serve::{HttpServer, OpenSockets};
 use crate::hub::Hub;
 use crate::mysql::ConnConfig;
 use crate::push::websocket::WsService;
@@ -73,6 +74,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let (shutdown, shutdown_rx) = watch::channel(false);
     let tasks = TaskTracker::new();
 
+    let sockets = Arc::new(OpenSockets::default());
     let cometql = Arc::new(CometQl::new(ctx.clone()));
     let conn_config = ConnConfig {
         server_version: crate::commands::server_version(),
@@ -84,6 +86,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         cometql_listener,
         cometql.clone(),
         Arc::new(conn_config),
+        (sockets.clone(), config.limits.max_connections),
         tasks.clone(),
         shutdown_rx.clone(),
     ));
@@ -94,19 +97,13 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         shutdown_rx.clone(),
     ));
     let router = crate::http::router(ctx.clone(), ws.clone());
-    let mut http_shutdown = shutdown_rx.clone();
-    tasks.spawn(async move {
-        let serve = axum::serve(
-            http_listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
-            let _ = http_shutdown.wait_for(|stop| *stop).await;
-        });
-        if let Err(e) = serve.await {
-            tracing::error!(error = %e, "HTTP server stopped");
-        }
-    });
+    let http = HttpServer {
+        router,
+        sockets: sockets.clone(),
+        max_connections: config.limits.max_connections,
+        header_timeout: config.websocket.handshake_timeout(),
+    };
+    tasks.spawn(http.run(http_listener, tasks.clone(), shutdown_rx.clone()));
     tasks.spawn(maintenance(ctx.clone(), shutdown_rx.clone()));
     tracing::info!(%http_addr, %cometql_addr, database = %redact(&config.database_url()), "Halley is serving");
     Ok(Running {
@@ -124,6 +121,7 @@ async fn accept_cometql(
     listener: TcpListener,
     handler: Arc<CometQl>,
     config: Arc<ConnConfig>,
+    (sockets, max_connections): (Arc<OpenSockets>, usize),
     tasks: TaskTracker,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -142,6 +140,10 @@ async fn accept_cometql(
                 continue;
             }
         };
+        let Some(guard) = sockets.open(max_connections) else {
+            tracing::warn!(%peer, "CometQL connection refused: server connection limit reached");
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let (handler, config) = (handler.clone(), config.clone());
         let conn_id = next_id;
@@ -152,6 +154,7 @@ async fn accept_cometql(
             {
                 tracing::debug!(%peer, error = %e, "CometQL connection ended with an error");
             }
+            drop(guard);
         });
     }
 }
@@ -165,6 +168,10 @@ async fn maintenance(ctx: Ctx, mut shutdown: watch::Receiver<bool>) {
             _ = shutdown.wait_for(|stop| *stop) => return,
         }
         let now = crate::tenant::unix_now();
+        ctx.limits.sweep();
+        if let Err(e) = ctx.limits.load_overrides(&ctx.storage).await {
+            tracing::warn!(error = %e, "reloading tenant limits failed");
+        }
         if let Err(e) = ctx.storage.purge_expired_messages(now).await {
             tracing::warn!(error = %e, "expiring queued private messages failed");
         }

@@ -27,7 +27,41 @@ pub struct Config {
     pub cometql: CometqlConfig,
     pub websocket: WebsocketConfig,
     pub messages: MessagesConfig,
+    pub limits: LimitsConfig,
     pub log: String,
+}
+
+/// Defaults of contract §5; a tenant's overrides live in the database (tenant_limits).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Publishes per tenant (CometQL, web_pipe2 and HTTP together): sustained rate and burst.
+    pub publishes_per_sec: u32,
+    pub publish_burst: u32,
+    /// Open WebSocket connections per tenant.
+    pub websocket_connections_per_tenant: i64,
+    /// New connections per client IP address: sustained rate and burst.
+    pub new_connections_per_ip_per_sec: u32,
+    pub new_connections_per_ip_burst: u32,
+    /// Failed CometQL logins per IP address per minute; past it, logins are refused unchecked.
+    pub failed_logins_per_ip_per_min: u32,
+    /// Open connections (WebSocket + CometQL + HTTP) the server accepts at once; keep it under the
+    /// process's open-file limit.
+    pub max_connections: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            publishes_per_sec: 1000,
+            publish_burst: 2000,
+            websocket_connections_per_tenant: 10_000,
+            new_connections_per_ip_per_sec: 50,
+            new_connections_per_ip_burst: 200,
+            failed_logins_per_ip_per_min: 10,
+            max_connections: 19_000,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -91,6 +125,7 @@ impl Default for Config {
             cometql: CometqlConfig::default(),
             websocket: WebsocketConfig::default(),
             messages: MessagesConfig::default(),
+            limits: LimitsConfig::default(),
             log: "info".into(),
         }
     }

@@ -44,6 +44,18 @@ enum TenantCommand {
     },
     /// List tenants.
     List,
+    /// Override a tenant's limits (omitted values fall back to the global [limits]); a running server
+    /// picks the change up within a minute.
+    Limits {
+        #[arg(long)]
+        dev_id: u64,
+        #[arg(long)]
+        publishes_per_sec: Option<i64>,
+        #[arg(long)]
+        publish_burst: Option<i64>,
+        #[arg(long)]
+        websocket_connections: Option<i64>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -116,6 +128,28 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                     t.dev_id, t.email, t.active_keys, t.created_at
                 );
             }
+            tenants.storage().close().await;
+        }
+        Command::Tenant(TenantCommand::Limits {
+            dev_id,
+            publishes_per_sec,
+            publish_burst,
+            websocket_connections,
+        }) => {
+            let tenants = halley::app::open_tenants(&config).await?;
+            let dev_id = halley::ids::DevId(dev_id);
+            anyhow::ensure!(
+                tenants.exists(dev_id).await?,
+                "no tenant with dev_id {dev_id}"
+            );
+            let row = halley::storage::LimitRow {
+                dev_id,
+                publishes_per_sec,
+                publish_burst,
+                websocket_connections,
+            };
+            tenants.storage().set_tenant_limits(&row).await?;
+            println!("limits of dev_id {dev_id} set");
             tenants.storage().close().await;
         }
         Command::Config(ConfigCommand::Check) => {

@@ -26,6 +26,7 @@ use crate::config::Config;
 use crate::hub::Hub;
 use crate::ids::DevId;
 use crate::storage::Storage;
+use crate::tenant::limits::{Limits, Refused};
 use crate::tenant::Tenants;
 
 /// Everything a command may touch, as cheap cloneable handles.
@@ -37,17 +38,42 @@ pub struct Ctx {
     pub hub: Hub,
     /// Which pipes keep history, cached for the publish path.
     pub history: Arc<history::HistoryLengths>,
+    pub limits: Arc<Limits>,
 }
 
 impl Ctx {
     pub fn new(config: Arc<Config>, tenants: Tenants, hub: Hub) -> Ctx {
         Ctx {
-            config,
             storage: tenants.storage().clone(),
             tenants,
+            limits: Arc::new(Limits::new(config.limits.clone())),
+            config,
             hub,
             history: Arc::default(),
         }
+    }
+}
+
+impl Ctx {
+    /// Spends one publish of the tenant's budget (CometQL, web_pipe2 and HTTP share it).
+    pub fn spend_publish(&self, dev_id: DevId) -> Result<(), CommandError> {
+        self.limits.publish(dev_id).map_err(|r| {
+            self.hub
+                .registry()
+                .tenant(dev_id)
+                .rate_limited
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            CommandError::from(r)
+        })
+    }
+}
+
+impl From<Refused> for CommandError {
+    fn from(r: Refused) -> Self {
+        CommandError::new(
+            ErrorCode::RateLimited,
+            format!("{r} (retry in {} ms)", r.retry_after.as_millis().max(1)),
+        )
     }
 }
 

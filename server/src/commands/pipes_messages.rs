@@ -77,6 +77,7 @@ pub async fn publish(
     m: Message,
     except: Option<ConnId>,
 ) -> Result<usize, CommandError> {
+    ctx.spend_publish(caller.dev_id)?;
     history::record(
         ctx,
         caller.dev_id,

@@ -129,17 +129,24 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl Handler for CometQl {
     type Session = Session;
 
-    async fn login(
-        &self,
-        req: LoginRequest<'_>,
-        _peer: SocketAddr,
-    ) -> Result<Session, ErrorPacket> {
-        let login = self
+    async fn login(&self, req: LoginRequest<'_>, peer: SocketAddr) -> Result<Session, ErrorPacket> {
+        let limits = &self.ctx.limits;
+        // Past the failed-login limit the key is not even checked: same error, no oracle, no work.
+        if limits.login_blocked(peer.ip()) {
+            return Err(auth_failure());
+        }
+        let login = match self
             .ctx
             .tenants
             .login(req.user, req.salt, req.auth_response)
             .await
-            .map_err(|_| auth_failure())?;
+        {
+            Ok(l) => l,
+            Err(_) => {
+                limits.login_failed(peer.ip());
+                return Err(auth_failure());
+            }
+        };
         if let Some(db) = req.database.filter(|d| !d.is_empty()) {
             if !database_allowed(db, login.dev_id) {
                 return Err(select_db_failure());

@@ -56,6 +56,7 @@ pub async fn send(
     event: &str,
     message: &str,
 ) -> Result<(), CommandError> {
+    ctx.spend_publish(dev_id)?;
     let frame = outgoing::shared(frames::private_message(event, message));
     if ctx.hub.registry().send_to_user(dev_id, user, &frame) > 0 {
         return Ok(());

@@ -12,6 +12,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 
 mod sdk;
+pub mod serve;
 
 use crate::commands::Ctx;
 use crate::push::protocol::url::is_ws_path;

@@ -20,6 +20,8 @@ pub struct TenantCounters {
     pub cometql_sessions: AtomicI64,
     pub messages: AtomicU64,
     pub deliveries: AtomicU64,
+    /// Requests refused by a rate or size limit (publishes, connections).
+    pub rate_limited: AtomicU64,
 }
 
 pub struct Registry {

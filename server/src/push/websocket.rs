@@ -26,8 +26,10 @@ use super::protocol::{parse_command, parse_connect_url, ConnectParams, UrlError}
 use super::session::{Answer, Session};
 use crate::commands::users_messages::QUEUE_BATCH;
 use crate::commands::{users_auth, Ctx};
+use crate::http::serve::SocketGuard;
 use crate::hub::{CloseReason, ConnInfo, Era, Outbox};
 use crate::ids::{ConnId, DevId, UserId};
+use crate::tenant::limits::Refused;
 use crate::tenant::unix_now;
 
 /// Frames written to the socket in one vectored write at most.
@@ -101,6 +103,18 @@ impl WsService {
         lock(&self.live).len()
     }
 
+    /// The tenant's connection limit and the per-address rate of new connections (contract §5).
+    fn admit(&self, dev_id: DevId, peer: SocketAddr) -> Result<(), Refused> {
+        let counters = self.ctx.hub.registry().tenant(dev_id);
+        let open = counters.websocket_connections.load(Ordering::Relaxed);
+        self.ctx
+            .limits
+            .websocket_connect(dev_id, peer.ip(), open)
+            .inspect_err(|_| {
+                counters.rate_limited.fetch_add(1, Ordering::Relaxed);
+            })
+    }
+
     /// Answers the upgrade request and starts the connection's task. URL errors still upgrade, as in the
     /// reference, so that the browser reads the error frame instead of a bare failed handshake.
     pub async fn upgrade(self: Arc<Self>, mut req: Request, peer: SocketAddr) -> Response {
@@ -139,7 +153,20 @@ impl WsService {
             .path_and_query()
             .map_or_else(|| req.uri().path().to_owned(), |p| p.as_str().to_owned());
         let params = parse_connect_url(&target);
+        if let Ok(p) = &params {
+            if let Err(refused) = self.admit(DevId(p.dev_id), peer) {
+                let retry = refused.retry_after.as_secs().max(1).to_string();
+                return (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    [(header::RETRY_AFTER, retry)],
+                    format!("{refused}\n"),
+                )
+                    .into_response();
+            }
+        }
         let client = ClientHeaders::from(req.headers());
+        // The socket stays counted against the server's connection cap for the WebSocket's whole life.
+        let socket_guard = req.extensions().get::<Arc<SocketGuard>>().cloned();
         let Some(on_upgrade) = req.extensions_mut().remove::<hyper::upgrade::OnUpgrade>() else {
             return (StatusCode::INTERNAL_SERVER_ERROR, "upgrade unavailable\n").into_response();
         };
@@ -149,6 +176,7 @@ impl WsService {
                 Ok(upgraded) => this.run(TokioIo::new(upgraded), params, client, peer).await,
                 Err(e) => tracing::debug!(%peer, error = %e, "WebSocket upgrade failed"),
             }
+            drop(socket_guard);
         });
         let mut response = Response::new(Body::empty());
         *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;

@@ -7,7 +7,7 @@ mod tenants;
 mod users;
 
 pub use pipes::HistoryRow;
-pub use tenants::{KeyRow, TenantRow};
+pub use tenants::{KeyRow, LimitRow, TenantRow};
 pub use users::{QueuedMessage, UserTable};
 
 use std::path::Path;

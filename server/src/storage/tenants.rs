@@ -135,3 +135,48 @@ impl Storage {
         Ok(())
     }
 }
+
+/// A tenant's limit overrides as stored (NULL keeps the global value).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LimitRow {
+    pub dev_id: DevId,
+    pub publishes_per_sec: Option<i64>,
+    pub publish_burst: Option<i64>,
+    pub websocket_connections: Option<i64>,
+}
+
+impl Storage {
+    pub async fn tenant_limits(&self) -> Result<Vec<LimitRow>, StorageError> {
+        let rows = sqlx::query(
+            "SELECT dev_id, publishes_per_sec, publish_burst, websocket_connections FROM tenant_limits",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(LimitRow {
+                    dev_id: dev(r)?,
+                    publishes_per_sec: get(r, "publishes_per_sec")?,
+                    publish_burst: get(r, "publish_burst")?,
+                    websocket_connections: get(r, "websocket_connections")?,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn set_tenant_limits(&self, l: &LimitRow) -> Result<(), StorageError> {
+        sqlx::query(
+            "INSERT INTO tenant_limits (dev_id, publishes_per_sec, publish_burst, websocket_connections) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (dev_id) DO UPDATE SET \
+             publishes_per_sec = excluded.publishes_per_sec, publish_burst = excluded.publish_burst, \
+             websocket_connections = excluded.websocket_connections",
+        )
+        .bind(l.dev_id.0 as i64)
+        .bind(l.publishes_per_sec)
+        .bind(l.publish_burst)
+        .bind(l.websocket_connections)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+}

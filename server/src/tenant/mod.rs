@@ -3,6 +3,7 @@
 
 pub mod jwt;
 pub mod keys;
+pub mod limits;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

@@ -1,0 +1,279 @@
+//! The limits that keep one tenant (or one address) from breaking the service for the others (contract §5).
+//! Rate limits are `governor` GCRA limiters: keyed by IP address for the per-address limits, and one
+//! limiter per tenant for publishes so that a tenant's own override can apply. Every refusal is counted.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
+
+use crate::config::LimitsConfig;
+use crate::ids::DevId;
+
+/// Which limit refused something: named in the error the client gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    Publishes,
+    TenantConnections,
+    IpConnections,
+    FailedLogins,
+    TotalConnections,
+}
+
+/// A refusal: which limit, and when trying again makes sense.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("Rate limit exceeded: {}", .limit.describe())]
+pub struct Refused {
+    pub limit: Limit,
+    pub retry_after: Duration,
+}
+
+impl Limit {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Limit::Publishes => "publishes per tenant",
+            Limit::TenantConnections => "WebSocket connections per tenant",
+            Limit::IpConnections => "new connections per IP address",
+            Limit::FailedLogins => "failed logins per IP address",
+            Limit::TotalConnections => "connections per server",
+        }
+    }
+}
+
+fn quota(per_second: u32, burst: u32) -> Quota {
+    let rate = NonZeroU32::new(per_second.max(1)).unwrap_or(NonZeroU32::MIN);
+    let burst = NonZeroU32::new(burst.max(1)).unwrap_or(NonZeroU32::MIN);
+    Quota::per_second(rate).allow_burst(burst)
+}
+
+fn per_minute(n: u32) -> Quota {
+    let n = NonZeroU32::new(n.max(1)).unwrap_or(NonZeroU32::MIN);
+    Quota::per_minute(n).allow_burst(n)
+}
+
+/// A tenant's own limits, overriding the global ones where set.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TenantOverride {
+    pub publishes_per_sec: Option<u32>,
+    pub publish_burst: Option<u32>,
+    pub websocket_connections: Option<i64>,
+}
+
+pub struct Limits {
+    config: LimitsConfig,
+    clock: DefaultClock,
+    publishes: Mutex<HashMap<DevId, Arc<DefaultDirectRateLimiter>>>,
+    overrides: Mutex<HashMap<DevId, TenantOverride>>,
+    new_connections: DefaultKeyedRateLimiter<IpAddr>,
+    failed_logins: DefaultKeyedRateLimiter<IpAddr>,
+    /// Addresses refused without a key check until the instant given.
+    blocked: Mutex<HashMap<IpAddr, Instant>>,
+    pub refusals: AtomicU64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Limits {
+    pub fn new(config: LimitsConfig) -> Limits {
+        Limits {
+            new_connections: RateLimiter::keyed(quota(
+                config.new_connections_per_ip_per_sec,
+                config.new_connections_per_ip_burst,
+            )),
+            failed_logins: RateLimiter::keyed(per_minute(config.failed_logins_per_ip_per_min)),
+            config,
+            clock: DefaultClock::default(),
+            publishes: Mutex::new(HashMap::new()),
+            overrides: Mutex::new(HashMap::new()),
+            blocked: Mutex::new(HashMap::new()),
+            refusals: AtomicU64::new(0),
+        }
+    }
+
+    pub fn config(&self) -> &LimitsConfig {
+        &self.config
+    }
+
+    /// Installs a tenant's overrides (read from storage); its publish limiter starts afresh when they change.
+    pub fn set_override(&self, dev_id: DevId, o: TenantOverride) {
+        if lock(&self.overrides).insert(dev_id, o) != Some(o) {
+            lock(&self.publishes).remove(&dev_id);
+        }
+    }
+
+    /// Loads every tenant's overrides from storage (at start and then periodically, so a change made with
+    /// `halley tenant limits` reaches a running server).
+    pub async fn load_overrides(
+        &self,
+        storage: &crate::storage::Storage,
+    ) -> Result<(), crate::storage::StorageError> {
+        let clamp = |v: Option<i64>| v.map(|n| n.clamp(1, i64::from(u32::MAX)) as u32);
+        for row in storage.tenant_limits().await? {
+            self.set_override(
+                row.dev_id,
+                TenantOverride {
+                    publishes_per_sec: clamp(row.publishes_per_sec),
+                    publish_burst: clamp(row.publish_burst),
+                    websocket_connections: row.websocket_connections,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    fn refuse(&self, limit: Limit, retry_after: Duration) -> Refused {
+        self.refusals.fetch_add(1, Ordering::Relaxed);
+        Refused { limit, retry_after }
+    }
+
+    /// One publish of the tenant: CometQL INSERTs, web_pipe2 and any HTTP publish share this budget.
+    pub fn publish(&self, dev_id: DevId) -> Result<(), Refused> {
+        let limiter = {
+            let mut map = lock(&self.publishes);
+            map.entry(dev_id)
+                .or_insert_with(|| {
+                    let o = lock(&self.overrides)
+                        .get(&dev_id)
+                        .copied()
+                        .unwrap_or_default();
+                    Arc::new(RateLimiter::direct(quota(
+                        o.publishes_per_sec.unwrap_or(self.config.publishes_per_sec),
+                        o.publish_burst.unwrap_or(self.config.publish_burst),
+                    )))
+                })
+                .clone()
+        };
+        limiter
+            .check()
+            .map_err(|nu| self.refuse(Limit::Publishes, nu.wait_time_from(self.clock.now())))
+    }
+
+    /// A new WebSocket connection of the tenant from `ip`, with `open` connections already open.
+    pub fn websocket_connect(&self, dev_id: DevId, ip: IpAddr, open: i64) -> Result<(), Refused> {
+        let max = lock(&self.overrides)
+            .get(&dev_id)
+            .and_then(|o| o.websocket_connections)
+            .unwrap_or(self.config.websocket_connections_per_tenant);
+        if open >= max {
+            return Err(self.refuse(Limit::TenantConnections, Duration::from_secs(1)));
+        }
+        self.new_connection(ip)
+    }
+
+    /// A new connection from `ip` (any port).
+    pub fn new_connection(&self, ip: IpAddr) -> Result<(), Refused> {
+        self.new_connections
+            .check_key(&ip)
+            .map_err(|nu| self.refuse(Limit::IpConnections, nu.wait_time_from(self.clock.now())))
+    }
+
+    /// Whether `ip` is refused logins without a key check (too many failures lately).
+    pub fn login_blocked(&self, ip: IpAddr) -> bool {
+        let mut blocked = lock(&self.blocked);
+        match blocked.get(&ip) {
+            Some(until) if Instant::now() < *until => {
+                self.refusals.fetch_add(1, Ordering::Relaxed);
+                true
+            }
+            Some(_) => {
+                blocked.remove(&ip);
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// Records a failed login; past the limit the address is blocked until the window passes.
+    pub fn login_failed(&self, ip: IpAddr) {
+        if let Err(nu) = self.failed_logins.check_key(&ip) {
+            let wait = nu
+                .wait_time_from(self.clock.now())
+                .max(Duration::from_secs(1));
+            lock(&self.blocked).insert(ip, Instant::now() + wait);
+        }
+    }
+
+    /// Forgets idle keys so per-address state does not grow without bound.
+    pub fn sweep(&self) {
+        self.new_connections.retain_recent();
+        self.failed_logins.retain_recent();
+        let now = Instant::now();
+        lock(&self.blocked).retain(|_, until| *until > now);
+        self.new_connections.shrink_to_fit();
+        self.failed_logins.shrink_to_fit();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn small() -> LimitsConfig {
+        LimitsConfig {
+            publishes_per_sec: 1,
+            publish_burst: 3,
+            websocket_connections_per_tenant: 2,
+            new_connections_per_ip_per_sec: 1,
+            new_connections_per_ip_burst: 2,
+            failed_logins_per_ip_per_min: 2,
+            ..LimitsConfig::default()
+        }
+    }
+
+    #[test]
+    fn publishes_refused_past_the_burst_per_tenant() {
+        let l = Limits::new(small());
+        for _ in 0..3 {
+            l.publish(DevId(1)).unwrap();
+        }
+        let e = l.publish(DevId(1)).unwrap_err();
+        assert_eq!(e.limit, Limit::Publishes);
+        assert!(e.retry_after > Duration::ZERO);
+        l.publish(DevId(2))
+            .expect("another tenant has its own budget");
+        assert_eq!(l.refusals.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn overrides_apply_to_one_tenant() {
+        let l = Limits::new(small());
+        l.set_override(
+            DevId(1),
+            TenantOverride {
+                publish_burst: Some(5),
+                websocket_connections: Some(10),
+                ..Default::default()
+            },
+        );
+        for _ in 0..5 {
+            l.publish(DevId(1)).unwrap();
+        }
+        assert!(l.publish(DevId(1)).is_err());
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        assert!(l.websocket_connect(DevId(1), ip, 5).is_ok());
+        let e = l.websocket_connect(DevId(2), ip, 2).unwrap_err();
+        assert_eq!(e.limit, Limit::TenantConnections);
+    }
+
+    #[test]
+    fn failed_logins_block_the_address_only() {
+        let l = Limits::new(small());
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let b: IpAddr = "10.0.0.2".parse().unwrap();
+        l.login_failed(a);
+        l.login_failed(a);
+        assert!(!l.login_blocked(a));
+        l.login_failed(a);
+        assert!(l.login_blocked(a));
+        assert!(!l.login_blocked(b));
+        l.sweep();
+        assert!(l.login_blocked(a), "still within the window");
+    }
+}
