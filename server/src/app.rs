@@ -96,7 +96,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         tasks.clone(),
         shutdown_rx.clone(),
     ));
-    let router = crate::http::router(ctx.clone(), ws.clone());
+    let router = crate::http::router(ctx.clone(), ws.clone(), sockets.clone());
     let http = HttpServer {
         router,
         sockets: sockets.clone(),

@@ -24,6 +24,9 @@ pub struct Config {
     pub master_key_file: PathBuf,
     /// Reported by `/info`.
     pub node_name: String,
+    /// `/metrics` answers loopback clients, and others that send `Authorization: Bearer <metrics_token>`
+    /// when this is set (per-tenant figures are not for the public).
+    pub metrics_token: String,
     pub cometql: CometqlConfig,
     pub websocket: WebsocketConfig,
     pub messages: MessagesConfig,
@@ -122,6 +125,7 @@ impl Default for Config {
             cometql_addr: SocketAddr::from(([0, 0, 0, 0], 3300)),
             master_key_file: PathBuf::new(),
             node_name: "halley".into(),
+            metrics_token: String::new(),
             cometql: CometqlConfig::default(),
             websocket: WebsocketConfig::default(),
             messages: MessagesConfig::default(),

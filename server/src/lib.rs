@@ -22,7 +22,7 @@
 //! - [`tenant`]: credentials, keys sealed at rest.
 //! - [`hub`], [`broker`]: who is listening; how a publish reaches them.
 //! - [`push`]: browsers: pure protocol, outgoing frames, per-connection session and socket loop.
-//! - [`http`]: the one router on the HTTP port.
+//! - [`http`]: the one router on the HTTP port; [`metrics`]: `/metrics` in Prometheus text format.
 //! - [`storage`]: all SQL (sqlx; PostgreSQL and SQLite).
 //! - [`app`]: composition root; [`logging`]: process plumbing for the binary.
 
@@ -42,6 +42,7 @@ pub mod hub;
 pub mod push;
 
 pub mod http;
+pub mod metrics;
 
 pub mod storage;
 

@@ -39,6 +39,7 @@ pub struct Ctx {
     /// Which pipes keep history, cached for the publish path.
     pub history: Arc<history::HistoryLengths>,
     pub limits: Arc<Limits>,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Ctx {
@@ -50,6 +51,7 @@ impl Ctx {
             config,
             hub,
             history: Arc::default(),
+            metrics: Arc::default(),
         }
     }
 }

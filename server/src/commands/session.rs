@@ -110,7 +110,11 @@ impl CometQl {
         let text = std::str::from_utf8(sql)
             .map_err(|_| CommandError::new(ErrorCode::Invalid, "The query is not valid UTF-8"))?;
         let trimmed = text.trim_start();
-        if trimmed.len() >= 17 && trimmed[..17].eq_ignore_ascii_case("cometqlcluster_v1") {
+        if trimmed
+            .as_bytes()
+            .get(..17)
+            .is_some_and(|p| p.eq_ignore_ascii_case(b"cometqlcluster_v1"))
+        {
             // The reference lets any client switch tenants this way; we never do.
             return Err(CommandError::new(ErrorCode::Auth, "Invalid dev_id value"));
         }
@@ -143,6 +147,10 @@ impl Handler for CometQl {
         {
             Ok(l) => l,
             Err(_) => {
+                self.ctx
+                    .metrics
+                    .cometql_logins_failed
+                    .fetch_add(1, Ordering::Relaxed);
                 limits.login_failed(peer.ip());
                 return Err(auth_failure());
             }
@@ -174,7 +182,13 @@ impl Handler for CometQl {
     }
 
     async fn query(&self, session: &mut Session, sql: &[u8]) -> Reply {
-        match self.query_inner(session, sql).await {
+        let started = std::time::Instant::now();
+        let result = self.query_inner(session, sql).await;
+        self.ctx
+            .metrics
+            .cometql_query_seconds
+            .observe(started.elapsed());
+        match result {
             Ok(outcome) => outcome.into(),
             Err(e) => Reply::Error(e.into()),
         }

@@ -17,16 +17,19 @@ pub mod serve;
 use crate::commands::Ctx;
 use crate::push::protocol::url::is_ws_path;
 use crate::push::websocket::WsService;
+use serve::OpenSockets;
 
 #[derive(Clone)]
 struct HttpState {
     ctx: Ctx,
     ws: Arc<WsService>,
+    sockets: Arc<OpenSockets>,
 }
 
-pub fn router(ctx: Ctx, ws: Arc<WsService>) -> Router {
+pub fn router(ctx: Ctx, ws: Arc<WsService>, sockets: Arc<OpenSockets>) -> Router {
     Router::new()
         .route("/", get(home))
+        .route("/metrics", get(metrics))
         .route("/info", get(info))
         .route("/sdk/halley.mjs", get(sdk::module))
         .route("/sdk/halley.js", get(sdk::classic))
@@ -35,7 +38,7 @@ pub fn router(ctx: Ctx, ws: Arc<WsService>) -> Router {
         .route("/comet-server/CometServerApi.js", get(sdk::classic))
         .route("/comet-server/info", get(info))
         .fallback(fallback)
-        .with_state(HttpState { ctx, ws })
+        .with_state(HttpState { ctx, ws, sockets })
 }
 
 async fn info(State(s): State<HttpState>) -> impl IntoResponse {
@@ -44,6 +47,41 @@ async fn info(State(s): State<HttpState>) -> impl IntoResponse {
         [(header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")],
         Json(serde_json::json!({"status": "ok", "node": s.ctx.config.node_name})),
     )
+}
+
+async fn metrics(
+    State(s): State<HttpState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    let token = &s.ctx.config.metrics_token;
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let allowed = peer.ip().is_loopback()
+        || (!token.is_empty()
+            && bearer.is_some_and(|b| {
+                use subtle::ConstantTimeEq;
+                bool::from(b.as_bytes().ct_eq(token.as_bytes()))
+            }));
+    if !allowed {
+        return (
+            StatusCode::FORBIDDEN,
+            "metrics are available to loopback clients or with the metrics token\n",
+        )
+            .into_response();
+    }
+    let body = crate::metrics::render(
+        &s.ctx.metrics,
+        s.ctx.hub.registry(),
+        s.ctx
+            .limits
+            .refusals
+            .load(std::sync::atomic::Ordering::Relaxed),
+        s.sockets.count(),
+    );
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 
 async fn home() -> impl IntoResponse {

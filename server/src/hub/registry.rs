@@ -137,6 +137,24 @@ impl Registry {
         lock(&self.tenants).entry(dev_id).or_default().clone()
     }
 
+    /// Every tenant that has counters, by dev_id.
+    pub fn tenants(&self) -> Vec<(DevId, Arc<TenantCounters>)> {
+        let mut v: Vec<_> = lock(&self.tenants)
+            .iter()
+            .map(|(d, t)| (*d, t.clone()))
+            .collect();
+        v.sort_by_key(|(d, _)| *d);
+        v
+    }
+
+    /// Subscriptions across all pipes (walks the shards: for scrapes, not hot paths).
+    pub fn total_subscriptions(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| lock(s).values().map(HashMap::len).sum::<usize>())
+            .sum()
+    }
+
     pub fn total_websocket_connections(&self) -> i64 {
         lock(&self.tenants)
             .values()
