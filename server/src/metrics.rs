@@ -54,7 +54,12 @@ pub struct Metrics {
 }
 
 /// A per-tenant metric family: name, type, help, and how to read it off a tenant's counters.
-type Family = (&'static str, &'static str, &'static str, fn(&TenantCounters) -> u64);
+type Family = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&TenantCounters) -> u64,
+);
 
 /// The whole `/metrics` page.
 pub fn render(
