@@ -204,6 +204,11 @@ impl Session {
                 n as u64,
                 unix_now(),
             )),
+            // Past the tenant's publish budget (shared with CometQL): an error frame naming the limit and
+            // the retry time, as CometQL's ERROR 429 does; the connection stays open.
+            Err(e) if e.code == ErrorCode::RateLimited => {
+                Answer::one(frames::command_error(&e.message, unix_now()))
+            }
             Err(e) => internal(e),
         }
     }

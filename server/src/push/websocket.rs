@@ -35,6 +35,11 @@ use crate::tenant::unix_now;
 /// Frames written to the socket in one vectored write at most.
 const WRITE_BATCH: usize = 64;
 
+/// Room for a command's own text around its message (`web_pipe2\n@<pipe>\n<event>\n<auth>\n` is at most
+/// 143 bytes): a message of exactly `max_message_bytes` fits in a frame, and one byte more reaches the
+/// command, which answers with its `Data is too long` error frame. Frames past this close with 1009.
+const COMMAND_OVERHEAD: usize = 256;
+
 pub struct WsService {
     ctx: Ctx,
     tasks: TaskTracker,
@@ -273,7 +278,9 @@ impl WsService {
             ctx: &self.ctx,
             session: Session::new(dev_id, user, outbox),
             era,
-            decoder: FrameDecoder::new(self.ctx.config.websocket.max_message_bytes),
+            decoder: FrameDecoder::new(
+                self.ctx.config.websocket.max_message_bytes + COMMAND_OVERHEAD,
+            ),
             rbuf: BytesMut::new(),
             write_timeout,
         };
