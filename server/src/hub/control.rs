@@ -20,16 +20,17 @@ pub struct Control {
 }
 
 impl Control {
-    /// The first reason wins; later ones are ignored.
-    pub fn close(&self, reason: CloseReason) {
-        if self
+    /// The first reason wins; later ones are ignored. `true` when this call was the first.
+    pub fn close(&self, reason: CloseReason) -> bool {
+        let first = self
             .reason
             .compare_exchange(0, reason as u8, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
-        {
+            .is_ok();
+        if first {
             // notify_one stores a permit, so a task that is not waiting right now still sees it.
             self.notify.notify_one();
         }
+        first
     }
 
     pub fn reason(&self) -> Option<CloseReason> {
@@ -59,8 +60,8 @@ mod tests {
     #[tokio::test]
     async fn first_reason_wins_and_is_seen_late() {
         let c = Control::default();
-        c.close(CloseReason::SlowConsumer);
-        c.close(CloseReason::Shutdown);
+        assert!(c.close(CloseReason::SlowConsumer));
+        assert!(!c.close(CloseReason::Shutdown));
         assert_eq!(c.closed().await, CloseReason::SlowConsumer);
     }
 }

@@ -62,6 +62,17 @@ struct Conn {
     control: Control,
 }
 
+/// What became of a frame offered to a connection's outbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pushed {
+    Queued,
+    /// The outbox was full and this frame closed the connection as a slow consumer: counted once per
+    /// connection, not once per frame it then misses.
+    Overflowed,
+    /// Not queued: the connection is already closing (a full outbox again) or gone.
+    Dropped,
+}
+
 /// The sending side of one connection's bounded outbox, as stored in the registry. One pointer: every pipe
 /// a connection subscribes to costs the registry one `Arc` clone.
 #[derive(Clone)]
@@ -93,14 +104,17 @@ impl Outbox {
 
     /// Queues a frame without waiting. A full outbox means the client stopped reading: it is closed (1008)
     /// rather than allowed to slow the publisher or anyone else.
-    pub fn push(&self, frame: Bytes) -> bool {
+    pub fn push(&self, frame: Bytes) -> Pushed {
         match self.0.tx.try_send(frame) {
-            Ok(()) => true,
+            Ok(()) => Pushed::Queued,
             Err(mpsc::error::TrySendError::Full(_)) => {
-                self.0.control.close(CloseReason::SlowConsumer);
-                false
+                if self.0.control.close(CloseReason::SlowConsumer) {
+                    Pushed::Overflowed
+                } else {
+                    Pushed::Dropped
+                }
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
+            Err(mpsc::error::TrySendError::Closed(_)) => Pushed::Dropped,
         }
     }
 

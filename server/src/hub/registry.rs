@@ -5,7 +5,7 @@ use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use super::{Outbox, Publication};
+use super::{Outbox, Publication, Pushed};
 use crate::ids::{ConnId, DevId, PipeName};
 
 const SHARDS: usize = 64;
@@ -114,10 +114,10 @@ impl Registry {
                     let bytes = cache
                         .get_or_insert_with(|| p.frame.wire(outbox.era()))
                         .clone();
-                    if outbox.push(bytes) {
-                        delivered += 1;
-                    } else {
-                        slow += 1;
+                    match outbox.push(bytes) {
+                        Pushed::Queued => delivered += 1,
+                        Pushed::Overflowed => slow += 1,
+                        Pushed::Dropped => {}
                     }
                 }
             }
@@ -253,6 +253,10 @@ pub(crate) mod tests {
         assert_eq!(b.control().reason(), None);
         assert_eq!(rb.try_recv().unwrap(), Bytes::from_static(b"x"));
         assert_eq!(rb.try_recv().unwrap(), Bytes::from_static(b"x"));
+        assert_eq!(r.slow_consumers_dropped.load(Ordering::Relaxed), 1);
+        // Frames it misses while closing do not count it again.
+        r.deliver(&p);
+        r.deliver(&p);
         assert_eq!(r.slow_consumers_dropped.load(Ordering::Relaxed), 1);
     }
 }

@@ -2,10 +2,11 @@
 //! the first and the last, and revoking a user closes them all.
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::Mutex;
 
 use super::registry::lock;
-use super::{CloseReason, Frame, Outbox, Registry};
+use super::{CloseReason, Frame, Outbox, Pushed, Registry};
 use crate::ids::{ConnId, DevId, UserId};
 
 /// Connections linked to one user at most (reference and contract §5); more stay anonymous.
@@ -64,7 +65,17 @@ impl Registry {
         let Some(conns) = map.get(&(dev_id, user)) else {
             return 0;
         };
-        conns.iter().filter(|o| o.push(frame.wire(o.era()))).count()
+        let mut queued = 0;
+        for o in conns {
+            match o.push(frame.wire(o.era())) {
+                Pushed::Queued => queued += 1,
+                Pushed::Overflowed => {
+                    self.slow_consumers_dropped.fetch_add(1, Ordering::Relaxed);
+                }
+                Pushed::Dropped => {}
+            }
+        }
+        queued
     }
 
     /// Closes every live connection of the user (users_auth DELETE, a revoked token).
