@@ -23,7 +23,9 @@
 //! - [`hub`], [`broker`]: who is listening; how a publish reaches them.
 //! - [`push`]: browsers: pure protocol, outgoing frames, per-connection session and socket loop.
 //! - [`http`]: the one router on the HTTP port.
+//! - [`http`] also serves the dashboard (`dashboard/`, embedded) and its JSON API, `/api/dashboard/v1`.
 //! - [`storage`]: all SQL (sqlx; PostgreSQL and SQLite).
+//! - [`usage`]: per-tenant message counts flushed from the hub's counters into storage.
 //! - [`app`]: composition root; [`logging`]: process plumbing for the binary.
 
 pub mod config;
@@ -44,6 +46,7 @@ pub mod push;
 pub mod http;
 
 pub mod storage;
+pub mod usage;
 
 pub mod app;
 pub mod logging;

@@ -20,6 +20,8 @@ pub struct TenantCounters {
     pub cometql_sessions: AtomicI64,
     pub messages: AtomicU64,
     pub deliveries: AtomicU64,
+    /// Publishes and connections refused by a rate limit (shown in the dashboard).
+    pub rate_limited: AtomicU64,
 }
 
 pub struct Registry {
@@ -133,6 +135,14 @@ impl Registry {
     /// The tenant's live counters, created on first use.
     pub fn tenant(&self, dev_id: DevId) -> Arc<TenantCounters> {
         lock(&self.tenants).entry(dev_id).or_default().clone()
+    }
+
+    /// Every tenant's counters seen since start (the usage flusher walks them).
+    pub fn tenants(&self) -> Vec<(DevId, Arc<TenantCounters>)> {
+        lock(&self.tenants)
+            .iter()
+            .map(|(d, c)| (*d, c.clone()))
+            .collect()
     }
 
     pub fn total_websocket_connections(&self) -> i64 {

@@ -2,8 +2,12 @@
 //! (the embedded default) run the same statements: `$n` placeholders, `ON CONFLICT` upserts and `RETURNING`
 //! are understood by both. One file per concern.
 
+mod accounts;
+mod origins;
 mod tenants;
+mod usage;
 
+pub use accounts::AccountRow;
 pub use tenants::{KeyRow, TenantRow};
 
 use std::path::Path;
