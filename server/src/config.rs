@@ -26,7 +26,27 @@ pub struct Config {
     pub node_name: String,
     pub cometql: CometqlConfig,
     pub websocket: WebsocketConfig,
+    pub dashboard: DashboardConfig,
     pub log: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DashboardConfig {
+    /// Mark the session cookie `Secure` (sent over HTTPS only). Turn on whenever browsers reach the server
+    /// over TLS, directly or through a TLS-terminating proxy.
+    pub secure_cookies: bool,
+    /// How long a dashboard login lasts.
+    pub session_hours: u64,
+}
+
+impl Default for DashboardConfig {
+    fn default() -> Self {
+        DashboardConfig {
+            secure_cookies: false,
+            session_hours: 12,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -68,6 +88,7 @@ impl Default for Config {
             node_name: "halley".into(),
             cometql: CometqlConfig::default(),
             websocket: WebsocketConfig::default(),
+            dashboard: DashboardConfig::default(),
             log: "info".into(),
         }
     }
@@ -127,6 +148,7 @@ pub const ENV_VARS: &[&str] = &[
     "HALLEY_MASTER_KEY_FILE",
     "HALLEY_NODE_NAME",
     "HALLEY_LOG",
+    "HALLEY_DASHBOARD_SECURE_COOKIES",
 ];
 
 impl Config {
@@ -185,6 +207,19 @@ impl Config {
         if let Some(v) = lookup("HALLEY_LOG") {
             self.log = v;
         }
+        if let Some(v) = lookup("HALLEY_DASHBOARD_SECURE_COOKIES") {
+            self.dashboard.secure_cookies = match v.as_str() {
+                "1" | "true" => true,
+                "0" | "false" => false,
+                _ => {
+                    return Err(ConfigError::Env {
+                        name: "HALLEY_DASHBOARD_SECURE_COOKIES",
+                        value: v,
+                        reason: "expected true or false".into(),
+                    })
+                }
+            };
+        }
         Ok(())
     }
 
@@ -202,6 +237,11 @@ impl Config {
         if ws.max_message_bytes < 1024 || ws.outbox_frames == 0 || ws.ping_interval_secs == 0 {
             return Err(ConfigError::Invalid(
                 "websocket: max_message_bytes >= 1024, outbox_frames >= 1 and ping_interval_secs >= 1 are required".into(),
+            ));
+        }
+        if self.dashboard.session_hours == 0 {
+            return Err(ConfigError::Invalid(
+                "dashboard: session_hours >= 1 is required".into(),
             ));
         }
         let q = &self.cometql;

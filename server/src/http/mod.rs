@@ -1,6 +1,9 @@
 //! The one router on the HTTP port: every route is listed here. WebSocket upgrades arrive on the
 //! comet-server URL forms (`/ws/...`, `//ws/...`, `/comet-server/ws/...`), which are not ordinary routes
-//! (the parameters sit in the path), so the fallback recognises them before answering 404.
+//! (the parameters sit in the path), so the fallback recognises them before answering 404. The dashboard's
+//! pages (`/`, `/dashboard/...`) and API (`/api/dashboard/v1/...`) are listed in `dashboard::router`.
+
+pub mod dashboard;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,13 +24,13 @@ struct HttpState {
     ws: Arc<WsService>,
 }
 
-pub fn router(ctx: Ctx, ws: Arc<WsService>) -> Router {
+pub fn router(ctx: Ctx, ws: Arc<WsService>, dashboard: dashboard::Api) -> Router {
     Router::new()
-        .route("/", get(home))
         .route("/info", get(info))
         .route("/comet-server/info", get(info))
         .fallback(fallback)
         .with_state(HttpState { ctx, ws })
+        .merge(dashboard::router(dashboard))
 }
 
 async fn info(State(s): State<HttpState>) -> impl IntoResponse {
@@ -35,17 +38,6 @@ async fn info(State(s): State<HttpState>) -> impl IntoResponse {
     (
         [(header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")],
         Json(serde_json::json!({"status": "ok", "node": s.ctx.config.node_name})),
-    )
-}
-
-async fn home() -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-        format!(
-            "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Halley</title></head>\
-             <body><h1>Halley {}</h1><p>Comet server: WebSocket and CometQL.</p></body></html>",
-            env!("CARGO_PKG_VERSION")
-        ),
     )
 }
 
