@@ -52,7 +52,7 @@ export function snippet(title, code, id) {
   const pre = h("pre", { id, tabindex: "0", "aria-label": title }, h("code", {}, code));
   const btn = h("button", { type: "button", class: "btn btn-small copy", "aria-label": `Copy: ${title}` }, "Copy");
   btn.addEventListener("click", () => copy(code, btn));
-  return h("div", { class: "snippet" }, h("h3", {}, title), pre, btn);
+  return h("div", { class: "snippet" }, h("h3", {}, title), h("div", { class: "code" }, pre, btn));
 }
 
 /** Runs `action` with the button disabled, showing its error in `errorBox`. */

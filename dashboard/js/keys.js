@@ -58,8 +58,8 @@ export function render() {
     }));
     return h("tr", { "data-key-id": String(k.id) },
       h("td", {}, h("strong", {}, k.name), h("div", {}, value)),
-      h("td", {}, formatTime(k.created_at)),
-      h("td", {}, formatTime(k.last_used_at)),
+      h("td", { class: "when" }, formatTime(k.created_at)),
+      h("td", { class: "when" }, formatTime(k.last_used_at)),
       h("td", {}, h("div", { class: "actions" }, reveal, copyBtn, revoke)));
   }
 
@@ -79,7 +79,7 @@ export function render() {
         h("p", {}, "Your backend logs in to CometQL with your dev_id and any active key. Rotate without downtime: create, deploy, revoke the old one."))),
     h("section", { class: "card" }, error,
       h("div", { class: "table-wrap" }, h("table", {},
-        h("caption", { class: "muted small" }, "Active keys"),
+        h("caption", { class: "sr-only" }, "Active keys"),
         h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Name"), h("th", { scope: "col" }, "Created"),
           h("th", { scope: "col" }, "Last used"), h("th", { scope: "col" }, "Actions"))),
         body))),
