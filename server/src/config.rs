@@ -322,9 +322,12 @@ mod tests {
         c.apply_env(|k| match k {
             "HALLEY_HTTP_ADDR" => Some("127.0.0.1:9000".into()),
             "HALLEY_DATABASE_URL" => Some("postgres://x@h/db".into()),
+            "HALLEY_DASHBOARD_SECURE_COOKIES" => Some("true".into()),
             _ => None,
         })
         .unwrap();
+        assert!(c.dashboard.secure_cookies);
+        assert_eq!(c.dashboard.session_hours, 12);
         assert_eq!(c.data_dir, PathBuf::from("/srv/h"));
         assert_eq!(c.websocket.outbox_frames, 7);
         assert_eq!(c.http_addr.port(), 9000);
