@@ -118,6 +118,54 @@ pub fn first_day_of_month(day: i64) -> i64 {
 mod tests {
     use super::*;
 
+    #[tokio::test]
+    async fn counts_are_stored_once_and_read_as_stored_plus_pending() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("u.db").display());
+        let storage = Storage::open(&url).await.unwrap();
+        storage.migrate().await.unwrap();
+        let hub = Hub::in_process();
+        let book = UsageBook::new(storage.clone(), hub.clone());
+        let dev = DevId(3);
+        let counters = hub.registry().tenant(dev);
+        counters.messages.fetch_add(5, Ordering::Relaxed);
+        let expect = |n| Messages {
+            today: n,
+            this_month: n,
+        };
+        assert_eq!(book.messages(dev).await.unwrap(), expect(5), "pending only");
+        book.flush().await.unwrap();
+        assert_eq!(
+            book.messages(dev).await.unwrap(),
+            expect(5),
+            "stored, not twice"
+        );
+        book.flush().await.unwrap();
+        counters.messages.fetch_add(2, Ordering::Relaxed);
+        book.flush().await.unwrap();
+        let today = day_number(unix_now());
+        assert_eq!(storage.usage_between(dev, today, today).await.unwrap(), 7);
+        // A new book (a restart) starts from what is stored.
+        let fresh = UsageBook::new(storage.clone(), Hub::in_process());
+        assert_eq!(fresh.messages(dev).await.unwrap(), expect(7));
+        // Earlier days of the month count for the month only.
+        storage
+            .add_usage(dev, first_day_of_month(today) - 1, 100)
+            .await
+            .unwrap();
+        if today != first_day_of_month(today) {
+            storage.add_usage(dev, today - 1, 10).await.unwrap();
+            assert_eq!(
+                fresh.messages(dev).await.unwrap(),
+                Messages {
+                    today: 7,
+                    this_month: 17
+                }
+            );
+        }
+        storage.close().await;
+    }
+
     #[test]
     fn calendar() {
         // 2024-03-15 12:00 UTC is day 19797; March 1st 2024 is day 19783 (leap year).

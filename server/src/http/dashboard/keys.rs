@@ -12,6 +12,12 @@ use super::error::{ApiError, JsonBody};
 use super::session::Owner;
 use super::Api;
 
+/// A key id from the path; anything but a number names no key (a JSON 404, not axum's plain-text 400).
+fn key_id(text: &str) -> Result<i64, ApiError> {
+    text.parse()
+        .map_err(|_| crate::tenant::AccountError::NoSuchKey.into())
+}
+
 #[derive(Deserialize)]
 pub struct NewKey {
     name: String,
@@ -45,8 +51,9 @@ pub async fn create(
 pub async fn reveal(
     State(api): State<Api>,
     owner: Owner,
-    Path(id): Path<i64>,
+    Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    let id = key_id(&id)?;
     let key = api.ctx().tenants.reveal_key(owner.dev_id, id).await?;
     Ok(Json(json!({ "id": id, "key": key })))
 }
@@ -55,9 +62,10 @@ pub async fn reveal(
 pub async fn revoke(
     State(api): State<Api>,
     owner: Owner,
-    Path(id): Path<i64>,
+    Path(id): Path<String>,
     body: Bytes,
 ) -> Result<StatusCode, ApiError> {
+    let id = key_id(&id)?;
     let options: Revoke = if body.iter().all(u8::is_ascii_whitespace) {
         Revoke::default()
     } else {
