@@ -178,6 +178,9 @@ test("sign up, publish with mariadb, see it live, revoke the key", async () => {
   await page.getByLabel("Password").fill(PASSWORD);
   await page.getByRole("button", { name: "Log in" }).click();
   await page.waitForURL(/#\/overview$/);
+  // Wait for the overview's first usage answer, so that the next API call is the one made after the cookie
+  // is gone (the overview polls again only 5 s later).
+  await page.locator("#stat-messages_today").filter({ hasText: /\d/ }).waitFor();
   await context.clearCookies();
   await page.getByRole("link", { name: "Keys" }).click();
   await page.locator("#banner").filter({ hasText: "log in again" }).waitFor();
