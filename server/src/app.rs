@@ -19,6 +19,7 @@ use crate::mysql::ConnConfig;
 use crate::push::websocket::WsService;
 use crate::storage::Storage;
 use crate::tenant::{KeyBox, Tenants};
+use crate::usage::UsageBook;
 
 /// Storage and tenants, without listeners: what the `tenant` and `migrate` subcommands need.
 pub async fn open_tenants(config: &Config) -> anyhow::Result<Tenants> {
@@ -53,6 +54,7 @@ pub struct Running {
     tasks: TaskTracker,
     cometql: Arc<CometQl>,
     ws: Arc<WsService>,
+    usage: Arc<UsageBook>,
 }
 
 pub async fn start(config: Config) -> anyhow::Result<Running> {
@@ -96,7 +98,11 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         tasks.clone(),
         shutdown_rx.clone(),
     ));
-    let router = crate::http::router(ctx.clone(), ws.clone(), sockets.clone());
+    let usage = Arc::new(UsageBook::new(ctx.storage.clone(), ctx.hub.clone()));
+    tasks.spawn(usage.clone().run(shutdown_rx.clone()));
+    let dashboard =
+        crate::http::dashboard::Api::new(ctx.clone(), cometql.clone(), usage.clone(), cometql_addr);
+    let router = crate::http::router(ctx.clone(), ws.clone(), sockets.clone(), dashboard);
     let http = HttpServer {
         router,
         sockets: sockets.clone(),
@@ -114,6 +120,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         tasks,
         cometql,
         ws,
+        usage,
     })
 }
 
@@ -184,7 +191,7 @@ async fn maintenance(ctx: Ctx, mut shutdown: watch::Receiver<bool>) {
 
 impl Running {
     /// Stops accepting, closes every WebSocket (1001) and CometQL session, waits for them (at most 10 s),
-    /// then closes storage so SQLite's WAL is checkpointed.
+    /// stores the usage counters, then closes storage so SQLite's WAL is checkpointed.
     pub async fn shutdown(self) {
         tracing::info!("shutting down");
         let _ = self.shutdown.send(true);
@@ -196,6 +203,10 @@ impl Running {
             .is_err()
         {
             tracing::warn!("some connections did not close within 10 s");
+        }
+        // After the last publish, before the database closes: the counts since the last periodic flush.
+        if let Err(e) = self.usage.flush().await {
+            tracing::warn!(error = %e, "could not store the last usage counters");
         }
         self.ctx.storage.close().await;
         tracing::info!("stopped");

@@ -31,6 +31,7 @@ pub struct Config {
     pub websocket: WebsocketConfig,
     pub messages: MessagesConfig,
     pub limits: LimitsConfig,
+    pub dashboard: DashboardConfig,
     pub log: String,
 }
 
@@ -90,6 +91,25 @@ impl Default for MessagesConfig {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+pub struct DashboardConfig {
+    /// Mark the session cookie `Secure` (sent over HTTPS only). Turn on whenever browsers reach the server
+    /// over TLS, directly or through a TLS-terminating proxy.
+    pub secure_cookies: bool,
+    /// How long a dashboard login lasts.
+    pub session_hours: u64,
+}
+
+impl Default for DashboardConfig {
+    fn default() -> Self {
+        DashboardConfig {
+            secure_cookies: false,
+            session_hours: 12,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct CometqlConfig {
     /// Longest accepted query text; longer gets `ERROR 11 Data is too long` (the original: 9000).
     pub max_query_bytes: usize,
@@ -130,6 +150,7 @@ impl Default for Config {
             websocket: WebsocketConfig::default(),
             messages: MessagesConfig::default(),
             limits: LimitsConfig::default(),
+            dashboard: DashboardConfig::default(),
             log: "info".into(),
         }
     }
@@ -189,6 +210,7 @@ pub const ENV_VARS: &[&str] = &[
     "HALLEY_MASTER_KEY_FILE",
     "HALLEY_NODE_NAME",
     "HALLEY_LOG",
+    "HALLEY_DASHBOARD_SECURE_COOKIES",
 ];
 
 impl Config {
@@ -247,6 +269,19 @@ impl Config {
         if let Some(v) = lookup("HALLEY_LOG") {
             self.log = v;
         }
+        if let Some(v) = lookup("HALLEY_DASHBOARD_SECURE_COOKIES") {
+            self.dashboard.secure_cookies = match v.as_str() {
+                "1" | "true" => true,
+                "0" | "false" => false,
+                _ => {
+                    return Err(ConfigError::Env {
+                        name: "HALLEY_DASHBOARD_SECURE_COOKIES",
+                        value: v,
+                        reason: "expected true or false".into(),
+                    })
+                }
+            };
+        }
         Ok(())
     }
 
@@ -264,6 +299,11 @@ impl Config {
         if ws.max_message_bytes < 1024 || ws.outbox_frames == 0 || ws.ping_interval_secs == 0 {
             return Err(ConfigError::Invalid(
                 "websocket: max_message_bytes >= 1024, outbox_frames >= 1 and ping_interval_secs >= 1 are required".into(),
+            ));
+        }
+        if self.dashboard.session_hours == 0 {
+            return Err(ConfigError::Invalid(
+                "dashboard: session_hours >= 1 is required".into(),
             ));
         }
         let q = &self.cometql;
@@ -344,9 +384,12 @@ mod tests {
         c.apply_env(|k| match k {
             "HALLEY_HTTP_ADDR" => Some("127.0.0.1:9000".into()),
             "HALLEY_DATABASE_URL" => Some("postgres://x@h/db".into()),
+            "HALLEY_DASHBOARD_SECURE_COOKIES" => Some("true".into()),
             _ => None,
         })
         .unwrap();
+        assert!(c.dashboard.secure_cookies);
+        assert_eq!(c.dashboard.session_hours, 12);
         assert_eq!(c.data_dir, PathBuf::from("/srv/h"));
         assert_eq!(c.websocket.outbox_frames, 7);
         assert_eq!(c.http_addr.port(), 9000);

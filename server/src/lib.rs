@@ -22,8 +22,10 @@
 //! - [`tenant`]: credentials, keys sealed at rest.
 //! - [`hub`], [`broker`]: who is listening; how a publish reaches them.
 //! - [`push`]: browsers: pure protocol, outgoing frames, per-connection session and socket loop.
-//! - [`http`]: the one router on the HTTP port; [`metrics`]: `/metrics` in Prometheus text format.
+//! - [`http`]: the one router on the HTTP port, also serving the dashboard (`dashboard/`, embedded) and its
+//!   JSON API `/api/dashboard/v1`; [`metrics`]: `/metrics` in Prometheus text format.
 //! - [`storage`]: all SQL (sqlx; PostgreSQL and SQLite).
+//! - [`usage`]: per-tenant message counts flushed from the hub's counters into storage.
 //! - [`app`]: composition root; [`logging`]: process plumbing for the binary.
 
 pub mod config;
@@ -45,6 +47,7 @@ pub mod http;
 pub mod metrics;
 
 pub mod storage;
+pub mod usage;
 
 pub mod app;
 pub mod logging;

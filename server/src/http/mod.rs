@@ -1,6 +1,9 @@
 //! The one router on the HTTP port: every route is listed here. WebSocket upgrades arrive on the
 //! comet-server URL forms (`/ws/...`, `//ws/...`, `/comet-server/ws/...`), which are not ordinary routes
-//! (the parameters sit in the path), so the fallback recognises them before answering 404.
+//! (the parameters sit in the path), so the fallback recognises them before answering 404. The dashboard's
+//! pages (`/`, `/dashboard/...`) and API (`/api/dashboard/v1/...`) are listed in `dashboard::router`.
+
+pub mod dashboard;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -26,9 +29,13 @@ struct HttpState {
     sockets: Arc<OpenSockets>,
 }
 
-pub fn router(ctx: Ctx, ws: Arc<WsService>, sockets: Arc<OpenSockets>) -> Router {
+pub fn router(
+    ctx: Ctx,
+    ws: Arc<WsService>,
+    sockets: Arc<OpenSockets>,
+    dashboard: dashboard::Api,
+) -> Router {
     Router::new()
-        .route("/", get(home))
         .route("/metrics", get(metrics))
         .route("/info", get(info))
         .route("/sdk/halley.mjs", get(sdk::module))
@@ -39,6 +46,7 @@ pub fn router(ctx: Ctx, ws: Arc<WsService>, sockets: Arc<OpenSockets>) -> Router
         .route("/comet-server/info", get(info))
         .fallback(fallback)
         .with_state(HttpState { ctx, ws, sockets })
+        .merge(dashboard::router(dashboard))
 }
 
 async fn info(State(s): State<HttpState>) -> impl IntoResponse {
@@ -82,17 +90,6 @@ async fn metrics(
         s.sockets.count(),
     );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
-}
-
-async fn home() -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-        format!(
-            "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Halley</title></head>\
-             <body><h1>Halley {}</h1><p>Comet server: WebSocket and CometQL.</p></body></html>",
-            env!("CARGO_PKG_VERSION")
-        ),
-    )
 }
 
 async fn fallback(

@@ -20,7 +20,7 @@ pub struct TenantCounters {
     pub cometql_sessions: AtomicI64,
     pub messages: AtomicU64,
     pub deliveries: AtomicU64,
-    /// Requests refused by a rate or size limit (publishes, connections).
+    /// Publishes and connections refused by a rate limit (shown in the dashboard).
     pub rate_limited: AtomicU64,
 }
 

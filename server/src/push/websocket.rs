@@ -158,6 +158,9 @@ impl WsService {
             .path_and_query()
             .map_or_else(|| req.uri().path().to_owned(), |p| p.as_str().to_owned());
         let params = parse_connect_url(&target);
+        if let Some(refused) = self.refuse_origin(&params, req.headers()).await {
+            return refused;
+        }
         if let Ok(p) = &params {
             if let Err(refused) = self.admit(DevId(p.dev_id), peer) {
                 let retry = refused.retry_after.as_secs().max(1).to_string();
@@ -195,6 +198,35 @@ impl WsService {
             h.insert(header::SEC_WEBSOCKET_PROTOCOL, v);
         }
         response
+    }
+
+    /// The tenant's allowed origins (dashboard setting): a browser page from another origin gets 403. An empty
+    /// list allows any origin; a request without `Origin` is not from a browser page and is not refused.
+    async fn refuse_origin(
+        &self,
+        params: &Result<ConnectParams, UrlError>,
+        headers: &HeaderMap,
+    ) -> Option<Response> {
+        let (Ok(params), Some(origin)) = (params, headers.get(header::ORIGIN)) else {
+            return None;
+        };
+        let allowed = match self.ctx.storage.allowed_origins(DevId(params.dev_id)).await {
+            Ok(list) => list,
+            Err(e) => {
+                tracing::error!(error = %e, "allowed origins lookup failed");
+                return Some(
+                    (StatusCode::SERVICE_UNAVAILABLE, "try again later\n").into_response(),
+                );
+            }
+        };
+        let origin = origin.to_str().unwrap_or("").to_ascii_lowercase();
+        (!allowed.is_empty() && !allowed.contains(&origin)).then(|| {
+            (
+                StatusCode::FORBIDDEN,
+                "This origin may not connect to this dev_id.\n",
+            )
+                .into_response()
+        })
     }
 
     async fn run<S>(

@@ -2,10 +2,14 @@
 //! (the embedded default) run the same statements: `$n` placeholders, `ON CONFLICT` upserts and `RETURNING`
 //! are understood by both. One file per concern.
 
+mod accounts;
+mod origins;
 mod pipes;
 mod tenants;
+mod usage;
 mod users;
 
+pub use accounts::AccountRow;
 pub use pipes::HistoryRow;
 pub use tenants::{KeyRow, LimitRow, TenantRow};
 pub use users::{QueuedMessage, UserTable};

@@ -36,6 +36,8 @@ pub fn generate_key() -> String {
 #[derive(Clone)]
 pub struct KeyBox {
     cipher: XChaCha20Poly1305,
+    /// Kept only to derive other secrets from (`derive`), so a deployment has one secret file to protect.
+    master: [u8; 32],
 }
 
 impl std::fmt::Debug for KeyBox {
@@ -48,6 +50,7 @@ impl KeyBox {
     pub fn from_bytes(key: &[u8; 32]) -> KeyBox {
         KeyBox {
             cipher: XChaCha20Poly1305::new(key.into()),
+            master: *key,
         }
     }
 
@@ -74,6 +77,16 @@ impl KeyBox {
             }
             Err(e) => Err(err(e.to_string())),
         }
+    }
+
+    /// A 32-byte secret for another purpose, HMAC-SHA256(master key, label): each label gives an independent
+    /// key, and nodes that share the master key agree on it without another file.
+    pub fn derive(&self, label: &str) -> [u8; 32] {
+        use hmac::{Hmac, Mac};
+        let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(&self.master)
+            .expect("HMAC accepts a key of any length");
+        mac.update(label.as_bytes());
+        mac.finalize().into_bytes().into()
     }
 
     /// The tenant's id is bound into the ciphertext so a sealed key cannot be moved to another tenant's row.
@@ -176,6 +189,8 @@ mod tests {
         assert_eq!(mode, 0o600);
         let b = KeyBox::load_or_create(&path).unwrap();
         assert_eq!(b.open(DevId(3), &a.seal(DevId(3), "k")).unwrap(), "k");
+        assert_eq!(a.derive("x"), b.derive("x"));
+        assert_ne!(a.derive("x"), a.derive("y"));
         std::fs::write(&path, "zz").unwrap();
         assert!(KeyBox::load_or_create(&path).is_err());
         std::fs::remove_dir_all(dir).unwrap();

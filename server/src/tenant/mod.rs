@@ -1,6 +1,7 @@
 //! Who is calling: tenant creation, CometQL credential checks and the keys behind browser JWTs.
 //! The failure of a login is one error whatever its cause, and costs the same work whatever its cause.
 
+pub mod account;
 pub mod jwt;
 pub mod keys;
 pub mod limits;
@@ -10,6 +11,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::ids::DevId;
 use crate::mysql::auth::{check_scramble, verifier};
 use crate::storage::{KeyRow, Storage, StorageError};
+pub use account::{AccountError, KeyInfo};
 pub use keys::{generate_key, KeyBox, KeyError};
 
 #[derive(Debug, thiserror::Error)]
@@ -20,6 +22,8 @@ pub enum TenantError {
     Key(#[from] KeyError),
     #[error("invalid email address")]
     InvalidEmail,
+    #[error("password hashing failed")]
+    Hashing,
 }
 
 /// Any login failure: wrong key, unknown dev_id, non-numeric user, empty password. Deliberately one variant.
@@ -142,6 +146,11 @@ impl Tenants {
 
     pub fn storage(&self) -> &Storage {
         &self.storage
+    }
+
+    /// A secret derived from the master key for another purpose (see `KeyBox::derive`).
+    pub fn derive_secret(&self, label: &str) -> [u8; 32] {
+        self.keys.derive(label)
     }
 }
 

@@ -1,0 +1,63 @@
+// Settings: the origins allowed to open WebSocket connections, and the account's password.
+
+import { api } from "./api.js";
+import { h, show, field, busy } from "./dom.js";
+
+function originsCard() {
+  const text = h("textarea", { name: "origins", rows: "4", placeholder: "https://app.example.com", spellcheck: "false" });
+  const error = h("div", { class: "form-error", role: "alert" });
+  const ok = h("div", { class: "form-ok", role: "status" });
+  const submit = h("button", { type: "submit", class: "btn" }, "Save origins");
+  const form = h("form", { "aria-labelledby": "origins-title" },
+    h("h2", { id: "origins-title" }, "Allowed origins"),
+    h("p", { class: "muted small" }, "Pages from these origins may connect to your dev_id over WebSocket; others get HTTP 403. Leave empty to allow any origin."),
+    error, ok,
+    field("origins", "One origin per line", text, "Scheme, host and port only, like https://app.example.com"),
+    submit);
+  api.origins().then((r) => (text.value = r.origins.join("\n")), (e) => (error.textContent = e.message));
+  form.addEventListener("submit", (e) => {
+    e.preventDefault();
+    ok.textContent = "";
+    busy(submit, error, async () => {
+      const r = await api.setOrigins(text.value.split("\n").map((s) => s.trim()).filter(Boolean));
+      text.value = r.origins.join("\n");
+      ok.textContent = r.origins.length ? "Saved. Only these origins may connect." : "Saved. Any origin may connect.";
+    });
+  });
+  return h("section", { class: "card" }, form);
+}
+
+function passwordCard(ctx) {
+  const current = h("input", { type: "password", autocomplete: "current-password", required: true });
+  const next = h("input", { type: "password", autocomplete: "new-password", minlength: "10", required: true });
+  const again = h("input", { type: "password", autocomplete: "new-password", required: true });
+  const error = h("div", { class: "form-error", role: "alert" });
+  const ok = h("div", { class: "form-ok", role: "status" });
+  const submit = h("button", { type: "submit", class: "btn" }, "Change password");
+  const form = h("form", { "aria-labelledby": "password-title", novalidate: true },
+    h("h2", { id: "password-title" }, "Change password"),
+    error, ok,
+    field("current-password", "Current password", current),
+    field("new-password", "New password", next, "At least 10 characters. Other sessions are logged out."),
+    field("new-password-again", "New password again", again),
+    submit);
+  form.addEventListener("submit", (e) => {
+    e.preventDefault();
+    ok.textContent = "";
+    busy(submit, error, async () => {
+      if (next.value !== again.value) throw new Error("The two new passwords differ.");
+      const me = await api.changePassword(current.value, next.value);
+      ctx.setMe(me);
+      form.reset();
+      ok.textContent = "Password changed.";
+    });
+  });
+  return h("section", { class: "card" }, form);
+}
+
+export function render(ctx) {
+  show(
+    h("div", { class: "page-head" }, h("div", {}, h("h1", {}, "Settings"), h("p", {}, ctx.me.email))),
+    h("div", { class: "grid grid-2" }, originsCard(), passwordCard(ctx)),
+  );
+}

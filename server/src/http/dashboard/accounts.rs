@@ -1,0 +1,119 @@
+//! Sign up, log in, log out, who am I, change password.
+
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::error::{ApiError, JsonBody};
+use super::session::{Claims, Owner};
+use super::Api;
+use crate::storage::AccountRow;
+use crate::tenant::account::normalize_email;
+
+#[derive(Deserialize)]
+pub struct Credentials {
+    email: String,
+    password: String,
+}
+
+#[derive(Deserialize)]
+pub struct PasswordChange {
+    current_password: String,
+    new_password: String,
+}
+
+/// What the page needs to know about the logged-in owner (answer of signup, login and /me).
+fn me_body(api: &Api, account: &AccountRow, claims: &Claims) -> serde_json::Value {
+    json!({
+        "dev_id": account.dev_id.0,
+        "email": account.email,
+        "created_at": account.created_at,
+        "csrf_token": claims.csrf,
+        "session_expires_at": claims.exp,
+        "cometql_port": api.0.cometql_addr.port(),
+    })
+}
+
+fn with_cookie(status: StatusCode, cookie: HeaderValue, body: serde_json::Value) -> Response {
+    (status, [(header::SET_COOKIE, cookie)], Json(body)).into_response()
+}
+
+pub async fn sign_up(
+    State(api): State<Api>,
+    JsonBody(c): JsonBody<Credentials>,
+) -> Result<Response, ApiError> {
+    let (account, _first_key) = api.ctx().tenants.sign_up(&c.email, &c.password).await?;
+    tracing::info!(dev_id = %account.dev_id, "new tenant signed up");
+    let (claims, cookie) = api.sessions().issue(&account)?;
+    Ok(with_cookie(
+        StatusCode::CREATED,
+        cookie,
+        me_body(&api, &account, &claims),
+    ))
+}
+
+pub async fn log_in(
+    State(api): State<Api>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    JsonBody(c): JsonBody<Credentials>,
+) -> Result<Response, ApiError> {
+    api.0
+        .throttle
+        .login_attempt(peer.ip(), &normalize_email(&c.email))?;
+    let account = api
+        .ctx()
+        .tenants
+        .check_password(&c.email, &c.password)
+        .await?;
+    let (claims, cookie) = api.sessions().issue(&account)?;
+    Ok(with_cookie(
+        StatusCode::OK,
+        cookie,
+        me_body(&api, &account, &claims),
+    ))
+}
+
+/// Always succeeds, logged in or not: the point is that the browser forgets the cookie.
+pub async fn log_out(State(api): State<Api>) -> Response {
+    (
+        StatusCode::NO_CONTENT,
+        [(header::SET_COOKIE, api.sessions().clear())],
+    )
+        .into_response()
+}
+
+pub async fn me(State(api): State<Api>, owner: Owner) -> Json<serde_json::Value> {
+    Json(me_body(&api, &owner.account, &owner.claims))
+}
+
+/// Every other session of the account ends (they carry the old password's stamp); this one is renewed.
+pub async fn change_password(
+    State(api): State<Api>,
+    owner: Owner,
+    JsonBody(p): JsonBody<PasswordChange>,
+) -> Result<Response, ApiError> {
+    let account = api
+        .ctx()
+        .tenants
+        .change_password(owner.dev_id, &p.current_password, &p.new_password)
+        .await
+        .map_err(|e| match e {
+            crate::tenant::AccountError::BadCredentials => ApiError::new(
+                StatusCode::FORBIDDEN,
+                "wrong_password",
+                "The current password is wrong.",
+            ),
+            other => other.into(),
+        })?;
+    let (claims, cookie) = api.sessions().issue(&account)?;
+    Ok(with_cookie(
+        StatusCode::OK,
+        cookie,
+        me_body(&api, &account, &claims),
+    ))
+}

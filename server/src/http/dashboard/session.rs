@@ -1,0 +1,258 @@
+//! Dashboard sessions: an HS256 JWT in an HttpOnly, SameSite=Strict cookie, signed with a secret derived from
+//! the master key (so every node that can open tenants' keys agrees on sessions). Changing the password ends
+//! every other session: the token carries a stamp of the password hash that must still match.
+//!
+//! CSRF: besides SameSite=Strict, every state-changing request must carry the header `X-Halley-CSRF` equal
+//! to the token's `csrf` claim (handed to the page in the login answer and by `GET /me`, never in a cookie),
+//! and an `Origin` header, when present, must name this server.
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, HeaderValue, Method};
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use rand::distributions::Alphanumeric;
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use super::error::ApiError;
+use super::Api;
+use crate::ids::DevId;
+use crate::storage::AccountRow;
+use crate::tenant::unix_now;
+
+pub const SESSION_COOKIE: &str = "halley_session";
+pub const CSRF_HEADER: &str = "x-halley-csrf";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Claims {
+    /// The tenant's dev_id.
+    pub sub: String,
+    pub iat: i64,
+    pub exp: i64,
+    /// The anti-CSRF token that state-changing requests echo in `X-Halley-CSRF`.
+    pub csrf: String,
+    /// A stamp of the password hash at login: a password change invalidates older sessions.
+    pub pwd: String,
+}
+
+pub struct SessionKeys {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    lifetime_secs: i64,
+    secure: bool,
+}
+
+/// A digest of the stored password hash: enough to notice a change, useless for guessing the password.
+fn password_stamp(account: &AccountRow) -> String {
+    let digest = Sha256::digest(account.password_hash.as_deref().unwrap_or("").as_bytes());
+    digest[..12].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl SessionKeys {
+    pub fn new(secret: &[u8; 32], lifetime_hours: u64, secure: bool) -> SessionKeys {
+        SessionKeys {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+            lifetime_secs: (lifetime_hours * 3600) as i64,
+            secure,
+        }
+    }
+
+    /// A new session for the account: the claims and the `Set-Cookie` value.
+    pub fn issue(&self, account: &AccountRow) -> Result<(Claims, HeaderValue), ApiError> {
+        let now = unix_now();
+        let claims = Claims {
+            sub: account.dev_id.0.to_string(),
+            iat: now,
+            exp: now + self.lifetime_secs,
+            csrf: rand::thread_rng()
+                .sample_iter(&Alphanumeric)
+                .take(32)
+                .map(char::from)
+                .collect(),
+            pwd: password_stamp(account),
+        };
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .map_err(|e| {
+            tracing::error!(error = %e, "could not sign a dashboard session");
+            ApiError::internal()
+        })?;
+        Ok((claims, self.cookie(&token, self.lifetime_secs)))
+    }
+
+    /// The `Set-Cookie` value that removes the session cookie.
+    pub fn clear(&self) -> HeaderValue {
+        self.cookie("", 0)
+    }
+
+    fn cookie(&self, value: &str, max_age: i64) -> HeaderValue {
+        let secure = if self.secure { "; Secure" } else { "" };
+        let text = format!(
+            "{SESSION_COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}"
+        );
+        HeaderValue::from_str(&text).expect("cookie text is ASCII without control characters")
+    }
+
+    fn decode(&self, token: &str) -> Result<Claims, ApiError> {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = 0;
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        match jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation) {
+            Ok(data) => Ok(data.claims),
+            Err(e) if matches!(e.kind(), ErrorKind::ExpiredSignature) => {
+                Err(ApiError::session_expired())
+            }
+            // A forged, truncated or old-secret token: the same as no session, without saying why.
+            Err(_) => Err(ApiError::not_logged_in()),
+        }
+    }
+}
+
+fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, v)| *k == name && !v.is_empty())
+        .map(|(_, v)| v)
+}
+
+pub fn is_state_changing(method: &Method) -> bool {
+    !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+/// A browser sends `Origin` with every state-changing fetch; it must name the host the request was sent to.
+/// No `Origin` (a script, curl) is allowed: such a caller can set any header it likes anyway.
+pub fn check_origin(headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return Ok(());
+    };
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    let authority = origin
+        .to_str()
+        .ok()
+        .and_then(|o| o.split_once("://"))
+        .map(|(_, rest)| rest);
+    match authority {
+        Some(a) if !host.is_empty() && a.eq_ignore_ascii_case(host) => Ok(()),
+        _ => Err(ApiError::csrf("it came from another site")),
+    }
+}
+
+/// A logged-in owner. Extracting it checks the session cookie, and for state-changing methods the CSRF
+/// header; the tenant must still exist with the password the session was issued for.
+pub struct Owner {
+    pub dev_id: DevId,
+    pub account: AccountRow,
+    pub claims: Claims,
+}
+
+impl FromRequestParts<Api> for Owner {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, api: &Api) -> Result<Owner, ApiError> {
+        let token = cookie(&parts.headers, SESSION_COOKIE).ok_or_else(ApiError::not_logged_in)?;
+        let claims = api.sessions().decode(token)?;
+        if is_state_changing(&parts.method) {
+            let sent = parts
+                .headers
+                .get(CSRF_HEADER)
+                .map(HeaderValue::as_bytes)
+                .unwrap_or(b"");
+            if sent.is_empty() || !bool::from(sent.ct_eq(claims.csrf.as_bytes())) {
+                return Err(ApiError::csrf("the anti-CSRF token is missing or wrong"));
+            }
+        }
+        let dev_id = claims
+            .sub
+            .parse::<u64>()
+            .map(DevId)
+            .map_err(|_| ApiError::not_logged_in())?;
+        let account = api
+            .ctx()
+            .storage
+            .account(dev_id)
+            .await?
+            .ok_or_else(ApiError::not_logged_in)?;
+        if password_stamp(&account) != claims.pwd {
+            return Err(ApiError::session_expired());
+        }
+        Ok(Owner {
+            dev_id,
+            account,
+            claims,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn account() -> AccountRow {
+        AccountRow {
+            dev_id: DevId(7),
+            email: "a@example.com".into(),
+            password_hash: Some("$argon2id$x".into()),
+            created_at: 0,
+        }
+    }
+
+    #[test]
+    fn cookie_attributes() {
+        let keys = SessionKeys::new(&[1; 32], 12, false);
+        let (claims, cookie) = keys.issue(&account()).unwrap();
+        let text = cookie.to_str().unwrap();
+        assert!(
+            text.contains("HttpOnly; SameSite=Strict; Max-Age=43200"),
+            "{text}"
+        );
+        assert!(!text.contains("Secure"));
+        assert_eq!(claims.exp - claims.iat, 43200);
+        let secure = SessionKeys::new(&[1; 32], 1, true).clear();
+        assert!(secure.to_str().unwrap().ends_with("Max-Age=0; Secure"));
+    }
+
+    #[test]
+    fn tokens_round_trip_and_forgeries_fail() {
+        let keys = SessionKeys::new(&[1; 32], 12, false);
+        let (claims, cookie) = keys.issue(&account()).unwrap();
+        let token = cookie
+            .to_str()
+            .unwrap()
+            .split(['=', ';'])
+            .nth(1)
+            .unwrap()
+            .to_owned();
+        assert_eq!(keys.decode(&token).unwrap().csrf, claims.csrf);
+        let other = SessionKeys::new(&[2; 32], 12, false);
+        assert_eq!(other.decode(&token).unwrap_err().code, "not_logged_in");
+        let expired = Claims {
+            exp: unix_now() - 1,
+            ..claims
+        };
+        let old = jsonwebtoken::encode(&Header::default(), &expired, &keys.encoding).unwrap();
+        assert_eq!(keys.decode(&old).unwrap_err().code, "session_expired");
+    }
+
+    #[test]
+    fn origin_must_name_this_host() {
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, "127.0.0.1:8087".parse().unwrap());
+        assert!(check_origin(&h).is_ok());
+        h.insert(header::ORIGIN, "http://127.0.0.1:8087".parse().unwrap());
+        assert!(check_origin(&h).is_ok());
+        h.insert(header::ORIGIN, "http://evil.example".parse().unwrap());
+        assert!(check_origin(&h).is_err());
+        h.insert(header::ORIGIN, "null".parse().unwrap());
+        assert!(check_origin(&h).is_err());
+    }
+}

@@ -1,0 +1,94 @@
+//! Login throttling (contract §5): 5 attempts a minute per client IP and per email, then HTTP 429 with
+//! Retry-After. An attempt is counted before the password is checked, so a throttled caller learns nothing
+//! about the password; a successful login uses one of the five too (a person needs one).
+
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+
+use axum::http::StatusCode;
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+
+use super::error::ApiError;
+
+pub const LOGINS_PER_MINUTE: u32 = 5;
+/// Past this many remembered keys, entries that have fully recovered are dropped.
+const MAX_KEYS: usize = 10_000;
+
+pub struct Throttle {
+    by_ip: DefaultKeyedRateLimiter<IpAddr>,
+    by_email: DefaultKeyedRateLimiter<String>,
+    clock: DefaultClock,
+}
+
+impl Default for Throttle {
+    fn default() -> Self {
+        let quota = Quota::per_minute(NonZeroU32::new(LOGINS_PER_MINUTE).expect("non-zero"));
+        Throttle {
+            by_ip: RateLimiter::keyed(quota),
+            by_email: RateLimiter::keyed(quota),
+            clock: DefaultClock::default(),
+        }
+    }
+}
+
+impl Throttle {
+    /// Counts one login attempt from `ip` for `email` (normalized); 429 when either has used its quota.
+    pub fn login_attempt(&self, ip: IpAddr, email: &str) -> Result<(), ApiError> {
+        if self.by_email.len() > MAX_KEYS {
+            self.by_email.retain_recent();
+        }
+        if self.by_ip.len() > MAX_KEYS {
+            self.by_ip.retain_recent();
+        }
+        let ip_wait = self.by_ip.check_key(&ip).err();
+        let email_wait = self.by_email.check_key(&email.to_owned()).err();
+        let now = self.clock.now();
+        let wait = [ip_wait, email_wait]
+            .into_iter()
+            .flatten()
+            .map(|n| n.wait_time_from(now))
+            .max();
+        match wait {
+            None => Ok(()),
+            Some(wait) => {
+                let secs = wait.as_secs() + 1;
+                let mut e = ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too_many_attempts",
+                    format!("Too many login attempts. Please wait {secs} seconds and try again."),
+                );
+                e.retry_after = Some(secs);
+                Err(e)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn five_a_minute_per_ip_and_per_email() {
+        let t = Throttle::default();
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        for i in 0..LOGINS_PER_MINUTE {
+            t.login_attempt(ip, &format!("u{i}@example.com")).unwrap();
+        }
+        let e = t.login_attempt(ip, "new@example.com").unwrap_err();
+        assert_eq!(e.status, StatusCode::TOO_MANY_REQUESTS);
+        assert!(e.retry_after.unwrap() >= 1);
+        // Another IP is not affected, but the same email from many IPs is.
+        for i in 0..LOGINS_PER_MINUTE {
+            t.login_attempt(format!("10.0.1.{i}").parse().unwrap(), "a@example.com")
+                .unwrap();
+        }
+        assert!(t
+            .login_attempt("10.0.2.1".parse().unwrap(), "a@example.com")
+            .is_err());
+        assert!(t
+            .login_attempt("10.0.2.1".parse().unwrap(), "b@example.com")
+            .is_ok());
+    }
+}
