@@ -109,7 +109,8 @@ if ! python3 -c 'import pymysql, websockets' >/dev/null 2>&1; then
 fi
 
 # --- Node packages (pinned by each folder's package-lock.json) -------------------------------------
-# tests/clients: mysql2; sdk-js: esbuild (dist check), playwright-core (browser tests), typescript.
+# tests/clients: mysql2; sdk-js: esbuild (dist check), playwright-core (browser tests), typescript;
+# dashboard/test: playwright-core.
 npm_ready() {
     local dir=$1 probe=$2 stamp want
     stamp="$dir/node_modules/.halley-installed"
@@ -122,6 +123,7 @@ npm_ready() {
 }
 npm_ready "$CLIENTS" mysql2
 npm_ready "$ROOT/sdk-js" playwright-core
+npm_ready "$ROOT/dashboard/test" playwright-core
 
 [ "$INSTALLED" -eq 1 ] || say "all test dependencies already present"
 
@@ -159,4 +161,6 @@ say "sdk-js: unit tests and dist check (npm test)"
 (cd "$ROOT/sdk-js" && npm test)
 say "sdk-js: browser tests in headless Chromium (npm run test:browser)"
 (cd "$ROOT/sdk-js" && npm run test:browser)
+say "dashboard: browser test in headless Chromium (sign-up to first message)"
+(cd "$ROOT/dashboard/test" && npm test)
 say "all suites passed"
