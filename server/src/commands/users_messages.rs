@@ -73,6 +73,14 @@ pub async fn send(
     ctx.storage
         .enqueue_message(dev_id, user, &queued, expires)
         .await?;
+    // The user may have connected while the message was being queued, after their connection read the
+    // queue: then nobody would deliver it until their next connect. Whoever removes it from the queue
+    // delivers it, so it arrives exactly once either way.
+    if ctx.hub.registry().user_online(dev_id, user)
+        && ctx.storage.claim_queued_uuid(dev_id, &queued.uuid).await?
+    {
+        ctx.hub.registry().send_to_user(dev_id, user, &frame);
+    }
     Ok(())
 }
 

@@ -30,6 +30,7 @@ impl Registry {
         dev_id: DevId,
         user: UserId,
         outbox: Outbox,
+        on_first: impl FnOnce(),
     ) -> Result<bool, LinkError> {
         let mut map = lock(&self.users.map);
         let conns = map.entry((dev_id, user)).or_default();
@@ -37,11 +38,23 @@ impl Registry {
             return Err(LinkError::TooManyConnections);
         }
         conns.push(outbox);
-        Ok(conns.len() == 1)
+        let first = conns.len() == 1;
+        if first {
+            // Under the lock, so a user's online/offline announcements go out in the order they happened.
+            on_first();
+        }
+        Ok(first)
     }
 
-    /// Unlinks a connection. `true` when it was the user's last live connection.
-    pub fn unlink_user(&self, dev_id: DevId, user: UserId, conn: ConnId) -> bool {
+    /// Unlinks a connection. `true` (and `on_last` called, under the lock) when it was the user's last live
+    /// connection.
+    pub fn unlink_user(
+        &self,
+        dev_id: DevId,
+        user: UserId,
+        conn: ConnId,
+        on_last: impl FnOnce(),
+    ) -> bool {
         let mut map = lock(&self.users.map);
         let Some(conns) = map.get_mut(&(dev_id, user)) else {
             return false;
@@ -52,7 +65,11 @@ impl Registry {
         if conns.is_empty() {
             map.remove(&(dev_id, user));
         }
-        removed && !map.contains_key(&(dev_id, user))
+        let last = removed && !map.contains_key(&(dev_id, user));
+        if last {
+            on_last();
+        }
+        last
     }
 
     pub fn user_online(&self, dev_id: DevId, user: UserId) -> bool {
@@ -102,22 +119,22 @@ mod tests {
         let (dev, user) = (DevId(1), UserId(5));
         let (a, _ra) = outbox(1, 4);
         let (b, _rb) = outbox(2, 4);
-        assert_eq!(r.link_user(dev, user, a.clone()), Ok(true));
-        assert_eq!(r.link_user(dev, user, b.clone()), Ok(false));
+        assert_eq!(r.link_user(dev, user, a.clone(), || ()), Ok(true));
+        assert_eq!(r.link_user(dev, user, b.clone(), || ()), Ok(false));
         assert!(r.user_online(dev, user));
-        assert!(!r.unlink_user(dev, user, ConnId(1)));
-        assert!(r.unlink_user(dev, user, ConnId(2)));
+        assert!(!r.unlink_user(dev, user, ConnId(1), || ()));
+        assert!(r.unlink_user(dev, user, ConnId(2), || ()));
         assert!(!r.user_online(dev, user));
         let keep: Vec<_> = (0..MAX_CONNECTIONS_PER_USER as u64)
             .map(|i| {
                 let (o, rx) = outbox(10 + i, 1);
-                r.link_user(dev, user, o).unwrap();
+                r.link_user(dev, user, o, || ()).unwrap();
                 rx
             })
             .collect();
         let (extra, _rx) = outbox(99, 1);
         assert_eq!(
-            r.link_user(dev, user, extra),
+            r.link_user(dev, user, extra, || ()),
             Err(LinkError::TooManyConnections)
         );
         assert_eq!(r.close_user(dev, user), MAX_CONNECTIONS_PER_USER);

@@ -3,7 +3,7 @@
 
 use crate::commands::pipes_messages::{self, Message};
 use crate::commands::{users_time, Caller, Ctx, ErrorCode};
-use crate::hub::{Outbox, Publication};
+use crate::hub::{Hub, Outbox, Publication};
 use crate::ids::{ConnId, DevId, PipeName, UserId};
 use crate::push::outgoing::shared;
 use crate::push::protocol::frames::{self, Frame, TrackEvent};
@@ -257,13 +257,8 @@ impl Session {
         });
     }
 
-    /// `online` / `offline` on `user_status_<id>` and the durable users_time value.
-    pub async fn user_status(&self, ctx: &Ctx, online: bool) {
-        let frame = if online {
-            frames::user_online(self.user.0)
-        } else {
-            frames::user_offline(self.user.0)
-        };
+    /// The durable users_time value: 0 while online, the disconnect time after.
+    pub async fn record_status(&self, ctx: &Ctx, online: bool) {
         let time = if online { 0 } else { unix_now() };
         if let Err(e) = ctx
             .storage
@@ -272,14 +267,24 @@ impl Session {
         {
             tracing::error!(error = %e, "could not record users_time");
         }
-        if let Ok(pipe) = PipeName::parse_subscription(frame.pipe()) {
-            ctx.hub.publish(Publication {
-                dev_id: self.dev_id,
-                pipe,
-                frame: shared(frame),
-                except: None,
-            });
-        }
+    }
+}
+
+/// `online` / `offline` on `user_status_<id>`. Called by the hub under its users lock, so that the
+/// announcements of one user keep their order.
+pub fn announce_status(hub: &Hub, dev_id: DevId, user: UserId, online: bool) {
+    let frame = if online {
+        frames::user_online(user.0)
+    } else {
+        frames::user_offline(user.0)
+    };
+    if let Ok(pipe) = PipeName::parse_subscription(frame.pipe()) {
+        hub.publish(Publication {
+            dev_id,
+            pipe,
+            frame: shared(frame),
+            except: None,
+        });
     }
 }
 

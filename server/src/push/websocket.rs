@@ -23,7 +23,7 @@ use tokio_util::task::TaskTracker;
 use super::protocol::frames;
 use super::protocol::wsframe::{self, FrameDecoder, Incoming};
 use super::protocol::{parse_command, parse_connect_url, ConnectParams, UrlError};
-use super::session::{Answer, Session};
+use super::session::{announce_status, Answer, Session};
 use crate::commands::users_messages::QUEUE_BATCH;
 use crate::commands::{users_auth, Ctx};
 use crate::http::serve::SocketGuard;
@@ -292,7 +292,9 @@ impl WsService {
         let (user, first, (outbox, rx)) = match &hash {
             Some(_) => {
                 let (outbox, rx) = make_outbox(claimed);
-                match registry.link_user(dev_id, claimed, outbox.clone()) {
+                let hub = &self.ctx.hub;
+                let announce = || announce_status(hub, dev_id, claimed, true);
+                match registry.link_user(dev_id, claimed, outbox.clone(), announce) {
                     Ok(first) => (claimed, first, (outbox, rx)),
                     Err(_) => (UserId(0), false, make_outbox(UserId(0))),
                 }
@@ -329,7 +331,7 @@ impl WsService {
         )
         .encode(era);
         if first {
-            conn_loop.session.user_status(&self.ctx, true).await;
+            conn_loop.session.record_status(&self.ctx, true).await;
         }
         let mut ok = write_all(&mut io, &hello, write_timeout).await.is_ok();
         if ok && authorized {
@@ -339,8 +341,9 @@ impl WsService {
             conn_loop.serve(&mut io, rx, self.shutdown.clone()).await;
         }
         conn_loop.session.unsubscribe_all(&self.ctx);
-        if authorized && registry.unlink_user(dev_id, user, conn) {
-            conn_loop.session.user_status(&self.ctx, false).await;
+        let announce = || announce_status(&self.ctx.hub, dev_id, user, false);
+        if authorized && registry.unlink_user(dev_id, user, conn, announce) {
+            conn_loop.session.record_status(&self.ctx, false).await;
         }
         lock(&self.live).remove(&conn);
         counters
@@ -497,15 +500,16 @@ impl ConnLoop<'_> {
     }
 
     /// Private messages queued while the user was away, in order and all of them, written straight to
-    /// the socket; each batch is removed from the queue once written, so none is delivered twice.
+    /// the socket. Each message is claimed (removed from the queue) before it is written, so a sender
+    /// racing with this drain never delivers it a second time; a batch that cannot be written goes back
+    /// into the queue.
     async fn deliver_queue<S>(&mut self, io: &mut S) -> std::io::Result<()>
     where
         S: AsyncWrite + Unpin,
     {
-        let (dev_id, user) = (self.session.dev_id, self.session.user);
+        let (ctx, dev_id, user) = (self.ctx, self.session.dev_id, self.session.user);
         loop {
-            let batch = match self
-                .ctx
+            let batch = match ctx
                 .storage
                 .queued_messages(dev_id, user, unix_now(), QUEUE_BATCH)
                 .await
@@ -516,26 +520,33 @@ impl ConnLoop<'_> {
                     return Ok(());
                 }
             };
-            let Some(last) = batch.last().map(|m| m.id) else {
-                return Ok(());
-            };
-            let mut frames: Vec<Bytes> = batch
+            let full = batch.len() as i64 == QUEUE_BATCH;
+            let mut claimed = Vec::with_capacity(batch.len());
+            for m in batch {
+                match ctx.storage.claim_queued(dev_id, user, m.id).await {
+                    Ok(true) => claimed.push(m),
+                    Ok(false) => {}
+                    Err(e) => {
+                        tracing::error!(error = %e, "claiming a queued private message failed")
+                    }
+                }
+            }
+            let mut frames: Vec<Bytes> = claimed
                 .iter()
                 .map(|m| {
                     frames::queued_private_message(&m.event, &m.message, m.sent_at).encode(self.era)
                 })
                 .collect();
-            write_batch(io, &mut frames, self.write_timeout).await?;
-            if let Err(e) = self
-                .ctx
-                .storage
-                .delete_queued_through(dev_id, user, last)
-                .await
-            {
-                tracing::error!(error = %e, "removing delivered private messages failed");
-                return Ok(());
+            if let Err(e) = write_batch(io, &mut frames, self.write_timeout).await {
+                let expires = unix_now() + ctx.config.messages.queue_ttl_secs as i64;
+                for m in &claimed {
+                    if let Err(e) = ctx.storage.enqueue_message(dev_id, user, m, expires).await {
+                        tracing::error!(error = %e, "re-queuing an undelivered private message failed");
+                    }
+                }
+                return Err(e);
             }
-            if (batch.len() as i64) < QUEUE_BATCH {
+            if !full {
                 return Ok(());
             }
         }

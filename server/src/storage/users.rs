@@ -181,6 +181,34 @@ impl Storage {
             .collect()
     }
 
+    /// Takes one queued message out of the queue; `true` for the one caller that removed it, who then
+    /// owns its delivery (a connecting user's drain and a concurrent sender may race for it).
+    pub async fn claim_queued(
+        &self,
+        dev_id: DevId,
+        user: UserId,
+        id: i64,
+    ) -> Result<bool, StorageError> {
+        let r =
+            sqlx::query("DELETE FROM user_messages WHERE dev_id = $1 AND user_id = $2 AND id = $3")
+                .bind(dev_id.0 as i64)
+                .bind(user.0 as i64)
+                .bind(id)
+                .execute(self.pool())
+                .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// As `claim_queued`, by the message's uuid (known to its sender).
+    pub async fn claim_queued_uuid(&self, dev_id: DevId, uuid: &str) -> Result<bool, StorageError> {
+        let r = sqlx::query("DELETE FROM user_messages WHERE dev_id = $1 AND uuid = $2")
+            .bind(dev_id.0 as i64)
+            .bind(uuid)
+            .execute(self.pool())
+            .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
     /// Removes queued messages up to and including `through_id` (those just delivered).
     pub async fn delete_queued_through(
         &self,

@@ -1,0 +1,765 @@
+//! Every CometQL table, verb by verb, through PHP mysqli (issue 3): what comet-server users' backends
+//! send, with the reference's columns, OK values, error codes and texts (reference-cppcomet.md 1.6-1.7),
+//! and where Halley differs on purpose (contract.md §2), that difference.
+
+mod compat_common;
+
+use compat_common::*;
+use halley_tests::{on_both_backends, Backend, TestServer};
+
+const NAME_CHARS: &str = "The channel name can contain only the characters A-Za-z0-9_-";
+
+async fn pipes_messages_insert(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let t = server.tenant("pm-insert@example.com").await;
+    let cql = Cql::new(&server, &t);
+    let mut b = Browser::connect(&server, t.dev_id, 0, "", "pmins").await;
+    b.subscribe(&["web_pm"]).await;
+
+    let long = "a".repeat(65);
+    let r = cql
+        .run([
+            publish_sql("web_pm", "ev", "hello"),
+            // Empty event allowed; the message is verbatim.
+            publish_sql("web_pm", "", r#"{"a":"it's \"q\" \\"}"#),
+            // Column order is free; extra listed columns are ignored.
+            "INSERT INTO pipes_messages (message, event, name, user_id) VALUES ('m3', 'e3', 'web_pm', '77')"
+                .into(),
+            // Without a column list, all 7 columns in the table's order.
+            "INSERT INTO pipes_messages VALUES ('', '', 'web_pm', '', 'e4', 'm4', '')".into(),
+            publish_sql(&long, "ev", "x"),
+            publish_sql("ab", "ev", "x"),
+            publish_sql("web.pm", "ev", "x"),
+            publish_sql("web_pm", &long, "x"),
+            publish_sql("web_pm", "e v", "x"),
+            "INSERT INTO pipes_messages (name, event) VALUES ('web_pm', 'ev')".into(),
+            "INSERT INTO pipes_messages (name, event, message) VALUES ('web_pm', 'ev')".into(),
+            "INSERT INTO pipes_messages (name, event, nope) VALUES ('web_pm', 'ev', 'x')".into(),
+            "INSERT INTO pipes_messages VALUES ('web_pm', 'ev', 'x')".into(),
+        ])
+        .await;
+    for (i, r) in r.iter().enumerate().take(4) {
+        assert_eq!(
+            ok(r),
+            (0, 0),
+            "statement {i}: the reference answers OK(0, 0) to a publish"
+        );
+    }
+    assert_err(&r[4], 11, "Channel name is too long");
+    assert_err(&r[5], 17, "Channel name is too short");
+    assert_err(&r[6], 12, NAME_CHARS);
+    assert_err(&r[7], 11, "Channel event_name is too long");
+    assert_err(&r[8], 12, NAME_CHARS);
+    assert_err(&r[9], 12, "field `message` is required");
+    assert_err(&r[10], 14, "Error in columns list");
+    assert_err(&r[11], 14, "Not a specific column");
+    assert_err(&r[12], 14, "Error in columns list");
+
+    b.expect(r#"{"data":"hello","event":"ev","message_send_time":T,"pipe":"web_pm"}"#)
+        .await;
+    b.expect(r#"{"data":"{\"a\":\"it's \\\"q\\\" \\\\\"}","event":"","message_send_time":T,"pipe":"web_pm"}"#)
+        .await;
+    b.expect(r#"{"data":"m3","event":"e3","message_send_time":T,"pipe":"web_pm"}"#)
+        .await;
+    b.expect(r#"{"data":"m4","event":"e4","message_send_time":T,"pipe":"web_pm"}"#)
+        .await;
+    // The refused statements published nothing.
+    b.expect_nothing().await;
+    b.close().await;
+    server.stop().await;
+}
+
+async fn pipes_messages_select(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let t = server.tenant("pm-select@example.com").await;
+    let cql = Cql::new(&server, &t);
+    let r = cql
+        .run([
+            "INSERT INTO pipes_settings (name, length) VALUES ('web_h1', 10)".to_string(),
+            "INSERT INTO pipes_settings (name, length) VALUES ('web_h2', 10)".into(),
+            publish_sql("web_h1", "e1", "first"),
+            publish_sql("web_h2", "e2", "other pipe"),
+            publish_sql("web_h1", "", "no event"),
+            publish_sql("web_nohist", "e", "not kept"),
+        ])
+        .await;
+    for r in &r[2..] {
+        assert_eq!(ok(r), (0, 0));
+    }
+    // A browser's web_pipe2 is kept with its sender's id.
+    ok(&cql
+        .one("INSERT INTO users_auth (id, hash) VALUES (12, 'h12')")
+        .await);
+    let mut sender = Browser::connect(&server, t.dev_id, 12, "h12", "sender").await;
+    sender
+        .send("web_pipe2\nweb_h1\nfrom_js\n*\nbrowser text")
+        .await;
+    let answer = sender.recv().await;
+    assert!(answer.contains("_answer_to_web_h1"), "{answer}");
+
+    let r = cql
+        .run([
+            "SELECT * FROM pipes_messages WHERE name IN ('web_h1', 'web_h2', 'x', 'web_nohist')",
+            "SELECT message, index, name FROM pipes_messages WHERE name = 'web_h1'",
+            "SELECT * FROM pipes_messages",
+            "SELECT nope FROM pipes_messages WHERE name = 'web_h1'",
+            "SELECT * FROM pipes_messages WHERE nope = 'web_h1'",
+            "SELECT * FROM pipes_messages WHERE name = 'web_h1' LIMIT 1, 2",
+        ])
+        .await;
+    assert_eq!(
+        columns(&r[0]),
+        ["id", "time", "name", "index", "event", "message", "user_id"]
+    );
+    let all = rows(&r[0]);
+    assert_eq!(all.len(), 4, "{all:?}");
+    let now = unix_now();
+    for row in &all {
+        assert_eq!(row[0].len(), 36, "id is a 36-character UUID: {row:?}");
+        let time: i64 = row[1].parse().expect("time is unix seconds");
+        assert!((now - 60..=now).contains(&time), "{row:?}");
+    }
+    let ids: std::collections::HashSet<&str> = all.iter().map(|r| r[0].as_str()).collect();
+    assert_eq!(ids.len(), 4, "ids are distinct");
+    // Oldest first per pipe, pipes in the order asked, `index` running over the whole result,
+    // `undefined` for an empty event, user_id 0 for CometQL and the sender for web_pipe2.
+    let tail: Vec<Vec<&str>> = all
+        .iter()
+        .map(|r| r[2..].iter().map(String::as_str).collect())
+        .collect();
+    assert_eq!(
+        tail,
+        [
+            ["web_h1", "0", "e1", "first", "0"],
+            ["web_h1", "1", "undefined", "no event", "0"],
+            ["web_h1", "2", "from_js", "browser text", "12"],
+            ["web_h2", "3", "e2", "other pipe", "0"],
+        ]
+    );
+    assert_eq!(columns(&r[1]), ["message", "index", "name"]);
+    assert_eq!(
+        strs(&rows(&r[1])),
+        [
+            ["first", "0", "web_h1"],
+            ["no event", "1", "web_h1"],
+            ["browser text", "2", "web_h1"]
+        ]
+    );
+    assert_err(
+        &r[2],
+        13,
+        "Selection without transferring the requested values of the primary key is not supported",
+    );
+    assert_err(&r[3], 14, "Not a specific column");
+    assert_err(&r[4], 14, "Not a specific column");
+    let limited = rows(&r[5]);
+    assert_eq!(
+        limited.iter().map(|r| r[5].as_str()).collect::<Vec<_>>(),
+        ["no event", "browser text"],
+        "MySQL LIMIT offset, count"
+    );
+    sender.close().await;
+    server.stop().await;
+}
+
+async fn pipes_messages_delete(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let t = server.tenant("pm-delete@example.com").await;
+    let cql = Cql::new(&server, &t);
+    cql.run([
+        "INSERT INTO pipes_settings (name, length) VALUES ('web_d1', 10)".to_string(),
+        "INSERT INTO pipes_settings (name, length) VALUES ('web_d2', 10)".into(),
+        "INSERT INTO pipes_settings (name, length) VALUES ('web_d3', 10)".into(),
+        publish_sql("web_d1", "e", "a"),
+        publish_sql("web_d1", "e", "b"),
+        publish_sql("web_d1", "e", "c"),
+        publish_sql("web_d2", "e", "x"),
+        publish_sql("web_d3", "e", "y"),
+    ])
+    .await;
+    let before = rows(
+        &cql.one("SELECT id, message FROM pipes_messages WHERE name = 'web_d1'")
+            .await,
+    );
+    assert_eq!(
+        before.iter().map(|r| r[1].as_str()).collect::<Vec<_>>(),
+        ["a", "b", "c"]
+    );
+    let b_id = &before[1][0];
+
+    let r = cql
+        .run([
+            format!("DELETE FROM pipes_messages WHERE id = '{b_id}'"),
+            "SELECT message FROM pipes_messages WHERE name = 'web_d1'".into(),
+            "DELETE FROM pipes_messages WHERE name = 'web_d2'".into(),
+            "SELECT message FROM pipes_messages WHERE name IN ('web_d2', 'web_d3')".into(),
+            "DELETE FROM pipes_messages".into(),
+            "DELETE FROM pipes_messages WHERE message = 'y'".into(),
+            // Invalid names and ids are skipped, not errors.
+            "DELETE FROM pipes_messages WHERE name IN ('x', 'web d3')".into(),
+            "SELECT message FROM pipes_messages WHERE name = 'web_d3'".into(),
+        ])
+        .await;
+    assert_eq!(ok(&r[0]), (0, 0));
+    assert_eq!(strs(&rows(&r[1])), [["a"], ["c"]]);
+    assert_eq!(ok(&r[2]), (0, 0));
+    assert_eq!(
+        strs(&rows(&r[3])),
+        [["y"]],
+        "web_d2 cleared, web_d3 untouched"
+    );
+    let no_key =
+        "Deleting without transferring the requested values of the primary key is not supported";
+    assert_err(&r[4], 13, no_key);
+    assert_err(&r[5], 13, no_key);
+    assert_eq!(ok(&r[6]), (0, 0));
+    assert_eq!(strs(&rows(&r[7])), [["y"]]);
+    server.stop().await;
+}
+
+async fn pipes_settings(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let t = server.tenant("settings@example.com").await;
+    let cql = Cql::new(&server, &t);
+    let r = cql
+        .run([
+            "INSERT INTO pipes_settings (name, length) VALUES ('web_s1', 5)".to_string(),
+            // Upsert.
+            "INSERT INTO pipes_settings (name, length) VALUES ('web_s1', 3)".into(),
+            // Clamped to 0..=max_history_length (1000 by default).
+            "INSERT INTO pipes_settings (name, length) VALUES ('web_s2', 5000)".into(),
+            "INSERT INTO pipes_settings (name, length) VALUES ('web_s3', -4)".into(),
+            // Length is optional (0).
+            "INSERT INTO pipes_settings (name) VALUES ('web_s4')".into(),
+            "INSERT INTO pipes_settings VALUES ('web_s5', 7)".into(),
+            "INSERT INTO pipes_settings (name, length) VALUES ('ab', 5)".into(),
+            "INSERT INTO pipes_settings (name, length) VALUES ('web s', 5)".into(),
+            format!("INSERT INTO pipes_settings (name, length) VALUES ('{}', 5)", "a".repeat(65)),
+            "INSERT INTO pipes_settings (length) VALUES (5)".into(),
+            "INSERT INTO pipes_settings (name, length) VALUES ('web_s6', 'many')".into(),
+            "SELECT * FROM pipes_settings WHERE name IN ('web_s1', 'web_s2', 'web_s3', 'web_s4', 'web_s5', 'web_none')".into(),
+            "SELECT length FROM pipes_settings WHERE name = 'web_s1'".into(),
+            "SELECT * FROM pipes_settings".into(),
+        ])
+        .await;
+    for (i, r) in r.iter().enumerate().take(6) {
+        assert_eq!(
+            ok(r),
+            (1, 0),
+            "statement {i}: the reference answers OK(1, 0)"
+        );
+    }
+    assert_err(&r[6], 17, "Channel name is too short");
+    assert_err(&r[7], 12, NAME_CHARS);
+    assert_err(&r[8], 11, "Channel name is too long");
+    assert_err(&r[9], 12, "field `name` is required");
+    assert_err(&r[10], 12, "The length field must be a number");
+    assert_eq!(columns(&r[11]), ["name", "length"]);
+    assert_eq!(
+        strs(&rows(&r[11])),
+        [
+            ["web_s1", "3"],
+            ["web_s2", "1000"],
+            ["web_s3", "0"],
+            ["web_s4", "0"],
+            ["web_s5", "7"]
+        ],
+        "one row per named pipe that has settings"
+    );
+    assert_eq!(strs(&rows(&r[12])), [["3"]]);
+    assert_err(
+        &r[13],
+        13,
+        "Selection without transferring the requested values of the primary key is not supported",
+    );
+
+    // History keeps exactly the newest `length` messages (a per-pipe sequence, not a per-second time).
+    let mut publishes: Vec<String> = (1..=5)
+        .map(|i| publish_sql("web_s1", "e", &format!("m{i}")))
+        .collect();
+    publishes.push(publish_sql("web_s4", "e", "length 0 keeps nothing"));
+    publishes.push("SELECT message FROM pipes_messages WHERE name IN ('web_s1', 'web_s4')".into());
+    let r = cql.run(publishes).await;
+    assert_eq!(strs(&rows(&r[6])), [["m3"], ["m4"], ["m5"]]);
+
+    // DELETE removes the setting and clears the history; later publishes are not kept.
+    let r = cql
+        .run([
+            "DELETE FROM pipes_settings WHERE name = 'web_s1'".to_string(),
+            "SELECT * FROM pipes_settings WHERE name = 'web_s1'".into(),
+            "SELECT message FROM pipes_messages WHERE name = 'web_s1'".into(),
+            publish_sql("web_s1", "e", "after delete"),
+            "SELECT message FROM pipes_messages WHERE name = 'web_s1'".into(),
+            "DELETE FROM pipes_settings".into(),
+        ])
+        .await;
+    assert_eq!(ok(&r[0]), (0, 0));
+    assert!(rows(&r[1]).is_empty());
+    assert!(rows(&r[2]).is_empty());
+    assert!(rows(&r[4]).is_empty());
+    assert_err(
+        &r[5],
+        13,
+        "Deleting without transferring the requested values of the primary key is not supported",
+    );
+    server.stop().await;
+}
+
+async fn pipes(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let t = server.tenant("pipes@example.com").await;
+    let other = server.tenant("pipes-other@example.com").await;
+    let cql = Cql::new(&server, &t);
+    let mut a = Browser::connect(&server, t.dev_id, 0, "", "a").await;
+    let mut b = Browser::connect(&server, t.dev_id, 0, "", "b").await;
+    let mut c = Browser::connect(&server, other.dev_id, 0, "", "c").await;
+    a.subscribe(&["web_p1", "web_p2"]).await;
+    b.subscribe(&["web_p1"]).await;
+    c.subscribe(&["web_p1"]).await;
+
+    let r = cql
+        .run([
+            "SELECT * FROM pipes WHERE name IN ('web_p1', 'web_p2', 'web_p3', 'ab', 'web p')",
+            "SELECT users FROM pipes WHERE name = 'web_p1'",
+            "SELECT * FROM pipes",
+            "INSERT INTO pipes (name, users) VALUES ('web_p1', 5)",
+            "DELETE FROM pipes WHERE name = 'web_p1'",
+        ])
+        .await;
+    assert_eq!(columns(&r[0]), ["name", "users"]);
+    // One row per valid name asked for, even with no subscriber; the other tenant is not counted.
+    assert_eq!(
+        strs(&rows(&r[0])),
+        [["web_p1", "2"], ["web_p2", "1"], ["web_p3", "0"]]
+    );
+    assert_eq!(strs(&rows(&r[1])), [["2"]]);
+    assert_err(
+        &r[2],
+        13,
+        "Selection without transferring the requested values of the primary key is not supported",
+    );
+    assert_err(&r[3], 10, "Table `pipes` is read only");
+    assert_err(&r[4], 10, "Table `pipes` is read only");
+    for x in [a, b, c] {
+        x.close().await;
+    }
+    server.stop().await;
+}
+
+async fn users_in_pipes(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let t = server.tenant("uip@example.com").await;
+    let cql = Cql::new(&server, &t);
+    ok(&cql
+        .one("INSERT INTO users_auth (id, hash) VALUES (31, 'h31')")
+        .await);
+
+    let mut a = Browser::connect_full(
+        &server,
+        t.dev_id,
+        0,
+        "",
+        "anon",
+        "4.08",
+        &[
+            ("User-Agent", "Mozilla/5.0 (compat test)"),
+            ("Origin", "https://shop.example"),
+            ("Accept-Language", "fr-FR,fr;q=0.9"),
+        ],
+    )
+    .await;
+    a.subscribe(&["web_uip"]).await;
+    let mut user = Browser::connect(&server, t.dev_id, 31, "h31", "user31").await;
+    assert!(user.authorized());
+    user.subscribe(&["web_uip", "web_other"]).await;
+
+    let r = cql
+        .run([
+            "SELECT * FROM users_in_pipes WHERE name = 'web_uip'",
+            "SELECT user_id, name FROM users_in_pipes WHERE name IN ('web_other', 'web_none')",
+            "SELECT * FROM users_in_pipes",
+            "INSERT INTO users_in_pipes (name) VALUES ('web_uip')",
+            "DELETE FROM users_in_pipes WHERE name = 'web_uip'",
+        ])
+        .await;
+    assert_eq!(
+        columns(&r[0]),
+        [
+            "name",
+            "user_id",
+            "user_uuid",
+            "user_agent",
+            "ip",
+            "origin",
+            "language"
+        ]
+    );
+    // One row per subscribed connection, anonymous ones included (as the reference's binary does),
+    // in connection order.
+    assert_eq!(
+        strs(&rows(&r[0])),
+        [
+            vec![
+                "web_uip",
+                "0",
+                a.uuid.as_str(),
+                "Mozilla/5.0 (compat test)",
+                "127.0.0.1",
+                "https://shop.example",
+                "fr-FR,fr;q=0.9"
+            ],
+            vec!["web_uip", "31", user.uuid.as_str(), "", "127.0.0.1", "", ""],
+        ]
+    );
+    assert_eq!(strs(&rows(&r[1])), [["31", "web_other"]]);
+    assert_err(
+        &r[2],
+        13,
+        "Selection without transferring the requested values of the primary key is not supported",
+    );
+    assert_err(&r[3], 10, "Table `users_in_pipes` is read only");
+    assert_err(&r[4], 10, "Table `users_in_pipes` is read only");
+    a.close().await;
+    user.close().await;
+    server.stop().await;
+}
+
+async fn users_auth(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let t = server.tenant("auth@example.com").await;
+    let cql = Cql::new(&server, &t);
+    let r = cql
+        .run([
+            "INSERT INTO users_auth (id, hash) VALUES (5, 'first')".to_string(),
+            // Upsert.
+            "INSERT INTO users_auth (id, hash) VALUES (5, 'aB3+/=_x')".into(),
+            "INSERT INTO users_auth VALUES (6, 'six')".into(),
+            format!(
+                "INSERT INTO users_auth (id, hash) VALUES (7, '{}')",
+                "h".repeat(32)
+            ),
+            "INSERT INTO users_auth (id, hash) VALUES (0, 'zero')".into(),
+            "INSERT INTO users_auth (id, hash) VALUES (-3, 'neg')".into(),
+            "INSERT INTO users_auth (id, hash) VALUES ('abc', 'x')".into(),
+            "INSERT INTO users_auth (id, hash) VALUES (8, 'bad hash')".into(),
+            "INSERT INTO users_auth (id, hash) VALUES (8, 'caf\u{e9}')".into(),
+            format!(
+                "INSERT INTO users_auth (id, hash) VALUES (8, '{}')",
+                "h".repeat(33)
+            ),
+            // Characters are checked before the length (reference order).
+            format!(
+                "INSERT INTO users_auth (id, hash) VALUES (8, '{}!')",
+                "h".repeat(40)
+            ),
+            "INSERT INTO users_auth (id) VALUES (8)".into(),
+            "INSERT INTO users_auth (hash) VALUES ('x')".into(),
+            // An empty hash is stored but never authorizes anyone (the reference let it in).
+            "INSERT INTO users_auth (id, hash) VALUES (9, '')".into(),
+            "SELECT * FROM users_auth WHERE id IN (5, 6, 7, 8, 9, -1, 0, 'x')".into(),
+            "SELECT hash FROM users_auth WHERE id = 6".into(),
+            "SELECT * FROM users_auth".into(),
+        ])
+        .await;
+    assert_eq!(ok(&r[0]), (1, 5), "the reference answers OK(1, id)");
+    assert_eq!(ok(&r[1]), (1, 5));
+    assert_eq!(ok(&r[2]), (1, 6));
+    assert_eq!(ok(&r[3]), (1, 7));
+    let id_error = "The id field must be non-negative";
+    assert_err(&r[4], 12, id_error);
+    assert_err(&r[5], 12, id_error);
+    assert_err(&r[6], 12, id_error);
+    let chars = "Contains an invalid characters in the string hash";
+    assert_err(&r[7], 12, chars);
+    assert_err(&r[8], 12, chars);
+    assert_err(&r[9], 11, "Hash string is too long");
+    assert_err(&r[10], 12, chars);
+    assert_err(&r[11], 12, "field `hash` is required");
+    assert_err(&r[12], 12, "field `id` is required");
+    assert_eq!(ok(&r[13]), (1, 9));
+    assert_eq!(columns(&r[14]), ["id", "hash"]);
+    let h32 = "h".repeat(32);
+    assert_eq!(
+        strs(&rows(&r[14])),
+        [
+            vec!["5", "aB3+/=_x"],
+            vec!["6", "six"],
+            vec!["7", h32.as_str()],
+            vec!["9", ""]
+        ],
+        "rows only for users with a hash; invalid ids skipped"
+    );
+    assert_eq!(strs(&rows(&r[15])), [["six"]]);
+    assert_err(
+        &r[16],
+        13,
+        "Selection without transferring the requested values of the primary key is not supported",
+    );
+
+    // The hash logs the browser in; a wrong one or the empty hash does not.
+    let good = Browser::connect(&server, t.dev_id, 5, "aB3+/=_x", "good").await;
+    assert_eq!(pin(&good.hello), server_info(true, "aB3+/=_x"));
+    let wrong = Browser::connect(&server, t.dev_id, 5, "first", "wrong").await;
+    assert_eq!(pin(&wrong.hello), server_info(false, ""));
+    let empty = Browser::connect(&server, t.dev_id, 9, "", "empty").await;
+    assert_eq!(pin(&empty.hello), server_info(false, ""));
+
+    // DELETE removes the hash and closes every connection of that user, and only theirs.
+    let mut second = Browser::connect(&server, t.dev_id, 5, "aB3+/=_x", "second").await;
+    assert!(second.authorized());
+    let mut six = Browser::connect(&server, t.dev_id, 6, "six", "six").await;
+    let mut good = good;
+    let r = cql
+        .run([
+            "DELETE FROM users_auth WHERE id = 5",
+            "SELECT * FROM users_auth WHERE id = 5",
+            "DELETE FROM users_auth",
+        ])
+        .await;
+    assert_eq!(ok(&r[0]), (0, 0));
+    assert!(rows(&r[1]).is_empty());
+    assert_err(
+        &r[2],
+        13,
+        "Deleting without transferring the requested values of the primary key is not supported",
+    );
+    for b in [&mut good, &mut second] {
+        let closed = b.ws.expect_closed(WAIT).await.unwrap();
+        assert_eq!(closed, Some((1008, "closed by the server".to_string())));
+    }
+    six.expect_nothing().await;
+    let again = Browser::connect(&server, t.dev_id, 5, "aB3+/=_x", "again").await;
+    assert!(!again.authorized(), "the deleted hash no longer logs in");
+    for b in [wrong, empty, six, again] {
+        b.close().await;
+    }
+    server.stop().await;
+}
+
+async fn users_time(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let t = server.tenant("time@example.com").await;
+    let cql = Cql::new(&server, &t);
+    cql.run(["INSERT INTO users_auth (id, hash) VALUES (41, 'h41')"])
+        .await;
+    let r = cql
+        .one("SELECT * FROM users_time WHERE id IN (41, 42)")
+        .await;
+    assert_eq!(columns(&r), ["id", "time"]);
+    assert_eq!(
+        strs(&rows(&r)),
+        [["41", "-1"], ["42", "-1"]],
+        "-1: never seen"
+    );
+
+    let user = Browser::connect(&server, t.dev_id, 41, "h41", "u41").await;
+    assert!(user.authorized());
+    // Anonymous connections claiming an id do not make that user online.
+    let claimed = Browser::connect(&server, t.dev_id, 42, "wrong", "u42").await;
+    let r = cql
+        .one("SELECT * FROM users_time WHERE id IN (41, 42)")
+        .await;
+    assert_eq!(
+        strs(&rows(&r)),
+        [["41", "0"], ["42", "-1"]],
+        "0 while online"
+    );
+
+    let before = unix_now();
+    user.close().await;
+    wait_connections(&server, t.dev_id, 1).await;
+    let after = unix_now();
+    let r = cql
+        .run([
+            "SELECT time FROM users_time WHERE id = 41",
+            "SELECT * FROM users_time",
+            "INSERT INTO users_time (id, time) VALUES (41, 5)",
+            "DELETE FROM users_time WHERE id = 41",
+        ])
+        .await;
+    let time: i64 = rows(&r[0])[0][0].parse().unwrap();
+    assert!(
+        (before..=after).contains(&time),
+        "last disconnect time {time} in {before}..={after}"
+    );
+    assert_err(
+        &r[1],
+        13,
+        "Selection without transferring the requested values of the primary key is not supported",
+    );
+    assert_err(&r[2], 10, "Table `users_time` is read only");
+    assert_err(&r[3], 10, "Table `users_time` is read only");
+    claimed.close().await;
+    server.stop().await;
+}
+
+async fn users_messages(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let t = server.tenant("umsg@example.com").await;
+    let cql = Cql::new(&server, &t);
+    cql.run([
+        "INSERT INTO users_auth (id, hash) VALUES (51, 'h51')",
+        "INSERT INTO users_auth (id, hash) VALUES (52, 'h52')",
+    ])
+    .await;
+    let mut tab1 = Browser::connect(&server, t.dev_id, 51, "h51", "tab1").await;
+    let mut tab2 = Browser::connect(&server, t.dev_id, 51, "h51", "tab2").await;
+    // Someone claiming to be 51 without the key is anonymous and gets nothing.
+    let mut impostor = Browser::connect(&server, t.dev_id, 51, "nope", "impostor").await;
+    assert!(tab1.authorized() && tab2.authorized() && !impostor.authorized());
+
+    let r = cql
+        .run([
+            "INSERT INTO users_messages (id, event, message) VALUES (51, 'ev', 'live \"text\"')"
+                .to_string(),
+            // 52 is offline: queued.
+            "INSERT INTO users_messages (id, event, message) VALUES (52, 'e1', 'queued one')"
+                .into(),
+            "INSERT INTO users_messages VALUES (52, '', 'e2', 'queued two')".into(),
+            // id 0 is allowed (nobody can be online as 0: it is queued and expires).
+            "INSERT INTO users_messages (id, event, message) VALUES (0, 'e', 'x')".into(),
+            "INSERT INTO users_messages (id, event, message) VALUES (-1, 'e', 'x')".into(),
+            "INSERT INTO users_messages (id, event, message) VALUES (52, 'e v', 'x')".into(),
+            format!(
+                "INSERT INTO users_messages (id, event, message) VALUES (52, '{}', 'x')",
+                "e".repeat(65)
+            ),
+            "INSERT INTO users_messages (id, event) VALUES (52, 'e')".into(),
+            "SELECT * FROM users_messages WHERE id IN (51, 52)".into(),
+            "SELECT message FROM users_messages WHERE id = 52 LIMIT 1".into(),
+            "SELECT * FROM users_messages".into(),
+        ])
+        .await;
+    assert_eq!(ok(&r[0]), (0, 51), "the reference answers OK(0, id)");
+    assert_eq!(ok(&r[1]), (0, 52));
+    assert_eq!(ok(&r[2]), (0, 52));
+    assert_eq!(ok(&r[3]), (0, 0));
+    assert_err(&r[4], 12, "The id field must be non-negative");
+    assert_err(&r[5], 12, NAME_CHARS);
+    assert_err(&r[6], 11, "Channel event_name is too long");
+    assert_err(&r[7], 12, "field `message` is required");
+    assert_eq!(columns(&r[8]), ["id", "index", "event", "message"]);
+    let queued = rows(&r[8]);
+    assert_eq!(
+        queued.len(),
+        2,
+        "the live message was not queued: {queued:?}"
+    );
+    for (row, (event, message)) in queued
+        .iter()
+        .zip([("e1", "queued one"), ("e2", "queued two")])
+    {
+        assert_eq!(row[0], "52");
+        assert_eq!(row[1].len(), 36, "index is the message's UUID: {row:?}");
+        assert_eq!((row[2].as_str(), row[3].as_str()), (event, message));
+    }
+    assert_eq!(strs(&rows(&r[9])), [["queued one"]]);
+    assert_err(
+        &r[10],
+        13,
+        "Selection without transferring the requested values of the primary key is not supported",
+    );
+
+    // Live delivery to every connection of the user, without message_send_time.
+    let frame = r#"{"data":"live \"text\"","event":"ev","pipe":"msg"}"#;
+    assert_eq!(tab1.recv().await, frame);
+    assert_eq!(tab2.recv().await, frame);
+    impostor.expect_nothing().await;
+
+    let r = cql
+        .run([
+            "DELETE FROM users_messages WHERE id = 52",
+            "SELECT * FROM users_messages WHERE id = 52",
+            "DELETE FROM users_messages",
+        ])
+        .await;
+    assert_eq!(ok(&r[0]), (0, 0));
+    assert!(
+        rows(&r[1]).is_empty(),
+        "DELETE removes every queued message of the user"
+    );
+    assert_err(
+        &r[2],
+        13,
+        "Deleting without transferring the requested values of the primary key is not supported",
+    );
+    let mut u52 = Browser::connect(&server, t.dev_id, 52, "h52", "u52").await;
+    u52.expect_nothing().await;
+    for b in [tab1, tab2, impostor, u52] {
+        b.close().await;
+    }
+    server.stop().await;
+}
+
+async fn users_data(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let t = server.tenant("udata@example.com").await;
+    let cql = Cql::new(&server, &t);
+    let r = cql
+        .run([
+            "INSERT INTO users_data (id, data) VALUES (61, 'first')",
+            "INSERT INTO users_data (id, data) VALUES (61, '{\"name\":\"Zoë\",\"q\":\"it''s\"}')",
+            "INSERT INTO users_data VALUES (62, 'sixty-two')",
+            "INSERT INTO users_data (id, data) VALUES (0, 'x')",
+            "INSERT INTO users_data (id) VALUES (63)",
+            "SELECT * FROM users_data WHERE id IN (61, 62, 63)",
+            "SELECT data FROM users_data WHERE id = 62",
+            "SELECT * FROM users_data",
+        ])
+        .await;
+    assert_eq!(ok(&r[0]), (1, 61));
+    assert_eq!(ok(&r[1]), (1, 61));
+    assert_eq!(ok(&r[2]), (1, 62));
+    assert_err(&r[3], 12, "The id field must be non-negative");
+    assert_err(&r[4], 12, "field `data` is required");
+    assert_eq!(columns(&r[5]), ["id", "data"]);
+    assert_eq!(
+        strs(&rows(&r[5])),
+        [["61", r#"{"name":"Zoë","q":"it's"}"#], ["62", "sixty-two"]]
+    );
+    assert_eq!(strs(&rows(&r[6])), [["sixty-two"]]);
+    assert_err(
+        &r[7],
+        13,
+        "Selection without transferring the requested values of the primary key is not supported",
+    );
+
+    // Browsers read it with the user_data command.
+    let mut b = Browser::connect(&server, t.dev_id, 0, "", "reader").await;
+    b.send("user_data\nmk1\n61").await;
+    b.expect(r#"{"data":{"user_data":"{\"name\":\"Zoë\",\"q\":\"it's\"}","user_id":61},"event":"answer","marker":"mk1","message_send_time":T,"pipe":"_answer"}"#)
+        .await;
+
+    let r = cql
+        .run([
+            "DELETE FROM users_data WHERE id = 61",
+            "SELECT * FROM users_data WHERE id IN (61, 62)",
+            "DELETE FROM users_data",
+        ])
+        .await;
+    assert_eq!(ok(&r[0]), (0, 0));
+    assert_eq!(strs(&rows(&r[1])), [["62", "sixty-two"]]);
+    assert_err(
+        &r[2],
+        13,
+        "Deleting without transferring the requested values of the primary key is not supported",
+    );
+    b.send("user_data\nmk2\n61").await;
+    b.expect(r#"{"data":{"user_data":"","user_id":61},"event":"answer","marker":"mk2","message_send_time":T,"pipe":"_answer"}"#)
+        .await;
+    b.close().await;
+    server.stop().await;
+}
+
+on_both_backends!(
+    pipes_messages_insert,
+    pipes_messages_select,
+    pipes_messages_delete,
+    pipes_settings,
+    pipes,
+    users_in_pipes,
+    users_auth,
+    users_time,
+    users_messages,
+    users_data,
+);
