@@ -3,5 +3,6 @@ CREATE TABLE tenant_limits (
     dev_id                BIGINT NOT NULL PRIMARY KEY,
     publishes_per_sec     BIGINT,
     publish_burst         BIGINT,
-    websocket_connections BIGINT
+    websocket_connections BIGINT,
+    queue_ttl_secs        BIGINT
 );

@@ -151,6 +151,10 @@ async fn accept_cometql(
             tracing::warn!(%peer, "CometQL connection refused: server connection limit reached");
             continue;
         };
+        if handler.limits().new_connection(peer.ip()).is_err() {
+            tracing::debug!(%peer, "CometQL connection refused: too many new connections from this address");
+            continue;
+        }
         let _ = stream.set_nodelay(true);
         let (handler, config) = (handler.clone(), config.clone());
         let conn_id = next_id;

@@ -55,6 +55,9 @@ enum TenantCommand {
         publish_burst: Option<i64>,
         #[arg(long)]
         websocket_connections: Option<i64>,
+        /// Seconds a private message (users_messages) waits for its offline user.
+        #[arg(long)]
+        queue_ttl_secs: Option<i64>,
     },
 }
 
@@ -135,6 +138,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             publishes_per_sec,
             publish_burst,
             websocket_connections,
+            queue_ttl_secs,
         }) => {
             let tenants = halley::app::open_tenants(&config).await?;
             let dev_id = halley::ids::DevId(dev_id);
@@ -147,6 +151,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                 publishes_per_sec,
                 publish_burst,
                 websocket_connections,
+                queue_ttl_secs,
             };
             tenants.storage().set_tenant_limits(&row).await?;
             println!("limits of dev_id {dev_id} set");

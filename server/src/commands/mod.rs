@@ -57,16 +57,21 @@ impl Ctx {
 }
 
 impl Ctx {
-    /// Spends one publish of the tenant's budget (CometQL, web_pipe2 and HTTP share it).
+    /// Spends one publish of the tenant's budget (CometQL, web_pipe2 and HTTP share it) and counts it
+    /// as a message of the tenant (SHOW STATUS, the dashboard's usage). Presence events are not messages.
     pub fn spend_publish(&self, dev_id: DevId) -> Result<(), CommandError> {
-        self.limits.publish(dev_id).map_err(|r| {
-            self.hub
-                .registry()
-                .tenant(dev_id)
-                .rate_limited
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            CommandError::from(r)
-        })
+        use std::sync::atomic::Ordering::Relaxed;
+        let counters = self.hub.registry().tenant(dev_id);
+        match self.limits.publish(dev_id) {
+            Ok(()) => {
+                counters.messages.fetch_add(1, Relaxed);
+                Ok(())
+            }
+            Err(r) => {
+                counters.rate_limited.fetch_add(1, Relaxed);
+                Err(r.into())
+            }
+        }
     }
 }
 

@@ -82,6 +82,10 @@ impl CometQl {
         }
     }
 
+    pub fn limits(&self) -> &crate::tenant::limits::Limits {
+        &self.ctx.limits
+    }
+
     /// Closes every session (server shutdown).
     pub fn close_all(&self) {
         for (_, notify) in lock(&self.sessions.live).values() {

@@ -69,7 +69,10 @@ pub async fn send(
         message: message.to_string(),
         sent_at: now,
     };
-    let expires = now + ctx.config.messages.queue_ttl_secs as i64;
+    let ttl = ctx
+        .limits
+        .queue_ttl_secs(dev_id, ctx.config.messages.queue_ttl_secs);
+    let expires = now + ttl as i64;
     ctx.storage
         .enqueue_message(dev_id, user, &queued, expires)
         .await?;

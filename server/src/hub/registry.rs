@@ -127,7 +127,6 @@ impl Registry {
                 .fetch_add(slow, Ordering::Relaxed);
         }
         let t = self.tenant(p.dev_id);
-        t.messages.fetch_add(1, Ordering::Relaxed);
         t.deliveries.fetch_add(delivered as u64, Ordering::Relaxed);
         delivered
     }

@@ -161,8 +161,13 @@ impl WsService {
         if let Some(refused) = self.refuse_origin(&params, req.headers()).await {
             return refused;
         }
-        if let Ok(p) = &params {
-            if let Err(refused) = self.admit(DevId(p.dev_id), peer) {
+        // A refused URL still costs the address a connection: malformed requests are no way around it.
+        let admitted = match &params {
+            Ok(p) => self.admit(DevId(p.dev_id), peer),
+            Err(_) => self.ctx.limits.new_connection(peer.ip()),
+        };
+        {
+            if let Err(refused) = admitted {
                 let retry = refused.retry_after.as_secs().max(1).to_string();
                 return (
                     StatusCode::TOO_MANY_REQUESTS,
@@ -538,7 +543,10 @@ impl ConnLoop<'_> {
                 })
                 .collect();
             if let Err(e) = write_batch(io, &mut frames, self.write_timeout).await {
-                let expires = unix_now() + ctx.config.messages.queue_ttl_secs as i64;
+                let ttl = ctx
+                    .limits
+                    .queue_ttl_secs(dev_id, ctx.config.messages.queue_ttl_secs);
+                let expires = unix_now() + ttl as i64;
                 for m in &claimed {
                     if let Err(e) = ctx.storage.enqueue_message(dev_id, user, m, expires).await {
                         tracing::error!(error = %e, "re-queuing an undelivered private message failed");

@@ -143,12 +143,14 @@ pub struct LimitRow {
     pub publishes_per_sec: Option<i64>,
     pub publish_burst: Option<i64>,
     pub websocket_connections: Option<i64>,
+    pub queue_ttl_secs: Option<i64>,
 }
 
 impl Storage {
     pub async fn tenant_limits(&self) -> Result<Vec<LimitRow>, StorageError> {
         let rows = sqlx::query(
-            "SELECT dev_id, publishes_per_sec, publish_burst, websocket_connections FROM tenant_limits",
+            "SELECT dev_id, publishes_per_sec, publish_burst, websocket_connections, queue_ttl_secs \
+             FROM tenant_limits",
         )
         .fetch_all(self.pool())
         .await?;
@@ -159,6 +161,7 @@ impl Storage {
                     publishes_per_sec: get(r, "publishes_per_sec")?,
                     publish_burst: get(r, "publish_burst")?,
                     websocket_connections: get(r, "websocket_connections")?,
+                    queue_ttl_secs: get(r, "queue_ttl_secs")?,
                 })
             })
             .collect()
@@ -166,15 +169,18 @@ impl Storage {
 
     pub async fn set_tenant_limits(&self, l: &LimitRow) -> Result<(), StorageError> {
         sqlx::query(
-            "INSERT INTO tenant_limits (dev_id, publishes_per_sec, publish_burst, websocket_connections) \
-             VALUES ($1, $2, $3, $4) ON CONFLICT (dev_id) DO UPDATE SET \
+            "INSERT INTO tenant_limits \
+             (dev_id, publishes_per_sec, publish_burst, websocket_connections, queue_ttl_secs) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (dev_id) DO UPDATE SET \
              publishes_per_sec = excluded.publishes_per_sec, publish_burst = excluded.publish_burst, \
-             websocket_connections = excluded.websocket_connections",
+             websocket_connections = excluded.websocket_connections, \
+             queue_ttl_secs = excluded.queue_ttl_secs",
         )
         .bind(l.dev_id.0 as i64)
         .bind(l.publishes_per_sec)
         .bind(l.publish_burst)
         .bind(l.websocket_connections)
+        .bind(l.queue_ttl_secs)
         .execute(self.pool())
         .await?;
         Ok(())

@@ -62,6 +62,8 @@ pub struct TenantOverride {
     pub publishes_per_sec: Option<u32>,
     pub publish_burst: Option<u32>,
     pub websocket_connections: Option<i64>,
+    /// Seconds a private message waits for its offline user.
+    pub queue_ttl_secs: Option<u64>,
 }
 
 pub struct Limits {
@@ -122,6 +124,7 @@ impl Limits {
                     publishes_per_sec: clamp(row.publishes_per_sec),
                     publish_burst: clamp(row.publish_burst),
                     websocket_connections: row.websocket_connections,
+                    queue_ttl_secs: row.queue_ttl_secs.map(|n| n.max(1) as u64),
                 },
             );
         }
@@ -153,6 +156,14 @@ impl Limits {
         limiter
             .check()
             .map_err(|nu| self.refuse(Limit::Publishes, nu.wait_time_from(self.clock.now())))
+    }
+
+    /// How long the tenant's queued private messages wait: its override, else `default`.
+    pub fn queue_ttl_secs(&self, dev_id: DevId, default: u64) -> u64 {
+        lock(&self.overrides)
+            .get(&dev_id)
+            .and_then(|o| o.queue_ttl_secs)
+            .unwrap_or(default)
     }
 
     /// A new WebSocket connection of the tenant from `ip`, with `open` connections already open.
@@ -260,6 +271,20 @@ mod tests {
         assert!(l.websocket_connect(DevId(1), ip, 5).is_ok());
         let e = l.websocket_connect(DevId(2), ip, 2).unwrap_err();
         assert_eq!(e.limit, Limit::TenantConnections);
+    }
+
+    #[test]
+    fn queue_ttl_override_applies_to_one_tenant() {
+        let l = Limits::new(small());
+        l.set_override(
+            DevId(1),
+            TenantOverride {
+                queue_ttl_secs: Some(600),
+                ..Default::default()
+            },
+        );
+        assert_eq!(l.queue_ttl_secs(DevId(1), 120), 600);
+        assert_eq!(l.queue_ttl_secs(DevId(2), 120), 120);
     }
 
     #[test]
