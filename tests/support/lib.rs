@@ -1,9 +1,12 @@
 //! Test support for Halley's integration tests: the real server booted in-process on port 0 ([`server`]),
-//! the users' real MySQL clients ([`clients`]), WebSocket clients ([`ws`]), a throw-away PostgreSQL
+//! the users' real MySQL clients ([`clients`]), a raw MySQL protocol client ([`mysql_raw`]), WebSocket
+//! clients ([`ws`]) and browser connections known to be subscribed ([`browser`]), a throw-away PostgreSQL
 //! database per test ([`pg`]) and bounded waiting ([`wait`]). Every wait here is bounded: a missing answer
 //! fails the test instead of hanging CI.
 
+pub mod browser;
 pub mod clients;
+pub mod mysql_raw;
 pub mod pg;
 pub mod server;
 pub mod wait;

@@ -115,6 +115,11 @@ impl TestServer {
             .into()
     }
 
+    /// The configuration the server runs with (data directory, master key path...).
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
     pub fn ctx(&self) -> &halley::commands::Ctx {
         &self.running().ctx
     }

@@ -7,6 +7,9 @@ use std::time::Duration;
 
 use anyhow::anyhow;
 
+/// The bound of every single wait in the integration tests (or less).
+pub const WAIT: Duration = Duration::from_secs(10);
+
 /// Pause between two polls of [`eventually`]: short enough to keep tests fast, long enough not to spin.
 const POLL_INTERVAL: Duration = Duration::from_millis(25);
 

@@ -567,7 +567,7 @@ async fn users_time(backend: Backend) {
 
     let before = unix_now();
     user.close().await;
-    wait_connections(&server, t.dev_id, 1).await;
+    wait_ws_connections(&server, t.dev_id, 1).await;
     let after = unix_now();
     let r = cql
         .run([

@@ -45,14 +45,14 @@ async fn queued_messages_delivered_once_in_order(backend: Backend) {
     let left = cql.one("SELECT * FROM users_messages WHERE id = 70").await;
     assert!(rows(&left).is_empty(), "delivered messages leave the queue");
     b.close().await;
-    wait_connections(&server, t.dev_id, 0).await;
+    wait_ws_connections(&server, t.dev_id, 0).await;
 
     // Exactly once: the next connect gets none.
     let mut again = Browser::connect(&server, t.dev_id, 70, "h70", "again").await;
     again.expect_nothing().await;
     // An unauthorized connection claiming the id never drains the queue.
     again.close().await;
-    wait_connections(&server, t.dev_id, 0).await;
+    wait_ws_connections(&server, t.dev_id, 0).await;
     ok(&cql
         .one("INSERT INTO users_messages (id, event, message) VALUES (70, 'e', 'kept')")
         .await);
@@ -170,7 +170,7 @@ async fn user_status_presence(backend: Backend) {
     claimed.close().await;
     // Closing one of two: still online, no event.
     u1.close().await;
-    wait_connections(&server, t.dev_id, 2).await;
+    wait_ws_connections(&server, t.dev_id, 2).await;
     w.expect_nothing().await;
     assert_eq!(
         time(&cql.one("SELECT time FROM users_time WHERE id = 73").await),

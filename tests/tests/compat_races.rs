@@ -28,7 +28,7 @@ async fn presence_keeps_its_order(backend: Backend) {
             Browser::connect(&server, t.dev_id, 73, "h73", "n")
         );
         user = next;
-        wait_connections(&server, t.dev_id, 2).await;
+        wait_ws_connections(&server, t.dev_id, 2).await;
         let frames = watcher.sync().await;
         if let Some(last) = frames.last() {
             assert!(
@@ -76,7 +76,7 @@ async fn a_message_queued_while_connecting_is_delivered(backend: Backend) {
             "round {round}: left in the queue: {queued:?}"
         );
         browser.close().await;
-        wait_connections(&server, t.dev_id, 0).await;
+        wait_ws_connections(&server, t.dev_id, 0).await;
     }
     server.stop().await;
 }

@@ -34,7 +34,7 @@ async fn state_survives_restart(backend: Backend) {
     let u = Browser::connect(&server, t.dev_id, 81, "h81", "u81").await;
     assert!(u.authorized());
     u.close().await;
-    wait_connections(&server, t.dev_id, 0).await;
+    wait_ws_connections(&server, t.dev_id, 0).await;
     let seen: i64 = rows(&cql.one("SELECT time FROM users_time WHERE id = 81").await)[0][0]
         .parse()
         .unwrap();

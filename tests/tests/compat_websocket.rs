@@ -328,7 +328,7 @@ async fn user_status(backend: Backend) {
         .await;
     let before = unix_now();
     u.close().await;
-    wait_connections(&server, t.dev_id, 1).await;
+    wait_ws_connections(&server, t.dev_id, 1).await;
     let after = unix_now();
     b.send("user_status\n30").await;
     let v = json(&b.recv().await);

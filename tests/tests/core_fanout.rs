@@ -89,8 +89,8 @@ async fn thousand_subscribers_get_every_message_in_order(backend: Backend) {
     let mut subs = Vec::with_capacity(SUBSCRIBERS);
     for _ in 0..SUBSCRIBERS / WAVE {
         let wave = join_all((0..WAVE).map(|_| async {
-            let mut ws = connect(&server, tenant.dev_id).await;
-            subscribe(&mut ws, PIPE).await;
+            let mut ws = anonymous(&server, tenant.dev_id).await;
+            send_subscription(&mut ws, &[PIPE]).await;
             ws
         }))
         .await;

@@ -7,7 +7,7 @@ mod core_common;
 
 use core_common::*;
 use halley_tests::clients::{self, mariadb_query, Client, Outcome};
-use halley_tests::{on_both_backends, Backend, TestServer};
+use halley_tests::{on_both_backends, Backend, Tenant, TestServer};
 
 /// Refused logins here are on purpose: keep the per-IP failed-login limit out of the way.
 async fn server(backend: Backend) -> TestServer {
@@ -34,32 +34,26 @@ async fn cometql_sessions_stay_in_their_tenant(backend: Backend) {
     let mut ws_two = subscriber(&server, two.dev_id, "chat", 0).await;
 
     let login_one = login(&server, &one);
+    // `SELECT DATABASE()` as tenant one, logging in with the database `db`.
+    let select_database_in = |db: &str| {
+        login_one
+            .clone()
+            .database(Some(db))
+            .request()
+            .sql("SELECT DATABASE()")
+    };
     for client in Client::ALL {
         // Connecting with another tenant's database is refused at login.
-        let resp = clients::run(
-            client,
-            &login_one
-                .clone()
-                .database(Some(&other_db))
-                .request()
-                .sql("SELECT DATABASE()"),
-        )
-        .await
-        .unwrap();
+        let resp = clients::run(client, &select_database_in(&other_db))
+            .await
+            .unwrap();
         let e = resp.connect_error().unwrap();
         assert_eq!((e.code, e.message.as_str()), SELECT_DB_FAILURE, "{client}");
 
         // The own db_<N> is accepted, and still reads as CometQL_v1.
-        let resp = clients::run(
-            client,
-            &login_one
-                .clone()
-                .database(Some(&own_db))
-                .request()
-                .sql("SELECT DATABASE()"),
-        )
-        .await
-        .unwrap();
+        let resp = clients::run(client, &select_database_in(&own_db))
+            .await
+            .unwrap();
         assert_eq!(
             resp.step(0).unwrap().scalar().unwrap(),
             Some("CometQL_v1"),
@@ -177,6 +171,18 @@ async fn cometql_sessions_stay_in_their_tenant(backend: Backend) {
     server.stop().await;
 }
 
+/// Publishes each message literal on `chat` (event `msg`) as `tenant`, in one PHP mysqli session; the
+/// last INSERT must be answered with OK (0 rows, insert id 0).
+async fn php_publish(server: &TestServer, tenant: &Tenant, literals: &[&str]) {
+    let mut req = login(server, tenant).request();
+    for literal in literals {
+        req = req.sql(insert_sql("chat", "msg", literal));
+    }
+    let resp = clients::run(Client::Php, &req).await.unwrap();
+    let last = resp.step(literals.len() - 1).unwrap();
+    assert_eq!(last.ok().unwrap(), (0, 0));
+}
+
 /// Two tenants, two browsers each on pipe `chat`: every publish reaches exactly its own tenant's two.
 async fn websocket_delivery_stays_in_its_tenant(backend: Backend) {
     let server = server(backend).await;
@@ -191,25 +197,8 @@ async fn websocket_delivery_stays_in_its_tenant(backend: Backend) {
         subscriber(&server, two.dev_id, "chat", 1).await,
     ];
 
-    let resp = clients::run(
-        Client::Php,
-        &login(&server, &one)
-            .request()
-            .sql(insert_sql("chat", "msg", "'one-1'"))
-            .sql(insert_sql("chat", "msg", "'one-2'")),
-    )
-    .await
-    .unwrap();
-    assert_eq!(resp.step(1).unwrap().ok().unwrap(), (0, 0));
-    let resp = clients::run(
-        Client::Php,
-        &login(&server, &two)
-            .request()
-            .sql(insert_sql("chat", "msg", "'two-1'")),
-    )
-    .await
-    .unwrap();
-    assert_eq!(resp.step(0).unwrap().ok().unwrap(), (0, 0));
+    php_publish(&server, &one, &["'one-1'", "'one-2'"]).await;
+    php_publish(&server, &two, &["'two-1'"]).await;
 
     for ws in &mut ones {
         expect_pipe_frame(ws, "chat", "msg", "one-1").await;
@@ -221,15 +210,7 @@ async fn websocket_delivery_stays_in_its_tenant(backend: Backend) {
     }
     // Tenant two's publish is not behind in tenant one's browsers either: their next frame is the
     // next message of tenant one.
-    let resp = clients::run(
-        Client::Php,
-        &login(&server, &one)
-            .request()
-            .sql(insert_sql("chat", "msg", "'one-3'")),
-    )
-    .await
-    .unwrap();
-    assert_eq!(resp.step(0).unwrap().ok().unwrap(), (0, 0));
+    php_publish(&server, &one, &["'one-3'"]).await;
     for ws in &mut ones {
         expect_pipe_frame(ws, "chat", "msg", "one-3").await;
     }

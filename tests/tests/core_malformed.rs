@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use core_common::*;
 use futures_util::future::join_all;
 use halley_tests::clients::{self, Client};
-use halley_tests::ws::raw::{upgrade_request, RawWs};
+use halley_tests::ws::raw::{upgrade_request, RawWs, UpgradeResponse};
 use halley_tests::ws::WsClient;
 use halley_tests::{on_both_backends, Backend, Tenant, TestServer};
 use rand::{Rng, SeedableRng};
@@ -30,7 +30,7 @@ impl Bystander {
     async fn new(server: &TestServer, tenant: &Tenant) -> Bystander {
         Bystander {
             ws: subscriber(server, tenant.dev_id, WATCHED, 0).await,
-            publisher: RawMysql::login(server, &tenant.dev_id.to_string(), &tenant.key).await,
+            publisher: RawMysql::login(server, tenant).await,
             published: 0,
         }
     }
@@ -44,7 +44,7 @@ impl Bystander {
             .await;
         assert_eq!(
             reply,
-            RawReply::Ok {
+            Reply::Ok {
                 affected_rows: 0,
                 insert_id: 0
             },
@@ -58,24 +58,24 @@ async fn two_packets_in_one_write_stay_in_sync(backend: Backend) {
     let server = TestServer::start(backend).await;
     let tenant = server.tenant("sync@example.com").await;
     let mut ws = subscriber(&server, tenant.dev_id, "sync", 0).await;
-    let mut raw = RawMysql::login(&server, &tenant.dev_id.to_string(), &tenant.key).await;
+    let mut raw = RawMysql::login(&server, &tenant).await;
 
     // Two COM_QUERY packets in a single write.
     let mut bytes = RawMysql::com_query(&insert_sql("sync", "e", "'first'"));
     bytes.extend(RawMysql::com_query(
         "SELECT * FROM pipes WHERE name = 'sync'",
     ));
-    raw.write(&bytes).await;
+    raw.write(&bytes).await.expect("write");
     assert_eq!(
         raw.reply().await.unwrap(),
-        RawReply::Ok {
+        Reply::Ok {
             affected_rows: 0,
             insert_id: 0
         }
     );
     assert_eq!(
         raw.reply().await.unwrap(),
-        RawReply::Rows {
+        Reply::Rows {
             columns: vec!["name".into(), "users".into()],
             rows: vec![vec!["sync".into(), "1".into()]],
         }
@@ -86,24 +86,24 @@ async fn two_packets_in_one_write_stay_in_sync(backend: Backend) {
     let mut bytes = RawMysql::com_query("SELECT DATABASE()");
     bytes.extend(RawMysql::com_query("SELECT * FROM nope WHERE name = 'x'"));
     bytes.extend(frame(0, &[0x0E]));
-    raw.write(&bytes).await;
+    raw.write(&bytes).await.expect("write");
     assert_eq!(
         raw.reply().await.unwrap(),
-        RawReply::Rows {
+        Reply::Rows {
             columns: vec!["DATABASE()".into()],
             rows: vec![vec!["CometQL_v1".into()]],
         }
     );
     assert_eq!(
         raw.reply().await.unwrap(),
-        RawReply::Err {
+        Reply::Err {
             code: 15,
             message: "Table doesn't exist".into()
         }
     );
     assert_eq!(
         raw.reply().await.unwrap(),
-        RawReply::Ok {
+        Reply::Ok {
             affected_rows: 0,
             insert_id: 0
         }
@@ -112,11 +112,11 @@ async fn two_packets_in_one_write_stay_in_sync(backend: Backend) {
     // One packet split over two writes also works, and the session is still in sync.
     let bytes = RawMysql::com_query(&insert_sql("sync", "e", "'second'"));
     let (a, b) = bytes.split_at(7);
-    raw.write(a).await;
-    raw.write(b).await;
+    raw.write(a).await.expect("write");
+    raw.write(b).await.expect("write");
     assert_eq!(
         raw.reply().await.unwrap(),
-        RawReply::Ok {
+        Reply::Ok {
             affected_rows: 0,
             insert_id: 0
         }
@@ -152,9 +152,10 @@ async fn malformed_cometql_input(backend: Backend) {
     let user = tenant.dev_id.to_string();
 
     // 1. An HTTP request on the CometQL port: a handshake error, then the connection is closed.
-    let mut raw = RawMysql::connect(&server).await;
+    let mut raw = RawMysql::connect(&server).await.expect("greeting");
     raw.write(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
-        .await;
+        .await
+        .expect("write");
     let answers = answers_until_closed(&mut raw, WAIT).await;
     assert_eq!(answers.len(), 1, "{answers:?}");
     let (code, message) = parse_err(&answers[0]).unwrap();
@@ -169,7 +170,7 @@ async fn malformed_cometql_input(backend: Backend) {
         let garbage: Vec<u8> = (0..rng.gen_range(1..2048)).map(|_| rng.gen()).collect();
         let server = &server;
         async move {
-            let mut raw = RawMysql::connect(server).await;
+            let mut raw = RawMysql::connect(server).await.expect("greeting");
             let _ = raw.try_write(&garbage).await;
             let answers = answers_until_closed(&mut raw, WAIT).await;
             assert!(answers.len() <= 1, "round {round}: {answers:?}");
@@ -186,15 +187,18 @@ async fn malformed_cometql_input(backend: Backend) {
     // 3. A truncated handshake response: closed by the handshake timeout (1 s here).
     // A client that connects and says nothing at all is closed the same way.
     let truncated = async {
-        let mut raw = RawMysql::connect(&server).await;
+        let mut raw = RawMysql::connect(&server).await.expect("greeting");
         let scramble = halley::mysql::auth::scramble(&raw.salt, tenant.key.as_bytes());
         let whole = frame(1, &handshake_response(&user, &scramble, Some("CometQL_v1")));
-        raw.write(&whole[..whole.len() / 2]).await;
+        raw.write(&whole[..whole.len() / 2]).await.expect("write");
         raw
     };
     for (what, mut raw) in [
         ("truncated", truncated.await),
-        ("silent", RawMysql::connect(&server).await),
+        (
+            "silent",
+            RawMysql::connect(&server).await.expect("greeting"),
+        ),
     ] {
         // Measured from the connect, when the server's handshake clock starts (give or take).
         let started = raw.connected_at;
@@ -209,44 +213,47 @@ async fn malformed_cometql_input(backend: Backend) {
     bystander.still_served("a truncated handshake").await;
 
     // 4. Unknown command bytes: a clear ERR each, and the session stays usable.
-    let mut raw = RawMysql::login(&server, &user, &tenant.key).await;
+    let mut raw = RawMysql::login(&server, &tenant).await;
     for code in [0x1Fu8, 0xDE, 0x1B, 0x1A] {
-        raw.send(0, &[code, 0xAD, 0xBE]).await;
+        raw.send(0, &[code, 0xAD, 0xBE]).await.expect("send");
         assert_eq!(
             raw.reply().await.unwrap(),
-            RawReply::Err {
+            Reply::Err {
                 code: 2,
                 message: format!("Command 0x{code:02x} is not supported")
             }
         );
     }
-    raw.send(0, &[]).await;
+    raw.send(0, &[]).await.expect("send");
     assert_eq!(
         raw.reply().await.unwrap(),
-        RawReply::Err {
+        Reply::Err {
             code: 2,
             message: "Empty command packet".into()
         }
     );
     // COM_STMT_PREPARE: a clear error too, not the reference's bare EOF.
-    raw.send(0, b"\x16SELECT * FROM pipes WHERE name = ?").await;
+    raw.send(0, b"\x16SELECT * FROM pipes WHERE name = ?")
+        .await
+        .expect("send");
     match raw.reply().await.unwrap() {
-        RawReply::Err { code: 2, message } => {
+        Reply::Err { code: 2, message } => {
             assert!(message.contains("COM_STMT_PREPARE"), "{message}")
         }
         other => panic!("prepare answered {other:?}"),
     }
     // A query that is not UTF-8.
     raw.send(0, b"\x03SELECT * FROM pipes WHERE name = '\xff\xfe'")
-        .await;
+        .await
+        .expect("send");
     match raw.reply().await.unwrap() {
-        RawReply::Err { code, message } => assert!(code > 0 && !message.is_empty()),
+        Reply::Err { code, message } => assert!(code > 0 && !message.is_empty()),
         other => panic!("a non-UTF-8 query answered {other:?}"),
     }
     assert_eq!(
         raw.query("SELECT * FROM pipes WHERE name = 'watched'")
             .await,
-        RawReply::Rows {
+        Reply::Rows {
             columns: vec!["name".into(), "users".into()],
             rows: vec![vec!["watched".into(), "1".into()]],
         }
@@ -255,7 +262,7 @@ async fn malformed_cometql_input(backend: Backend) {
     bystander.still_served("unknown command bytes").await;
 
     // 5. An oversized packet (over max_packet_bytes, 1 MiB): ERROR 11, then the connection closes.
-    let mut raw = RawMysql::login(&server, &user, &tenant.key).await;
+    let mut raw = RawMysql::login(&server, &tenant).await;
     let max = server.ctx().config.cometql.max_packet_bytes;
     let mut payload = vec![0x03];
     payload.extend(insert_sql(WATCHED, "msg", "'").as_bytes());
@@ -269,7 +276,7 @@ async fn malformed_cometql_input(backend: Backend) {
     );
     drop(raw);
     // Garbage framing after login (a length of 16 MiB): the same.
-    let mut raw = RawMysql::login(&server, &user, &tenant.key).await;
+    let mut raw = RawMysql::login(&server, &tenant).await;
     let _ = raw.try_write(b"\xff\xff\xff\x00garbage").await;
     let answers = answers_until_closed(&mut raw, WAIT).await;
     assert_eq!(answers.len(), 1, "{answers:?}");
@@ -311,6 +318,21 @@ fn check_url_error(frame: &Value, code: u64, text: &str) {
         data["info"], "Closed due to error. See last message.",
         "{frame}"
     );
+}
+
+/// An anonymous connection of `dev` on the comet-server URL, upgraded by hand (for frames a
+/// well-behaved client would never send); also returns the upgrade answer.
+async fn raw_anonymous(host: &str, dev: u64, uuid: &str) -> (RawWs, UpgradeResponse) {
+    RawWs::connect(
+        host,
+        &upgrade_request(
+            host,
+            &format!("/ws/sesion=&myid=0&devid={dev}&v=4.08&uuid={uuid}&api=js"),
+            &[],
+        ),
+    )
+    .await
+    .unwrap()
 }
 
 async fn malformed_websocket_input(backend: Backend) {
@@ -378,7 +400,7 @@ async fn malformed_websocket_input(backend: Backend) {
     bystander.still_served("an unknown dev_id").await;
 
     // A message over the 64 KiB limit: closed with 1009.
-    let mut ws = connect(&server, dev).await;
+    let mut ws = anonymous(&server, dev).await;
     ws.send_text(&format!("subscription\n{}", "a".repeat(70 * 1024)))
         .await
         .unwrap();
@@ -387,16 +409,7 @@ async fn malformed_websocket_input(backend: Backend) {
     bystander.still_served("an oversized frame").await;
 
     // The same with a hand-made frame whose header alone announces 1 MiB.
-    let (mut raw, resp) = RawWs::connect(
-        &host,
-        &upgrade_request(
-            &host,
-            &format!("/ws/sesion=&myid=0&devid={dev}&v=4.08&uuid={uuid}&api=js"),
-            &[],
-        ),
-    )
-    .await
-    .unwrap();
+    let (mut raw, resp) = raw_anonymous(&host, dev, uuid).await;
     assert_eq!(resp.status, 101);
     let hello = raw.read_frame(WAIT).await.unwrap().expect("serverInfo");
     assert!(hello.text().unwrap_or_default().contains("serverInfo"));
@@ -410,23 +423,14 @@ async fn malformed_websocket_input(backend: Backend) {
     bystander.still_served("an oversized frame header").await;
 
     // An unknown command: closed.
-    let mut ws = connect(&server, dev).await;
+    let mut ws = anonymous(&server, dev).await;
     ws.send_text("no_such_command\nwhatever").await.unwrap();
     let closed = ws.expect_closed(WAIT).await.unwrap();
     assert_eq!(closed.as_ref().map(|c| c.0), Some(1008), "{closed:?}");
     bystander.still_served("an unknown command").await;
 
     // Not WebSocket framing at all after the upgrade (unmasked, reserved bits): a protocol error close.
-    let (mut raw, _) = RawWs::connect(
-        &host,
-        &upgrade_request(
-            &host,
-            &format!("/ws/sesion=&myid=0&devid={dev}&v=4.08&uuid={uuid}&api=js"),
-            &[],
-        ),
-    )
-    .await
-    .unwrap();
+    let (mut raw, _) = raw_anonymous(&host, dev, uuid).await;
     raw.read_frame(WAIT).await.unwrap().expect("serverInfo");
     raw.send_bytes(b"\xf1\x05hello").await.unwrap();
     let frames = raw.read_until_closed(WAIT).await.unwrap();

@@ -11,10 +11,9 @@
 mod limits_common;
 
 use halley_tests::ws::WsClient;
-use halley_tests::{on_both_backends, Backend, Tenant, TestServer};
-use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+use halley_tests::{on_both_backends, Backend, TestServer};
 use limits_common::*;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 fn url(server: &TestServer, dev_id: u64, user_id: u64, key: &str, uuid: &str) -> String {
     format!(
@@ -39,45 +38,8 @@ async fn connect(
     (ws, hello)
 }
 
-fn jwt(tenant: &Tenant, user: u64) -> String {
-    let exp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs()
-        + 3600;
-    encode(
-        &Header::new(Algorithm::HS256),
-        &json!({"user_id": user, "exp": exp}),
-        &EncodingKey::from_secret(format!("{}{}", tenant.key, tenant.dev_id).as_bytes()),
-    )
-    .expect("JWT")
-}
-
-struct World {
-    server: TestServer,
-    a: Tenant,
-    b: Tenant,
-    qa: Mysql,
-    qb: Mysql,
-}
-
-async fn world(backend: Backend) -> World {
-    let server = TestServer::start(backend).await;
-    let a = server.tenant("a@example.com").await;
-    let b = server.tenant("b@example.com").await;
-    let qa = Mysql::login(&server, &a).await;
-    let qb = Mysql::login(&server, &b).await;
-    World {
-        server,
-        a,
-        b,
-        qa,
-        qb,
-    }
-}
-
 /// B publishes `marker` on `pipe`; `ws` (B's) must receive it as its very next frame.
-async fn expect_only_marker(qb: &mut Mysql, ws: &mut WsClient, pipe: &str, marker: &str) {
+async fn expect_only_marker(qb: &mut RawMysql, ws: &mut WsClient, pipe: &str, marker: &str) {
     qb.query(&insert_sql(pipe, "marker", marker))
         .await
         .assert_ok();
@@ -90,13 +52,7 @@ async fn expect_only_marker(qb: &mut Mysql, ws: &mut WsClient, pipe: &str, marke
 }
 
 async fn subscriptions_and_web_pipe2(backend: Backend) {
-    let World {
-        server,
-        a,
-        b,
-        mut qa,
-        mut qb,
-    } = world(backend).await;
+    let (server, a, b, mut qa, mut qb) = world(backend).await;
     let pipes = ["chat", "web_chat"];
     let mut a_watcher = anonymous(&server, a.dev_id).await;
     subscribe(&server, &mut a_watcher, a.dev_id, &pipes, &[0, 0]).await;
@@ -154,13 +110,7 @@ async fn frames_until(ws: &mut WsClient, last: impl Fn(&Value) -> bool) -> Vec<V
 }
 
 async fn commands_answer_from_own_tenant(backend: Backend) {
-    let World {
-        server,
-        a,
-        b,
-        mut qa,
-        mut qb,
-    } = world(backend).await;
+    let (server, a, b, mut qa, mut qb) = world(backend).await;
     for q in [&mut qa, &mut qb] {
         q.query("INSERT INTO pipes_settings (name, length) VALUES ('chat', 10)")
             .await
@@ -263,13 +213,7 @@ async fn commands_answer_from_own_tenant(backend: Backend) {
 }
 
 async fn presence_events(backend: Backend) {
-    let World {
-        server,
-        a,
-        b,
-        mut qa,
-        mut qb,
-    } = world(backend).await;
+    let (server, a, b, mut qa, mut qb) = world(backend).await;
     qa.query("INSERT INTO users_auth (id, hash) VALUES (7, 'hashA')")
         .await
         .assert_ok();
@@ -322,13 +266,7 @@ async fn presence_events(backend: Backend) {
 }
 
 async fn private_messages_and_credentials(backend: Backend) {
-    let World {
-        server,
-        a,
-        b,
-        mut qa,
-        mut qb,
-    } = world(backend).await;
+    let (server, a, b, mut qa, mut qb) = world(backend).await;
     qa.query("INSERT INTO users_auth (id, hash) VALUES (8, 'hashA8')")
         .await
         .assert_ok();

@@ -7,10 +7,8 @@
 mod limits_common;
 
 use halley_tests::clients::{mariadb_query, Login};
-use halley_tests::{on_both_backends, Backend, Tenant, TestServer};
-use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+use halley_tests::{on_both_backends, Backend};
 use limits_common::*;
-use serde_json::json;
 
 fn rows(reply: &Reply) -> Vec<Vec<&str>> {
     reply
@@ -20,32 +18,8 @@ fn rows(reply: &Reply) -> Vec<Vec<&str>> {
         .collect()
 }
 
-/// A valid browser JWT of `tenant` for `user`.
-fn jwt(tenant: &Tenant, user: u64) -> String {
-    let exp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs()
-        + 3600;
-    encode(
-        &Header::new(Algorithm::HS256),
-        &json!({"user_id": user, "exp": exp}),
-        &EncodingKey::from_secret(format!("{}{}", tenant.key, tenant.dev_id).as_bytes()),
-    )
-    .expect("JWT")
-}
-
-async fn two_tenants(backend: Backend) -> (TestServer, Tenant, Tenant) {
-    let server = TestServer::start(backend).await;
-    let a = server.tenant("a@example.com").await;
-    let b = server.tenant("b@example.com").await;
-    (server, a, b)
-}
-
 async fn history_and_pipes_settings(backend: Backend) {
-    let (server, a, b) = two_tenants(backend).await;
-    let mut qa = Mysql::login(&server, &a).await;
-    let mut qb = Mysql::login(&server, &b).await;
+    let (server, a, _, mut qa, mut qb) = world(backend).await;
     qa.query("INSERT INTO pipes_settings (name, length) VALUES ('chat', 10)")
         .await
         .assert_ok();
@@ -128,9 +102,7 @@ async fn history_and_pipes_settings(backend: Backend) {
 }
 
 async fn live_tables_and_show_status(backend: Backend) {
-    let (server, a, b) = two_tenants(backend).await;
-    let mut qa = Mysql::login(&server, &a).await;
-    let mut qb = Mysql::login(&server, &b).await;
+    let (server, a, b, mut qa, mut qb) = world(backend).await;
     qa.query("INSERT INTO users_auth (id, hash) VALUES (7, 'hashA')")
         .await
         .assert_ok();
@@ -216,9 +188,7 @@ async fn live_tables_and_show_status(backend: Backend) {
 }
 
 async fn user_tables(backend: Backend) {
-    let (server, a, b) = two_tenants(backend).await;
-    let mut qa = Mysql::login(&server, &a).await;
-    let mut qb = Mysql::login(&server, &b).await;
+    let (server, a, b, mut qa, mut qb) = world(backend).await;
     qa.query("INSERT INTO users_auth (id, hash) VALUES (7, 'hashA')")
         .await
         .assert_ok();
@@ -363,7 +333,7 @@ async fn no_way_into_another_database(backend: Backend) {
     let (user_a, user_b) = (a.dev_id.to_string(), b.dev_id.to_string());
 
     // Logging in to A's database, or as A with B's key.
-    let refused = Mysql::connect(&server)
+    let refused = RawMysql::connect(&server)
         .await
         .expect("connect")
         .handshake(&user_b, &b.key, Some(&db_a))
@@ -371,7 +341,7 @@ async fn no_way_into_another_database(backend: Backend) {
         .expect("reply")
         .err();
     assert_eq!(refused, Some((15, "Select database failure".into())));
-    let refused = Mysql::connect(&server)
+    let refused = RawMysql::connect(&server)
         .await
         .expect("connect")
         .handshake(&user_a, &b.key, Some("CometQL_v1"))
@@ -379,7 +349,7 @@ async fn no_way_into_another_database(backend: Backend) {
         .expect("reply")
         .err();
     assert_eq!(refused, Some((16, "Authentication failure".into())));
-    let mut qb = Mysql::connect(&server)
+    let mut qb = RawMysql::connect(&server)
         .await
         .expect("connect")
         .handshake(&user_b, &b.key, Some(&db_b))

@@ -97,24 +97,17 @@ async fn websocket_connections_per_tenant(backend: Backend) {
     assert_eq!(upgrade(&server, a.dev_id).await.0, 429);
 
     // A's own override raises A's limit only.
-    server
-        .ctx()
-        .storage
-        .set_tenant_limits(&LimitRow {
+    set_tenant_limits(
+        &server,
+        LimitRow {
             dev_id: DevId(a.dev_id),
             publishes_per_sec: None,
             publish_burst: None,
             websocket_connections: Some(3),
             queue_ttl_secs: None,
-        })
-        .await
-        .expect("store the override");
-    server
-        .ctx()
-        .limits
-        .load_overrides(&server.ctx().storage)
-        .await
-        .expect("load the overrides");
+        },
+    )
+    .await;
     let _third = anonymous(&server, a.dev_id).await;
     wait_ws_connections(&server, a.dev_id, 3).await;
     assert_eq!(upgrade(&server, a.dev_id).await.0, 429);
@@ -184,7 +177,7 @@ async fn try_login(
     user: &str,
     key: &str,
 ) -> Result<(), (u16, String)> {
-    Mysql::connect_from(server.cometql_addr(), Some(from))
+    RawMysql::connect_from(server.cometql_addr(), Some(from))
         .await
         .expect("connect")
         .handshake(user, key, Some("CometQL_v1"))
@@ -314,7 +307,7 @@ async fn total_connection_cap(backend: Backend) {
     // Five connections across both ports: three CometQL sessions and two WebSockets.
     let mut sessions = Vec::new();
     for _ in 0..3 {
-        sessions.push(Mysql::login(&server, &t).await);
+        sessions.push(RawMysql::login(&server, &t).await);
     }
     let _w1 = anonymous(&server, t.dev_id).await;
     let _w2 = anonymous(&server, t.dev_id).await;
@@ -334,7 +327,7 @@ async fn total_connection_cap(backend: Backend) {
         refused_cql.is_empty(),
         "a connection past the cap got a greeting"
     );
-    let err = Mysql::connect(&server)
+    let err = RawMysql::connect(&server)
         .await
         .err()
         .expect("no greeting past the cap");
@@ -356,7 +349,7 @@ async fn total_connection_cap(backend: Backend) {
         .expect_closed(WAIT)
         .await
         .expect("closed after COM_QUIT");
-    let mut served = eventually(WAIT, || async { Mysql::connect(&server).await })
+    let mut served = eventually(WAIT, || async { RawMysql::connect(&server).await })
         .await
         .expect("a connection is served once one closed");
     // And the cap holds again with that one open.
@@ -457,7 +450,7 @@ async fn cometql_handshake_deadline(backend: Backend) {
     .await;
     let t = server.tenant("a@example.com").await;
     // Each deadline runs from the connection's own start.
-    let dropped_after = |mut m: Mysql, started: Instant, what: &'static str| async move {
+    let dropped_after = |mut m: RawMysql, started: Instant, what: &'static str| async move {
         m.expect_closed(Duration::from_secs(5))
             .await
             .unwrap_or_else(|e| panic!("{what}: {e:#}"));
@@ -469,13 +462,13 @@ async fn cometql_handshake_deadline(backend: Backend) {
     };
     // Reads the greeting, answers nothing.
     let silent_since = Instant::now();
-    let silent = Mysql::connect(&server).await.expect("greeting");
+    let silent = RawMysql::connect(&server).await.expect("greeting");
     // Half a handshake response: a packet header announcing more than is ever sent.
     let half_since = Instant::now();
-    let mut half = Mysql::connect(&server).await.expect("greeting");
+    let mut half = RawMysql::connect(&server).await.expect("greeting");
     half.write(&[80, 0, 0, 1, 0x05, 0xa6]).await.expect("write");
     // A logged-in session is not subject to the handshake deadline.
-    let mut session = Mysql::login(&server, &t).await;
+    let mut session = RawMysql::login(&server, &t).await;
     let idle_session = async {
         tokio::time::sleep(Duration::from_millis(1300)).await;
         assert!(matches!(

@@ -33,7 +33,7 @@ async fn pipes_per_connection(backend: Backend) {
         "the 33rd pipe is not subscribed"
     );
     // The CometQL view agrees, and only the first 32 deliver.
-    let mut cql = Mysql::login(&server, &t).await;
+    let mut cql = RawMysql::login(&server, &t).await;
     let rows = cql
         .query("SELECT name, users FROM pipes WHERE name IN ('p01', 'p32', 'p33')")
         .await;
@@ -64,7 +64,7 @@ async fn pipes_per_connection(backend: Backend) {
 async fn connections_per_user(backend: Backend) {
     let server = TestServer::start(backend).await;
     let t = server.tenant("a@example.com").await;
-    let mut cql = Mysql::login(&server, &t).await;
+    let mut cql = RawMysql::login(&server, &t).await;
     cql.query("INSERT INTO users_auth (id, hash) VALUES (7, 'hash7')")
         .await
         .assert_ok();
@@ -139,7 +139,7 @@ async fn cometql_message_and_query_size(backend: Backend) {
     let t = server.tenant("a@example.com").await;
     let mut watcher = anonymous(&server, t.dev_id).await;
     subscribe(&server, &mut watcher, t.dev_id, &["big"], &[0]).await;
-    let mut cql = Mysql::login(&server, &t).await;
+    let mut cql = RawMysql::login(&server, &t).await;
     let (sql, message) = insert_of_len("big", KIB64);
     cql.query(&sql).await.assert_ok();
     assert_eq!(
@@ -161,7 +161,7 @@ async fn cometql_message_and_query_size(backend: Backend) {
     let t = server.tenant("a@example.com").await;
     let mut watcher = anonymous(&server, t.dev_id).await;
     subscribe(&server, &mut watcher, t.dev_id, &["big"], &[0]).await;
-    let mut cql = Mysql::login(&server, &t).await;
+    let mut cql = RawMysql::login(&server, &t).await;
     let at_limit = "y".repeat(KIB64);
     cql.query(&insert_sql("big", "ev", &at_limit))
         .await

@@ -77,16 +77,9 @@ async fn exhaust(
     sender: &mut WsClient,
     cometql: usize,
 ) -> Observed {
-    let mut cql = Mysql::login(server, tenant).await;
+    let mut cql = RawMysql::login(server, tenant).await;
     let started = Instant::now();
-    let messages: Vec<String> = (0..cometql).map(|i| format!("cql-{i}")).collect();
-    cql.query(&multi_insert_sql(
-        "web_chat",
-        "ev",
-        messages.iter().map(String::as_str),
-    ))
-    .await
-    .assert_ok();
+    publish_n(&mut cql, cometql as u32, "cql").await.assert_ok();
     for i in 0..BURST as usize - cometql {
         let answer = web_pipe2(sender, "web_chat", &format!("ws-{i}")).await;
         assert_delivered(&answer, "web_chat");
@@ -149,7 +142,7 @@ async fn one_budget_for_cometql_and_web_pipe2(backend: Backend) {
         // Another tenant has its own whole budget, right now.
         let mut b_watcher = anonymous(&server, b.dev_id).await;
         subscribe(&server, &mut b_watcher, b.dev_id, &["web_chat"], &[0]).await;
-        let mut b_cql = Mysql::login(&server, &b).await;
+        let mut b_cql = RawMysql::login(&server, &b).await;
         let b_messages: Vec<String> = (0..BURST).map(|i| format!("b-{i}")).collect();
         b_cql
             .query(&multi_insert_sql(
@@ -189,7 +182,7 @@ async fn one_budget_for_cometql_and_web_pipe2(backend: Backend) {
 }
 
 async fn cql_publish(server: &TestServer, tenant: &Tenant, message: &str) {
-    Mysql::login(server, tenant)
+    RawMysql::login(server, tenant)
         .await
         .query(&insert_sql("web_chat", "ev", message))
         .await
@@ -197,7 +190,7 @@ async fn cql_publish(server: &TestServer, tenant: &Tenant, message: &str) {
 }
 
 /// Publishes `n` messages in one multi-row INSERT; returns the reply.
-async fn publish_n(cql: &mut Mysql, n: u32, tag: &str) -> Reply {
+async fn publish_n(cql: &mut RawMysql, n: u32, tag: &str) -> Reply {
     let messages: Vec<String> = (0..n).map(|i| format!("{tag}-{i}")).collect();
     cql.query(&multi_insert_sql(
         "web_chat",
@@ -213,26 +206,19 @@ async fn override_raises_one_tenant_only(backend: Backend) {
         let server = small_budget_server(backend).await;
         let a = server.tenant("a@example.com").await;
         let b = server.tenant("b@example.com").await;
-        server
-            .ctx()
-            .storage
-            .set_tenant_limits(&LimitRow {
+        set_tenant_limits(
+            &server,
+            LimitRow {
                 dev_id: DevId(a.dev_id),
                 publishes_per_sec: None,
                 publish_burst: Some(i64::from(RAISED)),
                 websocket_connections: None,
                 queue_ttl_secs: None,
-            })
-            .await
-            .expect("store the override");
-        server
-            .ctx()
-            .limits
-            .load_overrides(&server.ctx().storage)
-            .await
-            .expect("load the overrides");
-        let mut a_cql = Mysql::login(&server, &a).await;
-        let mut b_cql = Mysql::login(&server, &b).await;
+            },
+        )
+        .await;
+        let mut a_cql = RawMysql::login(&server, &a).await;
+        let mut b_cql = RawMysql::login(&server, &b).await;
 
         let started = Instant::now();
         // A: thirty publishes pass (three times the global burst), the next is refused.
@@ -265,24 +251,17 @@ async fn override_applies_to_web_pipe2(backend: Backend) {
     for attempt in 1..=ATTEMPTS {
         let server = small_budget_server(backend).await;
         let a = server.tenant("a@example.com").await;
-        server
-            .ctx()
-            .storage
-            .set_tenant_limits(&LimitRow {
+        set_tenant_limits(
+            &server,
+            LimitRow {
                 dev_id: DevId(a.dev_id),
                 publishes_per_sec: Some(1),
                 publish_burst: Some(15),
                 websocket_connections: None,
                 queue_ttl_secs: None,
-            })
-            .await
-            .expect("store the override");
-        server
-            .ctx()
-            .limits
-            .load_overrides(&server.ctx().storage)
-            .await
-            .expect("load the overrides");
+            },
+        )
+        .await;
         let mut sender = anonymous(&server, a.dev_id).await;
         let started = Instant::now();
         let mut answers = Vec::new();

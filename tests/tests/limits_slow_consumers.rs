@@ -157,7 +157,7 @@ async fn burst(
     tag: &str,
     readers: &mut [watch::Receiver<usize>],
 ) {
-    let mut cql = Mysql::login(server, tenant).await;
+    let mut cql = RawMysql::login(server, tenant).await;
     for start in (0..BURST).step_by(ROWS) {
         let behind = start.saturating_sub(LAG);
         for r in readers.iter_mut() {
@@ -325,7 +325,7 @@ async fn slow_consumer_is_cut_off_and_slows_no_one(backend: Backend) {
     // The tenant is served as before.
     let mut ws = anonymous(&server, t.dev_id).await;
     subscribe(&server, &mut ws, t.dev_id, &[PIPE], &[0]).await;
-    Mysql::login(&server, &t)
+    RawMysql::login(&server, &t)
         .await
         .query(&insert_sql(PIPE, "ev", "after"))
         .await

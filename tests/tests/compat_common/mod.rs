@@ -2,20 +2,14 @@
 //! and command by command): CometQL through PHP mysqli, browser connections on the comet-server URL,
 //! snapshot-pinned frames, and event-driven synchronisation (no sleeps).
 //! Not a test target itself (a `mod.rs` in a sub-folder is not autodiscovered by cargo).
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)] // each test target uses a different part
 
-use std::time::Duration;
-
-use anyhow::anyhow;
-use halley::ids::DevId;
+pub use halley_tests::browser::{unix_now, wait_ws_connections};
 use halley_tests::clients::{self, Client, Login, StepResult};
-use halley_tests::wait::eventually;
+pub use halley_tests::wait::WAIT;
 use halley_tests::ws::WsClient;
 use halley_tests::{Tenant, TestServer};
 use serde_json::Value;
-
-/// Every wait in these tests is bounded by this (or less).
-pub const WAIT: Duration = Duration::from_secs(10);
 
 /// The uuid a connection sends in its URL (32 characters, as the JS API does).
 pub fn uuid_of(tag: &str) -> String {
@@ -25,13 +19,6 @@ pub fn uuid_of(tag: &str) -> String {
     }
     u.truncate(32);
     u
-}
-
-pub fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_secs() as i64
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -317,28 +304,4 @@ pub fn server_info(authorized: bool, data: &str) -> String {
         js(data),
         halley::commands::server_version()
     )
-}
-
-/// Waits until the tenant has exactly `n` open WebSocket connections on the server. The count drops
-/// only after a closed connection has been fully cleaned up (unsubscribed, unlinked from its user,
-/// offline event and users_time written), so this awaits the end of that work.
-pub async fn wait_connections(server: &TestServer, dev_id: u64, n: i64) {
-    eventually(WAIT, || async {
-        let got = server
-            .ctx()
-            .hub
-            .registry()
-            .tenant(DevId(dev_id))
-            .websocket_connections
-            .load(std::sync::atomic::Ordering::SeqCst);
-        if got == n {
-            Ok(())
-        } else {
-            Err(anyhow!(
-                "{got} WebSocket connections of dev {dev_id}, want {n}"
-            ))
-        }
-    })
-    .await
-    .unwrap();
 }

@@ -1,14 +1,15 @@
-//! A deliberately small HTTP/1.1 client (one request per connection, `Connection: close`) and a
-//! `Browser` that keeps the session cookie and anti-CSRF token the way the dashboard's page does.
+//! Helpers shared by the `dashboard_*` integration tests: a deliberately small HTTP/1.1 client (one
+//! request per connection, `Connection: close`) and a `Browser` that keeps the session cookie and
+//! anti-CSRF token the way the dashboard's page does.
+//! Not a test target itself (a `mod.rs` in a sub-folder is not autodiscovered by cargo).
+#![allow(dead_code)]
 
 use std::net::{IpAddr, SocketAddr};
-use std::time::Duration;
 
+use halley_tests::wait::WAIT;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpSocket;
-
-pub const WAIT: Duration = Duration::from_secs(10);
 
 #[derive(Debug)]
 pub struct Resp {

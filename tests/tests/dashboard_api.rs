@@ -2,14 +2,53 @@
 //! server, against SQLite and PostgreSQL, with real CometQL logins, WebSocket upgrades and subscribers, and
 //! the pages' security headers. Accounts and sessions: dashboard_sessions.rs.
 
-mod dashboard;
+mod dashboard_common;
 
-use dashboard::cometql::MySql;
-use dashboard::{next_on_pipe, send, subscribe, ws_connect, Backend, Browser, TestServer};
+use std::net::SocketAddr;
+
+use dashboard_common::{send, Browser};
+use halley_tests::browser::subscriber;
+use halley_tests::mysql_raw::{RawMysql, Reply};
+use halley_tests::wait::WAIT;
+use halley_tests::ws::{upgrade_status, WsClient};
+use halley_tests::{on_both_backends, Backend, TestServer};
 
 use serde_json::json;
 
 const PASSWORD: &str = "correct horse battery";
+
+/// Logs in to CometQL as `user` with `key` (no database named); Err(error code) when refused.
+async fn cometql_login(addr: SocketAddr, user: &str, key: &str) -> Result<RawMysql, u16> {
+    RawMysql::connect_from(addr, None)
+        .await
+        .expect("greeting")
+        .handshake(user, key, None)
+        .await
+        .expect("login answer")
+        .map_err(|(code, _)| code)
+}
+
+/// The HTTP status of a WebSocket upgrade for `dev_id` (with `origin` when given): 101 when accepted.
+async fn upgrade(server: &TestServer, dev_id: u64, origin: Option<&str>) -> u16 {
+    let headers: Vec<(&str, &str)> = origin.map(|o| ("Origin", o)).into_iter().collect();
+    upgrade_status(&server.ws_url(dev_id, 0, ""), &headers)
+        .await
+        .expect("upgrade answer in time")
+}
+
+/// The next JSON frame that carries `pipe`.
+async fn next_on_pipe(ws: &mut WsClient, pipe: &str) -> serde_json::Value {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let text = ws.recv_text(left).await.expect("a frame in time");
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) {
+            if v["pipe"] == pipe && v.get("data").is_some() {
+                return v;
+            }
+        }
+    }
+}
 
 on_both_backends!(
     keys_create_reveal_revoke,
@@ -56,13 +95,17 @@ async fn keys_create_reveal_revoke(backend: Backend) {
     assert_eq!(revealed["key"], second_key.as_str());
 
     // Both keys log in; a login is recorded as the key's last use.
-    let mut live = MySql::login(cometql, &user, &first_key)
+    let mut live = cometql_login(cometql, &user, &first_key)
         .await
         .expect("first key logs in");
-    live.query("INSERT INTO pipes_messages (name, event, message) VALUES ('chat', 'msg', 'x')")
-        .await
-        .expect("publishes");
-    MySql::login(cometql, &user, &second_key)
+    let published = live
+        .query("INSERT INTO pipes_messages (name, event, message) VALUES ('chat', 'msg', 'x')")
+        .await;
+    assert!(
+        !matches!(published, Reply::Err { .. }),
+        "publishes: {published:?}"
+    );
+    cometql_login(cometql, &user, &second_key)
         .await
         .expect("second key logs in");
     let listed = b.call("GET", "/keys", None).await.json();
@@ -72,11 +115,11 @@ async fn keys_create_reveal_revoke(backend: Backend) {
     let r = b.call("DELETE", &format!("/keys/{first_id}"), None).await;
     assert_eq!(r.status, 204, "{}", r.body);
     assert!(
-        live.closed_by_server().await,
+        live.expect_closed(WAIT).await.is_ok(),
         "the revoked key's session is closed"
     );
     assert_eq!(
-        MySql::login(cometql, &user, &first_key).await.err(),
+        cometql_login(cometql, &user, &first_key).await.err(),
         Some(16)
     );
     let r = b
@@ -97,7 +140,7 @@ async fn keys_create_reveal_revoke(backend: Backend) {
         .as_str()
         .unwrap()
         .contains("confirm_last"));
-    MySql::login(cometql, &user, &second_key)
+    cometql_login(cometql, &user, &second_key)
         .await
         .expect("still works");
     let r = b
@@ -109,7 +152,7 @@ async fn keys_create_reveal_revoke(backend: Backend) {
         .await;
     assert_eq!(r.status, 204, "{}", r.body);
     assert_eq!(
-        MySql::login(cometql, &user, &second_key).await.err(),
+        cometql_login(cometql, &user, &second_key).await.err(),
         Some(16)
     );
     let listed = b.call("GET", "/keys", None).await.json();
@@ -145,7 +188,7 @@ async fn another_tenants_key_is_not_found(backend: Backend) {
     let bobs = bob.call("GET", "/keys", None).await.json();
     assert_eq!(bobs["keys"].as_array().unwrap().len(), 1);
     assert_ne!(bobs["keys"][0]["id"].as_i64(), Some(ann_key_id));
-    MySql::login(server.cometql_addr(), &bob_dev.to_string(), &bob_key)
+    cometql_login(server.cometql_addr(), &bob_dev.to_string(), &bob_key)
         .await
         .expect("bob's key works");
     server.stop().await;
@@ -161,9 +204,7 @@ async fn allowed_origins_guard_websocket_upgrades(backend: Backend) {
         json!([])
     );
     assert!(
-        ws_connect(addr, dev_id, Some("https://anything.example"))
-            .await
-            .is_ok(),
+        upgrade(&server, dev_id, Some("https://anything.example")).await == 101,
         "empty = any"
     );
 
@@ -194,26 +235,18 @@ async fn allowed_origins_guard_websocket_upgrades(backend: Backend) {
         expected
     );
 
-    assert!(ws_connect(addr, dev_id, Some("https://app.example.com"))
-        .await
-        .is_ok());
-    assert!(ws_connect(addr, dev_id, Some("http://localhost:3000"))
-        .await
-        .is_ok());
+    assert!(upgrade(&server, dev_id, Some("https://app.example.com")).await == 101);
+    assert!(upgrade(&server, dev_id, Some("http://localhost:3000")).await == 101);
     assert_eq!(
-        ws_connect(addr, dev_id, Some("https://evil.example"))
-            .await
-            .err(),
-        Some(403)
+        upgrade(&server, dev_id, Some("https://evil.example")).await,
+        403
     );
     assert!(
-        ws_connect(addr, dev_id, None).await.is_ok(),
+        upgrade(&server, dev_id, None).await == 101,
         "no Origin: not a browser page"
     );
     assert!(
-        ws_connect(addr, other_dev, Some("https://evil.example"))
-            .await
-            .is_ok(),
+        upgrade(&server, other_dev, Some("https://evil.example")).await == 101,
         "per tenant"
     );
 
@@ -221,9 +254,7 @@ async fn allowed_origins_guard_websocket_upgrades(backend: Backend) {
         .call("PUT", "/origins", Some(json!({"origins": []})))
         .await;
     assert_eq!(r.json()["origins"], json!([]));
-    assert!(ws_connect(addr, dev_id, Some("https://evil.example"))
-        .await
-        .is_ok());
+    assert!(upgrade(&server, dev_id, Some("https://evil.example")).await == 101);
     server.stop().await;
 }
 
@@ -237,9 +268,8 @@ async fn test_message_and_usage(backend: Backend) {
                "messages_this_month": 0, "rate_limited": 0})
     );
 
-    let mut ws = ws_connect(server.http_addr(), dev_id, None).await.unwrap();
-    subscribe(&server, &mut ws, dev_id, "chat").await;
-    let _session = MySql::login(server.cometql_addr(), &dev_id.to_string(), &key)
+    let mut ws = subscriber(&server, dev_id, "chat", 0).await;
+    let _session = cometql_login(server.cometql_addr(), &dev_id.to_string(), &key)
         .await
         .unwrap();
     let r = b

@@ -2,9 +2,10 @@
 //! PostgreSQL: sign-up, log-in, log-out, password change, 401s without a session, expired and forged
 //! sessions, CSRF attempts and login throttling. Keys, origins and usage: dashboard_api.rs.
 
-mod dashboard;
+mod dashboard_common;
 
-use dashboard::{send, Backend, Browser, TestServer};
+use dashboard_common::{send, Browser};
+use halley_tests::{on_both_backends, Backend, TestServer};
 
 use serde_json::json;
 
@@ -140,7 +141,7 @@ async fn expired_and_forged_sessions(backend: Backend) {
     assert_eq!(claims["sub"], dev_id.to_string());
 
     // Signed with the server's real secret but expired a second ago.
-    let secret = halley::tenant::KeyBox::load_or_create(&server.config.master_key_path())
+    let secret = halley::tenant::KeyBox::load_or_create(&server.config().master_key_path())
         .unwrap()
         .derive(SESSION_SECRET_LABEL);
     let mut expired = claims.clone();
