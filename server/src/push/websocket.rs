@@ -228,7 +228,10 @@ impl WsService {
         };
         let hello = frames::server_info(false, "", &crate::commands::server_version(), unix_now())
             .encode(era);
-        if write_all(&mut io, &hello, write_timeout).await.is_ok() {
+        let greeted = write_all(&mut io, &hello, write_timeout).await.is_ok();
+        // Not kept for the connection's life: ~230 bytes per idle connection (BENCHMARKS.md, idle memory).
+        drop(hello);
+        if greeted {
             conn_loop.serve(&mut io, rx, self.shutdown.clone()).await;
         }
         conn_loop.session.unsubscribe_all(&self.ctx.hub);
