@@ -270,6 +270,50 @@ async fn serve_ws(mut stream: TcpStream, registry: Arc<Registry>) {
 mod tests {
     use super::*;
 
+    /// The client side of the load tool against the raw server, end to end on loopback: upgrade, greeting,
+    /// subscription, count, publish, delivery, payload.
+    #[tokio::test]
+    async fn a_subscriber_receives_what_the_control_port_publishes() {
+        use crate::raw_control::RawControl;
+        use crate::wsclient::WsConn;
+        let http = crate::child::free_addr().unwrap();
+        let control = crate::child::free_addr().unwrap();
+        let server = tokio::spawn(run(http, control));
+        let mut conn = None;
+        for _ in 0..100 {
+            match WsConn::connect(
+                http,
+                None,
+                "/ws/sesion=&myid=0&devid=1&v=4.08&uuid=x&api=js",
+                1,
+            )
+            .await
+            {
+                Ok(c) => {
+                    conn = Some(c);
+                    break;
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+            }
+        }
+        let mut conn = conn.expect("the raw server accepts connections");
+        let hello = conn.next_text(Duration::from_secs(5)).await.unwrap();
+        assert!(std::str::from_utf8(&hello).unwrap().contains("serverInfo"));
+        conn.send_text("subscription\nchat").await.unwrap();
+        let mut ctl = RawControl::connect(control).await.unwrap();
+        for _ in 0..100 {
+            if ctl.count(&["chat".to_owned()]).await.unwrap() == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let body = crate::payload::encode(7, crate::payload::now_us(), 64);
+        ctl.publish("chat", "ev", &body).await.unwrap();
+        let got = conn.next_text(Duration::from_secs(5)).await.unwrap();
+        assert_eq!(crate::payload::parse(&got).map(|(seq, _)| seq), Some(7));
+        server.abort();
+    }
+
     #[test]
     fn message_frame_has_halleys_shape() {
         let f = message_frame("chat", "ev", "bench:1:2:", 1_795_000_000);
