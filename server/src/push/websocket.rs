@@ -339,6 +339,8 @@ impl WsService {
             conn_loop.session.record_status(&self.ctx, true).await;
         }
         let mut ok = write_all(&mut io, &hello, write_timeout).await.is_ok();
+        // Not kept for the connection's life: ~230 bytes per idle connection (BENCHMARKS.md, idle memory).
+        drop(hello);
         if ok && authorized {
             ok = conn_loop.deliver_queue(&mut io).await.is_ok();
         }

@@ -1,0 +1,211 @@
+//! `halley-load`: drives Halley the way its users do (browsers over WebSocket, backends over CometQL), and
+//! Nchan and a raw baseline the same way in the same run, on loopback only. Every run is bounded in
+//! connections, messages and time, and stops the servers it started. See BENCHMARKS.md.
+
+mod child;
+mod compare;
+mod crowd;
+mod http_client;
+mod mysql_client;
+mod mysql_codec;
+mod nchan_conf;
+mod payload;
+mod procstat;
+mod raw_control;
+mod raw_server;
+mod record;
+mod report;
+mod scenarios;
+mod servers;
+mod stats;
+mod target;
+mod wsclient;
+mod wsproto;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context as _};
+use clap::{Args, Parser, Subcommand};
+use rustix::process::{getrlimit, setrlimit, Resource};
+
+use scenarios::{Options, Scenario};
+use target::Kind;
+
+#[derive(Parser)]
+#[command(
+    name = "halley-load",
+    about = "Load tool: Halley against Nchan and a raw baseline, on loopback"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run scenarios against servers it starts itself; prints one line per run, then the tables.
+    Compare(CompareArgs),
+    /// The raw baseline server (started by `compare`; runs until SIGTERM).
+    RawServer {
+        #[arg(long)]
+        http: SocketAddr,
+        #[arg(long)]
+        control: SocketAddr,
+    },
+}
+
+#[derive(Args)]
+struct CompareArgs {
+    /// The halley binary (target/release/halley).
+    #[arg(long)]
+    server_bin: PathBuf,
+    /// Servers: halley, raw, nchan.
+    #[arg(long, value_delimiter = ',', default_value = "halley,raw,nchan")]
+    targets: Vec<String>,
+    /// Scenarios (or `all`): connect-5k, idle-10k, idle-18k, fanout-1k, fanout-10k,
+    /// fanout-10k-pipelined, pipes-10k, latency-1k, publish-1conn.
+    #[arg(long, value_delimiter = ',', default_value = "all")]
+    scenarios: Vec<String>,
+    /// Repetitions of the whole set (medians are taken over them).
+    #[arg(long, default_value_t = 3)]
+    repeats: usize,
+    /// A command that `halley serve` runs under (split on spaces), e.g. "valgrind --tool=callgrind".
+    #[arg(long)]
+    server_wrap: Option<String>,
+    /// Also write the tables (markdown) and every run's line to this file.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    #[arg(long, default_value = "/usr/sbin/nginx")]
+    nginx: PathBuf,
+    /// nginx worker processes (Halley's runtime has one worker thread per core: 2 here).
+    #[arg(long, default_value_t = 2)]
+    nchan_workers: usize,
+    /// Worker threads of the load tool's own runtime.
+    #[arg(long, default_value_t = 2)]
+    client_threads: usize,
+    /// Source addresses 127.0.0.2, 127.0.0.3, ... the client connections are spread over.
+    #[arg(long, default_value_t = 16)]
+    sources: u8,
+    /// Connection attempts in flight at once.
+    #[arg(long, default_value_t = 128)]
+    concurrency: usize,
+    /// fanout-10k-pipelined: publishes in flight (not yet delivered to every subscriber).
+    #[arg(long, default_value_t = 8)]
+    window: u64,
+    /// Publishing connections in the many-pipes scenario.
+    #[arg(long, default_value_t = 4)]
+    publishers: usize,
+    /// Size of each message's payload, bytes.
+    #[arg(long, default_value_t = 64)]
+    payload_bytes: usize,
+}
+
+/// Raises the soft limit on open files to the hard limit: the tool holds one socket per client.
+fn raise_fd_limit() -> u64 {
+    let mut lim = getrlimit(Resource::Nofile);
+    if let Some(max) = lim.maximum {
+        if lim.current != Some(max) {
+            lim.current = Some(max);
+            let _ = setrlimit(Resource::Nofile, lim);
+        }
+    }
+    getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX)
+}
+
+fn plan(args: &CompareArgs) -> anyhow::Result<compare::Plan> {
+    let targets = args
+        .targets
+        .iter()
+        .map(|t| Kind::parse(t).with_context(|| format!("unknown target {t}")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let scenarios = if args.scenarios.iter().any(|s| s == "all") {
+        Scenario::ALL.to_vec()
+    } else {
+        args.scenarios
+            .iter()
+            .map(|s| Scenario::parse(s).with_context(|| format!("unknown scenario {s}")))
+            .collect::<anyhow::Result<Vec<_>>>()?
+    };
+    if !args.server_bin.exists() && targets.contains(&Kind::Halley) {
+        bail!(
+            "{} does not exist: cargo build --release -p halley-server",
+            args.server_bin.display()
+        );
+    }
+    let sources = (0..args.sources)
+        .map(|i| IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2 + i)))
+        .collect();
+    Ok(compare::Plan {
+        server_bin: args.server_bin.clone(),
+        server_wrap: args
+            .server_wrap
+            .as_deref()
+            .map(|w| w.split_whitespace().map(str::to_owned).collect())
+            .unwrap_or_default(),
+        nginx: args.nginx.clone(),
+        nchan_workers: args.nchan_workers,
+        targets,
+        scenarios,
+        repeats: args.repeats.max(1),
+        options: Options {
+            sources,
+            concurrency: args.concurrency,
+            window: args.window.max(1),
+            publishers: args.publishers,
+            payload_bytes: args.payload_bytes,
+        },
+    })
+}
+
+fn compare_cmd(args: CompareArgs) -> anyhow::Result<()> {
+    let fds = raise_fd_limit();
+    let plan = plan(&args)?;
+    eprintln!(
+        "open-file limit {fds}; client threads {}",
+        args.client_threads
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.client_threads.max(1))
+        .enable_all()
+        .build()?;
+    let records = runtime.block_on(compare::run(&plan));
+    let names: Vec<&str> = plan.scenarios.iter().map(|s| s.name()).collect();
+    let mut text = format!(
+        "## Results (medians of {} runs)\n\n{}\n## Targets\n\n{}\n## Every run\n\n```\n",
+        plan.repeats,
+        report::table(&records, &names),
+        report::targets(&records)
+    );
+    for r in &records {
+        text.push_str(&r.line());
+        text.push('\n');
+    }
+    text.push_str("```\n");
+    println!("\n{text}");
+    if let Some(path) = &args.out {
+        std::fs::write(path, &text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Compare(args) => compare_cmd(args),
+        Command::RawServer { http, control } => {
+            raise_fd_limit();
+            tokio::runtime::Runtime::new()
+                .map_err(anyhow::Error::from)
+                .and_then(|rt| rt.block_on(raw_server::run(http, control)))
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("halley-load: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,365 @@
+//! The scenarios, each bounded in count and time, each returning one `Record` of figures. Every figure is
+//! measured the same way against every server; the server's CPU time is read from /proc around the
+//! measured part only (not connection set-up or teardown).
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+
+use crate::crowd::{self, CrowdResult, CrowdSpec};
+use crate::payload;
+use crate::procstat;
+use crate::record::Record;
+use crate::stats::quantile;
+use crate::target::{Kind, Target};
+
+pub struct Options {
+    pub sources: Vec<IpAddr>,
+    /// Connection attempts in flight at once.
+    pub concurrency: usize,
+    /// Fan-out: publishes not yet fully delivered at once (per publish: every subscriber got it).
+    pub window: u64,
+    /// Many pipes: CometQL / HTTP publishing connections.
+    pub publishers: usize,
+    pub payload_bytes: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scenario {
+    Connect,
+    Idle10k,
+    Idle18k,
+    Fanout1k,
+    Fanout10k,
+    Fanout10kPipelined,
+    Pipes10k,
+    Latency1k,
+    PublishOneConn,
+}
+
+impl Scenario {
+    pub const ALL: [Scenario; 9] = [
+        Scenario::Connect,
+        Scenario::Idle10k,
+        Scenario::Idle18k,
+        Scenario::Fanout1k,
+        Scenario::Fanout10k,
+        Scenario::Fanout10kPipelined,
+        Scenario::Pipes10k,
+        Scenario::Latency1k,
+        Scenario::PublishOneConn,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::Connect => "connect-5k",
+            Scenario::Idle10k => "idle-10k",
+            Scenario::Idle18k => "idle-18k",
+            Scenario::Fanout1k => "fanout-1k",
+            Scenario::Fanout10k => "fanout-10k",
+            Scenario::Fanout10kPipelined => "fanout-10k-pipelined",
+            Scenario::Pipes10k => "pipes-10k",
+            Scenario::Latency1k => "latency-1k",
+            Scenario::PublishOneConn => "publish-1conn",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Scenario> {
+        Scenario::ALL.into_iter().find(|x| x.name() == s)
+    }
+
+    /// The raw baseline has no real publish protocol to compare.
+    pub fn applies_to(self, kind: Kind) -> bool {
+        !(self == Scenario::PublishOneConn && kind == Kind::Raw)
+    }
+}
+
+pub async fn run(s: Scenario, t: &Target, o: &Options) -> anyhow::Result<Record> {
+    let mut r = Record::new(s.name(), t.kind);
+    match s {
+        Scenario::Connect => connect(t, o, 5_000, &mut r).await?,
+        Scenario::Idle10k => idle(t, o, 10_000, &mut r).await?,
+        Scenario::Idle18k => idle(t, o, 18_000, &mut r).await?,
+        Scenario::Fanout1k => fanout(t, o, 1_000, 1_000, 1, &mut r).await?,
+        Scenario::Fanout10k => fanout(t, o, 10_000, 100, 1, &mut r).await?,
+        Scenario::Fanout10kPipelined => fanout(t, o, 10_000, 200, o.window, &mut r).await?,
+        Scenario::Pipes10k => many_pipes(t, o, 10_000, 100_000, &mut r).await?,
+        Scenario::Latency1k => latency(t, o, 1_000, 20, 10, &mut r).await?,
+        Scenario::PublishOneConn => publish_one_conn(t, Duration::from_secs(5), &mut r).await?,
+    }
+    Ok(r)
+}
+
+/// Server and load-tool CPU time and wall time around the measured part.
+struct Meter {
+    t0: Instant,
+    server0: f64,
+    client0: f64,
+}
+
+impl Meter {
+    fn start(t: &Target) -> anyhow::Result<Meter> {
+        Ok(Meter {
+            t0: Instant::now(),
+            server0: t.server.child.cpu_seconds()?,
+            client0: procstat::self_cpu_seconds(),
+        })
+    }
+
+    /// Records elapsed_s, server_cpu_s, client_cpu_s; returns (elapsed, server CPU) seconds.
+    fn finish(&self, t: &Target, r: &mut Record) -> anyhow::Result<(f64, f64)> {
+        let elapsed = self.t0.elapsed().as_secs_f64();
+        let server = t.server.child.cpu_seconds()? - self.server0;
+        r.set("elapsed_s", elapsed);
+        r.set("server_cpu_s", server);
+        r.set("client_cpu_s", procstat::self_cpu_seconds() - self.client0);
+        Ok((elapsed, server))
+    }
+}
+
+fn one_pipe(pipe: &str) -> impl Fn(usize) -> Option<String> + Sync + '_ {
+    move |_| Some(pipe.to_owned())
+}
+
+fn spec<'a>(
+    o: &'a Options,
+    n: usize,
+    pipe_of: &'a (dyn Fn(usize) -> Option<String> + Sync),
+    record_latency: bool,
+) -> CrowdSpec<'a> {
+    CrowdSpec {
+        n,
+        pipe_of,
+        concurrency: o.concurrency,
+        sources: &o.sources,
+        record_latency,
+    }
+}
+
+fn ms(us: Option<u32>) -> f64 {
+    us.map_or(f64::NAN, |v| f64::from(v) / 1000.0)
+}
+
+/// Deliveries, rates, losses and latency quantiles of a publishing scenario.
+fn deliveries(r: &mut Record, got: &CrowdResult, expected: u64, elapsed: f64, server_cpu: f64) {
+    r.set("deliveries", got.received as f64);
+    r.set("lost", expected.saturating_sub(got.received) as f64);
+    r.set("closed_by_server", got.closed_by_server as f64);
+    r.set("deliveries_per_s", got.received as f64 / elapsed);
+    r.set(
+        "deliveries_per_cpu_s",
+        got.received as f64 / server_cpu.max(0.01),
+    );
+    r.set("p50_ms", ms(quantile(&got.latencies_us, 0.50)));
+    r.set("p99_ms", ms(quantile(&got.latencies_us, 0.99)));
+    r.set("max_ms", ms(got.latencies_us.last().copied()));
+}
+
+const STALL: Duration = Duration::from_secs(3);
+
+/// N subscribers on one pipe; publishes one after another, at most `window` not yet delivered to all.
+/// With a window of 1 each publish reaches every subscriber before the next one is sent, so no server can
+/// write two messages to a socket at once: the cost of one delivery, like for like. A wider window lets a
+/// server that queues per connection coalesce frames into fewer writes.
+async fn fanout(
+    t: &Target,
+    o: &Options,
+    n: usize,
+    messages: u64,
+    window: u64,
+    r: &mut Record,
+) -> anyhow::Result<()> {
+    let pipe = format!("fan{n}");
+    let pipe_of = one_pipe(&pipe);
+    let crowd = crowd::open(t, spec(o, n, &pipe_of, true)).await?;
+    let mut publisher = t.publisher().await?;
+    crowd::wait_subscribed(&mut publisher, std::slice::from_ref(&pipe), n as u64).await?;
+    let meter = Meter::start(t)?;
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let n64 = n as u64;
+    let mut sent = 0;
+    for seq in 0..messages {
+        if seq >= window
+            && !crowd
+                .shared
+                .wait_or_stall((seq - window + 1) * n64, deadline, STALL)
+                .await
+        {
+            break;
+        }
+        let body = payload::encode(seq, payload::now_us(), o.payload_bytes);
+        publisher.publish(&pipe, "ev", &body).await?;
+        sent += 1;
+    }
+    crowd
+        .shared
+        .wait_or_stall(sent * n64, deadline, STALL)
+        .await;
+    let (elapsed, cpu) = meter.finish(t, r)?;
+    let got = crowd.finish().await;
+    r.set("subscribers", n as f64);
+    r.set("window", window as f64);
+    r.set("publishes", sent as f64);
+    deliveries(r, &got, messages * n64, elapsed, cpu);
+    Ok(())
+}
+
+/// N pipes with one subscriber each; several publishing connections spread messages over the pipes.
+async fn many_pipes(
+    t: &Target,
+    o: &Options,
+    n: usize,
+    messages: u64,
+    r: &mut Record,
+) -> anyhow::Result<()> {
+    let pipes: Arc<Vec<String>> = Arc::new((0..n).map(|i| format!("mp{i}")).collect());
+    let pipe_of = |i: usize| Some(pipes[i].clone());
+    let crowd = crowd::open(t, spec(o, n, &pipe_of, true)).await?;
+    let mut checker = t.publisher().await?;
+    crowd::wait_subscribed(&mut checker, &pipes, n as u64).await?;
+    let k = o.publishers.max(1);
+    let mut publishers = Vec::with_capacity(k);
+    for _ in 0..k {
+        publishers.push(t.publisher().await?);
+    }
+    let window = o.window.max(1) * 256;
+    let payload_bytes = o.payload_bytes;
+    let meter = Meter::start(t)?;
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let mut tasks = Vec::new();
+    for (j, mut publisher) in publishers.into_iter().enumerate() {
+        let pipes = pipes.clone();
+        let shared = crowd.shared.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut sent = 0u64;
+            for seq in (j as u64..messages).step_by(k) {
+                if seq >= window
+                    && !shared
+                        .wait_or_stall(seq - window + 1, deadline, STALL)
+                        .await
+                {
+                    break;
+                }
+                let pipe = &pipes[(seq % pipes.len() as u64) as usize];
+                let body = payload::encode(seq, payload::now_us(), payload_bytes);
+                publisher.publish(pipe, "ev", &body).await?;
+                sent += 1;
+            }
+            Ok::<u64, std::io::Error>(sent)
+        }));
+    }
+    let mut sent = 0;
+    for task in tasks {
+        sent += task.await.context("publisher task")??;
+    }
+    crowd.shared.wait_or_stall(sent, deadline, STALL).await;
+    let (elapsed, cpu) = meter.finish(t, r)?;
+    let got = crowd.finish().await;
+    r.set("pipes", n as f64);
+    r.set("publishers", k as f64);
+    r.set("publishes", sent as f64);
+    deliveries(r, &got, messages, elapsed, cpu);
+    Ok(())
+}
+
+/// N subscribers on one pipe, publishes at a fixed rate: publish-to-delivery latency.
+async fn latency(
+    t: &Target,
+    o: &Options,
+    n: usize,
+    rate: u64,
+    secs: u64,
+    r: &mut Record,
+) -> anyhow::Result<()> {
+    let pipe = format!("lat{n}");
+    let pipe_of = one_pipe(&pipe);
+    let crowd = crowd::open(t, spec(o, n, &pipe_of, true)).await?;
+    let mut publisher = t.publisher().await?;
+    crowd::wait_subscribed(&mut publisher, std::slice::from_ref(&pipe), n as u64).await?;
+    let meter = Meter::start(t)?;
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
+    let messages = rate * secs;
+    for seq in 0..messages {
+        tick.tick().await;
+        let body = payload::encode(seq, payload::now_us(), o.payload_bytes);
+        publisher.publish(&pipe, "ev", &body).await?;
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    crowd
+        .shared
+        .wait_or_stall(messages * n as u64, deadline, STALL)
+        .await;
+    let (elapsed, cpu) = meter.finish(t, r)?;
+    let got = crowd.finish().await;
+    r.set("subscribers", n as f64);
+    r.set("publishes_per_s", rate as f64);
+    deliveries(r, &got, messages * n as u64, elapsed, cpu);
+    Ok(())
+}
+
+/// N connections, each subscribed to its own pipe, then left idle: memory per connection.
+async fn idle(t: &Target, o: &Options, n: usize, r: &mut Record) -> anyhow::Result<()> {
+    let before = t.server.child.memory_kb()?;
+    let pipes: Vec<String> = (0..n).map(|i| format!("idle{i}")).collect();
+    let pipe_of = |i: usize| Some(pipes[i].clone());
+    let crowd = crowd::open(t, spec(o, n, &pipe_of, false)).await?;
+    let mut publisher = t.publisher().await?;
+    crowd::wait_subscribed(&mut publisher, &pipes, n as u64).await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = t.server.child.memory_kb()?;
+    let meter = Meter::start(t)?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (elapsed, cpu) = meter.finish(t, r)?;
+    let load_tool_kb = procstat::vm_rss_kb(std::process::id() as i32)?;
+    let setup = crowd.setup.as_secs_f64();
+    let got = crowd.finish().await;
+    r.set("connections", n as f64);
+    r.set("setup_s", setup);
+    r.set("server_mem_before_mb", before as f64 / 1024.0);
+    r.set("server_mem_after_mb", after as f64 / 1024.0);
+    r.set("kb_per_conn", (after as f64 - before as f64) / n as f64);
+    r.set("idle_cpu_pct", 100.0 * cpu / elapsed);
+    r.set("load_tool_mb", load_tool_kb as f64 / 1024.0);
+    r.set("closed_by_server", got.closed_by_server as f64);
+    Ok(())
+}
+
+/// N connections opened as fast as the server takes them (upgrade and greeting), then closed.
+async fn connect(t: &Target, o: &Options, n: usize, r: &mut Record) -> anyhow::Result<()> {
+    let meter = Meter::start(t)?;
+    let no_pipe = |_: usize| None;
+    let crowd = crowd::open(t, spec(o, n, &no_pipe, false)).await?;
+    let (_, cpu) = meter.finish(t, r)?;
+    let setup = crowd.setup.as_secs_f64();
+    crowd.finish().await;
+    r.set("connections", n as f64);
+    r.set("conns_per_s", n as f64 / setup);
+    r.set("server_cpu_us_per_conn", cpu * 1e6 / n as f64);
+    Ok(())
+}
+
+/// One publishing connection, query after query to a pipe nobody listens to, like a PHP script in a loop.
+async fn publish_one_conn(t: &Target, limit: Duration, r: &mut Record) -> anyhow::Result<()> {
+    let mut publisher = t.publisher().await?;
+    let meter = Meter::start(t)?;
+    let stop = Instant::now() + limit;
+    let mut lat: Vec<u32> = Vec::new();
+    let mut seq = 0;
+    while Instant::now() < stop && seq < 1_000_000 {
+        let body = payload::encode(seq, payload::now_us(), 32);
+        let q = Instant::now();
+        publisher.publish("nobody", "ev", &body).await?;
+        lat.push(q.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
+        seq += 1;
+    }
+    let (elapsed, cpu) = meter.finish(t, r)?;
+    lat.sort_unstable();
+    r.set("publishes", seq as f64);
+    r.set("publishes_per_s", seq as f64 / elapsed);
+    r.set("server_cpu_us_per_publish", cpu * 1e6 / seq.max(1) as f64);
+    r.set("p50_ms", ms(quantile(&lat, 0.5)));
+    r.set("p99_ms", ms(quantile(&lat, 0.99)));
+    Ok(())
+}

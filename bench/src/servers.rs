@@ -1,0 +1,135 @@
+//! Starting the three servers measured: Halley (the binary under test), the raw baseline (this same binary,
+//! `raw-server`), and Nchan (nginx with libnginx-mod-nchan).
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{bail, Context as _};
+
+use crate::child::{free_addr, MemoryRule, ServerChild, TempDir};
+use crate::nchan_conf::{NchanConf, MODULE};
+
+/// A running server and where to reach it.
+pub struct Server {
+    pub child: ServerChild,
+    /// WebSocket subscribers connect here.
+    pub http: SocketAddr,
+    /// CometQL (Halley) or the raw server's control port; Nchan publishes on `http`.
+    pub publish: SocketAddr,
+    pub dev_id: u64,
+    pub key: String,
+}
+
+/// `halley tenant create`, then `halley serve` on two free loopback ports, with a fresh data directory;
+/// `serve` runs under `wrap` (a profiler) when it is not empty.
+pub fn start_halley(bin: &Path, wrap: &[String]) -> anyhow::Result<Server> {
+    let dir = TempDir::new("halley")?;
+    let out = Command::new(bin)
+        .args(["tenant", "create", "--email", "b@example.com"])
+        .env("HALLEY_DATA_DIR", dir.path())
+        .env("HALLEY_LOG", "warn")
+        .output()
+        .with_context(|| format!("running {} tenant create", bin.display()))?;
+    if !out.status.success() {
+        bail!(
+            "halley tenant create failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix('='))
+            .map(str::to_owned)
+            .with_context(|| format!("no {name}= line in: {text}"))
+    };
+    let dev_id: u64 = field("dev_id")?.parse()?;
+    let key = field("key")?;
+    let http = free_addr()?;
+    let publish = free_addr()?;
+    let mut cmd = match wrap.split_first() {
+        Some((tool, tool_args)) => {
+            let mut c = Command::new(tool);
+            c.args(tool_args).arg(bin);
+            c
+        }
+        None => Command::new(bin),
+    };
+    cmd.arg("serve")
+        .env("HALLEY_DATA_DIR", dir.path())
+        .env("HALLEY_HTTP_ADDR", http.to_string())
+        .env("HALLEY_COMETQL_ADDR", publish.to_string())
+        .env("HALLEY_LOG", "warn");
+    let child = ServerChild::start(
+        "halley",
+        cmd,
+        dir,
+        "halley listening",
+        http,
+        MemoryRule::VmRss,
+    )?;
+    Ok(Server {
+        child,
+        http,
+        publish,
+        dev_id,
+        key,
+    })
+}
+
+/// The baseline server inside this binary, in its own process so that it is measured like the others.
+pub fn start_raw() -> anyhow::Result<Server> {
+    let dir = TempDir::new("raw")?;
+    let http = free_addr()?;
+    let publish = free_addr()?;
+    let mut cmd = Command::new(std::env::current_exe()?);
+    cmd.args([
+        "raw-server",
+        "--http",
+        &http.to_string(),
+        "--control",
+        &publish.to_string(),
+    ]);
+    let child = ServerChild::start("raw", cmd, dir, "raw listening", http, MemoryRule::VmRss)?;
+    Ok(Server {
+        child,
+        http,
+        publish,
+        dev_id: 0,
+        key: String::new(),
+    })
+}
+
+/// nginx in the foreground with a generated configuration; `workers` worker processes.
+pub fn start_nchan(nginx: &Path, workers: usize) -> anyhow::Result<Server> {
+    if !Path::new(MODULE).exists() {
+        bail!("{MODULE} is missing: apt-get install -y nginx libnginx-mod-nchan");
+    }
+    let dir = TempDir::new("nchan")?;
+    let http = free_addr()?;
+    let conf = NchanConf {
+        dir: dir.path(),
+        listen: http,
+        workers,
+        run_as_root: rustix::process::geteuid().is_root(),
+    }
+    .render();
+    let conf_path = dir.path().join("nginx.conf");
+    std::fs::write(&conf_path, conf)?;
+    let mut cmd = Command::new(nginx);
+    cmd.arg("-p")
+        .arg(dir.path())
+        .arg("-c")
+        .arg(&conf_path)
+        .arg("-e")
+        .arg(dir.path().join("error.log"));
+    let child = ServerChild::start("nchan", cmd, dir, "", http, MemoryRule::PssOfTree)?;
+    Ok(Server {
+        child,
+        http,
+        publish: http,
+        dev_id: 0,
+        key: String::new(),
+    })
+}
