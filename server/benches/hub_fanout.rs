@@ -1,12 +1,11 @@
 //! Hub fan-out: one publication delivered to 10,000 in-memory outboxes subscribed to one pipe, and the
 //! receivers drained (what the connection tasks would do), without sockets.
 
-use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use halley::hub::OutboxRx;
 use halley::hub::{ConnInfo, Era, Outbox, Publication, Registry};
 use halley::ids::{ConnId, DevId, EventName, PipeName, UserId};
 use halley::push::outgoing;
-use tokio::sync::mpsc::Receiver;
 
 const SUBSCRIBERS: u64 = 10_000;
 const OUTBOX_FRAMES: usize = 1024;
@@ -28,7 +27,7 @@ fn fan_out(c: &mut Criterion) {
     let registry = Registry::new();
     let dev_id = DevId(1);
     let pipe = PipeName::parse("web_chat").expect("valid pipe");
-    let mut receivers: Vec<Receiver<Bytes>> = Vec::with_capacity(SUBSCRIBERS as usize);
+    let mut receivers: Vec<OutboxRx> = Vec::with_capacity(SUBSCRIBERS as usize);
     for conn in 0..SUBSCRIBERS {
         let (outbox, rx) = Outbox::new(info(conn), OUTBOX_FRAMES);
         registry.subscribe(dev_id, &pipe, outbox);
@@ -72,10 +71,10 @@ fn fan_out(c: &mut Criterion) {
     group.finish();
 }
 
-fn drain(receivers: &mut [Receiver<Bytes>]) -> usize {
+fn drain(receivers: &mut [OutboxRx]) -> usize {
     receivers
         .iter_mut()
-        .map(|rx| std::iter::from_fn(|| rx.try_recv().ok()).count())
+        .map(|rx| std::iter::from_fn(|| rx.try_recv()).count())
         .sum()
 }
 

@@ -6,6 +6,7 @@
 //! calls back into `Registry::deliver` on every node that has subscribers.
 
 mod control;
+mod queue;
 mod registry;
 mod users;
 
@@ -16,7 +17,6 @@ pub use users::LinkError;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use tokio::sync::mpsc;
 
 use crate::broker::{Broker, InProcessBroker};
 use crate::ids::{ConnId, DevId, PipeName, UserId};
@@ -58,7 +58,7 @@ pub struct ConnInfo {
 
 struct Conn {
     info: ConnInfo,
-    tx: mpsc::Sender<Bytes>,
+    queue: queue::Queue,
     control: Control,
 }
 
@@ -80,14 +80,13 @@ pub struct Outbox(Arc<Conn>);
 
 impl Outbox {
     /// A new outbox of `capacity` frames; the receiver belongs to the connection's socket task.
-    pub fn new(info: ConnInfo, capacity: usize) -> (Outbox, mpsc::Receiver<Bytes>) {
-        let (tx, rx) = mpsc::channel(capacity);
-        let conn = Conn {
+    pub fn new(info: ConnInfo, capacity: usize) -> (Outbox, OutboxRx) {
+        let conn = Arc::new(Conn {
             info,
-            tx,
+            queue: queue::Queue::new(capacity),
             control: Control::default(),
-        };
-        (Outbox(Arc::new(conn)), rx)
+        });
+        (Outbox(conn.clone()), OutboxRx(conn))
     }
 
     pub fn conn(&self) -> ConnId {
@@ -105,21 +104,41 @@ impl Outbox {
     /// Queues a frame without waiting. A full outbox means the client stopped reading: it is closed (1008)
     /// rather than allowed to slow the publisher or anyone else.
     pub fn push(&self, frame: Bytes) -> Pushed {
-        match self.0.tx.try_send(frame) {
-            Ok(()) => Pushed::Queued,
-            Err(mpsc::error::TrySendError::Full(_)) => {
+        match self.0.queue.offer(frame) {
+            queue::Offer::Queued => Pushed::Queued,
+            queue::Offer::Full => {
                 if self.0.control.close(CloseReason::SlowConsumer) {
                     Pushed::Overflowed
                 } else {
                     Pushed::Dropped
                 }
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => Pushed::Dropped,
+            queue::Offer::ReceiverGone => Pushed::Dropped,
         }
     }
 
     pub fn control(&self) -> &Control {
         &self.0.control
+    }
+}
+
+/// The receiving side of an outbox, owned by the connection's socket task.
+pub struct OutboxRx(Arc<Conn>);
+
+impl OutboxRx {
+    /// The next queued frame; waits until one comes.
+    pub async fn recv(&mut self) -> Bytes {
+        std::future::poll_fn(|cx| self.0.queue.poll_recv(cx)).await
+    }
+
+    pub fn try_recv(&mut self) -> Option<Bytes> {
+        self.0.queue.try_recv()
+    }
+}
+
+impl Drop for OutboxRx {
+    fn drop(&mut self) {
+        self.0.queue.close();
     }
 }
 

@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::{Buf, Bytes, BytesMut};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::time::{interval_at, Instant, MissedTickBehavior};
 use tokio_util::task::TaskTracker;
 
@@ -27,7 +27,7 @@ use super::session::{announce_status, Answer, Session};
 use crate::commands::users_messages::QUEUE_BATCH;
 use crate::commands::{users_auth, Ctx};
 use crate::http::serve::SocketGuard;
-use crate::hub::{CloseReason, ConnInfo, Era, Outbox};
+use crate::hub::{CloseReason, ConnInfo, Era, Outbox, OutboxRx};
 use crate::ids::{ConnId, DevId, UserId};
 use crate::tenant::limits::Refused;
 use crate::tenant::unix_now;
@@ -376,12 +376,8 @@ enum Next {
 }
 
 impl ConnLoop<'_> {
-    async fn serve<S>(
-        &mut self,
-        io: &mut S,
-        mut rx: mpsc::Receiver<Bytes>,
-        mut shutdown: watch::Receiver<bool>,
-    ) where
+    async fn serve<S>(&mut self, io: &mut S, mut rx: OutboxRx, mut shutdown: watch::Receiver<bool>)
+    where
         S: AsyncRead + AsyncWrite + Unpin,
     {
         let period = self.ctx.config.websocket.ping_interval();
@@ -407,12 +403,11 @@ impl ConnLoop<'_> {
                     }
                 }
                 frame = rx.recv() => {
-                    let Some(frame) = frame else { return };
                     batch.push(frame);
                     while batch.len() < WRITE_BATCH {
                         match rx.try_recv() {
-                            Ok(f) => batch.push(f),
-                            Err(_) => break,
+                            Some(f) => batch.push(f),
+                            None => break,
                         }
                     }
                     if write_batch(io, &mut batch, self.write_timeout).await.is_err() {

@@ -49,6 +49,9 @@ pub struct NewTenant {
 pub struct Tenants {
     storage: Storage,
     keys: KeyBox,
+    /// Tenants known to exist. Only positive answers are kept: a dev_id is never reused, so "exists" stays
+    /// true, while a tenant created by another process must still be found on its first connect.
+    known: std::sync::Arc<std::sync::RwLock<std::collections::HashSet<DevId>>>,
 }
 
 pub fn unix_now() -> i64 {
@@ -72,7 +75,11 @@ fn valid_email(email: &str) -> bool {
 
 impl Tenants {
     pub fn new(storage: Storage, keys: KeyBox) -> Tenants {
-        Tenants { storage, keys }
+        Tenants {
+            storage,
+            keys,
+            known: Default::default(),
+        }
     }
 
     pub async fn create(
@@ -132,8 +139,20 @@ impl Tenants {
         }
     }
 
+    /// Whether the tenant exists; every WebSocket connect asks, so known tenants cost no query.
     pub async fn exists(&self, dev_id: DevId) -> Result<bool, TenantError> {
-        Ok(self.storage.tenant_exists(dev_id).await?)
+        let known = |k: &std::collections::HashSet<DevId>| k.contains(&dev_id);
+        if known(&self.known.read().unwrap_or_else(|e| e.into_inner())) {
+            return Ok(true);
+        }
+        let exists = self.storage.tenant_exists(dev_id).await?;
+        if exists {
+            self.known
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(dev_id);
+        }
+        Ok(exists)
     }
 
     /// The tenant's active keys in clear: the HMAC keys of its users' JWTs.
