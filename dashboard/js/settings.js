@@ -14,7 +14,17 @@ function originsCard() {
     error, ok,
     field("origins", "One origin per line", text, "Scheme, host and port only, like https://app.example.com"),
     submit);
-  api.origins().then((r) => (text.value = r.origins.join("\n")), (e) => (error.textContent = e.message));
+  // Editable only once loaded, so a late answer never overwrites what the owner typed.
+  text.disabled = true;
+  submit.disabled = true;
+  api.origins().then(
+    (r) => {
+      text.value = r.origins.join("\n");
+      text.disabled = false;
+      submit.disabled = false;
+    },
+    (e) => (error.textContent = e.message),
+  );
   form.addEventListener("submit", (e) => {
     e.preventDefault();
     ok.textContent = "";
