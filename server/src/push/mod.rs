@@ -1,6 +1,8 @@
 //! Delivery to browsers. `protocol` is pure (frames, URL, commands); `outgoing` turns domain events into
-//! frames encoded once; `session` is one connection's state; `websocket` owns the socket.
+//! frames encoded once; `session` is one connection's state and commands; `websocket` sets a connection up and tears it down;
+//! `conn_loop` owns its socket in between.
 
+mod conn_loop;
 pub mod outgoing;
 pub mod protocol;
 mod session;
