@@ -1,8 +1,10 @@
 //! Values of the per-user tables that are keyed by `id` (a tenant's user id).
 
-use super::{CommandError, ErrorCode};
-use crate::cometql::Value;
+use super::table::{apply_limit, project, Table, Verb};
+use super::{Caller, CommandError, Ctx, ErrorCode, Outcome};
+use crate::cometql::{Delete, Select, Value};
 use crate::ids::UserId;
+use crate::storage::UserTable;
 
 pub fn id_error() -> CommandError {
     CommandError::new(ErrorCode::Invalid, "The id field must be non-negative")
@@ -25,4 +27,57 @@ pub fn where_ids(values: &[Value]) -> Vec<UserId> {
         .filter(|&n| n > 0)
         .map(|n| UserId(n as u64))
         .collect()
+}
+
+/// Stores one value per user (users_auth, users_data); returns OK(rows, last id) as the reference does.
+pub async fn put_values(
+    ctx: &Ctx,
+    caller: Caller,
+    store: UserTable,
+    items: &[(UserId, &str)],
+) -> Result<Outcome, CommandError> {
+    for (id, value) in items {
+        ctx.storage
+            .put_user_value(store, caller.dev_id, *id, value)
+            .await?;
+    }
+    Ok(Outcome::Done {
+        affected_rows: items.len() as u64,
+        last_insert_id: items.last().map_or(0, |(id, _)| id.0),
+    })
+}
+
+/// SELECT over a per-user value table (`id` plus the value column): rows only for users that have one.
+pub async fn select_values(
+    ctx: &Ctx,
+    caller: Caller,
+    table: &Table,
+    store: UserTable,
+    sel: &Select,
+) -> Result<Outcome, CommandError> {
+    let proj = table.projection(&sel.columns)?;
+    let mut rows = Vec::new();
+    for id in where_ids(table.key_values(&sel.filter, "id", Verb::Select)?) {
+        if let Some(value) = ctx.storage.user_value(store, caller.dev_id, id).await? {
+            rows.push(vec![id.0.to_string(), value]);
+        }
+    }
+    Ok(project(table, &proj, apply_limit(rows, sel.limit.as_ref())))
+}
+
+/// DELETE over a per-user value table; returns the users whose value was asked to go.
+pub async fn delete_values(
+    ctx: &Ctx,
+    caller: Caller,
+    table: &Table,
+    store: UserTable,
+    del: &Delete,
+) -> Result<Vec<UserId>, CommandError> {
+    let ids = where_ids(table.key_values(&del.filter, "id", Verb::Delete)?);
+    for id in &ids {
+        ctx.storage
+            .delete_user_value(store, caller.dev_id, *id)
+            .await?;
+    }
+    Ok(ids)
 }

@@ -3,8 +3,8 @@
 
 use subtle::ConstantTimeEq;
 
-use super::table::{apply_limit, project, required, Table, Verb};
-use super::users::{insert_id, where_ids};
+use super::table::{required, Table};
+use super::users::{delete_values, insert_id, put_values, select_values};
 use super::{Caller, CommandError, Ctx, ErrorCode, Outcome};
 use crate::cometql::{Delete, Insert, Select};
 use crate::ids::{DevId, UserId};
@@ -43,46 +43,16 @@ pub async fn insert(ctx: &Ctx, caller: Caller, ins: &Insert) -> Result<Outcome, 
         }
         items.push((id, hash));
     }
-    let mut last = 0;
-    for (id, hash) in &items {
-        ctx.storage
-            .put_user_value(UserTable::Auth, caller.dev_id, *id, hash)
-            .await?;
-        last = id.0;
-    }
-    Ok(Outcome::Done {
-        affected_rows: items.len() as u64,
-        last_insert_id: last,
-    })
+    put_values(ctx, caller, UserTable::Auth, &items).await
 }
 
 pub async fn select(ctx: &Ctx, caller: Caller, sel: &Select) -> Result<Outcome, CommandError> {
-    let proj = TABLE.projection(&sel.columns)?;
-    let ids = where_ids(TABLE.key_values(&sel.filter, "id", Verb::Select)?);
-    let mut rows = Vec::new();
-    for id in ids {
-        if let Some(hash) = ctx
-            .storage
-            .user_value(UserTable::Auth, caller.dev_id, id)
-            .await?
-        {
-            rows.push(vec![id.0.to_string(), hash]);
-        }
-    }
-    Ok(project(
-        &TABLE,
-        &proj,
-        apply_limit(rows, sel.limit.as_ref()),
-    ))
+    select_values(ctx, caller, &TABLE, UserTable::Auth, sel).await
 }
 
 /// Deleting a user's hash also closes every live connection of that user (reference).
 pub async fn delete(ctx: &Ctx, caller: Caller, del: &Delete) -> Result<Outcome, CommandError> {
-    let ids = where_ids(TABLE.key_values(&del.filter, "id", Verb::Delete)?);
-    for id in ids {
-        ctx.storage
-            .delete_user_value(UserTable::Auth, caller.dev_id, id)
-            .await?;
+    for id in delete_values(ctx, caller, &TABLE, UserTable::Auth, del).await? {
         ctx.hub.registry().close_user(caller.dev_id, id);
     }
     Ok(Outcome::OK)
