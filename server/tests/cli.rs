@@ -7,7 +7,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -15,28 +15,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 const BIN: &str = env!("CARGO_BIN_EXE_halley");
 const WAIT: Duration = Duration::from_secs(10);
 const UUID: &str = "0123456789abcdef0123456789abcdef";
-
-/// A temporary data directory, removed at the end.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        let dir =
-            std::env::temp_dir().join(format!("halley-cli-{tag}-{}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("temporary directory");
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// `halley` with a clean environment (no HALLEY_* inherited) and `data_dir` as its data directory.
 fn halley(data_dir: &Path) -> Command {
@@ -132,14 +110,14 @@ fn create_tenant(data: &Path, email: &str) -> (u64, String) {
 
 #[test]
 fn tenant_create_and_list() {
-    let dir = TempDir::new("tenant");
-    let (dev_id, key) = create_tenant(&dir.0, "a@example.com");
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let (dev_id, key) = create_tenant(dir.path(), "a@example.com");
     assert_eq!(dev_id, 1);
-    let (dev_id2, key2) = create_tenant(&dir.0, "b@example.com");
+    let (dev_id2, key2) = create_tenant(dir.path(), "b@example.com");
     assert_eq!(dev_id2, 2);
     assert_ne!(key, key2);
 
-    let mut cmd = halley(&dir.0);
+    let mut cmd = halley(dir.path());
     cmd.args(["tenant", "list"]);
     let out = run(cmd);
     assert!(out.status.success(), "tenant list: {}", out.stderr);
@@ -161,7 +139,7 @@ fn tenant_create_and_list() {
     assert!(!out.stdout.contains(&key), "tenant list prints a key");
 
     // The generated master key is private to its owner.
-    let mode = std::fs::metadata(dir.0.join("master.key"))
+    let mode = std::fs::metadata(dir.path().join("master.key"))
         .expect("master.key in the data directory")
         .permissions()
         .mode();
@@ -377,11 +355,11 @@ fn jwt(key: &str, dev_id: u64, user_id: u64) -> String {
 
 #[test]
 fn serve_stops_cleanly_on_sigterm_and_restarts_on_the_same_data() {
-    let dir = TempDir::new("serve");
-    let (dev_id, key) = create_tenant(&dir.0, "a@example.com");
-    let master_key = std::fs::read(dir.0.join("master.key")).expect("master.key");
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let (dev_id, key) = create_tenant(dir.path(), "a@example.com");
+    let master_key = std::fs::read(dir.path().join("master.key")).expect("master.key");
 
-    let mut server = serve(&dir.0);
+    let mut server = serve(dir.path());
     assert_eq!(
         http_get(server.http, "/info"),
         (200, r#"{"node":"halley","status":"ok"}"#.to_owned())
@@ -416,9 +394,9 @@ fn serve_stops_cleanly_on_sigterm_and_restarts_on_the_same_data() {
 
     // Second start on the same data: same master key, so the sealed key still opens (a JWT signed with
     // it authorizes a browser) and the same key logs in.
-    let mut server = serve(&dir.0);
+    let mut server = serve(dir.path());
     assert_eq!(
-        std::fs::read(dir.0.join("master.key")).unwrap(),
+        std::fs::read(dir.path().join("master.key")).unwrap(),
         master_key,
         "the master key was regenerated"
     );
@@ -437,12 +415,12 @@ fn serve_stops_cleanly_on_sigterm_and_restarts_on_the_same_data() {
 
 #[test]
 fn bad_configuration_is_named() {
-    let dir = TempDir::new("config");
+    let dir = tempfile::tempdir().expect("temporary directory");
 
     // A config file that does not parse: exit 2 before serving, naming the file.
-    let bad = dir.0.join("bad.toml");
+    let bad = dir.path().join("bad.toml");
     std::fs::write(&bad, "http_addr = \"127.0.0.1:0\"\nno_such_key = 1\n").unwrap();
-    let mut cmd = halley(&dir.0);
+    let mut cmd = halley(dir.path());
     cmd.arg("--config").arg(&bad);
     let out = run(cmd);
     assert_eq!(out.status.code(), Some(2), "stderr: {}", out.stderr);
@@ -455,8 +433,8 @@ fn bad_configuration_is_named() {
     assert_eq!(out.stdout, "");
 
     // A config file that is not there.
-    let mut cmd = halley(&dir.0);
-    cmd.arg("--config").arg(dir.0.join("missing.toml"));
+    let mut cmd = halley(dir.path());
+    cmd.arg("--config").arg(dir.path().join("missing.toml"));
     let out = run(cmd);
     assert_eq!(out.status.code(), Some(2), "stderr: {}", out.stderr);
     assert!(
@@ -466,7 +444,7 @@ fn bad_configuration_is_named() {
     );
 
     // An invalid address in the environment names the variable and the value.
-    let mut cmd = halley(&dir.0);
+    let mut cmd = halley(dir.path());
     cmd.env("HALLEY_HTTP_ADDR", "not-an-address");
     let out = run(cmd);
     assert_eq!(out.status.code(), Some(2), "stderr: {}", out.stderr);
@@ -478,9 +456,9 @@ fn bad_configuration_is_named() {
     assert_eq!(out.stdout, "");
 
     // `config check` accepts a good file and prints the effective values.
-    let good = dir.0.join("good.toml");
+    let good = dir.path().join("good.toml");
     std::fs::write(&good, "http_addr = \"127.0.0.1:18087\"\n").unwrap();
-    let mut cmd = halley(&dir.0);
+    let mut cmd = halley(dir.path());
     cmd.arg("--config").arg(&good).args(["config", "check"]);
     let out = run(cmd);
     assert!(out.status.success(), "{}", out.stderr);

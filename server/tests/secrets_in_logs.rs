@@ -5,7 +5,7 @@
 //! wrong key, the hash, the JWT or the master key file's content. The tenant's key is printed once, by
 //! design, on `tenant create`'s stdout; its log output (stderr) must not contain it either.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -21,27 +21,6 @@ use tokio::time::timeout;
 
 const BIN: &str = env!("CARGO_BIN_EXE_halley");
 const WAIT: Duration = Duration::from_secs(15);
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> TempDir {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .expect("clock")
-            .as_nanos();
-        let dir =
-            std::env::temp_dir().join(format!("halley-secrets-{}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("temporary directory");
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// `halley` at debug level on `data_dir`, listening on ephemeral loopback ports, no inherited HALLEY_*.
 fn halley(data_dir: &Path) -> Command {
@@ -186,12 +165,12 @@ fn assert_clean(what: &str, output: &[u8], secrets: &[(&str, &str)]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_secret_in_any_log() {
-    let dir = TempDir::new();
+    let dir = tempfile::tempdir().expect("temporary directory");
 
     // tenant create: the key on stdout (its one purpose), nowhere in the log.
     let created = timeout(
         WAIT,
-        halley(&dir.0)
+        halley(dir.path())
             .args(["tenant", "create", "--email", "secrets@example.com"])
             .output(),
     )
@@ -211,14 +190,17 @@ async fn no_secret_in_any_log() {
     let dev_id = field("dev_id=");
     let key = field("key=");
     assert!(key.len() >= 48, "{key}");
-    let master = std::fs::read_to_string(dir.0.join("master.key"))
+    let master = std::fs::read_to_string(dir.path().join("master.key"))
         .expect("the generated master key")
         .trim()
         .to_owned();
     assert!(master.len() >= 32, "master key file content: {master:?}");
 
     // serve, every line of output captured.
-    let mut child = halley(&dir.0).arg("serve").spawn().expect("spawn serve");
+    let mut child = halley(dir.path())
+        .arg("serve")
+        .spawn()
+        .expect("spawn serve");
     let out = Arc::new(Mutex::new(Vec::new()));
     let err = Arc::new(Mutex::new(Vec::new()));
     let err_task = capture(child.stderr.take().expect("stderr"), err.clone());
