@@ -131,6 +131,12 @@ impl Registry {
         delivered
     }
 
+    /// The tenant's counters if it has any yet; never creates them (callers that are not yet
+    /// authenticated must not grow this map).
+    pub fn existing_tenant(&self, dev_id: DevId) -> Option<Arc<TenantCounters>> {
+        lock(&self.tenants).get(&dev_id).cloned()
+    }
+
     /// The tenant's live counters, created on first use.
     pub fn tenant(&self, dev_id: DevId) -> Arc<TenantCounters> {
         lock(&self.tenants).entry(dev_id).or_default().clone()

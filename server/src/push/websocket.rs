@@ -104,13 +104,18 @@ impl WsService {
 
     /// The tenant's connection limit and the per-address rate of new connections (contract §5).
     fn admit(&self, dev_id: DevId, peer: SocketAddr) -> Result<(), Refused> {
-        let counters = self.ctx.hub.registry().tenant(dev_id);
-        let open = counters.websocket_connections.load(Ordering::Relaxed);
+        // Looked up, not created: a URL naming any dev_id must not grow the server's tenant map.
+        let counters = self.ctx.hub.registry().existing_tenant(dev_id);
+        let open = counters
+            .as_ref()
+            .map_or(0, |c| c.websocket_connections.load(Ordering::Relaxed));
         self.ctx
             .limits
             .websocket_connect(dev_id, peer.ip(), open)
             .inspect_err(|_| {
-                counters.rate_limited.fetch_add(1, Ordering::Relaxed);
+                if let Some(c) = &counters {
+                    c.rate_limited.fetch_add(1, Ordering::Relaxed);
+                }
             })
     }
 
@@ -152,24 +157,23 @@ impl WsService {
             .path_and_query()
             .map_or_else(|| req.uri().path().to_owned(), |p| p.as_str().to_owned());
         let params = parse_connect_url(&target);
-        if let Some(refused) = self.refuse_origin(&params, req.headers()).await {
-            return refused;
-        }
-        // A refused URL still costs the address a connection: malformed requests are no way around it.
+        // Limits first (no I/O), then the origin check (a query): an unthrottled client cannot make the
+        // server query its database. A refused URL still costs the address a connection.
         let admitted = match &params {
             Ok(p) => self.admit(DevId(p.dev_id), peer),
             Err(_) => self.ctx.limits.new_connection(peer.ip()),
         };
-        {
-            if let Err(refused) = admitted {
-                let retry = refused.retry_after.as_secs().max(1).to_string();
-                return (
-                    StatusCode::TOO_MANY_REQUESTS,
-                    [(header::RETRY_AFTER, retry)],
-                    format!("{refused}\n"),
-                )
-                    .into_response();
-            }
+        if let Err(refused) = admitted {
+            let retry = refused.retry_after.as_secs().max(1).to_string();
+            return (
+                StatusCode::TOO_MANY_REQUESTS,
+                [(header::RETRY_AFTER, retry)],
+                format!("{refused}\n"),
+            )
+                .into_response();
+        }
+        if let Some(refused) = self.refuse_origin(&params, req.headers()).await {
+            return refused;
         }
         let client = ClientHeaders::from(req.headers());
         // The socket stays counted against the server's connection cap for the WebSocket's whole life.

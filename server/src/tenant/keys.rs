@@ -62,6 +62,15 @@ impl KeyBox {
         };
         match std::fs::read_to_string(path) {
             Ok(text) => {
+                use std::os::unix::fs::PermissionsExt;
+                if let Ok(meta) = std::fs::metadata(path) {
+                    if meta.permissions().mode() & 0o077 != 0 {
+                        tracing::warn!(
+                            path = %path.display(),
+                            "the master key file is readable by other users: chmod 600 it"
+                        );
+                    }
+                }
                 let bytes = decode_hex(text.trim())
                     .ok_or_else(|| err("expected 64 hexadecimal digits".into()))?;
                 Ok(KeyBox::from_bytes(&bytes))

@@ -45,8 +45,10 @@ fn with_cookie(status: StatusCode, cookie: HeaderValue, body: serde_json::Value)
 
 pub async fn sign_up(
     State(api): State<Api>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     JsonBody(c): JsonBody<Credentials>,
 ) -> Result<Response, ApiError> {
+    api.0.throttle.sign_up_attempt(peer.ip())?;
     let (account, _first_key) = api.ctx().tenants.sign_up(&c.email, &c.password).await?;
     tracing::info!(dev_id = %account.dev_id, "new tenant signed up");
     let (claims, cookie) = api.sessions().issue(&account)?;

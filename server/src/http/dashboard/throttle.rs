@@ -12,12 +12,15 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use super::error::ApiError;
 
 pub const LOGINS_PER_MINUTE: u32 = 5;
+/// Each sign-up creates a tenant and runs argon2 (about 19 MiB, a blocking thread): bounded per address.
+pub const SIGNUPS_PER_MINUTE: u32 = 10;
 /// Past this many remembered keys, entries that have fully recovered are dropped.
 const MAX_KEYS: usize = 10_000;
 
 pub struct Throttle {
     by_ip: DefaultKeyedRateLimiter<IpAddr>,
     by_email: DefaultKeyedRateLimiter<String>,
+    signups: DefaultKeyedRateLimiter<IpAddr>,
     clock: DefaultClock,
 }
 
@@ -27,12 +30,32 @@ impl Default for Throttle {
         Throttle {
             by_ip: RateLimiter::keyed(quota),
             by_email: RateLimiter::keyed(quota),
+            signups: RateLimiter::keyed(Quota::per_minute(
+                NonZeroU32::new(SIGNUPS_PER_MINUTE).expect("non-zero"),
+            )),
             clock: DefaultClock::default(),
         }
     }
 }
 
 impl Throttle {
+    /// Counts one sign-up from `ip`; 429 past the per-address quota.
+    pub fn sign_up_attempt(&self, ip: IpAddr) -> Result<(), ApiError> {
+        if self.signups.len() > MAX_KEYS {
+            self.signups.retain_recent();
+        }
+        self.signups.check_key(&ip).map_err(|n| {
+            let secs = n.wait_time_from(self.clock.now()).as_secs() + 1;
+            let mut e = ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_attempts",
+                format!("Too many sign-ups from this address. Please wait {secs} seconds and try again."),
+            );
+            e.retry_after = Some(secs);
+            e
+        })
+    }
+
     /// Counts one login attempt from `ip` for `email` (normalized); 429 when either has used its quota.
     pub fn login_attempt(&self, ip: IpAddr, email: &str) -> Result<(), ApiError> {
         if self.by_email.len() > MAX_KEYS {
@@ -68,6 +91,18 @@ impl Throttle {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sign_ups_are_bounded_per_address() {
+        let t = Throttle::default();
+        let ip: IpAddr = "10.0.0.9".parse().unwrap();
+        for _ in 0..SIGNUPS_PER_MINUTE {
+            t.sign_up_attempt(ip).unwrap();
+        }
+        let e = t.sign_up_attempt(ip).unwrap_err();
+        assert_eq!(e.status, StatusCode::TOO_MANY_REQUESTS);
+        assert!(t.sign_up_attempt("10.0.0.10".parse().unwrap()).is_ok());
+    }
 
     #[test]
     fn five_a_minute_per_ip_and_per_email() {
