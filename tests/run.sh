@@ -156,7 +156,7 @@ cargo "${cargo_args[@]}"
 # --- Browser-side suites: against the real binary ------------------------------------------------------
 say "cargo build --locked -p halley-server (the binary the browser tests drive)"
 cargo build --locked -p halley-server
-export HALLEY_BIN="$ROOT/target/debug/halley"
+export HALLEY_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug/halley"
 say "sdk-js: unit tests and dist check (npm test)"
 (cd "$ROOT/sdk-js" && npm test)
 say "sdk-js: browser tests in headless Chromium (npm run test:browser)"
