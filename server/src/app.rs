@@ -13,7 +13,7 @@ use tokio_util::task::TaskTracker;
 use crate::commands::session::CometQl;
 use crate::commands::Ctx;
 use crate::config::Config;
-use crate::http::serve::{HttpServer, OpenSockets};
+use crate::http::serve::{accept, HttpServer, OpenSockets};
 use crate::hub::Hub;
 use crate::mysql::ConnConfig;
 use crate::push::websocket::WsService;
@@ -133,29 +133,19 @@ async fn accept_cometql(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut next_id: u32 = 1;
-    loop {
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            _ = shutdown.wait_for(|stop| *stop) => return,
-        };
-        let (stream, peer) = match accepted {
-            Ok(x) => x,
-            Err(e) => {
-                // Out of file descriptors and similar: back off instead of spinning.
-                tracing::warn!(error = %e, "CometQL accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let Some(guard) = sockets.open(max_connections) else {
-            tracing::warn!(%peer, "CometQL connection refused: server connection limit reached");
-            continue;
-        };
+    while let Some((stream, peer, guard)) = accept(
+        &listener,
+        &sockets,
+        max_connections,
+        &mut shutdown,
+        "CometQL",
+    )
+    .await
+    {
         if handler.limits().new_connection(peer.ip()).is_err() {
             tracing::debug!(%peer, "CometQL connection refused: too many new connections from this address");
             continue;
         }
-        let _ = stream.set_nodelay(true);
         let (handler, config) = (handler.clone(), config.clone());
         let conn_id = next_id;
         next_id = next_id.wrapping_add(1).max(1);

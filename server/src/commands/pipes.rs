@@ -1,9 +1,8 @@
 //! `pipes` (read-only): how many live connections are subscribed to each named pipe.
 
-use super::table::{apply_limit, project, Table, Verb};
+use super::table::{apply_limit, project, where_pipes, Table, Verb};
 use super::{Caller, CommandError, Ctx, ErrorCode, Outcome};
 use crate::cometql::Select;
-use crate::ids::PipeName;
 
 pub const TABLE: Table = Table {
     name: "pipes",
@@ -19,10 +18,8 @@ pub fn select(ctx: &Ctx, caller: Caller, sel: &Select) -> Result<Outcome, Comman
     let proj = TABLE.projection(&sel.columns)?;
     let names = TABLE.key_values(&sel.filter, "name", Verb::Select)?;
     // One row per valid requested name, even with no subscriber; invalid names are skipped (reference).
-    let rows = names
-        .iter()
-        .filter_map(|v| v.as_text())
-        .filter_map(|n| PipeName::parse(n).ok())
+    let rows = where_pipes(names)
+        .into_iter()
         .map(|p| {
             let users = ctx.hub.registry().subscribers(caller.dev_id, &p);
             vec![p.as_str().to_string(), users.to_string()]

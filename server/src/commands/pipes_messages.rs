@@ -1,7 +1,7 @@
 //! `pipes_messages`: publishing to a pipe (INSERT), reading its history (SELECT) and clearing it (DELETE).
 
 use super::history::{self, READ_LIMIT};
-use super::table::{apply_limit, project, required, Table, Verb};
+use super::table::{apply_limit, project, required, where_pipes, Table, Verb};
 use super::{Caller, CommandError, Ctx, ErrorCode, Outcome};
 use crate::cometql::{Delete, Insert, Select};
 use crate::hub::Publication;
@@ -100,11 +100,7 @@ pub async fn select(ctx: &Ctx, caller: Caller, sel: &Select) -> Result<Outcome, 
     let proj = TABLE.projection(&sel.columns)?;
     let names = TABLE.key_values(&sel.filter, "name", Verb::Select)?;
     let mut rows = Vec::new();
-    for pipe in names
-        .iter()
-        .filter_map(|v| v.as_text())
-        .filter_map(|n| PipeName::parse(n).ok())
-    {
+    for pipe in where_pipes(names) {
         for h in ctx
             .storage
             .history(caller.dev_id, pipe.as_str(), READ_LIMIT)

@@ -1,6 +1,6 @@
 //! `pipes_settings`: how many messages a pipe keeps in its history.
 
-use super::table::{apply_limit, project, required, Table, Verb};
+use super::table::{apply_limit, project, required, where_pipes, Table, Verb};
 use super::{Caller, CommandError, Ctx, ErrorCode, Outcome};
 use crate::cometql::{Delete, Insert, Select};
 use crate::ids::PipeName;
@@ -45,11 +45,7 @@ pub async fn select(ctx: &Ctx, caller: Caller, sel: &Select) -> Result<Outcome, 
     let proj = TABLE.projection(&sel.columns)?;
     let names = TABLE.key_values(&sel.filter, "name", Verb::Select)?;
     let mut rows = Vec::new();
-    for pipe in names
-        .iter()
-        .filter_map(|v| v.as_text())
-        .filter_map(|n| PipeName::parse(n).ok())
-    {
+    for pipe in where_pipes(names) {
         if let Some(length) = ctx
             .storage
             .pipe_length(caller.dev_id, pipe.as_str())
@@ -68,11 +64,7 @@ pub async fn select(ctx: &Ctx, caller: Caller, sel: &Select) -> Result<Outcome, 
 /// Removes the settings and clears the pipe's history (reference).
 pub async fn delete(ctx: &Ctx, caller: Caller, del: &Delete) -> Result<Outcome, CommandError> {
     let names = TABLE.key_values(&del.filter, "name", Verb::Delete)?;
-    for pipe in names
-        .iter()
-        .filter_map(|v| v.as_text())
-        .filter_map(|n| PipeName::parse(n).ok())
-    {
+    for pipe in where_pipes(names) {
         ctx.storage
             .delete_pipe_settings(caller.dev_id, pipe.as_str())
             .await?;

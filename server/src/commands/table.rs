@@ -3,6 +3,7 @@
 
 use super::error::{CommandError, ErrorCode};
 use crate::cometql::{Columns, Filter, Limit, Value};
+use crate::ids::PipeName;
 
 /// A CometQL table's name and its columns in the reference's order.
 pub struct Table {
@@ -109,6 +110,15 @@ pub fn required<'a>(
         .ok_or_else(|| {
             CommandError::new(ErrorCode::Invalid, format!("field `{column}` is required"))
         })
+}
+
+/// The valid pipe names of a WHERE list; the rest are skipped, as in the reference.
+pub fn where_pipes(values: &[Value]) -> Vec<PipeName> {
+    values
+        .iter()
+        .filter_map(|v| v.as_text())
+        .filter_map(|n| PipeName::parse(n).ok())
+        .collect()
 }
 
 /// MySQL LIMIT over rows already in order.

@@ -1,9 +1,8 @@
 //! `users_in_pipes` (read-only): one row per live connection subscribed to each named pipe.
 
-use super::table::{apply_limit, project, Table, Verb};
+use super::table::{apply_limit, project, where_pipes, Table, Verb};
 use super::{Caller, CommandError, Ctx, ErrorCode, Outcome};
 use crate::cometql::Select;
-use crate::ids::PipeName;
 
 pub const TABLE: Table = Table {
     name: "users_in_pipes",
@@ -27,11 +26,7 @@ pub fn select(ctx: &Ctx, caller: Caller, sel: &Select) -> Result<Outcome, Comman
     let proj = TABLE.projection(&sel.columns)?;
     let mut rows = Vec::new();
     let names = TABLE.key_values(&sel.filter, "name", Verb::Select)?;
-    for pipe in names
-        .iter()
-        .filter_map(|v| v.as_text())
-        .filter_map(|n| PipeName::parse(n).ok())
-    {
+    for pipe in where_pipes(names) {
         let mut members = ctx.hub.registry().members(caller.dev_id, &pipe);
         members.sort_by_key(|m| m.conn());
         for m in members {

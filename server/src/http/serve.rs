@@ -13,7 +13,7 @@ use axum::Router;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
@@ -55,6 +55,39 @@ impl Drop for SocketGuard {
     }
 }
 
+/// The next connection to serve, counted against the connection cap; None once shutdown is asked. Accept
+/// errors (out of file descriptors and the like) back off instead of spinning; connections past the cap are
+/// closed unserved.
+pub async fn accept(
+    listener: &TcpListener,
+    sockets: &Arc<OpenSockets>,
+    max_connections: usize,
+    shutdown: &mut watch::Receiver<bool>,
+    what: &'static str,
+) -> Option<(TcpStream, SocketAddr, SocketGuard)> {
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = shutdown.wait_for(|stop| *stop) => return None,
+        };
+        match accepted {
+            Ok((stream, peer)) => match sockets.open(max_connections) {
+                Some(guard) => {
+                    let _ = stream.set_nodelay(true);
+                    return Some((stream, peer, guard));
+                }
+                None => {
+                    tracing::warn!(%peer, "{what} connection refused: server connection limit reached")
+                }
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "{what} accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
 pub struct HttpServer {
     pub router: Router,
     pub sockets: Arc<OpenSockets>,
@@ -69,24 +102,15 @@ impl HttpServer {
         tasks: TaskTracker,
         mut shutdown: watch::Receiver<bool>,
     ) {
-        loop {
-            let accepted = tokio::select! {
-                a = listener.accept() => a,
-                _ = shutdown.wait_for(|stop| *stop) => return,
-            };
-            let (stream, peer) = match accepted {
-                Ok(x) => x,
-                Err(e) => {
-                    tracing::warn!(error = %e, "HTTP accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
-            let Some(guard) = self.sockets.open(self.max_connections) else {
-                tracing::warn!(%peer, "connection refused: server connection limit reached");
-                continue;
-            };
-            let _ = stream.set_nodelay(true);
+        while let Some((stream, peer, guard)) = accept(
+            &listener,
+            &self.sockets,
+            self.max_connections,
+            &mut shutdown,
+            "HTTP",
+        )
+        .await
+        {
             let router = self.router.clone();
             let header_timeout = self.header_timeout;
             let mut stop = shutdown.clone();
