@@ -21,6 +21,18 @@ pub struct Server {
     pub key: String,
 }
 
+/// The defaults guard a hosted node against one tenant or one address taking it over, which is exactly what a
+/// benchmark does (one tenant, 18k connections and 100k publishes from loopback): lift those limits so that
+/// the figures measure delivery, not refusals. Everything else stays at its default.
+const HALLEY_LIMITS: &str = "\
+[limits]
+publishes_per_sec = 1000000
+publish_burst = 1000000
+websocket_connections_per_tenant = 100000
+new_connections_per_ip_per_sec = 1000000
+new_connections_per_ip_burst = 1000000
+";
+
 /// `halley tenant create`, then `halley serve` on two free loopback ports, with a fresh data directory;
 /// `serve` runs under `wrap` (a profiler) when it is not empty.
 pub fn start_halley(bin: &Path, wrap: &[String]) -> anyhow::Result<Server> {
@@ -48,6 +60,8 @@ pub fn start_halley(bin: &Path, wrap: &[String]) -> anyhow::Result<Server> {
     let key = field("key")?;
     let http = free_addr()?;
     let publish = free_addr()?;
+    let config = dir.path().join("halley.toml");
+    std::fs::write(&config, HALLEY_LIMITS).context("writing the benchmark's halley.toml")?;
     let mut cmd = match wrap.split_first() {
         Some((tool, tool_args)) => {
             let mut c = Command::new(tool);
@@ -56,7 +70,9 @@ pub fn start_halley(bin: &Path, wrap: &[String]) -> anyhow::Result<Server> {
         }
         None => Command::new(bin),
     };
-    cmd.arg("serve")
+    cmd.arg("--config")
+        .arg(&config)
+        .arg("serve")
         .env("HALLEY_DATA_DIR", dir.path())
         .env("HALLEY_HTTP_ADDR", http.to_string())
         .env("HALLEY_COMETQL_ADDR", publish.to_string())

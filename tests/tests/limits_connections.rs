@@ -131,15 +131,19 @@ async fn new_connections_per_ip(backend: Backend) {
         let a = server.tenant("a@example.com").await;
         let b = server.tenant("b@example.com").await;
         let started = Instant::now();
-        let _a1 = WsClient::connect(&server.ws_url(a.dev_id, 0, ""))
-            .await
-            .expect("first");
-        let _a2 = WsClient::connect(&server.ws_url(a.dev_id, 0, ""))
-            .await
-            .expect("second");
-        let _b1 = WsClient::connect(&server.ws_url(b.dev_id, 0, ""))
-            .await
-            .expect("third");
+        let mut open = Vec::new();
+        for (dev_id, which) in [
+            (a.dev_id, "first"),
+            (b.dev_id, "second"),
+            (a.dev_id, "third"),
+        ] {
+            let mut ws = WsClient::connect(&server.ws_url(dev_id, 0, ""))
+                .await
+                .expect(which);
+            // The greeting: the connection is registered, so the tenant's counters exist.
+            ws.recv_text(Duration::from_secs(5)).await.expect(which);
+            open.push(ws);
+        }
         // The fourth from this address, whichever tenant it is for, is refused.
         let (to_a, retry) = upgrade(&server, a.dev_id).await;
         let to_b = upgrade(&server, b.dev_id).await.0;

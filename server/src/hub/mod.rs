@@ -5,12 +5,11 @@
 //! Publishing goes through the `broker` so that a multi-node broker can be swapped in later; the broker
 //! calls back into `Registry::deliver` on every node that has subscribers.
 
-mod control;
-mod queue;
+mod outbox;
 mod registry;
 mod users;
 
-pub use control::{CloseReason, Control};
+pub use outbox::{CloseReason, Flush, Outbox, OutboxRx, Pushed};
 pub use registry::{Registry, TenantCounters};
 pub use users::LinkError;
 
@@ -54,92 +53,6 @@ pub struct ConnInfo {
     pub user_agent: String,
     pub origin: String,
     pub language: String,
-}
-
-struct Conn {
-    info: ConnInfo,
-    queue: queue::Queue,
-    control: Control,
-}
-
-/// What became of a frame offered to a connection's outbox.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Pushed {
-    Queued,
-    /// The outbox was full and this frame closed the connection as a slow consumer: counted once per
-    /// connection, not once per frame it then misses.
-    Overflowed,
-    /// Not queued: the connection is already closing (a full outbox again) or gone.
-    Dropped,
-}
-
-/// The sending side of one connection's bounded outbox, as stored in the registry. One pointer: every pipe
-/// a connection subscribes to costs the registry one `Arc` clone.
-#[derive(Clone)]
-pub struct Outbox(Arc<Conn>);
-
-impl Outbox {
-    /// A new outbox of `capacity` frames; the receiver belongs to the connection's socket task.
-    pub fn new(info: ConnInfo, capacity: usize) -> (Outbox, OutboxRx) {
-        let conn = Arc::new(Conn {
-            info,
-            queue: queue::Queue::new(capacity),
-            control: Control::default(),
-        });
-        (Outbox(conn.clone()), OutboxRx(conn))
-    }
-
-    pub fn conn(&self) -> ConnId {
-        self.0.info.conn
-    }
-
-    pub fn era(&self) -> Era {
-        self.0.info.era
-    }
-
-    pub fn info(&self) -> &ConnInfo {
-        &self.0.info
-    }
-
-    /// Queues a frame without waiting. A full outbox means the client stopped reading: it is closed (1008)
-    /// rather than allowed to slow the publisher or anyone else.
-    pub fn push(&self, frame: Bytes) -> Pushed {
-        match self.0.queue.offer(frame) {
-            queue::Offer::Queued => Pushed::Queued,
-            queue::Offer::Full => {
-                if self.0.control.close(CloseReason::SlowConsumer) {
-                    Pushed::Overflowed
-                } else {
-                    Pushed::Dropped
-                }
-            }
-            queue::Offer::ReceiverGone => Pushed::Dropped,
-        }
-    }
-
-    pub fn control(&self) -> &Control {
-        &self.0.control
-    }
-}
-
-/// The receiving side of an outbox, owned by the connection's socket task.
-pub struct OutboxRx(Arc<Conn>);
-
-impl OutboxRx {
-    /// The next queued frame; waits until one comes.
-    pub async fn recv(&mut self) -> Bytes {
-        std::future::poll_fn(|cx| self.0.queue.poll_recv(cx)).await
-    }
-
-    pub fn try_recv(&mut self) -> Option<Bytes> {
-        self.0.queue.try_recv()
-    }
-}
-
-impl Drop for OutboxRx {
-    fn drop(&mut self) {
-        self.0.queue.close();
-    }
 }
 
 /// The hub handle: cheap to clone, shared by every front door.

@@ -111,11 +111,9 @@ impl Registry {
                         super::Era::Modern => &mut modern,
                         super::Era::Legacy => &mut legacy,
                     };
-                    let bytes = cache
-                        .get_or_insert_with(|| p.frame.wire(outbox.era()))
-                        .clone();
+                    let bytes = cache.get_or_insert_with(|| p.frame.wire(outbox.era()));
                     match outbox.push(bytes) {
-                        Pushed::Queued => delivered += 1,
+                        Pushed::Accepted => delivered += 1,
                         Pushed::Overflowed => slow += 1,
                         Pushed::Dropped => {}
                     }
@@ -249,10 +247,10 @@ pub(crate) mod tests {
         r.deliver(&p);
         r.deliver(&p);
         assert_eq!(
-            a.control().reason(),
+            a.close_reason(),
             Some(crate::hub::CloseReason::SlowConsumer)
         );
-        assert_eq!(b.control().reason(), None);
+        assert_eq!(b.close_reason(), None);
         assert_eq!(rb.try_recv().unwrap(), Bytes::from_static(b"x"));
         assert_eq!(rb.try_recv().unwrap(), Bytes::from_static(b"x"));
         assert_eq!(r.slow_consumers_dropped.load(Ordering::Relaxed), 1);

@@ -84,8 +84,8 @@ impl Registry {
         };
         let mut queued = 0;
         for o in conns {
-            match o.push(frame.wire(o.era())) {
-                Pushed::Queued => queued += 1,
+            match o.push(&frame.wire(o.era())) {
+                Pushed::Accepted => queued += 1,
                 Pushed::Overflowed => {
                     self.slow_consumers_dropped.fetch_add(1, Ordering::Relaxed);
                 }
@@ -102,7 +102,7 @@ impl Registry {
             return 0;
         };
         for o in conns {
-            o.control().close(CloseReason::Kicked);
+            o.close(CloseReason::Kicked);
         }
         conns.len()
     }

@@ -1,14 +1,20 @@
-//! One WebSocket connection's socket loop: it reads client commands, drains the connection's outbox into the
-//! socket in vectored batches, pings idle peers and closes on request (slow consumer, shutdown, revoked
+//! One WebSocket connection's socket loop: it reads client commands, writes what the outbox could not write
+//! in place (see `hub::Outbox`), pings idle peers and closes on request (slow consumer, shutdown, revoked
 //! user). The connection's setup and teardown are in `websocket.rs`.
+//!
+//! The loop is one hand-written poll over the outbox, the socket's read readiness and the ping timer
+//! rather than a `select!` of futures: an idle connection's task keeps no future state beyond its fields,
+//! and a delivery that the publisher wrote in place never wakes it.
 
+use std::future::Future;
 use std::io::IoSlice;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::watch;
-use tokio::time::{interval_at, Instant, MissedTickBehavior};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::time::{interval_at, sleep_until, Instant, Interval, MissedTickBehavior, Sleep};
 
 use super::protocol::frames;
 use super::protocol::parse_command;
@@ -16,11 +22,11 @@ use super::protocol::wsframe::{self, FrameDecoder, Incoming};
 use super::session::{Answer, Session};
 use crate::commands::users_messages::QUEUE_BATCH;
 use crate::commands::Ctx;
-use crate::hub::{CloseReason, Era, OutboxRx};
+use crate::hub::{CloseReason, Era, Flush, OutboxRx};
 use crate::tenant::unix_now;
 
-/// Frames written to the socket in one vectored write at most.
-const WRITE_BATCH: usize = 64;
+/// Time given to the close frame (after whatever is still queued) before the socket is dropped.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 pub(super) struct ConnLoop<'a> {
     pub(super) ctx: &'a Ctx,
@@ -37,83 +43,111 @@ enum Next {
     Close(u16, &'static str),
 }
 
-impl ConnLoop<'_> {
-    pub(super) async fn serve<S>(
-        &mut self,
-        io: &mut S,
-        mut rx: OutboxRx,
-        mut shutdown: watch::Receiver<bool>,
-    ) where
-        S: AsyncRead + AsyncWrite + Unpin,
-    {
-        let period = self.ctx.config.websocket.ping_interval();
-        let mut ticker = interval_at(Instant::now() + period, period);
-        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let mut last_heard = Instant::now();
-        let mut batch: Vec<Bytes> = Vec::new();
-        if *shutdown.borrow() {
-            self.session.outbox.control().close(CloseReason::Shutdown);
+/// What woke the socket task.
+enum Event {
+    Close(CloseReason),
+    Input,
+    Tick,
+    /// The socket is broken, or took nothing for `write_timeout`.
+    Gone,
+}
+
+/// The socket task's timers: pings, and the deadline of a write the client is not taking.
+struct Timers {
+    ticker: Interval,
+    /// Boxed and only while the socket is full: an idle connection carries no second timer.
+    stuck: Option<Pin<Box<Sleep>>>,
+    write_timeout: Duration,
+}
+
+impl Timers {
+    fn poll_event(&mut self, rx: &OutboxRx, cx: &mut Context<'_>) -> Poll<Event> {
+        if let Some(reason) = rx.closing() {
+            return Poll::Ready(Event::Close(reason));
         }
+        match rx.poll_flush(cx) {
+            Err(_) => return Poll::Ready(Event::Gone),
+            Ok(Flush::Done) => self.stuck = None,
+            Ok(Flush::Blocked { progressed }) => {
+                let deadline = Instant::now() + self.write_timeout;
+                let stuck = match &mut self.stuck {
+                    Some(s) => {
+                        if progressed {
+                            s.as_mut().reset(deadline);
+                        }
+                        s
+                    }
+                    None => self.stuck.insert(Box::pin(sleep_until(deadline))),
+                };
+                if stuck.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Event::Gone);
+                }
+            }
+        }
+        // Input is read only once our own writes are out: a client that does not read cannot make the
+        // server queue answers for it without bound.
+        if self.stuck.is_none() && rx.poll_read_ready(cx).is_ready() {
+            return Poll::Ready(Event::Input);
+        }
+        if self.ticker.poll_tick(cx).is_ready() {
+            return Poll::Ready(Event::Tick);
+        }
+        Poll::Pending
+    }
+}
+
+impl ConnLoop<'_> {
+    pub(super) async fn serve(&mut self, rx: OutboxRx, shutting_down: bool) {
+        if shutting_down {
+            rx.close(CloseReason::Shutdown);
+        }
+        let period = self.ctx.config.websocket.ping_interval();
+        let mut timers = Timers {
+            ticker: interval_at(Instant::now() + period, period),
+            stuck: None,
+            write_timeout: self.write_timeout,
+        };
+        timers
+            .ticker
+            .set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut last_heard = Instant::now();
+        // Frames that came with the upgrade request are handled before waiting for more.
+        let mut input = !self.rbuf.is_empty();
         loop {
-            tokio::select! {
-                biased;
-                reason = self.session.outbox.control().closed() => {
+            if input {
+                input = false;
+                last_heard = Instant::now();
+                if let Next::Close(code, text) = self.drain_input(&rx).await {
+                    return close(&rx, code, text).await;
+                }
+                if self.rbuf.is_empty() && self.rbuf.capacity() > 4096 {
+                    // Give back a large buffer once a big message is handled: idle connections stay small.
+                    self.rbuf = BytesMut::new();
+                }
+            }
+            match std::future::poll_fn(|cx| timers.poll_event(&rx, cx)).await {
+                Event::Close(reason) => {
                     let (code, text) = close_code(reason);
-                    let _ = write_all(io, &wsframe::encode_close(code, text), Duration::from_secs(1)).await;
-                    return;
+                    return close(&rx, code, text).await;
                 }
-                changed = shutdown.changed() => {
-                    // A dropped sender also means the server is going away.
-                    if changed.is_err() || *shutdown.borrow() {
-                        self.session.outbox.control().close(CloseReason::Shutdown);
-                    }
-                }
-                frame = rx.recv() => {
-                    batch.push(frame);
-                    while batch.len() < WRITE_BATCH {
-                        match rx.try_recv() {
-                            Some(f) => batch.push(f),
-                            None => break,
-                        }
-                    }
-                    if write_batch(io, &mut batch, self.write_timeout).await.is_err() {
-                        return;
-                    }
-                }
-                read = io.read_buf(&mut self.rbuf) => {
-                    match read {
-                        Ok(0) | Err(_) => return,
-                        Ok(_) => {}
-                    }
-                    last_heard = Instant::now();
-                    match self.drain_input(io).await {
-                        Next::Continue => {}
-                        Next::Close(code, text) => {
-                            let _ = write_all(io, &wsframe::encode_close(code, text), Duration::from_secs(1)).await;
-                            return;
-                        }
-                    }
-                    if self.rbuf.is_empty() && self.rbuf.capacity() > 4096 {
-                        // Give back a large buffer once a big message is handled: idle connections stay small.
-                        self.rbuf = BytesMut::new();
-                    }
-                }
-                _ = ticker.tick() => {
+                Event::Gone => return,
+                Event::Input => match rx.try_read_buf(&mut self.rbuf) {
+                    Ok(0) => return,
+                    Ok(_) => input = true,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(_) => return,
+                },
+                Event::Tick => {
                     if last_heard.elapsed() >= period * 2 {
                         return;
                     }
-                    if write_all(io, &wsframe::encode_ping(b""), self.write_timeout).await.is_err() {
-                        return;
-                    }
+                    rx.send(wsframe::encode_ping(b""));
                 }
             }
         }
     }
 
-    async fn drain_input<S>(&mut self, io: &mut S) -> Next
-    where
-        S: AsyncWrite + Unpin,
-    {
+    async fn drain_input(&mut self, rx: &OutboxRx) -> Next {
         loop {
             let incoming = match self.decoder.decode(&mut self.rbuf) {
                 Ok(Some(i)) => i,
@@ -121,19 +155,14 @@ impl ConnLoop<'_> {
                 Err(e) => return Next::Close(e.close_code(), "protocol error"),
             };
             let next = match incoming {
-                Incoming::Text(text) => self.on_text(io, &text).await,
+                Incoming::Text(text) => self.on_text(rx, &text).await,
                 // Binary is read as text, as the reference does.
                 Incoming::Binary(data) => match std::str::from_utf8(&data) {
-                    Ok(text) => self.on_text(io, text).await,
+                    Ok(text) => self.on_text(rx, text).await,
                     Err(_) => Next::Close(1007, "invalid UTF-8"),
                 },
                 Incoming::Ping(payload) => {
-                    if write_all(io, &wsframe::encode_pong(&payload), self.write_timeout)
-                        .await
-                        .is_err()
-                    {
-                        return Next::Close(1001, "");
-                    }
+                    rx.send(wsframe::encode_pong(&payload));
                     Next::Continue
                 }
                 Incoming::Pong => Next::Continue,
@@ -145,21 +174,15 @@ impl ConnLoop<'_> {
         }
     }
 
-    async fn on_text<S>(&mut self, io: &mut S, text: &str) -> Next
-    where
-        S: AsyncWrite + Unpin,
-    {
+    async fn on_text(&mut self, rx: &OutboxRx, text: &str) -> Next {
         let answer = match parse_command(text) {
-            Ok(command) => self.session.handle(self.ctx, command).await,
+            // Boxed: a command's future (database queries) is large and rare; inline, every idle
+            // connection's task would carry its size.
+            Ok(command) => Box::pin(self.session.handle(self.ctx, command)).await,
             Err(e) => Answer::refuse(e),
         };
         for frame in &answer.frames {
-            if write_all(io, &frame.encode(self.era), self.write_timeout)
-                .await
-                .is_err()
-            {
-                return Next::Close(wsframe::close_code::GOING_AWAY, "");
-            }
+            rx.send(frame.encode(self.era));
         }
         if answer.close {
             return Next::Close(wsframe::close_code::POLICY_VIOLATION, "invalid command");
@@ -222,6 +245,16 @@ impl ConnLoop<'_> {
             }
         }
     }
+}
+
+/// Sends the close frame after whatever is queued, and gives it `CLOSE_GRACE` to go out.
+async fn close(rx: &OutboxRx, code: u16, text: &str) {
+    rx.send(wsframe::encode_close(code, text));
+    let flushed = std::future::poll_fn(|cx| match rx.poll_flush(cx) {
+        Ok(Flush::Blocked { .. }) => Poll::Pending,
+        Ok(Flush::Done) | Err(_) => Poll::Ready(()),
+    });
+    let _ = tokio::time::timeout(CLOSE_GRACE, flushed).await;
 }
 
 /// The one place close reasons become WebSocket close codes.

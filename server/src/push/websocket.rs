@@ -12,8 +12,10 @@ use axum::extract::Request;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::BytesMut;
+use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
 
@@ -24,7 +26,7 @@ use super::protocol::{parse_connect_url, ConnectParams, UrlError};
 use super::session::{announce_status, Session};
 use crate::commands::{users_auth, Ctx};
 use crate::http::serve::SocketGuard;
-use crate::hub::{CloseReason, ConnInfo, Era, Outbox};
+use crate::hub::{CloseReason, ConnInfo, Era, Outbox, OutboxRx, TenantCounters};
 use crate::ids::{ConnId, DevId, UserId};
 use crate::tenant::limits::Refused;
 use crate::tenant::unix_now;
@@ -94,7 +96,7 @@ impl WsService {
     /// Asks every connection to close with 1001 (server shutdown).
     pub fn close_all(&self) {
         for outbox in lock(&self.live).values() {
-            outbox.control().close(CloseReason::Shutdown);
+            outbox.close(CloseReason::Shutdown);
         }
     }
 
@@ -176,19 +178,18 @@ impl WsService {
             return refused;
         }
         let client = ClientHeaders::from(req.headers());
-        // The socket stays counted against the server's connection cap for the WebSocket's whole life.
         let socket_guard = req.extensions().get::<Arc<SocketGuard>>().cloned();
-        let Some(on_upgrade) = req.extensions_mut().remove::<hyper::upgrade::OnUpgrade>() else {
+        let Some(on_upgrade) = req.extensions_mut().remove::<OnUpgrade>() else {
             return (StatusCode::INTERNAL_SERVER_ERROR, "upgrade unavailable\n").into_response();
         };
-        let this = self.clone();
-        self.tasks.spawn(async move {
-            match on_upgrade.await {
-                Ok(upgraded) => this.run(TokioIo::new(upgraded), params, client, peer).await,
-                Err(e) => tracing::debug!(%peer, error = %e, "WebSocket upgrade failed"),
-            }
-            drop(socket_guard);
+        let accepted = Box::new(Accepted {
+            params,
+            headers: client,
+            peer,
+            socket_guard,
         });
+        self.tasks
+            .spawn(self.clone().connection(on_upgrade, accepted));
         let mut response = Response::new(Body::empty());
         *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
         let h = response.headers_mut();
@@ -213,7 +214,7 @@ impl WsService {
         let (Ok(params), Some(origin)) = (params, headers.get(header::ORIGIN)) else {
             return None;
         };
-        let allowed = match self.ctx.storage.allowed_origins(DevId(params.dev_id)).await {
+        let allowed = match self.ctx.tenants.allowed_origins(DevId(params.dev_id)).await {
             Ok(list) => list,
             Err(e) => {
                 tracing::error!(error = %e, "allowed origins lookup failed");
@@ -232,22 +233,54 @@ impl WsService {
         })
     }
 
-    async fn run<S>(
-        self: Arc<Self>,
-        mut io: S,
-        params: Result<ConnectParams, UrlError>,
-        headers: ClientHeaders,
-        peer: SocketAddr,
-    ) where
-        S: AsyncRead + AsyncWrite + Unpin,
-    {
+    /// One connection's task. Its setup and teardown are boxed: their futures (database queries) are large
+    /// and short-lived, and inline they would be part of every idle connection's task for its whole life.
+    async fn connection(self: Arc<Self>, on_upgrade: OnUpgrade, accepted: Box<Accepted>) {
+        let peer = accepted.peer;
+        let (io, early) = match on_upgrade.await {
+            // Our accept loop serves plain TCP, so this is the socket itself: the outbox writes to it from
+            // the publishing thread (see hub::Outbox).
+            Ok(upgraded) => match upgraded.downcast::<TokioIo<TcpStream>>() {
+                Ok(parts) => (parts.io.into_inner(), BytesMut::from(&parts.read_buf[..])),
+                Err(_) => {
+                    tracing::error!(%peer, "WebSocket upgrade: not a TCP socket");
+                    return;
+                }
+            },
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "WebSocket upgrade failed");
+                return;
+            }
+        };
+        let Some((mut conn_loop, rx, live)) = Box::pin(self.open(io, early, accepted)).await else {
+            return;
+        };
+        let shutting_down = *self.shutdown.borrow();
+        conn_loop.serve(rx, shutting_down).await;
+        Box::pin(self.teardown(conn_loop, live)).await;
+    }
+
+    /// Checks the tenant and the user, registers the connection, writes the greeting and the user's stored
+    /// private messages. None when the connection was refused (after its error frame) or broke.
+    async fn open(
+        &self,
+        mut io: TcpStream,
+        early: BytesMut,
+        accepted: Box<Accepted>,
+    ) -> Option<(ConnLoop<'_>, OutboxRx, Live)> {
+        let Accepted {
+            params,
+            headers,
+            peer,
+            socket_guard,
+        } = *accepted;
         let write_timeout = self.ctx.config.websocket.write_timeout();
         let params = match params {
             Ok(p) => p,
             Err(e) => {
                 let frame = frames::url_error(e, unix_now());
                 close_with(&mut io, &frame, 1008, "invalid connect URL", write_timeout).await;
-                return;
+                return None;
             }
         };
         let dev_id = DevId(params.dev_id);
@@ -257,14 +290,14 @@ impl WsService {
                 let frame = frames::error("Unknown dev_id: no such tenant", unix_now())
                     .encode(era_of(&params));
                 close_with(&mut io, &frame, 1008, "unknown dev_id", write_timeout).await;
-                return;
+                return None;
             }
             Err(e) => {
                 tracing::error!(error = %e, "tenant lookup failed for a WebSocket connect");
                 let frame =
                     frames::error("Internal server error", unix_now()).encode(era_of(&params));
                 close_with(&mut io, &frame, 1011, "internal error", write_timeout).await;
-                return;
+                return None;
             }
         }
         let era = era_of(&params);
@@ -318,7 +351,7 @@ impl WsService {
             decoder: FrameDecoder::new(
                 self.ctx.config.websocket.max_message_bytes + COMMAND_OVERHEAD,
             ),
-            rbuf: BytesMut::new(),
+            rbuf: early,
             write_timeout,
         };
         let data = if authorized {
@@ -337,17 +370,42 @@ impl WsService {
             conn_loop.session.record_status(&self.ctx, true).await;
         }
         let mut ok = write_all(&mut io, &hello, write_timeout).await.is_ok();
-        // Not kept for the connection's life: ~230 bytes per idle connection (BENCHMARKS.md, idle memory).
         drop(hello);
         if ok && authorized {
             ok = conn_loop.deliver_queue(&mut io).await.is_ok();
         }
-        if ok {
-            conn_loop.serve(&mut io, rx, self.shutdown.clone()).await;
+        let live = Live {
+            dev_id,
+            conn,
+            user,
+            counters,
+            peer,
+            _socket: socket_guard,
+        };
+        if !ok {
+            drop(rx);
+            Box::pin(self.teardown(conn_loop, live)).await;
+            return None;
         }
+        rx.attach(io);
+        Some((conn_loop, rx, live))
+    }
+
+    /// Unsubscribes, unlinks the user (announcing and recording them offline if this was their last
+    /// connection) and uncounts the connection.
+    async fn teardown(&self, mut conn_loop: ConnLoop<'_>, live: Live) {
+        let Live {
+            dev_id,
+            conn,
+            user,
+            counters,
+            peer,
+            ..
+        } = live;
+        let registry = self.ctx.hub.registry();
         conn_loop.session.unsubscribe_all(&self.ctx);
         let announce = || announce_status(&self.ctx.hub, dev_id, user, false);
-        if authorized && registry.unlink_user(dev_id, user, conn, announce) {
+        if user.0 != 0 && registry.unlink_user(dev_id, user, conn, announce) {
             conn_loop.session.record_status(&self.ctx, false).await;
         }
         lock(&self.live).remove(&conn);
@@ -356,6 +414,26 @@ impl WsService {
             .fetch_sub(1, Ordering::Relaxed);
         tracing::debug!(%peer, conn = conn.0, "WebSocket closed");
     }
+}
+
+/// What the upgrade request said, kept until the upgraded socket arrives. Boxed: the connection's task
+/// holds it only until `open` takes it apart.
+struct Accepted {
+    params: Result<ConnectParams, UrlError>,
+    headers: ClientHeaders,
+    peer: SocketAddr,
+    /// The socket stays counted against the server's connection cap for the WebSocket's whole life.
+    socket_guard: Option<Arc<SocketGuard>>,
+}
+
+/// What the teardown needs of a registered connection.
+struct Live {
+    dev_id: DevId,
+    conn: ConnId,
+    user: UserId,
+    counters: Arc<TenantCounters>,
+    peer: SocketAddr,
+    _socket: Option<Arc<SocketGuard>>,
 }
 
 fn era_of(params: &ConnectParams) -> Era {

@@ -5,6 +5,7 @@ pub mod account;
 pub mod jwt;
 pub mod keys;
 pub mod limits;
+mod origins;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -52,6 +53,7 @@ pub struct Tenants {
     /// Tenants known to exist. Only positive answers are kept: a dev_id is never reused, so "exists" stays
     /// true, while a tenant created by another process must still be found on its first connect.
     known: std::sync::Arc<std::sync::RwLock<std::collections::HashSet<DevId>>>,
+    origins: origins::OriginsCache,
 }
 
 pub fn unix_now() -> i64 {
@@ -79,6 +81,7 @@ impl Tenants {
             storage,
             keys,
             known: Default::default(),
+            origins: Default::default(),
         }
     }
 
@@ -141,8 +144,7 @@ impl Tenants {
 
     /// Whether the tenant exists; every WebSocket connect asks, so known tenants cost no query.
     pub async fn exists(&self, dev_id: DevId) -> Result<bool, TenantError> {
-        let known = |k: &std::collections::HashSet<DevId>| k.contains(&dev_id);
-        if known(&self.known.read().unwrap_or_else(|e| e.into_inner())) {
+        if self.is_known(dev_id) {
             return Ok(true);
         }
         let exists = self.storage.tenant_exists(dev_id).await?;
@@ -153,6 +155,39 @@ impl Tenants {
                 .insert(dev_id);
         }
         Ok(exists)
+    }
+
+    /// The origins allowed to open WebSockets for the tenant (empty: any). Kept in memory for known tenants
+    /// only, so that made-up dev_ids in URLs cannot grow the cache.
+    pub async fn allowed_origins(
+        &self,
+        dev_id: DevId,
+    ) -> Result<std::sync::Arc<[String]>, StorageError> {
+        if let Some(list) = self.origins.get(dev_id) {
+            return Ok(list);
+        }
+        let list: std::sync::Arc<[String]> = self.storage.allowed_origins(dev_id).await?.into();
+        if self.is_known(dev_id) {
+            self.origins.put(dev_id, list.clone());
+        }
+        Ok(list)
+    }
+
+    pub async fn set_allowed_origins(
+        &self,
+        dev_id: DevId,
+        origins: &[String],
+    ) -> Result<(), StorageError> {
+        self.storage.set_allowed_origins(dev_id, origins).await?;
+        self.origins.put(dev_id, origins.into());
+        Ok(())
+    }
+
+    fn is_known(&self, dev_id: DevId) -> bool {
+        self.known
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&dev_id)
     }
 
     /// The tenant's active keys in clear: the HMAC keys of its users' JWTs.

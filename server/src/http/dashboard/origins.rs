@@ -66,7 +66,7 @@ pub async fn put(
     origins.sort();
     origins.dedup();
     api.ctx()
-        .storage
+        .tenants
         .set_allowed_origins(owner.dev_id, &origins)
         .await?;
     Ok(Json(json!({ "origins": origins })))
