@@ -5,6 +5,7 @@
 //! Publishing goes through the `broker` so that a multi-node broker can be swapped in later; the broker
 //! calls back into `Registry::deliver` on every node that has subscribers.
 
+mod fanout;
 mod outbox;
 mod registry;
 mod users;

@@ -5,7 +5,7 @@ use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use super::{Outbox, Publication, Pushed};
+use super::{Outbox, Publication};
 use crate::ids::{ConnId, DevId, PipeName};
 
 const SHARDS: usize = 64;
@@ -30,6 +30,7 @@ pub struct Registry {
     tenants: Mutex<HashMap<DevId, Arc<TenantCounters>>>,
     pub(super) users: super::users::Users,
     pub slow_consumers_dropped: AtomicU64,
+    helpers: super::fanout::Helpers,
 }
 
 impl Default for Registry {
@@ -46,6 +47,7 @@ impl Registry {
             tenants: Mutex::new(HashMap::new()),
             users: Default::default(),
             slow_consumers_dropped: AtomicU64::new(0),
+            helpers: Default::default(),
         }
     }
 
@@ -94,39 +96,23 @@ impl Registry {
             .unwrap_or_default()
     }
 
-    /// Pushes the publication's frame into every local subscriber's outbox.
+    /// Sends the publication's frame to every local subscriber (see `fanout`).
     pub fn deliver(&self, p: &Publication) -> usize {
-        let mut delivered = 0;
-        let mut slow = 0;
-        {
+        let tally = {
             let shard = lock(self.shard(p.dev_id, &p.pipe));
-            if let Some(subs) = shard.get(&(p.dev_id, p.pipe.clone())) {
-                let mut modern = None;
-                let mut legacy = None;
-                for outbox in subs.values() {
-                    if Some(outbox.conn()) == p.except {
-                        continue;
-                    }
-                    let cache = match outbox.era() {
-                        super::Era::Modern => &mut modern,
-                        super::Era::Legacy => &mut legacy,
-                    };
-                    let bytes = cache.get_or_insert_with(|| p.frame.wire(outbox.era()));
-                    match outbox.push(bytes) {
-                        Pushed::Accepted => delivered += 1,
-                        Pushed::Overflowed => slow += 1,
-                        Pushed::Dropped => {}
-                    }
-                }
+            match shard.get(&(p.dev_id, p.pipe.clone())) {
+                Some(subs) => self.helpers.deliver(subs.values(), &p.frame, p.except),
+                None => return 0,
             }
-        }
-        if slow > 0 {
+        };
+        if tally.slow > 0 {
             self.slow_consumers_dropped
-                .fetch_add(slow, Ordering::Relaxed);
+                .fetch_add(tally.slow, Ordering::Relaxed);
         }
         let t = self.tenant(p.dev_id);
-        t.deliveries.fetch_add(delivered as u64, Ordering::Relaxed);
-        delivered
+        t.deliveries
+            .fetch_add(tally.delivered as u64, Ordering::Relaxed);
+        tally.delivered
     }
 
     /// The tenant's counters if it has any yet; never creates them (callers that are not yet

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Mutex;
 
 use super::registry::lock;
-use super::{CloseReason, Frame, Outbox, Pushed, Registry};
+use super::{CloseReason, Frame, Outbox, Registry};
 use crate::ids::{ConnId, DevId, UserId};
 
 /// Connections linked to one user at most (reference and contract §5); more stay anonymous.
@@ -82,17 +82,12 @@ impl Registry {
         let Some(conns) = map.get(&(dev_id, user)) else {
             return 0;
         };
-        let mut queued = 0;
-        for o in conns {
-            match o.push(&frame.wire(o.era())) {
-                Pushed::Accepted => queued += 1,
-                Pushed::Overflowed => {
-                    self.slow_consumers_dropped.fetch_add(1, Ordering::Relaxed);
-                }
-                Pushed::Dropped => {}
-            }
+        let tally = super::fanout::deliver_all(conns, frame, None);
+        if tally.slow > 0 {
+            self.slow_consumers_dropped
+                .fetch_add(tally.slow, Ordering::Relaxed);
         }
-        queued
+        tally.delivered
     }
 
     /// Closes every live connection of the user (users_auth DELETE, a revoked token).
