@@ -1,7 +1,8 @@
 //! Contract §3 and §5, slow consumers: each connection has a bounded outbox (`websocket.outbox_frames`); a
 //! client that stops reading is cut off once its outbox overflows (close code 1008 with the reason, counted
 //! in `slow_consumers_dropped`), and it never slows the others: during a 10,000-message burst two normal
-//! subscribers receive every message, in order, exactly as they do when no client is stalled.
+//! subscribers receive every message, in order, exactly as they do when no client is stalled. A client that
+//! stops reading with room left in its outbox is dropped once its socket takes nothing for `write_timeout`.
 
 mod limits_common;
 
@@ -334,4 +335,40 @@ async fn slow_consumer_is_cut_off_and_slows_no_one(backend: Backend) {
     server.stop().await;
 }
 
+/// A client that stops reading while its outbox still has room: no overflow, so no 1008, but once its socket
+/// has taken nothing for `write_timeout` the server gives up on it and frees what was queued.
+async fn a_stalled_socket_is_dropped_after_the_write_timeout(backend: Backend) {
+    let server = TestServer::start_with(backend, |c| {
+        c.websocket.outbox_frames = 2 * BURST;
+        c.websocket.write_timeout_secs = WRITE_TIMEOUT;
+        c.limits.publishes_per_sec = 1_000_000;
+        c.limits.publish_burst = 1_000_000;
+    })
+    .await;
+    let t = server.tenant("a@example.com").await;
+    let stalled = Stalled::subscribe(&server, t.dev_id, 0).await;
+    burst(&server, &t, "held", &mut []).await;
+    eventually(Duration::from_secs(WRITE_TIMEOUT + 10), || async {
+        match subscribers(&server, t.dev_id, PIPE) {
+            0 => Ok(()),
+            n => Err(anyhow!("{n} connections still subscribed")),
+        }
+    })
+    .await
+    .expect("the stalled connection is dropped once its writes time out");
+    assert_eq!(server.ctx().hub.registry().total_websocket_connections(), 0);
+    assert_eq!(slow_dropped(&server), 0, "not an overflow");
+    let frames = stalled
+        .read_all(WAIT, true)
+        .await
+        .expect("the connection ends");
+    let (n, close) = check_stalled(&frames, "held");
+    assert!(
+        close.is_none(),
+        "after {n} messages, no close frame: {close:?}"
+    );
+    server.stop().await;
+}
+
 on_both_backends!(slow_consumer_is_cut_off_and_slows_no_one);
+on_both_backends!(a_stalled_socket_is_dropped_after_the_write_timeout);
