@@ -5,13 +5,24 @@ use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use super::fanout::PARALLEL_MIN;
 use super::{Outbox, Publication};
 use crate::ids::{ConnId, DevId, PipeName};
 
 const SHARDS: usize = 64;
 
 type PipeKey = (DevId, PipeName);
-type Shard = Mutex<HashMap<PipeKey, HashMap<ConnId, Outbox>>>;
+type Shard = Mutex<HashMap<PipeKey, Pipe>>;
+
+/// One pipe's subscribers, and the turn its publishes take to be sent.
+#[derive(Default)]
+struct Pipe {
+    subs: HashMap<ConnId, Outbox>,
+    /// Held while a publish is being sent, so that every subscriber gets the pipe's messages in the same
+    /// order. A big pipe's sends (milliseconds) happen under this lock only, not the shard's, so other
+    /// pipes of the shard and subscribes are not held up meanwhile.
+    sending: Arc<Mutex<()>>,
+}
 
 /// Live per-tenant figures, read by SHOW STATUS, /info and metrics.
 #[derive(Default, Debug)]
@@ -51,11 +62,7 @@ impl Registry {
         }
     }
 
-    fn shard(
-        &self,
-        dev_id: DevId,
-        pipe: &PipeName,
-    ) -> &Mutex<HashMap<PipeKey, HashMap<ConnId, Outbox>>> {
+    fn shard(&self, dev_id: DevId, pipe: &PipeName) -> &Shard {
         let mut h = self.hasher.build_hasher();
         dev_id.hash(&mut h);
         pipe.hash(&mut h);
@@ -67,15 +74,16 @@ impl Registry {
         shard
             .entry((dev_id, pipe.clone()))
             .or_default()
+            .subs
             .insert(outbox.conn(), outbox);
     }
 
     pub fn unsubscribe(&self, dev_id: DevId, pipe: &PipeName, conn: ConnId) {
         let mut shard = lock(self.shard(dev_id, pipe));
         let key = (dev_id, pipe.clone());
-        if let Some(subs) = shard.get_mut(&key) {
-            subs.remove(&conn);
-            if subs.is_empty() {
+        if let Some(entry) = shard.get_mut(&key) {
+            entry.subs.remove(&conn);
+            if entry.subs.is_empty() {
                 shard.remove(&key);
             }
         }
@@ -84,7 +92,9 @@ impl Registry {
     /// Number of local connections subscribed to the pipe.
     pub fn subscribers(&self, dev_id: DevId, pipe: &PipeName) -> usize {
         let shard = lock(self.shard(dev_id, pipe));
-        shard.get(&(dev_id, pipe.clone())).map_or(0, HashMap::len)
+        shard
+            .get(&(dev_id, pipe.clone()))
+            .map_or(0, |entry| entry.subs.len())
     }
 
     /// Who is subscribed to the pipe (for users_in_pipes and track_pipe_users).
@@ -92,7 +102,7 @@ impl Registry {
         let shard = lock(self.shard(dev_id, pipe));
         shard
             .get(&(dev_id, pipe.clone()))
-            .map(|subs| subs.values().cloned().collect())
+            .map(|entry| entry.subs.values().cloned().collect())
             .unwrap_or_default()
     }
 
@@ -100,9 +110,20 @@ impl Registry {
     pub fn deliver(&self, p: &Publication) -> usize {
         let tally = {
             let shard = lock(self.shard(p.dev_id, &p.pipe));
-            match shard.get(&(p.dev_id, p.pipe.clone())) {
-                Some(subs) => self.helpers.deliver(subs.values(), &p.frame, p.except),
-                None => return 0,
+            let Some(entry) = shard.get(&(p.dev_id, p.pipe.clone())) else {
+                return 0;
+            };
+            if entry.subs.len() < PARALLEL_MIN {
+                // A few sends: done under the shard lock, cheaper than copying the list out.
+                let _turn = lock(&entry.sending);
+                self.helpers
+                    .deliver(entry.subs.values(), &p.frame, p.except)
+            } else {
+                let outboxes: Vec<Outbox> = entry.subs.values().cloned().collect();
+                let sending = entry.sending.clone();
+                drop(shard);
+                let _turn = lock(&sending);
+                self.helpers.deliver(outboxes.iter(), &p.frame, p.except)
             }
         };
         if tally.slow > 0 {
@@ -140,7 +161,12 @@ impl Registry {
     pub fn total_subscriptions(&self) -> usize {
         self.shards
             .iter()
-            .map(|s| lock(s).values().map(HashMap::len).sum::<usize>())
+            .map(|s| {
+                lock(s)
+                    .values()
+                    .map(|entry| entry.subs.len())
+                    .sum::<usize>()
+            })
             .sum()
     }
 
@@ -244,5 +270,41 @@ pub(crate) mod tests {
         r.deliver(&p);
         r.deliver(&p);
         assert_eq!(r.slow_consumers_dropped.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn concurrent_publishers_to_a_big_pipe_reach_everyone_in_one_order() {
+        let r = Arc::new(Registry::new());
+        let n = crate::hub::fanout::PARALLEL_MIN as u64 + 44;
+        let mut rxs = Vec::new();
+        for conn in 0..n {
+            let (o, rx) = outbox(conn, 1024);
+            r.subscribe(DevId(1), &pipe("big"), o);
+            rxs.push(rx);
+        }
+        let publishers: Vec<_> = (0..2u8)
+            .map(|who| {
+                let r = r.clone();
+                std::thread::spawn(move || {
+                    for i in 0..100u8 {
+                        r.deliver(&Publication {
+                            dev_id: DevId(1),
+                            pipe: pipe("big"),
+                            frame: Arc::new(Fixed(Bytes::from(vec![who, i]))),
+                            except: None,
+                        });
+                    }
+                })
+            })
+            .collect();
+        for p in publishers {
+            p.join().unwrap();
+        }
+        let first: Vec<Bytes> = std::iter::from_fn(|| rxs[0].try_recv()).collect();
+        assert_eq!(first.len(), 200);
+        for (i, rx) in rxs.iter_mut().enumerate().skip(1) {
+            let got: Vec<Bytes> = std::iter::from_fn(|| rx.try_recv()).collect();
+            assert!(got == first, "subscriber {i} saw another order");
+        }
     }
 }
