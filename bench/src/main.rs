@@ -65,7 +65,7 @@ struct CompareArgs {
     #[arg(long, value_delimiter = ',', default_value = "halley,raw,nchan")]
     targets: Vec<String>,
     /// Scenarios (or `all`): connect-5k, idle-10k, idle-18k, fanout-1k, fanout-10k,
-    /// fanout-10k-pipelined, pipes-10k, latency-1k, publish-1conn.
+    /// fanout-10k-pipelined, fanout-10k-publishers, pipes-10k, latency-1k, publish-1conn.
     #[arg(long, value_delimiter = ',', default_value = "all")]
     scenarios: Vec<String>,
     /// Repetitions of the whole set (medians are taken over them).
@@ -94,7 +94,7 @@ struct CompareArgs {
     /// fanout-10k-pipelined: publishes in flight (not yet delivered to every subscriber).
     #[arg(long, default_value_t = 8)]
     window: u64,
-    /// Publishing connections in the many-pipes scenario.
+    /// Publishing connections in the many-pipes and fanout-10k-publishers scenarios.
     #[arg(long, default_value_t = 4)]
     publishers: usize,
     /// Size of each message's payload, bytes.

@@ -34,19 +34,21 @@ pub enum Scenario {
     Fanout1k,
     Fanout10k,
     Fanout10kPipelined,
+    Fanout10kPublishers,
     Pipes10k,
     Latency1k,
     PublishOneConn,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 9] = [
+    pub const ALL: [Scenario; 10] = [
         Scenario::Connect,
         Scenario::Idle10k,
         Scenario::Idle18k,
         Scenario::Fanout1k,
         Scenario::Fanout10k,
         Scenario::Fanout10kPipelined,
+        Scenario::Fanout10kPublishers,
         Scenario::Pipes10k,
         Scenario::Latency1k,
         Scenario::PublishOneConn,
@@ -60,6 +62,7 @@ impl Scenario {
             Scenario::Fanout1k => "fanout-1k",
             Scenario::Fanout10k => "fanout-10k",
             Scenario::Fanout10kPipelined => "fanout-10k-pipelined",
+            Scenario::Fanout10kPublishers => "fanout-10k-publishers",
             Scenario::Pipes10k => "pipes-10k",
             Scenario::Latency1k => "latency-1k",
             Scenario::PublishOneConn => "publish-1conn",
@@ -85,6 +88,9 @@ pub async fn run(s: Scenario, t: &Target, o: &Options) -> anyhow::Result<Record>
         Scenario::Fanout1k => fanout(t, o, 1_000, 1_000, 1, &mut r).await?,
         Scenario::Fanout10k => fanout(t, o, 10_000, 100, 1, &mut r).await?,
         Scenario::Fanout10kPipelined => fanout(t, o, 10_000, 200, o.window, &mut r).await?,
+        Scenario::Fanout10kPublishers => {
+            fanout_publishers(t, o, 10_000, 200, o.publishers, &mut r).await?
+        }
         Scenario::Pipes10k => many_pipes(t, o, 10_000, 100_000, &mut r).await?,
         Scenario::Latency1k => latency(t, o, 1_000, 20, 10, &mut r).await?,
         Scenario::PublishOneConn => publish_one_conn(t, Duration::from_secs(5), &mut r).await?,
@@ -201,6 +207,66 @@ async fn fanout(
     let got = crowd.finish().await;
     r.set("subscribers", n as f64);
     r.set("window", window as f64);
+    r.set("publishes", sent as f64);
+    deliveries(r, &got, messages * n64, elapsed, cpu);
+    Ok(())
+}
+
+/// N subscribers on one pipe, and `publishers` connections publishing to it at once, each query after
+/// query (several backend workers feeding one popular pipe): a server may send messages that arrive
+/// together in fewer writes.
+async fn fanout_publishers(
+    t: &Target,
+    o: &Options,
+    n: usize,
+    messages: u64,
+    publishers: usize,
+    r: &mut Record,
+) -> anyhow::Result<()> {
+    let pipe = format!("fan{n}");
+    let pipe_of = one_pipe(&pipe);
+    let crowd = crowd::open(t, spec(o, n, &pipe_of, true)).await?;
+    let mut conns = Vec::with_capacity(publishers);
+    for _ in 0..publishers.max(1) {
+        conns.push(t.publisher().await?);
+    }
+    crowd::wait_subscribed(&mut conns[0], std::slice::from_ref(&pipe), n as u64).await?;
+    let meter = Meter::start(t)?;
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let count = conns.len() as u64;
+    let payload_bytes = o.payload_bytes;
+    let tasks: Vec<_> = conns
+        .into_iter()
+        .enumerate()
+        .map(|(k, mut publisher)| {
+            let pipe = pipe.clone();
+            tokio::spawn(async move {
+                let mut sent = 0u64;
+                for seq in (k as u64..messages).step_by(count as usize) {
+                    if Instant::now() >= deadline {
+                        break;
+                    }
+                    let body = payload::encode(seq, payload::now_us(), payload_bytes);
+                    publisher.publish(&pipe, "ev", &body).await?;
+                    sent += 1;
+                }
+                anyhow::Ok(sent)
+            })
+        })
+        .collect();
+    let mut sent = 0;
+    for task in tasks {
+        sent += task.await.context("publisher task")??;
+    }
+    let n64 = n as u64;
+    crowd
+        .shared
+        .wait_or_stall(sent * n64, deadline, STALL)
+        .await;
+    let (elapsed, cpu) = meter.finish(t, r)?;
+    let got = crowd.finish().await;
+    r.set("subscribers", n as f64);
+    r.set("publishers", count as f64);
     r.set("publishes", sent as f64);
     deliveries(r, &got, messages * n64, elapsed, cpu);
     Ok(())

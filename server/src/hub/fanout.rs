@@ -10,10 +10,22 @@ use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
 use std::sync::{Mutex, OnceLock};
 use std::thread;
 
-use super::{ConnId, Era, Frame, Outbox, Pushed};
+use bytes::Bytes;
+
+use super::{ConnId, Frame, Outbox, Pushed};
 
 /// Below this many subscribers, handing a share to another thread costs more than it saves.
 pub const PARALLEL_MIN: usize = 256;
+
+/// Most publications to one pipe sent together (see `Registry::deliver`).
+pub const MAX_BATCH: usize = 32;
+
+/// One publication on its way: its frame, and the connection that must not get it (a web_pipe2 sender).
+#[derive(Clone)]
+pub struct Item {
+    pub frame: Frame,
+    pub except: Option<ConnId>,
+}
 
 /// What a share of a delivery came to.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -29,37 +41,58 @@ impl Tally {
     }
 }
 
-/// Sends `frame` to each outbox but `except`'s, encoding each dialect at most once.
+/// Sends each item of `batch` (at most `MAX_BATCH`) to each outbox but its `except`, in order, encoding
+/// each dialect of each item at most once. Several items go to a socket in one vectored send.
 pub fn deliver_all<'a>(
     outboxes: impl IntoIterator<Item = &'a Outbox>,
-    frame: &Frame,
-    except: Option<ConnId>,
-) -> Tally {
-    let mut tally = Tally::default();
-    let (mut modern, mut legacy) = (None, None);
+    batch: &[Item],
+) -> Vec<Tally> {
+    let batch = &batch[..batch.len().min(MAX_BATCH)];
+    let mut tallies = vec![Tally::default(); batch.len()];
+    // The batch encoded for each dialect (legacy, modern), on first need.
+    let mut encoded: [Vec<Bytes>; 2] = [Vec::new(), Vec::new()];
+    static EMPTY: Bytes = Bytes::new();
+    let mut items = [0usize; MAX_BATCH];
     for outbox in outboxes {
-        if Some(outbox.conn()) == except {
-            continue;
+        let era = outbox.era();
+        let dialect = &mut encoded[era as usize];
+        if dialect.is_empty() {
+            *dialect = batch.iter().map(|item| item.frame.wire(era)).collect();
         }
-        let cache = match outbox.era() {
-            Era::Modern => &mut modern,
-            Era::Legacy => &mut legacy,
-        };
-        let bytes = cache.get_or_insert_with(|| frame.wire(outbox.era()));
-        match outbox.push(bytes) {
-            Pushed::Accepted => tally.delivered += 1,
-            Pushed::Overflowed => tally.slow += 1,
-            Pushed::Dropped => {}
+        let dialect = &encoded[era as usize];
+        let mut frames = [&EMPTY; MAX_BATCH];
+        let mut n = 0;
+        for (i, item) in batch.iter().enumerate() {
+            if Some(outbox.conn()) == item.except {
+                continue;
+            }
+            frames[n] = &dialect[i];
+            items[n] = i;
+            n += 1;
+        }
+        if n == 1 {
+            match outbox.push(frames[0]) {
+                Pushed::Accepted => tallies[items[0]].delivered += 1,
+                Pushed::Overflowed => tallies[items[0]].slow += 1,
+                Pushed::Dropped => {}
+            }
+        } else if n > 1 {
+            let (taken, overflowed) = outbox.push_many(&frames[..n]);
+            for &i in &items[..taken] {
+                tallies[i].delivered += 1;
+            }
+            if overflowed {
+                tallies[items[taken]].slow += 1;
+            }
         }
     }
-    tally
+    tallies
 }
 
 struct Job {
     outboxes: Vec<Outbox>,
-    frame: Frame,
-    except: Option<ConnId>,
-    done: SyncSender<Tally>,
+    batch: Vec<Item>,
+    done: SyncSender<Vec<Tally>>,
 }
 
 /// Helper threads, one per core beyond the first, started on the first big delivery and stopped when the
@@ -87,17 +120,18 @@ impl Helpers {
         })
     }
 
-    /// Delivers to every outbox of `subscribers`, sharing the sends with the helpers when there are many.
-    pub fn deliver<'a, I>(&self, subscribers: I, frame: &Frame, except: Option<ConnId>) -> Tally
+    /// Delivers `batch` to every outbox of `subscribers`, sharing the sends with the helpers when there are
+    /// many. One tally per item.
+    pub fn deliver<'a, I>(&self, subscribers: I, batch: &[Item]) -> Vec<Tally>
     where
         I: ExactSizeIterator<Item = &'a Outbox>,
     {
         if subscribers.len() < PARALLEL_MIN {
-            return deliver_all(subscribers, frame, except);
+            return deliver_all(subscribers, batch);
         }
         let queues = self.queues();
         if queues.is_empty() {
-            return deliver_all(subscribers, frame, except);
+            return deliver_all(subscribers, batch);
         }
         let share = subscribers.len().div_ceil(queues.len() + 1);
         let mut subscribers = subscribers;
@@ -107,8 +141,7 @@ impl Helpers {
             let (done, result) = sync_channel(1);
             let job = Job {
                 outboxes,
-                frame: frame.clone(),
-                except,
+                batch: batch.to_vec(),
                 done,
             };
             let sent = queue.lock().unwrap_or_else(|e| e.into_inner()).send(job);
@@ -117,28 +150,31 @@ impl Helpers {
                 // A helper that died: its share is sent here instead.
                 Err(returned) => {
                     let job = returned.0;
-                    waiting.push(finished(deliver_all(&job.outboxes, frame, except)));
+                    waiting.push(finished(deliver_all(&job.outboxes, batch)));
                 }
             }
         }
-        let mut tally = deliver_all(subscribers, frame, except);
+        let mut tallies = deliver_all(subscribers, batch);
         for result in waiting {
-            tally.add(result.recv().unwrap_or_default());
+            let theirs = result.recv().unwrap_or_default();
+            for (mine, theirs) in tallies.iter_mut().zip(theirs) {
+                mine.add(theirs);
+            }
         }
-        tally
+        tallies
     }
 }
 
-fn finished(tally: Tally) -> Receiver<Tally> {
+fn finished(tallies: Vec<Tally>) -> Receiver<Vec<Tally>> {
     let (tx, rx) = sync_channel(1);
-    let _ = tx.send(tally);
+    let _ = tx.send(tallies);
     rx
 }
 
 fn serve(jobs: Receiver<Job>) {
     while let Ok(job) = jobs.recv() {
-        let tally = deliver_all(&job.outboxes, &job.frame, job.except);
-        let _ = job.done.send(tally);
+        let tallies = deliver_all(&job.outboxes, &job.batch);
+        let _ = job.done.send(tallies);
     }
 }
 
@@ -146,7 +182,7 @@ fn serve(jobs: Receiver<Job>) {
 mod tests {
     use super::*;
     use crate::hub::registry::tests::outbox;
-    use crate::hub::{Encoded, OutboxRx};
+    use crate::hub::{Encoded, Era, OutboxRx};
     use bytes::Bytes;
     use std::sync::Arc;
 
@@ -157,6 +193,13 @@ mod tests {
         }
     }
 
+    fn item(bytes: &'static [u8], except: Option<ConnId>) -> Item {
+        Item {
+            frame: Arc::new(Fixed(Bytes::from_static(bytes))),
+            except,
+        }
+    }
+
     #[test]
     fn a_big_delivery_reaches_everyone_once_in_order() {
         let helpers = Helpers::default();
@@ -164,15 +207,12 @@ mod tests {
         let (outboxes, mut rxs): (Vec<Outbox>, Vec<OutboxRx>) =
             (0..n as u64).map(|i| outbox(i, 8)).unzip();
         for message in [&b"one"[..], b"two", b"three"] {
-            let frame: Frame = Arc::new(Fixed(Bytes::from_static(message)));
-            let tally = helpers.deliver(outboxes.iter(), &frame, Some(ConnId(5)));
-            assert_eq!(
-                tally,
-                Tally {
-                    delivered: n - 1,
-                    slow: 0
-                }
-            );
+            let tally = helpers.deliver(outboxes.iter(), &[item(message, Some(ConnId(5)))]);
+            let want = Tally {
+                delivered: n - 1,
+                slow: 0,
+            };
+            assert_eq!(tally, [want]);
         }
         for (i, rx) in rxs.iter_mut().enumerate() {
             let got: Vec<Bytes> = std::iter::from_fn(|| rx.try_recv()).collect();
@@ -185,20 +225,39 @@ mod tests {
     }
 
     #[test]
+    fn a_batch_keeps_its_order_and_counts_each_item() {
+        let helpers = Helpers::default();
+        let n = PARALLEL_MIN + 10;
+        // Room for two frames each: the third item overflows every outbox but the one it skips.
+        let (outboxes, mut rxs): (Vec<Outbox>, Vec<OutboxRx>) =
+            (0..n as u64).map(|i| outbox(i, 2)).unzip();
+        let batch = [
+            item(b"a", None),
+            item(b"b", Some(ConnId(3))),
+            item(b"c", None),
+        ];
+        let tallies = helpers.deliver(outboxes.iter(), &batch);
+        let t = |delivered, slow| Tally { delivered, slow };
+        assert_eq!(tallies, [t(n, 0), t(n - 1, 0), t(1, n as u64 - 1)]);
+        for (i, rx) in rxs.iter_mut().enumerate() {
+            let got: Vec<Bytes> = std::iter::from_fn(|| rx.try_recv()).collect();
+            let want: &[&[u8]] = if i == 3 { &[b"a", b"c"] } else { &[b"a", b"b"] };
+            assert_eq!(got, want, "subscriber {i}");
+        }
+    }
+
+    #[test]
     fn slow_consumers_are_counted_from_every_share() {
         let helpers = Helpers::default();
         let n = PARALLEL_MIN * 2;
         let (outboxes, _rxs): (Vec<Outbox>, Vec<OutboxRx>) =
             (0..n as u64).map(|i| outbox(i, 1)).unzip();
-        let frame: Frame = Arc::new(Fixed(Bytes::from_static(b"x")));
-        helpers.deliver(outboxes.iter(), &frame, None);
-        let second = helpers.deliver(outboxes.iter(), &frame, None);
-        assert_eq!(
-            second,
-            Tally {
-                delivered: 0,
-                slow: n as u64
-            }
-        );
+        helpers.deliver(outboxes.iter(), &[item(b"x", None)]);
+        let second = helpers.deliver(outboxes.iter(), &[item(b"x", None)]);
+        let want = Tally {
+            delivered: 0,
+            slow: n as u64,
+        };
+        assert_eq!(second, [want]);
     }
 }

@@ -1,11 +1,11 @@
 //! The local subscription registry. Short std mutexes, never held across an await; sharded by pipe.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use super::fanout::PARALLEL_MIN;
+use super::fanout::{Item, Tally, MAX_BATCH, PARALLEL_MIN};
 use super::{Outbox, Publication};
 use crate::ids::{ConnId, DevId, PipeName};
 
@@ -18,10 +18,23 @@ type Shard = Mutex<HashMap<PipeKey, Pipe>>;
 #[derive(Default)]
 struct Pipe {
     subs: HashMap<ConnId, Outbox>,
-    /// Held while a publish is being sent, so that every subscriber gets the pipe's messages in the same
-    /// order. A big pipe's sends (milliseconds) happen under this lock only, not the shard's, so other
-    /// pipes of the shard and subscribes are not held up meanwhile.
-    sending: Arc<Mutex<()>>,
+    turn: Arc<Turn>,
+}
+
+/// Publishes to one pipe are sent one batch at a time, so that every subscriber gets the pipe's messages in
+/// the same order. A big pipe's sends (milliseconds) happen under `sending` only, not the shard's lock, so
+/// other pipes of the shard and subscribes are not held up meanwhile. Publishes that arrive while a batch
+/// is being sent wait in `pending`; whoever gets the turn next sends all of them together, several frames
+/// per socket write (flat combining), and each publisher returns once its own is sent.
+#[derive(Default)]
+struct Turn {
+    sending: Mutex<()>,
+    pending: Mutex<VecDeque<Arc<Waiting>>>,
+}
+
+struct Waiting {
+    item: Item,
+    sent: Mutex<Option<Tally>>,
 }
 
 /// Live per-tenant figures, read by SHOW STATUS, /info and metrics.
@@ -108,6 +121,10 @@ impl Registry {
 
     /// Sends the publication's frame to every local subscriber (see `fanout`).
     pub fn deliver(&self, p: &Publication) -> usize {
+        let item = Item {
+            frame: p.frame.clone(),
+            except: p.except,
+        };
         let tally = {
             let shard = lock(self.shard(p.dev_id, &p.pipe));
             let Some(entry) = shard.get(&(p.dev_id, p.pipe.clone())) else {
@@ -115,15 +132,18 @@ impl Registry {
             };
             if entry.subs.len() < PARALLEL_MIN {
                 // A few sends: done under the shard lock, cheaper than copying the list out.
-                let _turn = lock(&entry.sending);
-                self.helpers
-                    .deliver(entry.subs.values(), &p.frame, p.except)
+                let _turn = lock(&entry.turn.sending);
+                self.helpers.deliver(entry.subs.values(), &[item])[0]
             } else {
+                let mine = Arc::new(Waiting {
+                    item,
+                    sent: Mutex::new(None),
+                });
+                lock(&entry.turn.pending).push_back(mine.clone());
                 let outboxes: Vec<Outbox> = entry.subs.values().cloned().collect();
-                let sending = entry.sending.clone();
+                let turn = entry.turn.clone();
                 drop(shard);
-                let _turn = lock(&sending);
-                self.helpers.deliver(outboxes.iter(), &p.frame, p.except)
+                self.send_in_turn(&turn, &outboxes, &mine)
             }
         };
         if tally.slow > 0 {
@@ -134,6 +154,31 @@ impl Registry {
         t.deliveries
             .fetch_add(tally.delivered as u64, Ordering::Relaxed);
         tally.delivered
+    }
+
+    /// Waits for the pipe's turn, then sends what is pending (ours and any that came meanwhile) in batches
+    /// until ours is sent.
+    fn send_in_turn(&self, turn: &Turn, outboxes: &[Outbox], mine: &Waiting) -> Tally {
+        let _sending = lock(&turn.sending);
+        loop {
+            if let Some(tally) = lock(&mine.sent).take() {
+                return tally;
+            }
+            let batch: Vec<Arc<Waiting>> = {
+                let mut pending = lock(&turn.pending);
+                let n = pending.len().min(MAX_BATCH);
+                pending.drain(..n).collect()
+            };
+            if batch.is_empty() {
+                // Not reachable: ours is pending until someone sends it.
+                return Tally::default();
+            }
+            let items: Vec<Item> = batch.iter().map(|w| w.item.clone()).collect();
+            let tallies = self.helpers.deliver(outboxes.iter(), &items);
+            for (waiting, tally) in batch.iter().zip(tallies) {
+                *lock(&waiting.sent) = Some(tally);
+            }
+        }
     }
 
     /// The tenant's counters if it has any yet; never creates them (callers that are not yet

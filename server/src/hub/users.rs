@@ -82,7 +82,11 @@ impl Registry {
         let Some(conns) = map.get(&(dev_id, user)) else {
             return 0;
         };
-        let tally = super::fanout::deliver_all(conns, frame, None);
+        let item = super::fanout::Item {
+            frame: frame.clone(),
+            except: None,
+        };
+        let tally = super::fanout::deliver_all(conns, &[item])[0];
         if tally.slow > 0 {
             self.slow_consumers_dropped
                 .fetch_add(tally.slow, Ordering::Relaxed);
