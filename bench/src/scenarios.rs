@@ -85,11 +85,11 @@ pub async fn run(s: Scenario, t: &Target, o: &Options) -> anyhow::Result<Record>
         Scenario::Connect => connect(t, o, 5_000, &mut r).await?,
         Scenario::Idle10k => idle(t, o, 10_000, &mut r).await?,
         Scenario::Idle18k => idle(t, o, 18_000, &mut r).await?,
-        Scenario::Fanout1k => fanout(t, o, 1_000, 1_000, 1, &mut r).await?,
-        Scenario::Fanout10k => fanout(t, o, 10_000, 100, 1, &mut r).await?,
-        Scenario::Fanout10kPipelined => fanout(t, o, 10_000, 200, o.window, &mut r).await?,
+        Scenario::Fanout1k => fanout(t, o, 1_000, 1_000, (1, 1), &mut r).await?,
+        Scenario::Fanout10k => fanout(t, o, 10_000, 100, (1, 1), &mut r).await?,
+        Scenario::Fanout10kPipelined => fanout(t, o, 10_000, 200, (1, o.window), &mut r).await?,
         Scenario::Fanout10kPublishers => {
-            fanout_publishers(t, o, 10_000, 200, o.publishers, &mut r).await?
+            fanout(t, o, 10_000, 200, (o.publishers, u64::MAX), &mut r).await?
         }
         Scenario::Pipes10k => many_pipes(t, o, 10_000, 100_000, &mut r).await?,
         Scenario::Latency1k => latency(t, o, 1_000, 20, 10, &mut r).await?,
@@ -165,85 +165,44 @@ fn deliveries(r: &mut Record, got: &CrowdResult, expected: u64, elapsed: f64, se
 
 const STALL: Duration = Duration::from_secs(3);
 
-/// N subscribers on one pipe; publishes one after another, at most `window` not yet delivered to all.
-/// With a window of 1 each publish reaches every subscriber before the next one is sent, so no server can
-/// write two messages to a socket at once: the cost of one delivery, like for like. A wider window lets a
-/// server that queues per connection coalesce frames into fewer writes.
+/// N subscribers on one pipe; `publishers` connections publish to it at once, each query after query, at
+/// most `window` publishes of each not yet delivered to all. With one publisher and a window of 1 each
+/// publish reaches every subscriber before the next one is sent, so no server can write two messages to a
+/// socket at once: the cost of one delivery, like for like. A wider window lets a server that queues per
+/// connection coalesce frames into fewer writes; several publishers (backend workers feeding one popular
+/// pipe) let a server send messages that arrive together in fewer writes.
 async fn fanout(
     t: &Target,
     o: &Options,
     n: usize,
     messages: u64,
-    window: u64,
+    (publishers, window): (usize, u64),
     r: &mut Record,
 ) -> anyhow::Result<()> {
     let pipe = format!("fan{n}");
     let pipe_of = one_pipe(&pipe);
     let crowd = crowd::open(t, spec(o, n, &pipe_of, true)).await?;
-    let mut publisher = t.publisher().await?;
-    crowd::wait_subscribed(&mut publisher, std::slice::from_ref(&pipe), n as u64).await?;
-    let meter = Meter::start(t)?;
-    let deadline = Instant::now() + Duration::from_secs(40);
-    let n64 = n as u64;
-    let mut sent = 0;
-    for seq in 0..messages {
-        if seq >= window
-            && !crowd
-                .shared
-                .wait_or_stall((seq - window + 1) * n64, deadline, STALL)
-                .await
-        {
-            break;
-        }
-        let body = payload::encode(seq, payload::now_us(), o.payload_bytes);
-        publisher.publish(&pipe, "ev", &body).await?;
-        sent += 1;
-    }
-    crowd
-        .shared
-        .wait_or_stall(sent * n64, deadline, STALL)
-        .await;
-    let (elapsed, cpu) = meter.finish(t, r)?;
-    let got = crowd.finish().await;
-    r.set("subscribers", n as f64);
-    r.set("window", window as f64);
-    r.set("publishes", sent as f64);
-    deliveries(r, &got, messages * n64, elapsed, cpu);
-    Ok(())
-}
-
-/// N subscribers on one pipe, and `publishers` connections publishing to it at once, each query after
-/// query (several backend workers feeding one popular pipe): a server may send messages that arrive
-/// together in fewer writes.
-async fn fanout_publishers(
-    t: &Target,
-    o: &Options,
-    n: usize,
-    messages: u64,
-    publishers: usize,
-    r: &mut Record,
-) -> anyhow::Result<()> {
-    let pipe = format!("fan{n}");
-    let pipe_of = one_pipe(&pipe);
-    let crowd = crowd::open(t, spec(o, n, &pipe_of, true)).await?;
-    let mut conns = Vec::with_capacity(publishers);
+    let mut conns = Vec::with_capacity(publishers.max(1));
     for _ in 0..publishers.max(1) {
         conns.push(t.publisher().await?);
     }
     crowd::wait_subscribed(&mut conns[0], std::slice::from_ref(&pipe), n as u64).await?;
     let meter = Meter::start(t)?;
     let deadline = Instant::now() + Duration::from_secs(40);
-    let count = conns.len() as u64;
+    let n64 = n as u64;
+    let count = conns.len();
     let payload_bytes = o.payload_bytes;
     let tasks: Vec<_> = conns
         .into_iter()
         .enumerate()
         .map(|(k, mut publisher)| {
-            let pipe = pipe.clone();
+            let (pipe, shared) = (pipe.clone(), crowd.shared.clone());
             tokio::spawn(async move {
                 let mut sent = 0u64;
-                for seq in (k as u64..messages).step_by(count as usize) {
-                    if Instant::now() >= deadline {
+                for seq in (k as u64..messages).step_by(count) {
+                    // With one publisher: all of the messages before `seq - window` reached everyone.
+                    let before = seq.saturating_sub(window.saturating_mul(count as u64) - 1);
+                    if before > 0 && !shared.wait_or_stall(before * n64, deadline, STALL).await {
                         break;
                     }
                     let body = payload::encode(seq, payload::now_us(), payload_bytes);
@@ -258,7 +217,6 @@ async fn fanout_publishers(
     for task in tasks {
         sent += task.await.context("publisher task")??;
     }
-    let n64 = n as u64;
     crowd
         .shared
         .wait_or_stall(sent * n64, deadline, STALL)
@@ -267,6 +225,9 @@ async fn fanout_publishers(
     let got = crowd.finish().await;
     r.set("subscribers", n as f64);
     r.set("publishers", count as f64);
+    if window != u64::MAX {
+        r.set("window", window as f64);
+    }
     r.set("publishes", sent as f64);
     deliveries(r, &got, messages * n64, elapsed, cpu);
     Ok(())

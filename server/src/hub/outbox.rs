@@ -425,17 +425,20 @@ mod tests {
         assert_eq!(got, b"one two three four");
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_client_that_reads_late_gets_everything_in_order() {
+    /// Frame `i` of a late-reading client's stream: 4 KB, numbered.
+    fn numbered(i: u32) -> Bytes {
+        Bytes::from(format!("{i:08}").repeat(512))
+    }
+
+    /// Runs `publish` on another thread against an outbox whose client reads only while it runs (far more
+    /// than the socket buffers take: most of it queues, some of it partly written), then checks that the
+    /// client got frames 0..2000, whole and in order.
+    async fn late_reader_gets_everything(publish: impl FnOnce(&Outbox) + Send + 'static) {
         let (server, mut client) = pair().await;
         let (o, rx) = outbox(1, 1 << 20);
         rx.attach(server);
-        let frame = |i: u32| Bytes::from(format!("{i:08}").repeat(512));
         let publisher = std::thread::spawn(move || {
-            // Far more than the socket buffers take: most of it queues, some of it partly written.
-            for i in 0..2000 {
-                assert_eq!(o.push(&frame(i)), Pushed::Accepted);
-            }
+            publish(&o);
             o
         });
         let reader = tokio::spawn(async move {
@@ -453,42 +456,31 @@ mod tests {
             .await
             .expect("flushed");
         let got = reader.await.unwrap();
-        let want: Vec<u8> = (0..2000).flat_map(|i| frame(i).to_vec()).collect();
+        let want: Vec<u8> = (0..2000).flat_map(|i| numbered(i).to_vec()).collect();
         assert!(got == want, "every frame, whole and in order");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_client_that_reads_late_gets_everything_in_order() {
+        late_reader_gets_everything(|o| {
+            for i in 0..2000 {
+                assert_eq!(o.push(&numbered(i)), Pushed::Accepted);
+            }
+        })
+        .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn frames_sent_together_arrive_whole_and_in_order() {
-        let (server, mut client) = pair().await;
-        let (o, rx) = outbox(1, 1 << 20);
-        rx.attach(server);
-        let frame = |i: u32| Bytes::from(format!("{i:08}").repeat(512));
-        let publisher = std::thread::spawn(move || {
-            // Batches of 5 (one vectored send each while nothing waits), far more than the socket takes.
+        late_reader_gets_everything(|o| {
+            // Batches of 5: one vectored send each while nothing waits.
             for start in (0..2000).step_by(5) {
-                let frames: Vec<Bytes> = (start..start + 5).map(frame).collect();
+                let frames: Vec<Bytes> = (start..start + 5).map(numbered).collect();
                 let refs: Vec<&Bytes> = frames.iter().collect();
                 assert_eq!(o.push_many(&refs), (5, false));
             }
-            o
-        });
-        let reader = tokio::spawn(async move {
-            let mut got = Vec::new();
-            let mut buf = vec![0; 64 * 1024];
-            while got.len() < 2000 * 4096 {
-                let n = client.read(&mut buf).await.unwrap();
-                assert!(n > 0, "closed early");
-                got.extend_from_slice(&buf[..n]);
-            }
-            got
-        });
-        let _o = publisher.join().unwrap();
-        tokio::time::timeout(Duration::from_secs(20), flush(&rx))
-            .await
-            .expect("flushed");
-        let got = reader.await.unwrap();
-        let want: Vec<u8> = (0..2000).flat_map(|i| frame(i).to_vec()).collect();
-        assert!(got == want, "every frame, whole and in order");
+        })
+        .await;
     }
 
     #[tokio::test]
