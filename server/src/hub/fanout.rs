@@ -12,7 +12,7 @@ use std::thread;
 
 use bytes::Bytes;
 
-use super::{ConnId, Frame, Outbox, Pushed};
+use super::{ConnId, Era, Frame, Outbox, Pushed};
 
 /// Below this many subscribers, handing a share to another thread costs more than it saves.
 pub const PARALLEL_MIN: usize = 256;
@@ -47,7 +47,11 @@ pub fn deliver_all<'a>(
     outboxes: impl IntoIterator<Item = &'a Outbox>,
     batch: &[Item],
 ) -> Vec<Tally> {
+    debug_assert!(batch.len() <= MAX_BATCH, "callers batch at most MAX_BATCH");
     let batch = &batch[..batch.len().min(MAX_BATCH)];
+    if let [item] = batch {
+        return vec![deliver_one(outboxes, item)];
+    }
     let mut tallies = vec![Tally::default(); batch.len()];
     // The batch encoded for each dialect (legacy, modern), on first need.
     let mut encoded: [Vec<Bytes>; 2] = [Vec::new(), Vec::new()];
@@ -87,6 +91,28 @@ pub fn deliver_all<'a>(
         }
     }
     tallies
+}
+
+/// The common case, one publication: one send per outbox, nothing to gather.
+fn deliver_one<'a>(outboxes: impl IntoIterator<Item = &'a Outbox>, item: &Item) -> Tally {
+    let mut tally = Tally::default();
+    let (mut modern, mut legacy) = (None, None);
+    for outbox in outboxes {
+        if Some(outbox.conn()) == item.except {
+            continue;
+        }
+        let era = outbox.era();
+        let cache = match era {
+            Era::Modern => &mut modern,
+            Era::Legacy => &mut legacy,
+        };
+        match outbox.push(cache.get_or_insert_with(|| item.frame.wire(era))) {
+            Pushed::Accepted => tally.delivered += 1,
+            Pushed::Overflowed => tally.slow += 1,
+            Pushed::Dropped => {}
+        }
+    }
+    tally
 }
 
 struct Job {
@@ -182,7 +208,7 @@ fn serve(jobs: Receiver<Job>) {
 mod tests {
     use super::*;
     use crate::hub::registry::tests::outbox;
-    use crate::hub::{Encoded, Era, OutboxRx};
+    use crate::hub::{Encoded, OutboxRx};
     use bytes::Bytes;
     use std::sync::Arc;
 
