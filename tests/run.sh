@@ -147,6 +147,11 @@ done
 # shellcheck disable=SC2001 # sed: the password part is optional
 say "HALLEY_TEST_POSTGRES_URL=$(sed 's#://\([^:@/]*\):[^@/]*@#://\1:***@#' <<<"${HALLEY_TEST_POSTGRES_URL:-}")"
 say "cargo ${cargo_args[*]} $*"
+# Attack tests run the binary in its own process (tests/support/process.rs) to measure its memory: build it
+# first, so that a chosen subset runs against the current code too.
+say "cargo build --locked -p halley-server --bin halley"
+cargo build --locked -p halley-server --bin halley
+export HALLEY_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug/halley"
 if [ "$#" -gt 0 ]; then
     # A chosen subset: cargo only.
     exec cargo "${cargo_args[@]}" "$@"
@@ -154,9 +159,6 @@ fi
 cargo "${cargo_args[@]}"
 
 # --- Browser-side suites: against the real binary ------------------------------------------------------
-say "cargo build --locked -p halley-server (the binary the browser tests drive)"
-cargo build --locked -p halley-server
-export HALLEY_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug/halley"
 say "sdk-js: unit tests and dist check (npm test)"
 (cd "$ROOT/sdk-js" && npm test)
 say "sdk-js: browser tests in headless Chromium (npm run test:browser)"

@@ -2,6 +2,7 @@
 //! validated once, a `DevId` is a tenant that can exist.
 
 use std::fmt;
+use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Arc;
 
 use crate::push::protocol::names::{self, EventNameError, PipeNameError};
@@ -79,6 +80,42 @@ impl fmt::Display for PipeName {
     }
 }
 
+/// The client a per-address limit counts: an IPv4 address, or an IPv6 client's /64 (one subscriber line
+/// holds a whole /64, so a per-address limit keyed on the full IPv6 address is no limit at all). An
+/// IPv4-mapped IPv6 address counts as the IPv4 address it maps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ClientIp(IpAddr);
+
+impl ClientIp {
+    pub fn ip(self) -> IpAddr {
+        self.0
+    }
+}
+
+impl From<IpAddr> for ClientIp {
+    fn from(ip: IpAddr) -> ClientIp {
+        match ip {
+            IpAddr::V4(v4) => ClientIp(IpAddr::V4(v4)),
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => ClientIp(IpAddr::V4(v4)),
+                None => {
+                    let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+                    ClientIp(IpAddr::V6(Ipv6Addr::from(prefix)))
+                }
+            },
+        }
+    }
+}
+
+impl fmt::Display for ClientIp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            IpAddr::V4(v4) => write!(f, "{v4}"),
+            IpAddr::V6(v6) => write!(f, "{v6}/64"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -96,5 +133,25 @@ mod tests {
         assert!(PipeName::parse_subscription(&"a".repeat(64)).is_err());
         assert_eq!(EventName::parse("").unwrap().as_str(), "");
         assert_eq!(EventName::parse("é"), Err(EventNameError::InvalidChars));
+    }
+
+    #[test]
+    fn ipv6_clients_are_counted_by_their_64() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let a = ClientIp::from(ip("2001:db8:1:2:aaaa::1"));
+        let b = ClientIp::from(ip("2001:db8:1:2:ffff:ffff:ffff:ffff"));
+        let other = ClientIp::from(ip("2001:db8:1:3::1"));
+        assert_eq!(a, b, "one /64 is one client");
+        assert_ne!(a, other);
+        assert_eq!(a.to_string(), "2001:db8:1:2::/64");
+        assert_eq!(ClientIp::from(ip("10.0.0.1")).ip(), ip("10.0.0.1"));
+        assert_eq!(
+            ClientIp::from(ip("::ffff:10.0.0.1")),
+            ClientIp::from(ip("10.0.0.1"))
+        );
+        assert_ne!(
+            ClientIp::from(ip("10.0.0.1")),
+            ClientIp::from(ip("10.0.0.2"))
+        );
     }
 }

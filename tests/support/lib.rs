@@ -1,6 +1,7 @@
 //! Test support for Halley's integration tests: the real server booted in-process on port 0 ([`server`]),
 //! the users' real MySQL clients ([`clients`]), a raw MySQL protocol client ([`mysql_raw`]), WebSocket
-//! clients ([`ws`]) and browser connections known to be subscribed ([`browser`]), a throw-away PostgreSQL
+//! clients ([`ws`]) and browser connections known to be subscribed ([`browser`]), the binary in its own process
+//! for tests that measure the server's memory ([`process`]), a throw-away PostgreSQL
 //! database per test ([`pg`]) and bounded waiting ([`wait`]). Every wait here is bounded: a missing answer
 //! fails the test instead of hanging CI.
 
@@ -8,6 +9,7 @@ pub mod browser;
 pub mod clients;
 pub mod mysql_raw;
 pub mod pg;
+pub mod process;
 pub mod server;
 pub mod wait;
 pub mod ws;

@@ -13,7 +13,7 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use crate::config::LimitsConfig;
-use crate::ids::DevId;
+use crate::ids::{ClientIp, DevId};
 
 /// Which limit refused something: named in the error the client gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,10 +71,10 @@ pub struct Limits {
     clock: DefaultClock,
     publishes: Mutex<HashMap<DevId, Arc<DefaultDirectRateLimiter>>>,
     overrides: Mutex<HashMap<DevId, TenantOverride>>,
-    new_connections: DefaultKeyedRateLimiter<IpAddr>,
-    failed_logins: DefaultKeyedRateLimiter<IpAddr>,
+    new_connections: DefaultKeyedRateLimiter<ClientIp>,
+    failed_logins: DefaultKeyedRateLimiter<ClientIp>,
     /// Addresses refused without a key check until the instant given.
-    blocked: Mutex<HashMap<IpAddr, Instant>>,
+    blocked: Mutex<HashMap<ClientIp, Instant>>,
     pub refusals: AtomicU64,
 }
 
@@ -181,12 +181,13 @@ impl Limits {
     /// A new connection from `ip` (any port).
     pub fn new_connection(&self, ip: IpAddr) -> Result<(), Refused> {
         self.new_connections
-            .check_key(&ip)
+            .check_key(&ClientIp::from(ip))
             .map_err(|nu| self.refuse(Limit::IpConnections, nu.wait_time_from(self.clock.now())))
     }
 
     /// Whether `ip` is refused logins without a key check (too many failures lately).
     pub fn login_blocked(&self, ip: IpAddr) -> bool {
+        let ip = ClientIp::from(ip);
         let mut blocked = lock(&self.blocked);
         match blocked.get(&ip) {
             Some(until) if Instant::now() < *until => {
@@ -203,6 +204,7 @@ impl Limits {
 
     /// Records a failed login; past the limit the address is blocked until the window passes.
     pub fn login_failed(&self, ip: IpAddr) {
+        let ip = ClientIp::from(ip);
         if let Err(nu) = self.failed_logins.check_key(&ip) {
             let wait = nu
                 .wait_time_from(self.clock.now())
@@ -300,5 +302,25 @@ mod tests {
         assert!(!l.login_blocked(b));
         l.sweep();
         assert!(l.login_blocked(a), "still within the window");
+    }
+
+    #[test]
+    fn an_ipv6_64_shares_one_budget() {
+        let l = Limits::new(small());
+        let a: IpAddr = "2001:db8:0:1::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:0:1::2".parse().unwrap();
+        let other: IpAddr = "2001:db8:0:2::1".parse().unwrap();
+        l.new_connection(a).unwrap();
+        l.new_connection(b).unwrap();
+        let e = l.new_connection(a).unwrap_err();
+        assert_eq!(e.limit, Limit::IpConnections);
+        assert!(l.new_connection(b).is_err(), "same /64, same budget");
+        l.new_connection(other)
+            .expect("another /64 has its own budget");
+        for _ in 0..3 {
+            l.login_failed(a);
+        }
+        assert!(l.login_blocked(b), "the block covers the whole /64");
+        assert!(!l.login_blocked(other));
     }
 }

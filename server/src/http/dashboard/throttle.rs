@@ -10,6 +10,7 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use super::error::ApiError;
+use crate::ids::ClientIp;
 
 pub const LOGINS_PER_MINUTE: u32 = 5;
 /// Each sign-up creates a tenant and runs argon2 (about 19 MiB, a blocking thread): bounded per address.
@@ -18,9 +19,9 @@ pub const SIGNUPS_PER_MINUTE: u32 = 10;
 const MAX_KEYS: usize = 10_000;
 
 pub struct Throttle {
-    by_ip: DefaultKeyedRateLimiter<IpAddr>,
+    by_ip: DefaultKeyedRateLimiter<ClientIp>,
     by_email: DefaultKeyedRateLimiter<String>,
-    signups: DefaultKeyedRateLimiter<IpAddr>,
+    signups: DefaultKeyedRateLimiter<ClientIp>,
     clock: DefaultClock,
 }
 
@@ -44,7 +45,7 @@ impl Throttle {
         if self.signups.len() > MAX_KEYS {
             self.signups.retain_recent();
         }
-        self.signups.check_key(&ip).map_err(|n| {
+        self.signups.check_key(&ClientIp::from(ip)).map_err(|n| {
             let secs = n.wait_time_from(self.clock.now()).as_secs() + 1;
             let mut e = ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
@@ -64,7 +65,7 @@ impl Throttle {
         if self.by_ip.len() > MAX_KEYS {
             self.by_ip.retain_recent();
         }
-        let ip_wait = self.by_ip.check_key(&ip).err();
+        let ip_wait = self.by_ip.check_key(&ClientIp::from(ip)).err();
         let email_wait = self.by_email.check_key(&email.to_owned()).err();
         let now = self.clock.now();
         let wait = [ip_wait, email_wait]
