@@ -13,13 +13,16 @@ use tokio_util::task::TaskTracker;
 use crate::commands::session::CometQl;
 use crate::commands::Ctx;
 use crate::config::Config;
-use crate::http::serve::{accept, HttpServer, OpenSockets};
+use crate::http::serve::{accept, Admission, HttpServer, OpenSockets};
 use crate::hub::Hub;
 use crate::mysql::ConnConfig;
 use crate::push::websocket::WsService;
 use crate::storage::Storage;
 use crate::tenant::{KeyBox, Tenants};
 use crate::usage::UsageBook;
+
+/// How often refused connections are summarized in the log (one line per reason, not one per refusal).
+const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Storage and tenants, without listeners: what the `tenant` and `migrate` subcommands need.
 pub async fn open_tenants(config: &Config) -> anyhow::Result<Tenants> {
@@ -77,6 +80,16 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let tasks = TaskTracker::new();
 
     let sockets = Arc::new(OpenSockets::default());
+    let admission = Arc::new(Admission::new(
+        sockets.clone(),
+        ctx.limits.clone(),
+        ctx.metrics.clone(),
+    ));
+    tasks.spawn(
+        admission
+            .clone()
+            .log_refusals(REFUSAL_LOG_INTERVAL, shutdown_rx.clone()),
+    );
     let cometql = Arc::new(CometQl::new(ctx.clone()));
     let conn_config = ConnConfig {
         server_version: crate::commands::server_version(),
@@ -88,7 +101,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         cometql_listener,
         cometql.clone(),
         Arc::new(conn_config),
-        (sockets.clone(), config.limits.max_connections),
+        admission.clone(),
         tasks.clone(),
         shutdown_rx.clone(),
     ));
@@ -105,9 +118,9 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let router = crate::http::router(ctx.clone(), ws.clone(), sockets.clone(), dashboard);
     let http = HttpServer {
         router,
-        sockets: sockets.clone(),
-        max_connections: config.limits.max_connections,
+        admission,
         header_timeout: config.websocket.handshake_timeout(),
+        max_head_bytes: config.limits.max_request_head_bytes,
     };
     tasks.spawn(http.run(http_listener, tasks.clone(), shutdown_rx.clone()));
     tasks.spawn(maintenance(ctx.clone(), shutdown_rx.clone()));
@@ -128,24 +141,14 @@ async fn accept_cometql(
     listener: TcpListener,
     handler: Arc<CometQl>,
     config: Arc<ConnConfig>,
-    (sockets, max_connections): (Arc<OpenSockets>, usize),
+    admission: Arc<Admission>,
     tasks: TaskTracker,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut next_id: u32 = 1;
-    while let Some((stream, peer, guard)) = accept(
-        &listener,
-        &sockets,
-        max_connections,
-        &mut shutdown,
-        "CometQL",
-    )
-    .await
+    while let Some((stream, peer, guard)) =
+        accept(&listener, &admission, &mut shutdown, "CometQL").await
     {
-        if handler.limits().new_connection(peer.ip()).is_err() {
-            tracing::debug!(%peer, "CometQL connection refused: too many new connections from this address");
-            continue;
-        }
         let (handler, config) = (handler.clone(), config.clone());
         let conn_id = next_id;
         next_id = next_id.wrapping_add(1).max(1);

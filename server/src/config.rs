@@ -52,6 +52,11 @@ pub struct LimitsConfig {
     /// Open connections (WebSocket + CometQL + HTTP) the server accepts at once; keep it under the
     /// process's open-file limit.
     pub max_connections: usize,
+    /// Open connections (both ports together) from one client address (an IPv6 client: its /64), so
+    /// that one address cannot fill `max_connections`; past it a new connection is closed at accept.
+    pub connections_per_ip: usize,
+    /// Largest HTTP request head (request line and headers) the server buffers; a longer one gets 431.
+    pub max_request_head_bytes: usize,
 }
 
 impl Default for LimitsConfig {
@@ -64,6 +69,8 @@ impl Default for LimitsConfig {
             new_connections_per_ip_burst: 200,
             failed_logins_per_ip_per_min: 10,
             max_connections: 19_000,
+            connections_per_ip: 500,
+            max_request_head_bytes: 16 * 1024,
         }
     }
 }
@@ -304,6 +311,12 @@ impl Config {
         if self.dashboard.session_hours == 0 {
             return Err(ConfigError::Invalid(
                 "dashboard: session_hours >= 1 is required".into(),
+            ));
+        }
+        let l = &self.limits;
+        if l.connections_per_ip == 0 || l.max_request_head_bytes < 8192 {
+            return Err(ConfigError::Invalid(
+                "limits: connections_per_ip >= 1 and max_request_head_bytes >= 8192 are required".into(),
             ));
         }
         let q = &self.cometql;

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::hub::{Registry, TenantCounters};
+use crate::tenant::limits::Limit;
 
 /// Upper bounds (seconds) of the CometQL query latency buckets.
 const BUCKETS: [f64; 12] = [
@@ -51,6 +52,35 @@ impl Histogram {
 pub struct Metrics {
     pub cometql_query_seconds: Histogram,
     pub cometql_logins_failed: AtomicU64,
+    pub connections_refused: RefusedConnections,
+}
+
+/// Connections closed at accept, by the limit that refused them (the log only summarizes them).
+#[derive(Default, Debug)]
+pub struct RefusedConnections([AtomicU64; 3]);
+
+impl RefusedConnections {
+    /// The limits that refuse a connection at accept, with their `reason` label.
+    pub const REASONS: [(Limit, &'static str); 3] = [
+        (Limit::TotalConnections, "server_connections"),
+        (Limit::IpOpenConnections, "ip_connections"),
+        (Limit::IpConnections, "ip_new_connections"),
+    ];
+
+    fn slot(&self, limit: Limit) -> Option<&AtomicU64> {
+        let i = Self::REASONS.iter().position(|(l, _)| *l == limit)?;
+        Some(&self.0[i])
+    }
+
+    pub fn add(&self, limit: Limit) {
+        if let Some(n) = self.slot(limit) {
+            n.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn get(&self, limit: Limit) -> u64 {
+        self.slot(limit).map_or(0, |n| n.load(Ordering::Relaxed))
+    }
 }
 
 /// A per-tenant metric family: name, type, help, and how to read it off a tenant's counters.
@@ -113,6 +143,15 @@ pub fn render(
         "# HELP {name} Time to execute one CometQL query.\n# TYPE {name} histogram"
     );
     metrics.cometql_query_seconds.render(&mut out, name);
+    let name = "halley_connections_refused_total";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Connections closed when accepted, by the limit that refused them.\n# TYPE {name} counter"
+    );
+    for (limit, reason) in RefusedConnections::REASONS {
+        let n = metrics.connections_refused.get(limit);
+        let _ = writeln!(out, "{name}{{reason=\"{reason}\"}} {n}");
+    }
 
     let tenants = registry.tenants();
     let per_tenant: [Family; 5] = [
@@ -172,5 +211,22 @@ mod tests {
         assert!(out.contains("q_bucket{le=\"0.005\"} 2\n"), "{out}");
         assert!(out.contains("q_bucket{le=\"+Inf\"} 3\n"), "{out}");
         assert!(out.contains("q_count 3\n"), "{out}");
+    }
+
+    #[test]
+    fn refused_connections_are_counted_by_reason() {
+        let m = Metrics::default();
+        m.connections_refused.add(Limit::IpOpenConnections);
+        m.connections_refused.add(Limit::IpOpenConnections);
+        m.connections_refused.add(Limit::TotalConnections);
+        m.connections_refused.add(Limit::Publishes);
+        let out = render(&m, &Registry::default(), 0, 0);
+        for line in [
+            "halley_connections_refused_total{reason=\"ip_connections\"} 2\n",
+            "halley_connections_refused_total{reason=\"server_connections\"} 1\n",
+            "halley_connections_refused_total{reason=\"ip_new_connections\"} 0\n",
+        ] {
+            assert!(out.contains(line), "{line} in {out}");
+        }
     }
 }

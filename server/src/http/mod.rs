@@ -3,6 +3,7 @@
 //! (the parameters sit in the path), so the fallback recognises them before answering 404. The dashboard's
 //! pages (`/`, `/dashboard/...`) and API (`/api/dashboard/v1/...`) are listed in `dashboard::router`.
 
+pub mod admission;
 pub mod dashboard;
 
 use std::net::SocketAddr;
@@ -98,7 +99,15 @@ async fn fallback(
     req: Request,
 ) -> Response {
     if is_ws_path(req.uri().path()) {
-        return s.ws.clone().upgrade(req, peer).await;
+        let mut answer = s.ws.clone().upgrade(req, peer).await;
+        if answer.status() != StatusCode::SWITCHING_PROTOCOLS {
+            // A refused upgrade ends its connection: another attempt needs a new connection, which the
+            // accept-time limits count (the rate of new connections is counted there, not here).
+            answer
+                .headers_mut()
+                .insert(header::CONNECTION, header::HeaderValue::from_static("close"));
+        }
+        return answer;
     }
     (StatusCode::NOT_FOUND, "not found\n").into_response()
 }

@@ -1,9 +1,9 @@
 //! The HTTP accept loop. Ours rather than `axum::serve` because a hosted server needs what that one does
-//! not offer: a deadline for the request head (a half-open or trickling client is dropped), a cap on open
-//! connections, and a count of open sockets that follows a connection into its WebSocket task.
+//! not offer: a deadline and a size cap for the request head (a half-open, trickling or bloated client is
+//! dropped), the accept-time limits of `admission`, and a count of open sockets that follows a connection
+//! into its WebSocket task.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,50 +18,14 @@ use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
-/// Open sockets across both listeners, compared with `limits.max_connections`.
-#[derive(Default, Debug)]
-pub struct OpenSockets(AtomicUsize);
+pub use super::admission::{Admission, OpenSockets, SocketGuard};
 
-/// One open socket; the count drops when the last clone is gone (a WebSocket task keeps a clone).
-#[derive(Debug)]
-pub struct SocketGuard(Arc<OpenSockets>);
-
-impl OpenSockets {
-    /// Counts a new socket, unless `max` are open already.
-    pub fn open(self: &Arc<Self>, max: usize) -> Option<SocketGuard> {
-        let mut n = self.0.load(Ordering::Relaxed);
-        loop {
-            if n >= max {
-                return None;
-            }
-            match self
-                .0
-                .compare_exchange_weak(n, n + 1, Ordering::AcqRel, Ordering::Relaxed)
-            {
-                Ok(_) => return Some(SocketGuard(self.clone())),
-                Err(actual) => n = actual,
-            }
-        }
-    }
-
-    pub fn count(&self) -> usize {
-        self.0.load(Ordering::Relaxed)
-    }
-}
-
-impl Drop for SocketGuard {
-    fn drop(&mut self) {
-        self.0 .0.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-/// The next connection to serve, counted against the connection cap; None once shutdown is asked. Accept
-/// errors (out of file descriptors and the like) back off instead of spinning; connections past the cap are
-/// closed unserved.
+/// The next connection to serve, admitted by the accept-time limits; None once shutdown is asked. Accept
+/// errors (out of file descriptors and the like) back off instead of spinning; refused connections are
+/// closed unserved, without a byte (a refusal costs the server nothing more than the accept).
 pub async fn accept(
     listener: &TcpListener,
-    sockets: &Arc<OpenSockets>,
-    max_connections: usize,
+    admission: &Admission,
     shutdown: &mut watch::Receiver<bool>,
     what: &'static str,
 ) -> Option<(TcpStream, SocketAddr, SocketGuard)> {
@@ -71,13 +35,14 @@ pub async fn accept(
             _ = shutdown.wait_for(|stop| *stop) => return None,
         };
         match accepted {
-            Ok((stream, peer)) => match sockets.open(max_connections) {
-                Some(guard) => {
+            Ok((stream, peer)) => match admission.admit(peer.ip()) {
+                Ok(guard) => {
                     let _ = stream.set_nodelay(true);
                     return Some((stream, peer, guard));
                 }
-                None => {
-                    tracing::warn!(%peer, "{what} connection refused: server connection limit reached")
+                // Summarized in the log by `Admission::log_refusals`, counted in /metrics.
+                Err(limit) => {
+                    tracing::debug!(%peer, "{what} connection refused: {}", limit.describe())
                 }
             },
             Err(e) => {
@@ -90,9 +55,11 @@ pub async fn accept(
 
 pub struct HttpServer {
     pub router: Router,
-    pub sockets: Arc<OpenSockets>,
-    pub max_connections: usize,
+    pub admission: Arc<Admission>,
     pub header_timeout: Duration,
+    /// hyper's read buffer: a request head that does not fit gets 431 (WebSocket upgrades and the
+    /// dashboard's requests need a few KiB).
+    pub max_head_bytes: usize,
 }
 
 impl HttpServer {
@@ -102,17 +69,11 @@ impl HttpServer {
         tasks: TaskTracker,
         mut shutdown: watch::Receiver<bool>,
     ) {
-        while let Some((stream, peer, guard)) = accept(
-            &listener,
-            &self.sockets,
-            self.max_connections,
-            &mut shutdown,
-            "HTTP",
-        )
-        .await
+        while let Some((stream, peer, guard)) =
+            accept(&listener, &self.admission, &mut shutdown, "HTTP").await
         {
             let router = self.router.clone();
-            let header_timeout = self.header_timeout;
+            let (header_timeout, max_head) = (self.header_timeout, self.max_head_bytes);
             let mut stop = shutdown.clone();
             tasks.spawn(async move {
                 let guard = Arc::new(guard);
@@ -124,6 +85,7 @@ impl HttpServer {
                 let conn = http1::Builder::new()
                     .timer(TokioTimer::new())
                     .header_read_timeout(header_timeout)
+                    .max_buf_size(max_head)
                     .serve_connection(TokioIo::new(stream), service)
                     .with_upgrades();
                 tokio::pin!(conn);
@@ -148,21 +110,4 @@ pub fn peer(req: &axum::extract::Request) -> Option<SocketAddr> {
     req.extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn open_sockets_are_capped_and_released() {
-        let s = Arc::new(OpenSockets::default());
-        let a = s.open(2).unwrap();
-        let b = s.open(2).unwrap();
-        assert!(s.open(2).is_none());
-        drop(a);
-        assert_eq!(s.count(), 1);
-        assert!(s.open(2).is_some());
-        drop(b);
-    }
 }

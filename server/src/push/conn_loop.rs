@@ -166,7 +166,9 @@ impl ConnLoop<'_> {
                     Next::Continue
                 }
                 Incoming::Pong => Next::Continue,
-                Incoming::Close(..) => Next::Close(1000, ""),
+                // RFC 6455 5.5.1: the reply echoes the client's code (the decoder let only valid ones
+                // through); a close without a code gets 1000.
+                Incoming::Close(code, _) => Next::Close(code.unwrap_or(1000), ""),
             };
             if !matches!(next, Next::Continue) {
                 return next;

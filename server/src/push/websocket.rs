@@ -21,6 +21,7 @@ use tokio_util::task::TaskTracker;
 
 use super::conn_loop::{write_all, ConnLoop};
 use super::protocol::frames;
+use super::protocol::handshake::{self, HandshakeError, UpgradeRequest};
 use super::protocol::wsframe::{self, FrameDecoder};
 use super::protocol::{parse_connect_url, ConnectParams, UrlError};
 use super::session::{announce_status, Session};
@@ -73,13 +74,42 @@ impl From<&HeaderMap> for ClientHeaders {
     }
 }
 
-fn header_has(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
-    headers
-        .get_all(name)
+/// RFC 6455 4.2.1 on the upgrade request: the client's key, or the rule it broke.
+fn check_handshake(req: &Request) -> Result<String, HandshakeError> {
+    let headers: Vec<(&str, &[u8])> = req
+        .headers()
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case(token))
+        .map(|(n, v)| (n.as_str(), v.as_bytes()))
+        .collect();
+    handshake::check(&UpgradeRequest {
+        method: req.method().as_str(),
+        http11: req.version() >= axum::http::Version::HTTP_11,
+        headers: &headers,
+    })
+    .map(|h| h.key.to_owned())
+}
+
+/// The one place handshake refusals become HTTP answers.
+fn refuse_handshake(e: HandshakeError) -> Response {
+    let text = format!("{e}\n");
+    match e {
+        HandshakeError::Method => (
+            StatusCode::METHOD_NOT_ALLOWED,
+            [(header::ALLOW, "GET")],
+            text,
+        )
+            .into_response(),
+        HandshakeError::Version => (
+            StatusCode::UPGRADE_REQUIRED,
+            [(header::SEC_WEBSOCKET_VERSION, "13")],
+            text,
+        )
+            .into_response(),
+        HandshakeError::NotUpgrade
+        | HandshakeError::Http10
+        | HandshakeError::Host
+        | HandshakeError::Key => (StatusCode::BAD_REQUEST, text).into_response(),
+    }
 }
 
 impl WsService {
@@ -104,8 +134,8 @@ impl WsService {
         lock(&self.live).len()
     }
 
-    /// The tenant's connection limit and the per-address rate of new connections (contract §5).
-    fn admit(&self, dev_id: DevId, peer: SocketAddr) -> Result<(), Refused> {
+    /// The tenant's connection limit (contract §5); the address's limits were applied at accept.
+    fn admit(&self, dev_id: DevId) -> Result<(), Refused> {
         // Looked up, not created: a URL naming any dev_id must not grow the server's tenant map.
         let counters = self.ctx.hub.registry().existing_tenant(dev_id);
         let open = counters
@@ -113,7 +143,7 @@ impl WsService {
             .map_or(0, |c| c.websocket_connections.load(Ordering::Relaxed));
         self.ctx
             .limits
-            .websocket_connect(dev_id, peer.ip(), open)
+            .websocket_connect(dev_id, open)
             .inspect_err(|_| {
                 if let Some(c) = &counters {
                     c.rate_limited.fetch_add(1, Ordering::Relaxed);
@@ -124,31 +154,11 @@ impl WsService {
     /// Answers the upgrade request and starts the connection's task. URL errors still upgrade, as in the
     /// reference, so that the browser reads the error frame instead of a bare failed handshake.
     pub async fn upgrade(self: Arc<Self>, mut req: Request, peer: SocketAddr) -> Response {
-        let headers = req.headers();
-        let key = headers
-            .get(header::SEC_WEBSOCKET_KEY)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let is_upgrade = header_has(headers, header::UPGRADE, "websocket")
-            && header_has(headers, header::CONNECTION, "upgrade");
-        let Some(key) = key.filter(|_| is_upgrade) else {
-            return (
-                StatusCode::BAD_REQUEST,
-                "This is a WebSocket endpoint: connect with a WebSocket client.\n",
-            )
-                .into_response();
+        let key = match check_handshake(&req) {
+            Ok(key) => key,
+            Err(e) => return refuse_handshake(e),
         };
-        if headers
-            .get(header::SEC_WEBSOCKET_VERSION)
-            .is_none_or(|v| v.as_bytes() != b"13")
-        {
-            return (
-                StatusCode::UPGRADE_REQUIRED,
-                [(header::SEC_WEBSOCKET_VERSION, "13")],
-                "Only WebSocket version 13 is supported.\n",
-            )
-                .into_response();
-        }
+        let headers = req.headers();
         let protocol = headers
             .get(header::SEC_WEBSOCKET_PROTOCOL)
             .and_then(|v| v.to_str().ok())
@@ -160,10 +170,11 @@ impl WsService {
             .map_or_else(|| req.uri().path().to_owned(), |p| p.as_str().to_owned());
         let params = parse_connect_url(&target);
         // Limits first (no I/O), then the origin check (a query): an unthrottled client cannot make the
-        // server query its database. A refused URL still costs the address a connection.
+        // server query its database. The address's rate was counted when its connection was accepted, and
+        // a refused upgrade closes the connection (`http::fallback`), so each attempt costs a connection.
         let admitted = match &params {
-            Ok(p) => self.admit(DevId(p.dev_id), peer),
-            Err(_) => self.ctx.limits.new_connection(peer.ip()),
+            Ok(p) => self.admit(DevId(p.dev_id)),
+            Err(_) => Ok(()),
         };
         if let Err(refused) = admitted {
             let retry = refused.retry_after.as_secs().max(1).to_string();

@@ -16,11 +16,13 @@ use crate::config::LimitsConfig;
 use crate::ids::{ClientIp, DevId};
 
 /// Which limit refused something: named in the error the client gets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Limit {
     Publishes,
     TenantConnections,
     IpConnections,
+    /// Connections open at once from one address (counted at accept, `http::admission`).
+    IpOpenConnections,
     FailedLogins,
     TotalConnections,
 }
@@ -39,6 +41,7 @@ impl Limit {
             Limit::Publishes => "publishes per tenant",
             Limit::TenantConnections => "WebSocket connections per tenant",
             Limit::IpConnections => "new connections per IP address",
+            Limit::IpOpenConnections => "open connections per IP address",
             Limit::FailedLogins => "failed logins per IP address",
             Limit::TotalConnections => "connections per server",
         }
@@ -166,8 +169,9 @@ impl Limits {
             .unwrap_or(default)
     }
 
-    /// A new WebSocket connection of the tenant from `ip`, with `open` connections already open.
-    pub fn websocket_connect(&self, dev_id: DevId, ip: IpAddr, open: i64) -> Result<(), Refused> {
+    /// A new WebSocket connection of the tenant, with `open` connections already open. The address's rate
+    /// of new connections is not counted here: its connection was counted when it was accepted.
+    pub fn websocket_connect(&self, dev_id: DevId, open: i64) -> Result<(), Refused> {
         let max = lock(&self.overrides)
             .get(&dev_id)
             .and_then(|o| o.websocket_connections)
@@ -175,10 +179,10 @@ impl Limits {
         if open >= max {
             return Err(self.refuse(Limit::TenantConnections, Duration::from_secs(1)));
         }
-        self.new_connection(ip)
+        Ok(())
     }
 
-    /// A new connection from `ip` (any port).
+    /// A new connection from `ip` (either port), counted once, when it is accepted.
     pub fn new_connection(&self, ip: IpAddr) -> Result<(), Refused> {
         self.new_connections
             .check_key(&ClientIp::from(ip))
@@ -269,9 +273,8 @@ mod tests {
             l.publish(DevId(1)).unwrap();
         }
         assert!(l.publish(DevId(1)).is_err());
-        let ip: IpAddr = "127.0.0.1".parse().unwrap();
-        assert!(l.websocket_connect(DevId(1), ip, 5).is_ok());
-        let e = l.websocket_connect(DevId(2), ip, 2).unwrap_err();
+        assert!(l.websocket_connect(DevId(1), 5).is_ok());
+        let e = l.websocket_connect(DevId(2), 2).unwrap_err();
         assert_eq!(e.limit, Limit::TenantConnections);
     }
 

@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! is_ws_path(path)                       -> route the upgrade here
+//! handshake::check(request)              -> the client's key, or the RFC 6455 rule it broke (4xx)
 //! wsframe::accept_key(key)               -> Sec-WebSocket-Accept (+ "chat" if a protocol was asked)
 //! parse_connect_url(path_and_query)      -> ConnectParams, or UrlError:
 //!     send frames::url_error(err, now), then close (the reference still upgrades first)
@@ -14,13 +15,14 @@
 //!                            send err.frame(now).encode(era); close if err.closes_connection()
 //!     Incoming::Binary(b) -> the same, on the bytes as text
 //!     Incoming::Ping(p)   -> send wsframe::encode_pong(&p)
-//!     Incoming::Close(..) -> send wsframe::encode_close(1000, ""), close
+//!     Incoming::Close(c)  -> send wsframe::encode_close(c or 1000, ""), close (the code echoed)
 //!     Err(e)              -> send wsframe::encode_close(e.close_code(), ..), close
 //! outbox: SharedFrame::bytes(era) of each publish (encoded once per era, shared by all)
 //! ```
 
 pub mod command;
 pub mod frames;
+pub mod handshake;
 pub mod json;
 pub mod names;
 pub mod url;
