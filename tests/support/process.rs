@@ -8,7 +8,7 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, Mutex};
 
 use anyhow::{anyhow, bail, Context};
 use halley::config::Config;
@@ -64,7 +64,7 @@ pub struct ServerProcess {
     config: Config,
     _dir: tempfile::TempDir,
     pg: Option<TempPgDb>,
-    _stderr: mpsc::Receiver<String>,
+    log: Log,
 }
 
 impl ServerProcess {
@@ -107,15 +107,15 @@ impl ServerProcess {
             .stderr(Stdio::piped())
             .spawn()
             .with_context(|| format!("spawning {}", bin.display()))?;
-        let stderr = drain(child.stderr.take().expect("stderr"));
+        let log = drain(child.stderr.take().expect("stderr"));
         let listening = first_line(child.stdout.take().expect("stdout"));
         let line = match listening.recv_timeout(WAIT) {
             Ok(Some(line)) => line,
             _ => {
                 let _ = child.kill();
                 let _ = child.wait();
-                let err = stderr.recv_timeout(WAIT).unwrap_or_default();
-                bail!("halley did not print its listening line; stderr:\n{err}");
+                let _ = log.closed.recv_timeout(WAIT);
+                bail!("halley did not print its listening line; stderr:\n{}", log.text());
             }
         };
         let (http_addr, cometql_addr) = parse_listening(&line)?;
@@ -126,7 +126,7 @@ impl ServerProcess {
             config,
             _dir: dir,
             pg,
-            _stderr: stderr,
+            log,
         })
     }
 
@@ -144,6 +144,11 @@ impl ServerProcess {
 
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// What the server has logged so far (its standard error; the first 64 KiB).
+    pub fn log(&self) -> String {
+        self.log.text()
     }
 
     /// The server's memory now.
@@ -203,21 +208,36 @@ fn first_line(out: impl std::io::Read + Send + 'static) -> mpsc::Receiver<Option
     rx
 }
 
-/// Everything `err` says until it closes (the log), kept so that a failed start can show it.
-fn drain(err: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
-    let (tx, rx) = mpsc::channel();
+/// The server's log as read so far, and a signal when its standard error closes.
+struct Log {
+    text: Arc<Mutex<String>>,
+    closed: mpsc::Receiver<()>,
+}
+
+impl Log {
+    fn text(&self) -> String {
+        self.text.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// Everything `err` says until it closes (the log), kept so that tests can read it and a failed start can
+/// show it.
+fn drain(err: impl std::io::Read + Send + 'static) -> Log {
+    let (tx, closed) = mpsc::channel();
+    let text = Arc::new(Mutex::new(String::new()));
+    let shared = text.clone();
     std::thread::spawn(move || {
-        let mut text = String::new();
         for line in BufReader::new(err).lines().map_while(Result::ok) {
+            let mut text = shared.lock().unwrap_or_else(|e| e.into_inner());
             // Bounded: a flood of log lines under attack must not grow the test's own memory.
             if text.len() < 64 * 1024 {
                 text.push_str(&line);
                 text.push('\n');
             }
         }
-        let _ = tx.send(text);
+        let _ = tx.send(());
     });
-    rx
+    Log { text, closed }
 }
 
 #[cfg(test)]
