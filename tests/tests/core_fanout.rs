@@ -81,6 +81,7 @@ async fn thousand_subscribers_get_every_message_in_order(backend: Backend) {
     let server = TestServer::start_with(backend, |c| {
         c.limits.new_connections_per_ip_per_sec = 100_000;
         c.limits.new_connections_per_ip_burst = 100_000;
+        c.limits.connections_per_ip = 100_000;
     })
     .await;
     let tenant = server.tenant("fanout@example.com").await;
