@@ -316,7 +316,8 @@ impl Config {
         let l = &self.limits;
         if l.connections_per_ip == 0 || l.max_request_head_bytes < 8192 {
             return Err(ConfigError::Invalid(
-                "limits: connections_per_ip >= 1 and max_request_head_bytes >= 8192 are required".into(),
+                "limits: connections_per_ip >= 1 and max_request_head_bytes >= 8192 are required"
+                    .into(),
             ));
         }
         let q = &self.cometql;

@@ -115,7 +115,10 @@ impl ServerProcess {
                 let _ = child.kill();
                 let _ = child.wait();
                 let _ = log.closed.recv_timeout(WAIT);
-                bail!("halley did not print its listening line; stderr:\n{}", log.text());
+                bail!(
+                    "halley did not print its listening line; stderr:\n{}",
+                    log.text()
+                );
             }
         };
         let (http_addr, cometql_addr) = parse_listening(&line)?;

@@ -18,7 +18,7 @@ use anyhow::{anyhow, bail, Context};
 use halley_tests::mysql_raw::RawMysql;
 use halley_tests::process::ServerProcess;
 use halley_tests::wait::{eventually, WAIT};
-use halley_tests::ws::raw::{upgrade_request, RawWs, OP_CLOSE, OP_TEXT};
+use halley_tests::ws::raw::{upgrade_request, RawWs, OP_CLOSE};
 use halley_tests::{Backend, TestServer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
@@ -213,9 +213,7 @@ async fn one_address_at_its_cap_leaves_everyone_else_served() {
         refused_cql += 1;
     }
     for s in &mut refused_http {
-        let answer = read_until_closed(s, WAIT)
-            .await
-            .expect("closed at once");
+        let answer = read_until_closed(s, WAIT).await.expect("closed at once");
         assert!(answer.is_empty(), "a refused connection got an answer");
     }
     wait_refused(http, "ip_connections", 200 + refused_cql).await;
@@ -247,9 +245,7 @@ async fn one_address_at_its_cap_leaves_everyone_else_served() {
         .write_all(b"\r\nConnection: close\r\n\r\n")
         .await
         .expect("write");
-    let answer = read_until_closed(&mut first, WAIT)
-        .await
-        .expect("answered");
+    let answer = read_until_closed(&mut first, WAIT).await.expect("answered");
     assert_eq!(
         status_of(&answer),
         Some(200),
@@ -451,7 +447,9 @@ async fn refusals_are_summarized_in_the_log_and_counted_in_metrics() {
         if counted == FLOOD {
             Ok(log)
         } else {
-            Err(anyhow!("the log summarizes {counted} refusals so far:\n{log}"))
+            Err(anyhow!(
+                "the log summarizes {counted} refusals so far:\n{log}"
+            ))
         }
     })
     .await
@@ -515,7 +513,11 @@ async fn the_websocket_handshake_follows_rfc_6455() {
     };
 
     let refused: Vec<(&str, Vec<u8>, u16)> = vec![
-        ("POST", handshake_bytes("POST", "HTTP/1.1", &path, &base), 405),
+        (
+            "POST",
+            handshake_bytes("POST", "HTTP/1.1", &path, &base),
+            405,
+        ),
         ("PUT", handshake_bytes("PUT", "HTTP/1.1", &path, &base), 405),
         (
             "no Host",
@@ -533,7 +535,10 @@ async fn the_websocket_handshake_follows_rfc_6455() {
                 "GET",
                 "HTTP/1.1",
                 &path,
-                &with("Sec-WebSocket-Key", "Sec-WebSocket-Key: not a key at all!!!!!"),
+                &with(
+                    "Sec-WebSocket-Key",
+                    "Sec-WebSocket-Key: not a key at all!!!!!",
+                ),
             ),
             400,
         ),
@@ -543,7 +548,10 @@ async fn the_websocket_handshake_follows_rfc_6455() {
                 "GET",
                 "HTTP/1.1",
                 &path,
-                &with("Sec-WebSocket-Key", "Sec-WebSocket-Key: AAAAAAAAAAAAAAAAAAAA"),
+                &with(
+                    "Sec-WebSocket-Key",
+                    "Sec-WebSocket-Key: AAAAAAAAAAAAAAAAAAAA",
+                ),
             ),
             400,
         ),
@@ -624,10 +632,7 @@ async fn the_websocket_handshake_follows_rfc_6455() {
             h.push("Connection: Upgrade");
             h
         }),
-        (
-            "Upgrade list",
-            with("Upgrade", "Upgrade: h2c, websocket"),
-        ),
+        ("Upgrade list", with("Upgrade", "Upgrade: h2c, websocket")),
     ];
     for (what, headers) in accepted {
         let (mut ws, resp) =

@@ -103,9 +103,10 @@ async fn fallback(
         if answer.status() != StatusCode::SWITCHING_PROTOCOLS {
             // A refused upgrade ends its connection: another attempt needs a new connection, which the
             // accept-time limits count (the rate of new connections is counted there, not here).
-            answer
-                .headers_mut()
-                .insert(header::CONNECTION, header::HeaderValue::from_static("close"));
+            answer.headers_mut().insert(
+                header::CONNECTION,
+                header::HeaderValue::from_static("close"),
+            );
         }
         return answer;
     }

@@ -110,7 +110,11 @@ mod tests {
         ]
     }
 
-    fn run(method: &str, http11: bool, headers: &[(&str, &[u8])]) -> Result<String, HandshakeError> {
+    fn run(
+        method: &str,
+        http11: bool,
+        headers: &[(&str, &[u8])],
+    ) -> Result<String, HandshakeError> {
         check(&UpgradeRequest {
             method,
             http11,
@@ -199,7 +203,13 @@ mod tests {
 
     #[test]
     fn websocket_version() {
-        for v in [None, Some(&b"8"[..]), Some(b"12"), Some(b"13, 8"), Some(b"")] {
+        for v in [
+            None,
+            Some(&b"8"[..]),
+            Some(b"12"),
+            Some(b"13, 8"),
+            Some(b""),
+        ] {
             assert_eq!(
                 run("GET", true, &with("sec-websocket-version", v)),
                 Err(HandshakeError::Version),
