@@ -23,7 +23,8 @@
 //! - [`hub`], [`broker`]: who is listening; how a publish reaches them.
 //! - [`push`]: browsers: pure protocol, outgoing frames, per-connection session and socket loop.
 //! - [`http`]: the one router on the HTTP port, also serving the dashboard (`dashboard/`, embedded) and its
-//!   JSON API `/api/dashboard/v1`; [`metrics`]: `/metrics` in Prometheus text format.
+//!   JSON API `/api/dashboard/v1`, and the accept loop with the limits every connection of both ports
+//!   passes first (`http::admission`); [`metrics`]: `/metrics` in Prometheus text format.
 //! - [`storage`]: all SQL (sqlx; PostgreSQL and SQLite).
 //! - [`usage`]: per-tenant message counts flushed from the hub's counters into storage.
 //! - [`app`]: composition root; [`logging`]: process plumbing for the binary.
