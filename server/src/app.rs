@@ -28,7 +28,7 @@ pub async fn open_tenants(config: &Config) -> anyhow::Result<Tenants> {
         .with_context(|| format!("opening the database {}", redact(&config.database_url())))?;
     storage.migrate().await.context("applying migrations")?;
     let keys = KeyBox::load_or_create(&config.master_key_path())?;
-    Ok(Tenants::new(storage, keys))
+    Ok(Tenants::new(storage, keys).with_limits(config))
 }
 
 /// A database URL without its password, for messages.

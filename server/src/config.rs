@@ -52,6 +52,8 @@ pub struct LimitsConfig {
     /// Open connections (WebSocket + CometQL + HTTP) the server accepts at once; keep it under the
     /// process's open-file limit.
     pub max_connections: usize,
+    /// Active secret keys a tenant may hold (every CometQL login checks each of them).
+    pub keys_per_tenant: usize,
 }
 
 impl Default for LimitsConfig {
@@ -64,6 +66,7 @@ impl Default for LimitsConfig {
             new_connections_per_ip_burst: 200,
             failed_logins_per_ip_per_min: 10,
             max_connections: 19_000,
+            keys_per_tenant: 20,
         }
     }
 }
@@ -97,6 +100,13 @@ pub struct DashboardConfig {
     pub secure_cookies: bool,
     /// How long a dashboard login lasts.
     pub session_hours: u64,
+    /// argon2 computations (sign-up, login, password change) running at once; each holds about 19 MiB.
+    pub argon2_concurrency: usize,
+    /// Requests that may wait for an argon2 slot; past it they get HTTP 503 with Retry-After.
+    pub argon2_queue: usize,
+    /// Seconds between writes of the usage counters to the database: the most counting a killed
+    /// process can lose.
+    pub usage_flush_secs: u64,
 }
 
 impl Default for DashboardConfig {
@@ -104,6 +114,9 @@ impl Default for DashboardConfig {
         DashboardConfig {
             secure_cookies: false,
             session_hours: 12,
+            argon2_concurrency: 2,
+            argon2_queue: 32,
+            usage_flush_secs: 5,
         }
     }
 }
@@ -304,6 +317,17 @@ impl Config {
         if self.dashboard.session_hours == 0 {
             return Err(ConfigError::Invalid(
                 "dashboard: session_hours >= 1 is required".into(),
+            ));
+        }
+        let d = &self.dashboard;
+        if d.argon2_concurrency == 0 || d.usage_flush_secs == 0 {
+            return Err(ConfigError::Invalid(
+                "dashboard: argon2_concurrency >= 1 and usage_flush_secs >= 1 are required".into(),
+            ));
+        }
+        if self.limits.keys_per_tenant == 0 {
+            return Err(ConfigError::Invalid(
+                "limits: keys_per_tenant >= 1 is required".into(),
             ));
         }
         let q = &self.cometql;

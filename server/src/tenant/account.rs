@@ -7,6 +7,7 @@ use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 
+use super::argon2_gate::Argon2Gate;
 use super::{unix_now, valid_email, TenantError, Tenants};
 use crate::ids::DevId;
 use crate::storage::{AccountRow, StorageError};
@@ -34,6 +35,8 @@ pub enum AccountError {
     NoSuchKey,
     #[error("this is the last active key")]
     LastKey,
+    #[error("too many password checks are waiting; try again in a moment")]
+    Busy,
     #[error(transparent)]
     Tenant(#[from] TenantError),
 }
@@ -68,18 +71,18 @@ pub fn check_password_rules(password: &str) -> Result<(), AccountError> {
     }
 }
 
-/// argon2 takes tens of milliseconds of CPU on purpose: off the async workers.
-async fn hash_password(password: String) -> Result<String, AccountError> {
-    tokio::task::spawn_blocking(move || {
+/// argon2 takes tens of milliseconds of CPU and ~19 MiB on purpose: off the async workers, through the gate.
+async fn hash_password(gate: &Argon2Gate, password: String) -> Result<String, AccountError> {
+    gate.run(move || {
         let salt = SaltString::generate(&mut OsRng);
         Argon2::default()
             .hash_password(password.as_bytes(), &salt)
             .map(|h| h.to_string())
     })
     .await
-    .ok()
+    .map_err(|_| AccountError::Busy)?
     .and_then(Result::ok)
-    .ok_or_else(|| AccountError::Tenant(TenantError::Hashing))
+    .ok_or(AccountError::Tenant(TenantError::Hashing))
 }
 
 /// A hash of no one's password, checked when the email is unknown so that the answer takes as long.
@@ -94,8 +97,13 @@ fn dummy_hash() -> &'static str {
     })
 }
 
-async fn verify_password(password: String, hash: Option<String>) -> bool {
-    tokio::task::spawn_blocking(move || {
+/// Busy when the gate's queue is full: the caller learns nothing about the password then.
+async fn verify_password(
+    gate: &Argon2Gate,
+    password: String,
+    hash: Option<String>,
+) -> Result<bool, AccountError> {
+    let checked = gate.run(move || {
         let known = hash.is_some();
         let hash = hash.unwrap_or_else(|| dummy_hash().to_owned());
         let ok = PasswordHash::new(&hash)
@@ -106,9 +114,11 @@ async fn verify_password(password: String, hash: Option<String>) -> bool {
             })
             .unwrap_or(false);
         ok && known
-    })
-    .await
-    .unwrap_or(false)
+    });
+    Ok(checked
+        .await
+        .map_err(|_| AccountError::Busy)?
+        .unwrap_or(false))
 }
 
 fn check_key_name(name: &str) -> Result<String, AccountError> {
@@ -132,7 +142,7 @@ impl Tenants {
             return Err(AccountError::InvalidEmail);
         }
         check_password_rules(password)?;
-        let hash = hash_password(password.to_owned()).await?;
+        let hash = hash_password(&self.argon2, password.to_owned()).await?;
         let created = match self.create(&email, Some(&hash)).await {
             Err(TenantError::Storage(StorageError::Conflict(_))) => {
                 return Err(AccountError::EmailTaken)
@@ -161,7 +171,7 @@ impl Tenants {
             self.storage.account_by_email(&email).await?
         };
         let hash = account.as_ref().and_then(|a| a.password_hash.clone());
-        if verify_password(password.to_owned(), hash).await {
+        if verify_password(&self.argon2, password.to_owned(), hash).await? {
             account.ok_or(AccountError::BadCredentials)
         } else {
             Err(AccountError::BadCredentials)
@@ -176,11 +186,17 @@ impl Tenants {
         new: &str,
     ) -> Result<AccountRow, AccountError> {
         let account = self.account(dev_id).await?;
-        if !verify_password(current.to_owned(), account.password_hash.clone()).await {
+        if !verify_password(
+            &self.argon2,
+            current.to_owned(),
+            account.password_hash.clone(),
+        )
+        .await?
+        {
             return Err(AccountError::BadCredentials);
         }
         check_password_rules(new)?;
-        let hash = hash_password(new.to_owned()).await?;
+        let hash = hash_password(&self.argon2, new.to_owned()).await?;
         self.storage.set_password_hash(dev_id, &hash).await?;
         Ok(AccountRow {
             password_hash: Some(hash),
@@ -218,13 +234,8 @@ impl Tenants {
     ) -> Result<(KeyInfo, String), AccountError> {
         let name = check_key_name(name)?;
         let key = super::generate_key();
-        let sealed = self.keys.seal(dev_id, &key);
         let now = unix_now();
-        let verifier = crate::mysql::auth::verifier(key.as_bytes());
-        let id = self
-            .storage
-            .add_key(dev_id, &name, &sealed, &verifier, now)
-            .await?;
+        let id = self.store_key(dev_id, &name, &key, now).await?;
         let info = KeyInfo {
             id,
             name,
@@ -295,10 +306,12 @@ mod tests {
 
     #[tokio::test]
     async fn hashes_are_argon2id_and_verify() {
-        let hash = hash_password("correct horse".into()).await.unwrap();
+        let gate = Argon2Gate::default();
+        let hash = hash_password(&gate, "correct horse".into()).await.unwrap();
         assert!(hash.starts_with("$argon2id$"), "{hash}");
-        assert!(verify_password("correct horse".into(), Some(hash.clone())).await);
-        assert!(!verify_password("wrong horse!".into(), Some(hash)).await);
-        assert!(!verify_password("anything at all".into(), None).await);
+        let check = |p: &str, h: Option<String>| verify_password(&gate, p.into(), h);
+        assert!(check("correct horse", Some(hash.clone())).await.unwrap());
+        assert!(!check("wrong horse!", Some(hash)).await.unwrap());
+        assert!(!check("anything at all", None).await.unwrap());
     }
 }

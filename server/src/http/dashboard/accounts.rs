@@ -96,9 +96,11 @@ pub async fn me(State(api): State<Api>, owner: Owner) -> Json<serde_json::Value>
 /// Every other session of the account ends (they carry the old password's stamp); this one is renewed.
 pub async fn change_password(
     State(api): State<Api>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     owner: Owner,
     JsonBody(p): JsonBody<PasswordChange>,
 ) -> Result<Response, ApiError> {
+    api.0.throttle.password_attempt(peer.ip(), owner.dev_id)?;
     let account = api
         .ctx()
         .tenants
