@@ -98,7 +98,10 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         tasks.clone(),
         shutdown_rx.clone(),
     ));
-    let usage = Arc::new(UsageBook::new(ctx.storage.clone(), ctx.hub.clone()));
+    let usage = Arc::new(
+        UsageBook::new(ctx.storage.clone(), ctx.hub.clone())
+            .with_flush_every(Duration::from_secs(config.dashboard.usage_flush_secs)),
+    );
     tasks.spawn(usage.clone().run(shutdown_rx.clone()));
     let dashboard =
         crate::http::dashboard::Api::new(ctx.clone(), cometql.clone(), usage.clone(), cometql_addr);
@@ -160,7 +163,8 @@ async fn accept_cometql(
     }
 }
 
-/// Expires queued private messages and `trust_` history, once a minute.
+/// Expires queued private messages, `trust_` history, minted users_auth hashes and remembered logouts, once
+/// a minute.
 async fn maintenance(ctx: Ctx, mut shutdown: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(Duration::from_secs(60));
     loop {
@@ -172,6 +176,12 @@ async fn maintenance(ctx: Ctx, mut shutdown: watch::Receiver<bool>) {
         ctx.limits.sweep();
         if let Err(e) = ctx.limits.load_overrides(&ctx.storage).await {
             tracing::warn!(error = %e, "reloading tenant limits failed");
+        }
+        if let Err(e) = ctx.storage.purge_expired_hashes(now).await {
+            tracing::warn!(error = %e, "expiring users_auth hashes minted for JWTs failed");
+        }
+        if let Err(e) = ctx.storage.purge_ended_sessions(now).await {
+            tracing::warn!(error = %e, "forgetting expired dashboard logouts failed");
         }
         if let Err(e) = ctx.storage.purge_expired_messages(now).await {
             tracing::warn!(error = %e, "expiring queued private messages failed");

@@ -39,9 +39,14 @@ impl Storage {
         value: &str,
     ) -> Result<(), StorageError> {
         let (t, c) = table.sql();
+        // A hash the backend stores never expires, even where a JWT login had minted one that would.
+        let never_expires = match table {
+            UserTable::Auth => ", expires_at = NULL",
+            UserTable::Data => "",
+        };
         sqlx::query(&format!(
             "INSERT INTO {t} (dev_id, user_id, {c}) VALUES ($1, $2, $3) \
-             ON CONFLICT (dev_id, user_id) DO UPDATE SET {c} = excluded.{c}"
+             ON CONFLICT (dev_id, user_id) DO UPDATE SET {c} = excluded.{c}{never_expires}"
         ))
         .bind(dev_id.0 as i64)
         .bind(user.0 as i64)
@@ -66,6 +71,73 @@ impl Storage {
         .fetch_optional(self.pool())
         .await?;
         row.map(|r| get(&r, "v")).transpose()
+    }
+
+    /// The user's users_auth hash and, for a hash minted by a JWT login, when it expires.
+    pub async fn auth_hash(
+        &self,
+        dev_id: DevId,
+        user: UserId,
+    ) -> Result<Option<(String, Option<i64>)>, StorageError> {
+        let row = sqlx::query(
+            "SELECT hash, expires_at FROM users_auth WHERE dev_id = $1 AND user_id = $2",
+        )
+        .bind(dev_id.0 as i64)
+        .bind(user.0 as i64)
+        .fetch_optional(self.pool())
+        .await?;
+        row.map(|r| Ok((get(&r, "hash")?, get(&r, "expires_at")?)))
+            .transpose()
+    }
+
+    /// Stores a hash minted by a JWT login, valid until `expires_at` (the token's `exp`).
+    pub async fn put_minted_hash(
+        &self,
+        dev_id: DevId,
+        user: UserId,
+        hash: &str,
+        expires_at: i64,
+    ) -> Result<(), StorageError> {
+        sqlx::query(
+            "INSERT INTO users_auth (dev_id, user_id, hash, expires_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (dev_id, user_id) DO UPDATE SET hash = excluded.hash, expires_at = excluded.expires_at",
+        )
+        .bind(dev_id.0 as i64)
+        .bind(user.0 as i64)
+        .bind(hash)
+        .bind(expires_at)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// A later JWT login with a longer-lived token keeps the minted hash valid as long as that token.
+    pub async fn extend_minted_hash(
+        &self,
+        dev_id: DevId,
+        user: UserId,
+        expires_at: i64,
+    ) -> Result<(), StorageError> {
+        sqlx::query(
+            "UPDATE users_auth SET expires_at = $3 \
+             WHERE dev_id = $1 AND user_id = $2 AND expires_at IS NOT NULL AND expires_at < $3",
+        )
+        .bind(dev_id.0 as i64)
+        .bind(user.0 as i64)
+        .bind(expires_at)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Drops minted hashes whose token has expired (they authorize no one already).
+    pub async fn purge_expired_hashes(&self, now: i64) -> Result<u64, StorageError> {
+        let r =
+            sqlx::query("DELETE FROM users_auth WHERE expires_at IS NOT NULL AND expires_at <= $1")
+                .bind(now)
+                .execute(self.pool())
+                .await?;
+        Ok(r.rows_affected())
     }
 
     pub async fn delete_user_value(

@@ -167,13 +167,18 @@ mod tests {
             t.password_attempt(ip, DevId(u64::from(i) + 1)).unwrap();
         }
         let e = t.password_attempt(ip, DevId(99)).unwrap_err();
-        assert_eq!((e.status, e.code), (StatusCode::TOO_MANY_REQUESTS, "too_many_attempts"));
+        assert_eq!(
+            (e.status, e.code),
+            (StatusCode::TOO_MANY_REQUESTS, "too_many_attempts")
+        );
         assert!(e.message.contains("password attempts"), "{}", e.message);
         // One account from many addresses is bounded too.
         for i in 0..LOGINS_PER_MINUTE {
             t.password_attempt(format!("10.0.1.{i}").parse().unwrap(), DevId(7))
                 .unwrap();
         }
-        assert!(t.password_attempt("10.0.2.1".parse().unwrap(), DevId(7)).is_err());
+        assert!(t
+            .password_attempt("10.0.2.1".parse().unwrap(), DevId(7))
+            .is_err());
     }
 }
