@@ -1,13 +1,7 @@
 //! Dashboard accounts: sign-up with an email and a password (argon2id, the `argon2` crate's recommended
 //! parameters), password checks, and the owner's management of its keys.
 
-use std::sync::OnceLock;
-
-use argon2::password_hash::rand_core::OsRng;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::Argon2;
-
-use super::argon2_gate::Argon2Gate;
+use super::password::{hash_password, verify_password};
 use super::{unix_now, valid_email, TenantError, Tenants};
 use crate::ids::DevId;
 use crate::storage::{AccountRow, StorageError};
@@ -69,56 +63,6 @@ pub fn check_password_rules(password: &str) -> Result<(), AccountError> {
     } else {
         Ok(())
     }
-}
-
-/// argon2 takes tens of milliseconds of CPU and ~19 MiB on purpose: off the async workers, through the gate.
-async fn hash_password(gate: &Argon2Gate, password: String) -> Result<String, AccountError> {
-    gate.run(move || {
-        let salt = SaltString::generate(&mut OsRng);
-        Argon2::default()
-            .hash_password(password.as_bytes(), &salt)
-            .map(|h| h.to_string())
-    })
-    .await
-    .map_err(|_| AccountError::Busy)?
-    .and_then(Result::ok)
-    .ok_or(AccountError::Tenant(TenantError::Hashing))
-}
-
-/// A hash of no one's password, checked when the email is unknown so that the answer takes as long.
-fn dummy_hash() -> &'static str {
-    static DUMMY: OnceLock<String> = OnceLock::new();
-    DUMMY.get_or_init(|| {
-        let salt = SaltString::generate(&mut OsRng);
-        Argon2::default()
-            .hash_password(super::generate_key().as_bytes(), &salt)
-            .map(|h| h.to_string())
-            .unwrap_or_default()
-    })
-}
-
-/// Busy when the gate's queue is full: the caller learns nothing about the password then.
-async fn verify_password(
-    gate: &Argon2Gate,
-    password: String,
-    hash: Option<String>,
-) -> Result<bool, AccountError> {
-    let checked = gate.run(move || {
-        let known = hash.is_some();
-        let hash = hash.unwrap_or_else(|| dummy_hash().to_owned());
-        let ok = PasswordHash::new(&hash)
-            .map(|h| {
-                Argon2::default()
-                    .verify_password(password.as_bytes(), &h)
-                    .is_ok()
-            })
-            .unwrap_or(false);
-        ok && known
-    });
-    Ok(checked
-        .await
-        .map_err(|_| AccountError::Busy)?
-        .unwrap_or(false))
 }
 
 fn check_key_name(name: &str) -> Result<String, AccountError> {
@@ -302,16 +246,5 @@ mod tests {
         assert!(check_key_name("").is_err());
         assert!(check_key_name("a\nb").is_err());
         assert!(check_key_name(&"k".repeat(65)).is_err());
-    }
-
-    #[tokio::test]
-    async fn hashes_are_argon2id_and_verify() {
-        let gate = Argon2Gate::default();
-        let hash = hash_password(&gate, "correct horse".into()).await.unwrap();
-        assert!(hash.starts_with("$argon2id$"), "{hash}");
-        let check = |p: &str, h: Option<String>| verify_password(&gate, p.into(), h);
-        assert!(check("correct horse", Some(hash.clone())).await.unwrap());
-        assert!(!check("wrong horse!", Some(hash)).await.unwrap());
-        assert!(!check("anything at all", None).await.unwrap());
     }
 }

@@ -7,6 +7,7 @@ pub mod jwt;
 pub mod keys;
 pub mod limits;
 mod origins;
+mod password;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
