@@ -479,14 +479,10 @@ async fn usage_counters_survive_sigkill(backend: Backend) {
         }
     };
     let reach = |want: u64| {
-        let stored = stored.clone();
-        eventually(WAIT, move || {
-            let stored = stored.clone();
-            async move {
-                let n = stored().await?;
-                anyhow::ensure!(n == want, "usage_daily holds {n}, want {want}");
-                Ok(())
-            }
+        eventually(WAIT, move || async move {
+            let n = stored().await?;
+            anyhow::ensure!(n == want, "usage_daily holds {n}, want {want}");
+            Ok(())
         })
     };
 
