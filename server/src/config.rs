@@ -431,4 +431,18 @@ mod tests {
         c.database_url = "mysql://x".into();
         assert!(c.validate().is_err());
     }
+
+    #[test]
+    fn argon2_usage_and_key_bounds_must_be_positive() {
+        for text in [
+            "[dashboard]\nargon2_concurrency = 0",
+            "[dashboard]\nusage_flush_secs = 0",
+            "[limits]\nkeys_per_tenant = 0",
+        ] {
+            let c: Config = toml::from_str(text).unwrap();
+            assert!(c.validate().is_err(), "{text}");
+        }
+        let queue_zero: Config = toml::from_str("[dashboard]\nargon2_queue = 0").unwrap();
+        queue_zero.validate().unwrap();
+    }
 }

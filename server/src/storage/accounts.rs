@@ -121,3 +121,25 @@ impl Storage {
         Ok(r.rows_affected())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn ended_sessions_are_remembered_until_their_expiry() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("s.db").display());
+        let s = Storage::open(&url).await.unwrap();
+        s.migrate().await.unwrap();
+        s.end_session("a", 100).await.unwrap();
+        s.end_session("a", 100).await.unwrap();
+        s.end_session("b", 300).await.unwrap();
+        assert!(s.session_ended("a").await.unwrap());
+        assert!(!s.session_ended("c").await.unwrap());
+        assert_eq!(s.purge_ended_sessions(200).await.unwrap(), 1);
+        assert!(!s.session_ended("a").await.unwrap());
+        assert!(s.session_ended("b").await.unwrap());
+        s.close().await;
+    }
+}

@@ -360,3 +360,39 @@ impl Storage {
         Ok(r.rows_affected())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn minted_hashes_expire_and_a_stored_hash_does_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("h.db").display());
+        let s = Storage::open(&url).await.unwrap();
+        s.migrate().await.unwrap();
+        let (dev, u5, u6) = (DevId(1), UserId(5), UserId(6));
+        s.put_minted_hash(dev, u5, "m5", 100).await.unwrap();
+        s.put_minted_hash(dev, u6, "m6", 100).await.unwrap();
+        s.extend_minted_hash(dev, u5, 200).await.unwrap();
+        s.extend_minted_hash(dev, u5, 150).await.unwrap();
+        assert_eq!(
+            s.auth_hash(dev, u5).await.unwrap(),
+            Some(("m5".into(), Some(200))),
+            "extended, never shortened"
+        );
+        // The backend storing a hash makes it permanent.
+        s.put_user_value(UserTable::Auth, dev, u6, "mine")
+            .await
+            .unwrap();
+        s.extend_minted_hash(dev, u6, 300).await.unwrap();
+        assert_eq!(
+            s.auth_hash(dev, u6).await.unwrap(),
+            Some(("mine".into(), None))
+        );
+        assert_eq!(s.purge_expired_hashes(200).await.unwrap(), 1);
+        assert_eq!(s.auth_hash(dev, u5).await.unwrap(), None);
+        assert!(s.auth_hash(dev, u6).await.unwrap().is_some());
+        s.close().await;
+    }
+}
