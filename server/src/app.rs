@@ -31,7 +31,7 @@ pub async fn open_tenants(config: &Config) -> anyhow::Result<Tenants> {
         .with_context(|| format!("opening the database {}", redact(&config.database_url())))?;
     storage.migrate().await.context("applying migrations")?;
     let keys = KeyBox::load_or_create(&config.master_key_path())?;
-    Ok(Tenants::new(storage, keys))
+    Ok(Tenants::new(storage, keys).with_limits(config))
 }
 
 /// A database URL without its password, for messages.
@@ -111,7 +111,10 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         tasks.clone(),
         shutdown_rx.clone(),
     ));
-    let usage = Arc::new(UsageBook::new(ctx.storage.clone(), ctx.hub.clone()));
+    let usage = Arc::new(
+        UsageBook::new(ctx.storage.clone(), ctx.hub.clone())
+            .with_flush_every(Duration::from_secs(config.dashboard.usage_flush_secs)),
+    );
     tasks.spawn(usage.clone().run(shutdown_rx.clone()));
     let dashboard =
         crate::http::dashboard::Api::new(ctx.clone(), cometql.clone(), usage.clone(), cometql_addr);
@@ -163,7 +166,8 @@ async fn accept_cometql(
     }
 }
 
-/// Expires queued private messages and `trust_` history, once a minute.
+/// Expires queued private messages, `trust_` history, minted users_auth hashes and remembered logouts, once
+/// a minute.
 async fn maintenance(ctx: Ctx, mut shutdown: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(Duration::from_secs(60));
     loop {
@@ -175,6 +179,12 @@ async fn maintenance(ctx: Ctx, mut shutdown: watch::Receiver<bool>) {
         ctx.limits.sweep();
         if let Err(e) = ctx.limits.load_overrides(&ctx.storage).await {
             tracing::warn!(error = %e, "reloading tenant limits failed");
+        }
+        if let Err(e) = ctx.storage.purge_expired_hashes(now).await {
+            tracing::warn!(error = %e, "expiring users_auth hashes minted for JWTs failed");
+        }
+        if let Err(e) = ctx.storage.purge_ended_sessions(now).await {
+            tracing::warn!(error = %e, "forgetting expired dashboard logouts failed");
         }
         if let Err(e) = ctx.storage.purge_expired_messages(now).await {
             tracing::warn!(error = %e, "expiring queued private messages failed");

@@ -57,6 +57,8 @@ pub struct LimitsConfig {
     pub connections_per_ip: usize,
     /// Largest HTTP request head (request line and headers) the server buffers; a longer one gets 431.
     pub max_request_head_bytes: usize,
+    /// Active secret keys a tenant may hold (every CometQL login checks each of them).
+    pub keys_per_tenant: usize,
 }
 
 impl Default for LimitsConfig {
@@ -71,6 +73,7 @@ impl Default for LimitsConfig {
             max_connections: 19_000,
             connections_per_ip: 500,
             max_request_head_bytes: 16 * 1024,
+            keys_per_tenant: 20,
         }
     }
 }
@@ -104,6 +107,13 @@ pub struct DashboardConfig {
     pub secure_cookies: bool,
     /// How long a dashboard login lasts.
     pub session_hours: u64,
+    /// argon2 computations (sign-up, login, password change) running at once; each holds about 19 MiB.
+    pub argon2_concurrency: usize,
+    /// Requests that may wait for an argon2 slot; past it they get HTTP 503 with Retry-After.
+    pub argon2_queue: usize,
+    /// Seconds between writes of the usage counters to the database: the most counting a killed
+    /// process can lose.
+    pub usage_flush_secs: u64,
 }
 
 impl Default for DashboardConfig {
@@ -111,6 +121,9 @@ impl Default for DashboardConfig {
         DashboardConfig {
             secure_cookies: false,
             session_hours: 12,
+            argon2_concurrency: 2,
+            argon2_queue: 32,
+            usage_flush_secs: 5,
         }
     }
 }
@@ -320,6 +333,17 @@ impl Config {
                     .into(),
             ));
         }
+        let d = &self.dashboard;
+        if d.argon2_concurrency == 0 || d.usage_flush_secs == 0 {
+            return Err(ConfigError::Invalid(
+                "dashboard: argon2_concurrency >= 1 and usage_flush_secs >= 1 are required".into(),
+            ));
+        }
+        if self.limits.keys_per_tenant == 0 {
+            return Err(ConfigError::Invalid(
+                "limits: keys_per_tenant >= 1 is required".into(),
+            ));
+        }
         let q = &self.cometql;
         if q.max_query_bytes < 64 || q.max_packet_bytes < q.max_query_bytes {
             return Err(ConfigError::Invalid(
@@ -420,5 +444,19 @@ mod tests {
         assert!(toml::from_str::<Config>("unknown_key = 1").is_err());
         c.database_url = "mysql://x".into();
         assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn argon2_usage_and_key_bounds_must_be_positive() {
+        for text in [
+            "[dashboard]\nargon2_concurrency = 0",
+            "[dashboard]\nusage_flush_secs = 0",
+            "[limits]\nkeys_per_tenant = 0",
+        ] {
+            let c: Config = toml::from_str(text).unwrap();
+            assert!(c.validate().is_err(), "{text}");
+        }
+        let queue_zero: Config = toml::from_str("[dashboard]\nargon2_queue = 0").unwrap();
+        queue_zero.validate().unwrap();
     }
 }

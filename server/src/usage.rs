@@ -1,7 +1,9 @@
 //! Durable per-tenant usage. The hub counts published messages in memory (`TenantCounters::messages`); this
-//! book adds what was counted since the last flush into `usage_daily` every few seconds and at shutdown, and
-//! answers "today" and "this month" as stored + not yet flushed, so the figures are exact and survive a
-//! restart. Each node flushes its own counts; the rows add up across nodes.
+//! book adds what was counted since the last flush into `usage_daily` every `[dashboard] usage_flush_secs`
+//! (5 s by default) and at shutdown, and answers "today" and "this month" as stored + not yet flushed, so the
+//! figures are exact and survive a restart. A process killed without a clean stop (SIGKILL, OOM, power loss)
+//! loses at most the counts of one interval; writing through would cost a database write per publish. Each
+//! node flushes its own counts; the rows add up across nodes.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -15,7 +17,8 @@ use crate::ids::DevId;
 use crate::storage::{Storage, StorageError};
 use crate::tenant::unix_now;
 
-pub const FLUSH_EVERY: Duration = Duration::from_secs(10);
+/// The default interval between flushes (`[dashboard] usage_flush_secs`).
+pub const FLUSH_EVERY: Duration = Duration::from_secs(5);
 
 /// Messages published by a tenant, per UTC calendar period.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -30,6 +33,8 @@ pub struct UsageBook {
     /// The in-memory counter's value at the last successful flush, per tenant. Held across the flush's
     /// writes so that a reader never sees a delta both stored and pending.
     flushed: Mutex<HashMap<DevId, u64>>,
+    /// The most counting a killed process loses.
+    flush_every: Duration,
 }
 
 impl UsageBook {
@@ -38,7 +43,13 @@ impl UsageBook {
             storage,
             hub,
             flushed: Mutex::new(HashMap::new()),
+            flush_every: FLUSH_EVERY,
         }
+    }
+
+    pub fn with_flush_every(mut self, every: Duration) -> UsageBook {
+        self.flush_every = every;
+        self
     }
 
     /// Writes every tenant's unflushed count into today's row. A failed write is retried next time.
@@ -77,9 +88,9 @@ impl UsageBook {
         })
     }
 
-    /// Flushes every `FLUSH_EVERY` until shutdown; the final flush is the caller's, after the last publish.
+    /// Flushes every `flush_every` until shutdown; the final flush is the caller's, after the last publish.
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
-        let mut tick = tokio::time::interval(FLUSH_EVERY);
+        let mut tick = tokio::time::interval(self.flush_every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let stop = tokio::select! {

@@ -87,41 +87,7 @@ impl ServerProcess {
         let config = Config::from_file(&file).context("the test configuration")?;
         config.validate().context("the test configuration")?;
 
-        let bin = halley_bin();
-        if !bin.exists() {
-            bail!(
-                "{} does not exist: run the tests through tests/run.sh, or `cargo build -p halley-server` first",
-                bin.display()
-            );
-        }
-        let mut cmd = Command::new(&bin);
-        for var in halley::config::ENV_VARS {
-            cmd.env_remove(var);
-        }
-        let mut child = cmd
-            .arg("--config")
-            .arg(&file)
-            .arg("serve")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .with_context(|| format!("spawning {}", bin.display()))?;
-        let log = drain(child.stderr.take().expect("stderr"));
-        let listening = first_line(child.stdout.take().expect("stdout"));
-        let line = match listening.recv_timeout(WAIT) {
-            Ok(Some(line)) => line,
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                let _ = log.closed.recv_timeout(WAIT);
-                bail!(
-                    "halley did not print its listening line; stderr:\n{}",
-                    log.text()
-                );
-            }
-        };
-        let (http_addr, cometql_addr) = parse_listening(&line)?;
+        let (child, http_addr, cometql_addr, log) = launch(&file)?;
         Ok(ServerProcess {
             child,
             http_addr,
@@ -172,6 +138,19 @@ impl ServerProcess {
         Ok(created.into())
     }
 
+    /// Kills the server with SIGKILL (no clean shutdown: nothing is flushed) and starts it again on the same
+    /// data directory and database; the ports change.
+    pub async fn kill_and_restart(&mut self) -> anyhow::Result<()> {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let (child, http_addr, cometql_addr, log) = launch(&self._dir.path().join("halley.toml"))?;
+        self.child = child;
+        self.http_addr = http_addr;
+        self.cometql_addr = cometql_addr;
+        self.log = log;
+        Ok(())
+    }
+
     /// Kills the server and drops its PostgreSQL database.
     pub async fn stop(mut self) {
         let _ = self.child.kill();
@@ -187,6 +166,46 @@ impl Drop for ServerProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Runs `halley --config file serve` and waits for its listening line.
+fn launch(file: &Path) -> anyhow::Result<(Child, SocketAddr, SocketAddr, Log)> {
+    let bin = halley_bin();
+    if !bin.exists() {
+        bail!(
+            "{} does not exist: run the tests through tests/run.sh, or `cargo build -p halley-server` first",
+            bin.display()
+        );
+    }
+    let mut cmd = Command::new(&bin);
+    for var in halley::config::ENV_VARS {
+        cmd.env_remove(var);
+    }
+    let mut child = cmd
+        .arg("--config")
+        .arg(file)
+        .arg("serve")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("spawning {}", bin.display()))?;
+    let log = drain(child.stderr.take().expect("stderr"));
+    let listening = first_line(child.stdout.take().expect("stdout"));
+    let line = match listening.recv_timeout(WAIT) {
+        Ok(Some(line)) => line,
+        _ => {
+            let _ = child.kill();
+            let _ = child.wait();
+            let _ = log.closed.recv_timeout(WAIT);
+            bail!(
+                "halley did not print its listening line; stderr:\n{}",
+                log.text()
+            );
+        }
+    };
+    let (http_addr, cometql_addr) = parse_listening(&line)?;
+    Ok((child, http_addr, cometql_addr, log))
 }
 
 /// `halley listening: http+ws A cometql B`.

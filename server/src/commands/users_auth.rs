@@ -9,7 +9,7 @@ use super::{Caller, CommandError, Ctx, ErrorCode, Outcome};
 use crate::cometql::{Delete, Insert, Select};
 use crate::ids::{DevId, UserId};
 use crate::storage::UserTable;
-use crate::tenant::jwt;
+use crate::tenant::{jwt, unix_now};
 
 pub const TABLE: Table = Table {
     name: "users_auth",
@@ -60,6 +60,11 @@ pub async fn delete(ctx: &Ctx, caller: Caller, del: &Delete) -> Result<Outcome, 
 
 /// The browser login: `key` is either the user's users_auth hash or a JWT of the tenant. Returns the
 /// user's hash (the serverInfo `data`), creating one for a JWT login when the user has none.
+///
+/// A hash minted for a JWT login is a bearer credential like the token, so it expires with the token: it is
+/// stored with the token's `exp` (extended by a later login with a longer-lived token) and authorizes no one
+/// after it. Minting stays (rather than answering JWT logins without a hash) because pages and backends of
+/// comet-server read `data` and the minted hash logs in by itself. A hash the backend stored never expires.
 pub async fn authorize(
     ctx: &Ctx,
     dev_id: DevId,
@@ -69,14 +74,16 @@ pub async fn authorize(
     if user.0 == 0 || key.is_empty() {
         return Ok(None);
     }
-    let stored = ctx
+    let now = unix_now();
+    let live = ctx
         .storage
-        .user_value(UserTable::Auth, dev_id, user)
-        .await?;
-    if let Some(hash) = &stored {
+        .auth_hash(dev_id, user)
+        .await?
+        .filter(|(hash, until)| !hash.is_empty() && until.is_none_or(|t| t > now));
+    if let Some((hash, _)) = &live {
         // An empty stored hash never authorizes anyone (the reference let an empty key in).
-        if !hash.is_empty() && bool::from(hash.as_bytes().ct_eq(key.as_bytes())) {
-            return Ok(stored);
+        if bool::from(hash.as_bytes().ct_eq(key.as_bytes())) {
+            return Ok(Some(hash.clone()));
         }
     }
     if !jwt::looks_like_jwt(key) || ctx.storage.is_revoked(dev_id, key).await? {
@@ -87,15 +94,23 @@ pub async fn authorize(
         .secret_keys(dev_id)
         .await
         .map_err(|e| CommandError::internal("reading tenant keys", e))?;
-    if jwt::verify(&keys, dev_id, key, Some(user)).is_none() {
+    let Some(token) = jwt::verify_claims(&keys, dev_id, key, Some(user)) else {
         return Ok(None);
-    }
-    match stored.filter(|h| !h.is_empty()) {
-        Some(hash) => Ok(Some(hash)),
+    };
+    match live {
+        Some((hash, None)) => Ok(Some(hash)),
+        Some((hash, Some(until))) => {
+            if token.exp > until {
+                ctx.storage
+                    .extend_minted_hash(dev_id, user, token.exp)
+                    .await?;
+            }
+            Ok(Some(hash))
+        }
         None => {
             let hash = uuid::Uuid::new_v4().simple().to_string();
             ctx.storage
-                .put_user_value(UserTable::Auth, dev_id, user, &hash)
+                .put_minted_hash(dev_id, user, &hash, token.exp)
                 .await?;
             Ok(Some(hash))
         }

@@ -1,5 +1,6 @@
-//! Dashboard accounts: the tenant's email and password hash, and its keys as the owner manages them
-//! (look one up, revoke it). Key material stays sealed here, as in `tenants.rs`.
+//! Dashboard accounts: the tenant's email and password hash, its keys as the owner manages them (look one
+//! up, revoke it), and the sessions its owner logged out of. Key material stays sealed here, as in
+//! `tenants.rs`.
 
 use super::{get, KeyRow, Storage, StorageError};
 use crate::ids::DevId;
@@ -89,5 +90,56 @@ impl Storage {
         .execute(self.pool())
         .await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    /// Remembers that session `sid` ended (logout) until `expires_at`, when its token stops verifying anyway.
+    pub async fn end_session(&self, sid: &str, expires_at: i64) -> Result<(), StorageError> {
+        sqlx::query(
+            "INSERT INTO dashboard_ended_sessions (sid, expires_at) VALUES ($1, $2) \
+             ON CONFLICT (sid) DO NOTHING",
+        )
+        .bind(sid)
+        .bind(expires_at)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    pub async fn session_ended(&self, sid: &str) -> Result<bool, StorageError> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM dashboard_ended_sessions WHERE sid = $1")
+            .bind(sid)
+            .fetch_one(self.pool())
+            .await?;
+        Ok(get::<i64>(&row, "n")? > 0)
+    }
+
+    pub async fn purge_ended_sessions(&self, now: i64) -> Result<u64, StorageError> {
+        let r = sqlx::query("DELETE FROM dashboard_ended_sessions WHERE expires_at <= $1")
+            .bind(now)
+            .execute(self.pool())
+            .await?;
+        Ok(r.rows_affected())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn ended_sessions_are_remembered_until_their_expiry() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("s.db").display());
+        let s = Storage::open(&url).await.unwrap();
+        s.migrate().await.unwrap();
+        s.end_session("a", 100).await.unwrap();
+        s.end_session("a", 100).await.unwrap();
+        s.end_session("b", 300).await.unwrap();
+        assert!(s.session_ended("a").await.unwrap());
+        assert!(!s.session_ended("c").await.unwrap());
+        assert_eq!(s.purge_ended_sessions(200).await.unwrap(), 1);
+        assert!(!s.session_ended("a").await.unwrap());
+        assert!(s.session_ended("b").await.unwrap());
+        s.close().await;
     }
 }

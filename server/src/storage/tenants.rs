@@ -80,6 +80,8 @@ impl Storage {
         Ok(get::<i64>(&row, "n")? > 0)
     }
 
+    /// Stores a key unless the tenant already has `cap` active keys (None then). On PostgreSQL the tenant's
+    /// row is locked first so that concurrent creations cannot pass the cap together; SQLite has one writer.
     pub async fn add_key(
         &self,
         dev_id: DevId,
@@ -87,19 +89,31 @@ impl Storage {
         sealed: &[u8],
         verifier: &[u8],
         now: i64,
-    ) -> Result<i64, StorageError> {
+        cap: usize,
+    ) -> Result<Option<i64>, StorageError> {
+        let mut tx = self.pool().begin().await?;
+        if self.backend() == super::Backend::Postgres {
+            sqlx::query("SELECT dev_id FROM tenants WHERE dev_id = $1 FOR UPDATE")
+                .bind(dev_id.0 as i64)
+                .fetch_optional(&mut *tx)
+                .await?;
+        }
         let row = sqlx::query(
             "INSERT INTO tenant_keys (dev_id, name, sealed, verifier, created_at) \
-             VALUES ($1, $2, $3, $4, $5) RETURNING id",
+             SELECT $1, $2, $3, $4, $5 \
+             WHERE (SELECT COUNT(*) FROM tenant_keys WHERE dev_id = $1 AND revoked_at IS NULL) < $6 \
+             RETURNING id",
         )
         .bind(dev_id.0 as i64)
         .bind(name)
         .bind(sealed.to_vec())
         .bind(verifier.to_vec())
         .bind(now)
-        .fetch_one(self.pool())
+        .bind(i64::try_from(cap).unwrap_or(i64::MAX))
+        .fetch_optional(&mut *tx)
         .await?;
-        get(&row, "id")
+        tx.commit().await?;
+        row.map(|r| get(&r, "id")).transpose()
     }
 
     /// The tenant's keys that are not revoked, oldest first.

@@ -39,9 +39,14 @@ impl Storage {
         value: &str,
     ) -> Result<(), StorageError> {
         let (t, c) = table.sql();
+        // A hash the backend stores never expires, even where a JWT login had minted one that would.
+        let never_expires = match table {
+            UserTable::Auth => ", expires_at = NULL",
+            UserTable::Data => "",
+        };
         sqlx::query(&format!(
             "INSERT INTO {t} (dev_id, user_id, {c}) VALUES ($1, $2, $3) \
-             ON CONFLICT (dev_id, user_id) DO UPDATE SET {c} = excluded.{c}"
+             ON CONFLICT (dev_id, user_id) DO UPDATE SET {c} = excluded.{c}{never_expires}"
         ))
         .bind(dev_id.0 as i64)
         .bind(user.0 as i64)
@@ -66,6 +71,73 @@ impl Storage {
         .fetch_optional(self.pool())
         .await?;
         row.map(|r| get(&r, "v")).transpose()
+    }
+
+    /// The user's users_auth hash and, for a hash minted by a JWT login, when it expires.
+    pub async fn auth_hash(
+        &self,
+        dev_id: DevId,
+        user: UserId,
+    ) -> Result<Option<(String, Option<i64>)>, StorageError> {
+        let row = sqlx::query(
+            "SELECT hash, expires_at FROM users_auth WHERE dev_id = $1 AND user_id = $2",
+        )
+        .bind(dev_id.0 as i64)
+        .bind(user.0 as i64)
+        .fetch_optional(self.pool())
+        .await?;
+        row.map(|r| Ok((get(&r, "hash")?, get(&r, "expires_at")?)))
+            .transpose()
+    }
+
+    /// Stores a hash minted by a JWT login, valid until `expires_at` (the token's `exp`).
+    pub async fn put_minted_hash(
+        &self,
+        dev_id: DevId,
+        user: UserId,
+        hash: &str,
+        expires_at: i64,
+    ) -> Result<(), StorageError> {
+        sqlx::query(
+            "INSERT INTO users_auth (dev_id, user_id, hash, expires_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (dev_id, user_id) DO UPDATE SET hash = excluded.hash, expires_at = excluded.expires_at",
+        )
+        .bind(dev_id.0 as i64)
+        .bind(user.0 as i64)
+        .bind(hash)
+        .bind(expires_at)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// A later JWT login with a longer-lived token keeps the minted hash valid as long as that token.
+    pub async fn extend_minted_hash(
+        &self,
+        dev_id: DevId,
+        user: UserId,
+        expires_at: i64,
+    ) -> Result<(), StorageError> {
+        sqlx::query(
+            "UPDATE users_auth SET expires_at = $3 \
+             WHERE dev_id = $1 AND user_id = $2 AND expires_at IS NOT NULL AND expires_at < $3",
+        )
+        .bind(dev_id.0 as i64)
+        .bind(user.0 as i64)
+        .bind(expires_at)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Drops minted hashes whose token has expired (they authorize no one already).
+    pub async fn purge_expired_hashes(&self, now: i64) -> Result<u64, StorageError> {
+        let r =
+            sqlx::query("DELETE FROM users_auth WHERE expires_at IS NOT NULL AND expires_at <= $1")
+                .bind(now)
+                .execute(self.pool())
+                .await?;
+        Ok(r.rows_affected())
     }
 
     pub async fn delete_user_value(
@@ -286,5 +358,41 @@ impl Storage {
             .execute(self.pool())
             .await?;
         Ok(r.rows_affected())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn minted_hashes_expire_and_a_stored_hash_does_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("h.db").display());
+        let s = Storage::open(&url).await.unwrap();
+        s.migrate().await.unwrap();
+        let (dev, u5, u6) = (DevId(1), UserId(5), UserId(6));
+        s.put_minted_hash(dev, u5, "m5", 100).await.unwrap();
+        s.put_minted_hash(dev, u6, "m6", 100).await.unwrap();
+        s.extend_minted_hash(dev, u5, 200).await.unwrap();
+        s.extend_minted_hash(dev, u5, 150).await.unwrap();
+        assert_eq!(
+            s.auth_hash(dev, u5).await.unwrap(),
+            Some(("m5".into(), Some(200))),
+            "extended, never shortened"
+        );
+        // The backend storing a hash makes it permanent.
+        s.put_user_value(UserTable::Auth, dev, u6, "mine")
+            .await
+            .unwrap();
+        s.extend_minted_hash(dev, u6, 300).await.unwrap();
+        assert_eq!(
+            s.auth_hash(dev, u6).await.unwrap(),
+            Some(("mine".into(), None))
+        );
+        assert_eq!(s.purge_expired_hashes(200).await.unwrap(), 1);
+        assert_eq!(s.auth_hash(dev, u5).await.unwrap(), None);
+        assert!(s.auth_hash(dev, u6).await.unwrap().is_some());
+        s.close().await;
     }
 }

@@ -1,12 +1,7 @@
 //! Dashboard accounts: sign-up with an email and a password (argon2id, the `argon2` crate's recommended
 //! parameters), password checks, and the owner's management of its keys.
 
-use std::sync::OnceLock;
-
-use argon2::password_hash::rand_core::OsRng;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::Argon2;
-
+use super::password::{hash_password, verify_password};
 use super::{unix_now, valid_email, TenantError, Tenants};
 use crate::ids::DevId;
 use crate::storage::{AccountRow, StorageError};
@@ -34,6 +29,8 @@ pub enum AccountError {
     NoSuchKey,
     #[error("this is the last active key")]
     LastKey,
+    #[error("too many password checks are waiting; try again in a moment")]
+    Busy,
     #[error(transparent)]
     Tenant(#[from] TenantError),
 }
@@ -68,49 +65,6 @@ pub fn check_password_rules(password: &str) -> Result<(), AccountError> {
     }
 }
 
-/// argon2 takes tens of milliseconds of CPU on purpose: off the async workers.
-async fn hash_password(password: String) -> Result<String, AccountError> {
-    tokio::task::spawn_blocking(move || {
-        let salt = SaltString::generate(&mut OsRng);
-        Argon2::default()
-            .hash_password(password.as_bytes(), &salt)
-            .map(|h| h.to_string())
-    })
-    .await
-    .ok()
-    .and_then(Result::ok)
-    .ok_or_else(|| AccountError::Tenant(TenantError::Hashing))
-}
-
-/// A hash of no one's password, checked when the email is unknown so that the answer takes as long.
-fn dummy_hash() -> &'static str {
-    static DUMMY: OnceLock<String> = OnceLock::new();
-    DUMMY.get_or_init(|| {
-        let salt = SaltString::generate(&mut OsRng);
-        Argon2::default()
-            .hash_password(super::generate_key().as_bytes(), &salt)
-            .map(|h| h.to_string())
-            .unwrap_or_default()
-    })
-}
-
-async fn verify_password(password: String, hash: Option<String>) -> bool {
-    tokio::task::spawn_blocking(move || {
-        let known = hash.is_some();
-        let hash = hash.unwrap_or_else(|| dummy_hash().to_owned());
-        let ok = PasswordHash::new(&hash)
-            .map(|h| {
-                Argon2::default()
-                    .verify_password(password.as_bytes(), &h)
-                    .is_ok()
-            })
-            .unwrap_or(false);
-        ok && known
-    })
-    .await
-    .unwrap_or(false)
-}
-
 fn check_key_name(name: &str) -> Result<String, AccountError> {
     let name = name.trim();
     let chars = name.chars().count();
@@ -132,7 +86,7 @@ impl Tenants {
             return Err(AccountError::InvalidEmail);
         }
         check_password_rules(password)?;
-        let hash = hash_password(password.to_owned()).await?;
+        let hash = hash_password(&self.argon2, password.to_owned()).await?;
         let created = match self.create(&email, Some(&hash)).await {
             Err(TenantError::Storage(StorageError::Conflict(_))) => {
                 return Err(AccountError::EmailTaken)
@@ -161,7 +115,7 @@ impl Tenants {
             self.storage.account_by_email(&email).await?
         };
         let hash = account.as_ref().and_then(|a| a.password_hash.clone());
-        if verify_password(password.to_owned(), hash).await {
+        if verify_password(&self.argon2, password.to_owned(), hash).await? {
             account.ok_or(AccountError::BadCredentials)
         } else {
             Err(AccountError::BadCredentials)
@@ -176,11 +130,17 @@ impl Tenants {
         new: &str,
     ) -> Result<AccountRow, AccountError> {
         let account = self.account(dev_id).await?;
-        if !verify_password(current.to_owned(), account.password_hash.clone()).await {
+        if !verify_password(
+            &self.argon2,
+            current.to_owned(),
+            account.password_hash.clone(),
+        )
+        .await?
+        {
             return Err(AccountError::BadCredentials);
         }
         check_password_rules(new)?;
-        let hash = hash_password(new.to_owned()).await?;
+        let hash = hash_password(&self.argon2, new.to_owned()).await?;
         self.storage.set_password_hash(dev_id, &hash).await?;
         Ok(AccountRow {
             password_hash: Some(hash),
@@ -218,13 +178,8 @@ impl Tenants {
     ) -> Result<(KeyInfo, String), AccountError> {
         let name = check_key_name(name)?;
         let key = super::generate_key();
-        let sealed = self.keys.seal(dev_id, &key);
         let now = unix_now();
-        let verifier = crate::mysql::auth::verifier(key.as_bytes());
-        let id = self
-            .storage
-            .add_key(dev_id, &name, &sealed, &verifier, now)
-            .await?;
+        let id = self.store_key(dev_id, &name, &key, now).await?;
         let info = KeyInfo {
             id,
             name,
@@ -291,14 +246,5 @@ mod tests {
         assert!(check_key_name("").is_err());
         assert!(check_key_name("a\nb").is_err());
         assert!(check_key_name(&"k".repeat(65)).is_err());
-    }
-
-    #[tokio::test]
-    async fn hashes_are_argon2id_and_verify() {
-        let hash = hash_password("correct horse".into()).await.unwrap();
-        assert!(hash.starts_with("$argon2id$"), "{hash}");
-        assert!(verify_password("correct horse".into(), Some(hash.clone())).await);
-        assert!(!verify_password("wrong horse!".into(), Some(hash)).await);
-        assert!(!verify_password("anything at all".into(), None).await);
     }
 }

@@ -1,5 +1,6 @@
 //! Browser users' JWTs (contract §4): HS256 only, signed with a tenant key followed by the decimal dev_id,
-//! a numeric `exp` in the future and a numeric `user_id` equal to the connecting user's.
+//! a numeric `exp` in the future, a numeric `nbf` (when present) not in the future, and a numeric `user_id`
+//! equal to the connecting user's. `exp` and `nbf` have the same leeway: none.
 
 use jsonwebtoken::{decode, Algorithm, DecodingKey, Validation};
 use serde_json::Value;
@@ -14,6 +15,13 @@ pub fn looks_like_jwt(key: &str) -> bool {
     key.len() <= MAX_TOKEN_LEN && key.split('.').count() == 3 && key.len() > 32
 }
 
+/// A valid token: the user it names and when it expires (unix seconds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verified {
+    pub user: UserId,
+    pub exp: i64,
+}
+
 /// The user the token names, if it is valid for this tenant under one of `secret_keys`. `user` restricts it
 /// to that user (browser login); None accepts any user (revoking a token).
 pub fn verify(
@@ -22,12 +30,23 @@ pub fn verify(
     token: &str,
     user: Option<UserId>,
 ) -> Option<UserId> {
+    verify_claims(secret_keys, dev_id, token, user).map(|v| v.user)
+}
+
+/// As `verify`, with the token's expiry.
+pub fn verify_claims(
+    secret_keys: &[String],
+    dev_id: DevId,
+    token: &str,
+    user: Option<UserId>,
+) -> Option<Verified> {
     if !looks_like_jwt(token) {
         return None;
     }
     let mut validation = Validation::new(Algorithm::HS256);
     validation.leeway = 0;
     validation.validate_exp = true;
+    validation.validate_nbf = true;
     validation.set_required_spec_claims(&["exp"]);
     for key in secret_keys {
         let secret = format!("{key}{}", dev_id.0);
@@ -38,10 +57,16 @@ pub fn verify(
         ) else {
             continue;
         };
-        // `exp` must be a number (a string exp is refused), `user_id` a number equal to the URL's.
-        if !data.claims.get("exp").is_some_and(Value::is_number) {
+        // `exp` (and `nbf` when present) must be numbers: jsonwebtoken skips a claim it cannot parse, so a
+        // string `nbf` would otherwise be no `nbf` at all. `user_id` a number equal to the URL's.
+        let exp = data.claims.get("exp").filter(|v| v.is_number())?;
+        if data.claims.get("nbf").is_some_and(|v| !v.is_number()) {
             return None;
         }
+        let exp = exp
+            .as_i64()
+            .or_else(|| exp.as_f64().map(|f| f as i64))
+            .unwrap_or(i64::MAX);
         let claimed = data
             .claims
             .get("user_id")
@@ -49,7 +74,10 @@ pub fn verify(
             .filter(|&u| u > 0)?;
         return match user {
             Some(u) if u.0 != claimed => None,
-            _ => Some(UserId(claimed)),
+            _ => Some(Verified {
+                user: UserId(claimed),
+                exp,
+            }),
         };
     }
     None
@@ -111,6 +139,31 @@ mod tests {
             json!({"user_id": 5, "exp": far()}),
         );
         assert_eq!(verify(&keys, DevId(7), &wrong_key, Some(UserId(5))), None);
+    }
+
+    #[test]
+    fn nbf_is_honoured_without_leeway_and_must_be_a_number() {
+        let keys = vec!["k1".to_string()];
+        let now = crate::tenant::unix_now();
+        let at = |nbf: Value| {
+            let t = token(
+                Algorithm::HS256,
+                "k17",
+                json!({"user_id": 5, "exp": far(), "nbf": nbf}),
+            );
+            verify(&keys, DevId(7), &t, Some(UserId(5)))
+        };
+        assert_eq!(at(json!(now - 10)), Some(UserId(5)), "already valid");
+        assert_eq!(at(json!(now)), Some(UserId(5)), "valid from now");
+        assert_eq!(at(json!(now + 30)), None, "not yet valid");
+        assert_eq!(at(json!((now + 30).to_string())), None, "string nbf");
+        let t = token(
+            Algorithm::HS256,
+            "k17",
+            json!({"user_id": 5, "exp": 2_000_000_000i64}),
+        );
+        let v = verify_claims(&keys, DevId(7), &t, Some(UserId(5))).unwrap();
+        assert_eq!(v.exp, 2_000_000_000);
     }
 
     #[test]

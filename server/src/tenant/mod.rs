@@ -2,10 +2,12 @@
 //! The failure of a login is one error whatever its cause, and costs the same work whatever its cause.
 
 pub mod account;
+pub mod argon2_gate;
 pub mod jwt;
 pub mod keys;
 pub mod limits;
 mod origins;
+mod password;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -25,6 +27,8 @@ pub enum TenantError {
     InvalidEmail,
     #[error("password hashing failed")]
     Hashing,
+    #[error("a tenant may have at most {0} active keys; revoke one first")]
+    TooManyKeys(usize),
 }
 
 /// Any login failure: wrong key, unknown dev_id, non-numeric user, empty password. Deliberately one variant.
@@ -54,6 +58,10 @@ pub struct Tenants {
     /// true, while a tenant created by another process must still be found on its first connect.
     known: std::sync::Arc<std::sync::RwLock<std::collections::HashSet<DevId>>>,
     origins: origins::OriginsCache,
+    /// Bounds the argon2 work of sign-ups, dashboard logins and password changes together.
+    argon2: std::sync::Arc<argon2_gate::Argon2Gate>,
+    /// Active keys a tenant may hold (`[limits] keys_per_tenant`).
+    keys_per_tenant: usize,
 }
 
 pub fn unix_now() -> i64 {
@@ -82,7 +90,20 @@ impl Tenants {
             keys,
             known: Default::default(),
             origins: Default::default(),
+            argon2: Default::default(),
+            keys_per_tenant: crate::config::LimitsConfig::default().keys_per_tenant,
         }
+    }
+
+    /// The configured bounds: argon2 computations at once and waiting, and active keys per tenant.
+    pub fn with_limits(mut self, config: &crate::config::Config) -> Tenants {
+        let d = &config.dashboard;
+        self.argon2 = std::sync::Arc::new(argon2_gate::Argon2Gate::new(
+            d.argon2_concurrency,
+            d.argon2_queue,
+        ));
+        self.keys_per_tenant = config.limits.keys_per_tenant;
+        self
     }
 
     pub async fn create(
@@ -102,14 +123,27 @@ impl Tenants {
         Ok(NewTenant { dev_id, key })
     }
 
-    /// Creates and stores a new key, returning it in clear.
+    /// Creates and stores a new key, returning it in clear; refused past `keys_per_tenant` active keys.
     pub async fn add_key(&self, dev_id: DevId, name: &str) -> Result<String, TenantError> {
         let key = generate_key();
-        let sealed = self.keys.seal(dev_id, &key);
-        self.storage
-            .add_key(dev_id, name, &sealed, &verifier(key.as_bytes()), unix_now())
-            .await?;
+        self.store_key(dev_id, name, &key, unix_now()).await?;
         Ok(key)
+    }
+
+    /// Seals and stores `key`, unless the tenant already has `keys_per_tenant` active keys; its id.
+    async fn store_key(
+        &self,
+        dev_id: DevId,
+        name: &str,
+        key: &str,
+        now: i64,
+    ) -> Result<i64, TenantError> {
+        let sealed = self.keys.seal(dev_id, key);
+        let cap = self.keys_per_tenant;
+        self.storage
+            .add_key(dev_id, name, &sealed, &verifier(key.as_bytes()), now, cap)
+            .await?
+            .ok_or(TenantError::TooManyKeys(cap))
     }
 
     /// mysql_native_password check of `scramble` (computed by the client over `salt`) against every active key

@@ -3,14 +3,14 @@
 use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
 
 use super::error::{ApiError, JsonBody};
-use super::session::{Claims, Owner};
+use super::session::{session_token, Claims, Owner};
 use super::Api;
 use crate::storage::AccountRow;
 use crate::tenant::account::normalize_email;
@@ -80,13 +80,20 @@ pub async fn log_in(
     ))
 }
 
-/// Always succeeds, logged in or not: the point is that the browser forgets the cookie.
-pub async fn log_out(State(api): State<Api>) -> Response {
-    (
+/// Always succeeds, logged in or not: the browser forgets the cookie, and a valid session is recorded as
+/// ended so that a copy of the cookie is refused from now on.
+pub async fn log_out(State(api): State<Api>, headers: HeaderMap) -> Result<Response, ApiError> {
+    if let Some(claims) = session_token(&headers).and_then(|t| api.sessions().decode(t).ok()) {
+        api.ctx()
+            .storage
+            .end_session(&claims.sid, claims.exp)
+            .await?;
+    }
+    Ok((
         StatusCode::NO_CONTENT,
         [(header::SET_COOKIE, api.sessions().clear())],
     )
-        .into_response()
+        .into_response())
 }
 
 pub async fn me(State(api): State<Api>, owner: Owner) -> Json<serde_json::Value> {
@@ -96,9 +103,11 @@ pub async fn me(State(api): State<Api>, owner: Owner) -> Json<serde_json::Value>
 /// Every other session of the account ends (they carry the old password's stamp); this one is renewed.
 pub async fn change_password(
     State(api): State<Api>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     owner: Owner,
     JsonBody(p): JsonBody<PasswordChange>,
 ) -> Result<Response, ApiError> {
+    api.0.throttle.password_attempt(peer.ip(), owner.dev_id)?;
     let account = api
         .ctx()
         .tenants

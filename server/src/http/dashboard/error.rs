@@ -94,6 +94,25 @@ impl From<AccountError> for ApiError {
             A::BadCredentials => (StatusCode::UNAUTHORIZED, "wrong_password"),
             A::NoSuchKey => (StatusCode::NOT_FOUND, "no_such_key"),
             A::LastKey => (StatusCode::CONFLICT, "last_key"),
+            A::Busy => {
+                let mut e = ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "busy",
+                    "The server is checking too many passwords right now. Please try again in a moment.",
+                );
+                e.retry_after = Some(1);
+                return e;
+            }
+            A::Tenant(TenantError::TooManyKeys(cap)) => {
+                return ApiError::new(
+                    StatusCode::CONFLICT,
+                    "too_many_keys",
+                    format!(
+                        "You already have {cap} active keys, the most a tenant may have. \
+                         Revoke one you no longer use, then create the new one."
+                    ),
+                );
+            }
             A::Tenant(TenantError::Storage(s)) => {
                 tracing::error!(error = %s, "dashboard API storage error");
                 return ApiError::internal();

@@ -1,6 +1,8 @@
 //! Dashboard sessions: an HS256 JWT in an HttpOnly, SameSite=Strict cookie, signed with a secret derived from
 //! the master key (so every node that can open tenants' keys agrees on sessions). Changing the password ends
-//! every other session: the token carries a stamp of the password hash that must still match.
+//! every other session: the token carries a stamp of the password hash that must still match. Logging out
+//! ends the session on the server too: its random `sid` is stored until the token would have expired, and a
+//! token whose `sid` is stored is refused (a copied cookie does not outlive the logout).
 //!
 //! CSRF: besides SameSite=Strict, every state-changing request must carry the header `X-Halley-CSRF` equal
 //! to the token's `csrf` claim (handed to the page in the login answer and by `GET /me`, never in a cookie),
@@ -36,6 +38,8 @@ pub struct Claims {
     pub csrf: String,
     /// A stamp of the password hash at login: a password change invalidates older sessions.
     pub pwd: String,
+    /// This session's id: logout records it as ended.
+    pub sid: String,
 }
 
 pub struct SessionKeys {
@@ -43,6 +47,14 @@ pub struct SessionKeys {
     decoding: DecodingKey,
     lifetime_secs: i64,
     secure: bool,
+}
+
+fn random_token() -> String {
+    rand::thread_rng()
+        .sample_iter(&Alphanumeric)
+        .take(32)
+        .map(char::from)
+        .collect()
 }
 
 /// A digest of the stored password hash: enough to notice a change, useless for guessing the password.
@@ -68,12 +80,9 @@ impl SessionKeys {
             sub: account.dev_id.0.to_string(),
             iat: now,
             exp: now + self.lifetime_secs,
-            csrf: rand::thread_rng()
-                .sample_iter(&Alphanumeric)
-                .take(32)
-                .map(char::from)
-                .collect(),
+            csrf: random_token(),
             pwd: password_stamp(account),
+            sid: random_token(),
         };
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map_err(|e| {
@@ -96,7 +105,7 @@ impl SessionKeys {
         HeaderValue::from_str(&text).expect("cookie text is ASCII without control characters")
     }
 
-    fn decode(&self, token: &str) -> Result<Claims, ApiError> {
+    pub fn decode(&self, token: &str) -> Result<Claims, ApiError> {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 0;
         validation.set_required_spec_claims(&["exp", "sub"]);
@@ -109,6 +118,11 @@ impl SessionKeys {
             Err(_) => Err(ApiError::not_logged_in()),
         }
     }
+}
+
+/// The session cookie's value, when the request carries one.
+pub fn session_token(headers: &HeaderMap) -> Option<&str> {
+    cookie(headers, SESSION_COOKIE)
 }
 
 fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -161,6 +175,9 @@ impl FromRequestParts<Api> for Owner {
     async fn from_request_parts(parts: &mut Parts, api: &Api) -> Result<Owner, ApiError> {
         let token = cookie(&parts.headers, SESSION_COOKIE).ok_or_else(ApiError::not_logged_in)?;
         let claims = api.sessions().decode(token)?;
+        if api.ctx().storage.session_ended(&claims.sid).await? {
+            return Err(ApiError::not_logged_in());
+        }
         if is_state_changing(&parts.method) {
             let sent = parts
                 .headers
