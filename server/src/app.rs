@@ -61,6 +61,11 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let config = Arc::new(config);
     let tenants = open_tenants(&config).await?;
     let ctx = Ctx::new(config.clone(), tenants, Hub::in_process());
+    // What each tenant keeps stored, for its quotas: counted once here, then kept by every write.
+    ctx.storage
+        .load_totals()
+        .await
+        .context("counting stored rows per tenant")?;
     // Sockets do not survive a restart: whoever was online when the server stopped is offline now.
     ctx.storage
         .mark_all_offline(crate::tenant::unix_now())
@@ -172,6 +177,9 @@ async fn maintenance(ctx: Ctx, mut shutdown: watch::Receiver<bool>) {
         ctx.limits.sweep();
         if let Err(e) = ctx.limits.load_overrides(&ctx.storage).await {
             tracing::warn!(error = %e, "reloading tenant limits failed");
+        }
+        if let Err(e) = ctx.quotas.load_overrides(&ctx.storage).await {
+            tracing::warn!(error = %e, "reloading tenant quotas failed");
         }
         if let Err(e) = ctx.storage.purge_expired_messages(now).await {
             tracing::warn!(error = %e, "expiring queued private messages failed");

@@ -52,6 +52,15 @@ pub struct LimitsConfig {
     /// Open connections (WebSocket + CometQL + HTTP) the server accepts at once; keep it under the
     /// process's open-file limit.
     pub max_connections: usize,
+    /// Storage quotas per tenant (overridable per tenant): bytes of message text kept in pipe history,
+    /// history entries, queued private messages per user and per tenant, users_data rows, revoked_tokens
+    /// rows.
+    pub history_bytes_per_tenant: i64,
+    pub history_rows_per_tenant: i64,
+    pub queued_messages_per_user: i64,
+    pub queued_messages_per_tenant: i64,
+    pub users_data_per_tenant: i64,
+    pub revoked_tokens_per_tenant: i64,
 }
 
 impl Default for LimitsConfig {
@@ -64,6 +73,12 @@ impl Default for LimitsConfig {
             new_connections_per_ip_burst: 200,
             failed_logins_per_ip_per_min: 10,
             max_connections: 19_000,
+            history_bytes_per_tenant: 100 * 1024 * 1024,
+            history_rows_per_tenant: 100_000,
+            queued_messages_per_user: 10_000,
+            queued_messages_per_tenant: 100_000,
+            users_data_per_tenant: 100_000,
+            revoked_tokens_per_tenant: 100_000,
         }
     }
 }
@@ -304,6 +319,22 @@ impl Config {
         if self.dashboard.session_hours == 0 {
             return Err(ConfigError::Invalid(
                 "dashboard: session_hours >= 1 is required".into(),
+            ));
+        }
+        let l = &self.limits;
+        if [
+            l.history_bytes_per_tenant,
+            l.history_rows_per_tenant,
+            l.queued_messages_per_user,
+            l.queued_messages_per_tenant,
+            l.users_data_per_tenant,
+            l.revoked_tokens_per_tenant,
+        ]
+        .iter()
+        .any(|&n| n < 0)
+        {
+            return Err(ConfigError::Invalid(
+                "limits: storage quotas must not be negative".into(),
             ));
         }
         let q = &self.cometql;

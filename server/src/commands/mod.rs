@@ -5,6 +5,7 @@ mod error;
 pub mod history;
 pub(crate) mod meta;
 mod pipes;
+mod quota;
 pub mod pipes_messages;
 mod pipes_settings;
 mod revoked_tokens;
@@ -39,6 +40,8 @@ pub struct Ctx {
     /// Which pipes keep history, cached for the publish path.
     pub history: Arc<history::HistoryLengths>,
     pub limits: Arc<Limits>,
+    /// Storage quotas per tenant (what is in use: `storage.totals()`).
+    pub quotas: Arc<crate::tenant::quota::Quotas>,
     pub metrics: Arc<crate::metrics::Metrics>,
 }
 
@@ -48,6 +51,7 @@ impl Ctx {
             storage: tenants.storage().clone(),
             tenants,
             limits: Arc::new(Limits::new(config.limits.clone())),
+            quotas: Arc::new(crate::tenant::quota::Quotas::new(&config.limits)),
             config,
             hub,
             history: Arc::default(),

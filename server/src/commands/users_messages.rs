@@ -37,6 +37,10 @@ pub async fn insert(ctx: &Ctx, caller: Caller, ins: &Insert) -> Result<Outcome, 
         }
         items.push((id, event, message));
     }
+    if items.len() > 1 {
+        let users: Vec<UserId> = items.iter().map(|(id, _, _)| *id).collect();
+        super::quota::queue_statement(ctx, caller.dev_id, &users)?;
+    }
     let mut last = 0;
     for (id, event, message) in items {
         send(ctx, caller.dev_id, id, event.as_str(), message).await?;
@@ -73,6 +77,7 @@ pub async fn send(
         .limits
         .queue_ttl_secs(dev_id, ctx.config.messages.queue_ttl_secs);
     let expires = now + ttl as i64;
+    let _room = super::quota::queued_message(ctx, dev_id, user)?;
     ctx.storage
         .enqueue_message(dev_id, user, &queued, expires)
         .await?;

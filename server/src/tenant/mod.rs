@@ -5,6 +5,7 @@ pub mod account;
 pub mod jwt;
 pub mod keys;
 pub mod limits;
+pub mod quota;
 mod origins;
 
 use std::time::{SystemTime, UNIX_EPOCH};
