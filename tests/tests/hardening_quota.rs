@@ -1,0 +1,516 @@
+//! Issue 11, item 10: storage quotas per tenant. History (bytes and rows), queued private messages (per user
+//! and per tenant), users_data rows and revoked_tokens rows are bounded; the write that would pass a quota
+//! gets `ERROR 1114 Quota exceeded: <which> (limit N)` and changes nothing (a multi-row INSERT included);
+//! deletes, trims and expiry free room; a per-tenant override (stored by `halley tenant limits`) raises one
+//! tenant's quota; another tenant is unaffected; the totals are right after a restart; the dashboard's
+//! usage shows what is in use. Every test runs on SQLite and PostgreSQL.
+//!
+//! On main none of these writes is refused, so each test fails there at its first expected refusal.
+
+#[path = "dashboard_common/mod.rs"]
+mod dashboard_common;
+
+use std::process::Stdio;
+
+use dashboard_common::Browser;
+use halley::ids::DevId;
+use halley::storage::QuotaRow;
+use halley_tests::browser::{anonymous, subscriber};
+use halley_tests::clients::{self, Client, Login};
+use halley_tests::mysql_raw::RawMysql;
+use halley_tests::wait::WAIT;
+use halley_tests::ws::WsClient;
+use halley_tests::{on_both_backends, Backend, Tenant, TestServer};
+use serde_json::Value;
+
+fn insert(pipe: &str, message: &str) -> String {
+    format!("INSERT INTO pipes_messages (name, event, message) VALUES ('{pipe}', 'ev', '{message}')")
+}
+
+/// A 100-byte message whose first characters tell it apart.
+fn msg100(tag: &str) -> String {
+    format!("{tag:-<100}")
+}
+
+async fn history_len(q: &mut RawMysql, pipe: &str) -> usize {
+    q.query(&format!(
+        "SELECT message FROM pipes_messages WHERE name = '{pipe}'"
+    ))
+    .await
+    .rows()
+    .len()
+}
+
+fn assert_quota(reply: &halley_tests::mysql_raw::Reply, expected: &str) {
+    let (code, message) = reply.err();
+    assert_eq!((code, message), (1114, expected));
+}
+
+async fn queued(q: &mut RawMysql, user: u64) -> usize {
+    q.query(&format!("SELECT message FROM users_messages WHERE id = {user}"))
+        .await
+        .rows()
+        .len()
+}
+
+async fn next_json(ws: &mut WsClient) -> Value {
+    ws.recv_json(WAIT).await.expect("a frame")
+}
+
+/// Stores a quota override and has the server load it, as its once-a-minute reload does.
+async fn set_quotas(server: &TestServer, row: QuotaRow) {
+    server
+        .ctx()
+        .storage
+        .set_tenant_quotas(&row)
+        .await
+        .expect("store the override");
+    reload_quotas(server).await;
+}
+
+async fn reload_quotas(server: &TestServer) {
+    server
+        .ctx()
+        .quotas
+        .load_overrides(&server.ctx().storage)
+        .await
+        .expect("load the overrides");
+}
+
+fn no_override(dev_id: u64) -> QuotaRow {
+    QuotaRow {
+        dev_id: DevId(dev_id),
+        history_bytes: None,
+        history_rows: None,
+        queued_per_user: None,
+        queued_per_tenant: None,
+        users_data: None,
+        revoked_tokens: None,
+    }
+}
+
+const HISTORY_BYTES: &str = "Quota exceeded: history bytes per tenant (limit 1000)";
+
+async fn history_bytes_quota(backend: Backend) {
+    let server = TestServer::start_with(backend, |c| {
+        c.limits.history_bytes_per_tenant = 1000;
+        c.limits.history_rows_per_tenant = 1000;
+    })
+    .await;
+    let a = server.tenant("a@example.com").await;
+    let b = server.tenant("b@example.com").await;
+    let mut qa = RawMysql::login(&server, &a).await;
+    for (pipe, length) in [("hist", 100), ("short", 2), ("web_hist", 100)] {
+        qa.query(&format!(
+            "INSERT INTO pipes_settings (name, length) VALUES ('{pipe}', {length})"
+        ))
+        .await
+        .assert_ok();
+    }
+
+    // A pipe that keeps two entries holds at most 200 bytes however much goes through it: trims free room.
+    for i in 0..20 {
+        qa.query(&insert("short", &msg100(&format!("s{i}"))))
+            .await
+            .assert_ok();
+    }
+    // Up to the quota exactly: 200 + 8 x 100 bytes.
+    for i in 0..8 {
+        qa.query(&insert("hist", &msg100(&format!("h{i}"))))
+            .await
+            .assert_ok();
+    }
+
+    // The next write is refused, as the users' real client sees it.
+    let login = Login::new(server.cometql_port(), a.dev_id.to_string(), a.key.clone());
+    let resp = clients::run(
+        Client::Php,
+        &login.request().sql(insert("hist", &msg100("over"))),
+    )
+    .await
+    .expect("php driver");
+    let e = resp.connected().expect("php logs in")[0]
+        .error()
+        .expect("refused")
+        .clone();
+    assert_eq!((e.code, e.message.as_str()), (1114, HISTORY_BYTES));
+    assert_eq!(history_len(&mut qa, "hist").await, 8, "nothing stored");
+    // An empty message adds no bytes: it still fits (the rows quota bounds those).
+    qa.query(&insert("hist", "")).await.assert_ok();
+    assert_eq!(history_len(&mut qa, "hist").await, 9);
+    // A browser's web_pipe2 into a pipe that keeps history is refused with an error frame naming the
+    // quota, and its connection stays open.
+    let mut sender = anonymous(&server, a.dev_id).await;
+    sender
+        .send_text("web_pipe2\nweb_hist\nev\n*\nfrom a browser")
+        .await
+        .unwrap();
+    let frame = next_json(&mut sender).await;
+    assert_eq!(frame["event"], "error", "{frame}");
+    assert_eq!(frame["data"]["error"], HISTORY_BYTES, "{frame}");
+    assert_eq!(history_len(&mut qa, "web_hist").await, 0);
+    sender.send_text("pipe_count\nweb_hist\nm1").await.unwrap();
+    let count = next_json(&mut sender).await;
+    assert_eq!(count["data"]["user_in_pipe"], 0, "the connection still answers: {count}");
+    // A pipe without history only delivers: no quota applies.
+    let mut live = subscriber(&server, a.dev_id, "live", 0).await;
+    qa.query(&insert("live", "still delivered")).await.assert_ok();
+    assert_eq!(next_json(&mut live).await["data"], "still delivered");
+
+    // Deleting one entry frees room for one: a two-row INSERT is refused whole, then one row passes.
+    let ids = qa
+        .query("SELECT id FROM pipes_messages WHERE name = 'hist'")
+        .await;
+    let first = ids.rows()[0][0].clone();
+    qa.query(&format!(
+        "DELETE FROM pipes_messages WHERE id = '{first}'"
+    ))
+    .await
+    .assert_ok();
+    let mut watcher = subscriber(&server, a.dev_id, "hist", 0).await;
+    let two = format!(
+        "INSERT INTO pipes_messages (name, event, message) VALUES ('hist', 'ev', '{}'), ('hist', 'ev', '{}')",
+        msg100("two-a"),
+        msg100("two-b")
+    );
+    assert_quota(&qa.query(&two).await, HISTORY_BYTES);
+    assert_eq!(history_len(&mut qa, "hist").await, 8, "no row of the statement stored");
+    qa.query(&insert("hist", &msg100("fits"))).await.assert_ok();
+    let got = next_json(&mut watcher).await;
+    assert!(
+        got["data"].as_str().unwrap().starts_with("fits"),
+        "no row of the refused statement was published before: {got}"
+    );
+
+    // Another tenant has its own quota, whole.
+    let mut qb = RawMysql::login(&server, &b).await;
+    qb.query("INSERT INTO pipes_settings (name, length) VALUES ('hist', 100)")
+        .await
+        .assert_ok();
+    for i in 0..10 {
+        qb.query(&insert("hist", &msg100(&format!("b{i}"))))
+            .await
+            .assert_ok();
+    }
+    assert_quota(&qb.query(&insert("hist", "x")).await, HISTORY_BYTES);
+
+    // A's override raises A's quota only.
+    set_quotas(
+        &server,
+        QuotaRow {
+            history_bytes: Some(1500),
+            ..no_override(a.dev_id)
+        },
+    )
+    .await;
+    for i in 0..5 {
+        qa.query(&insert("hist", &msg100(&format!("more{i}"))))
+            .await
+            .assert_ok();
+    }
+    assert_quota(
+        &qa.query(&insert("hist", "x")).await,
+        "Quota exceeded: history bytes per tenant (limit 1500)",
+    );
+    assert_quota(&qb.query(&insert("hist", "x")).await, HISTORY_BYTES);
+
+    // Clearing a pipe, and deleting a pipe's settings (which clears its history), free their room.
+    qa.query("DELETE FROM pipes_messages WHERE name = 'hist'")
+        .await
+        .assert_ok();
+    qa.query("DELETE FROM pipes_settings WHERE name = 'short'")
+        .await
+        .assert_ok();
+    for i in 0..15 {
+        qa.query(&insert("hist", &msg100(&format!("again{i}"))))
+            .await
+            .assert_ok();
+    }
+    assert_eq!(history_len(&mut qa, "hist").await, 15);
+    server.stop().await;
+}
+
+async fn history_rows_quota_survives_a_restart(backend: Backend) {
+    let mut server = TestServer::start_with(backend, |c| c.limits.history_rows_per_tenant = 5).await;
+    let a = server.tenant("a@example.com").await;
+    let mut qa = RawMysql::login(&server, &a).await;
+    qa.query("INSERT INTO pipes_settings (name, length) VALUES ('rows', 100)")
+        .await
+        .assert_ok();
+    qa.query(
+        "INSERT INTO pipes_messages (name, event, message) VALUES ('rows', 'e', '1'), ('rows', 'e', '2'), ('rows', 'e', '3')",
+    )
+    .await
+    .assert_ok();
+    // A `trust_` pipe keeps history without settings: it counts too.
+    qa.query(&insert("trust_room", "4")).await.assert_ok();
+    qa.query(&insert("rows", "5")).await.assert_ok();
+    let rows = "Quota exceeded: history rows per tenant (limit 5)";
+    assert_quota(&qa.query(&insert("rows", "6")).await, rows);
+
+    // The totals are counted again from the tables at start: still full after a restart.
+    drop(qa);
+    server.restart().await;
+    let mut qa = RawMysql::login(&server, &a).await;
+    assert_quota(&qa.query(&insert("trust_room", "6")).await, rows);
+    qa.query("DELETE FROM pipes_messages WHERE name = 'trust_room'")
+        .await
+        .assert_ok();
+    qa.query(&insert("rows", "6")).await.assert_ok();
+    assert_quota(&qa.query(&insert("rows", "7")).await, rows);
+    server.stop().await;
+}
+
+async fn queue_quotas(backend: Backend) {
+    let mut server = TestServer::start_with(backend, |c| {
+        c.limits.queued_messages_per_user = 3;
+        c.limits.queued_messages_per_tenant = 5;
+    })
+    .await;
+    let a = server.tenant("a@example.com").await;
+    let b = server.tenant("b@example.com").await;
+    let mut qa = RawMysql::login(&server, &a).await;
+    let pm = |user: u64, text: &str| {
+        format!("INSERT INTO users_messages (id, event, message) VALUES ({user}, 'ev', '{text}')")
+    };
+    for i in 0..3 {
+        qa.query(&pm(1, &format!("one-{i}"))).await.assert_ok();
+    }
+    let per_user = "Quota exceeded: queued messages per user (limit 3)";
+    assert_quota(&qa.query(&pm(1, "one-over")).await, per_user);
+    qa.query(&pm(2, "two-0")).await.assert_ok();
+    qa.query(&pm(2, "two-1")).await.assert_ok();
+    let per_tenant = "Quota exceeded: queued messages per tenant (limit 5)";
+    assert_quota(&qa.query(&pm(3, "three-0")).await, per_tenant);
+    assert_eq!(queued(&mut qa, 3).await, 0);
+
+    // Another tenant's users have their own queues.
+    let mut qb = RawMysql::login(&server, &b).await;
+    for i in 0..3 {
+        qb.query(&pm(1, &format!("b-{i}"))).await.assert_ok();
+    }
+
+    // Still full after a restart (counted again from the table).
+    drop((qa, qb));
+    server.restart().await;
+    let mut qa = RawMysql::login(&server, &a).await;
+    assert_quota(&qa.query(&pm(1, "after-restart")).await, per_user);
+
+    // Deleting user 1's queue frees three places; a statement that would put four in user 3's queue is
+    // refused whole; three fit.
+    qa.query("DELETE FROM users_messages WHERE id = 1")
+        .await
+        .assert_ok();
+    let four = "INSERT INTO users_messages (id, event, message) VALUES \
+                (3, 'ev', 'a'), (3, 'ev', 'b'), (3, 'ev', 'c'), (3, 'ev', 'd')";
+    assert_quota(&qa.query(four).await, per_user);
+    assert_eq!(queued(&mut qa, 3).await, 0, "no row of the statement queued");
+    qa.query(
+        "INSERT INTO users_messages (id, event, message) VALUES (3, 'ev', 'a'), (3, 'ev', 'b'), (3, 'ev', 'c')",
+    )
+    .await
+    .assert_ok();
+    assert_eq!(queued(&mut qa, 3).await, 3);
+    assert_quota(&qa.query(&pm(4, "x")).await, per_tenant);
+
+    // A per-tenant override raises the tenant's queue.
+    set_quotas(
+        &server,
+        QuotaRow {
+            queued_per_tenant: Some(6),
+            ..no_override(a.dev_id)
+        },
+    )
+    .await;
+    qa.query(&pm(4, "x")).await.assert_ok();
+    assert_quota(
+        &qa.query(&pm(5, "y")).await,
+        "Quota exceeded: queued messages per tenant (limit 6)",
+    );
+    server.stop().await;
+}
+
+async fn users_data_and_revoked_tokens_quotas(backend: Backend) {
+    let server = TestServer::start_with(backend, |c| {
+        c.limits.users_data_per_tenant = 3;
+        c.limits.revoked_tokens_per_tenant = 2;
+    })
+    .await;
+    let a = server.tenant("a@example.com").await;
+    let b = server.tenant("b@example.com").await;
+    let mut qa = RawMysql::login(&server, &a).await;
+    let data = |id: u64, v: &str| format!("INSERT INTO users_data (id, data) VALUES ({id}, '{v}')");
+    qa.query("INSERT INTO users_data (id, data) VALUES (1, 'a'), (2, 'b'), (3, 'c')")
+        .await
+        .assert_ok();
+    let users = "Quota exceeded: users_data rows per tenant (limit 3)";
+    assert_quota(&qa.query(&data(4, "d")).await, users);
+    // Replacing a value takes no room.
+    qa.query(&data(2, "b2")).await.assert_ok();
+    // One new user among replacements: refused whole, the replacement did not happen.
+    assert_quota(
+        &qa.query("INSERT INTO users_data (id, data) VALUES (2, 'b3'), (4, 'd')")
+            .await,
+        users,
+    );
+    let two = qa.query("SELECT data FROM users_data WHERE id = 2").await;
+    assert_eq!(two.rows(), [vec!["b2".to_string()]]);
+    qa.query("DELETE FROM users_data WHERE id = 1")
+        .await
+        .assert_ok();
+    qa.query(&data(4, "d")).await.assert_ok();
+
+    let revoke = |t: &str| format!("INSERT INTO revoked_tokens (token) VALUES ('{t}')");
+    qa.query(&revoke("t1")).await.assert_ok();
+    qa.query(&revoke("t2")).await.assert_ok();
+    qa.query(&revoke("t2")).await.assert_ok();
+    let tokens = "Quota exceeded: revoked_tokens rows per tenant (limit 2)";
+    assert_quota(&qa.query(&revoke("t3")).await, tokens);
+    let listed = qa.query("SELECT token FROM revoked_tokens").await;
+    assert_eq!(listed.rows().len(), 2);
+    qa.query("DELETE FROM revoked_tokens WHERE token = 't1'")
+        .await
+        .assert_ok();
+    qa.query(&revoke("t3")).await.assert_ok();
+
+    // The other tenant is unaffected; an override raises A only.
+    let mut qb = RawMysql::login(&server, &b).await;
+    qb.query("INSERT INTO users_data (id, data) VALUES (1, 'a'), (2, 'b'), (3, 'c')")
+        .await
+        .assert_ok();
+    qb.query("INSERT INTO revoked_tokens (token) VALUES ('t1'), ('t2')")
+        .await
+        .assert_ok();
+    set_quotas(
+        &server,
+        QuotaRow {
+            users_data: Some(4),
+            revoked_tokens: Some(3),
+            ..no_override(a.dev_id)
+        },
+    )
+    .await;
+    qa.query(&data(5, "e")).await.assert_ok();
+    qa.query(&revoke("t4")).await.assert_ok();
+    assert_quota(&qb.query(&data(4, "d")).await, users);
+    server.stop().await;
+}
+
+async fn dashboard_overview_shows_storage_usage(backend: Backend) {
+    let server = TestServer::start_with(backend, |c| {
+        c.limits.history_bytes_per_tenant = 10_000;
+        c.limits.queued_messages_per_tenant = 50;
+    })
+    .await;
+    let (mut owner, dev_id, _, key) = Browser::new_tenant(server.http_addr(), "o@example.com").await;
+    let tenant = Tenant { dev_id, key };
+    let mut q = RawMysql::login(&server, &tenant).await;
+    q.query("INSERT INTO pipes_settings (name, length) VALUES ('hist', 10)")
+        .await
+        .assert_ok();
+    q.query(&insert("hist", &msg100("a"))).await.assert_ok();
+    q.query(&insert("hist", "twelve bytes")).await.assert_ok();
+    q.query("INSERT INTO users_messages (id, event, message) VALUES (7, 'ev', 'queued')")
+        .await
+        .assert_ok();
+    q.query("INSERT INTO users_data (id, data) VALUES (7, 'x')")
+        .await
+        .assert_ok();
+    let usage = owner.call("GET", "/usage", None).await;
+    assert_eq!(usage.status, 200, "{}", usage.body);
+    let storage = &usage.json()["storage"];
+    let pair = |used: i64, limit: i64| serde_json::json!({"used": used, "limit": limit});
+    assert_eq!(storage["history_bytes"], pair(112, 10_000), "{storage}");
+    assert_eq!(storage["history_rows"], pair(2, 100_000), "{storage}");
+    assert_eq!(storage["queued_messages"], pair(1, 50), "{storage}");
+    assert_eq!(storage["queued_messages_per_user_limit"], 10_000, "{storage}");
+    assert_eq!(storage["users_data"], pair(1, 100_000), "{storage}");
+    assert_eq!(storage["revoked_tokens"], pair(0, 100_000), "{storage}");
+    server.stop().await;
+}
+
+/// `halley tenant limits` stores a tenant's quotas; a running server applies them at its next reload.
+async fn cli_sets_quota_overrides(backend: Backend) {
+    let server = TestServer::start_with(backend, |c| c.limits.history_rows_per_tenant = 2).await;
+    let a = server.tenant("a@example.com").await;
+    let mut qa = RawMysql::login(&server, &a).await;
+    qa.query("INSERT INTO pipes_settings (name, length) VALUES ('hist', 100)")
+        .await
+        .assert_ok();
+    qa.query(&insert("hist", "1")).await.assert_ok();
+    qa.query(&insert("hist", "2")).await.assert_ok();
+    let rows2 = "Quota exceeded: history rows per tenant (limit 2)";
+    assert_quota(&qa.query(&insert("hist", "3")).await, rows2);
+
+    let config = server.config();
+    let out = tokio::process::Command::new(halley_tests::process::halley_bin())
+        .args(["tenant", "limits", "--dev-id", &a.dev_id.to_string()])
+        .args(["--history-rows", "3", "--queued-per-user", "7"])
+        .env_clear()
+        .env("HALLEY_DATA_DIR", &config.data_dir)
+        .env("HALLEY_DATABASE_URL", config.database_url())
+        .env("HALLEY_LOG", "warn")
+        .stdin(Stdio::null())
+        .output();
+    let out = tokio::time::timeout(WAIT, out)
+        .await
+        .expect("halley exits in time")
+        .expect("run halley");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("limits of dev_id"), "{stdout}");
+    let stored = server
+        .ctx()
+        .storage
+        .tenant_quotas()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|r| r.dev_id == DevId(a.dev_id))
+        .expect("a quota row for the tenant");
+    assert_eq!(
+        stored,
+        QuotaRow {
+            history_rows: Some(3),
+            queued_per_user: Some(7),
+            ..no_override(a.dev_id)
+        }
+    );
+    reload_quotas(&server).await;
+    qa.query(&insert("hist", "3")).await.assert_ok();
+    assert_quota(
+        &qa.query(&insert("hist", "4")).await,
+        "Quota exceeded: history rows per tenant (limit 3)",
+    );
+
+    // A negative quota is refused by the command line, and nothing is stored.
+    let bad = tokio::process::Command::new(halley_tests::process::halley_bin())
+        .args(["tenant", "limits", "--dev-id", &a.dev_id.to_string()])
+        .args(["--history-rows", "-1"])
+        .env_clear()
+        .env("HALLEY_DATA_DIR", &config.data_dir)
+        .env("HALLEY_DATABASE_URL", config.database_url())
+        .stdin(Stdio::null())
+        .output();
+    let bad = tokio::time::timeout(WAIT, bad).await.unwrap().unwrap();
+    assert!(!bad.status.success());
+    reload_quotas(&server).await;
+    assert_eq!(
+        server.ctx().quotas.for_tenant(DevId(a.dev_id)).history_rows,
+        3
+    );
+    server.stop().await;
+}
+
+on_both_backends!(
+    history_bytes_quota,
+    history_rows_quota_survives_a_restart,
+    queue_quotas,
+    users_data_and_revoked_tokens_quotas,
+    dashboard_overview_shows_storage_usage,
+    cli_sets_quota_overrides,
+);
