@@ -13,18 +13,20 @@ mod dashboard_common;
 use std::process::Stdio;
 
 use dashboard_common::Browser;
-use halley::ids::DevId;
+use halley::ids::{DevId, UserId};
 use halley::storage::QuotaRow;
-use halley_tests::browser::{anonymous, subscriber};
+use halley_tests::browser::{anonymous, browser, subscriber};
 use halley_tests::clients::{self, Client, Login};
 use halley_tests::mysql_raw::RawMysql;
-use halley_tests::wait::WAIT;
+use halley_tests::wait::{eventually, WAIT};
 use halley_tests::ws::WsClient;
 use halley_tests::{on_both_backends, Backend, Tenant, TestServer};
 use serde_json::Value;
 
 fn insert(pipe: &str, message: &str) -> String {
-    format!("INSERT INTO pipes_messages (name, event, message) VALUES ('{pipe}', 'ev', '{message}')")
+    format!(
+        "INSERT INTO pipes_messages (name, event, message) VALUES ('{pipe}', 'ev', '{message}')"
+    )
 }
 
 /// A 100-byte message whose first characters tell it apart.
@@ -47,10 +49,12 @@ fn assert_quota(reply: &halley_tests::mysql_raw::Reply, expected: &str) {
 }
 
 async fn queued(q: &mut RawMysql, user: u64) -> usize {
-    q.query(&format!("SELECT message FROM users_messages WHERE id = {user}"))
-        .await
-        .rows()
-        .len()
+    q.query(&format!(
+        "SELECT message FROM users_messages WHERE id = {user}"
+    ))
+    .await
+    .rows()
+    .len()
 }
 
 async fn next_json(ws: &mut WsClient) -> Value {
@@ -151,10 +155,15 @@ async fn history_bytes_quota(backend: Backend) {
     assert_eq!(history_len(&mut qa, "web_hist").await, 0);
     sender.send_text("pipe_count\nweb_hist\nm1").await.unwrap();
     let count = next_json(&mut sender).await;
-    assert_eq!(count["data"]["user_in_pipe"], 0, "the connection still answers: {count}");
+    assert_eq!(
+        count["data"]["user_in_pipe"], 0,
+        "the connection still answers: {count}"
+    );
     // A pipe without history only delivers: no quota applies.
     let mut live = subscriber(&server, a.dev_id, "live", 0).await;
-    qa.query(&insert("live", "still delivered")).await.assert_ok();
+    qa.query(&insert("live", "still delivered"))
+        .await
+        .assert_ok();
     assert_eq!(next_json(&mut live).await["data"], "still delivered");
 
     // Deleting one entry frees room for one: a two-row INSERT is refused whole, then one row passes.
@@ -162,11 +171,9 @@ async fn history_bytes_quota(backend: Backend) {
         .query("SELECT id FROM pipes_messages WHERE name = 'hist'")
         .await;
     let first = ids.rows()[0][0].clone();
-    qa.query(&format!(
-        "DELETE FROM pipes_messages WHERE id = '{first}'"
-    ))
-    .await
-    .assert_ok();
+    qa.query(&format!("DELETE FROM pipes_messages WHERE id = '{first}'"))
+        .await
+        .assert_ok();
     let mut watcher = subscriber(&server, a.dev_id, "hist", 0).await;
     let two = format!(
         "INSERT INTO pipes_messages (name, event, message) VALUES ('hist', 'ev', '{}'), ('hist', 'ev', '{}')",
@@ -174,7 +181,11 @@ async fn history_bytes_quota(backend: Backend) {
         msg100("two-b")
     );
     assert_quota(&qa.query(&two).await, HISTORY_BYTES);
-    assert_eq!(history_len(&mut qa, "hist").await, 8, "no row of the statement stored");
+    assert_eq!(
+        history_len(&mut qa, "hist").await,
+        8,
+        "no row of the statement stored"
+    );
     qa.query(&insert("hist", &msg100("fits"))).await.assert_ok();
     let got = next_json(&mut watcher).await;
     assert!(
@@ -231,7 +242,8 @@ async fn history_bytes_quota(backend: Backend) {
 }
 
 async fn history_rows_quota_survives_a_restart(backend: Backend) {
-    let mut server = TestServer::start_with(backend, |c| c.limits.history_rows_per_tenant = 5).await;
+    let mut server =
+        TestServer::start_with(backend, |c| c.limits.history_rows_per_tenant = 5).await;
     let a = server.tenant("a@example.com").await;
     let mut qa = RawMysql::login(&server, &a).await;
     qa.query("INSERT INTO pipes_settings (name, length) VALUES ('rows', 100)")
@@ -304,7 +316,11 @@ async fn queue_quotas(backend: Backend) {
     let four = "INSERT INTO users_messages (id, event, message) VALUES \
                 (3, 'ev', 'a'), (3, 'ev', 'b'), (3, 'ev', 'c'), (3, 'ev', 'd')";
     assert_quota(&qa.query(four).await, per_user);
-    assert_eq!(queued(&mut qa, 3).await, 0, "no row of the statement queued");
+    assert_eq!(
+        queued(&mut qa, 3).await,
+        0,
+        "no row of the statement queued"
+    );
     qa.query(
         "INSERT INTO users_messages (id, event, message) VALUES (3, 'ev', 'a'), (3, 'ev', 'b'), (3, 'ev', 'c')",
     )
@@ -327,6 +343,81 @@ async fn queue_quotas(backend: Backend) {
         &qa.query(&pm(5, "y")).await,
         "Quota exceeded: queued messages per tenant (limit 6)",
     );
+    server.stop().await;
+}
+
+/// Room also comes back without a DELETE: a queue drained by its user's connect, queued messages expiring
+/// and `trust_` history expiring (the purges the server runs every minute, called here directly).
+async fn delivery_and_expiry_free_room(backend: Backend) {
+    let server = TestServer::start_with(backend, |c| {
+        c.limits.queued_messages_per_user = 2;
+        c.limits.history_rows_per_tenant = 2;
+    })
+    .await;
+    let a = server.tenant("a@example.com").await;
+    let mut qa = RawMysql::login(&server, &a).await;
+    let pm = |user: u64, text: &str| {
+        format!("INSERT INTO users_messages (id, event, message) VALUES ({user}, 'ev', '{text}')")
+    };
+    let per_user = "Quota exceeded: queued messages per user (limit 2)";
+    qa.query("INSERT INTO users_auth (id, hash) VALUES (1, 'hash1')")
+        .await
+        .assert_ok();
+    qa.query(&pm(1, "q1")).await.assert_ok();
+    qa.query(&pm(1, "q2")).await.assert_ok();
+    assert_quota(&qa.query(&pm(1, "q3")).await, per_user);
+
+    // User 1 connects and receives the queue; once it is written out, the room is back.
+    let (mut ws, _) = browser(&server, a.dev_id, 1, "hash1").await;
+    for expected in ["q1", "q2"] {
+        let m = next_json(&mut ws).await;
+        assert_eq!(m["data"], expected, "{m}");
+    }
+    ws.close().await.unwrap();
+    let totals = server.ctx().storage.totals().clone();
+    eventually(WAIT, || {
+        let left = totals.queued_for(DevId(a.dev_id), UserId(1));
+        let online = server
+            .ctx()
+            .hub
+            .registry()
+            .user_online(DevId(a.dev_id), UserId(1));
+        async move {
+            anyhow::ensure!(
+                left == 0 && !online,
+                "{left} still counted, online: {online}"
+            );
+            Ok(())
+        }
+    })
+    .await
+    .unwrap();
+    qa.query(&pm(1, "q3")).await.assert_ok();
+    qa.query(&pm(1, "q4")).await.assert_ok();
+    assert_quota(&qa.query(&pm(1, "q5")).await, per_user);
+
+    // Expired messages are purged, and their room is back.
+    let later = halley::tenant::unix_now() + 3600;
+    server
+        .ctx()
+        .storage
+        .purge_expired_messages(later)
+        .await
+        .unwrap();
+    qa.query(&pm(1, "q5")).await.assert_ok();
+
+    // trust_ history expires the same way.
+    qa.query(&insert("trust_a", "1")).await.assert_ok();
+    qa.query(&insert("trust_b", "2")).await.assert_ok();
+    let rows = "Quota exceeded: history rows per tenant (limit 2)";
+    assert_quota(&qa.query(&insert("trust_c", "3")).await, rows);
+    server
+        .ctx()
+        .storage
+        .purge_trust_history(later)
+        .await
+        .unwrap();
+    qa.query(&insert("trust_c", "3")).await.assert_ok();
     server.stop().await;
 }
 
@@ -402,7 +493,8 @@ async fn dashboard_overview_shows_storage_usage(backend: Backend) {
         c.limits.queued_messages_per_tenant = 50;
     })
     .await;
-    let (mut owner, dev_id, _, key) = Browser::new_tenant(server.http_addr(), "o@example.com").await;
+    let (mut owner, dev_id, _, key) =
+        Browser::new_tenant(server.http_addr(), "o@example.com").await;
     let tenant = Tenant { dev_id, key };
     let mut q = RawMysql::login(&server, &tenant).await;
     q.query("INSERT INTO pipes_settings (name, length) VALUES ('hist', 10)")
@@ -423,7 +515,10 @@ async fn dashboard_overview_shows_storage_usage(backend: Backend) {
     assert_eq!(storage["history_bytes"], pair(112, 10_000), "{storage}");
     assert_eq!(storage["history_rows"], pair(2, 100_000), "{storage}");
     assert_eq!(storage["queued_messages"], pair(1, 50), "{storage}");
-    assert_eq!(storage["queued_messages_per_user_limit"], 10_000, "{storage}");
+    assert_eq!(
+        storage["queued_messages_per_user_limit"], 10_000,
+        "{storage}"
+    );
     assert_eq!(storage["users_data"], pair(1, 100_000), "{storage}");
     assert_eq!(storage["revoked_tokens"], pair(0, 100_000), "{storage}");
     server.stop().await;
@@ -510,6 +605,7 @@ on_both_backends!(
     history_bytes_quota,
     history_rows_quota_survives_a_restart,
     queue_quotas,
+    delivery_and_expiry_free_room,
     users_data_and_revoked_tokens_quotas,
     dashboard_overview_shows_storage_usage,
     cli_sets_quota_overrides,

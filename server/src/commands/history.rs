@@ -81,6 +81,10 @@ pub async fn record(
 }
 
 /// Whether a message published to the pipe is stored (as `record` decides).
-pub async fn keeps_history(ctx: &Ctx, dev_id: DevId, pipe: &PipeName) -> Result<bool, CommandError> {
+pub async fn keeps_history(
+    ctx: &Ctx,
+    dev_id: DevId,
+    pipe: &PipeName,
+) -> Result<bool, CommandError> {
     Ok(is_trust(pipe.as_str()) || ctx.history.get(ctx, dev_id, pipe).await? > 0)
 }

@@ -29,11 +29,7 @@ fn reserve(
 }
 
 /// Room for one history entry (held until the entry is stored).
-pub fn history_entry(
-    ctx: &Ctx,
-    dev_id: DevId,
-    message: &str,
-) -> Result<Reservation, CommandError> {
+pub fn history_entry(ctx: &Ctx, dev_id: DevId, message: &str) -> Result<Reservation, CommandError> {
     reserve(
         ctx,
         dev_id,
@@ -67,11 +63,7 @@ pub async fn history_statement(
 }
 
 /// Room for one private message in `user`'s queue.
-pub fn queued_message(
-    ctx: &Ctx,
-    dev_id: DevId,
-    user: UserId,
-) -> Result<Reservation, CommandError> {
+pub fn queued_message(ctx: &Ctx, dev_id: DevId, user: UserId) -> Result<Reservation, CommandError> {
     reserve(ctx, dev_id, Some(user), queued(1))
 }
 
@@ -142,11 +134,8 @@ pub async fn revoked_tokens(
     let mut new = distinct.len() as i64;
     let used = ctx.storage.totals().stored(dev_id).revoked_tokens;
     if used + new > ctx.quotas.for_tenant(dev_id).revoked_tokens {
-        for t in &distinct {
-            if ctx.storage.is_revoked(dev_id, t).await? {
-                new -= 1;
-            }
-        }
+        let distinct: Vec<&str> = distinct.into_iter().collect();
+        new -= ctx.storage.count_revoked(dev_id, &distinct).await?;
     }
     reserve(
         ctx,

@@ -174,7 +174,11 @@ impl Totals {
         check(&InUse { tenant, user_queue })?;
         adjust_usage(&mut inner.pending, dev_id, &want, true);
         if let Some(u) = user {
-            adjust(&mut inner.pending_per_user, (dev_id, u), want.queued_messages);
+            adjust(
+                &mut inner.pending_per_user,
+                (dev_id, u),
+                want.queued_messages,
+            );
         }
         Ok(Reservation {
             totals: self.clone(),

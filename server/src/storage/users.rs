@@ -6,6 +6,17 @@ use std::collections::HashMap;
 use super::{get, Storage, StorageError, StoredUsage};
 use crate::ids::{DevId, UserId};
 
+/// Values per `IN (...)` list: well under the bind limits of both databases.
+const IN_CHUNK: usize = 500;
+
+/// `$2, $3, ...` for `n` values after the dev_id.
+fn placeholders(n: usize) -> String {
+    (2..n + 2)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// A private message waiting for its user.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueuedMessage {
@@ -82,17 +93,26 @@ impl Storage {
     }
 
     /// Which of `users` have a value in the table (for quota checks near the limit: replacing a value
-    /// takes no room).
+    /// takes no room). One query per 500 users.
     pub async fn users_with_value(
         &self,
         table: UserTable,
         dev_id: DevId,
         users: &[UserId],
     ) -> Result<Vec<UserId>, StorageError> {
+        let (t, _) = table.sql();
         let mut found = Vec::new();
-        for user in users {
-            if self.user_value(table, dev_id, *user).await?.is_some() {
-                found.push(*user);
+        for chunk in users.chunks(IN_CHUNK) {
+            let sql = format!(
+                "SELECT user_id FROM {t} WHERE dev_id = $1 AND user_id IN ({})",
+                placeholders(chunk.len())
+            );
+            let mut q = sqlx::query(&sql).bind(dev_id.0 as i64);
+            for u in chunk {
+                q = q.bind(u.0 as i64);
+            }
+            for r in q.fetch_all(self.pool()).await? {
+                found.push(UserId(get::<i64>(&r, "user_id")? as u64));
             }
         }
         Ok(found)
@@ -329,7 +349,7 @@ impl Storage {
         .bind(now)
         .execute(self.pool())
         .await?;
-        self.count_revoked(dev_id, r.rows_affected() as i64);
+        self.add_revoked(dev_id, r.rows_affected() as i64);
         Ok(())
     }
 
@@ -342,6 +362,23 @@ impl Storage {
         .fetch_one(self.pool())
         .await?;
         Ok(get::<i64>(&row, "n")? > 0)
+    }
+
+    /// How many of `tokens` (distinct) are revoked already. One query per 500 tokens.
+    pub async fn count_revoked(&self, dev_id: DevId, tokens: &[&str]) -> Result<i64, StorageError> {
+        let mut n = 0;
+        for chunk in tokens.chunks(IN_CHUNK) {
+            let sql = format!(
+                "SELECT COUNT(*) AS n FROM revoked_tokens WHERE dev_id = $1 AND token IN ({})",
+                placeholders(chunk.len())
+            );
+            let mut q = sqlx::query(&sql).bind(dev_id.0 as i64);
+            for t in chunk {
+                q = q.bind(*t);
+            }
+            n += get::<i64>(&q.fetch_one(self.pool()).await?, "n")?;
+        }
+        Ok(n)
     }
 
     /// All revoked tokens of the tenant, oldest first.
@@ -361,11 +398,11 @@ impl Storage {
             .bind(token)
             .execute(self.pool())
             .await?;
-        self.count_revoked(dev_id, -(r.rows_affected() as i64));
+        self.add_revoked(dev_id, -(r.rows_affected() as i64));
         Ok(r.rows_affected())
     }
 
-    fn count_revoked(&self, dev_id: DevId, n: i64) {
+    fn add_revoked(&self, dev_id: DevId, n: i64) {
         self.totals.apply(
             dev_id,
             StoredUsage {

@@ -5,8 +5,8 @@ pub mod account;
 pub mod jwt;
 pub mod keys;
 pub mod limits;
-pub mod quota;
 mod origins;
+pub mod quota;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

@@ -4,7 +4,6 @@
 //! the other overrides. What is in use comes from `storage::Totals` (running totals, no query per write).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::config::LimitsConfig;
@@ -72,12 +71,42 @@ impl QuotaLimits {
     pub fn check(&self, in_use: &InUse, want: &StoredUsage) -> Result<(), OverQuota> {
         let t = &in_use.tenant;
         let checks = [
-            (want.history_bytes, t.history_bytes, self.history_bytes, Quota::HistoryBytes),
-            (want.history_rows, t.history_rows, self.history_rows, Quota::HistoryRows),
-            (want.queued_messages, in_use.user_queue, self.queued_per_user, Quota::QueuedPerUser),
-            (want.queued_messages, t.queued_messages, self.queued_per_tenant, Quota::QueuedPerTenant),
-            (want.users_data, t.users_data, self.users_data, Quota::UsersData),
-            (want.revoked_tokens, t.revoked_tokens, self.revoked_tokens, Quota::RevokedTokens),
+            (
+                want.history_bytes,
+                t.history_bytes,
+                self.history_bytes,
+                Quota::HistoryBytes,
+            ),
+            (
+                want.history_rows,
+                t.history_rows,
+                self.history_rows,
+                Quota::HistoryRows,
+            ),
+            (
+                want.queued_messages,
+                in_use.user_queue,
+                self.queued_per_user,
+                Quota::QueuedPerUser,
+            ),
+            (
+                want.queued_messages,
+                t.queued_messages,
+                self.queued_per_tenant,
+                Quota::QueuedPerTenant,
+            ),
+            (
+                want.users_data,
+                t.users_data,
+                self.users_data,
+                Quota::UsersData,
+            ),
+            (
+                want.revoked_tokens,
+                t.revoked_tokens,
+                self.revoked_tokens,
+                Quota::RevokedTokens,
+            ),
         ];
         for (adds, used, limit, quota) in checks {
             if adds > 0 && used > limit {
@@ -102,8 +131,6 @@ pub struct QuotaOverride {
 pub struct Quotas {
     defaults: QuotaLimits,
     overrides: Mutex<HashMap<DevId, QuotaOverride>>,
-    /// Writes refused by a quota (for /metrics and the logs' sake).
-    pub refusals: AtomicU64,
 }
 
 impl Quotas {
@@ -111,7 +138,6 @@ impl Quotas {
         Quotas {
             defaults: QuotaLimits::from_config(config),
             overrides: Mutex::default(),
-            refusals: AtomicU64::new(0),
         }
     }
 
@@ -174,11 +200,7 @@ impl Quotas {
         want: StoredUsage,
     ) -> Result<Reservation, OverQuota> {
         let limits = self.for_tenant(dev_id);
-        totals
-            .reserve(dev_id, user, want, |in_use| limits.check(in_use, &want))
-            .inspect_err(|_| {
-                self.refusals.fetch_add(1, Ordering::Relaxed);
-            })
+        totals.reserve(dev_id, user, want, |in_use| limits.check(in_use, &want))
     }
 }
 
@@ -244,7 +266,6 @@ mod tests {
             .err()
             .unwrap();
         assert_eq!(e.quota, Quota::UsersData);
-        assert_eq!(q.refusals.load(Ordering::Relaxed), 5);
         q.reserve(&t, d, None, history(3, 100))
             .expect("exactly at the quota is within it");
     }

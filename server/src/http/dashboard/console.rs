@@ -72,9 +72,11 @@ pub async fn test_message(
             ErrorCode::RateLimited => {
                 ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", e.message)
             }
-            ErrorCode::QuotaExceeded => {
-                ApiError::new(StatusCode::INSUFFICIENT_STORAGE, "quota_exceeded", e.message)
-            }
+            ErrorCode::QuotaExceeded => ApiError::new(
+                StatusCode::INSUFFICIENT_STORAGE,
+                "quota_exceeded",
+                e.message,
+            ),
             _ => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.message),
         })?;
     Ok(Json(json!({ "receivers": receivers })))
