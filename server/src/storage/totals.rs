@@ -211,6 +211,9 @@ impl Drop for Reservation {
     }
 }
 
+/// Stores one table's row count in a tenant's usage.
+type SetCount = fn(&mut StoredUsage, i64);
+
 /// The size a history entry counts for (the same expression wherever history rows are counted).
 pub(super) const ENTRY_BYTES: &str = "CAST(octet_length(message) AS BIGINT)";
 
@@ -244,7 +247,7 @@ impl super::Storage {
             stored.entry(d).or_default().queued_messages += n;
             queued_per_user.insert((d, UserId(get::<i64>(r, "user_id")? as u64)), n);
         }
-        let counts: [(&str, fn(&mut StoredUsage, i64)); 2] = [
+        let counts: [(&str, SetCount); 2] = [
             ("users_data", |e, n| e.users_data = n),
             ("revoked_tokens", |e, n| e.revoked_tokens = n),
         ];
