@@ -14,12 +14,21 @@ const STATS = [
 
 // Stored data against the quotas (`storage` in GET /usage); past a quota a write gets ERROR 1114.
 const STORAGE = [
-  ["history_bytes", "History (bytes)"],
+  ["history_bytes", "History (message text)"],
   ["history_rows", "History entries"],
   ["queued_messages", "Queued private messages"],
   ["users_data", "users_data rows"],
   ["revoked_tokens", "Revoked tokens"],
 ];
+
+/** 5 B, 12.5 KiB, 100 MiB: bytes the way the quota is usually set (powers of 1024). */
+function formatBytes(n) {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let i = 0;
+  let v = Number(n);
+  while (v >= 1024 && i < units.length - 1) { v /= 1024; i += 1; }
+  return `${i === 0 ? v : Number(v.toFixed(1)).toLocaleString()}\u00a0${units[i]}`;
+}
 
 function stat(key, label, values) {
   values[key] = h("div", { class: "value", id: `stat-${key}` }, "–");
@@ -57,7 +66,8 @@ export function render(ctx) {
       for (const [key] of STATS) values[key].textContent = Number(u[key]).toLocaleString();
       for (const [key] of STORAGE) {
         const q = u.storage[key];
-        stored[`storage-${key}`].textContent = `${Number(q.used).toLocaleString()} / ${Number(q.limit).toLocaleString()}`;
+        const fmt = key === "history_bytes" ? formatBytes : (n) => Number(n).toLocaleString();
+        stored[`storage-${key}`].textContent = `${fmt(q.used)} / ${fmt(q.limit)}`;
       }
       perUser.textContent = `At most ${Number(u.storage.queued_messages_per_user_limit).toLocaleString()} queued messages per user. A write past a quota is refused with ERROR 1114; deleting history, queued messages or rows frees room.`;
       error.textContent = "";
