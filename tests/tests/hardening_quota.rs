@@ -17,7 +17,7 @@ use halley::ids::{DevId, UserId};
 use halley::storage::QuotaRow;
 use halley_tests::browser::{anonymous, browser, subscriber};
 use halley_tests::clients::{self, Client, Login};
-use halley_tests::mysql_raw::RawMysql;
+use halley_tests::mysql_raw::{RawMysql, Reply};
 use halley_tests::wait::{eventually, WAIT};
 use halley_tests::ws::WsClient;
 use halley_tests::{on_both_backends, Backend, Tenant, TestServer};
@@ -43,7 +43,7 @@ async fn history_len(q: &mut RawMysql, pipe: &str) -> usize {
     .len()
 }
 
-fn assert_quota(reply: &halley_tests::mysql_raw::Reply, expected: &str) {
+fn assert_quota(reply: &Reply, expected: &str) {
     let (code, message) = reply.err();
     assert_eq!((code, message), (1114, expected));
 }
@@ -238,6 +238,57 @@ async fn history_bytes_quota(backend: Backend) {
             .assert_ok();
     }
     assert_eq!(history_len(&mut qa, "hist").await, 15);
+    server.stop().await;
+}
+
+/// Several sessions of one tenant send multi-row INSERTs at once near the quota: each statement is stored
+/// whole or not at all, and together they never pass the quota (each reserves room for all its rows
+/// before its first is stored, and its rows take their room from that reservation).
+async fn concurrent_statements_stay_within_the_quota(backend: Backend) {
+    const SESSIONS: usize = 8;
+    let server = TestServer::start_with(backend, |c| c.limits.history_rows_per_tenant = 10).await;
+    let a = server.tenant("a@example.com").await;
+    let mut setup = RawMysql::login(&server, &a).await;
+    let mut sessions = Vec::new();
+    for i in 0..SESSIONS {
+        setup
+            .query(&format!(
+                "INSERT INTO pipes_settings (name, length) VALUES ('pipe{i}', 100)"
+            ))
+            .await
+            .assert_ok();
+        sessions.push(RawMysql::login(&server, &a).await);
+    }
+    let replies =
+        futures_util::future::join_all(sessions.iter_mut().enumerate().map(|(i, q)| async move {
+            q.query(&format!(
+                "INSERT INTO pipes_messages (name, event, message) VALUES \
+                 ('pipe{i}', 'e', '1'), ('pipe{i}', 'e', '2'), ('pipe{i}', 'e', '3')"
+            ))
+            .await
+        }))
+        .await;
+    let mut accepted = 0;
+    for (i, reply) in replies.iter().enumerate() {
+        let stored = history_len(&mut setup, &format!("pipe{i}")).await;
+        if matches!(reply, Reply::Ok { .. }) {
+            accepted += 1;
+            assert_eq!(
+                stored, 3,
+                "statement {i} was accepted: all its rows are stored"
+            );
+        } else {
+            assert_quota(reply, "Quota exceeded: history rows per tenant (limit 10)");
+            assert_eq!(
+                stored, 0,
+                "statement {i} was refused: none of its rows is stored"
+            );
+        }
+    }
+    assert_eq!(
+        accepted, 3,
+        "three statements of three rows fit in ten rows"
+    );
     server.stop().await;
 }
 
@@ -603,6 +654,7 @@ async fn cli_sets_quota_overrides(backend: Backend) {
 
 on_both_backends!(
     history_bytes_quota,
+    concurrent_statements_stay_within_the_quota,
     history_rows_quota_survives_a_restart,
     queue_quotas,
     delivery_and_expiry_free_room,

@@ -42,6 +42,8 @@ pub struct Ctx {
     pub limits: Arc<Limits>,
     /// Storage quotas per tenant (what is in use: `storage.totals()`).
     pub quotas: Arc<crate::tenant::quota::Quotas>,
+    /// Storage room a statement reserved for all its rows, which each row's write takes from.
+    pub(crate) room: Option<Arc<quota::StatementRoom>>,
     pub metrics: Arc<crate::metrics::Metrics>,
 }
 
@@ -52,6 +54,7 @@ impl Ctx {
             tenants,
             limits: Arc::new(Limits::new(config.limits.clone())),
             quotas: Arc::new(crate::tenant::quota::Quotas::new(&config.limits)),
+            room: None,
             config,
             hub,
             history: Arc::default(),

@@ -37,10 +37,8 @@ pub async fn insert(ctx: &Ctx, caller: Caller, ins: &Insert) -> Result<Outcome, 
         }
         items.push((id, event, message));
     }
-    if items.len() > 1 {
-        let users: Vec<UserId> = items.iter().map(|(id, _, _)| *id).collect();
-        super::quota::queue_statement(ctx, caller.dev_id, &users)?;
-    }
+    let users: Vec<UserId> = items.iter().map(|(id, _, _)| *id).collect();
+    let ctx = &super::quota::queue_statement(ctx, caller.dev_id, &users)?;
     let mut last = 0;
     for (id, event, message) in items {
         send(ctx, caller.dev_id, id, event.as_str(), message).await?;

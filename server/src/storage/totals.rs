@@ -197,6 +197,31 @@ pub struct Reservation {
     want: StoredUsage,
 }
 
+impl Reservation {
+    /// Moves `part` of this room into a reservation of its own (for one row of a statement that reserved
+    /// for all its rows), or None when less than `part` is held for `user`. What is reserved in all does
+    /// not change, so no other writer can take the room in between.
+    pub fn split(&mut self, user: Option<UserId>, part: &StoredUsage) -> Option<Reservation> {
+        let w = &self.want;
+        let covers = self.user == user
+            && w.history_bytes >= part.history_bytes
+            && w.history_rows >= part.history_rows
+            && w.queued_messages >= part.queued_messages
+            && w.users_data >= part.users_data
+            && w.revoked_tokens >= part.revoked_tokens;
+        if !covers {
+            return None;
+        }
+        self.want.sub(part);
+        Some(Reservation {
+            totals: self.totals.clone(),
+            dev_id: self.dev_id,
+            user,
+            want: *part,
+        })
+    }
+}
+
 impl Drop for Reservation {
     fn drop(&mut self) {
         let mut inner = self.totals.lock();
@@ -308,6 +333,28 @@ mod tests {
         t.apply(d, rows(-3));
         assert!(t.lock().stored.is_empty(), "nothing left, nothing kept");
         assert!(t.lock().pending.is_empty());
+    }
+
+    #[test]
+    fn a_split_keeps_the_room_reserved_until_each_part_is_dropped() {
+        let t = Arc::new(Totals::default());
+        let d = DevId(1);
+        let mut whole = t.reserve(d, None, rows(3), at_most(3)).unwrap();
+        let one = whole.split(None, &rows(1)).expect("covered");
+        assert!(
+            whole.split(Some(UserId(1)), &rows(1)).is_none(),
+            "not this user's room"
+        );
+        assert!(whole.split(None, &rows(3)).is_none(), "only two left");
+        assert!(
+            t.reserve(d, None, rows(1), at_most(3)).is_err(),
+            "all three still held"
+        );
+        t.apply(d, rows(1));
+        drop(one);
+        drop(whole);
+        assert_eq!(t.lock().pending.get(&d), None);
+        assert!(t.reserve(d, None, rows(2), at_most(3)).is_ok());
     }
 
     #[test]
