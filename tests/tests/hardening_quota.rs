@@ -14,7 +14,7 @@ use std::process::Stdio;
 
 use dashboard_common::Browser;
 use halley::ids::{DevId, UserId};
-use halley::storage::QuotaRow;
+use halley::storage::{QuotaRow, StoredUsage};
 use halley_tests::browser::{anonymous, browser, subscriber};
 use halley_tests::clients::{self, Client, Login};
 use halley_tests::mysql_raw::{RawMysql, Reply};
@@ -289,6 +289,134 @@ async fn concurrent_statements_stay_within_the_quota(backend: Backend) {
         accepted, 3,
         "three statements of three rows fit in ten rows"
     );
+    server.stop().await;
+}
+
+/// What the tables hold for the tenant, read directly with sqlx (not through the server's totals):
+/// history entries, bytes of their message text, queued messages, users_data rows, revoked_tokens rows.
+async fn counted_in_tables(server: &TestServer, dev_id: u64) -> StoredUsage {
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::any::AnyPoolOptions::new()
+        .max_connections(1)
+        .connect(&server.config().database_url())
+        .await
+        .expect("open the database");
+    let dev = dev_id as i64;
+    let messages: Vec<(String,)> =
+        sqlx::query_as("SELECT message FROM pipe_history WHERE dev_id = $1")
+            .bind(dev)
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    let count = |table: &'static str| {
+        let pool = pool.clone();
+        async move {
+            let (n,): (i64,) =
+                sqlx::query_as(&format!("SELECT COUNT(*) FROM {table} WHERE dev_id = $1"))
+                    .bind(dev)
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap();
+            n
+        }
+    };
+    let usage = StoredUsage {
+        history_rows: messages.len() as i64,
+        history_bytes: messages.iter().map(|(m,)| m.len() as i64).sum(),
+        queued_messages: count("user_messages").await,
+        users_data: count("users_data").await,
+        revoked_tokens: count("revoked_tokens").await,
+    };
+    pool.close().await;
+    usage
+}
+
+/// The red team's attack (many history pipes filled with 60 KB messages) stops at the quota; after a mix
+/// of writes, trims, deletes and purges the server's running totals equal what the tables hold, and they
+/// are the same after a restart.
+async fn the_attack_stops_at_the_quota_and_totals_match_the_tables(backend: Backend) {
+    const QUOTA: i64 = 1024 * 1024;
+    let mut server =
+        TestServer::start_with(backend, |c| c.limits.history_bytes_per_tenant = QUOTA).await;
+    let a = server.tenant("a@example.com").await;
+    let mut qa = RawMysql::login(&server, &a).await;
+    let settings: Vec<String> = (0..20).map(|i| format!("('pipe{i}', 1000)")).collect();
+    qa.query(&format!(
+        "INSERT INTO pipes_settings (name, length) VALUES {}",
+        settings.join(", ")
+    ))
+    .await
+    .assert_ok();
+    let big = "x".repeat(60_000);
+    let mut accepted = 0;
+    for i in 0..40 {
+        match qa.query(&insert(&format!("pipe{}", i % 20), &big)).await {
+            Reply::Ok { .. } => {
+                assert_eq!(accepted, i, "nothing passes after the first refusal");
+                accepted += 1;
+            }
+            refused => assert_quota(
+                &refused,
+                "Quota exceeded: history bytes per tenant (limit 1048576)",
+            ),
+        }
+    }
+    assert_eq!(accepted, 17, "17 x 60,000 bytes fit in 1 MiB, 18 do not");
+    let stored = counted_in_tables(&server, a.dev_id).await;
+    assert_eq!(
+        (stored.history_rows, stored.history_bytes),
+        (17, 17 * 60_000)
+    );
+
+    // A mix of everything that adds or removes rows.
+    let ids = qa
+        .query("SELECT id FROM pipes_messages WHERE name = 'pipe1'")
+        .await;
+    let one = ids.rows()[0][0].clone();
+    for sql in [
+        format!("DELETE FROM pipes_messages WHERE id = '{one}'"),
+        "INSERT INTO pipes_settings (name, length) VALUES ('pipe0', 1)".into(),
+        insert("pipe0", "trims pipe0 to this one"),
+        "DELETE FROM pipes_settings WHERE name = 'pipe3'".into(),
+        insert("trust_room", "kept for a while"),
+        "INSERT INTO users_messages (id, event, message) VALUES (1, 'e', 'a'), (1, 'e', 'b'), (2, 'e', 'c')"
+            .into(),
+        "DELETE FROM users_messages WHERE id = 2".into(),
+        "INSERT INTO users_data (id, data) VALUES (1, 'a'), (2, 'b'), (1, 'again')".into(),
+        "DELETE FROM users_data WHERE id = 2".into(),
+        "INSERT INTO revoked_tokens (token) VALUES ('t1'), ('t2'), ('t1')".into(),
+        "DELETE FROM revoked_tokens WHERE token = 't2'".into(),
+    ] {
+        qa.query(&sql).await.assert_ok();
+    }
+    let later = halley::tenant::unix_now() + 3600;
+    server
+        .ctx()
+        .storage
+        .purge_trust_history(later)
+        .await
+        .unwrap();
+    let in_tables = counted_in_tables(&server, a.dev_id).await;
+    assert_eq!(
+        in_tables,
+        StoredUsage {
+            history_rows: 15,
+            history_bytes: 14 * 60_000 + "trims pipe0 to this one".len() as i64,
+            queued_messages: 2,
+            users_data: 1,
+            revoked_tokens: 1,
+        }
+    );
+    let totals = || server.ctx().storage.totals().stored(DevId(a.dev_id));
+    assert_eq!(
+        totals(),
+        in_tables,
+        "the running totals are what the tables hold"
+    );
+    drop(qa);
+    server.restart().await;
+    let totals = server.ctx().storage.totals().stored(DevId(a.dev_id));
+    assert_eq!(totals, in_tables, "counted again at start: the same");
     server.stop().await;
 }
 
@@ -655,6 +783,7 @@ async fn cli_sets_quota_overrides(backend: Backend) {
 on_both_backends!(
     history_bytes_quota,
     concurrent_statements_stay_within_the_quota,
+    the_attack_stops_at_the_quota_and_totals_match_the_tables,
     history_rows_quota_survives_a_restart,
     queue_quotas,
     delivery_and_expiry_free_room,
