@@ -3,95 +3,23 @@
 //! gets `ERROR 1114 Quota exceeded: <which> (limit N)` and changes nothing (a multi-row INSERT included);
 //! deletes, trims and expiry free room; a per-tenant override (stored by `halley tenant limits`) raises one
 //! tenant's quota; another tenant is unaffected; the totals are right after a restart; the dashboard's
-//! usage shows what is in use. Every test runs on SQLite and PostgreSQL.
+//! usage shows what is in use (`quota_common/operator.rs`, with the command line). Every test runs on
+//! SQLite and PostgreSQL.
 //!
 //! On main none of these writes is refused, so each test fails there at its first expected refusal.
 
 #[path = "dashboard_common/mod.rs"]
 mod dashboard_common;
+mod quota_common;
 
-use std::process::Stdio;
-
-use dashboard_common::Browser;
 use halley::ids::{DevId, UserId};
 use halley::storage::{QuotaRow, StoredUsage};
 use halley_tests::browser::{anonymous, browser, subscriber};
 use halley_tests::clients::{self, Client, Login};
 use halley_tests::mysql_raw::{RawMysql, Reply};
 use halley_tests::wait::{eventually, WAIT};
-use halley_tests::ws::WsClient;
-use halley_tests::{on_both_backends, Backend, Tenant, TestServer};
-use serde_json::Value;
-
-fn insert(pipe: &str, message: &str) -> String {
-    format!(
-        "INSERT INTO pipes_messages (name, event, message) VALUES ('{pipe}', 'ev', '{message}')"
-    )
-}
-
-/// A 100-byte message whose first characters tell it apart.
-fn msg100(tag: &str) -> String {
-    format!("{tag:-<100}")
-}
-
-async fn history_len(q: &mut RawMysql, pipe: &str) -> usize {
-    q.query(&format!(
-        "SELECT message FROM pipes_messages WHERE name = '{pipe}'"
-    ))
-    .await
-    .rows()
-    .len()
-}
-
-fn assert_quota(reply: &Reply, expected: &str) {
-    let (code, message) = reply.err();
-    assert_eq!((code, message), (1114, expected));
-}
-
-async fn queued(q: &mut RawMysql, user: u64) -> usize {
-    q.query(&format!(
-        "SELECT message FROM users_messages WHERE id = {user}"
-    ))
-    .await
-    .rows()
-    .len()
-}
-
-async fn next_json(ws: &mut WsClient) -> Value {
-    ws.recv_json(WAIT).await.expect("a frame")
-}
-
-/// Stores a quota override and has the server load it, as its once-a-minute reload does.
-async fn set_quotas(server: &TestServer, row: QuotaRow) {
-    server
-        .ctx()
-        .storage
-        .set_tenant_quotas(&row)
-        .await
-        .expect("store the override");
-    reload_quotas(server).await;
-}
-
-async fn reload_quotas(server: &TestServer) {
-    server
-        .ctx()
-        .quotas
-        .load_overrides(&server.ctx().storage)
-        .await
-        .expect("load the overrides");
-}
-
-fn no_override(dev_id: u64) -> QuotaRow {
-    QuotaRow {
-        dev_id: DevId(dev_id),
-        history_bytes: None,
-        history_rows: None,
-        queued_per_user: None,
-        queued_per_tenant: None,
-        users_data: None,
-        revoked_tokens: None,
-    }
-}
+use halley_tests::{on_both_backends, Backend, TestServer};
+use quota_common::*;
 
 const HISTORY_BYTES: &str = "Quota exceeded: history bytes per tenant (limit 1000)";
 
@@ -290,45 +218,6 @@ async fn concurrent_statements_stay_within_the_quota(backend: Backend) {
         "three statements of three rows fit in ten rows"
     );
     server.stop().await;
-}
-
-/// What the tables hold for the tenant, read directly with sqlx (not through the server's totals):
-/// history entries, bytes of their message text, queued messages, users_data rows, revoked_tokens rows.
-async fn counted_in_tables(server: &TestServer, dev_id: u64) -> StoredUsage {
-    sqlx::any::install_default_drivers();
-    let pool = sqlx::any::AnyPoolOptions::new()
-        .max_connections(1)
-        .connect(&server.config().database_url())
-        .await
-        .expect("open the database");
-    let dev = dev_id as i64;
-    let messages: Vec<(String,)> =
-        sqlx::query_as("SELECT message FROM pipe_history WHERE dev_id = $1")
-            .bind(dev)
-            .fetch_all(&pool)
-            .await
-            .unwrap();
-    let count = |table: &'static str| {
-        let pool = pool.clone();
-        async move {
-            let (n,): (i64,) =
-                sqlx::query_as(&format!("SELECT COUNT(*) FROM {table} WHERE dev_id = $1"))
-                    .bind(dev)
-                    .fetch_one(&pool)
-                    .await
-                    .unwrap();
-            n
-        }
-    };
-    let usage = StoredUsage {
-        history_rows: messages.len() as i64,
-        history_bytes: messages.iter().map(|(m,)| m.len() as i64).sum(),
-        queued_messages: count("user_messages").await,
-        users_data: count("users_data").await,
-        revoked_tokens: count("revoked_tokens").await,
-    };
-    pool.close().await;
-    usage
 }
 
 /// The red team's attack (many history pipes filled with 60 KB messages) stops at the quota; after a mix
@@ -666,120 +555,6 @@ async fn users_data_and_revoked_tokens_quotas(backend: Backend) {
     server.stop().await;
 }
 
-async fn dashboard_overview_shows_storage_usage(backend: Backend) {
-    let server = TestServer::start_with(backend, |c| {
-        c.limits.history_bytes_per_tenant = 10_000;
-        c.limits.queued_messages_per_tenant = 50;
-    })
-    .await;
-    let (mut owner, dev_id, _, key) =
-        Browser::new_tenant(server.http_addr(), "o@example.com").await;
-    let tenant = Tenant { dev_id, key };
-    let mut q = RawMysql::login(&server, &tenant).await;
-    q.query("INSERT INTO pipes_settings (name, length) VALUES ('hist', 10)")
-        .await
-        .assert_ok();
-    q.query(&insert("hist", &msg100("a"))).await.assert_ok();
-    q.query(&insert("hist", "twelve bytes")).await.assert_ok();
-    q.query("INSERT INTO users_messages (id, event, message) VALUES (7, 'ev', 'queued')")
-        .await
-        .assert_ok();
-    q.query("INSERT INTO users_data (id, data) VALUES (7, 'x')")
-        .await
-        .assert_ok();
-    let usage = owner.call("GET", "/usage", None).await;
-    assert_eq!(usage.status, 200, "{}", usage.body);
-    let storage = &usage.json()["storage"];
-    let pair = |used: i64, limit: i64| serde_json::json!({"used": used, "limit": limit});
-    assert_eq!(storage["history_bytes"], pair(112, 10_000), "{storage}");
-    assert_eq!(storage["history_rows"], pair(2, 100_000), "{storage}");
-    assert_eq!(storage["queued_messages"], pair(1, 50), "{storage}");
-    assert_eq!(
-        storage["queued_messages_per_user_limit"], 10_000,
-        "{storage}"
-    );
-    assert_eq!(storage["users_data"], pair(1, 100_000), "{storage}");
-    assert_eq!(storage["revoked_tokens"], pair(0, 100_000), "{storage}");
-    server.stop().await;
-}
-
-/// `halley tenant limits` stores a tenant's quotas; a running server applies them at its next reload.
-async fn cli_sets_quota_overrides(backend: Backend) {
-    let server = TestServer::start_with(backend, |c| c.limits.history_rows_per_tenant = 2).await;
-    let a = server.tenant("a@example.com").await;
-    let mut qa = RawMysql::login(&server, &a).await;
-    qa.query("INSERT INTO pipes_settings (name, length) VALUES ('hist', 100)")
-        .await
-        .assert_ok();
-    qa.query(&insert("hist", "1")).await.assert_ok();
-    qa.query(&insert("hist", "2")).await.assert_ok();
-    let rows2 = "Quota exceeded: history rows per tenant (limit 2)";
-    assert_quota(&qa.query(&insert("hist", "3")).await, rows2);
-
-    let config = server.config();
-    let out = tokio::process::Command::new(halley_tests::process::halley_bin())
-        .args(["tenant", "limits", "--dev-id", &a.dev_id.to_string()])
-        .args(["--history-rows", "3", "--queued-per-user", "7"])
-        .env_clear()
-        .env("HALLEY_DATA_DIR", &config.data_dir)
-        .env("HALLEY_DATABASE_URL", config.database_url())
-        .env("HALLEY_LOG", "warn")
-        .stdin(Stdio::null())
-        .output();
-    let out = tokio::time::timeout(WAIT, out)
-        .await
-        .expect("halley exits in time")
-        .expect("run halley");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout} {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(stdout.contains("limits of dev_id"), "{stdout}");
-    let stored = server
-        .ctx()
-        .storage
-        .tenant_quotas()
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|r| r.dev_id == DevId(a.dev_id))
-        .expect("a quota row for the tenant");
-    assert_eq!(
-        stored,
-        QuotaRow {
-            history_rows: Some(3),
-            queued_per_user: Some(7),
-            ..no_override(a.dev_id)
-        }
-    );
-    reload_quotas(&server).await;
-    qa.query(&insert("hist", "3")).await.assert_ok();
-    assert_quota(
-        &qa.query(&insert("hist", "4")).await,
-        "Quota exceeded: history rows per tenant (limit 3)",
-    );
-
-    // A negative quota is refused by the command line, and nothing is stored.
-    let bad = tokio::process::Command::new(halley_tests::process::halley_bin())
-        .args(["tenant", "limits", "--dev-id", &a.dev_id.to_string()])
-        .args(["--history-rows", "-1"])
-        .env_clear()
-        .env("HALLEY_DATA_DIR", &config.data_dir)
-        .env("HALLEY_DATABASE_URL", config.database_url())
-        .stdin(Stdio::null())
-        .output();
-    let bad = tokio::time::timeout(WAIT, bad).await.unwrap().unwrap();
-    assert!(!bad.status.success());
-    reload_quotas(&server).await;
-    assert_eq!(
-        server.ctx().quotas.for_tenant(DevId(a.dev_id)).history_rows,
-        3
-    );
-    server.stop().await;
-}
-
 on_both_backends!(
     history_bytes_quota,
     concurrent_statements_stay_within_the_quota,
@@ -788,6 +563,4 @@ on_both_backends!(
     queue_quotas,
     delivery_and_expiry_free_room,
     users_data_and_revoked_tokens_quotas,
-    dashboard_overview_shows_storage_usage,
-    cli_sets_quota_overrides,
 );
