@@ -135,6 +135,11 @@ test("sign up, publish with mariadb, see it live, revoke the key", async () => {
 
   await page.getByRole("link", { name: "Overview" }).click();
   await page.locator("#stat-messages_today").filter({ hasText: "2" }).waitFor();
+  // Stored data against the quotas: a `trust_` pipe keeps its messages, so 5 bytes in one history entry.
+  const kept = await mariadb(devId, key, "INSERT INTO pipes_messages (name, event, message) VALUES ('trust_demo','msg','hello')");
+  assert.equal(kept.code, 0, kept.stderr);
+  await page.locator("#stat-storage-history_bytes").filter({ hasText: /^5\sB \/ 100\sMiB$/ }).waitFor();
+  await page.locator("#stat-storage-history_rows").filter({ hasText: /^1 \/ / }).waitFor();
   await shot("overview");
 
   await page.getByRole("link", { name: "Settings" }).click();

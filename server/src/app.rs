@@ -64,6 +64,11 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let config = Arc::new(config);
     let tenants = open_tenants(&config).await?;
     let ctx = Ctx::new(config.clone(), tenants, Hub::in_process());
+    // What each tenant keeps stored, for its quotas: counted once here, then kept by every write.
+    ctx.storage
+        .load_totals()
+        .await
+        .context("counting stored rows per tenant")?;
     // Sockets do not survive a restart: whoever was online when the server stopped is offline now.
     ctx.storage
         .mark_all_offline(crate::tenant::unix_now())
@@ -185,6 +190,9 @@ async fn maintenance(ctx: Ctx, mut shutdown: watch::Receiver<bool>) {
         }
         if let Err(e) = ctx.storage.purge_ended_sessions(now).await {
             tracing::warn!(error = %e, "forgetting expired dashboard logouts failed");
+        }
+        if let Err(e) = ctx.quotas.load_overrides(&ctx.storage).await {
+            tracing::warn!(error = %e, "reloading tenant quotas failed");
         }
         if let Err(e) = ctx.storage.purge_expired_messages(now).await {
             tracing::warn!(error = %e, "expiring queued private messages failed");

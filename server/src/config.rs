@@ -59,6 +59,15 @@ pub struct LimitsConfig {
     pub max_request_head_bytes: usize,
     /// Active secret keys a tenant may hold (every CometQL login checks each of them).
     pub keys_per_tenant: usize,
+    /// Storage quotas per tenant (overridable per tenant): bytes of message text kept in pipe history,
+    /// history entries, queued private messages per user and per tenant, users_data rows, revoked_tokens
+    /// rows.
+    pub history_bytes_per_tenant: i64,
+    pub history_rows_per_tenant: i64,
+    pub queued_messages_per_user: i64,
+    pub queued_messages_per_tenant: i64,
+    pub users_data_per_tenant: i64,
+    pub revoked_tokens_per_tenant: i64,
 }
 
 impl Default for LimitsConfig {
@@ -74,6 +83,12 @@ impl Default for LimitsConfig {
             connections_per_ip: 500,
             max_request_head_bytes: 16 * 1024,
             keys_per_tenant: 20,
+            history_bytes_per_tenant: 100 * 1024 * 1024,
+            history_rows_per_tenant: 100_000,
+            queued_messages_per_user: 10_000,
+            queued_messages_per_tenant: 100_000,
+            users_data_per_tenant: 100_000,
+            revoked_tokens_per_tenant: 100_000,
         }
     }
 }
@@ -342,6 +357,21 @@ impl Config {
         if self.limits.keys_per_tenant == 0 {
             return Err(ConfigError::Invalid(
                 "limits: keys_per_tenant >= 1 is required".into(),
+            ));
+        }
+        if [
+            l.history_bytes_per_tenant,
+            l.history_rows_per_tenant,
+            l.queued_messages_per_user,
+            l.queued_messages_per_tenant,
+            l.users_data_per_tenant,
+            l.revoked_tokens_per_tenant,
+        ]
+        .iter()
+        .any(|&n| n < 0)
+        {
+            return Err(ConfigError::Invalid(
+                "limits: storage quotas must not be negative".into(),
             ));
         }
         let q = &self.cometql;

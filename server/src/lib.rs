@@ -19,13 +19,13 @@
 //! - [`mysql`]: MySQL wire protocol, server side: pure codec plus one connection loop. No CometQL knowledge.
 //! - [`cometql`]: the language, pure: `&str` → `Statement`.
 //! - [`commands`]: what each statement does, one file per table; shared by every front door.
-//! - [`tenant`]: credentials, keys sealed at rest.
+//! - [`tenant`]: credentials, keys sealed at rest, per-tenant limits and storage quotas.
 //! - [`hub`], [`broker`]: who is listening; how a publish reaches them.
 //! - [`push`]: browsers: pure protocol, outgoing frames, per-connection session and socket loop.
 //! - [`http`]: the one router on the HTTP port, also serving the dashboard (`dashboard/`, embedded) and its
 //!   JSON API `/api/dashboard/v1`, and the accept loop with the limits every connection of both ports
 //!   passes first (`http::admission`); [`metrics`]: `/metrics` in Prometheus text format.
-//! - [`storage`]: all SQL (sqlx; PostgreSQL and SQLite).
+//! - [`storage`]: all SQL (sqlx; PostgreSQL and SQLite), and the running totals of what each tenant stores.
 //! - [`usage`]: per-tenant message counts flushed from the hub's counters into storage.
 //! - [`app`]: composition root; [`logging`]: process plumbing for the binary.
 

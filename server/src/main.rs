@@ -58,7 +58,32 @@ enum TenantCommand {
         /// Seconds a private message (users_messages) waits for its offline user.
         #[arg(long)]
         queue_ttl_secs: Option<i64>,
+        #[command(flatten)]
+        quotas: QuotaArgs,
     },
+}
+
+/// Storage quotas of `tenant limits` (omitted: the global [limits] value).
+#[derive(clap::Args)]
+struct QuotaArgs {
+    /// Bytes of message text kept in pipe history.
+    #[arg(long, value_parser = clap::value_parser!(i64).range(0..))]
+    history_bytes: Option<i64>,
+    /// Pipe history entries.
+    #[arg(long, value_parser = clap::value_parser!(i64).range(0..))]
+    history_rows: Option<i64>,
+    /// Private messages queued for one offline user.
+    #[arg(long, value_parser = clap::value_parser!(i64).range(0..))]
+    queued_per_user: Option<i64>,
+    /// Private messages queued for all users of the tenant.
+    #[arg(long, value_parser = clap::value_parser!(i64).range(0..))]
+    queued_per_tenant: Option<i64>,
+    /// Users with a users_data value.
+    #[arg(long, value_parser = clap::value_parser!(i64).range(0..))]
+    users_data: Option<i64>,
+    /// revoked_tokens entries.
+    #[arg(long, value_parser = clap::value_parser!(i64).range(0..))]
+    revoked_tokens: Option<i64>,
 }
 
 #[derive(Subcommand)]
@@ -139,6 +164,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             publish_burst,
             websocket_connections,
             queue_ttl_secs,
+            quotas,
         }) => {
             let tenants = halley::app::open_tenants(&config).await?;
             let dev_id = halley::ids::DevId(dev_id);
@@ -154,6 +180,16 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                 queue_ttl_secs,
             };
             tenants.storage().set_tenant_limits(&row).await?;
+            let quotas = halley::storage::QuotaRow {
+                dev_id,
+                history_bytes: quotas.history_bytes,
+                history_rows: quotas.history_rows,
+                queued_per_user: quotas.queued_per_user,
+                queued_per_tenant: quotas.queued_per_tenant,
+                users_data: quotas.users_data,
+                revoked_tokens: quotas.revoked_tokens,
+            };
+            tenants.storage().set_tenant_quotas(&quotas).await?;
             println!("limits of dev_id {dev_id} set");
             tenants.storage().close().await;
         }

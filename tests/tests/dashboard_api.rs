@@ -265,7 +265,13 @@ async fn test_message_and_usage(backend: Backend) {
     assert_eq!(
         usage,
         json!({"websocket_connections": 0, "cometql_sessions": 0, "messages_today": 0,
-               "messages_this_month": 0, "rate_limited": 0})
+               "messages_this_month": 0, "rate_limited": 0,
+               "storage": {"history_bytes": {"used": 0, "limit": 104_857_600},
+                           "history_rows": {"used": 0, "limit": 100_000},
+                           "queued_messages": {"used": 0, "limit": 100_000},
+                           "queued_messages_per_user_limit": 10_000,
+                           "users_data": {"used": 0, "limit": 100_000},
+                           "revoked_tokens": {"used": 0, "limit": 100_000}}})
     );
 
     let mut ws = subscriber(&server, dev_id, "chat", 0).await;

@@ -24,6 +24,8 @@ pub enum ErrorCode {
     AccessDenied = 403,
     RateLimited = 429,
     Internal = 500,
+    /// MySQL's ER_RECORD_FILE_FULL ("The table is full"): a storage quota of the tenant is reached.
+    QuotaExceeded = 1114,
 }
 
 impl ErrorCode {
@@ -45,6 +47,7 @@ impl ErrorCode {
             403 => ErrorCode::AccessDenied,
             429 => ErrorCode::RateLimited,
             500 => ErrorCode::Internal,
+            1114 => ErrorCode::QuotaExceeded,
             _ => ErrorCode::Syntax,
         }
     }

@@ -75,6 +75,16 @@ pub async fn record(
         user_id: sender.map_or(0, |u| u.0 as i64),
         sent_at: unix_now(),
     };
+    let _room = super::quota::history_entry(ctx, dev_id, message)?;
     ctx.storage.append_history(dev_id, &row, keep).await?;
     Ok(())
+}
+
+/// Whether a message published to the pipe is stored (as `record` decides).
+pub async fn keeps_history(
+    ctx: &Ctx,
+    dev_id: DevId,
+    pipe: &PipeName,
+) -> Result<bool, CommandError> {
+    Ok(is_trust(pipe.as_str()) || ctx.history.get(ctx, dev_id, pipe).await? > 0)
 }

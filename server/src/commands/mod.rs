@@ -7,6 +7,7 @@ pub(crate) mod meta;
 mod pipes;
 pub mod pipes_messages;
 mod pipes_settings;
+mod quota;
 mod revoked_tokens;
 pub mod session;
 mod table;
@@ -39,6 +40,10 @@ pub struct Ctx {
     /// Which pipes keep history, cached for the publish path.
     pub history: Arc<history::HistoryLengths>,
     pub limits: Arc<Limits>,
+    /// Storage quotas per tenant (what is in use: `storage.totals()`).
+    pub quotas: Arc<crate::tenant::quota::Quotas>,
+    /// Storage room a statement reserved for all its rows, which each row's write takes from.
+    pub(crate) room: Option<Arc<quota::StatementRoom>>,
     pub metrics: Arc<crate::metrics::Metrics>,
 }
 
@@ -48,6 +53,8 @@ impl Ctx {
             storage: tenants.storage().clone(),
             tenants,
             limits: Arc::new(Limits::new(config.limits.clone())),
+            quotas: Arc::new(crate::tenant::quota::Quotas::new(&config.limits)),
+            room: None,
             config,
             hub,
             history: Arc::default(),

@@ -62,6 +62,7 @@ pub async fn insert(ctx: &Ctx, caller: Caller, ins: &Insert) -> Result<Outcome, 
             Message::new(name, event, message, max)
         })
         .collect::<Result<Vec<_>, _>>()?;
+    let ctx = &super::quota::history_statement(ctx, caller.dev_id, &messages).await?;
     for m in messages {
         publish(ctx, caller, m, None).await?;
     }

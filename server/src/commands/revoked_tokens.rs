@@ -28,6 +28,7 @@ pub async fn insert(ctx: &Ctx, caller: Caller, ins: &Insert) -> Result<Outcome, 
         .secret_keys(caller.dev_id)
         .await
         .map_err(|e| CommandError::internal("reading tenant keys", e))?;
+    let _room = super::quota::revoked_tokens(ctx, caller.dev_id, &tokens).await?;
     for token in &tokens {
         ctx.storage
             .revoke_token(caller.dev_id, token, unix_now())

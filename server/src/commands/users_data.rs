@@ -21,6 +21,8 @@ pub async fn insert(ctx: &Ctx, caller: Caller, ins: &Insert) -> Result<Outcome, 
             required(&row, "data")?,
         ));
     }
+    let users: Vec<_> = items.iter().map(|(id, _)| *id).collect();
+    let _room = super::quota::users_data(ctx, caller.dev_id, &users).await?;
     put_values(ctx, caller, UserTable::Data, &items).await
 }
 

@@ -37,6 +37,8 @@ pub async fn insert(ctx: &Ctx, caller: Caller, ins: &Insert) -> Result<Outcome, 
         }
         items.push((id, event, message));
     }
+    let users: Vec<UserId> = items.iter().map(|(id, _, _)| *id).collect();
+    let ctx = &super::quota::queue_statement(ctx, caller.dev_id, &users)?;
     let mut last = 0;
     for (id, event, message) in items {
         send(ctx, caller.dev_id, id, event.as_str(), message).await?;
@@ -73,6 +75,7 @@ pub async fn send(
         .limits
         .queue_ttl_secs(dev_id, ctx.config.messages.queue_ttl_secs);
     let expires = now + ttl as i64;
+    let _room = super::quota::queued_message(ctx, dev_id, user)?;
     ctx.storage
         .enqueue_message(dev_id, user, &queued, expires)
         .await?;

@@ -206,7 +206,8 @@ impl Session {
             )),
             // Past the tenant's publish budget (shared with CometQL): an error frame naming the limit and
             // the retry time, as CometQL's ERROR 429 does; the connection stays open.
-            Err(e) if e.code == ErrorCode::RateLimited => {
+            // Past a storage quota (the pipe keeps history): the same kind of error frame.
+            Err(e) if matches!(e.code, ErrorCode::RateLimited | ErrorCode::QuotaExceeded) => {
                 Answer::one(frames::command_error(&e.message, unix_now()))
             }
             Err(e) => internal(e),

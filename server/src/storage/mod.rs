@@ -6,15 +6,18 @@ mod accounts;
 mod origins;
 mod pipes;
 mod tenants;
+mod totals;
 mod usage;
 mod users;
 
 pub use accounts::AccountRow;
 pub use pipes::HistoryRow;
-pub use tenants::{KeyRow, LimitRow, TenantRow};
+pub use tenants::{KeyRow, LimitRow, QuotaRow, TenantRow};
+pub use totals::{InUse, Reservation, StoredUsage, Totals};
 pub use users::{QueuedMessage, UserTable};
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
@@ -42,11 +45,21 @@ pub enum Backend {
     Postgres,
 }
 
-/// Cheap to clone: a pool handle.
-#[derive(Clone, Debug)]
+/// Cheap to clone: a pool handle, and the running totals its writes keep (see `totals.rs`).
+#[derive(Clone)]
 pub struct Storage {
     pool: AnyPool,
     backend: Backend,
+    totals: Arc<Totals>,
+}
+
+impl std::fmt::Debug for Storage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Storage")
+            .field("pool", &self.pool)
+            .field("backend", &self.backend)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Storage {
@@ -71,7 +84,11 @@ impl Storage {
             .max_connections(if backend == Backend::Sqlite { 4 } else { 10 })
             .acquire_timeout(Duration::from_secs(10));
         let pool = options.connect(url).await?;
-        Ok(Storage { pool, backend })
+        Ok(Storage {
+            pool,
+            backend,
+            totals: Arc::default(),
+        })
     }
 
     pub async fn migrate(&self) -> Result<(), StorageError> {
@@ -84,6 +101,11 @@ impl Storage {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// What each tenant keeps stored, kept up to date by this handle's writes (after `load_totals`).
+    pub fn totals(&self) -> &Arc<Totals> {
+        &self.totals
     }
 
     /// Waits for in-flight statements and closes every connection (SQLite checkpoints its WAL on close).

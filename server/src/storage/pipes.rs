@@ -2,7 +2,10 @@
 
 use sqlx::any::AnyRow;
 
-use super::{get, Storage, StorageError};
+use std::collections::HashMap;
+
+use super::totals::ENTRY_BYTES;
+use super::{get, Storage, StorageError, StoredUsage};
 use crate::ids::DevId;
 
 /// One stored message of a pipe.
@@ -27,7 +30,26 @@ fn history_row(r: &AnyRow) -> Result<HistoryRow, StorageError> {
     })
 }
 
+/// What deleting history rows that answered `RETURNING dev_id, <ENTRY_BYTES> AS bytes` took away, per tenant.
+fn removed_history(rows: &[AnyRow]) -> Result<HashMap<DevId, StoredUsage>, StorageError> {
+    let mut out: HashMap<DevId, StoredUsage> = HashMap::new();
+    for r in rows {
+        let e = out
+            .entry(DevId(get::<i64>(r, "dev_id")? as u64))
+            .or_default();
+        e.history_rows -= 1;
+        e.history_bytes -= get::<i64>(r, "bytes")?;
+    }
+    Ok(out)
+}
+
 impl Storage {
+    fn apply_removed(&self, removed: HashMap<DevId, StoredUsage>) {
+        for (dev_id, d) in removed {
+            self.totals.apply(dev_id, d);
+        }
+    }
+
     /// Appends to a pipe's history and trims it to the newest `keep` entries, in one transaction.
     pub async fn append_history(
         &self,
@@ -50,16 +72,27 @@ impl Storage {
         .bind(row.sent_at)
         .execute(&mut *tx)
         .await?;
-        sqlx::query(
+        let trimmed = sqlx::query(&format!(
             "DELETE FROM pipe_history WHERE dev_id = $1 AND pipe = $2 AND id NOT IN \
-             (SELECT id FROM pipe_history WHERE dev_id = $1 AND pipe = $2 ORDER BY id DESC LIMIT $3)",
-        )
+             (SELECT id FROM pipe_history WHERE dev_id = $1 AND pipe = $2 ORDER BY id DESC LIMIT $3) \
+             RETURNING dev_id, {ENTRY_BYTES} AS bytes"
+        ))
         .bind(dev)
         .bind(&row.pipe)
         .bind(keep)
-        .execute(&mut *tx)
+        .fetch_all(&mut *tx)
         .await?;
+        let removed = removed_history(&trimmed)?;
         tx.commit().await?;
+        self.totals.apply(
+            dev_id,
+            StoredUsage {
+                history_rows: 1,
+                history_bytes: row.message.len() as i64,
+                ..StoredUsage::default()
+            },
+        );
+        self.apply_removed(removed);
         Ok(())
     }
 
@@ -84,12 +117,16 @@ impl Storage {
     }
 
     pub async fn delete_history(&self, dev_id: DevId, pipe: &str) -> Result<u64, StorageError> {
-        let r = sqlx::query("DELETE FROM pipe_history WHERE dev_id = $1 AND pipe = $2")
-            .bind(dev_id.0 as i64)
-            .bind(pipe)
-            .execute(self.pool())
-            .await?;
-        Ok(r.rows_affected())
+        let rows = sqlx::query(&format!(
+            "DELETE FROM pipe_history WHERE dev_id = $1 AND pipe = $2 \
+             RETURNING dev_id, {ENTRY_BYTES} AS bytes"
+        ))
+        .bind(dev_id.0 as i64)
+        .bind(pipe)
+        .fetch_all(self.pool())
+        .await?;
+        self.apply_removed(removed_history(&rows)?);
+        Ok(rows.len() as u64)
     }
 
     pub async fn delete_history_entry(
@@ -97,24 +134,30 @@ impl Storage {
         dev_id: DevId,
         uuid: &str,
     ) -> Result<u64, StorageError> {
-        let r = sqlx::query("DELETE FROM pipe_history WHERE dev_id = $1 AND uuid = $2")
-            .bind(dev_id.0 as i64)
-            .bind(uuid)
-            .execute(self.pool())
-            .await?;
-        Ok(r.rows_affected())
+        let rows = sqlx::query(&format!(
+            "DELETE FROM pipe_history WHERE dev_id = $1 AND uuid = $2 \
+             RETURNING dev_id, {ENTRY_BYTES} AS bytes"
+        ))
+        .bind(dev_id.0 as i64)
+        .bind(uuid)
+        .fetch_all(self.pool())
+        .await?;
+        self.apply_removed(removed_history(&rows)?);
+        Ok(rows.len() as u64)
     }
 
     /// `trust_` pipes keep every message for a while only (reference 7.3). (`LIKE 'trust_%'` would also
     /// match `trusty`: `_` is a wildcard.)
     pub async fn purge_trust_history(&self, before: i64) -> Result<u64, StorageError> {
-        let r = sqlx::query(
-            "DELETE FROM pipe_history WHERE substr(pipe, 1, 6) = 'trust_' AND sent_at < $1",
-        )
+        let rows = sqlx::query(&format!(
+            "DELETE FROM pipe_history WHERE substr(pipe, 1, 6) = 'trust_' AND sent_at < $1 \
+             RETURNING dev_id, {ENTRY_BYTES} AS bytes"
+        ))
         .bind(before)
-        .execute(self.pool())
+        .fetch_all(self.pool())
         .await?;
-        Ok(r.rows_affected())
+        self.apply_removed(removed_history(&rows)?);
+        Ok(rows.len() as u64)
     }
 
     /// The configured history length of the pipe, if it has settings.
@@ -156,17 +199,22 @@ impl Storage {
         pipe: &str,
     ) -> Result<(), StorageError> {
         let mut tx = self.pool().begin().await?;
-        for sql in [
-            "DELETE FROM pipe_settings WHERE dev_id = $1 AND pipe = $2",
-            "DELETE FROM pipe_history WHERE dev_id = $1 AND pipe = $2",
-        ] {
-            sqlx::query(sql)
-                .bind(dev_id.0 as i64)
-                .bind(pipe)
-                .execute(&mut *tx)
-                .await?;
-        }
+        sqlx::query("DELETE FROM pipe_settings WHERE dev_id = $1 AND pipe = $2")
+            .bind(dev_id.0 as i64)
+            .bind(pipe)
+            .execute(&mut *tx)
+            .await?;
+        let rows = sqlx::query(&format!(
+            "DELETE FROM pipe_history WHERE dev_id = $1 AND pipe = $2 \
+             RETURNING dev_id, {ENTRY_BYTES} AS bytes"
+        ))
+        .bind(dev_id.0 as i64)
+        .bind(pipe)
+        .fetch_all(&mut *tx)
+        .await?;
+        let removed = removed_history(&rows)?;
         tx.commit().await?;
+        self.apply_removed(removed);
         Ok(())
     }
 }

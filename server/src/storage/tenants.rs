@@ -200,3 +200,62 @@ impl Storage {
         Ok(())
     }
 }
+
+/// A tenant's storage quota overrides as stored in tenant_limits (NULL keeps the global value).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuotaRow {
+    pub dev_id: DevId,
+    pub history_bytes: Option<i64>,
+    pub history_rows: Option<i64>,
+    pub queued_per_user: Option<i64>,
+    pub queued_per_tenant: Option<i64>,
+    pub users_data: Option<i64>,
+    pub revoked_tokens: Option<i64>,
+}
+
+const QUOTA_COLUMNS: &str =
+    "history_bytes, history_rows, queued_per_user, queued_per_tenant, users_data, revoked_tokens";
+
+impl Storage {
+    pub async fn tenant_quotas(&self) -> Result<Vec<QuotaRow>, StorageError> {
+        let rows = sqlx::query(&format!(
+            "SELECT dev_id, {QUOTA_COLUMNS} FROM tenant_limits"
+        ))
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(QuotaRow {
+                    dev_id: dev(r)?,
+                    history_bytes: get(r, "history_bytes")?,
+                    history_rows: get(r, "history_rows")?,
+                    queued_per_user: get(r, "queued_per_user")?,
+                    queued_per_tenant: get(r, "queued_per_tenant")?,
+                    users_data: get(r, "users_data")?,
+                    revoked_tokens: get(r, "revoked_tokens")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Sets the tenant's quota overrides, leaving its other limits as they are.
+    pub async fn set_tenant_quotas(&self, q: &QuotaRow) -> Result<(), StorageError> {
+        sqlx::query(&format!(
+            "INSERT INTO tenant_limits (dev_id, {QUOTA_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+             ON CONFLICT (dev_id) DO UPDATE SET history_bytes = excluded.history_bytes, \
+             history_rows = excluded.history_rows, queued_per_user = excluded.queued_per_user, \
+             queued_per_tenant = excluded.queued_per_tenant, users_data = excluded.users_data, \
+             revoked_tokens = excluded.revoked_tokens"
+        ))
+        .bind(q.dev_id.0 as i64)
+        .bind(q.history_bytes)
+        .bind(q.history_rows)
+        .bind(q.queued_per_user)
+        .bind(q.queued_per_tenant)
+        .bind(q.users_data)
+        .bind(q.revoked_tokens)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+}

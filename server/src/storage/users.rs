@@ -1,8 +1,21 @@
 //! Per-user durable state of a tenant: users_auth, users_data, users_time, revoked_tokens and the queue of
 //! private messages (users_messages).
 
-use super::{get, Storage, StorageError};
+use std::collections::HashMap;
+
+use super::{get, Storage, StorageError, StoredUsage};
 use crate::ids::{DevId, UserId};
+
+/// Values per `IN (...)` list: well under the bind limits of both databases.
+const IN_CHUNK: usize = 500;
+
+/// `$2, $3, ...` for `n` values after the dev_id.
+fn placeholders(n: usize) -> String {
+    (2..n + 2)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
 /// A private message waiting for its user.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,16 +57,70 @@ impl Storage {
             UserTable::Auth => ", expires_at = NULL",
             UserTable::Data => "",
         };
-        sqlx::query(&format!(
+        // Insert first, update when the user already has a value: the row count tells a new row (which
+        // the running totals count) from a replaced one, on both databases.
+        let mut tx = self.pool().begin().await?;
+        let inserted = sqlx::query(&format!(
             "INSERT INTO {t} (dev_id, user_id, {c}) VALUES ($1, $2, $3) \
-             ON CONFLICT (dev_id, user_id) DO UPDATE SET {c} = excluded.{c}{never_expires}"
+             ON CONFLICT (dev_id, user_id) DO NOTHING"
         ))
         .bind(dev_id.0 as i64)
         .bind(user.0 as i64)
         .bind(value)
-        .execute(self.pool())
-        .await?;
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if inserted == 0 {
+            sqlx::query(&format!(
+                "UPDATE {t} SET {c} = $3{never_expires} WHERE dev_id = $1 AND user_id = $2"
+            ))
+            .bind(dev_id.0 as i64)
+            .bind(user.0 as i64)
+            .bind(value)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        self.count_user_values(table, dev_id, inserted as i64);
         Ok(())
+    }
+
+    fn count_user_values(&self, table: UserTable, dev_id: DevId, n: i64) {
+        if let UserTable::Data = table {
+            self.totals.apply(
+                dev_id,
+                StoredUsage {
+                    users_data: n,
+                    ..StoredUsage::default()
+                },
+            );
+        }
+    }
+
+    /// Which of `users` have a value in the table (for quota checks near the limit: replacing a value
+    /// takes no room). One query per 500 users.
+    pub async fn users_with_value(
+        &self,
+        table: UserTable,
+        dev_id: DevId,
+        users: &[UserId],
+    ) -> Result<Vec<UserId>, StorageError> {
+        let (t, _) = table.sql();
+        let mut found = Vec::new();
+        for chunk in users.chunks(IN_CHUNK) {
+            let sql = format!(
+                "SELECT user_id FROM {t} WHERE dev_id = $1 AND user_id IN ({})",
+                placeholders(chunk.len())
+            );
+            let mut q = sqlx::query(&sql).bind(dev_id.0 as i64);
+            for u in chunk {
+                q = q.bind(u.0 as i64);
+            }
+            for r in q.fetch_all(self.pool()).await? {
+                found.push(UserId(get::<i64>(&r, "user_id")? as u64));
+            }
+        }
+        Ok(found)
     }
 
     pub async fn user_value(
@@ -154,6 +221,7 @@ impl Storage {
         .bind(user.0 as i64)
         .execute(self.pool())
         .await?;
+        self.count_user_values(table, dev_id, -(r.rows_affected() as i64));
         Ok(r.rows_affected())
     }
 
@@ -219,6 +287,7 @@ impl Storage {
         .bind(expires_at)
         .execute(self.pool())
         .await?;
+        self.totals.apply_queued(dev_id, user, 1);
         Ok(())
     }
 
@@ -268,17 +337,22 @@ impl Storage {
                 .bind(id)
                 .execute(self.pool())
                 .await?;
+        self.totals
+            .apply_queued(dev_id, user, -(r.rows_affected() as i64));
         Ok(r.rows_affected() == 1)
     }
 
     /// As `claim_queued`, by the message's uuid (known to its sender).
     pub async fn claim_queued_uuid(&self, dev_id: DevId, uuid: &str) -> Result<bool, StorageError> {
-        let r = sqlx::query("DELETE FROM user_messages WHERE dev_id = $1 AND uuid = $2")
-            .bind(dev_id.0 as i64)
-            .bind(uuid)
-            .execute(self.pool())
-            .await?;
-        Ok(r.rows_affected() == 1)
+        let rows = sqlx::query(
+            "DELETE FROM user_messages WHERE dev_id = $1 AND uuid = $2 RETURNING dev_id, user_id",
+        )
+        .bind(dev_id.0 as i64)
+        .bind(uuid)
+        .fetch_all(self.pool())
+        .await?;
+        self.unqueued(&rows)?;
+        Ok(rows.len() == 1)
     }
 
     /// Removes queued messages up to and including `through_id` (those just delivered).
@@ -296,6 +370,8 @@ impl Storage {
         .bind(through_id)
         .execute(self.pool())
         .await?;
+        self.totals
+            .apply_queued(dev_id, user, -(r.rows_affected() as i64));
         Ok(r.rows_affected())
     }
 
@@ -304,11 +380,30 @@ impl Storage {
     }
 
     pub async fn purge_expired_messages(&self, now: i64) -> Result<u64, StorageError> {
-        let r = sqlx::query("DELETE FROM user_messages WHERE expires_at <= $1")
-            .bind(now)
-            .execute(self.pool())
-            .await?;
-        Ok(r.rows_affected())
+        let rows = sqlx::query(
+            "DELETE FROM user_messages WHERE expires_at <= $1 RETURNING dev_id, user_id",
+        )
+        .bind(now)
+        .fetch_all(self.pool())
+        .await?;
+        self.unqueued(&rows)?;
+        Ok(rows.len() as u64)
+    }
+
+    /// Counts out of the totals the queued messages that a `RETURNING dev_id, user_id` delete removed.
+    fn unqueued(&self, rows: &[sqlx::any::AnyRow]) -> Result<(), StorageError> {
+        let mut per_user: HashMap<(DevId, UserId), i64> = HashMap::new();
+        for r in rows {
+            let key = (
+                DevId(get::<i64>(r, "dev_id")? as u64),
+                UserId(get::<i64>(r, "user_id")? as u64),
+            );
+            *per_user.entry(key).or_default() += 1;
+        }
+        for ((dev_id, user), n) in per_user {
+            self.totals.apply_queued(dev_id, user, -n);
+        }
+        Ok(())
     }
 
     pub async fn revoke_token(
@@ -317,7 +412,7 @@ impl Storage {
         token: &str,
         now: i64,
     ) -> Result<(), StorageError> {
-        sqlx::query(
+        let r = sqlx::query(
             "INSERT INTO revoked_tokens (dev_id, token, revoked_at) VALUES ($1, $2, $3) \
              ON CONFLICT (dev_id, token) DO NOTHING",
         )
@@ -326,6 +421,7 @@ impl Storage {
         .bind(now)
         .execute(self.pool())
         .await?;
+        self.add_revoked(dev_id, r.rows_affected() as i64);
         Ok(())
     }
 
@@ -338,6 +434,23 @@ impl Storage {
         .fetch_one(self.pool())
         .await?;
         Ok(get::<i64>(&row, "n")? > 0)
+    }
+
+    /// How many of `tokens` (distinct) are revoked already. One query per 500 tokens.
+    pub async fn count_revoked(&self, dev_id: DevId, tokens: &[&str]) -> Result<i64, StorageError> {
+        let mut n = 0;
+        for chunk in tokens.chunks(IN_CHUNK) {
+            let sql = format!(
+                "SELECT COUNT(*) AS n FROM revoked_tokens WHERE dev_id = $1 AND token IN ({})",
+                placeholders(chunk.len())
+            );
+            let mut q = sqlx::query(&sql).bind(dev_id.0 as i64);
+            for t in chunk {
+                q = q.bind(*t);
+            }
+            n += get::<i64>(&q.fetch_one(self.pool()).await?, "n")?;
+        }
+        Ok(n)
     }
 
     /// All revoked tokens of the tenant, oldest first.
@@ -357,7 +470,18 @@ impl Storage {
             .bind(token)
             .execute(self.pool())
             .await?;
+        self.add_revoked(dev_id, -(r.rows_affected() as i64));
         Ok(r.rows_affected())
+    }
+
+    fn add_revoked(&self, dev_id: DevId, n: i64) {
+        self.totals.apply(
+            dev_id,
+            StoredUsage {
+                revoked_tokens: n,
+                ..StoredUsage::default()
+            },
+        );
     }
 }
 

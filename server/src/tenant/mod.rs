@@ -8,6 +8,7 @@ pub mod keys;
 pub mod limits;
 mod origins;
 mod password;
+pub mod quota;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

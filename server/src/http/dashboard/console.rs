@@ -36,7 +36,23 @@ pub async fn usage(
         "messages_today": messages.today,
         "messages_this_month": messages.this_month,
         "rate_limited": counters.rate_limited.load(Ordering::Relaxed),
+        "storage": storage_usage(api.ctx(), owner.dev_id),
     })))
+}
+
+/// What the tenant keeps stored against its quotas (running totals: no query).
+fn storage_usage(ctx: &crate::commands::Ctx, dev_id: crate::ids::DevId) -> serde_json::Value {
+    let used = ctx.storage.totals().stored(dev_id);
+    let limit = ctx.quotas.for_tenant(dev_id);
+    let pair = |used: i64, limit: i64| json!({ "used": used.max(0), "limit": limit });
+    json!({
+        "history_bytes": pair(used.history_bytes, limit.history_bytes),
+        "history_rows": pair(used.history_rows, limit.history_rows),
+        "queued_messages": pair(used.queued_messages, limit.queued_per_tenant),
+        "queued_messages_per_user_limit": limit.queued_per_user,
+        "users_data": pair(used.users_data, limit.users_data),
+        "revoked_tokens": pair(used.revoked_tokens, limit.revoked_tokens),
+    })
 }
 
 pub async fn test_message(
@@ -56,6 +72,11 @@ pub async fn test_message(
             ErrorCode::RateLimited => {
                 ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", e.message)
             }
+            ErrorCode::QuotaExceeded => ApiError::new(
+                StatusCode::INSUFFICIENT_STORAGE,
+                "quota_exceeded",
+                e.message,
+            ),
             _ => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.message),
         })?;
     Ok(Json(json!({ "receivers": receivers })))
