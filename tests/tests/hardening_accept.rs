@@ -408,22 +408,39 @@ async fn refusals_are_summarized_in_the_log_and_counted_in_metrics() {
     let http = server.http_addr();
     let mut held = Vec::new();
     for _ in 0..5 {
-        held.push(connect_from(http, ATTACKER).await.expect("connect"));
+        // Served once (keep-alive), so it is surely accepted and counted before anything else connects:
+        // otherwise a probe below could take its place and make it a sixth refusal.
+        let mut s = connect_from(http, ATTACKER).await.expect("connect");
+        s.write_all(b"GET /info HTTP/1.1\r\nHost: h\r\n\r\n")
+            .await
+            .expect("request");
+        let mut first = [0u8; 1];
+        let n = tokio::time::timeout(WAIT, s.read(&mut first))
+            .await
+            .expect("an answer in time")
+            .expect("an answer");
+        assert_eq!(n, 1, "served");
+        held.push(s);
     }
     // A sixth connection is refused once the five are counted (accepts are asynchronous to connects).
+    // Every probe that is not served was refused (a reset shows as an error), and counts in the flood.
+    let probes_refused = std::sync::atomic::AtomicU64::new(0);
     eventually(WAIT, || async {
         let mut s = connect_from(http, OTHER).await?;
         let _ = s
             .write_all(b"GET /info HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
             .await;
-        match read_until_closed(&mut s, WAIT).await?.is_empty() {
-            true => Ok(()),
-            false => Err(anyhow!("still served")),
+        let served = matches!(read_until_closed(&mut s, WAIT).await, Ok(a) if !a.is_empty());
+        if served {
+            return Err(anyhow!("still served"));
         }
+        probes_refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
     })
     .await
     .expect("the cap is reached");
-    for _ in 1..FLOOD {
+    let probes = probes_refused.load(std::sync::atomic::Ordering::Relaxed);
+    for _ in probes..FLOOD {
         let mut s = connect_from(http, ATTACKER).await.expect("connect");
         let answer = read_until_closed(&mut s, WAIT)
             .await
