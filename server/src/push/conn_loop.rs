@@ -9,6 +9,7 @@
 use std::future::Future;
 use std::io::IoSlice;
 use std::pin::Pin;
+use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -16,6 +17,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::time::{interval_at, sleep_until, Instant, Interval, MissedTickBehavior, Sleep};
 
+use super::budget::{self, CommandBudget, Verdict};
 use super::protocol::frames;
 use super::protocol::parse_command;
 use super::protocol::wsframe::{self, FrameDecoder, Incoming};
@@ -35,6 +37,7 @@ pub(super) struct ConnLoop<'a> {
     pub(super) decoder: FrameDecoder,
     pub(super) rbuf: BytesMut,
     pub(super) write_timeout: Duration,
+    pub(super) budget: CommandBudget,
 }
 
 /// What the connection does after handling input.
@@ -175,7 +178,22 @@ impl ConnLoop<'_> {
     }
 
     async fn on_text(&mut self, rx: &OutboxRx, text: &str) -> Next {
-        let answer = match parse_command(text) {
+        let parsed = parse_command(text);
+        let reads = parsed.as_ref().is_ok_and(budget::reads_storage);
+        match self.budget.spend(reads, unix_now()) {
+            Verdict::Run => {}
+            Verdict::Refuse(frame) => {
+                self.ctx.limits.refusals.fetch_add(1, Ordering::Relaxed);
+                if let Some(frame) = frame {
+                    rx.send(frame.encode(self.era));
+                }
+                return Next::Continue;
+            }
+            Verdict::Close => {
+                return Next::Close(wsframe::close_code::POLICY_VIOLATION, budget::CLOSE_REASON)
+            }
+        }
+        let answer = match parsed {
             // Boxed: a command's future (database queries) is large and rare; inline, every idle
             // connection's task would carry its size.
             Ok(command) => Box::pin(self.session.handle(self.ctx, command)).await,
@@ -191,10 +209,30 @@ impl ConnLoop<'_> {
     }
 
     /// Private messages queued while the user was away, in order and all of them, written straight to
-    /// the socket. Each message is claimed (removed from the queue) before it is written, so a sender
-    /// racing with this drain never delivers it a second time; a batch that cannot be written goes back
-    /// into the queue.
+    /// the socket with back-pressure (a client that reads slowly slows the drain; only one that takes
+    /// nothing for `write_timeout` is dropped, never one that reads). The connection was linked to its
+    /// user *draining*: live messages sent meanwhile are queued behind these instead of piling up in the
+    /// outbox (`hub::users`). Once the queue is empty the connection stops draining, then reads the
+    /// queue once more: a message queued by a sender that saw it still draining is committed by then, and
+    /// one queued later is delivered live by its sender (`users_messages::send`). Each message is claimed
+    /// (removed from the queue) before it is written, so whoever races with the drain never delivers it a
+    /// second time; a batch that cannot be written goes back into the queue. Everything drained goes out
+    /// before anything the outbox holds, since the socket is attached to the outbox only afterwards.
     pub(super) async fn deliver_queue<S>(&mut self, io: &mut S) -> std::io::Result<()>
+    where
+        S: AsyncWrite + Unpin,
+    {
+        let (dev_id, user) = (self.session.dev_id, self.session.user);
+        self.drain_queue(io).await?;
+        self.ctx
+            .hub
+            .registry()
+            .drained(dev_id, user, self.session.outbox.conn());
+        self.drain_queue(io).await
+    }
+
+    /// Writes the user's queue until a read finds less than a full batch.
+    async fn drain_queue<S>(&mut self, io: &mut S) -> std::io::Result<()>
     where
         S: AsyncWrite + Unpin,
     {

@@ -19,6 +19,7 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
 
+use super::budget::CommandBudget;
 use super::conn_loop::{write_all, ConnLoop};
 use super::protocol::frames;
 use super::protocol::wsframe::{self, FrameDecoder};
@@ -28,7 +29,7 @@ use crate::commands::{users_auth, Ctx};
 use crate::http::serve::SocketGuard;
 use crate::hub::{CloseReason, ConnInfo, Era, Outbox, OutboxRx, TenantCounters};
 use crate::ids::{ConnId, DevId, UserId};
-use crate::tenant::limits::Refused;
+use crate::tenant::limits::{Refused, WebsocketSlot};
 use crate::tenant::unix_now;
 
 /// Room for a command's own text around its message (`web_pipe2\n@<pipe>\n<event>\n<auth>\n` is at most
@@ -104,8 +105,9 @@ impl WsService {
         lock(&self.live).len()
     }
 
-    /// The tenant's connection limit and the per-address rate of new connections (contract §5).
-    fn admit(&self, dev_id: DevId, peer: SocketAddr) -> Result<(), Refused> {
+    /// The tenant's connection limit, its per-address count and the per-address rate of new connections
+    /// (contract §5). The slot keeps the connection counted against its address until it ends.
+    fn admit(&self, dev_id: DevId, peer: SocketAddr) -> Result<Option<WebsocketSlot>, Refused> {
         // Looked up, not created: a URL naming any dev_id must not grow the server's tenant map.
         let counters = self.ctx.hub.registry().existing_tenant(dev_id);
         let open = counters
@@ -114,6 +116,7 @@ impl WsService {
         self.ctx
             .limits
             .websocket_connect(dev_id, peer.ip(), open)
+            .map(Some)
             .inspect_err(|_| {
                 if let Some(c) = &counters {
                     c.rate_limited.fetch_add(1, Ordering::Relaxed);
@@ -163,9 +166,9 @@ impl WsService {
         // server query its database. A refused URL still costs the address a connection.
         let admitted = match &params {
             Ok(p) => self.admit(DevId(p.dev_id), peer),
-            Err(_) => self.ctx.limits.new_connection(peer.ip()),
+            Err(_) => self.ctx.limits.new_connection(peer.ip()).map(|()| None),
         };
-        if let Err(refused) = admitted {
+        if let Err(refused) = &admitted {
             let retry = refused.retry_after.as_secs().max(1).to_string();
             return (
                 StatusCode::TOO_MANY_REQUESTS,
@@ -174,6 +177,7 @@ impl WsService {
             )
                 .into_response();
         }
+        let ip_slot = admitted.ok().flatten();
         if let Some(refused) = self.refuse_origin(&params, req.headers()).await {
             return refused;
         }
@@ -187,6 +191,7 @@ impl WsService {
             headers: client,
             peer,
             socket_guard,
+            ip_slot,
         });
         self.tasks
             .spawn(self.clone().connection(on_upgrade, accepted));
@@ -273,6 +278,7 @@ impl WsService {
             headers,
             peer,
             socket_guard,
+            ip_slot,
         } = *accepted;
         let write_timeout = self.ctx.config.websocket.write_timeout();
         let params = match params {
@@ -353,6 +359,7 @@ impl WsService {
             ),
             rbuf: early,
             write_timeout,
+            budget: CommandBudget::new(&self.ctx.config.websocket),
         };
         let data = if authorized {
             hash.as_deref().unwrap_or("")
@@ -381,6 +388,7 @@ impl WsService {
             counters,
             peer,
             _socket: socket_guard,
+            _ip_slot: ip_slot,
         };
         if !ok {
             drop(rx);
@@ -424,6 +432,8 @@ struct Accepted {
     peer: SocketAddr,
     /// The socket stays counted against the server's connection cap for the WebSocket's whole life.
     socket_guard: Option<Arc<SocketGuard>>,
+    /// And against its tenant's per-address count.
+    ip_slot: Option<WebsocketSlot>,
 }
 
 /// What the teardown needs of a registered connection.
@@ -434,6 +444,7 @@ struct Live {
     counters: Arc<TenantCounters>,
     peer: SocketAddr,
     _socket: Option<Arc<SocketGuard>>,
+    _ip_slot: Option<WebsocketSlot>,
 }
 
 fn era_of(params: &ConnectParams) -> Era {
