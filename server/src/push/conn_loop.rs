@@ -30,6 +30,9 @@ use crate::tenant::unix_now;
 /// Time given to the close frame (after whatever is still queued) before the socket is dropped.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
+/// The close code answering the client's own close frame.
+const CLIENT_CLOSED: u16 = 1000;
+
 pub(super) struct ConnLoop<'a> {
     pub(super) ctx: &'a Ctx,
     pub(super) session: Session,
@@ -121,7 +124,12 @@ impl ConnLoop<'_> {
                 input = false;
                 last_heard = Instant::now();
                 if let Next::Close(code, text) = self.drain_input(&rx).await {
-                    return close(&rx, code, text).await;
+                    let deadline = Instant::now() + CLOSE_GRACE;
+                    close(&rx, code, text).await;
+                    if code != CLIENT_CLOSED {
+                        self.linger(&rx, deadline + CLOSE_GRACE).await;
+                    }
+                    return;
                 }
                 if self.rbuf.is_empty() && self.rbuf.capacity() > 4096 {
                     // Give back a large buffer once a big message is handled: idle connections stay small.
@@ -150,6 +158,31 @@ impl ConnLoop<'_> {
         }
     }
 
+    /// After closing because of what the client sent (a flood, an invalid command): reads and drops what
+    /// it still sends until its close frame, its end of stream or `deadline`. Dropping a socket with unread
+    /// input makes the kernel reset the connection, and a reset can destroy the close frame (and the error
+    /// frame before it) before the client reads them.
+    async fn linger(&mut self, rx: &OutboxRx, deadline: Instant) {
+        loop {
+            match self.decoder.decode(&mut self.rbuf) {
+                Ok(Some(Incoming::Close(..))) | Err(_) => return,
+                Ok(Some(_)) => continue,
+                Ok(None) => {}
+            }
+            let ready = std::future::poll_fn(|cx| rx.poll_read_ready(cx));
+            match tokio::time::timeout_at(deadline, ready).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) | Err(_) => return,
+            }
+            match rx.try_read_buf(&mut self.rbuf) {
+                Ok(0) => return,
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(_) => return,
+            }
+        }
+    }
+
     async fn drain_input(&mut self, rx: &OutboxRx) -> Next {
         loop {
             let incoming = match self.decoder.decode(&mut self.rbuf) {
@@ -169,7 +202,7 @@ impl ConnLoop<'_> {
                     Next::Continue
                 }
                 Incoming::Pong => Next::Continue,
-                Incoming::Close(..) => Next::Close(1000, ""),
+                Incoming::Close(..) => Next::Close(CLIENT_CLOSED, ""),
             };
             if !matches!(next, Next::Continue) {
                 return next;
