@@ -54,7 +54,9 @@ async fn pipe_log_of_private_pipes_needs_an_authorized_connection(backend: Backe
 
     // Anonymous: the reference's error frame shape for a refused command, and the connection stays open.
     let mut anon = anonymous(&server, t.dev_id).await;
-    anon.send_text("pipe_log\nprivate_user42\nm1").await.unwrap();
+    anon.send_text("pipe_log\nprivate_user42\nm1")
+        .await
+        .unwrap();
     let refused = anon.recv_json(WAIT).await.unwrap();
     assert_eq!(refused["event"], "error", "{refused}");
     assert_eq!(refused["pipe"], "sys", "{refused}");
@@ -97,9 +99,23 @@ async fn resubscribing_the_same_set_announces_nothing(backend: Backend) {
     .await;
     let t = server.tenant("presence@example.com").await;
     let mut watcher = anonymous(&server, t.dev_id).await;
-    subscribe(&server, &mut watcher, t.dev_id, &["track_x", "web_y"], &[0, 0]).await;
+    subscribe(
+        &server,
+        &mut watcher,
+        t.dev_id,
+        &["track_x", "web_y"],
+        &[0, 0],
+    )
+    .await;
     let mut other = anonymous(&server, t.dev_id).await;
-    subscribe(&server, &mut other, t.dev_id, &["track_x", "web_y"], &[1, 1]).await;
+    subscribe(
+        &server,
+        &mut other,
+        t.dev_id,
+        &["track_x", "web_y"],
+        &[1, 1],
+    )
+    .await;
 
     let joined = watcher.recv_json(WAIT).await.unwrap();
     assert_eq!(joined["event"], "subscription", "{joined}");
@@ -128,7 +144,10 @@ async fn resubscribing_the_same_set_announces_nothing(backend: Backend) {
     // web_y stayed subscribed all along.
     wait_subscribers(&server, t.dev_id, "web_y", 2).await;
     // Rejoining is a real change again.
-    other.send_text("subscription\nweb_y\ntrack_x").await.unwrap();
+    other
+        .send_text("subscription\nweb_y\ntrack_x")
+        .await
+        .unwrap();
     let rejoined = watcher.recv_json(WAIT).await.unwrap();
     assert_eq!(rejoined["event"], "subscription", "{rejoined}");
     watcher.close().await.unwrap();
@@ -197,7 +216,10 @@ async fn a_flood_of_commands_hits_the_budget(backend: Backend) {
                 .all(|e| e.starts_with("Rate limit exceeded: commands per connection (retry in ")),
         "{errors:?}"
     );
-    assert_eq!(close, Some((1008, "command rate limit exceeded".to_owned())));
+    assert_eq!(
+        close,
+        Some((1008, "command rate limit exceeded".to_owned()))
+    );
 
     // Storage reads have a smaller budget of their own.
     let mut ws = anonymous(&server, t.dev_id).await;
@@ -209,9 +231,9 @@ async fn a_flood_of_commands_hits_the_budget(backend: Backend) {
         "{answers} of 400 storage reads answered"
     );
     assert!(
-        errors
-            .first()
-            .is_some_and(|e| e.starts_with("Rate limit exceeded: storage reads per connection (retry in ")),
+        errors.first().is_some_and(
+            |e| e.starts_with("Rate limit exceeded: storage reads per connection (retry in ")
+        ),
         "{errors:?}"
     );
     assert_eq!(close.map(|c| c.0), Some(1008));
@@ -288,13 +310,21 @@ async fn a_queue_drain_is_not_a_slow_consumer(backend: Backend) {
         assert_eq!(frame["pipe"], "msg");
         assert_eq!(frame["fromQueue"], true);
         let got = frame["data"].as_str().unwrap_or("");
-        assert!(got == want, "message {n}: got {:?}", &got[..got.len().min(6)]);
+        assert!(
+            got == want,
+            "message {n}: got {:?}",
+            &got[..got.len().min(6)]
+        );
     }
     // Not closed, the queue is empty, and from now on messages are live.
     let left = m
         .query("SELECT message FROM users_messages WHERE id = 80")
         .await;
-    assert!(left.rows().is_empty(), "{} left in the queue", left.rows().len());
+    assert!(
+        left.rows().is_empty(),
+        "{} left in the queue",
+        left.rows().len()
+    );
     m.query("INSERT INTO users_messages (id, event, message) VALUES (80, 'e', 'after')")
         .await
         .assert_ok();
@@ -356,7 +386,10 @@ async fn one_address_at_its_cap_leaves_the_tenant_open(backend: Backend) {
         refusal.contains("Rate limit exceeded: WebSocket connections per IP address and tenant"),
         "{refusal}"
     );
-    assert!(refusal.to_ascii_lowercase().contains("retry-after: 1"), "{refusal}");
+    assert!(
+        refusal.to_ascii_lowercase().contains("retry-after: 1"),
+        "{refusal}"
+    );
 
     // The tenant still accepts another address, and the same address still reaches another tenant.
     let from = "127.0.0.2".parse().unwrap();

@@ -131,7 +131,9 @@ mod tests {
         assert!(
             first.starts_with(
                 r#"{"data":{"error":"Rate limit exceeded: storage reads per connection (retry in "#
-            ) && first.ends_with(r#" ms)","number_messages":-1},"event":"error","message_send_time":5,"pipe":"sys"}"#),
+            ) && first.ends_with(
+                r#" ms)","number_messages":-1},"event":"error","message_send_time":5,"pipe":"sys"}"#
+            ),
             "{first}"
         );
         assert!(

@@ -247,10 +247,11 @@ impl ConnLoop<'_> {
     /// user *draining*: live messages sent meanwhile are queued behind these instead of piling up in the
     /// outbox (`hub::users`). Once the queue is empty the connection stops draining, then reads the
     /// queue once more: a message queued by a sender that saw it still draining is committed by then, and
-    /// one queued later is delivered live by its sender (`users_messages::send`). Each message is claimed
-    /// (removed from the queue) before it is written, so whoever races with the drain never delivers it a
-    /// second time; a batch that cannot be written goes back into the queue. Everything drained goes out
-    /// before anything the outbox holds, since the socket is attached to the outbox only afterwards.
+    /// one queued later is delivered live by its sender (`users_messages::send`). Each batch is claimed
+    /// (removed from the queue, in one statement) before it is written, so whoever races with the drain
+    /// never delivers a message a second time; a batch that cannot be written goes back into the queue.
+    /// Everything drained goes out before anything the outbox holds, since the socket is attached to the
+    /// outbox only afterwards.
     pub(super) async fn deliver_queue<S>(&mut self, io: &mut S) -> std::io::Result<()>
     where
         S: AsyncWrite + Unpin,
@@ -271,28 +272,18 @@ impl ConnLoop<'_> {
     {
         let (ctx, dev_id, user) = (self.ctx, self.session.dev_id, self.session.user);
         loop {
-            let batch = match ctx
+            let claimed = match ctx
                 .storage
-                .queued_messages(dev_id, user, unix_now(), QUEUE_BATCH)
+                .claim_queued_batch(dev_id, user, unix_now(), QUEUE_BATCH)
                 .await
             {
                 Ok(b) => b,
                 Err(e) => {
-                    tracing::error!(error = %e, "reading queued private messages failed");
+                    tracing::error!(error = %e, "claiming queued private messages failed");
                     return Ok(());
                 }
             };
-            let full = batch.len() as i64 == QUEUE_BATCH;
-            let mut claimed = Vec::with_capacity(batch.len());
-            for m in batch {
-                match ctx.storage.claim_queued(dev_id, user, m.id).await {
-                    Ok(true) => claimed.push(m),
-                    Ok(false) => {}
-                    Err(e) => {
-                        tracing::error!(error = %e, "claiming a queued private message failed")
-                    }
-                }
-            }
+            let full = claimed.len() as i64 == QUEUE_BATCH;
             let mut frames: Vec<Bytes> = claimed
                 .iter()
                 .map(|m| {

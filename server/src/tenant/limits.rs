@@ -339,7 +339,10 @@ mod tests {
         drop(first);
         let _again = l.websocket_connect(DevId(1), a, 2).unwrap();
         drop((_again, _second, _other_address, _other_tenant));
-        assert!(lock(&l.websockets_per_ip).is_empty(), "no entry outlives its connections");
+        assert!(
+            lock(&l.websockets_per_ip).is_empty(),
+            "no entry outlives its connections"
+        );
     }
 
     #[test]
