@@ -12,8 +12,10 @@
 
 use std::num::NonZeroU32;
 
-use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use governor::clock::{Clock, MonotonicClock};
+use governor::middleware::NoOpMiddleware;
+use governor::state::{InMemoryState, NotKeyed};
+use governor::{Quota, RateLimiter};
 
 use super::protocol::frames::{self, Frame};
 use super::protocol::Command;
@@ -22,9 +24,14 @@ use crate::config::WebsocketConfig;
 /// The close reason of a connection that ignored its refusals (with code 1008).
 pub const CLOSE_REASON: &str = "command rate limit exceeded";
 
+/// A direct limiter on the zero-sized std clock: 40 bytes, against 72 with governor's default clock, on
+/// every connection twice.
+type Limiter =
+    RateLimiter<NotKeyed, InMemoryState, MonotonicClock, NoOpMiddleware<std::time::Instant>>;
+
 pub(super) struct CommandBudget {
-    commands: DefaultDirectRateLimiter,
-    reads: DefaultDirectRateLimiter,
+    commands: Limiter,
+    reads: Limiter,
     /// Commands refused since the last one that ran.
     refused: u32,
     /// Refusals in a row after which the connection is closed.
@@ -57,11 +64,14 @@ pub(super) fn reads_storage(command: &Command<'_>) -> bool {
 impl CommandBudget {
     pub(super) fn new(config: &WebsocketConfig) -> CommandBudget {
         CommandBudget {
-            commands: RateLimiter::direct(quota(config.commands_per_sec, config.command_burst)),
-            reads: RateLimiter::direct(quota(
-                config.storage_reads_per_sec,
-                config.storage_read_burst,
-            )),
+            commands: RateLimiter::direct_with_clock(
+                quota(config.commands_per_sec, config.command_burst),
+                MonotonicClock,
+            ),
+            reads: RateLimiter::direct_with_clock(
+                quota(config.storage_reads_per_sec, config.storage_read_burst),
+                MonotonicClock,
+            ),
             refused: 0,
             close_after: config.command_burst.max(1),
         }
@@ -89,7 +99,7 @@ impl CommandBudget {
         if self.refused > 1 {
             return Verdict::Refuse(None);
         }
-        let wait = not_until.wait_time_from(DefaultClock::default().now());
+        let wait = not_until.wait_time_from(MonotonicClock.now());
         let text = format!(
             "Rate limit exceeded: {what} (retry in {} ms)",
             wait.as_millis().max(1)
