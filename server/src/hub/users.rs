@@ -30,6 +30,8 @@ struct Linked {
     conns: Vec<Outbox>,
     /// Those of `conns` still draining the queue (usually none: a drain lasts a moment).
     draining: Vec<ConnId>,
+    /// A message found every connection draining (and went to the queue) since the last `drained`.
+    queued_while_draining: bool,
 }
 
 impl Linked {
@@ -71,10 +73,15 @@ impl Registry {
     }
 
     /// The connection has written the user's queue: live messages may be delivered to it from now on.
-    pub fn drained(&self, dev_id: DevId, user: UserId, conn: ConnId) {
-        if let Some(linked) = lock(&self.users.map).get_mut(&(dev_id, user)) {
-            linked.draining.retain(|c| *c != conn);
-        }
+    /// `true` when a message went to the queue meanwhile because every connection was draining: the
+    /// drain then reads the queue once more (see `ConnLoop::deliver_queue`).
+    pub fn drained(&self, dev_id: DevId, user: UserId, conn: ConnId) -> bool {
+        let mut map = lock(&self.users.map);
+        let Some(linked) = map.get_mut(&(dev_id, user)) else {
+            return false;
+        };
+        linked.draining.retain(|c| *c != conn);
+        std::mem::take(&mut linked.queued_while_draining)
     }
 
     /// Unlinks a connection. `true` (and `on_last` called, under the lock) when it was the user's last live
@@ -118,10 +125,14 @@ impl Registry {
     /// Queues `frame` on every live connection of the user; returns how many got it. 0 while every
     /// connection of the user is still draining the queue: the caller queues the message behind it.
     pub fn send_to_user(&self, dev_id: DevId, user: UserId, frame: &Frame) -> usize {
-        let map = lock(&self.users.map);
-        let Some(linked) = map.get(&(dev_id, user)).filter(|l| l.ready()) else {
+        let mut map = lock(&self.users.map);
+        let Some(linked) = map.get_mut(&(dev_id, user)) else {
             return 0;
         };
+        if !linked.ready() {
+            linked.queued_while_draining = true;
+            return 0;
+        }
         let conns = &linked.conns;
         let item = super::fanout::Item {
             frame: frame.clone(),
@@ -191,14 +202,17 @@ mod tests {
         r.link_user(dev, user, a, || ()).unwrap();
         assert!(r.user_online(dev, user) && !r.user_ready(dev, user));
         assert_eq!(r.send_to_user(dev, user, &frame), 0, "goes to the queue");
-        r.drained(dev, user, ConnId(1));
+        assert!(r.drained(dev, user, ConnId(1)), "read the queue again");
         assert!(r.user_ready(dev, user));
         // A second connection drains behind a ready one: it gets live messages after its queue.
         r.link_user(dev, user, b, || ()).unwrap();
         assert_eq!(r.send_to_user(dev, user, &frame), 2);
+        assert!(
+            !r.drained(dev, user, ConnId(2)),
+            "nothing was queued meanwhile"
+        );
         assert!(ra.try_recv().is_some() && rb.try_recv().is_some());
         assert!(!r.unlink_user(dev, user, ConnId(1), || ()));
-        assert!(!r.user_ready(dev, user), "the one left is still draining");
-        assert_eq!(r.send_to_user(dev, user, &frame), 0);
+        assert!(r.user_ready(dev, user), "the one left is past its drain");
     }
 }

@@ -245,9 +245,9 @@ impl ConnLoop<'_> {
     /// the socket with back-pressure (a client that reads slowly slows the drain; only one that takes
     /// nothing for `write_timeout` is dropped, never one that reads). The connection was linked to its
     /// user *draining*: live messages sent meanwhile are queued behind these instead of piling up in the
-    /// outbox (`hub::users`). Once the queue is empty the connection stops draining, then reads the
-    /// queue once more: a message queued by a sender that saw it still draining is committed by then, and
-    /// one queued later is delivered live by its sender (`users_messages::send`). Each batch is claimed
+    /// outbox (`hub::users`). Once the queue is empty the connection stops draining, then, if a sender
+    /// saw it draining meanwhile, reads the queue once more: that message is committed by then or, if not
+    /// yet, delivered by its sender, who finds the user ready after queuing it (`users_messages::send`). Each batch is claimed
     /// (removed from the queue, in one statement) before it is written, so whoever races with the drain
     /// never delivers a message a second time; a batch that cannot be written goes back into the queue.
     /// Everything drained goes out before anything the outbox holds, since the socket is attached to the
@@ -258,11 +258,11 @@ impl ConnLoop<'_> {
     {
         let (dev_id, user) = (self.session.dev_id, self.session.user);
         self.drain_queue(io).await?;
-        self.ctx
-            .hub
-            .registry()
-            .drained(dev_id, user, self.session.outbox.conn());
-        self.drain_queue(io).await
+        let conn = self.session.outbox.conn();
+        if self.ctx.hub.registry().drained(dev_id, user, conn) {
+            self.drain_queue(io).await?;
+        }
+        Ok(())
     }
 
     /// Writes the user's queue until a read finds less than a full batch.
