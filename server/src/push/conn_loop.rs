@@ -247,11 +247,11 @@ impl ConnLoop<'_> {
     /// user *draining*: live messages sent meanwhile are queued behind these instead of piling up in the
     /// outbox (`hub::users`). Once the queue is empty the connection stops draining, then, if a sender
     /// saw it draining meanwhile, reads the queue once more: that message is committed by then or, if not
-    /// yet, delivered by its sender, who finds the user ready after queuing it (`users_messages::send`). Each batch is claimed
-    /// (removed from the queue, in one statement) before it is written, so whoever races with the drain
-    /// never delivers a message a second time; a batch that cannot be written goes back into the queue.
-    /// Everything drained goes out before anything the outbox holds, since the socket is attached to the
-    /// outbox only afterwards.
+    /// yet, delivered by its sender, who finds the user ready after queuing it (`users_messages::send`).
+    /// Each batch is claimed (removed from the queue, in one statement) before it is written, so whoever
+    /// races with the drain never delivers a message a second time; a batch that cannot be written goes
+    /// back into the queue. Everything drained goes out before anything the outbox holds, since the
+    /// socket is attached to the outbox only afterwards.
     pub(super) async fn deliver_queue<S>(&mut self, io: &mut S) -> std::io::Result<()>
     where
         S: AsyncWrite + Unpin,
