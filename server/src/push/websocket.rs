@@ -388,7 +388,7 @@ impl WsService {
             counters,
             peer,
             _socket: socket_guard,
-            _ip_slot: ip_slot,
+            ip_slot,
         };
         if !ok {
             drop(rx);
@@ -408,6 +408,7 @@ impl WsService {
             user,
             counters,
             peer,
+            ip_slot,
             ..
         } = live;
         let registry = self.ctx.hub.registry();
@@ -417,6 +418,8 @@ impl WsService {
             conn_loop.session.record_status(&self.ctx, false).await;
         }
         lock(&self.live).remove(&conn);
+        // Its address's place first: once the tenant's count drops, the connection is fully gone.
+        drop(ip_slot);
         counters
             .websocket_connections
             .fetch_sub(1, Ordering::Relaxed);
@@ -444,7 +447,7 @@ struct Live {
     counters: Arc<TenantCounters>,
     peer: SocketAddr,
     _socket: Option<Arc<SocketGuard>>,
-    _ip_slot: Option<WebsocketSlot>,
+    ip_slot: Option<WebsocketSlot>,
 }
 
 fn era_of(params: &ConnectParams) -> Era {
