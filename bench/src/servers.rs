@@ -32,6 +32,7 @@ websocket_connections_per_tenant = 100000
 new_connections_per_ip_per_sec = 1000000
 new_connections_per_ip_burst = 1000000
 connections_per_ip = 1000000
+websocket_connections_per_ip_per_tenant = 1000000
 ";
 
 /// `halley tenant create`, then `halley serve` on two free loopback ports, with a fresh data directory;

@@ -68,6 +68,8 @@ pub struct LimitsConfig {
     pub queued_messages_per_tenant: i64,
     pub users_data_per_tenant: i64,
     pub revoked_tokens_per_tenant: i64,
+    /// Open WebSocket connections of one tenant from one client address (an IPv6 client by its /64).
+    pub websocket_connections_per_ip_per_tenant: u32,
 }
 
 impl Default for LimitsConfig {
@@ -89,6 +91,7 @@ impl Default for LimitsConfig {
             queued_messages_per_tenant: 100_000,
             users_data_per_tenant: 100_000,
             revoked_tokens_per_tenant: 100_000,
+            websocket_connections_per_ip_per_tenant: 250,
         }
     }
 }
@@ -169,6 +172,13 @@ pub struct WebsocketConfig {
     pub handshake_timeout_secs: u64,
     /// A stalled socket write is abandoned (and the connection closed) after this long.
     pub write_timeout_secs: u64,
+    /// Commands one connection may send: sustained rate and burst. Past it a command is not run (one
+    /// error frame per run of refusals); a burst's worth of refusals in a row closes with 1008.
+    pub commands_per_sec: u32,
+    pub command_burst: u32,
+    /// Of those, commands that read storage (`pipe_log`, `user_data`, `user_status`): rate and burst.
+    pub storage_reads_per_sec: u32,
+    pub storage_read_burst: u32,
 }
 
 impl Default for Config {
@@ -210,6 +220,10 @@ impl Default for WebsocketConfig {
             ping_interval_secs: 25,
             handshake_timeout_secs: 10,
             write_timeout_secs: 10,
+            commands_per_sec: 20,
+            command_burst: 100,
+            storage_reads_per_sec: 5,
+            storage_read_burst: 50,
         }
     }
 }

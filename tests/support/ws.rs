@@ -87,6 +87,18 @@ impl WsClient {
         }
     }
 
+    /// Upgrades a socket that is already connected (for example one bound to another loopback address
+    /// before connecting, to act as another client address).
+    pub async fn over(socket: TcpStream, url: &str) -> anyhow::Result<Self> {
+        let req = request(url, &[])?;
+        let upgrade = tokio_tungstenite::client_async(req, MaybeTlsStream::Plain(socket));
+        let (stream, _) = tokio::time::timeout(CONNECT_TIMEOUT, upgrade)
+            .await
+            .map_err(|_| anyhow!("WebSocket upgrade to {url} timed out"))?
+            .with_context(|| format!("WebSocket upgrade to {url}"))?;
+        Ok(Self { stream })
+    }
+
     pub async fn send_text(&mut self, text: &str) -> anyhow::Result<()> {
         self.send(Message::text(text)).await
     }

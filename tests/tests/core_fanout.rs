@@ -82,6 +82,7 @@ async fn thousand_subscribers_get_every_message_in_order(backend: Backend) {
         c.limits.new_connections_per_ip_per_sec = 100_000;
         c.limits.new_connections_per_ip_burst = 100_000;
         c.limits.connections_per_ip = 100_000;
+        c.limits.websocket_connections_per_ip_per_tenant = 100_000;
     })
     .await;
     let tenant = server.tenant("fanout@example.com").await;

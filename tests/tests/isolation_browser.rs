@@ -281,6 +281,10 @@ async fn private_messages_and_credentials(backend: Backend) {
     // B's user 8 connects: nothing of A's queue; a live message of B's arrives first.
     let (mut b8, hello) = connect(&server, b.dev_id, 8, "hashB8", "b8").await;
     assert_eq!(hello["authorized"], true, "{hello}");
+    // Commands are read once the queue is delivered: after this answer, messages are live (one sent
+    // during the delivery would join the queue and arrive marked fromQueue).
+    b8.send_text("pipe_count\nweb_sync\nsync").await.unwrap();
+    assert_eq!(next_json(&mut b8).await["marker"], "sync");
     qb.query("INSERT INTO users_messages (id, event, message) VALUES (8, 'ev', 'live for B8')")
         .await
         .assert_ok();

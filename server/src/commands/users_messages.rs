@@ -79,10 +79,12 @@ pub async fn send(
     ctx.storage
         .enqueue_message(dev_id, user, &queued, expires)
         .await?;
-    // The user may have connected while the message was being queued, after their connection read the
-    // queue: then nobody would deliver it until their next connect. Whoever removes it from the queue
-    // delivers it, so it arrives exactly once either way.
-    if ctx.hub.registry().user_online(dev_id, user)
+    // The user may have finished draining the queue while the message was being queued, after their
+    // connection's last read of it: then nobody would deliver it until their next connect. Whoever removes
+    // it from the queue delivers it, so it arrives exactly once either way. While every connection of the
+    // user is still draining (`send_to_user` gave 0), the drain delivers it: it reads the queue once more
+    // after it stops draining.
+    if ctx.hub.registry().user_ready(dev_id, user)
         && ctx.storage.claim_queued_uuid(dev_id, &queued.uuid).await?
     {
         ctx.hub.registry().send_to_user(dev_id, user, &frame);

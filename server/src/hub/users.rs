@@ -1,5 +1,12 @@
 //! Authorized users and their live connections: private messages reach all of them, presence changes on
 //! the first and the last, and revoking a user closes them all.
+//!
+//! A connection is linked *draining*: it is still writing the user's queued private messages straight to
+//! its socket (with back-pressure), and its outbox is not attached yet. While every connection of a user is
+//! draining, `send_to_user` delivers nothing, so a live message goes to the queue, behind the ones being
+//! drained, instead of into an outbox that nobody writes until the drain ends (which overflowed it and
+//! closed a reading client as a slow consumer). `drained` ends that state; see `ConnLoop::deliver_queue`
+//! for why no message is lost or delivered twice around it.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -14,7 +21,24 @@ pub const MAX_CONNECTIONS_PER_USER: usize = 16;
 
 #[derive(Default)]
 pub(super) struct Users {
-    map: Mutex<HashMap<(DevId, UserId), Vec<Outbox>>>,
+    map: Mutex<HashMap<(DevId, UserId), Linked>>,
+}
+
+/// One user's live connections.
+#[derive(Default)]
+struct Linked {
+    conns: Vec<Outbox>,
+    /// Those of `conns` still draining the queue (usually none: a drain lasts a moment).
+    draining: Vec<ConnId>,
+    /// A message found every connection draining (and went to the queue) since the last `drained`.
+    queued_while_draining: bool,
+}
+
+impl Linked {
+    /// Whether live messages can be delivered now: some connection is past its drain.
+    fn ready(&self) -> bool {
+        self.conns.len() > self.draining.len()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -24,7 +48,8 @@ pub enum LinkError {
 }
 
 impl Registry {
-    /// Links an authorized connection to its user. `Ok(true)` when it is the user's first live connection.
+    /// Links an authorized connection to its user, draining (see the module doc) until `drained`.
+    /// `Ok(true)` when it is the user's first live connection.
     pub fn link_user(
         &self,
         dev_id: DevId,
@@ -33,17 +58,30 @@ impl Registry {
         on_first: impl FnOnce(),
     ) -> Result<bool, LinkError> {
         let mut map = lock(&self.users.map);
-        let conns = map.entry((dev_id, user)).or_default();
-        if conns.len() >= MAX_CONNECTIONS_PER_USER {
+        let linked = map.entry((dev_id, user)).or_default();
+        if linked.conns.len() >= MAX_CONNECTIONS_PER_USER {
             return Err(LinkError::TooManyConnections);
         }
-        conns.push(outbox);
-        let first = conns.len() == 1;
+        linked.draining.push(outbox.conn());
+        linked.conns.push(outbox);
+        let first = linked.conns.len() == 1;
         if first {
             // Under the lock, so a user's online/offline announcements go out in the order they happened.
             on_first();
         }
         Ok(first)
+    }
+
+    /// The connection has written the user's queue: live messages may be delivered to it from now on.
+    /// `true` when a message went to the queue meanwhile because every connection was draining: the
+    /// drain then reads the queue once more (see `ConnLoop::deliver_queue`).
+    pub fn drained(&self, dev_id: DevId, user: UserId, conn: ConnId) -> bool {
+        let mut map = lock(&self.users.map);
+        let Some(linked) = map.get_mut(&(dev_id, user)) else {
+            return false;
+        };
+        linked.draining.retain(|c| *c != conn);
+        std::mem::take(&mut linked.queued_while_draining)
     }
 
     /// Unlinks a connection. `true` (and `on_last` called, under the lock) when it was the user's last live
@@ -56,13 +94,14 @@ impl Registry {
         on_last: impl FnOnce(),
     ) -> bool {
         let mut map = lock(&self.users.map);
-        let Some(conns) = map.get_mut(&(dev_id, user)) else {
+        let Some(linked) = map.get_mut(&(dev_id, user)) else {
             return false;
         };
-        let before = conns.len();
-        conns.retain(|o| o.conn() != conn);
-        let removed = conns.len() < before;
-        if conns.is_empty() {
+        let before = linked.conns.len();
+        linked.conns.retain(|o| o.conn() != conn);
+        linked.draining.retain(|c| *c != conn);
+        let removed = linked.conns.len() < before;
+        if linked.conns.is_empty() {
             map.remove(&(dev_id, user));
         }
         let last = removed && !map.contains_key(&(dev_id, user));
@@ -76,12 +115,25 @@ impl Registry {
         lock(&self.users.map).contains_key(&(dev_id, user))
     }
 
-    /// Queues `frame` on every live connection of the user; returns how many got it.
+    /// Whether `send_to_user` would deliver now (a connection of the user is past its drain).
+    pub fn user_ready(&self, dev_id: DevId, user: UserId) -> bool {
+        lock(&self.users.map)
+            .get(&(dev_id, user))
+            .is_some_and(Linked::ready)
+    }
+
+    /// Queues `frame` on every live connection of the user; returns how many got it. 0 while every
+    /// connection of the user is still draining the queue: the caller queues the message behind it.
     pub fn send_to_user(&self, dev_id: DevId, user: UserId, frame: &Frame) -> usize {
-        let map = lock(&self.users.map);
-        let Some(conns) = map.get(&(dev_id, user)) else {
+        let mut map = lock(&self.users.map);
+        let Some(linked) = map.get_mut(&(dev_id, user)) else {
             return 0;
         };
+        if !linked.ready() {
+            linked.queued_while_draining = true;
+            return 0;
+        }
+        let conns = &linked.conns;
         let item = super::fanout::Item {
             frame: frame.clone(),
             except: None,
@@ -97,13 +149,13 @@ impl Registry {
     /// Closes every live connection of the user (users_auth DELETE, a revoked token).
     pub fn close_user(&self, dev_id: DevId, user: UserId) -> usize {
         let map = lock(&self.users.map);
-        let Some(conns) = map.get(&(dev_id, user)) else {
+        let Some(linked) = map.get(&(dev_id, user)) else {
             return 0;
         };
-        for o in conns {
+        for o in &linked.conns {
             o.close(CloseReason::Kicked);
         }
-        conns.len()
+        linked.conns.len()
     }
 }
 
@@ -138,5 +190,29 @@ mod tests {
         );
         assert_eq!(r.close_user(dev, user), MAX_CONNECTIONS_PER_USER);
         drop(keep);
+    }
+
+    #[tokio::test]
+    async fn nothing_is_delivered_while_every_connection_drains() {
+        let r = Registry::new();
+        let (dev, user) = (DevId(1), UserId(5));
+        let frame = crate::push::outgoing::shared(crate::push::protocol::frames::user_online(1));
+        let (a, mut ra) = outbox(1, 4);
+        let (b, mut rb) = outbox(2, 4);
+        r.link_user(dev, user, a, || ()).unwrap();
+        assert!(r.user_online(dev, user) && !r.user_ready(dev, user));
+        assert_eq!(r.send_to_user(dev, user, &frame), 0, "goes to the queue");
+        assert!(r.drained(dev, user, ConnId(1)), "read the queue again");
+        assert!(r.user_ready(dev, user));
+        // A second connection drains behind a ready one: it gets live messages after its queue.
+        r.link_user(dev, user, b, || ()).unwrap();
+        assert_eq!(r.send_to_user(dev, user, &frame), 2);
+        assert!(
+            !r.drained(dev, user, ConnId(2)),
+            "nothing was queued meanwhile"
+        );
+        assert!(ra.try_recv().is_some() && rb.try_recv().is_some());
+        assert!(!r.unlink_user(dev, user, ConnId(1), || ()));
+        assert!(r.user_ready(dev, user), "the one left is past its drain");
     }
 }

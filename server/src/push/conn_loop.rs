@@ -9,6 +9,7 @@
 use std::future::Future;
 use std::io::IoSlice;
 use std::pin::Pin;
+use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -16,6 +17,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::time::{interval_at, sleep_until, Instant, Interval, MissedTickBehavior, Sleep};
 
+use super::budget::{self, CommandBudget, Verdict};
 use super::protocol::frames;
 use super::protocol::parse_command;
 use super::protocol::wsframe::{self, FrameDecoder, Incoming};
@@ -28,6 +30,9 @@ use crate::tenant::unix_now;
 /// Time given to the close frame (after whatever is still queued) before the socket is dropped.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
+/// The close code answering the client's own close frame.
+const CLIENT_CLOSED: u16 = 1000;
+
 pub(super) struct ConnLoop<'a> {
     pub(super) ctx: &'a Ctx,
     pub(super) session: Session,
@@ -35,6 +40,7 @@ pub(super) struct ConnLoop<'a> {
     pub(super) decoder: FrameDecoder,
     pub(super) rbuf: BytesMut,
     pub(super) write_timeout: Duration,
+    pub(super) budget: CommandBudget,
 }
 
 /// What the connection does after handling input.
@@ -118,7 +124,12 @@ impl ConnLoop<'_> {
                 input = false;
                 last_heard = Instant::now();
                 if let Next::Close(code, text) = self.drain_input(&rx).await {
-                    return close(&rx, code, text).await;
+                    let deadline = Instant::now() + CLOSE_GRACE;
+                    close(&rx, code, text).await;
+                    if code != CLIENT_CLOSED {
+                        self.linger(&rx, deadline + CLOSE_GRACE).await;
+                    }
+                    return;
                 }
                 if self.rbuf.is_empty() && self.rbuf.capacity() > 4096 {
                     // Give back a large buffer once a big message is handled: idle connections stay small.
@@ -143,6 +154,31 @@ impl ConnLoop<'_> {
                     }
                     rx.send(wsframe::encode_ping(b""));
                 }
+            }
+        }
+    }
+
+    /// After closing because of what the client sent (a flood, an invalid command): reads and drops what
+    /// it still sends until its close frame, its end of stream or `deadline`. Dropping a socket with unread
+    /// input makes the kernel reset the connection, and a reset can destroy the close frame (and the error
+    /// frame before it) before the client reads them.
+    async fn linger(&mut self, rx: &OutboxRx, deadline: Instant) {
+        loop {
+            match self.decoder.decode(&mut self.rbuf) {
+                Ok(Some(Incoming::Close(..))) | Err(_) => return,
+                Ok(Some(_)) => continue,
+                Ok(None) => {}
+            }
+            let ready = std::future::poll_fn(|cx| rx.poll_read_ready(cx));
+            match tokio::time::timeout_at(deadline, ready).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) | Err(_) => return,
+            }
+            match rx.try_read_buf(&mut self.rbuf) {
+                Ok(0) => return,
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(_) => return,
             }
         }
     }
@@ -177,7 +213,22 @@ impl ConnLoop<'_> {
     }
 
     async fn on_text(&mut self, rx: &OutboxRx, text: &str) -> Next {
-        let answer = match parse_command(text) {
+        let parsed = parse_command(text);
+        let reads = parsed.as_ref().is_ok_and(budget::reads_storage);
+        match self.budget.spend(reads, unix_now()) {
+            Verdict::Run => {}
+            Verdict::Refuse(frame) => {
+                self.ctx.limits.refusals.fetch_add(1, Ordering::Relaxed);
+                if let Some(frame) = frame {
+                    rx.send(frame.encode(self.era));
+                }
+                return Next::Continue;
+            }
+            Verdict::Close => {
+                return Next::Close(wsframe::close_code::POLICY_VIOLATION, budget::CLOSE_REASON)
+            }
+        }
+        let answer = match parsed {
             // Boxed: a command's future (database queries) is large and rare; inline, every idle
             // connection's task would carry its size.
             Ok(command) => Box::pin(self.session.handle(self.ctx, command)).await,
@@ -193,37 +244,48 @@ impl ConnLoop<'_> {
     }
 
     /// Private messages queued while the user was away, in order and all of them, written straight to
-    /// the socket. Each message is claimed (removed from the queue) before it is written, so a sender
-    /// racing with this drain never delivers it a second time; a batch that cannot be written goes back
-    /// into the queue.
+    /// the socket with back-pressure (a client that reads slowly slows the drain; only one that takes
+    /// nothing for `write_timeout` is dropped, never one that reads). The connection was linked to its
+    /// user *draining*: live messages sent meanwhile are queued behind these instead of piling up in the
+    /// outbox (`hub::users`). Once the queue is empty the connection stops draining, then, if a sender
+    /// saw it draining meanwhile, reads the queue once more: that message is committed by then or, if not
+    /// yet, delivered by its sender, who finds the user ready after queuing it (`users_messages::send`).
+    /// Each batch is claimed (removed from the queue, in one statement) before it is written, so whoever
+    /// races with the drain never delivers a message a second time; a batch that cannot be written goes
+    /// back into the queue. Everything drained goes out before anything the outbox holds, since the
+    /// socket is attached to the outbox only afterwards.
     pub(super) async fn deliver_queue<S>(&mut self, io: &mut S) -> std::io::Result<()>
+    where
+        S: AsyncWrite + Unpin,
+    {
+        let (dev_id, user) = (self.session.dev_id, self.session.user);
+        self.drain_queue(io).await?;
+        let conn = self.session.outbox.conn();
+        if self.ctx.hub.registry().drained(dev_id, user, conn) {
+            self.drain_queue(io).await?;
+        }
+        Ok(())
+    }
+
+    /// Writes the user's queue until a read finds less than a full batch.
+    async fn drain_queue<S>(&mut self, io: &mut S) -> std::io::Result<()>
     where
         S: AsyncWrite + Unpin,
     {
         let (ctx, dev_id, user) = (self.ctx, self.session.dev_id, self.session.user);
         loop {
-            let batch = match ctx
+            let claimed = match ctx
                 .storage
-                .queued_messages(dev_id, user, unix_now(), QUEUE_BATCH)
+                .claim_queued_batch(dev_id, user, unix_now(), QUEUE_BATCH)
                 .await
             {
                 Ok(b) => b,
                 Err(e) => {
-                    tracing::error!(error = %e, "reading queued private messages failed");
+                    tracing::error!(error = %e, "claiming queued private messages failed");
                     return Ok(());
                 }
             };
-            let full = batch.len() as i64 == QUEUE_BATCH;
-            let mut claimed = Vec::with_capacity(batch.len());
-            for m in batch {
-                match ctx.storage.claim_queued(dev_id, user, m.id).await {
-                    Ok(true) => claimed.push(m),
-                    Ok(false) => {}
-                    Err(e) => {
-                        tracing::error!(error = %e, "claiming a queued private message failed")
-                    }
-                }
-            }
+            let full = claimed.len() as i64 == QUEUE_BATCH;
             let mut frames: Vec<Bytes> = claimed
                 .iter()
                 .map(|m| {

@@ -95,6 +95,10 @@ impl Session {
                 let Ok(pipe) = PipeName::parse_command(pipe) else {
                     return Answer::refuse(CommandError::InvalidPipeName);
                 };
+                // Whoever may not subscribe to a pipe may not read its history either.
+                if is_private(pipe.as_str()) && !self.authorized() {
+                    return Answer::refuse(CommandError::PrivateAnonymous);
+                }
                 match ctx
                     .storage
                     .history(
@@ -215,14 +219,30 @@ impl Session {
     }
 
     /// `subscription` replaces the whole set (reference 2.5). `private_` pipes are skipped for anonymous
-    /// connections; `track_` pipes tell their other subscribers who came and went.
+    /// connections; `track_` pipes tell their other subscribers who came and went. Only real changes
+    /// count: pipes left are left (announced) first, then pipes joined are joined in order, and a pipe in
+    /// both sets stays subscribed without a word. The reference left and re-joined every pipe, so one
+    /// 20-byte command re-sent in a loop made two presence frames per subscriber of each `track_` pipe.
     pub fn replace_subscriptions(&mut self, ctx: &Ctx, names: &[&str]) {
-        self.unsubscribe_all(ctx);
+        let mut wanted: Vec<PipeName> = Vec::with_capacity(names.len().min(MAX_PIPES));
         for name in names.iter().take(MAX_PIPES) {
             let Ok(pipe) = PipeName::parse_subscription(name) else {
                 continue;
             };
-            if (is_private(pipe.as_str()) && !self.authorized()) || self.pipes.contains(&pipe) {
+            if (is_private(pipe.as_str()) && !self.authorized()) || wanted.contains(&pipe) {
+                continue;
+            }
+            wanted.push(pipe);
+        }
+        for pipe in std::mem::take(&mut self.pipes) {
+            if wanted.contains(&pipe) {
+                self.pipes.push(pipe);
+            } else {
+                self.leave(ctx, pipe);
+            }
+        }
+        for pipe in wanted {
+            if self.pipes.contains(&pipe) {
                 continue;
             }
             if is_track(pipe.as_str()) {
@@ -237,12 +257,16 @@ impl Session {
 
     pub fn unsubscribe_all(&mut self, ctx: &Ctx) {
         for pipe in std::mem::take(&mut self.pipes) {
-            ctx.hub
-                .registry()
-                .unsubscribe(self.dev_id, &pipe, self.conn());
-            if is_track(pipe.as_str()) {
-                self.presence(ctx, &pipe, TrackEvent::Unsubscription);
-            }
+            self.leave(ctx, pipe);
+        }
+    }
+
+    fn leave(&self, ctx: &Ctx, pipe: PipeName) {
+        ctx.hub
+            .registry()
+            .unsubscribe(self.dev_id, &pipe, self.conn());
+        if is_track(pipe.as_str()) {
+            self.presence(ctx, &pipe, TrackEvent::Unsubscription);
         }
     }
 

@@ -19,6 +19,7 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
 
+use super::budget::CommandBudget;
 use super::conn_loop::{write_all, ConnLoop};
 use super::protocol::frames;
 use super::protocol::handshake::{self, HandshakeError, UpgradeRequest};
@@ -29,7 +30,7 @@ use crate::commands::{users_auth, Ctx};
 use crate::http::serve::SocketGuard;
 use crate::hub::{CloseReason, ConnInfo, Era, Outbox, OutboxRx, TenantCounters};
 use crate::ids::{ConnId, DevId, UserId};
-use crate::tenant::limits::Refused;
+use crate::tenant::limits::{Refused, WebsocketSlot};
 use crate::tenant::unix_now;
 
 /// Room for a command's own text around its message (`web_pipe2\n@<pipe>\n<event>\n<auth>\n` is at most
@@ -134,8 +135,9 @@ impl WsService {
         lock(&self.live).len()
     }
 
-    /// The tenant's connection limit (contract §5); the address's limits were applied at accept.
-    fn admit(&self, dev_id: DevId) -> Result<(), Refused> {
+    /// The tenant's connection limit and its per-address count (contract §5); the address's rate was
+    /// applied at accept. The slot keeps the connection counted against its address until it ends.
+    fn admit(&self, dev_id: DevId, peer: SocketAddr) -> Result<Option<WebsocketSlot>, Refused> {
         // Looked up, not created: a URL naming any dev_id must not grow the server's tenant map.
         let counters = self.ctx.hub.registry().existing_tenant(dev_id);
         let open = counters
@@ -143,7 +145,8 @@ impl WsService {
             .map_or(0, |c| c.websocket_connections.load(Ordering::Relaxed));
         self.ctx
             .limits
-            .websocket_connect(dev_id, open)
+            .websocket_connect(dev_id, peer.ip(), open)
+            .map(Some)
             .inspect_err(|_| {
                 if let Some(c) = &counters {
                     c.rate_limited.fetch_add(1, Ordering::Relaxed);
@@ -173,10 +176,10 @@ impl WsService {
         // server query its database. The address's rate was counted when its connection was accepted, and
         // a refused upgrade closes the connection (`http::fallback`), so each attempt costs a connection.
         let admitted = match &params {
-            Ok(p) => self.admit(DevId(p.dev_id)),
-            Err(_) => Ok(()),
+            Ok(p) => self.admit(DevId(p.dev_id), peer),
+            Err(_) => Ok(None),
         };
-        if let Err(refused) = admitted {
+        if let Err(refused) = &admitted {
             let retry = refused.retry_after.as_secs().max(1).to_string();
             return (
                 StatusCode::TOO_MANY_REQUESTS,
@@ -185,6 +188,7 @@ impl WsService {
             )
                 .into_response();
         }
+        let ip_slot = admitted.ok().flatten();
         if let Some(refused) = self.refuse_origin(&params, req.headers()).await {
             return refused;
         }
@@ -198,6 +202,7 @@ impl WsService {
             headers: client,
             peer,
             socket_guard,
+            ip_slot,
         });
         self.tasks
             .spawn(self.clone().connection(on_upgrade, accepted));
@@ -284,6 +289,7 @@ impl WsService {
             headers,
             peer,
             socket_guard,
+            ip_slot,
         } = *accepted;
         let write_timeout = self.ctx.config.websocket.write_timeout();
         let params = match params {
@@ -364,6 +370,7 @@ impl WsService {
             ),
             rbuf: early,
             write_timeout,
+            budget: CommandBudget::new(&self.ctx.config.websocket),
         };
         let data = if authorized {
             hash.as_deref().unwrap_or("")
@@ -392,6 +399,7 @@ impl WsService {
             counters,
             peer,
             _socket: socket_guard,
+            ip_slot,
         };
         if !ok {
             drop(rx);
@@ -411,6 +419,7 @@ impl WsService {
             user,
             counters,
             peer,
+            ip_slot,
             ..
         } = live;
         let registry = self.ctx.hub.registry();
@@ -420,6 +429,8 @@ impl WsService {
             conn_loop.session.record_status(&self.ctx, false).await;
         }
         lock(&self.live).remove(&conn);
+        // Its address's place first: once the tenant's count drops, the connection is fully gone.
+        drop(ip_slot);
         counters
             .websocket_connections
             .fetch_sub(1, Ordering::Relaxed);
@@ -435,6 +446,8 @@ struct Accepted {
     peer: SocketAddr,
     /// The socket stays counted against the server's connection cap for the WebSocket's whole life.
     socket_guard: Option<Arc<SocketGuard>>,
+    /// And against its tenant's per-address count.
+    ip_slot: Option<WebsocketSlot>,
 }
 
 /// What the teardown needs of a registered connection.
@@ -445,6 +458,7 @@ struct Live {
     counters: Arc<TenantCounters>,
     peer: SocketAddr,
     _socket: Option<Arc<SocketGuard>>,
+    ip_slot: Option<WebsocketSlot>,
 }
 
 fn era_of(params: &ConnectParams) -> Era {

@@ -322,27 +322,49 @@ impl Storage {
             .collect()
     }
 
-    /// Takes one queued message out of the queue; `true` for the one caller that removed it, who then
-    /// owns its delivery (a connecting user's drain and a concurrent sender may race for it).
-    pub async fn claim_queued(
+    /// Takes the user's oldest unexpired queued messages (at most `limit`) out of the queue in one
+    /// statement, oldest first: the caller now owns their delivery. A message a concurrent sender claimed
+    /// first (`claim_queued_uuid`) is not among them, and one in them is not claimed by anyone else.
+    pub async fn claim_queued_batch(
         &self,
         dev_id: DevId,
         user: UserId,
-        id: i64,
-    ) -> Result<bool, StorageError> {
-        let r =
-            sqlx::query("DELETE FROM user_messages WHERE dev_id = $1 AND user_id = $2 AND id = $3")
-                .bind(dev_id.0 as i64)
-                .bind(user.0 as i64)
-                .bind(id)
-                .execute(self.pool())
-                .await?;
+        now: i64,
+        limit: i64,
+    ) -> Result<Vec<QueuedMessage>, StorageError> {
+        let rows = sqlx::query(
+            "DELETE FROM user_messages WHERE id IN (SELECT id FROM user_messages \
+             WHERE dev_id = $1 AND user_id = $2 AND expires_at > $3 ORDER BY id LIMIT $4) \
+             RETURNING id, uuid, event, message, sent_at",
+        )
+        .bind(dev_id.0 as i64)
+        .bind(user.0 as i64)
+        .bind(now)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        let mut batch = rows
+            .iter()
+            .map(|r| {
+                Ok(QueuedMessage {
+                    id: get(r, "id")?,
+                    uuid: get(r, "uuid")?,
+                    event: get(r, "event")?,
+                    message: get(r, "message")?,
+                    sent_at: get(r, "sent_at")?,
+                })
+            })
+            .collect::<Result<Vec<_>, StorageError>>()?;
+        // RETURNING promises no order.
+        batch.sort_by_key(|m| m.id);
         self.totals
-            .apply_queued(dev_id, user, -(r.rows_affected() as i64));
-        Ok(r.rows_affected() == 1)
+            .apply_queued(dev_id, user, -(batch.len() as i64));
+        Ok(batch)
     }
 
-    /// As `claim_queued`, by the message's uuid (known to its sender).
+    /// Takes one queued message out of the queue by its uuid (known to its sender); `true` for the one
+    /// caller that removed it, who then owns its delivery (a connecting user's drain and the sender race
+    /// for it).
     pub async fn claim_queued_uuid(&self, dev_id: DevId, uuid: &str) -> Result<bool, StorageError> {
         let rows = sqlx::query(
             "DELETE FROM user_messages WHERE dev_id = $1 AND uuid = $2 RETURNING dev_id, user_id",

@@ -25,6 +25,7 @@ pub enum Limit {
     IpOpenConnections,
     FailedLogins,
     TotalConnections,
+    IpTenantConnections,
 }
 
 /// A refusal: which limit, and when trying again makes sense.
@@ -44,6 +45,7 @@ impl Limit {
             Limit::IpOpenConnections => "open connections per IP address",
             Limit::FailedLogins => "failed logins per IP address",
             Limit::TotalConnections => "connections per server",
+            Limit::IpTenantConnections => "WebSocket connections per IP address and tenant",
         }
     }
 }
@@ -78,7 +80,29 @@ pub struct Limits {
     failed_logins: DefaultKeyedRateLimiter<ClientIp>,
     /// Addresses refused without a key check until the instant given.
     blocked: Mutex<HashMap<ClientIp, Instant>>,
+    /// Open WebSocket connections per tenant and address; an entry lives while its count is not 0.
+    websockets_per_ip: Arc<Mutex<HashMap<(DevId, ClientIp), u32>>>,
     pub refusals: AtomicU64,
+}
+
+/// One open WebSocket connection counted against its tenant and address: uncounted when dropped, so that
+/// every way a connection ends (refused after the upgrade, broken, closed) gives its place back.
+#[derive(Debug)]
+pub struct WebsocketSlot {
+    counts: Arc<Mutex<HashMap<(DevId, ClientIp), u32>>>,
+    key: (DevId, ClientIp),
+}
+
+impl Drop for WebsocketSlot {
+    fn drop(&mut self) {
+        let mut counts = lock(&self.counts);
+        if let Some(n) = counts.get_mut(&self.key) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                counts.remove(&self.key);
+            }
+        }
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -98,6 +122,7 @@ impl Limits {
             publishes: Mutex::new(HashMap::new()),
             overrides: Mutex::new(HashMap::new()),
             blocked: Mutex::new(HashMap::new()),
+            websockets_per_ip: Arc::default(),
             refusals: AtomicU64::new(0),
         }
     }
@@ -169,9 +194,15 @@ impl Limits {
             .unwrap_or(default)
     }
 
-    /// A new WebSocket connection of the tenant, with `open` connections already open. The address's rate
-    /// of new connections is not counted here: its connection was counted when it was accepted.
-    pub fn websocket_connect(&self, dev_id: DevId, open: i64) -> Result<(), Refused> {
+    /// A new WebSocket connection of the tenant from `ip`, with `open` connections already open. The slot
+    /// counts it against the tenant and the address until it is dropped (when the connection ends). The
+    /// address's rate of new connections is not counted here: its connection was counted when accepted.
+    pub fn websocket_connect(
+        &self,
+        dev_id: DevId,
+        ip: IpAddr,
+        open: i64,
+    ) -> Result<WebsocketSlot, Refused> {
         let max = lock(&self.overrides)
             .get(&dev_id)
             .and_then(|o| o.websocket_connections)
@@ -179,7 +210,20 @@ impl Limits {
         if open >= max {
             return Err(self.refuse(Limit::TenantConnections, Duration::from_secs(1)));
         }
-        Ok(())
+        let key = (dev_id, ClientIp::from(ip));
+        {
+            let mut counts = lock(&self.websockets_per_ip);
+            let n = counts.entry(key).or_insert(0);
+            if *n >= self.config.websocket_connections_per_ip_per_tenant {
+                return Err(self.refuse(Limit::IpTenantConnections, Duration::from_secs(1)));
+            }
+            *n += 1;
+        }
+        let slot = WebsocketSlot {
+            counts: self.websockets_per_ip.clone(),
+            key,
+        };
+        Ok(slot)
     }
 
     /// A new connection from `ip` (either port), counted once, when it is accepted.
@@ -273,9 +317,34 @@ mod tests {
             l.publish(DevId(1)).unwrap();
         }
         assert!(l.publish(DevId(1)).is_err());
-        assert!(l.websocket_connect(DevId(1), 5).is_ok());
-        let e = l.websocket_connect(DevId(2), 2).unwrap_err();
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        assert!(l.websocket_connect(DevId(1), ip, 5).is_ok());
+        let e = l.websocket_connect(DevId(2), ip, 2).unwrap_err();
         assert_eq!(e.limit, Limit::TenantConnections);
+    }
+
+    #[test]
+    fn websockets_are_counted_per_tenant_and_address_while_open() {
+        let l = Limits::new(LimitsConfig {
+            websocket_connections_per_ip_per_tenant: 2,
+            ..LimitsConfig::default()
+        });
+        let a: IpAddr = "2001:db8:0:1::1".parse().unwrap();
+        let same_64: IpAddr = "2001:db8:0:1::2".parse().unwrap();
+        let b: IpAddr = "10.0.0.2".parse().unwrap();
+        let first = l.websocket_connect(DevId(1), a, 0).unwrap();
+        let _second = l.websocket_connect(DevId(1), same_64, 1).unwrap();
+        let e = l.websocket_connect(DevId(1), a, 2).unwrap_err();
+        assert_eq!(e.limit, Limit::IpTenantConnections);
+        let _other_address = l.websocket_connect(DevId(1), b, 2).unwrap();
+        let _other_tenant = l.websocket_connect(DevId(2), a, 0).unwrap();
+        drop(first);
+        let _again = l.websocket_connect(DevId(1), a, 2).unwrap();
+        drop((_again, _second, _other_address, _other_tenant));
+        assert!(
+            lock(&l.websockets_per_ip).is_empty(),
+            "no entry outlives its connections"
+        );
     }
 
     #[test]

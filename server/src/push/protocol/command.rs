@@ -113,6 +113,10 @@ pub enum CommandError {
     /// A `web_pipe2` message over the tenant's message size limit (checked by the session).
     #[error("Data is too long")]
     MessageTooLong,
+    /// `pipe_log` of a `private_` pipe from an anonymous connection (checked by the session, with the
+    /// rule of `subscription`). Not in the reference, which sent the history to anyone.
+    #[error("[pipe_log] Invalid user auth. Anonymous users can not read channels named private_*")]
+    PrivateAnonymous,
 }
 
 impl CommandError {
@@ -126,6 +130,7 @@ impl CommandError {
                 | Self::PipeCountNotWeb
                 | Self::InvalidUserId
                 | Self::MessageTooLong
+                | Self::PrivateAnonymous
         )
     }
 

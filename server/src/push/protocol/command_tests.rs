@@ -351,6 +351,10 @@ fn error_texts_are_the_reference_ones() {
         (InvalidMarkerName, "Invalid marker name."),
         (InvalidUserId, "Invalid user id"),
         (MessageTooLong, "Data is too long"),
+        (
+            PrivateAnonymous,
+            "[pipe_log] Invalid user auth. Anonymous users can not read channels named private_*",
+        ),
     ];
     for (err, text) in texts {
         assert_eq!(err.to_string(), text);
@@ -361,6 +365,7 @@ fn error_texts_are_the_reference_ones() {
         PipeCountNotWeb,
         InvalidUserId,
         MessageTooLong,
+        PrivateAnonymous,
     ];
     for (err, _) in texts {
         assert_eq!(err.closes_connection(), !open.contains(&err), "{err:?}");
