@@ -1,7 +1,7 @@
 //! `pipes_messages`: publishing to a pipe (INSERT), reading its history (SELECT) and clearing it (DELETE).
 
-use super::history::{self, READ_LIMIT};
-use super::table::{apply_limit, project, required, where_pipes, Table, Verb};
+use super::history;
+use super::table::{required, where_pipes, Collector, Table, Verb};
 use super::{Caller, CommandError, Ctx, ErrorCode, Outcome};
 use crate::cometql::{Delete, Insert, Select};
 use crate::hub::Publication;
@@ -62,8 +62,10 @@ pub async fn insert(ctx: &Ctx, caller: Caller, ins: &Insert) -> Result<Outcome, 
             Message::new(name, event, message, max)
         })
         .collect::<Result<Vec<_>, _>>()?;
+    // Pay for every row before publishing any, so that a statement over the budget publishes nothing.
+    ctx.spend_publishes(caller.dev_id, messages.len())?;
     for m in messages {
-        publish(ctx, caller, m, None).await?;
+        deliver(ctx, caller, m, None).await?;
     }
     // The number of receivers is deliberately not returned (reference): OK(0, 0).
     Ok(Outcome::OK)
@@ -78,6 +80,16 @@ pub async fn publish(
     except: Option<ConnId>,
 ) -> Result<usize, CommandError> {
     ctx.spend_publish(caller.dev_id)?;
+    deliver(ctx, caller, m, except).await
+}
+
+/// [`publish`] of a message already paid for.
+async fn deliver(
+    ctx: &Ctx,
+    caller: Caller,
+    m: Message,
+    except: Option<ConnId>,
+) -> Result<usize, CommandError> {
     history::record(
         ctx,
         caller.dev_id,
@@ -99,35 +111,30 @@ pub async fn publish(
 pub async fn select(ctx: &Ctx, caller: Caller, sel: &Select) -> Result<Outcome, CommandError> {
     let proj = TABLE.projection(&sel.columns)?;
     let names = TABLE.key_values(&sel.filter, "name", Verb::Select)?;
-    let mut rows = Vec::new();
+    let mut rows = Collector::new(ctx, sel.limit.as_ref()).projected(&proj);
     for pipe in where_pipes(names) {
-        for h in ctx
-            .storage
-            .history(caller.dev_id, pipe.as_str(), READ_LIMIT)
-            .await?
-        {
-            let index = rows.len().to_string();
+        if rows.done() {
+            break;
+        }
+        for h in history::read(ctx, caller.dev_id, &pipe).await?.iter() {
+            let index = rows.seen().to_string();
             let event = if h.event.is_empty() {
                 "undefined".to_string()
             } else {
-                h.event
+                h.event.clone()
             };
-            rows.push(vec![
-                h.uuid,
+            rows.offer(vec![
+                h.uuid.clone(),
                 h.sent_at.to_string(),
-                h.pipe,
+                h.pipe.clone(),
                 index,
                 event,
-                h.message,
+                h.message.clone(),
                 h.user_id.to_string(),
-            ]);
+            ])?;
         }
     }
-    Ok(project(
-        &TABLE,
-        &proj,
-        apply_limit(rows, sel.limit.as_ref()),
-    ))
+    Ok(rows.finish(&TABLE, &proj))
 }
 
 /// `WHERE name = ...` clears pipes' history, `WHERE id = ...` removes single entries; both may be given.
@@ -138,13 +145,21 @@ pub async fn delete(ctx: &Ctx, caller: Caller, del: &Delete) -> Result<Outcome, 
         return Err(e.clone());
     }
     for pipe in names.unwrap_or(&[]).iter().filter_map(|v| v.as_text()) {
-        if PipeName::parse(pipe).is_ok() {
-            ctx.storage.delete_history(caller.dev_id, pipe).await?;
+        if let Ok(pipe) = PipeName::parse(pipe) {
+            let deleted = ctx
+                .storage
+                .delete_history(caller.dev_id, pipe.as_str())
+                .await;
+            ctx.history_cache.invalidate(caller.dev_id, &pipe);
+            deleted?;
         }
     }
     for id in ids.unwrap_or(&[]).iter().filter_map(|v| v.as_text()) {
         if (3..=64).contains(&id.len()) && is_name_text(id) {
-            ctx.storage.delete_history_entry(caller.dev_id, id).await?;
+            let deleted = ctx.storage.delete_history_entry(caller.dev_id, id).await;
+            // Which pipe held the entry is not known here.
+            ctx.history_cache.invalidate_tenant(caller.dev_id);
+            deleted?;
         }
     }
     Ok(Outcome::OK)

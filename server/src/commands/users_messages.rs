@@ -2,7 +2,7 @@
 //! the user, otherwise queued (TTL `messages.queue_ttl_secs`) and delivered in order on their next
 //! authorized connect.
 
-use super::table::{apply_limit, project, required, Table, Verb};
+use super::table::{required, Collector, Table, Verb};
 use super::users::{insert_id, where_ids};
 use super::{Caller, CommandError, Ctx, Outcome};
 use crate::cometql::{Delete, Insert, Select};
@@ -37,9 +37,11 @@ pub async fn insert(ctx: &Ctx, caller: Caller, ins: &Insert) -> Result<Outcome, 
         }
         items.push((id, event, message));
     }
+    // Pay for every row before sending any, so that a statement over the budget sends nothing.
+    ctx.spend_publishes(caller.dev_id, items.len())?;
     let mut last = 0;
     for (id, event, message) in items {
-        send(ctx, caller.dev_id, id, event.as_str(), message).await?;
+        deliver(ctx, caller.dev_id, id, event.as_str(), message).await?;
         last = id.0;
     }
     Ok(Outcome::Done {
@@ -57,6 +59,17 @@ pub async fn send(
     message: &str,
 ) -> Result<(), CommandError> {
     ctx.spend_publish(dev_id)?;
+    deliver(ctx, dev_id, user, event, message).await
+}
+
+/// [`send`] of a message already paid for.
+async fn deliver(
+    ctx: &Ctx,
+    dev_id: DevId,
+    user: UserId,
+    event: &str,
+    message: &str,
+) -> Result<(), CommandError> {
     let frame = outgoing::shared(frames::private_message(event, message));
     if ctx.hub.registry().send_to_user(dev_id, user, &frame) > 0 {
         return Ok(());
@@ -90,21 +103,24 @@ pub async fn send(
 pub async fn select(ctx: &Ctx, caller: Caller, sel: &Select) -> Result<Outcome, CommandError> {
     let proj = TABLE.projection(&sel.columns)?;
     let now = unix_now();
-    let mut rows = Vec::new();
+    let mut rows = Collector::new(ctx, sel.limit.as_ref()).projected(&proj);
     for id in where_ids(TABLE.key_values(&sel.filter, "id", Verb::Select)?) {
+        if rows.done() {
+            break;
+        }
+        // No more than the caps allow, plus one so that going past them is noticed.
+        let most = i64::try_from(rows.room())
+            .unwrap_or(i64::MAX)
+            .saturating_add(1);
         for m in ctx
             .storage
-            .queued_messages(caller.dev_id, id, now, i64::MAX)
+            .queued_messages(caller.dev_id, id, now, most)
             .await?
         {
-            rows.push(vec![id.0.to_string(), m.uuid, m.event, m.message]);
+            rows.offer(vec![id.0.to_string(), m.uuid, m.event, m.message])?;
         }
     }
-    Ok(project(
-        &TABLE,
-        &proj,
-        apply_limit(rows, sel.limit.as_ref()),
-    ))
+    Ok(rows.finish(&TABLE, &proj))
 }
 
 pub async fn delete(ctx: &Ctx, caller: Caller, del: &Delete) -> Result<Outcome, CommandError> {

@@ -95,15 +95,7 @@ impl Session {
                 let Ok(pipe) = PipeName::parse_command(pipe) else {
                     return Answer::refuse(CommandError::InvalidPipeName);
                 };
-                match ctx
-                    .storage
-                    .history(
-                        self.dev_id,
-                        pipe.as_str(),
-                        crate::commands::history::READ_LIMIT,
-                    )
-                    .await
-                {
+                match crate::commands::history::read(ctx, self.dev_id, &pipe).await {
                     Ok(rows) => Answer {
                         frames: rows
                             .iter()
