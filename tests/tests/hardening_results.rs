@@ -306,6 +306,11 @@ async fn results_past_the_caps_are_refused(backend: Backend) {
         first.rows(),
         &[vec!["q0".to_string()], vec!["q1".into()], vec!["q2".into()]]
     );
+    // An offset past the row cap reads on (page by page) and returns what LIMIT asks for.
+    let last = q
+        .query("SELECT message FROM users_messages WHERE id = 7 LIMIT 150, 5")
+        .await;
+    assert_eq!(last.rows(), &[vec!["q150".to_string()]]);
     server.stop().await;
 }
 

@@ -179,11 +179,6 @@ impl Collector {
         self.seen >= self.offset.saturating_add(self.count)
     }
 
-    /// Rows the caps still allow (a reader may ask storage for no more than this, plus one to notice).
-    pub fn room(&self) -> usize {
-        self.max_rows.saturating_sub(self.charged)
-    }
-
     /// The next row in result order.
     pub fn offer(&mut self, row: Vec<String>) -> Result<(), CommandError> {
         self.seen += 1;

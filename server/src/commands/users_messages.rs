@@ -105,19 +105,27 @@ pub async fn select(ctx: &Ctx, caller: Caller, sel: &Select) -> Result<Outcome, 
     let now = unix_now();
     let mut rows = Collector::new(ctx, sel.limit.as_ref()).projected(&proj);
     for id in where_ids(TABLE.key_values(&sel.filter, "id", Verb::Select)?) {
+        // Page by page, so that neither a long queue nor a large OFFSET is ever held at once.
+        let mut after = 0;
+        while !rows.done() {
+            let page = ctx
+                .storage
+                .queued_messages_after(caller.dev_id, id, now, after, QUEUE_BATCH)
+                .await?;
+            let Some(last) = page.last() else {
+                break;
+            };
+            after = last.id;
+            let full = page.len() as i64 == QUEUE_BATCH;
+            for m in page {
+                rows.offer(vec![id.0.to_string(), m.uuid, m.event, m.message])?;
+            }
+            if !full {
+                break;
+            }
+        }
         if rows.done() {
             break;
-        }
-        // No more than the caps allow, plus one so that going past them is noticed.
-        let most = i64::try_from(rows.room())
-            .unwrap_or(i64::MAX)
-            .saturating_add(1);
-        for m in ctx
-            .storage
-            .queued_messages(caller.dev_id, id, now, most)
-            .await?
-        {
-            rows.offer(vec![id.0.to_string(), m.uuid, m.event, m.message])?;
         }
     }
     Ok(rows.finish(&TABLE, &proj))
