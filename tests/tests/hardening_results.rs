@@ -14,6 +14,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::{anyhow, Context};
+use halley_tests::clients;
 use halley_tests::process::ServerProcess;
 use halley_tests::wait::{eventually, within};
 use halley_tests::ws::WsClient;
@@ -194,6 +195,287 @@ async fn repeated_keys_keep_the_server_small(backend: Backend) {
             .len(),
         KEEP
     );
+    server.stop().await;
+}
+
+/// Item 1, with distinct keys. Thirty pipes of 99 x 2 KB make a 6 MB result, within the caps. Four
+/// connections each ask for it three times in one write and never read past its first packet: before
+/// the fix each held the whole result (+25 MB); now it is sent in parts as the client reads, so the server
+/// holds about one part per session and its growth stays under a few MiB.
+async fn distinct_keys_stream_without_growing_the_server(backend: Backend) {
+    let server = ServerProcess::start(
+        backend,
+        "[limits]\npublishes_per_sec = 100000\npublish_burst = 100000\n",
+    )
+    .await
+    .expect("halley");
+    let t = server.tenant("wide@example.com").await.expect("tenant");
+    let addr = server.cometql_addr();
+    let user = t.dev_id.to_string();
+    let mut q = RawMysql::login_at(addr, &user, &t.key).await;
+    let body: Vec<String> = (0..KEEP).map(|i| message(i, 2000)).collect();
+    let pipes: Vec<String> = (0..30).map(|p| format!("'wide{p:02}'")).collect();
+    for pipe in &pipes {
+        let pipe = pipe.trim_matches('\'');
+        q.query(&format!(
+            "INSERT INTO pipes_settings (name, length) VALUES ('{pipe}', {KEEP})"
+        ))
+        .await
+        .assert_ok();
+        for part in body.chunks(25) {
+            q.query(&multi_insert_sql(
+                pipe,
+                "e",
+                part.iter().map(String::as_str),
+            ))
+            .await
+            .assert_ok();
+        }
+    }
+    let select = padded(
+        format!(
+            "SELECT * FROM pipes_messages WHERE name IN ({})",
+            pipes.join(",")
+        ),
+        server.config().cometql.max_query_bytes,
+    );
+    // Read in full once by a reading client: every row (and the allocator warmed up).
+    q.write(&RawMysql::com_query(&select)).await.unwrap();
+    let (rows, err) = streamed(&mut q).await;
+    assert_eq!((rows.len(), err), (30 * KEEP, None));
+    let queries_before = metric(server.http_addr(), "halley_cometql_query_seconds_count")
+        .await
+        .expect("query count");
+    let before = server.memory();
+
+    const CONNECTIONS: usize = 4;
+    let mut attackers = Vec::new();
+    for _ in 0..CONNECTIONS {
+        let (user, key, select) = (user.clone(), t.key.clone(), select.clone());
+        attackers.push(tokio::spawn(async move {
+            let mut m = RawMysql::login_at(addr, &user, &key).await;
+            let mut burst = RawMysql::com_query(&select);
+            burst.extend(RawMysql::com_query(&select));
+            burst.extend(RawMysql::com_query(&select));
+            m.write(&burst).await?;
+            m.packet_within(Duration::from_secs(110))
+                .await?
+                .context("closed instead of replying")?;
+            anyhow::Ok(m)
+        }));
+    }
+    let mut held = Vec::new();
+    for a in attackers {
+        held.push(
+            within(Duration::from_secs(120), a)
+                .await
+                .expect("the server answers the first query")
+                .expect("task")
+                .expect("attacker"),
+        );
+    }
+    // Every connection's first query has been run (its first part built and being written).
+    let want = queries_before + CONNECTIONS as f64;
+    eventually(WAIT, || async {
+        let n = metric(server.http_addr(), "halley_cometql_query_seconds_count").await?;
+        if n >= want {
+            Ok(())
+        } else {
+            Err(anyhow!("{n} queries run, want {want}"))
+        }
+    })
+    .await
+    .expect("the first queries ran");
+    let after = server.memory();
+    let grew_kib = after.rss_kib.saturating_sub(before.rss_kib);
+    let peak_kib = after.hwm_kib.saturating_sub(before.hwm_kib);
+    eprintln!("{backend:?}: distinct keys: before {before:?}, after {after:?}: RSS +{grew_kib} KiB, peak +{peak_kib} KiB");
+    const BOUND_KIB: u64 = 8 * 1024;
+    assert!(
+        grew_kib < BOUND_KIB && peak_kib < BOUND_KIB,
+        "non-reading clients grew the server by {grew_kib} KiB (peak +{peak_kib} KiB), bound {BOUND_KIB} KiB"
+    );
+    drop(held);
+    let mut fresh = RawMysql::login_at(addr, &user, &t.key).await;
+    fresh
+        .query("SELECT * FROM pipes_messages WHERE name = 'wide00'")
+        .await
+        .rows();
+    server.stop().await;
+}
+
+/// Reads one result packet by packet: the rows' values, and the ERR that ended it early, if any.
+async fn streamed(m: &mut RawMysql) -> (Vec<Vec<String>>, Option<(u16, String)>) {
+    let (_, first) = m.packet().await.expect("reply").expect("open");
+    assert!(
+        first[0] != 0x00 && first[0] != 0xFF,
+        "not a result set: {first:?}"
+    );
+    let width = first[0] as usize;
+    for _ in 0..=width {
+        m.packet().await.expect("column definitions").expect("open");
+    }
+    let mut rows = Vec::new();
+    loop {
+        let (_, p) = m.packet().await.expect("a row").expect("open");
+        if p[0] == 0xFE && p.len() < 9 {
+            return (rows, None);
+        }
+        if p[0] == 0xFF {
+            return (rows, Some(parse_err(&p).expect("ERR")));
+        }
+        let mut pos = 0;
+        let mut row = Vec::new();
+        for _ in 0..width {
+            let len = p[pos] as usize;
+            let (len, skip) = match len {
+                0xFC => (u16::from_le_bytes([p[pos + 1], p[pos + 2]]) as usize, 3),
+                0xFD => (
+                    u32::from_le_bytes([p[pos + 1], p[pos + 2], p[pos + 3], 0]) as usize,
+                    4,
+                ),
+                n => (n, 1),
+            };
+            pos += skip;
+            row.push(String::from_utf8(p[pos..pos + len].to_vec()).expect("UTF-8"));
+            pos += len;
+        }
+        rows.push(row);
+    }
+}
+
+/// Item 1, streaming. A result larger than the server builds at once (512 KiB) is sent in parts as it is
+/// read: every row arrives, in order, the `index` column counting on across the parts, through the raw
+/// client and the real drivers; a queue longer than that too; and past the byte cap the stream ends with
+/// ERROR 11.
+async fn large_results_are_streamed_whole(backend: Backend) {
+    let server = TestServer::start_with(backend, |c| {
+        c.cometql.max_result_bytes = 900 * 1024;
+    })
+    .await;
+    let t = server.tenant("stream@example.com").await;
+    let mut q = RawMysql::login(&server, &t).await;
+    let body: Vec<String> = (0..KEEP).map(|i| message(i, 2000)).collect();
+    let pipes: Vec<String> = (0..5).map(|p| format!("stream{p}")).collect();
+    for pipe in &pipes {
+        q.query(&format!(
+            "INSERT INTO pipes_settings (name, length) VALUES ('{pipe}', {KEEP})"
+        ))
+        .await
+        .assert_ok();
+        for part in body.chunks(25) {
+            q.query(&multi_insert_sql(
+                pipe,
+                "e",
+                part.iter().map(String::as_str),
+            ))
+            .await
+            .assert_ok();
+        }
+    }
+    // 4 pipes x 99 x 2 KB: about 820 KB, over the 512 KiB built at once, under the 900 KiB cap.
+    let four = pipes[..4]
+        .iter()
+        .map(|p| format!("'{p}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    q.write(&RawMysql::com_query(&format!(
+        "SELECT name, `index`, message FROM pipes_messages WHERE name IN ({four})"
+    )))
+    .await
+    .unwrap();
+    let (rows, err) = streamed(&mut q).await;
+    assert_eq!(err, None);
+    assert_eq!(rows.len(), 4 * KEEP);
+    for (i, row) in rows.iter().enumerate() {
+        assert_eq!(row[0], pipes[i / KEEP], "row {i}");
+        assert_eq!(row[1], i.to_string(), "row {i}");
+        assert_eq!(row[2], body[i % KEEP], "row {i}");
+    }
+    // A LIMIT inside the streamed part.
+    let got = q
+        .query(&format!(
+            "SELECT `index` FROM pipes_messages WHERE name IN ({four}) LIMIT 300, 3"
+        ))
+        .await;
+    assert_eq!(
+        got.rows(),
+        &[
+            vec!["300".to_string()],
+            vec!["301".into()],
+            vec!["302".into()]
+        ]
+    );
+    // Five pipes: about 1 MB, past the 900 KiB cap, found out while streaming: the rows sent so far, then
+    // ERROR 11, and the session goes on.
+    let five = pipes
+        .iter()
+        .map(|p| format!("'{p}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    q.write(&RawMysql::com_query(&format!(
+        "SELECT * FROM pipes_messages WHERE name IN ({five}, {five})"
+    )))
+    .await
+    .unwrap();
+    let (rows, err) = streamed(&mut q).await;
+    assert!(rows.len() < 5 * KEEP, "{} rows", rows.len());
+    assert_eq!(
+        err,
+        Some((
+            11,
+            "Result too large: more than 921600 bytes (select fewer keys or use LIMIT)".into()
+        ))
+    );
+    assert_eq!(
+        q.query("SELECT * FROM pipes_messages WHERE name = 'stream0'")
+            .await
+            .rows()
+            .len(),
+        KEEP
+    );
+
+    // A queue of 300 x 2 KB for user 9, read in parts too.
+    for part in 0..12 {
+        let rows: Vec<String> = (part * 25..part * 25 + 25)
+            .map(|i| format!("(9, 'e', '{}')", message(i, 2000)))
+            .collect();
+        q.query(&format!(
+            "INSERT INTO users_messages (id, event, message) VALUES {}",
+            rows.join(", ")
+        ))
+        .await
+        .assert_ok();
+    }
+    q.write(&RawMysql::com_query(
+        "SELECT message FROM users_messages WHERE id IN (9, 9)",
+    ))
+    .await
+    .unwrap();
+    let (rows, err) = streamed(&mut q).await;
+    assert_eq!(err, None);
+    let want: Vec<Vec<String>> = (0..300).map(|i| vec![message(i, 2000)]).collect();
+    assert_eq!(rows, want);
+
+    // The users' real drivers read the streamed result as any other.
+    let login = clients::Login::new(server.cometql_port(), t.dev_id.to_string(), t.key.clone())
+        .database(Some("CometQL_v1"));
+    let req = login.request().sql(format!(
+        "SELECT `index`, message FROM pipes_messages WHERE name IN ({four})"
+    ));
+    for client in clients::Client::ALL {
+        let resp = clients::run(client, &req)
+            .await
+            .unwrap_or_else(|e| panic!("{client}: {e:#}"));
+        let got = resp.results[0]
+            .rows()
+            .unwrap_or_else(|e| panic!("{client}: {e:#}"));
+        assert_eq!(got.len(), 4 * KEEP, "{client}");
+        for (i, row) in got.iter().enumerate() {
+            assert_eq!(row[0].as_deref(), Some(i.to_string().as_str()), "{client}");
+            assert_eq!(row[1].as_deref(), Some(body[i % KEEP].as_str()), "{client}");
+        }
+    }
     server.stop().await;
 }
 
@@ -676,6 +958,8 @@ async fn history_reads_are_cached_right_and_bounded(backend: Backend) {
 on_both_backends!(
     repeated_keys_keep_the_server_small,
     results_past_the_caps_are_refused,
+    large_results_are_streamed_whole,
+    distinct_keys_stream_without_growing_the_server,
     an_insert_over_the_budget_delivers_nothing,
     the_history_length_cache_is_bounded,
     many_pipe_names_keep_the_server_small,

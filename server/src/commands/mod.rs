@@ -111,6 +111,33 @@ pub enum Outcome {
         columns: Vec<String>,
         rows: Vec<Vec<String>>,
     },
+    /// The first rows of a result too large to build at once; [`more`] gives the rest, part by part.
+    /// The column definitions declare `widths`, since the later rows are not known yet.
+    Stream {
+        columns: Vec<String>,
+        widths: Vec<u32>,
+        rows: Vec<Vec<String>>,
+        rest: Box<Rest>,
+    },
+}
+
+/// Where a streamed SELECT goes on from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rest {
+    PipesMessages(pipes_messages::Rest),
+    UsersMessages(users_messages::Rest),
+}
+
+/// The next part of a streamed result (`Some`, maybe empty), or `None` once it is complete.
+pub async fn more(
+    ctx: &Ctx,
+    caller: Caller,
+    rest: &mut Rest,
+) -> Result<Option<Vec<Vec<String>>>, CommandError> {
+    match rest {
+        Rest::PipesMessages(r) => pipes_messages::more(ctx, caller, r).await,
+        Rest::UsersMessages(r) => users_messages::more(ctx, caller, r).await,
+    }
 }
 
 impl Outcome {

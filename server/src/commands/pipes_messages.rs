@@ -1,7 +1,9 @@
 //! `pipes_messages`: publishing to a pipe (INSERT), reading its history (SELECT) and clearing it (DELETE).
 
 use super::history;
-use super::table::{required, where_pipes, Collector, Table, Verb};
+use super::table::{
+    required, stream_widths, where_pipes, Collector, Table, Verb, STREAM_AT, STREAM_PART,
+};
 use super::{Caller, CommandError, Ctx, ErrorCode, Outcome};
 use crate::cometql::{Delete, Insert, Select};
 use crate::hub::Publication;
@@ -108,22 +110,78 @@ async fn deliver(
     }))
 }
 
+/// Where a streamed history read goes on from: the pipes asked for, the one being read and the last
+/// entry sent of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rest {
+    pipes: Vec<PipeName>,
+    next: usize,
+    after: Option<String>,
+    rows: Collector,
+}
+
 pub async fn select(ctx: &Ctx, caller: Caller, sel: &Select) -> Result<Outcome, CommandError> {
     let proj = TABLE.projection(&sel.columns)?;
     let names = TABLE.key_values(&sel.filter, "name", Verb::Select)?;
-    let mut rows = Collector::new(ctx, sel.limit.as_ref()).projected(&proj);
-    for pipe in where_pipes(names) {
-        if rows.done() {
-            break;
-        }
-        for h in history::read(ctx, caller.dev_id, &pipe).await?.iter() {
-            let index = rows.seen().to_string();
+    let mut rest = Rest {
+        pipes: where_pipes(names),
+        next: 0,
+        after: None,
+        rows: Collector::new(ctx, sel.limit.as_ref()).projected(&proj),
+    };
+    if read_on(ctx, caller, &mut rest, STREAM_AT).await? {
+        return Ok(rest.rows.finish(&TABLE, &proj));
+    }
+    Ok(Outcome::Stream {
+        columns: proj.iter().map(|&i| TABLE.columns[i].to_string()).collect(),
+        widths: stream_widths(ctx, &TABLE, &proj),
+        rows: rest.rows.take_rows(),
+        rest: Box::new(super::Rest::PipesMessages(rest)),
+    })
+}
+
+/// The next part of a streamed history read.
+pub async fn more(
+    ctx: &Ctx,
+    caller: Caller,
+    rest: &mut Rest,
+) -> Result<Option<Vec<Vec<String>>>, CommandError> {
+    if rest.next >= rest.pipes.len() || rest.rows.done() {
+        return Ok(None);
+    }
+    read_on(ctx, caller, rest, STREAM_PART).await?;
+    Ok(Some(rest.rows.take_rows()))
+}
+
+/// Reads history until `part` bytes of rows are held (`false`) or the result is complete (`true`). Each
+/// pipe's entries come from the cache and are dropped before returning, so nothing but the rows is held
+/// between two parts.
+async fn read_on(
+    ctx: &Ctx,
+    caller: Caller,
+    rest: &mut Rest,
+    part: usize,
+) -> Result<bool, CommandError> {
+    while rest.next < rest.pipes.len() && !rest.rows.done() {
+        let entries = history::read(ctx, caller.dev_id, &rest.pipes[rest.next]).await?;
+        // The pipe may have changed since the last part: go on after the entry sent last.
+        let start = match &rest.after {
+            None => 0,
+            Some(after) => entries
+                .iter()
+                .position(|h| h.uuid == *after)
+                .map(|i| i + 1)
+                .or_else(|| entries.iter().position(|h| h.uuid > *after))
+                .unwrap_or(entries.len()),
+        };
+        for h in &entries[start..] {
+            let index = rest.rows.seen().to_string();
             let event = if h.event.is_empty() {
                 "undefined".to_string()
             } else {
                 h.event.clone()
             };
-            rows.offer(vec![
+            rest.rows.offer(vec![
                 h.uuid.clone(),
                 h.sent_at.to_string(),
                 h.pipe.clone(),
@@ -132,9 +190,15 @@ pub async fn select(ctx: &Ctx, caller: Caller, sel: &Select) -> Result<Outcome, 
                 h.message.clone(),
                 h.user_id.to_string(),
             ])?;
+            rest.after = Some(h.uuid.clone());
+            if rest.rows.held_bytes() >= part {
+                return Ok(false);
+            }
         }
+        rest.next += 1;
+        rest.after = None;
     }
-    Ok(rows.finish(&TABLE, &proj))
+    Ok(true)
 }
 
 /// `WHERE name = ...` clears pipes' history, `WHERE id = ...` removes single entries; both may be given.

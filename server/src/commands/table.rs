@@ -126,8 +126,11 @@ pub fn where_pipes(values: &[Value]) -> Vec<PipeName> {
 /// A SELECT's rows collected as they are read: LIMIT is applied on the way (the reader stops once
 /// [`Collector::done`]), each kept row is projected, and the result caps (`[cometql] max_result_rows`,
 /// `max_result_bytes`) are checked on every row kept, so an oversized result is refused before it is built.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Collector {
     rows: Vec<Vec<String>>,
+    /// Bytes of the rows held (what [`Collector::take_rows`] hands over).
+    held: usize,
     proj: Option<Vec<usize>>,
     seen: u64,
     offset: u64,
@@ -152,6 +155,7 @@ impl Collector {
     pub fn new(ctx: &super::Ctx, limit: Option<&Limit>) -> Collector {
         Collector {
             rows: Vec::new(),
+            held: 0,
             proj: None,
             seen: 0,
             offset: limit.map_or(0, |l| l.offset),
@@ -192,9 +196,22 @@ impl Collector {
                 proj.iter().map(|&i| std::mem::take(&mut row[i])).collect()
             }
         };
+        let before = self.bytes;
         self.charge(&row)?;
+        self.held += self.bytes - before;
         self.rows.push(row);
         Ok(())
+    }
+
+    /// Bytes of the rows kept and not yet taken.
+    pub fn held_bytes(&self) -> usize {
+        self.held
+    }
+
+    /// The rows kept so far, for a part of a streamed result; the caps keep counting the whole result.
+    pub fn take_rows(&mut self) -> Vec<Vec<String>> {
+        self.held = 0;
+        std::mem::take(&mut self.rows)
     }
 
     /// Counts one row of the result against the caps.
@@ -226,6 +243,27 @@ impl Collector {
             rows: self.rows,
         }
     }
+}
+
+/// A result is built whole while it stays under this many bytes (its column widths then fit its values
+/// exactly, as always); past it, it is sent in parts of [`STREAM_PART`] bytes as it is read, so that a
+/// session holds about this much of a result at most, whatever the client reads.
+pub const STREAM_AT: usize = 512 * 1024;
+pub const STREAM_PART: usize = 64 * 1024;
+
+/// The widths a streamed result declares: what any value of the column can take (messages up to
+/// `[websocket] max_message_bytes`; every other column is a name, id, number or UUID).
+pub fn stream_widths(ctx: &super::Ctx, table: &Table, proj: &[usize]) -> Vec<u32> {
+    let message = u32::try_from(ctx.config.websocket.max_message_bytes).unwrap_or(u32::MAX);
+    proj.iter()
+        .map(|&i| {
+            if table.columns[i] == "message" {
+                message
+            } else {
+                0
+            }
+        })
+        .collect()
 }
 
 /// MySQL LIMIT over rows already in order.
