@@ -147,8 +147,8 @@ pub struct CometqlConfig {
     pub idle_timeout_secs: u64,
     /// Most rows one result set may have; a SELECT that would return more gets `ERROR 11` instead.
     pub max_result_rows: usize,
-    /// Most bytes (values plus their framing) one result set may have; past it `ERROR 11`. A session
-    /// holds at most one result while its client reads it, so this bounds a session's reply memory.
+    /// Most bytes (values plus their framing) one result set may have; past it `ERROR 11`. (A result
+    /// over 512 KiB is sent in parts as the client reads, so a session never holds more than about that.)
     pub max_result_bytes: usize,
 }
 

@@ -1,8 +1,8 @@
 //! Issue 11, hardening of what CometQL reads and writes in bulk:
 //! - item 1: a SELECT whose IN list repeats one key 4,000 times (the largest query there is) must not
-//!   build 4,000 copies of the rows, and a result past `[cometql] max_result_rows` / `max_result_bytes` is
-//!   refused with ERROR 11; a non-reading client cannot grow the server's memory (measured in
-//!   `/proc/<pid>/status` of the real binary);
+//!   build 4,000 copies of the rows; a result past `[cometql] max_result_rows` / `max_result_bytes` is
+//!   refused with ERROR 11; a large result is streamed as the client reads it, so non-reading clients
+//!   cannot grow the server's memory (measured in `/proc/<pid>/status` of the real binary);
 //! - item 13: a multi-row INSERT over the publish budget delivers nothing (and gets ERROR 429);
 //! - item 9: the history-length cache stays within `[cache] history_lengths_entries`;
 //! - item 12: history reads (`SELECT ... FROM pipes_messages` and the browser's `pipe_log`) are served
