@@ -201,6 +201,7 @@ async fn maintenance(ctx: Ctx, mut shutdown: watch::Receiver<bool>) {
         if let Err(e) = ctx.storage.purge_trust_history(before).await {
             tracing::warn!(error = %e, "expiring trust_ history failed");
         }
+        ctx.history_cache.invalidate_trust();
     }
 }
 

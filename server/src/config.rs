@@ -32,7 +32,33 @@ pub struct Config {
     pub messages: MessagesConfig,
     pub limits: LimitsConfig,
     pub dashboard: DashboardConfig,
+    pub cache: CacheConfig,
     pub log: String,
+}
+
+/// In-memory caches in front of storage, each bounded so that its memory does not grow with the number of
+/// pipes ever used.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CacheConfig {
+    /// Pipes whose history length (pipes_settings) the publish path remembers; past it the least recently
+    /// used are forgotten and read again from the database when next published to.
+    pub history_lengths_entries: usize,
+    /// Pipes whose newest history entries (what `pipe_log` and `SELECT ... FROM pipes_messages` return)
+    /// are kept in memory.
+    pub history_pipes: usize,
+    /// Total bytes of history kept in memory across every tenant.
+    pub history_bytes: usize,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            history_lengths_entries: 50_000,
+            history_pipes: 10_000,
+            history_bytes: 32 * 1024 * 1024,
+        }
+    }
 }
 
 /// Defaults of contract §5; a tenant's overrides live in the database (tenant_limits).
@@ -157,6 +183,11 @@ pub struct CometqlConfig {
     pub handshake_timeout_secs: u64,
     /// A logged-in session with no command for this long is closed.
     pub idle_timeout_secs: u64,
+    /// Most rows one result set may have; a SELECT that would return more gets `ERROR 11` instead.
+    pub max_result_rows: usize,
+    /// Most bytes (values plus their framing) one result set may have; past it `ERROR 11`. (A result
+    /// over 512 KiB is sent in parts as the client reads, so a session never holds more than about that.)
+    pub max_result_bytes: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -196,6 +227,7 @@ impl Default for Config {
             messages: MessagesConfig::default(),
             limits: LimitsConfig::default(),
             dashboard: DashboardConfig::default(),
+            cache: CacheConfig::default(),
             log: "info".into(),
         }
     }
@@ -208,6 +240,8 @@ impl Default for CometqlConfig {
             max_packet_bytes: 1024 * 1024,
             handshake_timeout_secs: 10,
             idle_timeout_secs: 3600,
+            max_result_rows: 10_000,
+            max_result_bytes: 8 * 1024 * 1024,
         }
     }
 }
@@ -389,6 +423,11 @@ impl Config {
             ));
         }
         let q = &self.cometql;
+        if q.max_result_rows == 0 || q.max_result_bytes < 1024 {
+            return Err(ConfigError::Invalid(
+                "cometql: max_result_rows >= 1 and max_result_bytes >= 1024 are required".into(),
+            ));
+        }
         if q.max_query_bytes < 64 || q.max_packet_bytes < q.max_query_bytes {
             return Err(ConfigError::Invalid(
                 "cometql: max_query_bytes >= 64 and max_packet_bytes >= max_query_bytes are required".into(),

@@ -195,6 +195,57 @@ pub fn render(
     out
 }
 
+/// The sizes of the bounded caches in front of storage (appended to `/metrics`).
+#[derive(Debug, Clone, Copy)]
+pub struct CacheSizes {
+    pub history_lengths: usize,
+    pub history_pipes: usize,
+    pub history_bytes: usize,
+    pub history_hits: u64,
+    pub history_misses: u64,
+}
+
+pub fn render_caches(out: &mut String, c: CacheSizes) {
+    let rows: [(&str, &str, &str, u64); 5] = [
+        (
+            "halley_history_lengths_cached",
+            "gauge",
+            "Pipes whose history length the publish path remembers ([cache] history_lengths_entries).",
+            c.history_lengths as u64,
+        ),
+        (
+            "halley_history_cache_pipes",
+            "gauge",
+            "Pipes whose newest history is cached ([cache] history_pipes).",
+            c.history_pipes as u64,
+        ),
+        (
+            "halley_history_cache_bytes",
+            "gauge",
+            "Bytes of cached history ([cache] history_bytes).",
+            c.history_bytes as u64,
+        ),
+        (
+            "halley_history_cache_hits_total",
+            "counter",
+            "History reads served from memory.",
+            c.history_hits,
+        ),
+        (
+            "halley_history_cache_misses_total",
+            "counter",
+            "History reads that went to the database.",
+            c.history_misses,
+        ),
+    ];
+    for (name, kind, help, value) in rows {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

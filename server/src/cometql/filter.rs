@@ -164,7 +164,23 @@ fn conditions(expr: Expr) -> Parsed<Vec<Condition>> {
     if !conditions.iter().all(|c| seen.insert(c.column.as_str())) {
         return Err(ParseError::duplicate_condition_column());
     }
-    Ok(conditions)
+    Ok(conditions.into_iter().map(distinct_values).collect())
+}
+
+/// `IN ('a', 'a', ...)` means each value once: a repeated value would repeat the work (and the rows) of
+/// the statement for nothing. The first occurrence keeps its place.
+fn distinct_values(mut condition: Condition) -> Condition {
+    let mut seen = HashSet::new();
+    condition.values.retain(|v| {
+        let key = match v {
+            Value::Str(s) => (0u8, Some(s.clone())),
+            Value::Number(s) => (1, Some(s.clone())),
+            Value::Ident(s) => (2, Some(s.clone())),
+            Value::Null => (3, None),
+        };
+        seen.insert(key)
+    });
+    condition
 }
 
 fn flatten_and(expr: Expr, out: &mut Vec<Expr>) {
@@ -276,6 +292,24 @@ mod tests {
                 "{sql}"
             );
         }
+    }
+
+    #[test]
+    fn repeated_values_count_once() {
+        assert_eq!(
+            select(
+                "SELECT * FROM pipes WHERE name IN ('a', 'b', 'a', \"a\", `b`, b) OR name = 'a'"
+            )
+            .filter
+            .conditions,
+            vec![cond(
+                "name",
+                vec![str("a"), str("b"), super::super::Value::Ident("b".into())]
+            )]
+        );
+        let fives = vec!["5"; 4000].join(",");
+        let s = select(&format!("SELECT * FROM users_time WHERE id IN ({fives})"));
+        assert_eq!(s.filter.conditions, vec![cond("id", vec![num("5")])]);
     }
 
     #[test]

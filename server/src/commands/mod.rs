@@ -3,6 +3,7 @@
 
 mod error;
 pub mod history;
+mod lru;
 pub(crate) mod meta;
 mod pipes;
 pub mod pipes_messages;
@@ -39,6 +40,8 @@ pub struct Ctx {
     pub hub: Hub,
     /// Which pipes keep history, cached for the publish path.
     pub history: Arc<history::HistoryLengths>,
+    /// The newest history entries of recently read pipes.
+    pub history_cache: Arc<history::HistoryCache>,
     pub limits: Arc<Limits>,
     /// Storage quotas per tenant (what is in use: `storage.totals()`).
     pub quotas: Arc<crate::tenant::quota::Quotas>,
@@ -55,9 +58,10 @@ impl Ctx {
             limits: Arc::new(Limits::new(config.limits.clone())),
             quotas: Arc::new(crate::tenant::quota::Quotas::new(&config.limits)),
             room: None,
+            history: Arc::new(history::HistoryLengths::new(&config.cache)),
+            history_cache: Arc::new(history::HistoryCache::new(&config.cache)),
             config,
             hub,
-            history: Arc::default(),
             metrics: Arc::default(),
         }
     }
@@ -67,15 +71,21 @@ impl Ctx {
     /// Spends one publish of the tenant's budget (CometQL, web_pipe2 and HTTP share it) and counts it
     /// as a message of the tenant (SHOW STATUS, the dashboard's usage). Presence events are not messages.
     pub fn spend_publish(&self, dev_id: DevId) -> Result<(), CommandError> {
+        self.spend_publishes(dev_id, 1)
+    }
+
+    /// Spends `n` publishes at once, or none: a multi-row INSERT is paid for before any row takes effect.
+    pub fn spend_publishes(&self, dev_id: DevId, n: usize) -> Result<(), CommandError> {
         use std::sync::atomic::Ordering::Relaxed;
         let counters = self.hub.registry().tenant(dev_id);
-        match self.limits.publish(dev_id) {
+        let n32 = u32::try_from(n).unwrap_or(u32::MAX);
+        match self.limits.publish_n(dev_id, n32) {
             Ok(()) => {
-                counters.messages.fetch_add(1, Relaxed);
+                counters.messages.fetch_add(n as u64, Relaxed);
                 Ok(())
             }
             Err(r) => {
-                counters.rate_limited.fetch_add(1, Relaxed);
+                counters.rate_limited.fetch_add(n as u64, Relaxed);
                 Err(r.into())
             }
         }
@@ -84,10 +94,11 @@ impl Ctx {
 
 impl From<Refused> for CommandError {
     fn from(r: Refused) -> Self {
-        CommandError::new(
-            ErrorCode::RateLimited,
-            format!("{r} (retry in {} ms)", r.retry_after.as_millis().max(1)),
-        )
+        let message = match r.limit {
+            crate::tenant::limits::Limit::PublishBurst => r.to_string(),
+            _ => format!("{r} (retry in {} ms)", r.retry_after.as_millis().max(1)),
+        };
+        CommandError::new(ErrorCode::RateLimited, message)
     }
 }
 
@@ -107,6 +118,33 @@ pub enum Outcome {
         columns: Vec<String>,
         rows: Vec<Vec<String>>,
     },
+    /// The first rows of a result too large to build at once; [`more`] gives the rest, part by part.
+    /// The column definitions declare `widths`, since the later rows are not known yet.
+    Stream {
+        columns: Vec<String>,
+        widths: Vec<u32>,
+        rows: Vec<Vec<String>>,
+        rest: Box<Rest>,
+    },
+}
+
+/// Where a streamed SELECT goes on from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rest {
+    PipesMessages(pipes_messages::Rest),
+    UsersMessages(users_messages::Rest),
+}
+
+/// The next part of a streamed result (`Some`, maybe empty), or `None` once it is complete.
+pub async fn more(
+    ctx: &Ctx,
+    caller: Caller,
+    rest: &mut Rest,
+) -> Result<Option<Vec<Vec<String>>>, CommandError> {
+    match rest {
+        Rest::PipesMessages(r) => pipes_messages::more(ctx, caller, r).await,
+        Rest::UsersMessages(r) => users_messages::more(ctx, caller, r).await,
+    }
 }
 
 impl Outcome {
@@ -144,18 +182,7 @@ pub async fn execute(ctx: &Ctx, caller: Caller, stmt: Statement) -> Result<Outco
             "revoked_tokens" => revoked_tokens::insert(ctx, caller, &ins).await,
             other => Err(not_writable(other)),
         },
-        S::Select(sel) => match sel.table.as_str() {
-            "pipes_messages" => pipes_messages::select(ctx, caller, &sel).await,
-            "pipes_settings" => pipes_settings::select(ctx, caller, &sel).await,
-            "pipes" => pipes::select(ctx, caller, &sel),
-            "users_in_pipes" => users_in_pipes::select(ctx, caller, &sel),
-            "users_auth" => users_auth::select(ctx, caller, &sel).await,
-            "users_time" => users_time::select(ctx, caller, &sel).await,
-            "users_data" => users_data::select(ctx, caller, &sel).await,
-            "users_messages" => users_messages::select(ctx, caller, &sel).await,
-            "revoked_tokens" => revoked_tokens::select(ctx, caller, &sel).await,
-            other => Err(unknown_table(other)),
-        },
+        S::Select(sel) => within_result_caps(ctx, select(ctx, caller, &sel).await),
         S::Delete(del) => match del.table.as_str() {
             "pipes_messages" => pipes_messages::delete(ctx, caller, &del).await,
             "pipes_settings" => pipes_settings::delete(ctx, caller, &del).await,
@@ -166,6 +193,40 @@ pub async fn execute(ctx: &Ctx, caller: Caller, stmt: Statement) -> Result<Outco
             other => Err(not_writable(other)),
         },
     }
+}
+
+async fn select(
+    ctx: &Ctx,
+    caller: Caller,
+    sel: &crate::cometql::Select,
+) -> Result<Outcome, CommandError> {
+    match sel.table.as_str() {
+        "pipes_messages" => pipes_messages::select(ctx, caller, sel).await,
+        "pipes_settings" => pipes_settings::select(ctx, caller, sel).await,
+        "pipes" => pipes::select(ctx, caller, sel),
+        "users_in_pipes" => users_in_pipes::select(ctx, caller, sel),
+        "users_auth" => users_auth::select(ctx, caller, sel).await,
+        "users_time" => users_time::select(ctx, caller, sel).await,
+        "users_data" => users_data::select(ctx, caller, sel).await,
+        "users_messages" => users_messages::select(ctx, caller, sel).await,
+        "revoked_tokens" => revoked_tokens::select(ctx, caller, sel).await,
+        other => Err(unknown_table(other)),
+    }
+}
+
+/// A result past `[cometql] max_result_rows` or `max_result_bytes` is refused as a whole. The big tables
+/// check while they read (`table::Collector`); this catches every other result.
+fn within_result_caps(
+    ctx: &Ctx,
+    outcome: Result<Outcome, CommandError>,
+) -> Result<Outcome, CommandError> {
+    if let Ok(Outcome::Rows { rows, .. }) = &outcome {
+        let mut caps = table::Collector::new(ctx, None);
+        for row in rows {
+            caps.charge(row)?;
+        }
+    }
+    outcome
 }
 
 /// Every CometQL table, for SHOW COLUMNS / DESCRIBE.

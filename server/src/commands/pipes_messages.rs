@@ -1,7 +1,9 @@
 //! `pipes_messages`: publishing to a pipe (INSERT), reading its history (SELECT) and clearing it (DELETE).
 
-use super::history::{self, READ_LIMIT};
-use super::table::{apply_limit, project, required, where_pipes, Table, Verb};
+use super::history;
+use super::table::{
+    required, stream_widths, where_pipes, Collector, Table, Verb, STREAM_AT, STREAM_PART,
+};
 use super::{Caller, CommandError, Ctx, ErrorCode, Outcome};
 use crate::cometql::{Delete, Insert, Select};
 use crate::hub::Publication;
@@ -62,9 +64,11 @@ pub async fn insert(ctx: &Ctx, caller: Caller, ins: &Insert) -> Result<Outcome, 
             Message::new(name, event, message, max)
         })
         .collect::<Result<Vec<_>, _>>()?;
+    // Pay for every row before publishing any, so that a statement over the budget publishes nothing.
+    ctx.spend_publishes(caller.dev_id, messages.len())?;
     let ctx = &super::quota::history_statement(ctx, caller.dev_id, &messages).await?;
     for m in messages {
-        publish(ctx, caller, m, None).await?;
+        deliver(ctx, caller, m, None).await?;
     }
     // The number of receivers is deliberately not returned (reference): OK(0, 0).
     Ok(Outcome::OK)
@@ -79,6 +83,16 @@ pub async fn publish(
     except: Option<ConnId>,
 ) -> Result<usize, CommandError> {
     ctx.spend_publish(caller.dev_id)?;
+    deliver(ctx, caller, m, except).await
+}
+
+/// [`publish`] of a message already paid for.
+async fn deliver(
+    ctx: &Ctx,
+    caller: Caller,
+    m: Message,
+    except: Option<ConnId>,
+) -> Result<usize, CommandError> {
     history::record(
         ctx,
         caller.dev_id,
@@ -97,38 +111,95 @@ pub async fn publish(
     }))
 }
 
+/// Where a streamed history read goes on from: the pipes asked for, the one being read and the last
+/// entry sent of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rest {
+    pipes: Vec<PipeName>,
+    next: usize,
+    after: Option<String>,
+    rows: Collector,
+}
+
 pub async fn select(ctx: &Ctx, caller: Caller, sel: &Select) -> Result<Outcome, CommandError> {
     let proj = TABLE.projection(&sel.columns)?;
     let names = TABLE.key_values(&sel.filter, "name", Verb::Select)?;
-    let mut rows = Vec::new();
-    for pipe in where_pipes(names) {
-        for h in ctx
-            .storage
-            .history(caller.dev_id, pipe.as_str(), READ_LIMIT)
-            .await?
-        {
-            let index = rows.len().to_string();
+    let mut rest = Rest {
+        pipes: where_pipes(names),
+        next: 0,
+        after: None,
+        rows: Collector::new(ctx, sel.limit.as_ref()).projected(&proj),
+    };
+    if read_on(ctx, caller, &mut rest, STREAM_AT).await? {
+        return Ok(rest.rows.finish(&TABLE, &proj));
+    }
+    Ok(Outcome::Stream {
+        columns: proj.iter().map(|&i| TABLE.columns[i].to_string()).collect(),
+        widths: stream_widths(ctx, &TABLE, &proj),
+        rows: rest.rows.take_rows(),
+        rest: Box::new(super::Rest::PipesMessages(rest)),
+    })
+}
+
+/// The next part of a streamed history read.
+pub async fn more(
+    ctx: &Ctx,
+    caller: Caller,
+    rest: &mut Rest,
+) -> Result<Option<Vec<Vec<String>>>, CommandError> {
+    if rest.next >= rest.pipes.len() || rest.rows.done() {
+        return Ok(None);
+    }
+    read_on(ctx, caller, rest, STREAM_PART).await?;
+    Ok(Some(rest.rows.take_rows()))
+}
+
+/// Reads history until `part` bytes of rows are held (`false`) or the result is complete (`true`). Each
+/// pipe's entries come from the cache and are dropped before returning, so nothing but the rows is held
+/// between two parts.
+async fn read_on(
+    ctx: &Ctx,
+    caller: Caller,
+    rest: &mut Rest,
+    part: usize,
+) -> Result<bool, CommandError> {
+    while rest.next < rest.pipes.len() && !rest.rows.done() {
+        let entries = history::read(ctx, caller.dev_id, &rest.pipes[rest.next]).await?;
+        // The pipe may have changed since the last part: go on after the entry sent last.
+        let start = match &rest.after {
+            None => 0,
+            Some(after) => entries
+                .iter()
+                .position(|h| h.uuid == *after)
+                .map(|i| i + 1)
+                .or_else(|| entries.iter().position(|h| h.uuid > *after))
+                .unwrap_or(entries.len()),
+        };
+        for h in &entries[start..] {
+            let index = rest.rows.seen().to_string();
             let event = if h.event.is_empty() {
                 "undefined".to_string()
             } else {
-                h.event
+                h.event.clone()
             };
-            rows.push(vec![
-                h.uuid,
+            rest.rows.offer(vec![
+                h.uuid.clone(),
                 h.sent_at.to_string(),
-                h.pipe,
+                h.pipe.clone(),
                 index,
                 event,
-                h.message,
+                h.message.clone(),
                 h.user_id.to_string(),
-            ]);
+            ])?;
+            rest.after = Some(h.uuid.clone());
+            if rest.rows.held_bytes() >= part {
+                return Ok(false);
+            }
         }
+        rest.next += 1;
+        rest.after = None;
     }
-    Ok(project(
-        &TABLE,
-        &proj,
-        apply_limit(rows, sel.limit.as_ref()),
-    ))
+    Ok(true)
 }
 
 /// `WHERE name = ...` clears pipes' history, `WHERE id = ...` removes single entries; both may be given.
@@ -139,13 +210,21 @@ pub async fn delete(ctx: &Ctx, caller: Caller, del: &Delete) -> Result<Outcome, 
         return Err(e.clone());
     }
     for pipe in names.unwrap_or(&[]).iter().filter_map(|v| v.as_text()) {
-        if PipeName::parse(pipe).is_ok() {
-            ctx.storage.delete_history(caller.dev_id, pipe).await?;
+        if let Ok(pipe) = PipeName::parse(pipe) {
+            let deleted = ctx
+                .storage
+                .delete_history(caller.dev_id, pipe.as_str())
+                .await;
+            ctx.history_cache.invalidate(caller.dev_id, &pipe);
+            deleted?;
         }
     }
     for id in ids.unwrap_or(&[]).iter().filter_map(|v| v.as_text()) {
         if (3..=64).contains(&id.len()) && is_name_text(id) {
-            ctx.storage.delete_history_entry(caller.dev_id, id).await?;
+            let deleted = ctx.storage.delete_history_entry(caller.dev_id, id).await;
+            // Which pipe held the entry is not known here.
+            ctx.history_cache.invalidate_tenant(caller.dev_id);
+            deleted?;
         }
     }
     Ok(Outcome::OK)

@@ -34,6 +34,7 @@ pub async fn insert(ctx: &Ctx, caller: Caller, ins: &Insert) -> Result<Outcome, 
             .set_pipe_length(caller.dev_id, pipe.as_str(), *length)
             .await?;
         ctx.history.set(caller.dev_id, pipe, *length);
+        ctx.history_cache.invalidate(caller.dev_id, pipe);
     }
     Ok(Outcome::Done {
         affected_rows: settings.len() as u64,
@@ -65,9 +66,12 @@ pub async fn select(ctx: &Ctx, caller: Caller, sel: &Select) -> Result<Outcome, 
 pub async fn delete(ctx: &Ctx, caller: Caller, del: &Delete) -> Result<Outcome, CommandError> {
     let names = TABLE.key_values(&del.filter, "name", Verb::Delete)?;
     for pipe in where_pipes(names) {
-        ctx.storage
+        let deleted = ctx
+            .storage
             .delete_pipe_settings(caller.dev_id, pipe.as_str())
-            .await?;
+            .await;
+        ctx.history_cache.invalidate(caller.dev_id, &pipe);
+        deleted?;
         ctx.history.set(caller.dev_id, &pipe, 0);
     }
     Ok(Outcome::OK)

@@ -11,12 +11,14 @@ use tokio::sync::Notify;
 use super::{execute, Caller, CommandError, Ctx, ErrorCode, Outcome};
 use crate::hub::TenantCounters;
 use crate::ids::DevId;
-use crate::mysql::{ErrorPacket, Handler, LoginRequest, Reply, ResultSet};
+use crate::mysql::{ErrorPacket, Handler, LoginRequest, Reply, ResultSet, RowStream};
 use crate::tenant::Login;
 
 pub struct Session {
     id: u64,
     login: Login,
+    /// The rest of the result being streamed, between two parts.
+    rest: Option<Box<super::Rest>>,
     closer: Arc<Notify>,
     counters: Arc<TenantCounters>,
 }
@@ -53,6 +55,11 @@ impl From<Outcome> for Reply {
                 last_insert_id,
             },
             Outcome::Rows { columns, rows } => Reply::Rows(ResultSet { columns, rows }),
+            // The rest of a stream lives in the session (see `query`); without it the result would be cut.
+            Outcome::Stream { .. } => Reply::Error(
+                CommandError::new(ErrorCode::Internal, "internal server error: result stream")
+                    .into(),
+            ),
         }
     }
 }
@@ -172,6 +179,7 @@ impl Handler for CometQl {
         Ok(Session {
             id,
             login,
+            rest: None,
             closer,
             counters,
         })
@@ -192,9 +200,44 @@ impl Handler for CometQl {
             .metrics
             .cometql_query_seconds
             .observe(started.elapsed());
+        session.rest = None;
         match result {
+            Ok(Outcome::Stream {
+                columns,
+                widths,
+                rows,
+                rest,
+            }) => {
+                session.rest = Some(rest);
+                Reply::Stream(RowStream {
+                    columns,
+                    widths,
+                    rows,
+                })
+            }
             Ok(outcome) => outcome.into(),
             Err(e) => Reply::Error(e.into()),
+        }
+    }
+
+    async fn more_rows(
+        &self,
+        session: &mut Session,
+    ) -> Option<Result<Vec<Vec<String>>, ErrorPacket>> {
+        let caller = Caller {
+            dev_id: session.login.dev_id,
+        };
+        let rest = session.rest.as_mut()?;
+        match super::more(&self.ctx, caller, rest).await {
+            Ok(Some(rows)) => Some(Ok(rows)),
+            Ok(None) => {
+                session.rest = None;
+                None
+            }
+            Err(e) => {
+                session.rest = None;
+                Some(Err(e.into()))
+            }
         }
     }
 

@@ -112,12 +112,157 @@ pub fn required<'a>(
         })
 }
 
-/// The valid pipe names of a WHERE list; the rest are skipped, as in the reference.
+/// The valid pipe names of a WHERE list, each once; the rest are skipped, as in the reference.
 pub fn where_pipes(values: &[Value]) -> Vec<PipeName> {
+    let mut seen = std::collections::HashSet::new();
     values
         .iter()
         .filter_map(|v| v.as_text())
         .filter_map(|n| PipeName::parse(n).ok())
+        .filter(|p| seen.insert(p.clone()))
+        .collect()
+}
+
+/// A SELECT's rows collected as they are read: LIMIT is applied on the way (the reader stops once
+/// [`Collector::done`]), each kept row is projected, and the result caps (`[cometql] max_result_rows`,
+/// `max_result_bytes`) are checked on every row kept, so an oversized result is refused before it is built.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Collector {
+    rows: Vec<Vec<String>>,
+    /// Bytes of the rows held (what [`Collector::take_rows`] hands over).
+    held: usize,
+    proj: Option<Vec<usize>>,
+    seen: u64,
+    offset: u64,
+    count: u64,
+    charged: usize,
+    bytes: usize,
+    max_rows: usize,
+    max_bytes: usize,
+}
+
+/// The framing of one value in a text result row: its length-encoded prefix.
+fn lenenc_len(n: usize) -> usize {
+    match n {
+        0..=250 => 1,
+        251..=0xFFFF => 3,
+        0x1_0000..=0xFF_FFFF => 4,
+        _ => 9,
+    }
+}
+
+impl Collector {
+    pub fn new(ctx: &super::Ctx, limit: Option<&Limit>) -> Collector {
+        Collector {
+            rows: Vec::new(),
+            held: 0,
+            proj: None,
+            seen: 0,
+            offset: limit.map_or(0, |l| l.offset),
+            count: limit.map_or(u64::MAX, |l| l.count),
+            charged: 0,
+            bytes: 0,
+            max_rows: ctx.config.cometql.max_result_rows,
+            max_bytes: ctx.config.cometql.max_result_bytes,
+        }
+    }
+
+    /// Keeps only these columns of each row, in this order.
+    pub fn projected(mut self, proj: &[usize]) -> Collector {
+        self.proj = Some(proj.to_vec());
+        self
+    }
+
+    /// Rows offered so far, kept or skipped by the offset.
+    pub fn seen(&self) -> u64 {
+        self.seen
+    }
+
+    /// LIMIT is satisfied: nothing more will be kept.
+    pub fn done(&self) -> bool {
+        self.seen >= self.offset.saturating_add(self.count)
+    }
+
+    /// The next row in result order.
+    pub fn offer(&mut self, row: Vec<String>) -> Result<(), CommandError> {
+        self.seen += 1;
+        if self.seen <= self.offset || self.seen > self.offset.saturating_add(self.count) {
+            return Ok(());
+        }
+        let row = match &self.proj {
+            None => row,
+            Some(proj) => {
+                let mut row = row;
+                proj.iter().map(|&i| std::mem::take(&mut row[i])).collect()
+            }
+        };
+        let before = self.bytes;
+        self.charge(&row)?;
+        self.held += self.bytes - before;
+        self.rows.push(row);
+        Ok(())
+    }
+
+    /// Bytes of the rows kept and not yet taken.
+    pub fn held_bytes(&self) -> usize {
+        self.held
+    }
+
+    /// The rows kept so far, for a part of a streamed result; the caps keep counting the whole result.
+    pub fn take_rows(&mut self) -> Vec<Vec<String>> {
+        self.held = 0;
+        std::mem::take(&mut self.rows)
+    }
+
+    /// Counts one row of the result against the caps.
+    pub fn charge(&mut self, row: &[String]) -> Result<(), CommandError> {
+        let too_large = |what: String| {
+            CommandError::new(
+                ErrorCode::TooLong,
+                format!("Result too large: more than {what} (select fewer keys or use LIMIT)"),
+            )
+        };
+        self.charged += 1;
+        self.bytes += 4 + row
+            .iter()
+            .map(|v| lenenc_len(v.len()) + v.len())
+            .sum::<usize>();
+        if self.charged > self.max_rows {
+            return Err(too_large(format!("{} rows", self.max_rows)));
+        }
+        if self.bytes > self.max_bytes {
+            return Err(too_large(format!("{} bytes", self.max_bytes)));
+        }
+        Ok(())
+    }
+
+    /// The result: the projected columns' names and the rows kept.
+    pub fn finish(self, table: &Table, proj: &[usize]) -> super::Outcome {
+        super::Outcome::Rows {
+            columns: proj.iter().map(|&i| table.columns[i].to_string()).collect(),
+            rows: self.rows,
+        }
+    }
+}
+
+/// A result is built whole while it stays under this many bytes (its column widths then fit its values
+/// exactly, as always); past it, it is sent in parts of [`STREAM_PART`] bytes as it is read, so that a
+/// session holds about this much of a result at most, whatever the client reads.
+pub const STREAM_AT: usize = 512 * 1024;
+pub const STREAM_PART: usize = 64 * 1024;
+
+/// The widths a streamed result declares: what any value of the column can take (messages up to
+/// `[websocket] max_message_bytes`; every other column is a name, id, number or UUID).
+pub fn stream_widths(ctx: &super::Ctx, table: &Table, proj: &[usize]) -> Vec<u32> {
+    let message = u32::try_from(ctx.config.websocket.max_message_bytes).unwrap_or(u32::MAX);
+    proj.iter()
+        .map(|&i| {
+            if table.columns[i] == "message" {
+                message
+            } else {
+                0
+            }
+        })
         .collect()
 }
 

@@ -20,11 +20,13 @@ pub fn insert_id(text: &str, allow_zero: bool) -> Result<UserId, CommandError> {
 
 /// The valid ids of a WHERE list; the rest are skipped, as in the reference.
 pub fn where_ids(values: &[Value]) -> Vec<UserId> {
+    // Each id once: `5`, `'5'` and `005` are the same user.
+    let mut seen = std::collections::HashSet::new();
     values
         .iter()
         .filter_map(|v| v.as_text())
         .filter_map(|t| t.trim().parse::<i64>().ok())
-        .filter(|&n| n > 0)
+        .filter(|&n| n > 0 && seen.insert(n))
         .map(|n| UserId(n as u64))
         .collect()
 }

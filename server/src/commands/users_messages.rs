@@ -2,7 +2,7 @@
 //! the user, otherwise queued (TTL `messages.queue_ttl_secs`) and delivered in order on their next
 //! authorized connect.
 
-use super::table::{apply_limit, project, required, Table, Verb};
+use super::table::{required, stream_widths, Collector, Table, Verb, STREAM_AT, STREAM_PART};
 use super::users::{insert_id, where_ids};
 use super::{Caller, CommandError, Ctx, Outcome};
 use crate::cometql::{Delete, Insert, Select};
@@ -21,6 +21,9 @@ pub const TABLE: Table = Table {
 /// Queued messages read per database round trip when a user connects.
 pub const QUEUE_BATCH: i64 = 100;
 
+/// Queued messages read per database round trip by a SELECT (at most 2 MiB of 64 KiB messages).
+const SELECT_PAGE: i64 = 32;
+
 pub async fn insert(ctx: &Ctx, caller: Caller, ins: &Insert) -> Result<Outcome, CommandError> {
     let max = ctx.config.websocket.max_message_bytes;
     let mut items = Vec::new();
@@ -37,11 +40,13 @@ pub async fn insert(ctx: &Ctx, caller: Caller, ins: &Insert) -> Result<Outcome, 
         }
         items.push((id, event, message));
     }
+    // Pay for every row before sending any, so that a statement over the budget sends nothing.
+    ctx.spend_publishes(caller.dev_id, items.len())?;
     let users: Vec<UserId> = items.iter().map(|(id, _, _)| *id).collect();
     let ctx = &super::quota::queue_statement(ctx, caller.dev_id, &users)?;
     let mut last = 0;
     for (id, event, message) in items {
-        send(ctx, caller.dev_id, id, event.as_str(), message).await?;
+        deliver(ctx, caller.dev_id, id, event.as_str(), message).await?;
         last = id.0;
     }
     Ok(Outcome::Done {
@@ -59,6 +64,17 @@ pub async fn send(
     message: &str,
 ) -> Result<(), CommandError> {
     ctx.spend_publish(dev_id)?;
+    deliver(ctx, dev_id, user, event, message).await
+}
+
+/// [`send`] of a message already paid for.
+async fn deliver(
+    ctx: &Ctx,
+    dev_id: DevId,
+    user: UserId,
+    event: &str,
+    message: &str,
+) -> Result<(), CommandError> {
     let frame = outgoing::shared(frames::private_message(event, message));
     if ctx.hub.registry().send_to_user(dev_id, user, &frame) > 0 {
         return Ok(());
@@ -92,24 +108,80 @@ pub async fn send(
     Ok(())
 }
 
+/// Where a streamed queue read goes on from: the users asked for, the one being read and the last
+/// queued message sent of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rest {
+    ids: Vec<UserId>,
+    next: usize,
+    after: i64,
+    now: i64,
+    rows: Collector,
+}
+
 pub async fn select(ctx: &Ctx, caller: Caller, sel: &Select) -> Result<Outcome, CommandError> {
     let proj = TABLE.projection(&sel.columns)?;
-    let now = unix_now();
-    let mut rows = Vec::new();
-    for id in where_ids(TABLE.key_values(&sel.filter, "id", Verb::Select)?) {
-        for m in ctx
+    let mut rest = Rest {
+        ids: where_ids(TABLE.key_values(&sel.filter, "id", Verb::Select)?),
+        next: 0,
+        after: 0,
+        now: unix_now(),
+        rows: Collector::new(ctx, sel.limit.as_ref()).projected(&proj),
+    };
+    if read_on(ctx, caller, &mut rest, STREAM_AT).await? {
+        return Ok(rest.rows.finish(&TABLE, &proj));
+    }
+    Ok(Outcome::Stream {
+        columns: proj.iter().map(|&i| TABLE.columns[i].to_string()).collect(),
+        widths: stream_widths(ctx, &TABLE, &proj),
+        rows: rest.rows.take_rows(),
+        rest: Box::new(super::Rest::UsersMessages(rest)),
+    })
+}
+
+/// The next part of a streamed queue read.
+pub async fn more(
+    ctx: &Ctx,
+    caller: Caller,
+    rest: &mut Rest,
+) -> Result<Option<Vec<Vec<String>>>, CommandError> {
+    if rest.next >= rest.ids.len() || rest.rows.done() {
+        return Ok(None);
+    }
+    read_on(ctx, caller, rest, STREAM_PART).await?;
+    Ok(Some(rest.rows.take_rows()))
+}
+
+/// Reads the queues page by page (so that neither a long queue nor a large OFFSET is held at once)
+/// until `part` bytes of rows are held (`false`) or the result is complete (`true`).
+async fn read_on(
+    ctx: &Ctx,
+    caller: Caller,
+    rest: &mut Rest,
+    part: usize,
+) -> Result<bool, CommandError> {
+    while rest.next < rest.ids.len() && !rest.rows.done() {
+        let id = rest.ids[rest.next];
+        let page = ctx
             .storage
-            .queued_messages(caller.dev_id, id, now, i64::MAX)
-            .await?
-        {
-            rows.push(vec![id.0.to_string(), m.uuid, m.event, m.message]);
+            .queued_messages_after(caller.dev_id, id, rest.now, rest.after, SELECT_PAGE)
+            .await?;
+        let last_page = page.len() < SELECT_PAGE as usize;
+        for m in page {
+            rest.after = m.id;
+            rest.rows
+                .offer(vec![id.0.to_string(), m.uuid, m.event, m.message])?;
+            // The rest of the page is read again next time, after the last message sent.
+            if rest.rows.held_bytes() >= part {
+                return Ok(false);
+            }
+        }
+        if last_page {
+            rest.next += 1;
+            rest.after = 0;
         }
     }
-    Ok(project(
-        &TABLE,
-        &proj,
-        apply_limit(rows, sel.limit.as_ref()),
-    ))
+    Ok(true)
 }
 
 pub async fn delete(ctx: &Ctx, caller: Caller, del: &Delete) -> Result<Outcome, CommandError> {

@@ -81,7 +81,7 @@ async fn metrics(
         )
             .into_response();
     }
-    let body = crate::metrics::render(
+    let mut body = crate::metrics::render(
         &s.ctx.metrics,
         s.ctx.hub.registry(),
         s.ctx
@@ -90,6 +90,7 @@ async fn metrics(
             .load(std::sync::atomic::Ordering::Relaxed),
         s.sockets.count(),
     );
+    crate::metrics::render_caches(&mut body, crate::commands::history::cache_sizes(&s.ctx));
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 

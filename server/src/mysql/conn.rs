@@ -6,16 +6,20 @@ use std::time::Duration;
 
 use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::Notify;
 use tokio::time::{sleep, timeout};
 
 use super::command::{self, Command, CommandError, COM_STMT_CLOSE, COM_STMT_SEND_LONG_DATA};
 use super::handshake::HandshakeError;
 use super::packet::{Packet, PacketDecoder, PacketError, PacketWriter};
 use super::{auth, codes, login, response};
-use super::{ConnConfig, ErrorPacket, Handler, SALT_LEN};
+use super::{ConnConfig, ErrorPacket, Handler, Reply, SALT_LEN};
 
 /// Size of one socket read. The decoder holds at most one command plus one read.
 const READ_CHUNK: usize = 16 * 1024;
+
+/// A streamed result is written whenever this much of it is waiting.
+const STREAM_CHUNK: usize = 64 * 1024;
 
 /// How long to keep discarding input after a final ERR, so that closing a socket with unread data (which
 /// resets the connection) does not destroy the ERR before the client reads it.
@@ -120,7 +124,17 @@ async fn command_loop<H: Handler, S: AsyncRead + AsyncWrite + Unpin + Send>(
         match command::parse(&packet.payload, capabilities) {
             Ok(Command::Quit) => return Ok(()),
             Ok(Command::Ping) => response::ok(out, 0, 0),
-            Ok(Command::Query(sql)) => response::reply(out, &handler.query(session, sql).await),
+            Ok(Command::Query(sql)) => match handler.query(session, sql).await {
+                Reply::Stream(s) => {
+                    response::stream_start(out, &s);
+                    let width = s.columns.len();
+                    drop(s);
+                    if !stream_rest(io, handler, session, width, &closer, cfg).await? {
+                        return Ok(());
+                    }
+                }
+                reply => response::reply(out, &reply),
+            },
             Ok(Command::InitDb(db)) => match handler.init_db(session, &db).await {
                 Ok(()) => response::ok(out, 0, 0),
                 Err(e) => response::err(out, &e),
@@ -153,12 +167,54 @@ async fn command_loop<H: Handler, S: AsyncRead + AsyncWrite + Unpin + Send>(
                 return Err(e.into());
             }
         }
-        let write = tokio::select! {
-            biased;
-            write = timeout(cfg.idle_timeout, io.flush()) => write,
-            _ = closer.notified() => return Ok(()),
-        };
-        write.map_err(|_| ConnError::WriteTimeout)??;
+        if !flush_or_close(io, &closer, cfg).await? {
+            return Ok(());
+        }
+    }
+}
+
+/// Writes what is built; `false` when the session was closed from outside meanwhile.
+async fn flush_or_close<S: AsyncRead + AsyncWrite + Unpin>(
+    io: &mut Io<S>,
+    closer: &Notify,
+    cfg: &ConnConfig,
+) -> Result<bool, ConnError> {
+    let write = tokio::select! {
+        biased;
+        write = timeout(cfg.idle_timeout, io.flush()) => write,
+        _ = closer.notified() => return Ok(false),
+    };
+    write.map_err(|_| ConnError::WriteTimeout)??;
+    Ok(true)
+}
+
+/// The rest of a streamed result: each part the handler gives is written once `STREAM_CHUNK` bytes are
+/// waiting, before the next part is asked for, so the session never holds more than about one part and
+/// a client that does not read stops the reading. Ends with EOF, or with ERR if the handler fails
+/// midway. `false` when the session was closed from outside.
+async fn stream_rest<H: Handler, S: AsyncRead + AsyncWrite + Unpin + Send>(
+    io: &mut Io<S>,
+    handler: &H,
+    session: &mut H::Session,
+    width: usize,
+    closer: &Notify,
+    cfg: &ConnConfig,
+) -> Result<bool, ConnError> {
+    loop {
+        if io.out.len() >= STREAM_CHUNK && !flush_or_close(io, closer, cfg).await? {
+            return Ok(false);
+        }
+        match handler.more_rows(session).await {
+            Some(Ok(rows)) => response::rows(&mut io.out, &rows, width),
+            Some(Err(e)) => {
+                response::err(&mut io.out, &e);
+                return Ok(true);
+            }
+            None => {
+                response::eof(&mut io.out);
+                return Ok(true);
+            }
+        }
     }
 }
 

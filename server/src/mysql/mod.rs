@@ -110,6 +110,17 @@ pub struct ResultSet {
     pub rows: Vec<Vec<String>>,
 }
 
+/// The first part of a result too large to build at once. Its column definitions declare `widths`
+/// (the later rows are not known yet); the rest comes from [`Handler::more_rows`], one bounded part at a
+/// time, each written to the socket before the next is asked for, so a client that does not read holds
+/// up the server's reading rather than growing its memory.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RowStream {
+    pub columns: Vec<String>,
+    pub widths: Vec<u32>,
+    pub rows: Vec<Vec<String>>,
+}
+
 /// What a query produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reply {
@@ -119,6 +130,7 @@ pub enum Reply {
     },
     Error(ErrorPacket),
     Rows(ResultSet),
+    Stream(RowStream),
 }
 
 /// A login attempt (handshake or COM_CHANGE_USER), for the handler to check.
@@ -179,6 +191,15 @@ pub trait Handler: Send + Sync + 'static {
 
     /// COM_QUERY with the raw query bytes (not necessarily UTF-8).
     fn query(&self, session: &mut Self::Session, sql: &[u8]) -> impl Future<Output = Reply> + Send;
+
+    /// The next rows of the result a [`Reply::Stream`] started: `Some(Ok(rows))` (maybe none this time),
+    /// `Some(Err(e))` to end it with an ERR packet, `None` once it is complete.
+    fn more_rows(
+        &self,
+        _session: &mut Self::Session,
+    ) -> impl Future<Output = Option<Result<Vec<Vec<String>>, ErrorPacket>>> + Send {
+        async { None }
+    }
 
     /// Signalled (notify_one) when the session must end from outside: its key revoked, server shutdown.
     fn closer(&self, session: &Self::Session) -> Arc<tokio::sync::Notify>;

@@ -195,6 +195,11 @@ impl PacketWriter {
         self.buf.is_empty()
     }
 
+    /// Bytes waiting to be written.
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
     /// Empties the buffer after it was written, giving back the memory of an unusually large reply.
     pub fn clear(&mut self) {
         if self.buf.capacity() > 256 * 1024 {

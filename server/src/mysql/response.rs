@@ -4,7 +4,7 @@
 
 use super::packet::PacketWriter;
 use super::wire::{put_lenenc_bytes, put_lenenc_int, put_u16, put_u32};
-use super::{ErrorPacket, Reply, ResultSet, CHARSET_UTF8MB4, SERVER_STATUS};
+use super::{ErrorPacket, Reply, ResultSet, RowStream, CHARSET_UTF8MB4, SERVER_STATUS};
 
 const TYPE_VAR_STRING: u8 = 0xFD;
 const FLAG_NOT_NULL: u16 = 0x0001;
@@ -49,33 +49,57 @@ pub fn reply(w: &mut PacketWriter, r: &Reply) {
         } => ok(w, *affected_rows, *last_insert_id),
         Reply::Error(e) => err(w, e),
         Reply::Rows(rs) => result_set(w, rs),
+        Reply::Stream(s) => {
+            stream_start(w, s);
+            eof(w);
+        }
     }
 }
 
 /// A text result set. Rows are written with exactly one value per column (see [`ResultSet`]). A result set
 /// without columns cannot be sent (its column-count packet would read as an OK), so it is sent as OK(0, 0).
 pub fn result_set(w: &mut PacketWriter, rs: &ResultSet) {
-    let width = rs.columns.len();
-    if width == 0 {
+    if rs.columns.is_empty() {
         ok(w, 0, 0);
         return;
     }
-    w.packet_with(|out| put_lenenc_int(out, width as u64));
-    for (i, name) in rs.columns.iter().enumerate() {
-        let longest = rs
-            .rows
-            .iter()
-            .filter_map(|row| row.get(i))
-            .map(String::len)
-            .max()
-            .unwrap_or(0);
-        let length = u32::try_from(longest)
-            .unwrap_or(u32::MAX)
-            .max(MIN_COLUMN_LENGTH);
+    let widths: Vec<u32> = (0..rs.columns.len())
+        .map(|i| {
+            let longest = rs
+                .rows
+                .iter()
+                .filter_map(|row| row.get(i))
+                .map(String::len)
+                .max()
+                .unwrap_or(0);
+            u32::try_from(longest).unwrap_or(u32::MAX)
+        })
+        .collect();
+    head(w, &rs.columns, &widths);
+    rows(w, &rs.rows, rs.columns.len());
+    eof(w);
+}
+
+/// The start of a streamed result: column definitions with the declared widths, EOF, the first rows. The
+/// caller adds the later rows ([`rows`]) and ends with [`eof`] (or [`err`]). Needs at least one column.
+pub fn stream_start(w: &mut PacketWriter, s: &RowStream) {
+    head(w, &s.columns, &s.widths);
+    rows(w, &s.rows, s.columns.len());
+}
+
+/// Column count, one definition per column (declared at least [`MIN_COLUMN_LENGTH`] wide), EOF.
+fn head(w: &mut PacketWriter, columns: &[String], widths: &[u32]) {
+    w.packet_with(|out| put_lenenc_int(out, columns.len() as u64));
+    for (i, name) in columns.iter().enumerate() {
+        let length = widths.get(i).copied().unwrap_or(0).max(MIN_COLUMN_LENGTH);
         w.packet_with(|out| column_definition(out, name, length));
     }
     eof(w);
-    for row in &rs.rows {
+}
+
+/// Row packets, each with exactly `width` values.
+pub fn rows(w: &mut PacketWriter, rows: &[Vec<String>], width: usize) {
+    for row in rows {
         w.packet_with(|out| {
             for i in 0..width {
                 let value = row.get(i).map_or("", String::as_str);
@@ -83,7 +107,6 @@ pub fn result_set(w: &mut PacketWriter, rs: &ResultSet) {
             }
         });
     }
-    eof(w);
 }
 
 /// ColumnDefinition41 for a VAR_STRING utf8mb4 NOT NULL column.
@@ -246,6 +269,46 @@ mod tests {
         assert_eq!(&row[9 + big.len()..], b"\x01z");
         assert_eq!(p[5], b"\x011\x012");
         assert_eq!(p[6], b"\xfe\x00\x00\x02\x02");
+    }
+
+    #[test]
+    fn a_streamed_result_is_a_result_set_with_declared_widths() {
+        let rs = ResultSet {
+            columns: strings(&["a", "b"]),
+            rows: vec![strings(&["x", "yy"]), strings(&["z", "w"])],
+        };
+        let whole = written(1, |w| result_set(w, &rs));
+        // Streamed in two parts with the widths the whole result would declare: the same bytes.
+        let streamed = written(1, |w| {
+            stream_start(
+                w,
+                &RowStream {
+                    columns: rs.columns.clone(),
+                    widths: vec![1, 2],
+                    rows: rs.rows[..1].to_vec(),
+                },
+            );
+            rows(w, &rs.rows[1..], 2);
+            eof(w);
+        });
+        assert_eq!(streamed, whole);
+        // Wider declared widths show in the column definitions only.
+        let wide = written(1, |w| {
+            stream_start(
+                w,
+                &RowStream {
+                    columns: strings(&["a"]),
+                    widths: vec![65_536],
+                    rows: vec![],
+                },
+            );
+            eof(w);
+        });
+        let p = payloads(&wide);
+        let def = &p[1];
+        let declared = u32::from_le_bytes(def[def.len() - 10..def.len() - 6].try_into().unwrap());
+        assert_eq!(declared, 65_536);
+        assert_eq!(p.len(), 1 + 1 + 1 + 1);
     }
 
     #[test]

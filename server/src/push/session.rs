@@ -99,15 +99,7 @@ impl Session {
                 if is_private(pipe.as_str()) && !self.authorized() {
                     return Answer::refuse(CommandError::PrivateAnonymous);
                 }
-                match ctx
-                    .storage
-                    .history(
-                        self.dev_id,
-                        pipe.as_str(),
-                        crate::commands::history::READ_LIMIT,
-                    )
-                    .await
-                {
+                match crate::commands::history::read(ctx, self.dev_id, &pipe).await {
                     Ok(rows) => Answer {
                         frames: rows
                             .iter()

@@ -322,6 +322,40 @@ impl Storage {
             .collect()
     }
 
+    /// One page of the user's unexpired queued messages, oldest first: those after the id `after` (0 for the
+    /// first page), at most `limit`. For readers that must not hold a whole queue at once.
+    pub async fn queued_messages_after(
+        &self,
+        dev_id: DevId,
+        user: UserId,
+        now: i64,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<QueuedMessage>, StorageError> {
+        let rows = sqlx::query(
+            "SELECT id, uuid, event, message, sent_at FROM user_messages \
+             WHERE dev_id = $1 AND user_id = $2 AND expires_at > $3 AND id > $4 ORDER BY id LIMIT $5",
+        )
+        .bind(dev_id.0 as i64)
+        .bind(user.0 as i64)
+        .bind(now)
+        .bind(after)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(QueuedMessage {
+                    id: get(r, "id")?,
+                    uuid: get(r, "uuid")?,
+                    event: get(r, "event")?,
+                    message: get(r, "message")?,
+                    sent_at: get(r, "sent_at")?,
+                })
+            })
+            .collect()
+    }
+
     /// Takes the user's oldest unexpired queued messages (at most `limit`) out of the queue in one
     /// statement, oldest first: the caller now owns their delivery. A message a concurrent sender claimed
     /// first (`claim_queued_uuid`) is not among them, and one in them is not claimed by anyone else.

@@ -19,6 +19,8 @@ use crate::ids::{ClientIp, DevId};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Limit {
     Publishes,
+    /// One statement publishing more messages than the tenant's burst: it can never pass as a whole.
+    PublishBurst,
     TenantConnections,
     IpConnections,
     /// Connections open at once from one address (counted at accept, `http::admission`).
@@ -40,6 +42,9 @@ impl Limit {
     pub fn describe(self) -> &'static str {
         match self {
             Limit::Publishes => "publishes per tenant",
+            Limit::PublishBurst => {
+                "publishes per tenant (one statement publishes more rows than the burst allows)"
+            }
             Limit::TenantConnections => "WebSocket connections per tenant",
             Limit::IpConnections => "new connections per IP address",
             Limit::IpOpenConnections => "open connections per IP address",
@@ -166,6 +171,15 @@ impl Limits {
 
     /// One publish of the tenant: CometQL INSERTs, web_pipe2 and any HTTP publish share this budget.
     pub fn publish(&self, dev_id: DevId) -> Result<(), Refused> {
+        self.publish_n(dev_id, 1)
+    }
+
+    /// `n` publishes at once (a multi-row INSERT): all of them fit in the budget, or none is spent. More
+    /// than the burst can never fit: refused with the time a burst-sized statement would have to wait.
+    pub fn publish_n(&self, dev_id: DevId, n: u32) -> Result<(), Refused> {
+        let Some(n) = NonZeroU32::new(n) else {
+            return Ok(());
+        };
         let limiter = {
             let mut map = lock(&self.publishes);
             map.entry(dev_id)
@@ -181,9 +195,11 @@ impl Limits {
                 })
                 .clone()
         };
-        limiter
-            .check()
-            .map_err(|nu| self.refuse(Limit::Publishes, nu.wait_time_from(self.clock.now())))
+        match limiter.check_n(n) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(nu)) => Err(self.refuse(Limit::Publishes, nu.wait_time_from(self.clock.now()))),
+            Err(_) => Err(self.refuse(Limit::PublishBurst, Duration::ZERO)),
+        }
     }
 
     /// How long the tenant's queued private messages wait: its override, else `default`.
@@ -300,6 +316,24 @@ mod tests {
         l.publish(DevId(2))
             .expect("another tenant has its own budget");
         assert_eq!(l.refusals.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn a_statement_spends_all_its_publishes_or_none() {
+        let l = Limits::new(small());
+        // Burst 3: four at once can never pass, and spend nothing.
+        assert_eq!(
+            l.publish_n(DevId(1), 4).unwrap_err().limit,
+            Limit::PublishBurst
+        );
+        l.publish_n(DevId(1), 2).unwrap();
+        let e = l.publish_n(DevId(1), 2).unwrap_err();
+        assert_eq!(e.limit, Limit::Publishes);
+        assert!(e.retry_after > Duration::ZERO);
+        // The refused statement spent nothing: the last publish of the burst is still there.
+        l.publish_n(DevId(1), 1).unwrap();
+        l.publish_n(DevId(1), 0).unwrap();
+        assert!(l.publish(DevId(1)).is_err());
     }
 
     #[test]
