@@ -46,6 +46,11 @@ impl ParseError {
         )
     }
 
+    /// True for the refusal of rule 4 of `readings.rs`.
+    pub fn is_ambiguous(&self) -> bool {
+        *self == Self::ambiguous()
+    }
+
     /// True for "the text could not be read" (as opposed to a well-formed statement that is refused).
     pub fn is_syntax(&self) -> bool {
         self.code == Self::SYNTAX

@@ -263,8 +263,8 @@ fn no_backslash_escaping_always_round_trips() {
 fn backslash_escaping_round_trips_when_a_quote_needs_it() {
     // What addslashes / mysql_real_escape_string do without NO_BACKSLASH_ESCAPES. Text with a `'` cannot
     // be read the first way, so the second reading decodes it. (Comment openers are left out: after a
-    // `\'` closes the first reading's string, `') # ...` would make that reading valid; contract §2
-    // accepts this ambiguity.)
+    // `\'` closes the first reading's string, `') # ...` makes that reading valid too, and the statement
+    // is refused as ambiguous: `readings_tests.rs` checks those.)
     let alphabet = &[
         "a", "'", "\"", "\\", "n", "0", "Z", " ", "é", "😀", "\n", "\r", "\t", ")", "(", ",", ";",
         "\u{0}", "\u{1a}", "x",

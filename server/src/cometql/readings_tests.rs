@@ -435,3 +435,28 @@ fn random_text_never_changes_the_statement() {
         check_every_escaper(&text);
     }
 }
+
+#[test]
+fn a_refused_reading_still_counts_as_readable() {
+    // mysql2 fills `IN (?, ?, ...)` with 4,001 end-user values, the first one `a') OR name = victim #`.
+    // With backslash escapes (the right reading) the list is over the limit: ERR 19. Without them, `#`
+    // hides the rest and the statement would read `name IN ('a\') OR name = victim`. A refusal is a reading
+    // of well-formed SQL, so the two disagree: refused as ambiguous, never run the other way.
+    let mut values = vec![mysql2("a') OR name = victim #")];
+    values.extend((0..MAX_VALUES_PER_CONDITION).map(|i| format!("v{i}")));
+    let list: Vec<String> = values.iter().map(|v| format!("'{v}'")).collect();
+    let sql = format!(
+        "SELECT * FROM pipes_messages WHERE name IN ({})",
+        list.join(", ")
+    );
+    for escaping in [
+        Escaping::Unknown,
+        Escaping::DoubledQuotes,
+        Escaping::Backslashes,
+    ] {
+        assert_eq!(in_session(&sql, escaping).0, Err(ParseError::ambiguous()));
+    }
+    // The same list without the attack is simply over the limit.
+    let sql = sql.replacen(&list[0], "'a'", 1);
+    assert_eq!(err(&sql).0, ParseError::TOO_MANY_VALUES);
+}
