@@ -229,6 +229,9 @@ fn doubling(text: &str) -> String {
     text.replace('\'', "''")
 }
 
+/// A driver's escaping function.
+type Escaper = fn(&str) -> String;
+
 const MARK: &str = "PLACEHOLDER";
 
 /// Statements with `%s` where a driver puts an escaped value (inside the quotes the template supplies).
@@ -297,7 +300,7 @@ fn intended(template: &str, text: &str) -> Statement {
 
 /// Whether the escaper writes a backslash sequence other than one before the template's quote character
 /// for this text: with one, the value can read two ways without any change of structure (rule 5).
-fn has_value_ambiguity(escape: fn(&str) -> String, template: &str, text: &str) -> bool {
+fn has_value_ambiguity(escape: Escaper, template: &str, text: &str) -> bool {
     let quote = if template.contains("\"%s\"") {
         '"'
     } else {
@@ -309,7 +312,7 @@ fn has_value_ambiguity(escape: fn(&str) -> String, template: &str, text: &str) -
 /// One escaped value in one template, in each session state: the value's intended statement, or a
 /// refusal as ambiguous, never another statement. Exactly that value where the session's escaping fits
 /// the escaper's; otherwise (rule 5) the same statement with only this value read the other way.
-fn check(escape: fn(&str) -> String, backslashes: bool, template: &str, text: &str) {
+fn check(escape: Escaper, backslashes: bool, template: &str, text: &str) {
     let sql = template.replace("%s", &escape(text));
     let want = intended(template, text);
     for escaping in [
@@ -351,8 +354,7 @@ fn check(escape: fn(&str) -> String, backslashes: bool, template: &str, text: &s
 }
 
 fn check_every_escaper(text: &str) {
-    let escapers: [(fn(&str) -> String, bool); 3] =
-        [(mysql2, true), (addslashes, true), (doubling, false)];
+    let escapers: [(Escaper, bool); 3] = [(mysql2, true), (addslashes, true), (doubling, false)];
     for (escape, backslashes) in escapers {
         for template in TEMPLATES {
             check(escape, backslashes, template, text);
