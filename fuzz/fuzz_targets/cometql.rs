@@ -1,15 +1,17 @@
 //! The CometQL parser on arbitrary query text (what COM_QUERY carries once it is valid UTF-8).
 //!
 //! Checked beyond "no panic": every accepted statement keeps the promises of `cometql::ast` (the same ones
-//! `cometql/fuzz_tests.rs` checks), errors carry a code and a text, any text round-trips through a
-//! NO_BACKSLASH_ESCAPES literal (contract §2), and a published value becomes a frame whose JSON is valid and
-//! carries the value unchanged.
+//! `cometql/fuzz_tests.rs` checks), errors carry a code and a text, any text escaped by either style
+//! (doubled quotes as mysqli_real_escape_string under NO_BACKSLASH_ESCAPES, backslashes as Node mysql2) reads
+//! back as that one value or is refused as ambiguous, never as other SQL (contract §2, issue 11 item 2), and
+//! a published value becomes a frame whose JSON is valid and carries the value unchanged.
 #![no_main]
 
 use std::collections::HashSet;
 
 use halley::cometql::{
-    parse, Columns, Filter, Statement, Value, MAX_COLUMNS, MAX_CONDITIONS, MAX_VALUES_PER_CONDITION,
+    parse, parse_in_session, Columns, Escaping, Filter, Statement, Value, MAX_COLUMNS,
+    MAX_CONDITIONS, MAX_VALUES_PER_CONDITION,
 };
 use halley::push::protocol::frames::{pipe_message, ApiEra};
 use libfuzzer_sys::fuzz_target;
@@ -81,23 +83,65 @@ fn filter_ok(f: &Filter) -> bool {
         && unique(&columns)
 }
 
-/// Any text, quoted the way mysqli_real_escape_string does under NO_BACKSLASH_ESCAPES, reads back as is.
+/// Any text, escaped either way, reads back as exactly that value where the session's escaping fits,
+/// as one value in the same place otherwise, or is refused as ambiguous; never as other SQL.
 fn literal_round_trip(text: &str) {
-    let sql = format!(
-        "INSERT INTO pipes_messages (name, event, message) VALUES ('p', 'e', '{}')",
-        text.replace('\'', "''")
-    );
-    match parse(&sql) {
-        Ok(Statement::Insert(i)) => assert_eq!(
-            i.rows,
-            [[
-                Value::Str("p".into()),
-                Value::Str("e".into()),
-                Value::Str(text.into())
-            ]]
-        ),
-        other => panic!("{sql:?} did not round-trip: {other:?}"),
+    let doubled = text.replace('\'', "''");
+    let slashed = mysql2_escape(text);
+    for (escaped, fits) in [
+        (doubled, [Escaping::Unknown, Escaping::DoubledQuotes]),
+        (slashed, [Escaping::Backslashes, Escaping::Backslashes]),
+    ] {
+        let sql = format!(
+            "INSERT INTO pipes_messages (name, event, message) VALUES ('p', 'e', '{escaped}')"
+        );
+        for escaping in [
+            Escaping::Unknown,
+            Escaping::DoubledQuotes,
+            Escaping::Backslashes,
+        ] {
+            let mut session = escaping;
+            match parse_in_session(&sql, &mut session) {
+                Ok(Statement::Insert(i)) => {
+                    let [row] = i.rows.as_slice() else {
+                        panic!("{sql:?} in {escaping:?}: {:?}", i.rows)
+                    };
+                    assert_eq!(
+                        row[..2],
+                        [Value::Str("p".into()), Value::Str("e".into())],
+                        "{sql:?}"
+                    );
+                    assert_eq!(row.len(), 3, "{sql:?}");
+                    if fits.contains(&escaping) {
+                        assert_eq!(row[2], Value::Str(text.into()), "{sql:?} in {escaping:?}");
+                    }
+                }
+                Err(e) if e.is_ambiguous() => {}
+                other => panic!("{sql:?} in {escaping:?} did not round-trip: {other:?}"),
+            }
+        }
     }
+}
+
+/// Node mysql2's (sqlstring's) escaping of a string.
+fn mysql2_escape(text: &str) -> String {
+    let mut out = String::new();
+    for c in text.chars() {
+        match c {
+            '\0' => out.push_str("\\0"),
+            '\u{8}' => out.push_str("\\b"),
+            '\t' => out.push_str("\\t"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\u{1a}' => out.push_str("\\Z"),
+            '"' | '\'' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 /// The frame a subscriber gets for this message is valid JSON whose `data` is the message.

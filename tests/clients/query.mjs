@@ -77,6 +77,12 @@ async function runStep(conn, step) {
     const out = await call((cb) => conn.query({ sql, timeout: TIMEOUT_MS }, cb));
     return { ...out, escaped };
   }
+  if ('params' in step) {
+    // Client-side placeholders: mysql2 escapes each value (with backslashes) into the query text.
+    const { sql, values } = step.params;
+    const out = await call((cb) => conn.query({ sql, values, timeout: TIMEOUT_MS }, cb));
+    return { ...out, escaped: conn.format(sql, values) };
+  }
   if ('init_db' in step) {
     // mysql2 has no COM_INIT_DB: changing the database goes through COM_CHANGE_USER (re-authenticates).
     const out = await call((cb) => conn.changeUser({ database: step.init_db }, cb));

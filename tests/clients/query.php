@@ -129,14 +129,58 @@ try {
     exit(0);
 }
 
+// PDO with emulated prepares: placeholders are filled in on the client with PDO::quote (pdo_mysql over
+// mysqlnd). Opened on the first `params` step, with the same credentials.
+$pdo = null;
+function pdo_of(array $req): PDO
+{
+    $dsn = sprintf('mysql:host=%s;port=%d', (string)$req['host'], (int)$req['port']);
+    if (isset($req['database'])) {
+        $dsn .= ';dbname=' . (string)$req['database'];
+    }
+    return new PDO($dsn, (string)$req['user'], (string)($req['password'] ?? ''), [
+        PDO::ATTR_EMULATE_PREPARES => true,
+        PDO::ATTR_ERRMODE => PDO::ERRMODE_EXCEPTION,
+        PDO::ATTR_TIMEOUT => 10,
+    ]);
+}
+
+function run_params(PDO $pdo, array $params): array
+{
+    try {
+        $stmt = $pdo->prepare((string)$params['sql']);
+        $stmt->execute(array_map('strval', $params['values']));
+        if ($stmt->columnCount() === 0) {
+            return ok_of($stmt->rowCount(), (int)$pdo->lastInsertId());
+        }
+        $columns = [];
+        for ($i = 0; $i < $stmt->columnCount(); $i++) {
+            $columns[] = $stmt->getColumnMeta($i)['name'];
+        }
+        $rows = array_map(fn($row) => array_map('cell', $row), $stmt->fetchAll(PDO::FETCH_NUM));
+        return ['rows' => $rows, 'columns' => $columns];
+    } catch (PDOException $e) {
+        $code = is_array($e->errorInfo) && isset($e->errorInfo[1]) ? (int)$e->errorInfo[1] : CLIENT_ERROR;
+        $message = is_array($e->errorInfo) && isset($e->errorInfo[2]) ? (string)$e->errorInfo[2] : $e->getMessage();
+        return ['error' => ['code' => $code, 'message' => $message]];
+    }
+}
+
 $results = [];
 foreach ($req['steps'] as $step) {
     if (!is_array($step)) {
         fail('step is not an object');
     }
     try {
-        if (array_key_exists('template', $step)) {
-            $escaped = $db->real_escape_string((string)$step['escape']);
+        if (array_key_exists('params', $step)) {
+            $pdo ??= pdo_of($req);
+            $results[] = run_params($pdo, $step['params']);
+        } elseif (array_key_exists('template', $step)) {
+            $escaped = match ($step['escaper'] ?? null) {
+                null => $db->real_escape_string((string)$step['escape']),
+                'addslashes' => addslashes((string)$step['escape']),
+                default => fail('unknown escaper: ' . json_encode($step['escaper'])),
+            };
             // The escaped text is reported even when the query then fails.
             try {
                 $out = result_of($db, $db->query(str_replace('%s', $escaped, (string)$step['template'])));

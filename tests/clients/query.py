@@ -70,6 +70,24 @@ def run_step(conn, step):
             out = error_of(exc)
         out["escaped"] = escaped
         return out
+    if "params" in step:
+        sql, values = step["params"]["sql"], step["params"]["values"]
+        # PyMySQL placeholders are %s; the request uses `?` like the other drivers.
+        sql = sql.replace("%", "%%").replace("?", "%s")
+        with conn.cursor() as cur:
+            sent = cur.mogrify(sql, values)
+        try:
+            with conn.cursor() as cur:
+                cur.execute(sql, values)
+                if cur.description is None:
+                    out = ok_of(cur.rowcount, cur.lastrowid)
+                else:
+                    columns = [d[0] for d in cur.description]
+                    out = {"rows": [[cell(v) for v in row] for row in cur.fetchall()], "columns": columns}
+        except Exception as exc:  # noqa: BLE001 - every driver failure is data
+            out = error_of(exc)
+        out["escaped"] = sent
+        return out
     if "init_db" in step:
         conn.select_db(step["init_db"])
         return ok_of(0, 0)

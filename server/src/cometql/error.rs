@@ -37,6 +37,20 @@ impl ParseError {
         Self::new(Self::SYNTAX, "Syntax error in query")
     }
 
+    /// Rule 4 of `readings.rs`: the statement reads as different SQL with and without backslash escapes.
+    pub(super) fn ambiguous() -> Self {
+        Self::new(
+            Self::SYNTAX,
+            "Ambiguous string literal: the query reads differently with and without backslash \
+             escapes, so it was not run (a backslash before a quote; see String literals in the CometQL docs)",
+        )
+    }
+
+    /// True for the refusal of rule 4 of `readings.rs`.
+    pub fn is_ambiguous(&self) -> bool {
+        *self == Self::ambiguous()
+    }
+
     /// True for "the text could not be read" (as opposed to a well-formed statement that is refused).
     pub fn is_syntax(&self) -> bool {
         self.code == Self::SYNTAX

@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use super::*;
 
 /// xorshift64*: small, deterministic, no dependency.
-struct Rng(u64);
+pub(super) struct Rng(pub(super) u64);
 
 impl Rng {
     fn next(&mut self) -> u64 {
@@ -17,11 +17,11 @@ impl Rng {
         self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
 
-    fn below(&mut self, n: usize) -> usize {
+    pub(super) fn below(&mut self, n: usize) -> usize {
         (self.next() % n.max(1) as u64) as usize
     }
 
-    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+    pub(super) fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
         items[self.below(items.len())]
     }
 }
@@ -263,8 +263,8 @@ fn no_backslash_escaping_always_round_trips() {
 fn backslash_escaping_round_trips_when_a_quote_needs_it() {
     // What addslashes / mysql_real_escape_string do without NO_BACKSLASH_ESCAPES. Text with a `'` cannot
     // be read the first way, so the second reading decodes it. (Comment openers are left out: after a
-    // `\'` closes the first reading's string, `') # ...` would make that reading valid; contract §2
-    // accepts this ambiguity.)
+    // `\'` closes the first reading's string, `') # ...` makes that reading valid too, and the statement
+    // is refused as ambiguous: `readings_tests.rs` checks those.)
     let alphabet = &[
         "a", "'", "\"", "\\", "n", "0", "Z", " ", "é", "😀", "\n", "\r", "\t", ")", "(", ",", ";",
         "\u{0}", "\u{1a}", "x",

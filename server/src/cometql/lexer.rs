@@ -3,7 +3,7 @@
 //! Keywords are not recognised here: the parser compares words case-insensitively where it expects them.
 
 use super::error::ParseError;
-use super::literal::{read_quoted, Escapes};
+use super::literal::{read_quoted, Escapes, Literal};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Token {
@@ -39,29 +39,57 @@ pub(super) enum Punct {
 }
 
 pub(super) fn tokenize(sql: &str, escapes: Escapes) -> Result<Vec<Token>, ParseError> {
+    scan(sql, escapes).map(|scan| scan.tokens)
+}
+
+/// What `readings.rs` compares between the two readings of a statement.
+#[derive(Debug)]
+pub(super) struct Scan {
+    pub(super) tokens: Vec<Token>,
+    /// For each comment, how many tokens came before it: a comment in one reading only is text of a
+    /// literal in the other.
+    pub(super) comments_after: Vec<usize>,
+    /// Whether every `'...'` and `"..."` literal could have been written by a backslash escaper (see
+    /// [`Literal::escaper_could_write`]; meaningful with [`Escapes::Backslash`]).
+    pub(super) escaper_could_write: bool,
+}
+
+pub(super) fn scan(sql: &str, escapes: Escapes) -> Result<Scan, ParseError> {
     let bytes = sql.as_bytes();
     let mut tokens = Vec::new();
+    let mut comments_after = Vec::new();
+    let mut escaper_could_write = true;
     let mut i = 0;
     while let Some(&b) = bytes.get(i) {
         let next = bytes.get(i + 1).copied();
         let (token, end) = match b {
             b' ' | b'\t' | b'\n' | b'\r' => (None, i + 1),
-            b'#' => (None, line_end(bytes, i)),
+            b'#' => {
+                comments_after.push(tokens.len());
+                (None, line_end(bytes, i))
+            }
             // As in MySQL, `--` opens a comment only when followed by whitespace or a control character.
             b'-' if next == Some(b'-')
                 && bytes
                     .get(i + 2)
                     .is_none_or(|c| c.is_ascii_whitespace() || c.is_ascii_control()) =>
             {
+                comments_after.push(tokens.len());
                 (None, line_end(bytes, i))
             }
-            b'/' if next == Some(b'*') => (None, block_comment_end(bytes, i)?),
+            b'/' if next == Some(b'*') => {
+                comments_after.push(tokens.len());
+                (None, block_comment_end(bytes, i)?)
+            }
             b'\'' | b'"' => {
-                let (text, end) = read_quoted(sql, i, escapes).ok_or_else(ParseError::syntax)?;
-                (Some(Token::Quoted(text)), end)
+                let literal = read_quoted(sql, i, escapes).ok_or_else(ParseError::syntax)?;
+                escaper_could_write &= literal.escaper_could_write;
+                (Some(Token::Quoted(literal.text)), literal.end)
             }
             b'`' => match read_quoted(sql, i, Escapes::NoBackslash) {
-                Some((text, end)) if !text.is_empty() => (Some(Token::Backquoted(text)), end),
+                Some(Literal { text, end, .. }) if !text.is_empty() => {
+                    (Some(Token::Backquoted(text)), end)
+                }
                 _ => return Err(ParseError::syntax()),
             },
             b'@' if next == Some(b'@') => {
@@ -92,7 +120,11 @@ pub(super) fn tokenize(sql: &str, escapes: Escapes) -> Result<Vec<Token>, ParseE
         tokens.extend(token);
         i = end;
     }
-    Ok(tokens)
+    Ok(Scan {
+        tokens,
+        comments_after,
+        escaper_could_write,
+    })
 }
 
 fn punct(rest: &[u8]) -> Option<(Punct, usize)> {

@@ -1,8 +1,7 @@
-//! String literal rules (contract §2). The server announces SERVER_STATUS_NO_BACKSLASH_ESCAPES, so escaping
-//! clients double quotes and leave backslashes alone: that reading comes first and keeps `json_encode`
-//! output (`\"`, `\u00e9`, `\/`) and a trailing backslash intact. Code that escapes with backslashes
-//! (addslashes, or a client that has not seen the status flag yet) is served by a second reading, which
-//! `mod.rs` tries only when the first one does not parse.
+//! String literal rules (contract §2). A literal can be read two ways: the NO_BACKSLASH_ESCAPES way (a
+//! backslash is an ordinary character, only a doubled quote is special), which is what the server announces
+//! and what mysqli_real_escape_string, PDO and PyMySQL then write, and with MySQL's backslash escapes, which
+//! Node mysql2 and PHP addslashes always write. `readings.rs` decides between the two for a statement.
 
 /// How backslashes inside `'...'` and `"..."` are read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -13,12 +12,26 @@ pub(super) enum Escapes {
     Backslash,
 }
 
-/// Reads the quoted text whose opening quote (`'`, `"` or `` ` ``) is the byte at `open`. Returns the
-/// text and the index just past the closing quote, or `None` when the input ends first.
-pub(super) fn read_quoted(src: &str, open: usize, escapes: Escapes) -> Option<(String, usize)> {
+/// A quoted text as read by [`read_quoted`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Literal {
+    pub(super) text: String,
+    /// Index just past the closing quote.
+    pub(super) end: usize,
+    /// Read with backslash escapes: false when the literal holds something a backslash escaper (mysql2,
+    /// addslashes) never writes: a doubled quote, the other quote character unescaped, or a backslash
+    /// before a character such escapers do not escape (`\u`, `\/`, `\p`: json_encode output, paths).
+    pub(super) escaper_could_write: bool,
+}
+
+/// Reads the quoted text whose opening quote (`'`, `"` or `` ` ``) is the byte at `open`, or `None`
+/// when the input ends first.
+pub(super) fn read_quoted(src: &str, open: usize, escapes: Escapes) -> Option<Literal> {
     let bytes = src.as_bytes();
     let quote = *bytes.get(open)?;
+    let other_quote = if quote == b'"' { b'\'' } else { b'"' };
     let mut text = String::new();
+    let mut escaper_could_write = true;
     // Quotes and backslashes are ASCII and never occur inside a multi-byte UTF-8 sequence, so scanning
     // bytes is safe and every slice boundary below falls between characters.
     let mut run = open + 1;
@@ -28,24 +41,37 @@ pub(super) fn read_quoted(src: &str, open: usize, escapes: Escapes) -> Option<(S
             text.push_str(src.get(run..i)?);
             if bytes.get(i + 1) == Some(&quote) {
                 text.push(char::from(quote));
+                escaper_could_write = false;
                 i += 2;
                 run = i;
                 continue;
             }
-            return Some((text, i + 1));
+            return Some(Literal {
+                text,
+                end: i + 1,
+                escaper_could_write,
+            });
         }
         if b == b'\\' && escapes == Escapes::Backslash {
             text.push_str(src.get(run..i)?);
             let escaped = src.get(i + 1..)?.chars().next()?;
+            escaper_could_write &= ESCAPER_WRITES.contains(&escaped);
             push_escape(&mut text, escaped);
             i += 1 + escaped.len_utf8();
             run = i;
             continue;
         }
+        if b == other_quote && quote != b'`' {
+            escaper_could_write = false;
+        }
         i += 1;
     }
     None
 }
+
+/// What follows a backslash in the output of mysql2's, addslashes' and mysql_real_escape_string's
+/// backslash mode: every other backslash they write is itself escaped.
+const ESCAPER_WRITES: &[char] = &['0', 'b', 'n', 'r', 't', 'Z', '\'', '"', '\\'];
 
 /// MySQL's table of backslash sequences (`\%` and `\_` stay as written: they are LIKE escapes).
 fn push_escape(text: &mut String, escaped: char) {
@@ -70,7 +96,7 @@ mod tests {
     use super::*;
 
     fn read(src: &str, escapes: Escapes) -> Option<String> {
-        let (text, end) = read_quoted(src, 0, escapes)?;
+        let Literal { text, end, .. } = read_quoted(src, 0, escapes)?;
         assert_eq!(
             end,
             src.len(),
@@ -148,13 +174,9 @@ mod tests {
 
     #[test]
     fn stops_at_the_first_closing_quote() {
-        let src = "'a''b' rest";
-        assert_eq!(
-            read_quoted(src, 0, NoBackslash),
-            Some(("a'b".to_string(), 6))
-        );
-        let src = "x 'é' y";
-        assert_eq!(read_quoted(src, 2, NoBackslash), Some(("é".to_string(), 6)));
+        let at = |src: &str, open| read_quoted(src, open, NoBackslash).map(|l| (l.text, l.end));
+        assert_eq!(at("'a''b' rest", 0), Some(("a'b".to_string(), 6)));
+        assert_eq!(at("x 'é' y", 2), Some(("é".to_string(), 6)));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Recursive-descent parser over the token list, one method per statement form (WHERE is in `filter`).
 //! Syntax errors return at once (ERR 3). Refusals of well-formed SQL (ERR 2, 13, 14, 18-20) are deferred
 //! until the whole statement has been read, the first one found winning: so ERR 3 always means "this
-//! reading could not be parsed", which the two-readings rule in `mod.rs` relies on.
+//! reading could not be parsed", which the two-readings rule in `readings.rs` relies on.
 
 use std::collections::HashSet;
 

@@ -21,6 +21,8 @@ pub struct Session {
     rest: Option<Box<super::Rest>>,
     closer: Arc<Notify>,
     counters: Arc<TenantCounters>,
+    /// How this client escapes string literals, as its statements have shown (`cometql::readings`).
+    escaping: crate::cometql::Escaping,
 }
 
 /// Live CometQL sessions, so that revoking a key or shutting down can close them.
@@ -113,7 +115,11 @@ impl CometQl {
         lock(&self.sessions.live).len()
     }
 
-    async fn query_inner(&self, session: &Session, sql: &[u8]) -> Result<Outcome, CommandError> {
+    async fn query_inner(
+        &self,
+        session: &mut Session,
+        sql: &[u8],
+    ) -> Result<Outcome, CommandError> {
         let max = self.ctx.config.cometql.max_query_bytes;
         if sql.len() > max {
             return Err(CommandError::new(ErrorCode::TooLong, "Data is too long"));
@@ -129,7 +135,7 @@ impl CometQl {
             // The reference lets any client switch tenants this way; we never do.
             return Err(CommandError::new(ErrorCode::Auth, "Invalid dev_id value"));
         }
-        let stmt = crate::cometql::parse(text)?;
+        let stmt = crate::cometql::parse_in_session(text, &mut session.escaping)?;
         let caller = Caller {
             dev_id: session.login.dev_id,
         };
@@ -182,6 +188,7 @@ impl Handler for CometQl {
             rest: None,
             closer,
             counters,
+            escaping: crate::cometql::Escaping::default(),
         })
     }
 

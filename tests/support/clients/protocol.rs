@@ -70,6 +70,31 @@ impl Request {
         })
     }
 
+    /// Like `template`, with a named escaping function instead of the driver's own (PHP: `addslashes`).
+    pub fn template_with(
+        self,
+        escaper: &str,
+        template: impl Into<String>,
+        value: impl Into<String>,
+    ) -> Self {
+        self.step(Step::TemplateWith {
+            template: template.into(),
+            escape: value.into(),
+            escaper: escaper.to_owned(),
+        })
+    }
+
+    /// A query with `?` placeholders filled by the driver's client-side parameters (Node mysql2
+    /// `query(sql, values)`, PyMySQL `execute(sql, values)`, PHP PDO with emulated prepares).
+    pub fn params(self, sql: impl Into<String>, values: &[&str]) -> Self {
+        self.step(Step::Params {
+            params: Params {
+                sql: sql.into(),
+                values: values.iter().map(|v| (*v).to_owned()).collect(),
+            },
+        })
+    }
+
     pub fn init_db(self, database: impl Into<String>) -> Self {
         self.step(Step::InitDb {
             init_db: database.into(),
@@ -105,12 +130,39 @@ impl Request {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(untagged)]
 pub enum Step {
-    Sql { sql: String },
-    Template { template: String, escape: String },
-    InitDb { init_db: String },
-    ChangeUser { change_user: ChangeUser },
-    Prepare { prepare: String },
-    Ping { ping: bool },
+    Sql {
+        sql: String,
+    },
+    TemplateWith {
+        template: String,
+        escape: String,
+        escaper: String,
+    },
+    Template {
+        template: String,
+        escape: String,
+    },
+    Params {
+        params: Params,
+    },
+    InitDb {
+        init_db: String,
+    },
+    ChangeUser {
+        change_user: ChangeUser,
+    },
+    Prepare {
+        prepare: String,
+    },
+    Ping {
+        ping: bool,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Params {
+    pub sql: String,
+    pub values: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -153,7 +205,8 @@ pub enum Outcome {
 #[serde(try_from = "RawStepResult")]
 pub struct StepResult {
     pub outcome: Outcome,
-    /// For template steps: what the driver's escaping produced.
+    /// For template steps: what the driver's escaping produced; for params steps (Node, Python): the
+    /// query the driver sent.
     pub escaped: Option<String>,
 }
 
@@ -323,13 +376,17 @@ mod tests {
             .init_db("db_2")
             .change_user("15", "k2", None)
             .prepare("SELECT 1")
-            .ping();
+            .ping()
+            .template_with("addslashes", "VALUES ('%s')", "it's")
+            .params("VALUES (?, ?)", &["a", "b"]);
         let v = serde_json::to_value(&req).unwrap();
         assert_eq!(
             v,
             json!({"host":"127.0.0.1","port":3300,"user":"15","password":"key","database":"CometQL_v1",
                 "steps":[{"sql":"SELECT 1"},{"template":"VALUES ('%s')","escape":"it's"},{"init_db":"db_2"},
-                    {"change_user":{"user":"15","password":"k2"}},{"prepare":"SELECT 1"},{"ping":true}]})
+                    {"change_user":{"user":"15","password":"k2"}},{"prepare":"SELECT 1"},{"ping":true},
+                    {"template":"VALUES ('%s')","escape":"it's","escaper":"addslashes"},
+                    {"params":{"sql":"VALUES (?, ?)","values":["a","b"]}}]})
         );
         let no_db = Login::new(1, "u", "p").database(None).request();
         assert_eq!(
