@@ -217,11 +217,7 @@ pub async fn record(
     message: &str,
     sender: Option<UserId>,
 ) -> Result<(), CommandError> {
-    let keep = if is_trust(pipe.as_str()) {
-        TRUST_KEEP
-    } else {
-        ctx.history.get(ctx, dev_id, pipe).await?
-    };
+    let keep = kept(ctx, dev_id, pipe).await?;
     if keep <= 0 {
         return Ok(());
     }
@@ -233,19 +229,23 @@ pub async fn record(
         user_id: sender.map_or(0, |u| u.0 as i64),
         sent_at: unix_now(),
     };
-    let _room = super::quota::history_entry(ctx, dev_id, message)?;
-    let written = ctx.storage.append_history(dev_id, &row, keep).await;
+    // The quota is checked on what the write changes after its trim, inside its transaction.
+    let written = ctx
+        .storage
+        .append_history(dev_id, &row, keep, |change| {
+            super::quota::history_change(ctx, dev_id, change)
+        })
+        .await;
     // Even a failed write may have reached the database.
     ctx.history_cache.invalidate(dev_id, pipe);
     written?;
     Ok(())
 }
 
-/// Whether a message published to the pipe is stored (as `record` decides).
-pub async fn keeps_history(
-    ctx: &Ctx,
-    dev_id: DevId,
-    pipe: &PipeName,
-) -> Result<bool, CommandError> {
-    Ok(is_trust(pipe.as_str()) || ctx.history.get(ctx, dev_id, pipe).await? > 0)
+/// How many entries the pipe keeps (0: a message published to it is not stored), as `record` decides.
+pub async fn kept(ctx: &Ctx, dev_id: DevId, pipe: &PipeName) -> Result<i64, CommandError> {
+    if is_trust(pipe.as_str()) {
+        return Ok(TRUST_KEEP);
+    }
+    Ok(ctx.history.get(ctx, dev_id, pipe).await?)
 }

@@ -64,9 +64,10 @@ pub async fn insert(ctx: &Ctx, caller: Caller, ins: &Insert) -> Result<Outcome, 
             Message::new(name, event, message, max)
         })
         .collect::<Result<Vec<_>, _>>()?;
-    // Pay for every row before publishing any, so that a statement over the budget publishes nothing.
-    ctx.spend_publishes(caller.dev_id, messages.len())?;
+    // Room for every row first, then pay for every row, before publishing any: a statement over the
+    // quota or the budget publishes nothing, and one refused by the quota costs no budget.
     let ctx = &super::quota::history_statement(ctx, caller.dev_id, &messages).await?;
+    ctx.spend_publishes(caller.dev_id, messages.len())?;
     for m in messages {
         deliver(ctx, caller, m, None).await?;
     }
@@ -75,13 +76,15 @@ pub async fn insert(ctx: &Ctx, caller: Caller, ins: &Insert) -> Result<Outcome, 
 }
 
 /// Records history when the pipe keeps it, encodes the frame once and hands it to the hub. Returns the
-/// number of local receivers.
+/// number of local receivers. A message its history has no room for is refused whole (not delivered live
+/// either: the sender learns it was not stored, and the budget is not spent on it).
 pub async fn publish(
     ctx: &Ctx,
     caller: Caller,
     m: Message,
     except: Option<ConnId>,
 ) -> Result<usize, CommandError> {
+    let ctx = &super::quota::history_statement(ctx, caller.dev_id, std::slice::from_ref(&m)).await?;
     ctx.spend_publish(caller.dev_id)?;
     deliver(ctx, caller, m, except).await
 }

@@ -34,6 +34,13 @@ pub async fn insert(ctx: &Ctx, caller: Caller, ins: &Insert) -> Result<Outcome, 
             .set_pipe_length(caller.dev_id, pipe.as_str(), *length)
             .await?;
         ctx.history.set(caller.dev_id, pipe, *length);
+        // A shorter length takes effect now, not at the next publish: its room is free at once. (At 0 the
+        // pipe stores nothing more; what it kept stays readable until deleted, as before.)
+        if *length > 0 {
+            ctx.storage
+                .trim_history(caller.dev_id, pipe.as_str(), *length)
+                .await?;
+        }
         ctx.history_cache.invalidate(caller.dev_id, pipe);
     }
     Ok(Outcome::Done {

@@ -71,39 +71,123 @@ fn reserve(
         .reserve(ctx.storage.totals(), dev_id, user, want)?)
 }
 
-fn history_part(message: &str) -> StoredUsage {
-    StoredUsage {
-        history_rows: 1,
-        history_bytes: message.len() as i64,
+/// Room for what one history write changes (`Storage::append_history` hands the change over inside its
+/// transaction, after the trim): only growth takes room, so a write to a pipe already at its length whose
+/// entry is no larger than the one it trims needs none, even at the quota.
+pub fn history_change(
+    ctx: &Ctx,
+    dev_id: DevId,
+    change: StoredUsage,
+) -> Result<Reservation, CommandError> {
+    let want = StoredUsage {
+        history_rows: change.history_rows.max(0),
+        history_bytes: change.history_bytes.max(0),
         ..StoredUsage::default()
-    }
+    };
+    room_for(ctx, dev_id, None, want)
 }
 
-/// Room for one history entry (held until the entry is stored).
-pub fn history_entry(ctx: &Ctx, dev_id: DevId, message: &str) -> Result<Reservation, CommandError> {
-    room_for(ctx, dev_id, None, history_part(message))
-}
-
-/// Reserves room for every history entry of an INSERT into pipes_messages before any is published;
-/// publish its rows with the context returned.
+/// Reserves room for every history entry of a publish (an INSERT into pipes_messages, or one message of
+/// another front door) before any is published; publish its rows with the context returned.
+///
+/// First as if nothing were trimmed, which costs no query. Near the quota that may not fit while the
+/// statement fits after all, because its pipes are at their length: then the room it needs is worked out
+/// from the sizes of the entries its writes will trim, and the most it grows at any row is reserved.
 pub async fn history_statement(
     ctx: &Ctx,
     dev_id: DevId,
     messages: &[Message],
 ) -> Result<Ctx, CommandError> {
-    let mut want = StoredUsage::default();
+    let mut kept = Vec::new();
+    let mut worst = StoredUsage::default();
     for m in messages {
-        if history::keeps_history(ctx, dev_id, &m.pipe).await? {
-            let part = history_part(&m.text);
-            want.history_rows += part.history_rows;
-            want.history_bytes += part.history_bytes;
+        let keep = history::kept(ctx, dev_id, &m.pipe).await?;
+        if keep > 0 {
+            worst.history_rows += 1;
+            worst.history_bytes += m.text.len() as i64;
+            kept.push((m, keep));
         }
     }
-    let mut held = Vec::new();
-    if want.history_rows > 0 {
-        held.push(reserve(ctx, dev_id, None, want)?);
+    if kept.is_empty() {
+        return Ok(with_room(ctx, Vec::new()));
     }
-    Ok(with_room(ctx, held))
+    let refused = match reserve(ctx, dev_id, None, worst) {
+        Ok(r) => return Ok(with_room(ctx, vec![r])),
+        Err(e) => e,
+    };
+    let mut trims = BTreeMap::new();
+    for (m, keep) in &kept {
+        if !trims.contains_key(m.pipe.as_str()) {
+            let adding = kept.iter().filter(|(o, _)| o.pipe == m.pipe).count() as i64;
+            let sizes = ctx
+                .storage
+                .history_to_trim(dev_id, m.pipe.as_str(), *keep, adding)
+                .await?;
+            trims.insert(m.pipe.as_str(), PipeTrim::new(sizes, *keep, adding));
+        }
+    }
+    let peak = peak_growth(kept.iter().map(|(m, _)| {
+        let t = trims.get_mut(m.pipe.as_str()).expect("every pipe looked up");
+        t.write(m.text.len() as i64)
+    }));
+    if peak == worst {
+        return Err(refused);
+    }
+    Ok(with_room(ctx, vec![reserve(ctx, dev_id, None, peak)?]))
+}
+
+/// The entries of one pipe a statement's writes trim, in the order they go: first the pipe's entries
+/// beyond its newest `keep - adding` (when there are any, the pipe then holds `keep - adding` more), then
+/// the statement's own once `keep` newer ones are written.
+struct PipeTrim {
+    queue: std::collections::VecDeque<i64>,
+    /// Entries in the pipe (as far as trims go: the entries never trimmed are not counted when none is).
+    held: i64,
+    keep: i64,
+}
+
+impl PipeTrim {
+    fn new(oldest: Vec<i64>, keep: i64, adding: i64) -> PipeTrim {
+        let held = if oldest.is_empty() {
+            0
+        } else {
+            oldest.len() as i64 + (keep - adding).max(0)
+        };
+        PipeTrim {
+            queue: oldest.into(),
+            held,
+            keep,
+        }
+    }
+
+    /// What one more write of `bytes` changes: its entry less those the trim then removes.
+    fn write(&mut self, bytes: i64) -> StoredUsage {
+        self.queue.push_back(bytes);
+        self.held += 1;
+        let mut change = StoredUsage {
+            history_rows: 1,
+            history_bytes: bytes,
+            ..StoredUsage::default()
+        };
+        while self.held > self.keep {
+            self.held -= 1;
+            change.history_rows -= 1;
+            change.history_bytes -= self.queue.pop_front().unwrap_or(0);
+        }
+        change
+    }
+}
+
+/// The most the changes, applied in order, ever add up to (each quota on its own; never below nothing).
+fn peak_growth(changes: impl Iterator<Item = StoredUsage>) -> StoredUsage {
+    let (mut now, mut peak) = (StoredUsage::default(), StoredUsage::default());
+    for c in changes {
+        now.history_rows += c.history_rows;
+        now.history_bytes += c.history_bytes;
+        peak.history_rows = peak.history_rows.max(now.history_rows);
+        peak.history_bytes = peak.history_bytes.max(now.history_bytes);
+    }
+    peak
 }
 
 /// Room for one private message in `user`'s queue.
@@ -119,12 +203,13 @@ fn queued(n: i64) -> StoredUsage {
 }
 
 /// Reserves room in their users' queues and the tenant's for the messages of an INSERT into
-/// users_messages that would be queued (their users are offline now), before any is sent; send its rows
+/// users_messages that would be queued (their users are offline, or not ready yet), before any is sent; send its rows
 /// with the context returned.
 pub fn queue_statement(ctx: &Ctx, dev_id: DevId, users: &[UserId]) -> Result<Ctx, CommandError> {
     let mut per_user: BTreeMap<UserId, i64> = BTreeMap::new();
     for u in users {
-        if !ctx.hub.registry().user_online(dev_id, *u) {
+        // A user who is online but still draining their queue gets live messages queued too.
+        if !ctx.hub.registry().user_ready(dev_id, *u) {
             *per_user.entry(*u).or_default() += 1;
         }
     }
@@ -190,4 +275,51 @@ pub async fn revoked_tokens(
             ..StoredUsage::default()
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn change(rows: i64, bytes: i64) -> StoredUsage {
+        StoredUsage {
+            history_rows: rows,
+            history_bytes: bytes,
+            ..StoredUsage::default()
+        }
+    }
+
+    #[test]
+    fn a_write_to_a_full_pipe_adds_no_row_and_its_bytes_less_the_trimmed() {
+        // Pipe of length 3 holding 3 entries of 10, 20, 30 bytes; two more of 15 and 50 bytes.
+        let mut t = PipeTrim::new(vec![10, 20], 3, 2);
+        assert_eq!(t.write(15), change(0, 5));
+        assert_eq!(t.write(50), change(0, 30));
+        // A pipe with room: nothing is trimmed until it is full.
+        let mut t = PipeTrim::new(vec![], 5, 2);
+        assert_eq!(t.write(7), change(1, 7));
+        assert_eq!(t.write(7), change(1, 7));
+        // More rows than the length: the statement's own first entries are trimmed by its later ones.
+        let mut t = PipeTrim::new(vec![4], 1, 3);
+        assert_eq!(t.write(1), change(0, -3));
+        assert_eq!(t.write(2), change(0, 1));
+        assert_eq!(t.write(3), change(0, 1));
+        // A pipe longer than its length (shortened, not trimmed yet): the first write trims the excess.
+        let mut t = PipeTrim::new(vec![1, 1, 1], 2, 1);
+        assert_eq!(t.write(5), change(-2, 2));
+    }
+
+    #[test]
+    fn the_peak_is_the_most_the_changes_reach_in_order() {
+        let peak = peak_growth([change(1, 100), change(-1, -100), change(1, 100)].into_iter());
+        assert_eq!(peak, change(1, 100));
+        assert_eq!(
+            peak_growth([change(0, -5), change(0, -5)].into_iter()),
+            change(0, 0)
+        );
+        assert_eq!(
+            peak_growth([change(1, -50), change(1, 80)].into_iter()),
+            change(2, 30)
+        );
+    }
 }

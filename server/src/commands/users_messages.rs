@@ -40,10 +40,11 @@ pub async fn insert(ctx: &Ctx, caller: Caller, ins: &Insert) -> Result<Outcome, 
         }
         items.push((id, event, message));
     }
-    // Pay for every row before sending any, so that a statement over the budget sends nothing.
-    ctx.spend_publishes(caller.dev_id, items.len())?;
+    // Room for every row first, then pay for every row, before sending any: a statement over the quota
+    // or the budget sends nothing, and one refused by the quota costs no budget.
     let users: Vec<UserId> = items.iter().map(|(id, _, _)| *id).collect();
     let ctx = &super::quota::queue_statement(ctx, caller.dev_id, &users)?;
+    ctx.spend_publishes(caller.dev_id, items.len())?;
     let mut last = 0;
     for (id, event, message) in items {
         deliver(ctx, caller.dev_id, id, event.as_str(), message).await?;
@@ -63,6 +64,7 @@ pub async fn send(
     event: &str,
     message: &str,
 ) -> Result<(), CommandError> {
+    let ctx = &super::quota::queue_statement(ctx, dev_id, &[user])?;
     ctx.spend_publish(dev_id)?;
     deliver(ctx, dev_id, user, event, message).await
 }

@@ -43,6 +43,15 @@ fn removed_history(rows: &[AnyRow]) -> Result<HashMap<DevId, StoredUsage>, Stora
     Ok(out)
 }
 
+/// Deletes all but the newest `$3` entries of pipe `$2` of tenant `$1`.
+fn trim_sql() -> String {
+    format!(
+        "DELETE FROM pipe_history WHERE dev_id = $1 AND pipe = $2 AND id NOT IN \
+         (SELECT id FROM pipe_history WHERE dev_id = $1 AND pipe = $2 ORDER BY id DESC LIMIT $3) \
+         RETURNING dev_id, {ENTRY_BYTES} AS bytes"
+    )
+}
+
 impl Storage {
     fn apply_removed(&self, removed: HashMap<DevId, StoredUsage>) {
         for (dev_id, d) in removed {
@@ -50,15 +59,19 @@ impl Storage {
         }
     }
 
-    /// Appends to a pipe's history and trims it to the newest `keep` entries, in one transaction.
-    pub async fn append_history(
+    /// Appends to a pipe's history and trims it to the newest `keep` entries, in one transaction. `admit`
+    /// sees what the write changes in all (the new entry less the entries trimmed, so a write to a pipe
+    /// already at its length adds no row) before the commit; an error from it rolls the write back. What it
+    /// returns (a quota reservation) is handed back after the totals count the write.
+    pub async fn append_history<R, E: From<StorageError>>(
         &self,
         dev_id: DevId,
         row: &HistoryRow,
         keep: i64,
-    ) -> Result<(), StorageError> {
+        admit: impl FnOnce(StoredUsage) -> Result<R, E>,
+    ) -> Result<R, E> {
         let dev = dev_id.0 as i64;
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.pool().begin().await.map_err(StorageError::from)?;
         sqlx::query(
             "INSERT INTO pipe_history (dev_id, pipe, uuid, event, message, user_id, sent_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -71,29 +84,69 @@ impl Storage {
         .bind(row.user_id)
         .bind(row.sent_at)
         .execute(&mut *tx)
-        .await?;
-        let trimmed = sqlx::query(&format!(
-            "DELETE FROM pipe_history WHERE dev_id = $1 AND pipe = $2 AND id NOT IN \
-             (SELECT id FROM pipe_history WHERE dev_id = $1 AND pipe = $2 ORDER BY id DESC LIMIT $3) \
-             RETURNING dev_id, {ENTRY_BYTES} AS bytes"
-        ))
-        .bind(dev)
-        .bind(&row.pipe)
-        .bind(keep)
-        .fetch_all(&mut *tx)
-        .await?;
+        .await
+        .map_err(StorageError::from)?;
+        let trimmed = sqlx::query(&trim_sql())
+            .bind(dev)
+            .bind(&row.pipe)
+            .bind(keep)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(StorageError::from)?;
         let removed = removed_history(&trimmed)?;
-        tx.commit().await?;
-        self.totals.apply(
-            dev_id,
-            StoredUsage {
-                history_rows: 1,
-                history_bytes: row.message.len() as i64,
-                ..StoredUsage::default()
-            },
-        );
-        self.apply_removed(removed);
-        Ok(())
+        let mut change = StoredUsage {
+            history_rows: 1,
+            history_bytes: row.message.len() as i64,
+            ..StoredUsage::default()
+        };
+        if let Some(r) = removed.get(&dev_id) {
+            change.history_rows += r.history_rows;
+            change.history_bytes += r.history_bytes;
+        }
+        // Dropping the transaction unadmitted rolls it back.
+        let admitted = admit(change)?;
+        tx.commit().await.map_err(StorageError::from)?;
+        self.totals.apply(dev_id, change);
+        Ok(admitted)
+    }
+
+    /// Sizes of the entries that `adding` more to the pipe would trim at its length `keep` (the oldest
+    /// first): those beyond its newest `keep - adding`.
+    pub async fn history_to_trim(
+        &self,
+        dev_id: DevId,
+        pipe: &str,
+        keep: i64,
+        adding: i64,
+    ) -> Result<Vec<i64>, StorageError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {ENTRY_BYTES} AS bytes FROM pipe_history WHERE dev_id = $1 AND pipe = $2 AND id NOT IN \
+             (SELECT id FROM pipe_history WHERE dev_id = $1 AND pipe = $2 ORDER BY id DESC LIMIT $3) \
+             ORDER BY id"
+        ))
+        .bind(dev_id.0 as i64)
+        .bind(pipe)
+        .bind((keep - adding).max(0))
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(|r| get(r, "bytes")).collect()
+    }
+
+    /// Trims the pipe's history to its newest `keep` entries now (its length was shortened).
+    pub async fn trim_history(
+        &self,
+        dev_id: DevId,
+        pipe: &str,
+        keep: i64,
+    ) -> Result<u64, StorageError> {
+        let rows = sqlx::query(&trim_sql())
+            .bind(dev_id.0 as i64)
+            .bind(pipe)
+            .bind(keep)
+            .fetch_all(self.pool())
+            .await?;
+        self.apply_removed(removed_history(&rows)?);
+        Ok(rows.len() as u64)
     }
 
     /// The pipe's history, oldest first, at most `limit` newest entries.
