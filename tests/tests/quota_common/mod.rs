@@ -9,6 +9,7 @@ use halley_tests::ws::WsClient;
 use halley_tests::TestServer;
 use serde_json::Value;
 
+pub mod net;
 pub mod operator;
 
 pub fn insert(pipe: &str, message: &str) -> String {
