@@ -84,7 +84,8 @@ pub async fn publish(
     m: Message,
     except: Option<ConnId>,
 ) -> Result<usize, CommandError> {
-    let ctx = &super::quota::history_statement(ctx, caller.dev_id, std::slice::from_ref(&m)).await?;
+    let ctx =
+        &super::quota::history_statement(ctx, caller.dev_id, std::slice::from_ref(&m)).await?;
     ctx.spend_publish(caller.dev_id)?;
     deliver(ctx, caller, m, except).await
 }

@@ -127,7 +127,9 @@ pub async fn history_statement(
         }
     }
     let peak = peak_growth(kept.iter().map(|(m, _)| {
-        let t = trims.get_mut(m.pipe.as_str()).expect("every pipe looked up");
+        let t = trims
+            .get_mut(m.pipe.as_str())
+            .expect("every pipe looked up");
         t.write(m.text.len() as i64)
     }));
     if peak == worst {

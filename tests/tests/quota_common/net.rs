@@ -103,9 +103,8 @@ async fn a_full_ring_pipe_keeps_working_at_the_quota(backend: Backend) {
         .unwrap();
     assert_eq!(next_json(&mut watcher).await["data"], "from a browser");
     // ... and the dashboard's test message; the dashboard still refuses a message to a growing pipe.
-    let test_message = |pipe: &str, message: &str| {
-        Some(json!({"pipe": pipe, "event": "ev", "message": message}))
-    };
+    let test_message =
+        |pipe: &str, message: &str| Some(json!({"pipe": pipe, "event": "ev", "message": message}));
     let r = owner
         .call(
             "POST",
@@ -162,8 +161,7 @@ async fn a_full_ring_pipe_keeps_working_at_the_quota(backend: Backend) {
 
 /// A shorter pipes_settings length trims the pipe at once: its room is free before the next publish.
 async fn a_shorter_length_trims_at_once(backend: Backend) {
-    let server =
-        TestServer::start_with(backend, |c| c.limits.history_rows_per_tenant = 5).await;
+    let server = TestServer::start_with(backend, |c| c.limits.history_rows_per_tenant = 5).await;
     let a = server.tenant("a@example.com").await;
     let mut q = RawMysql::login(&server, &a).await;
     q.query("INSERT INTO pipes_settings (name, length) VALUES ('long', 10), ('other', 10)")
@@ -179,7 +177,9 @@ async fn a_shorter_length_trims_at_once(backend: Backend) {
     assert_eq!(messages_of(&mut q, "long").await, ["m3", "m4"]);
     assert_eq!(counted_in_tables(&server, a.dev_id).await.history_rows, 2);
     for i in 0..3 {
-        q.query(&insert("other", &format!("o{i}"))).await.assert_ok();
+        q.query(&insert("other", &format!("o{i}")))
+            .await
+            .assert_ok();
     }
     assert_quota(&q.query(&insert("other", "x")).await, ROWS);
     assert_eq!(
@@ -212,7 +212,9 @@ async fn a_refused_statement_spends_no_budget(backend: Backend) {
     assert_eq!(before.0, 2);
 
     // Eight publishes of the budget are left. Every door is refused by a quota, eleven messages in all.
-    let five: Vec<String> = (0..5).map(|i| format!("('web_hist', 'ev', 'h{i}')")).collect();
+    let five: Vec<String> = (0..5)
+        .map(|i| format!("('web_hist', 'ev', 'h{i}')"))
+        .collect();
     assert_quota(
         &q.query(&format!(
             "INSERT INTO pipes_messages (name, event, message) VALUES {}",
@@ -291,8 +293,7 @@ fn draining_connection(server: &TestServer, dev_id: u64, user: u64) -> halley::h
 }
 
 async fn a_draining_users_messages_take_statement_room(backend: Backend) {
-    let server =
-        TestServer::start_with(backend, |c| c.limits.queued_messages_per_user = 2).await;
+    let server = TestServer::start_with(backend, |c| c.limits.queued_messages_per_user = 2).await;
     let a = server.tenant("a@example.com").await;
     let mut q = RawMysql::login(&server, &a).await;
     let _rx = draining_connection(&server, a.dev_id, 7);
@@ -307,9 +308,11 @@ async fn a_draining_users_messages_take_statement_room(backend: Backend) {
         "Quota exceeded: queued messages per user (limit 2)",
     );
     assert_eq!(queued(&mut q, 7).await, 0, "no row of the statement queued");
-    q.query("INSERT INTO users_messages (id, event, message) VALUES (7, 'ev', 'a'), (7, 'ev', 'b')")
-        .await
-        .assert_ok();
+    q.query(
+        "INSERT INTO users_messages (id, event, message) VALUES (7, 'ev', 'a'), (7, 'ev', 'b')",
+    )
+    .await
+    .assert_ok();
     assert_eq!(queued(&mut q, 7).await, 2);
     registry.unlink_user(DevId(a.dev_id), UserId(7), ConnId(u64::MAX - 1), || ());
     server.stop().await;
