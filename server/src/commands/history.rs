@@ -247,5 +247,5 @@ pub async fn kept(ctx: &Ctx, dev_id: DevId, pipe: &PipeName) -> Result<i64, Comm
     if is_trust(pipe.as_str()) {
         return Ok(TRUST_KEEP);
     }
-    Ok(ctx.history.get(ctx, dev_id, pipe).await?)
+    ctx.history.get(ctx, dev_id, pipe).await
 }

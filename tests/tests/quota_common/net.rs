@@ -31,7 +31,7 @@ async fn messages_of(q: &mut RawMysql, pipe: &str) -> Vec<String> {
     ))
     .await
     .rows()
-    .into_iter()
+    .iter()
     .map(|r| r[0].clone())
     .collect()
 }
