@@ -370,3 +370,112 @@ pub async fn keeps_history(
 ) -> Result<bool, CommandError> {
     Ok(is_trust(pipe.as_str()) || ctx.history.get(ctx, dev_id, pipe).await? > 0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(i: usize) -> HistoryRow {
+        HistoryRow {
+            pipe: "web_t".into(),
+            uuid: format!("u{i}"),
+            event: "e".into(),
+            message: format!("m{i}"),
+            user_id: 0,
+            sent_at: 0,
+        }
+    }
+
+    /// A cache holding `n` entries of `web_t`, as a read of the database would have left it.
+    fn cached(n: usize) -> (HistoryCache, Key) {
+        let cache = HistoryCache::default();
+        let key = (DevId(1), PipeName::parse("web_t").unwrap());
+        let rows: Arc<[HistoryRow]> = (0..n).map(row).collect();
+        let entry = Entry {
+            token: cache.token(),
+            rows,
+            writers: 0,
+        };
+        lock(&cache.map).insert(key.clone(), Slot::Ready(entry), 1);
+        (cache, key)
+    }
+
+    fn messages(cache: &HistoryCache, key: &Key) -> Option<Vec<String>> {
+        match lock(&cache.map).peek(key) {
+            Some(Slot::Ready(e)) => Some(e.rows.iter().map(|r| r.message.clone()).collect()),
+            _ => None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_lone_write_appends_and_trims_to_the_length() {
+        let (cache, key) = cached(3);
+        cache
+            .write(key.0, &key.1, &row(3), 3, async { Ok(()) })
+            .await
+            .unwrap();
+        assert_eq!(
+            messages(&cache, &key),
+            Some(vec!["m1".into(), "m2".into(), "m3".into()])
+        );
+        // Never more than a read returns.
+        let (cache, key) = cached(READ_LIMIT as usize);
+        cache
+            .write(key.0, &key.1, &row(500), 1000, async { Ok(()) })
+            .await
+            .unwrap();
+        let got = messages(&cache, &key).unwrap();
+        assert_eq!(got.len(), READ_LIMIT as usize);
+        assert_eq!((got[0].as_str(), got[98].as_str()), ("m1", "m500"));
+    }
+
+    #[tokio::test]
+    async fn a_failed_write_evicts() {
+        let (cache, key) = cached(2);
+        let failed = cache
+            .write(key.0, &key.1, &row(2), 3, async {
+                Err(StorageError::Conflict("x"))
+            })
+            .await;
+        assert!(failed.is_err());
+        assert_eq!(messages(&cache, &key), None);
+    }
+
+    #[tokio::test]
+    async fn concurrent_writes_evict() {
+        let (cache, key) = cached(2);
+        let (go, wait) = tokio::sync::oneshot::channel::<()>();
+        let two = row(2);
+        let slow = cache.write(key.0, &key.1, &two, 5, async {
+            wait.await.ok();
+            Ok(())
+        });
+        let fast = async {
+            // The slow write has begun (it is parked on `wait`) when this one runs, and this one ends first:
+            // which of the two rows the database holds last is not known, so neither may be appended.
+            tokio::task::yield_now().await;
+            let three = row(3);
+            cache
+                .write(key.0, &key.1, &three, 5, async { Ok(()) })
+                .await
+                .unwrap();
+            let after = messages(&cache, &key);
+            go.send(()).unwrap();
+            after
+        };
+        let (slow, after_fast) = tokio::join!(slow, fast);
+        slow.unwrap();
+        assert_eq!(after_fast, None);
+        assert_eq!(messages(&cache, &key), None);
+    }
+
+    #[tokio::test]
+    async fn a_write_given_up_half_way_evicts() {
+        let (cache, key) = cached(2);
+        let two = row(2);
+        let pending = cache.write(key.0, &key.1, &two, 5, std::future::pending());
+        // Polled once (the write has begun), then dropped.
+        let _ = tokio::time::timeout(std::time::Duration::from_millis(1), pending).await;
+        assert_eq!(messages(&cache, &key), None);
+    }
+}
