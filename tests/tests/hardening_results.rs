@@ -6,7 +6,9 @@
 //! - item 13: a multi-row INSERT over the publish budget delivers nothing (and gets ERROR 429);
 //! - item 9: the history-length cache stays within `[cache] history_lengths_entries`;
 //! - item 12: history reads (`SELECT ... FROM pipes_messages` and the browser's `pipe_log`) are served
-//!   from a cache bounded by `[cache] history_bytes`, and stay right after writes, trims and deletes.
+//!   from a cache bounded by `[cache] history_bytes`, and stay right after writes, trims and deletes;
+//!   concurrent misses of one pipe read the database once and a publish updates the cached entries;
+//! - the small tables (users_data, revoked_tokens, ...) stop at the caps while they read.
 
 mod limits_common;
 
@@ -14,6 +16,8 @@ mod limits_common;
 mod history;
 #[path = "hardening_results/memory.rs"]
 mod memory;
+#[path = "hardening_results/small_tables.rs"]
+mod small_tables;
 
 use std::net::SocketAddr;
 

@@ -78,12 +78,25 @@ impl HistoryLengths {
     }
 }
 
+/// A read of a pipe's history from the database, shared by every reader that misses while it runs.
+/// `OnceCell` makes it cancel-safe: if the reader running it goes away, a waiting one takes it over.
+type Load = Arc<tokio::sync::OnceCell<Arc<[HistoryRow]>>>;
+
 /// A cached pipe: its newest entries, or a read of the database in progress.
 enum Slot {
     /// A read started with this token; a write to the pipe meanwhile removes the slot, so that the read's
-    /// (possibly older) rows are not cached.
-    Loading(u64),
-    Ready(Arc<[HistoryRow]>),
+    /// (possibly older) rows are not cached. Readers that miss meanwhile wait for this read.
+    Loading(u64, Load),
+    Ready(Entry),
+}
+
+struct Entry {
+    rows: Arc<[HistoryRow]>,
+    /// Which entry this is: a write updates the entry it saw at its start, not one loaded since.
+    token: u64,
+    /// Writes of this node to the pipe under way: the entry takes a write's row only when that write was
+    /// the only one, so the rows keep the database's order.
+    writers: u32,
 }
 
 /// The newest entries (at most [`READ_LIMIT`]) of recently read pipes, per tenant, bounded in pipes and
@@ -91,7 +104,9 @@ enum Slot {
 pub struct HistoryCache {
     map: Mutex<Lru<Key, Slot>>,
     next_token: AtomicU64,
+    /// Reads served without reading the database (cached, or joined to a read under way).
     pub hits: AtomicU64,
+    /// Reads of the database.
     pub misses: AtomicU64,
 }
 
@@ -113,6 +128,21 @@ fn weight(pipe: &PipeName, rows: &[HistoryRow]) -> usize {
             .sum::<usize>()
 }
 
+/// A write in progress: if it is dropped before [`HistoryCache::write`] finishes (the caller went away),
+/// whether the row reached the database is not known, so the pipe's entry goes.
+struct WriteGuard<'a> {
+    cache: &'a HistoryCache,
+    key: Option<Key>,
+}
+
+impl Drop for WriteGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(key) = self.key.take() {
+            lock(&self.cache.map).remove(&key);
+        }
+    }
+}
+
 impl HistoryCache {
     pub fn new(config: &CacheConfig) -> Self {
         HistoryCache {
@@ -121,6 +151,10 @@ impl HistoryCache {
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
         }
+    }
+
+    fn token(&self) -> u64 {
+        self.next_token.fetch_add(1, Ordering::Relaxed)
     }
 
     /// Pipes cached (or being read) now.
@@ -148,7 +182,71 @@ impl HistoryCache {
         lock(&self.map).retain(|(_, p)| !is_trust(p.as_str()));
     }
 
-    /// The pipe's newest entries, oldest first, as `Storage::history(.., READ_LIMIT)` returns them.
+    /// Runs `append`, the database write of `row` to the pipe trimmed to `keep` entries, and brings the
+    /// cached entry up to date: the row is appended and the oldest dropped past `keep` when the entry was
+    /// there before the write and no other write ran beside it (the database then holds exactly that);
+    /// otherwise, or when the write failed (it may still have reached the database), the entry goes.
+    pub async fn write<T, E>(
+        &self,
+        dev_id: DevId,
+        pipe: &PipeName,
+        row: &HistoryRow,
+        keep: i64,
+        append: impl std::future::Future<Output = Result<T, E>>,
+    ) -> Result<T, E> {
+        let key = (dev_id, pipe.clone());
+        let seen = {
+            let mut map = lock(&self.map);
+            match map.peek_mut(&key) {
+                Some(Slot::Ready(e)) => {
+                    e.writers += 1;
+                    Some(e.token)
+                }
+                // A read under way may miss the row: it must not be cached.
+                Some(Slot::Loading(..)) => {
+                    map.remove(&key);
+                    None
+                }
+                None => None,
+            }
+        };
+        let mut guard = WriteGuard {
+            cache: self,
+            key: Some(key),
+        };
+        let written = append.await;
+        let key = guard.key.take().expect("set above");
+        let mut map = lock(&self.map);
+        let rows = match (map.peek_mut(&key), seen, &written) {
+            (Some(Slot::Ready(e)), Some(token), Ok(_)) if e.token == token && e.writers == 1 => {
+                let keep = usize::try_from(keep.min(READ_LIMIT)).unwrap_or(0);
+                let mut rows = Vec::with_capacity(keep);
+                let skip = (e.rows.len() + 1).saturating_sub(keep);
+                rows.extend(e.rows.iter().chain([row]).skip(skip).cloned());
+                Some(rows)
+            }
+            (None, _, _) => None,
+            _ => {
+                map.remove(&key);
+                None
+            }
+        };
+        if let Some(rows) = rows {
+            let rows: Arc<[HistoryRow]> = rows.into();
+            let w = weight(pipe, &rows);
+            let token = self.token();
+            let entry = Entry {
+                rows,
+                token,
+                writers: 0,
+            };
+            map.insert(key, Slot::Ready(entry), w);
+        }
+        written
+    }
+
+    /// The pipe's newest entries, oldest first, as `Storage::history(.., READ_LIMIT)` returns them. Readers
+    /// that miss while the database is being read for the pipe wait for that one read.
     pub async fn read(
         &self,
         ctx: &Ctx,
@@ -156,31 +254,54 @@ impl HistoryCache {
         pipe: &PipeName,
     ) -> Result<Arc<[HistoryRow]>, StorageError> {
         let key = (dev_id, pipe.clone());
-        let token = {
+        let (token, load) = {
             let mut map = lock(&self.map);
             match map.get(&key) {
-                Some(Slot::Ready(rows)) => {
+                Some(Slot::Ready(e)) => {
                     self.hits.fetch_add(1, Ordering::Relaxed);
-                    return Ok(rows.clone());
+                    return Ok(e.rows.clone());
                 }
-                // Another read is under way (or was cancelled): this one takes over the slot, so that a
-                // read that never finishes cannot keep the pipe out of the cache.
-                Some(Slot::Loading(_)) | None => {
-                    let token = self.next_token.fetch_add(1, Ordering::Relaxed);
-                    map.insert(key.clone(), Slot::Loading(token), weight(pipe, &[]));
-                    token
+                Some(Slot::Loading(token, load)) => (*token, load.clone()),
+                None => {
+                    let token = self.token();
+                    let load = Load::default();
+                    map.insert(
+                        key.clone(),
+                        Slot::Loading(token, load.clone()),
+                        weight(pipe, &[]),
+                    );
+                    (token, load)
                 }
             }
         };
-        self.misses.fetch_add(1, Ordering::Relaxed);
-        let rows: Arc<[HistoryRow]> = ctx
-            .storage
-            .history(dev_id, pipe.as_str(), READ_LIMIT)
+        let mut read = false;
+        let rows = load
+            .get_or_try_init(|| {
+                read = true;
+                self.misses.fetch_add(1, Ordering::Relaxed);
+                async {
+                    let rows = ctx
+                        .storage
+                        .history(dev_id, pipe.as_str(), READ_LIMIT)
+                        .await?;
+                    Ok::<_, StorageError>(Arc::<[HistoryRow]>::from(rows))
+                }
+            })
             .await?
-            .into();
+            .clone();
+        if !read {
+            self.hits.fetch_add(1, Ordering::Relaxed);
+        }
+        // Whoever sees the read done caches it (its own reader may have gone away since).
         let mut map = lock(&self.map);
-        if matches!(map.peek(&key), Some(Slot::Loading(t)) if *t == token) {
-            map.insert(key, Slot::Ready(rows.clone()), weight(pipe, &rows));
+        if matches!(map.peek(&key), Some(Slot::Loading(t, _)) if *t == token) {
+            let w = weight(pipe, &rows);
+            let entry = Entry {
+                rows: rows.clone(),
+                token,
+                writers: 0,
+            };
+            map.insert(key, Slot::Ready(entry), w);
         }
         Ok(rows)
     }
@@ -229,16 +350,14 @@ pub async fn record(
         user_id: sender.map_or(0, |u| u.0 as i64),
         sent_at: unix_now(),
     };
-    // The quota is checked on what the write changes after its trim, inside its transaction.
-    let written = ctx
-        .storage
-        .append_history(dev_id, &row, keep, |change| {
-            super::quota::history_change(ctx, dev_id, change)
-        })
-        .await;
-    // Even a failed write may have reached the database.
-    ctx.history_cache.invalidate(dev_id, pipe);
-    written?;
+    // The quota is checked on what the write changes after its trim, inside its transaction; the cache
+    // follows the write.
+    let append = ctx.storage.append_history(dev_id, &row, keep, |change| {
+        super::quota::history_change(ctx, dev_id, change)
+    });
+    ctx.history_cache
+        .write(dev_id, pipe, &row, keep, append)
+        .await?;
     Ok(())
 }
 
@@ -248,4 +367,113 @@ pub async fn kept(ctx: &Ctx, dev_id: DevId, pipe: &PipeName) -> Result<i64, Comm
         return Ok(TRUST_KEEP);
     }
     ctx.history.get(ctx, dev_id, pipe).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(i: usize) -> HistoryRow {
+        HistoryRow {
+            pipe: "web_t".into(),
+            uuid: format!("u{i}"),
+            event: "e".into(),
+            message: format!("m{i}"),
+            user_id: 0,
+            sent_at: 0,
+        }
+    }
+
+    /// A cache holding `n` entries of `web_t`, as a read of the database would have left it.
+    fn cached(n: usize) -> (HistoryCache, Key) {
+        let cache = HistoryCache::default();
+        let key = (DevId(1), PipeName::parse("web_t").unwrap());
+        let rows: Arc<[HistoryRow]> = (0..n).map(row).collect();
+        let entry = Entry {
+            token: cache.token(),
+            rows,
+            writers: 0,
+        };
+        lock(&cache.map).insert(key.clone(), Slot::Ready(entry), 1);
+        (cache, key)
+    }
+
+    fn messages(cache: &HistoryCache, key: &Key) -> Option<Vec<String>> {
+        match lock(&cache.map).peek(key) {
+            Some(Slot::Ready(e)) => Some(e.rows.iter().map(|r| r.message.clone()).collect()),
+            _ => None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_lone_write_appends_and_trims_to_the_length() {
+        let (cache, key) = cached(3);
+        cache
+            .write(key.0, &key.1, &row(3), 3, async { Ok(()) })
+            .await
+            .unwrap();
+        assert_eq!(
+            messages(&cache, &key),
+            Some(vec!["m1".into(), "m2".into(), "m3".into()])
+        );
+        // Never more than a read returns.
+        let (cache, key) = cached(READ_LIMIT as usize);
+        cache
+            .write(key.0, &key.1, &row(500), 1000, async { Ok(()) })
+            .await
+            .unwrap();
+        let got = messages(&cache, &key).unwrap();
+        assert_eq!(got.len(), READ_LIMIT as usize);
+        assert_eq!((got[0].as_str(), got[98].as_str()), ("m1", "m500"));
+    }
+
+    #[tokio::test]
+    async fn a_failed_write_evicts() {
+        let (cache, key) = cached(2);
+        let failed = cache
+            .write(key.0, &key.1, &row(2), 3, async {
+                Err(StorageError::Conflict("x"))
+            })
+            .await;
+        assert!(failed.is_err());
+        assert_eq!(messages(&cache, &key), None);
+    }
+
+    #[tokio::test]
+    async fn concurrent_writes_evict() {
+        let (cache, key) = cached(2);
+        let (go, wait) = tokio::sync::oneshot::channel::<()>();
+        let two = row(2);
+        let slow = cache.write(key.0, &key.1, &two, 5, async {
+            wait.await.ok();
+            Ok(())
+        });
+        let fast = async {
+            // The slow write has begun (it is parked on `wait`) when this one runs, and this one ends first:
+            // which of the two rows the database holds last is not known, so neither may be appended.
+            tokio::task::yield_now().await;
+            let three = row(3);
+            cache
+                .write(key.0, &key.1, &three, 5, async { Ok(()) })
+                .await
+                .unwrap();
+            let after = messages(&cache, &key);
+            go.send(()).unwrap();
+            after
+        };
+        let (slow, after_fast) = tokio::join!(slow, fast);
+        slow.unwrap();
+        assert_eq!(after_fast, None);
+        assert_eq!(messages(&cache, &key), None);
+    }
+
+    #[tokio::test]
+    async fn a_write_given_up_half_way_evicts() {
+        let (cache, key) = cached(2);
+        let two = row(2);
+        let pending = cache.write(key.0, &key.1, &two, 5, std::future::pending());
+        // Polled once (the write has begun), then dropped.
+        let _ = tokio::time::timeout(std::time::Duration::from_millis(1), pending).await;
+        assert_eq!(messages(&cache, &key), None);
+    }
 }

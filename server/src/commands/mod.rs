@@ -182,7 +182,7 @@ pub async fn execute(ctx: &Ctx, caller: Caller, stmt: Statement) -> Result<Outco
             "revoked_tokens" => revoked_tokens::insert(ctx, caller, &ins).await,
             other => Err(not_writable(other)),
         },
-        S::Select(sel) => within_result_caps(ctx, select(ctx, caller, &sel).await),
+        S::Select(sel) => select(ctx, caller, &sel).await,
         S::Delete(del) => match del.table.as_str() {
             "pipes_messages" => pipes_messages::delete(ctx, caller, &del).await,
             "pipes_settings" => pipes_settings::delete(ctx, caller, &del).await,
@@ -195,6 +195,8 @@ pub async fn execute(ctx: &Ctx, caller: Caller, stmt: Statement) -> Result<Outco
     }
 }
 
+/// Every table collects its rows through `table::Collector`, which refuses a result past `[cometql]
+/// max_result_rows` or `max_result_bytes` at the row that crosses it, before the rest is read.
 async fn select(
     ctx: &Ctx,
     caller: Caller,
@@ -212,21 +214,6 @@ async fn select(
         "revoked_tokens" => revoked_tokens::select(ctx, caller, sel).await,
         other => Err(unknown_table(other)),
     }
-}
-
-/// A result past `[cometql] max_result_rows` or `max_result_bytes` is refused as a whole. The big tables
-/// check while they read (`table::Collector`); this catches every other result.
-fn within_result_caps(
-    ctx: &Ctx,
-    outcome: Result<Outcome, CommandError>,
-) -> Result<Outcome, CommandError> {
-    if let Ok(Outcome::Rows { rows, .. }) = &outcome {
-        let mut caps = table::Collector::new(ctx, None);
-        for row in rows {
-            caps.charge(row)?;
-        }
-    }
-    outcome
 }
 
 /// Every CometQL table, for SHOW COLUMNS / DESCRIBE.

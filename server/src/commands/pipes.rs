@@ -1,6 +1,6 @@
 //! `pipes` (read-only): how many live connections are subscribed to each named pipe.
 
-use super::table::{apply_limit, project, where_pipes, Table, Verb};
+use super::table::{where_pipes, Collector, Table, Verb};
 use super::{Caller, CommandError, Ctx, ErrorCode, Outcome};
 use crate::cometql::Select;
 
@@ -18,16 +18,13 @@ pub fn select(ctx: &Ctx, caller: Caller, sel: &Select) -> Result<Outcome, Comman
     let proj = TABLE.projection(&sel.columns)?;
     let names = TABLE.key_values(&sel.filter, "name", Verb::Select)?;
     // One row per valid requested name, even with no subscriber; invalid names are skipped (reference).
-    let rows = where_pipes(names)
-        .into_iter()
-        .map(|p| {
-            let users = ctx.hub.registry().subscribers(caller.dev_id, &p);
-            vec![p.as_str().to_string(), users.to_string()]
-        })
-        .collect();
-    Ok(project(
-        &TABLE,
-        &proj,
-        apply_limit(rows, sel.limit.as_ref()),
-    ))
+    let mut rows = Collector::new(ctx, sel.limit.as_ref()).projected(&proj);
+    for p in where_pipes(names) {
+        if rows.done() {
+            break;
+        }
+        let users = ctx.hub.registry().subscribers(caller.dev_id, &p);
+        rows.offer(vec![p.as_str().to_string(), users.to_string()])?;
+    }
+    Ok(rows.finish(&TABLE, &proj))
 }

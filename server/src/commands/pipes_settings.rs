@@ -1,6 +1,6 @@
 //! `pipes_settings`: how many messages a pipe keeps in its history.
 
-use super::table::{apply_limit, project, required, where_pipes, Table, Verb};
+use super::table::{required, where_pipes, Collector, Table, Verb};
 use super::{Caller, CommandError, Ctx, ErrorCode, Outcome};
 use crate::cometql::{Delete, Insert, Select};
 use crate::ids::PipeName;
@@ -52,21 +52,20 @@ pub async fn insert(ctx: &Ctx, caller: Caller, ins: &Insert) -> Result<Outcome, 
 pub async fn select(ctx: &Ctx, caller: Caller, sel: &Select) -> Result<Outcome, CommandError> {
     let proj = TABLE.projection(&sel.columns)?;
     let names = TABLE.key_values(&sel.filter, "name", Verb::Select)?;
-    let mut rows = Vec::new();
+    let mut rows = Collector::new(ctx, sel.limit.as_ref()).projected(&proj);
     for pipe in where_pipes(names) {
+        if rows.done() {
+            break;
+        }
         if let Some(length) = ctx
             .storage
             .pipe_length(caller.dev_id, pipe.as_str())
             .await?
         {
-            rows.push(vec![pipe.as_str().to_string(), length.to_string()]);
+            rows.offer(vec![pipe.as_str().to_string(), length.to_string()])?;
         }
     }
-    Ok(project(
-        &TABLE,
-        &proj,
-        apply_limit(rows, sel.limit.as_ref()),
-    ))
+    Ok(rows.finish(&TABLE, &proj))
 }
 
 /// Removes the settings and clears the pipe's history (reference).

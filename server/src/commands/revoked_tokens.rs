@@ -1,7 +1,7 @@
 //! `revoked_tokens`: JWTs that must no longer log anyone in. Revoking a valid token also removes its user's
 //! hash and closes that user's connections (reference).
 
-use super::table::{apply_limit, project, required, Table, Verb};
+use super::table::{required, Collector, Table, Verb};
 use super::{Caller, CommandError, Ctx, ErrorCode, Outcome};
 use crate::cometql::{Delete, Insert, Select};
 use crate::storage::UserTable;
@@ -49,22 +49,37 @@ pub async fn insert(ctx: &Ctx, caller: Caller, ins: &Insert) -> Result<Outcome, 
 /// Without WHERE: every revoked token of the tenant (reference 4.07).
 pub async fn select(ctx: &Ctx, caller: Caller, sel: &Select) -> Result<Outcome, CommandError> {
     let proj = TABLE.projection(&sel.columns)?;
-    let all = ctx.storage.revoked_tokens(caller.dev_id).await?;
-    let rows: Vec<Vec<String>> = if sel.filter.conditions.is_empty() {
-        all.into_iter().map(|t| vec![t]).collect()
+    let mut rows = Collector::new(ctx, sel.limit.as_ref()).projected(&proj);
+    if sel.filter.conditions.is_empty() {
+        // Read as the database returns them and stopped at LIMIT or at the caps.
+        let mut refused = None;
+        ctx.storage
+            .revoked_tokens(caller.dev_id, |t| {
+                if let Err(e) = rows.offer(vec![t]) {
+                    refused = Some(e);
+                }
+                refused.is_none() && !rows.done()
+            })
+            .await?;
+        if let Some(e) = refused {
+            return Err(e);
+        }
     } else {
         let wanted = TABLE.key_values(&sel.filter, "token", Verb::Select)?;
-        let wanted: Vec<&str> = wanted.iter().filter_map(|v| v.as_text()).collect();
-        all.into_iter()
-            .filter(|t| wanted.contains(&t.as_str()))
-            .map(|t| vec![t])
-            .collect()
-    };
-    Ok(project(
-        &TABLE,
-        &proj,
-        apply_limit(rows, sel.limit.as_ref()),
-    ))
+        let mut seen = std::collections::HashSet::new();
+        let wanted: Vec<&str> = wanted
+            .iter()
+            .filter_map(|v| v.as_text())
+            .filter(|t| seen.insert(*t))
+            .collect();
+        for t in ctx.storage.revoked_among(caller.dev_id, &wanted).await? {
+            if rows.done() {
+                break;
+            }
+            rows.offer(vec![t])?;
+        }
+    }
+    Ok(rows.finish(&TABLE, &proj))
 }
 
 pub async fn delete(ctx: &Ctx, caller: Caller, del: &Delete) -> Result<Outcome, CommandError> {

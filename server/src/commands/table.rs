@@ -277,14 +277,3 @@ pub fn apply_limit<T>(rows: Vec<T>, limit: Option<&Limit>) -> Vec<T> {
             .collect(),
     }
 }
-
-/// Builds the result of a SELECT: the projection of each full row.
-pub fn project(table: &Table, proj: &[usize], rows: Vec<Vec<String>>) -> super::Outcome {
-    super::Outcome::Rows {
-        columns: proj.iter().map(|&i| table.columns[i].to_string()).collect(),
-        rows: rows
-            .into_iter()
-            .map(|mut r| proj.iter().map(|&i| std::mem::take(&mut r[i])).collect())
-            .collect(),
-    }
-}

@@ -1,6 +1,6 @@
 //! Values of the per-user tables that are keyed by `id` (a tenant's user id).
 
-use super::table::{apply_limit, project, Table, Verb};
+use super::table::{Collector, Table, Verb};
 use super::{Caller, CommandError, Ctx, ErrorCode, Outcome};
 use crate::cometql::{Delete, Select, Value};
 use crate::ids::UserId;
@@ -58,13 +58,17 @@ pub async fn select_values(
     sel: &Select,
 ) -> Result<Outcome, CommandError> {
     let proj = table.projection(&sel.columns)?;
-    let mut rows = Vec::new();
+    // Charged row by row: values have no size quota, so 4,000 ids could otherwise build hundreds of MB.
+    let mut rows = Collector::new(ctx, sel.limit.as_ref()).projected(&proj);
     for id in where_ids(table.key_values(&sel.filter, "id", Verb::Select)?) {
+        if rows.done() {
+            break;
+        }
         if let Some(value) = ctx.storage.user_value(store, caller.dev_id, id).await? {
-            rows.push(vec![id.0.to_string(), value]);
+            rows.offer(vec![id.0.to_string(), value])?;
         }
     }
-    Ok(project(table, &proj, apply_limit(rows, sel.limit.as_ref())))
+    Ok(rows.finish(table, &proj))
 }
 
 /// DELETE over a per-user value table; returns the users whose value was asked to go.

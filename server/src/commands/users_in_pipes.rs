@@ -1,6 +1,6 @@
 //! `users_in_pipes` (read-only): one row per live connection subscribed to each named pipe.
 
-use super::table::{apply_limit, project, where_pipes, Table, Verb};
+use super::table::{where_pipes, Collector, Table, Verb};
 use super::{Caller, CommandError, Ctx, ErrorCode, Outcome};
 use crate::cometql::Select;
 
@@ -24,14 +24,20 @@ pub fn read_only() -> CommandError {
 
 pub fn select(ctx: &Ctx, caller: Caller, sel: &Select) -> Result<Outcome, CommandError> {
     let proj = TABLE.projection(&sel.columns)?;
-    let mut rows = Vec::new();
+    let mut rows = Collector::new(ctx, sel.limit.as_ref()).projected(&proj);
     let names = TABLE.key_values(&sel.filter, "name", Verb::Select)?;
     for pipe in where_pipes(names) {
+        if rows.done() {
+            break;
+        }
         let mut members = ctx.hub.registry().members(caller.dev_id, &pipe);
         members.sort_by_key(|m| m.conn());
         for m in members {
+            if rows.done() {
+                break;
+            }
             let i = m.info();
-            rows.push(vec![
+            rows.offer(vec![
                 pipe.as_str().to_string(),
                 i.user_id.0.to_string(),
                 i.uuid.clone(),
@@ -39,12 +45,8 @@ pub fn select(ctx: &Ctx, caller: Caller, sel: &Select) -> Result<Outcome, Comman
                 i.ip.clone(),
                 i.origin.clone(),
                 i.language.clone(),
-            ]);
+            ])?;
         }
     }
-    Ok(project(
-        &TABLE,
-        &proj,
-        apply_limit(rows, sel.limit.as_ref()),
-    ))
+    Ok(rows.finish(&TABLE, &proj))
 }

@@ -1,7 +1,7 @@
 //! `users_time` (read-only): 0 while the user is online, the time of their last disconnect after, -1 when
 //! never seen. Durable across restarts.
 
-use super::table::{apply_limit, project, Table, Verb};
+use super::table::{Collector, Table, Verb};
 use super::users::where_ids;
 use super::{Caller, CommandError, Ctx, ErrorCode, Outcome};
 use crate::cometql::Select;
@@ -27,14 +27,13 @@ pub async fn last_online(ctx: &Ctx, dev_id: DevId, user: UserId) -> Result<i64, 
 
 pub async fn select(ctx: &Ctx, caller: Caller, sel: &Select) -> Result<Outcome, CommandError> {
     let proj = TABLE.projection(&sel.columns)?;
-    let mut rows = Vec::new();
+    let mut rows = Collector::new(ctx, sel.limit.as_ref()).projected(&proj);
     for id in where_ids(TABLE.key_values(&sel.filter, "id", Verb::Select)?) {
+        if rows.done() {
+            break;
+        }
         let t = last_online(ctx, caller.dev_id, id).await?;
-        rows.push(vec![id.0.to_string(), t.to_string()]);
+        rows.offer(vec![id.0.to_string(), t.to_string()])?;
     }
-    Ok(project(
-        &TABLE,
-        &proj,
-        apply_limit(rows, sel.limit.as_ref()),
-    ))
+    Ok(rows.finish(&TABLE, &proj))
 }

@@ -509,15 +509,50 @@ impl Storage {
         Ok(n)
     }
 
-    /// All revoked tokens of the tenant, oldest first.
-    pub async fn revoked_tokens(&self, dev_id: DevId) -> Result<Vec<String>, StorageError> {
-        let rows = sqlx::query(
+    /// The revoked tokens of the tenant, oldest first, handed to `each` one at a time as the database returns
+    /// them, until `each` says stop (`false`): a tenant may hold 100,000 tokens of up to 4 KiB.
+    pub async fn revoked_tokens(
+        &self,
+        dev_id: DevId,
+        mut each: impl FnMut(String) -> bool,
+    ) -> Result<(), StorageError> {
+        use futures_util::TryStreamExt;
+        let mut rows = sqlx::query(
             "SELECT token FROM revoked_tokens WHERE dev_id = $1 ORDER BY revoked_at, token",
         )
         .bind(dev_id.0 as i64)
-        .fetch_all(self.pool())
-        .await?;
-        rows.iter().map(|r| get(r, "token")).collect()
+        .fetch(self.pool());
+        while let Some(row) = rows.try_next().await? {
+            if !each(get(&row, "token")?) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Which of `tokens` (distinct) are revoked, oldest first as [`Storage::revoked_tokens`] orders them.
+    /// One query per 500 tokens; what it returns is at most what was asked for.
+    pub async fn revoked_among(
+        &self,
+        dev_id: DevId,
+        tokens: &[&str],
+    ) -> Result<Vec<String>, StorageError> {
+        let mut found: Vec<(i64, String)> = Vec::new();
+        for chunk in tokens.chunks(IN_CHUNK) {
+            let sql = format!(
+                "SELECT token, revoked_at FROM revoked_tokens WHERE dev_id = $1 AND token IN ({})",
+                placeholders(chunk.len())
+            );
+            let mut q = sqlx::query(&sql).bind(dev_id.0 as i64);
+            for t in chunk {
+                q = q.bind(*t);
+            }
+            for r in q.fetch_all(self.pool()).await? {
+                found.push((get(&r, "revoked_at")?, get(&r, "token")?));
+            }
+        }
+        found.sort();
+        Ok(found.into_iter().map(|(_, t)| t).collect())
     }
 
     pub async fn unrevoke_token(&self, dev_id: DevId, token: &str) -> Result<u64, StorageError> {

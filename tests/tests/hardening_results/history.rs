@@ -5,7 +5,7 @@ use halley_tests::ws::WsClient;
 use halley_tests::{on_both_backends, Backend, TestServer};
 
 use super::limits_common::*;
-use super::{message, metric};
+use super::{message, metric, streamed};
 
 /// Item 9. Publishing to many distinct pipes leaves at most `history_lengths_entries` of them in the
 /// history-length cache (seen in /metrics), and a pipe whose length was forgotten still keeps its history
@@ -228,4 +228,142 @@ async fn history_reads_are_cached_right_and_bounded(backend: Backend) {
 on_both_backends!(
     the_history_length_cache_is_bounded,
     history_reads_are_cached_right_and_bounded,
+);
+
+/// Review, Medium 7. Twenty-four readers (twelve anonymous `pipe_log`, twelve CometQL SELECTs) ask for
+/// the same uncached pipe at once: the database is read once (`halley_history_cache_misses_total` +1) and
+/// the other twenty-three wait for that read (hits); every reader gets all 99 entries. Before the fix
+/// every reader that missed read the database itself (and each new one kept the earlier reads from being
+/// cached: 83 reads here).
+async fn concurrent_history_misses_read_the_database_once(backend: Backend) {
+    const READERS: usize = 12;
+    let server = TestServer::start_with(backend, |c| {
+        c.limits.publish_burst = 100_000;
+        c.limits.publishes_per_sec = 100_000;
+    })
+    .await;
+    let t = server.tenant("flight@example.com").await;
+    let http = server.http_addr();
+    let mut q = RawMysql::login(&server, &t).await;
+    q.query("INSERT INTO pipes_settings (name, length) VALUES ('web_flight', 99)")
+        .await
+        .assert_ok();
+    let body: Vec<String> = (0..99).map(|i| message(i, 8 * 1024)).collect();
+    for part in body.chunks(6) {
+        q.query(&multi_insert_sql(
+            "web_flight",
+            "e",
+            part.iter().map(String::as_str),
+        ))
+        .await
+        .assert_ok();
+    }
+    let mut browsers = Vec::new();
+    let mut sessions = Vec::new();
+    for _ in 0..READERS {
+        browsers.push(anonymous(&server, t.dev_id).await);
+        sessions.push(RawMysql::login(&server, &t).await);
+    }
+    let counter = |name: &'static str| async move { metric(http, name).await.expect(name) };
+    let hits = counter("halley_history_cache_hits_total").await;
+    let misses = counter("halley_history_cache_misses_total").await;
+
+    // Every request is sent before any answer is read.
+    let select =
+        RawMysql::com_query("SELECT message FROM pipes_messages WHERE name = 'web_flight'");
+    for (ws, m) in browsers.iter_mut().zip(sessions.iter_mut()) {
+        ws.send_text("pipe_log\nweb_flight\nmk\n")
+            .await
+            .expect("send pipe_log");
+        m.write(&select).await.expect("send SELECT");
+    }
+    for (ws, m) in browsers.iter_mut().zip(sessions.iter_mut()) {
+        let mut got = Vec::new();
+        for _ in 0..body.len() {
+            let v = ws.recv_json(WAIT).await.expect("a history frame");
+            assert_eq!(v["fromQueue"], true, "not a history frame: {v}");
+            got.push(v["data"].as_str().expect("data").to_string());
+        }
+        assert_eq!(got, body);
+        let (rows, err) = streamed(m).await;
+        assert_eq!(err, None);
+        let got: Vec<String> = rows.into_iter().map(|mut r| r.remove(0)).collect();
+        assert_eq!(got, body);
+    }
+    let read = counter("halley_history_cache_misses_total").await - misses;
+    let joined = counter("halley_history_cache_hits_total").await - hits;
+    // A SELECT this large is streamed: each later part looks the pipe up again (a hit).
+    assert!(
+        read == 1.0 && joined >= (2 * READERS - 1) as f64,
+        "{read} database reads and {joined} reads served without one, for {} concurrent readers",
+        2 * READERS
+    );
+    server.stop().await;
+}
+
+/// Review, Medium 7. A publish to a cached pipe updates its cached entries (the new one appended, the
+/// oldest dropped past the pipe's length) instead of evicting them: the reads after it are hits, and they
+/// return exactly what the database holds (compared after the cache is emptied).
+async fn a_publish_updates_the_cached_history(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let t = server.tenant("update@example.com").await;
+    let http = server.http_addr();
+    let mut q = RawMysql::login(&server, &t).await;
+    q.query("INSERT INTO pipes_settings (name, length) VALUES ('web_up', 3)")
+        .await
+        .assert_ok();
+    q.query(&multi_insert_sql("web_up", "e", ["m1", "m2", "m3", "m4"]))
+        .await
+        .assert_ok();
+    let counter = |name: &'static str| async move { metric(http, name).await.expect(name) };
+    let misses = counter("halley_history_cache_misses_total").await;
+    assert_eq!(
+        select_history(&mut q, "web_up").await,
+        strings(&["m2", "m3", "m4"])
+    );
+    let hits = counter("halley_history_cache_hits_total").await;
+    q.query(&insert_sql("web_up", "ev2", "m5"))
+        .await
+        .assert_ok();
+    q.query(&multi_insert_sql("web_up", "e", ["m6", "m7"]))
+        .await
+        .assert_ok();
+    assert_eq!(
+        pipe_log(&server, t.dev_id, "web_up", 3).await,
+        strings(&["m5", "m6", "m7"])
+    );
+    let cached = q
+        .query("SELECT * FROM pipes_messages WHERE name = 'web_up'")
+        .await
+        .rows()
+        .to_vec();
+    assert_eq!(
+        (
+            counter("halley_history_cache_misses_total").await - misses,
+            counter("halley_history_cache_hits_total").await - hits
+        ),
+        (1.0, 2.0),
+        "one read of the database (the first), then hits after the publishes"
+    );
+    // Deleting an entry that does not exist empties the tenant's cached pipes: the database's rows.
+    q.query("DELETE FROM pipes_messages WHERE id = 'no-such-entry'")
+        .await
+        .assert_ok();
+    let stored = q
+        .query("SELECT * FROM pipes_messages WHERE name = 'web_up'")
+        .await
+        .rows()
+        .to_vec();
+    assert_eq!(
+        counter("halley_history_cache_misses_total").await - misses,
+        2.0
+    );
+    assert_eq!(cached, stored);
+    assert_eq!(stored[0][4], "ev2");
+    server.stop().await;
+}
+
+on_both_backends!(
+    concurrent_history_misses_read_the_database_once,
+    a_publish_updates_the_cached_history,
 );
