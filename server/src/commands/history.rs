@@ -409,7 +409,9 @@ mod tests {
     async fn a_lone_write_appends_and_trims_to_the_length() {
         let (cache, key) = cached(3);
         cache
-            .write(key.0, &key.1, &row(3), 3, async { Ok(()) })
+            .write(key.0, &key.1, &row(3), 3, async {
+                Ok::<(), StorageError>(())
+            })
             .await
             .unwrap();
         assert_eq!(
@@ -419,7 +421,9 @@ mod tests {
         // Never more than a read returns.
         let (cache, key) = cached(READ_LIMIT as usize);
         cache
-            .write(key.0, &key.1, &row(500), 1000, async { Ok(()) })
+            .write(key.0, &key.1, &row(500), 1000, async {
+                Ok::<(), StorageError>(())
+            })
             .await
             .unwrap();
         let got = messages(&cache, &key).unwrap();
@@ -432,7 +436,7 @@ mod tests {
         let (cache, key) = cached(2);
         let failed = cache
             .write(key.0, &key.1, &row(2), 3, async {
-                Err(StorageError::Conflict("x"))
+                Err::<(), _>(StorageError::Conflict("x"))
             })
             .await;
         assert!(failed.is_err());
@@ -446,7 +450,7 @@ mod tests {
         let two = row(2);
         let slow = cache.write(key.0, &key.1, &two, 5, async {
             wait.await.ok();
-            Ok(())
+            Ok::<(), StorageError>(())
         });
         let fast = async {
             // The slow write has begun (it is parked on `wait`) when this one runs, and this one ends first:
@@ -454,7 +458,9 @@ mod tests {
             tokio::task::yield_now().await;
             let three = row(3);
             cache
-                .write(key.0, &key.1, &three, 5, async { Ok(()) })
+                .write(key.0, &key.1, &three, 5, async {
+                    Ok::<(), StorageError>(())
+                })
                 .await
                 .unwrap();
             let after = messages(&cache, &key);
@@ -471,7 +477,13 @@ mod tests {
     async fn a_write_given_up_half_way_evicts() {
         let (cache, key) = cached(2);
         let two = row(2);
-        let pending = cache.write(key.0, &key.1, &two, 5, std::future::pending());
+        let pending = cache.write(
+            key.0,
+            &key.1,
+            &two,
+            5,
+            std::future::pending::<Result<(), StorageError>>(),
+        );
         // Polled once (the write has begun), then dropped.
         let _ = tokio::time::timeout(std::time::Duration::from_millis(1), pending).await;
         assert_eq!(messages(&cache, &key), None);
