@@ -161,7 +161,12 @@ impl ConnLoop<'_> {
                     return close(&rx, code, text).await;
                 }
                 Event::Gone => return,
-                Event::Resume => input = true,
+                Event::Resume => {
+                    // The client took everything queued for it: it is alive, though we read none of
+                    // its pongs meanwhile.
+                    input = true;
+                    last_heard = Instant::now();
+                }
                 Event::Input => match rx.try_read_buf(&mut self.rbuf) {
                     Ok(0) => return,
                     Ok(_) => {
