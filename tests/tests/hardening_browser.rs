@@ -462,6 +462,61 @@ async fn one_address_at_its_cap_leaves_the_tenant_open(backend: Backend) {
 }
 
 // ---------------------------------------------------------------------------------------------------
+// Review Low 9: after the client's own close the server closes at once, whatever the code.
+
+/// A browser leaving a page closes with 1001. The server echoes the code and closes the connection at
+/// once: it no longer reads on (lingers) as it does after a close of its own. Observed without a clock:
+/// what the client sends after the echo is not read, so 8 MiB of frames cannot all be written (before
+/// the fix the server read and dropped them for up to two seconds).
+async fn a_client_close_is_not_lingered_on(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let t = server.tenant("leave@example.com").await;
+    let addr = server.http_addr().to_string();
+    for code in [1001u16, 1000] {
+        let path = format!(
+            "/ws/sesion=&myid=0&devid={}&v=4.08&uuid=abc&api=js",
+            t.dev_id
+        );
+        let (mut ws, response) = RawWs::connect(&addr, &upgrade_request(&addr, &path, &[]))
+            .await
+            .unwrap();
+        assert_eq!(response.status, 101, "{}", response.head);
+        let hello = ws.read_frame(WAIT).await.unwrap().expect("serverInfo");
+        assert!(
+            hello.text().unwrap_or("").contains("serverInfo"),
+            "{hello:?}"
+        );
+        ws.send_bytes(&encode_frame(
+            true,
+            OP_CLOSE,
+            &code.to_be_bytes(),
+            Some([9, 8, 7, 6]),
+        ))
+        .await
+        .unwrap();
+        let echo = ws
+            .read_frame(WAIT)
+            .await
+            .unwrap()
+            .expect("the close echoed");
+        assert_eq!(echo.close(), Some((code, String::new())), "{echo:?}");
+        let frame = encode_frame(true, OP_TEXT, &[b' '; 60 * 1024], Some([1, 2, 3, 4]));
+        let mut sent = 0;
+        while sent < 8 << 20 {
+            if ws.send_bytes(&frame).await.is_err() {
+                break;
+            }
+            sent += frame.len();
+        }
+        assert!(
+            sent < 8 << 20,
+            "close {code}: the server read on after echoing it"
+        );
+    }
+    server.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------------------
 // Review High 1: a pipe_log flood by sockets that do not read.
 
 const BIG_PIPE: &str = "web_big";
@@ -673,6 +728,11 @@ mod single_backend {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_flood_of_commands_hits_the_budget() {
         super::a_flood_of_commands_hits_the_budget(Backend::Sqlite).await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_client_close_is_not_lingered_on() {
+        super::a_client_close_is_not_lingered_on(Backend::Sqlite).await
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
