@@ -415,6 +415,20 @@ mod tests {
     }
 
     #[test]
+    fn the_backlog_counts_queued_bytes_of_every_frame() {
+        let (o, mut rx) = outbox(1, 4);
+        assert_eq!(rx.backlog(), 0);
+        o.push(&Bytes::from_static(b"abc"));
+        rx.send(Bytes::from_static(b"answer"));
+        o.push_many(&[&Bytes::from_static(b"de"), &Bytes::from_static(b"f")]);
+        assert_eq!(rx.backlog(), 12, "publishers' frames and the task's own");
+        rx.try_recv();
+        assert_eq!(rx.backlog(), 9);
+        drop(rx);
+        assert_eq!(o.0.lock().bytes, 0, "freed with the frames");
+    }
+
+    #[test]
     fn the_first_close_reason_wins() {
         let (o, rx) = outbox(1, 2);
         assert!(o.close(CloseReason::Kicked));
