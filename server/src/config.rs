@@ -407,6 +407,11 @@ impl Config {
                 "limits: keys_per_tenant >= 1 is required".into(),
             ));
         }
+        if self.limits.websocket_connections_per_ip_per_tenant == 0 {
+            return Err(ConfigError::Invalid(
+                "limits: websocket_connections_per_ip_per_tenant >= 1 is required".into(),
+            ));
+        }
         if [
             l.history_bytes_per_tenant,
             l.history_rows_per_tenant,
@@ -535,6 +540,7 @@ mod tests {
             "[dashboard]\nargon2_concurrency = 0",
             "[dashboard]\nusage_flush_secs = 0",
             "[limits]\nkeys_per_tenant = 0",
+            "[limits]\nwebsocket_connections_per_ip_per_tenant = 0",
         ] {
             let c: Config = toml::from_str(text).unwrap();
             assert!(c.validate().is_err(), "{text}");

@@ -3,19 +3,26 @@
 //! - re-sending an unchanged `subscription` announces nothing on `track_` pipes (item 7);
 //! - every connection has a command budget, stricter for commands that read storage (items 7 and 12);
 //! - a user's queue drain is not a slow consumer: live messages sent meanwhile wait behind it (item 8);
-//! - one address can hold only so many of a tenant's WebSocket connections (item 11).
+//! - one address can hold only so many of a tenant's WebSocket connections (item 11);
+//! - a socket that sends `pipe_log` commands and reads nothing holds little of the server's memory: it runs
+//!   no more commands while its own answers wait (review, High 1; measured on the real binary).
 
 use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
 
 use halley_tests::browser::{anonymous, browser, subscribe, wait_subscribers, wait_ws_connections};
 use halley_tests::mysql_raw::RawMysql;
 use halley_tests::wait::WAIT;
+use halley_tests::ws::raw::{encode_frame, upgrade_request, RawWs, OP_CLOSE, OP_TEXT};
 use halley_tests::ws::{upgrade_status, WsClient};
 use halley_tests::{on_both_backends, Backend, Tenant, TestServer};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpSocket;
 use tokio_tungstenite::tungstenite::Message;
+
+#[path = "hardening_browser/pipe_log_flood.rs"]
+mod pipe_log_flood;
 
 async fn cql(server: &TestServer, t: &Tenant, statements: &[&str]) -> RawMysql {
     let mut m = RawMysql::login(server, t).await;
@@ -248,28 +255,62 @@ async fn a_flood_of_commands_hits_the_budget(backend: Backend) {
 }
 
 // ---------------------------------------------------------------------------------------------------
-// Item 8: a large queue drained while live messages arrive.
+// Item 8: a large queue drained while live messages arrive, during every pass of the drain.
 
-const QUEUED: usize = 3000;
+/// The queue the user finds: one batch of the drain (less than 100), larger than what the sockets hold,
+/// so the drain's first pass is still writing it when the live messages come.
+const QUEUED: usize = 99;
+const QUEUED_PAD: usize = 60_000;
+/// Sent while the first pass writes: the drain reads the queue again for them (a second pass), and they
+/// are more than the sockets hold, so the second pass is still writing when the next ones come.
 const LIVE: usize = 1500;
-/// Bigger than loopback socket buffers in total, so that the drain is still writing (the client not
-/// reading yet) while the live messages are sent.
-const PAD: usize = 4000;
+const LIVE_PAD: usize = 8000;
+/// Sent during the second pass: more than an outbox holds (1,024 frames).
+const LATER: usize = 1500;
+const LATER_PAD: usize = 1000;
 
-fn message(tag: char, i: usize) -> String {
-    format!("{tag}{i:05}{}", "x".repeat(PAD))
+fn message(tag: char, i: usize, pad: usize) -> String {
+    format!("{tag}{i:05}{}", "x".repeat(pad))
 }
 
-async fn send_private(m: &mut RawMysql, tag: char, count: usize) {
-    for start in (0..count).step_by(100) {
-        let rows: Vec<String> = (start..(start + 100).min(count))
-            .map(|i| format!("(80, 'e', '{}')", message(tag, i)))
+async fn send_private(m: &mut RawMysql, tag: char, count: usize, pad: usize) {
+    let per_statement = (500_000 / pad).clamp(1, 100);
+    for start in (0..count).step_by(per_statement) {
+        let rows: Vec<String> = (start..(start + per_statement).min(count))
+            .map(|i| format!("(80, 'e', '{}')", message(tag, i, pad)))
             .collect();
         let sql = format!(
             "INSERT INTO users_messages (id, event, message) VALUES {}",
             rows.join(",")
         );
         m.query(&sql).await.assert_ok();
+    }
+}
+
+/// Reads `expected` in order, each exactly once. Messages queued before the user connected come from the
+/// queue; later ones may too (they waited behind the drain) or come live once the drain is over, but
+/// never a queued one after a live one.
+async fn expect_in_order(user: &mut WsClient, expected: &[String], live_seen: &mut bool) {
+    for (n, want) in expected.iter().enumerate() {
+        let frame = user
+            .recv_json(WAIT)
+            .await
+            .unwrap_or_else(|e| panic!("message {n} ({}): {e:#}", &want[..6]));
+        assert_eq!(frame["pipe"], "msg", "{}", &want[..6]);
+        let got = frame["data"].as_str().unwrap_or("");
+        assert!(
+            got == want,
+            "message {n}: got {:?}, want {:?}",
+            &got[..got.len().min(6)],
+            &want[..6]
+        );
+        let queued = frame["fromQueue"] == true;
+        assert!(
+            !(queued && *live_seen),
+            "{}: queued after a live message",
+            &want[..6]
+        );
+        *live_seen |= !queued;
     }
 }
 
@@ -289,33 +330,40 @@ async fn a_queue_drain_is_not_a_slow_consumer(backend: Backend) {
         &["INSERT INTO users_auth (id, hash) VALUES (80, 'h80')"],
     )
     .await;
-    send_private(&mut m, 'q', QUEUED).await;
+    send_private(&mut m, 'q', QUEUED, QUEUED_PAD).await;
 
-    // The user connects; the drain starts right after serverInfo. The client reads nothing more until
-    // the live messages are sent, so the drain is blocked on the full socket meanwhile.
-    let (mut user, hello) = browser(&server, t.dev_id, 80, "h80").await;
+    // The user connects with a small receive buffer (no autotuning): what is in flight is bounded by the
+    // server's send buffer (4 MiB at most), less than each group of messages below. The drain starts
+    // right after serverInfo; the client reads nothing more for now, so the drain's first pass is blocked
+    // writing the queue.
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(64 * 1024).unwrap();
+    let stream = socket.connect(server.http_addr()).await.unwrap();
+    let mut user = WsClient::over(stream, &server.ws_url(t.dev_id, 80, "h80"))
+        .await
+        .unwrap();
+    let hello = user.recv_json(WAIT).await.unwrap();
     assert_eq!(hello["authorized"], true, "{hello}");
-    send_private(&mut m, 'l', LIVE).await;
+    // A pause (not a bound: whatever the drain has reached by then, every message must arrive once and
+    // in order) so that the first pass has claimed the whole queue before more comes.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    send_private(&mut m, 'l', LIVE, LIVE_PAD).await;
 
-    // Every message exactly once: the queue in order, then the live ones in order (they waited in the
-    // queue behind the drain, so they arrive as queued messages).
-    let expected = (0..QUEUED)
-        .map(|i| message('q', i))
-        .chain((0..LIVE).map(|i| message('l', i)));
-    for (n, want) in expected.enumerate() {
-        let frame = user
-            .recv_json(WAIT)
-            .await
-            .unwrap_or_else(|e| panic!("message {n} of {}: {e:#}", QUEUED + LIVE));
-        assert_eq!(frame["pipe"], "msg");
-        assert_eq!(frame["fromQueue"], true);
-        let got = frame["data"].as_str().unwrap_or("");
-        assert!(
-            got == want,
-            "message {n}: got {:?}",
-            &got[..got.len().min(6)]
-        );
-    }
+    let mut live_seen = false;
+    let queued: Vec<String> = (0..QUEUED).map(|i| message('q', i, QUEUED_PAD)).collect();
+    expect_in_order(&mut user, &queued, &mut live_seen).await;
+    assert!(!live_seen, "the queue the user found came from the queue");
+    // The first pass is over; the second is writing the live messages and blocked again. More live
+    // messages now: before the fix the connection was ready during the second pass, and these piled up
+    // in an outbox nobody wrote until the drain ended: past 1,024 frames, a slow-consumer close.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    send_private(&mut m, 'm', LATER, LATER_PAD).await;
+
+    let rest: Vec<String> = (0..LIVE)
+        .map(|i| message('l', i, LIVE_PAD))
+        .chain((0..LATER).map(|i| message('m', i, LATER_PAD)))
+        .collect();
+    expect_in_order(&mut user, &rest, &mut live_seen).await;
     // Not closed, the queue is empty, and from now on messages are live.
     let left = m
         .query("SELECT message FROM users_messages WHERE id = 80")
@@ -415,6 +463,61 @@ async fn one_address_at_its_cap_leaves_the_tenant_open(backend: Backend) {
     server.stop().await;
 }
 
+// ---------------------------------------------------------------------------------------------------
+// Review Low 9: after the client's own close the server closes at once, whatever the code.
+
+/// A browser leaving a page closes with 1001. The server echoes the code and closes the connection at
+/// once: it no longer reads on (lingers) as it does after a close of its own. Observed without a clock:
+/// what the client sends after the echo is not read, so 8 MiB of frames cannot all be written (before
+/// the fix the server read and dropped them for up to two seconds).
+async fn a_client_close_is_not_lingered_on(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let t = server.tenant("leave@example.com").await;
+    let addr = server.http_addr().to_string();
+    for code in [1001u16, 1000] {
+        let path = format!(
+            "/ws/sesion=&myid=0&devid={}&v=4.08&uuid=abc&api=js",
+            t.dev_id
+        );
+        let (mut ws, response) = RawWs::connect(&addr, &upgrade_request(&addr, &path, &[]))
+            .await
+            .unwrap();
+        assert_eq!(response.status, 101, "{}", response.head);
+        let hello = ws.read_frame(WAIT).await.unwrap().expect("serverInfo");
+        assert!(
+            hello.text().unwrap_or("").contains("serverInfo"),
+            "{hello:?}"
+        );
+        ws.send_bytes(&encode_frame(
+            true,
+            OP_CLOSE,
+            &code.to_be_bytes(),
+            Some([9, 8, 7, 6]),
+        ))
+        .await
+        .unwrap();
+        let echo = ws
+            .read_frame(WAIT)
+            .await
+            .unwrap()
+            .expect("the close echoed");
+        assert_eq!(echo.close(), Some((code, String::new())), "{echo:?}");
+        let frame = encode_frame(true, OP_TEXT, &[b' '; 60 * 1024], Some([1, 2, 3, 4]));
+        let mut sent = 0;
+        while sent < 8 << 20 {
+            if ws.send_bytes(&frame).await.is_err() {
+                break;
+            }
+            sent += frame.len();
+        }
+        assert!(
+            sent < 8 << 20,
+            "close {code}: the server read on after echoing it"
+        );
+    }
+    server.stop().await;
+}
+
 on_both_backends!(
     pipe_log_of_private_pipes_needs_an_authorized_connection,
     a_queue_drain_is_not_a_slow_consumer,
@@ -431,6 +534,16 @@ mod single_backend {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_flood_of_commands_hits_the_budget() {
         super::a_flood_of_commands_hits_the_budget(Backend::Sqlite).await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_client_close_is_not_lingered_on() {
+        super::a_client_close_is_not_lingered_on(Backend::Sqlite).await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_pipe_log_flood_holds_little_memory() {
+        super::pipe_log_flood::a_pipe_log_flood_holds_little_memory(Backend::Sqlite).await
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

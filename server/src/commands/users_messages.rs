@@ -100,9 +100,8 @@ async fn deliver(
     // The user may have finished draining the queue while the message was being queued, after their
     // connection's last read of it: then nobody would deliver it until their next connect. Whoever removes
     // it from the queue delivers it, so it arrives exactly once either way. While every connection of the
-    // user is still draining (`send_to_user` gave 0), the drain delivers it: it reads the queue once more
-    // after it stops draining.
-    if ctx.hub.registry().user_ready(dev_id, user)
+    // user is still draining, `queued` makes the drain read the queue once more before it ends.
+    if ctx.hub.registry().queued(dev_id, user)
         && ctx.storage.claim_queued_uuid(dev_id, &queued.uuid).await?
     {
         ctx.hub.registry().send_to_user(dev_id, user, &frame);

@@ -60,6 +60,8 @@ pub enum Flush {
 struct State {
     /// Waiting to be written, in order; the front one may be partly written already.
     frames: VecDeque<Bytes>,
+    /// Bytes of `frames` still to be written.
+    bytes: usize,
     socket: Option<TcpStream>,
     waker: Option<Waker>,
     closing: Option<CloseReason>,
@@ -78,7 +80,8 @@ impl Conn {
     }
 
     /// `capped`: frames from publishers are bounded by the outbox capacity; the socket task's own frames
-    /// (answers, pings, the close frame) are not, since it reads no more input until they are written.
+    /// (answers, pings, the close frame) are not: it runs no more commands while its backlog (`bytes`)
+    /// is large (`ConnLoop::drain_input`).
     fn offer(&self, frame: &Bytes, capped: bool) -> Pushed {
         let mut s = self.lock();
         if s.gone || (capped && s.closing.is_some()) {
@@ -105,6 +108,7 @@ impl Conn {
             }
             return Pushed::Overflowed;
         }
+        s.bytes += frame.len() - written;
         s.frames.push_back(frame.slice(written..));
         // A task with frames already waiting is writing them or waiting for the socket: no wake-up.
         let waker = if was_empty { s.waker.take() } else { None };
@@ -151,6 +155,7 @@ impl Conn {
                 .max(usize::from(was_empty)),
         );
         for (k, frame) in frames[sent..sent + fits].iter().enumerate() {
+            s.bytes += frame.len() - if k == 0 { offset } else { 0 };
             s.frames.push_back(if k == 0 {
                 frame.slice(offset..)
             } else {
@@ -296,6 +301,7 @@ impl OutboxRx {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(mut written) => {
                     progressed = true;
+                    state.bytes -= written;
                     while let Some(front) = state.frames.front_mut() {
                         if written >= front.len() {
                             written -= front.len();
@@ -319,6 +325,12 @@ impl OutboxRx {
         }
     }
 
+    /// Bytes queued and not yet written: the task's own answers count too, so that it can stop running
+    /// commands while a client does not read them.
+    pub fn backlog(&self) -> usize {
+        self.0.lock().bytes
+    }
+
     /// Whether the client sent something (or hung up); registers the task for it otherwise.
     pub fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match &self.0.lock().socket {
@@ -337,7 +349,10 @@ impl OutboxRx {
 
     /// The next queued frame, for a receiver without a socket (tests, benchmarks).
     pub fn try_recv(&mut self) -> Option<Bytes> {
-        self.0.lock().frames.pop_front()
+        let mut s = self.0.lock();
+        let frame = s.frames.pop_front()?;
+        s.bytes -= frame.len();
+        Some(frame)
     }
 }
 
@@ -348,6 +363,7 @@ impl Drop for OutboxRx {
         let mut s = self.0.lock();
         s.gone = true;
         s.frames = VecDeque::new();
+        s.bytes = 0;
         s.waker = None;
         s.socket = None;
     }
@@ -396,6 +412,20 @@ mod tests {
         assert_eq!(rx.try_recv(), None);
         drop(rx);
         assert_eq!(o.push(&Bytes::from_static(b"e")), Pushed::Dropped);
+    }
+
+    #[test]
+    fn the_backlog_counts_queued_bytes_of_every_frame() {
+        let (o, mut rx) = outbox(1, 4);
+        assert_eq!(rx.backlog(), 0);
+        o.push(&Bytes::from_static(b"abc"));
+        rx.send(Bytes::from_static(b"answer"));
+        o.push_many(&[&Bytes::from_static(b"de"), &Bytes::from_static(b"f")]);
+        assert_eq!(rx.backlog(), 12, "publishers' frames and the task's own");
+        rx.try_recv();
+        assert_eq!(rx.backlog(), 9);
+        drop(rx);
+        assert_eq!(o.0.lock().bytes, 0, "freed with the frames");
     }
 
     #[test]

@@ -30,7 +30,7 @@ struct Linked {
     conns: Vec<Outbox>,
     /// Those of `conns` still draining the queue (usually none: a drain lasts a moment).
     draining: Vec<ConnId>,
-    /// A message found every connection draining (and went to the queue) since the last `drained`.
+    /// A message went to the queue while every connection was draining, since the last `drained`.
     queued_while_draining: bool,
 }
 
@@ -72,16 +72,35 @@ impl Registry {
         Ok(first)
     }
 
-    /// The connection has written the user's queue: live messages may be delivered to it from now on.
-    /// `true` when a message went to the queue meanwhile because every connection was draining: the
-    /// drain then reads the queue once more (see `ConnLoop::deliver_queue`).
+    /// The connection has read the user's queue to its end. `true` when a message was queued meanwhile
+    /// (`queued`): it stays draining and reads the queue once more (see `ConnLoop::deliver_queue`).
+    /// Otherwise live messages may be delivered to it from now on: every message queued before this call
+    /// was read by that pass, and any queued after it is delivered by its sender.
     pub fn drained(&self, dev_id: DevId, user: UserId, conn: ConnId) -> bool {
         let mut map = lock(&self.users.map);
         let Some(linked) = map.get_mut(&(dev_id, user)) else {
             return false;
         };
+        if std::mem::take(&mut linked.queued_while_draining) {
+            return true;
+        }
         linked.draining.retain(|c| *c != conn);
-        std::mem::take(&mut linked.queued_while_draining)
+        false
+    }
+
+    /// A message to the user has been queued (committed) because `send_to_user` delivered it to nobody.
+    /// `true` when a connection of the user is ready now: the caller claims it back from the queue and
+    /// delivers it. Otherwise a draining connection reads the queue once more before it is ready.
+    pub fn queued(&self, dev_id: DevId, user: UserId) -> bool {
+        let mut map = lock(&self.users.map);
+        let Some(linked) = map.get_mut(&(dev_id, user)) else {
+            return false;
+        };
+        if linked.ready() {
+            return true;
+        }
+        linked.queued_while_draining = true;
+        false
     }
 
     /// Unlinks a connection. `true` (and `on_last` called, under the lock) when it was the user's last live
@@ -130,7 +149,6 @@ impl Registry {
             return 0;
         };
         if !linked.ready() {
-            linked.queued_while_draining = true;
             return 0;
         }
         let conns = &linked.conns;
@@ -202,8 +220,17 @@ mod tests {
         r.link_user(dev, user, a, || ()).unwrap();
         assert!(r.user_online(dev, user) && !r.user_ready(dev, user));
         assert_eq!(r.send_to_user(dev, user, &frame), 0, "goes to the queue");
+        assert!(!r.queued(dev, user), "the drain delivers it");
         assert!(r.drained(dev, user, ConnId(1)), "read the queue again");
+        assert!(!r.user_ready(dev, user), "still draining meanwhile");
+        assert!(!r.queued(dev, user), "queued during the second pass");
+        assert!(r.drained(dev, user, ConnId(1)), "and a third");
+        assert!(
+            !r.drained(dev, user, ConnId(1)),
+            "a pass with nothing queued"
+        );
         assert!(r.user_ready(dev, user));
+        assert!(r.queued(dev, user), "its sender delivers it");
         // A second connection drains behind a ready one: it gets live messages after its queue.
         r.link_user(dev, user, b, || ()).unwrap();
         assert_eq!(r.send_to_user(dev, user, &frame), 2);

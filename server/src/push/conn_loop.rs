@@ -10,6 +10,7 @@ use std::future::Future;
 use std::io::IoSlice;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -21,17 +22,20 @@ use super::budget::{self, CommandBudget, Verdict};
 use super::protocol::frames;
 use super::protocol::parse_command;
 use super::protocol::wsframe::{self, FrameDecoder, Incoming};
-use super::session::{Answer, Session};
+use super::session::{history_frame, Answer, Session};
 use crate::commands::users_messages::QUEUE_BATCH;
 use crate::commands::Ctx;
 use crate::hub::{CloseReason, Era, Flush, OutboxRx};
+use crate::storage::HistoryRow;
 use crate::tenant::unix_now;
 
 /// Time given to the close frame (after whatever is still queued) before the socket is dropped.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
-/// The close code answering the client's own close frame.
-const CLIENT_CLOSED: u16 = 1000;
+/// The connection's own frames (answers, history) the client has not taken, past which it runs no more
+/// commands until they are written: a client that sends commands and reads nothing holds at most this
+/// much of the server's memory (plus one frame), however large the answers.
+pub(super) const OWN_BACKLOG: usize = 256 * 1024;
 
 pub(super) struct ConnLoop<'a> {
     pub(super) ctx: &'a Ctx,
@@ -41,18 +45,27 @@ pub(super) struct ConnLoop<'a> {
     pub(super) rbuf: BytesMut,
     pub(super) write_timeout: Duration,
     pub(super) budget: CommandBudget,
+    /// A `pipe_log` answer not sent yet: the cached rows and the next one to send.
+    pub(super) history: Option<(Arc<[HistoryRow]>, usize)>,
+    /// Commands (or history) wait in `rbuf` (or `history`) until the backlog is written.
+    pub(super) held: bool,
 }
 
 /// What the connection does after handling input.
 enum Next {
     Continue,
+    /// The server closes (a flood, an invalid command): it then lingers for the client's close.
     Close(u16, &'static str),
+    /// The client closed; the answer echoes its code.
+    Closed(u16),
 }
 
 /// What woke the socket task.
 enum Event {
     Close(CloseReason),
     Input,
+    /// The backlog is written: held commands may run.
+    Resume,
     Tick,
     /// The socket is broken, or took nothing for `write_timeout`.
     Gone,
@@ -67,12 +80,16 @@ struct Timers {
 }
 
 impl Timers {
-    fn poll_event(&mut self, rx: &OutboxRx, cx: &mut Context<'_>) -> Poll<Event> {
+    fn poll_event(&mut self, rx: &OutboxRx, held: bool, cx: &mut Context<'_>) -> Poll<Event> {
         if let Some(reason) = rx.closing() {
             return Poll::Ready(Event::Close(reason));
         }
         match rx.poll_flush(cx) {
             Err(_) => return Poll::Ready(Event::Gone),
+            Ok(Flush::Done) if held => {
+                self.stuck = None;
+                return Poll::Ready(Event::Resume);
+            }
             Ok(Flush::Done) => self.stuck = None,
             Ok(Flush::Blocked { progressed }) => {
                 let deadline = Instant::now() + self.write_timeout;
@@ -122,29 +139,40 @@ impl ConnLoop<'_> {
         loop {
             if input {
                 input = false;
-                last_heard = Instant::now();
-                if let Next::Close(code, text) = self.drain_input(&rx).await {
-                    let deadline = Instant::now() + CLOSE_GRACE;
-                    close(&rx, code, text).await;
-                    if code != CLIENT_CLOSED {
+                match self.drain_input(&rx).await {
+                    Next::Continue => {}
+                    Next::Closed(code) => return close(&rx, code, "").await,
+                    Next::Close(code, text) => {
+                        let deadline = Instant::now() + CLOSE_GRACE;
+                        close(&rx, code, text).await;
                         self.linger(&rx, deadline + CLOSE_GRACE).await;
+                        return;
                     }
-                    return;
                 }
                 if self.rbuf.is_empty() && self.rbuf.capacity() > 4096 {
                     // Give back a large buffer once a big message is handled: idle connections stay small.
                     self.rbuf = BytesMut::new();
                 }
             }
-            match std::future::poll_fn(|cx| timers.poll_event(&rx, cx)).await {
+            let held = self.held;
+            match std::future::poll_fn(|cx| timers.poll_event(&rx, held, cx)).await {
                 Event::Close(reason) => {
                     let (code, text) = close_code(reason);
                     return close(&rx, code, text).await;
                 }
                 Event::Gone => return,
+                Event::Resume => {
+                    // The client took everything queued for it: it is alive, though we read none of
+                    // its pongs meanwhile.
+                    input = true;
+                    last_heard = Instant::now();
+                }
                 Event::Input => match rx.try_read_buf(&mut self.rbuf) {
                     Ok(0) => return,
-                    Ok(_) => input = true,
+                    Ok(_) => {
+                        input = true;
+                        last_heard = Instant::now();
+                    }
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                     Err(_) => return,
                 },
@@ -183,8 +211,15 @@ impl ConnLoop<'_> {
         }
     }
 
+    /// Runs the complete commands in `rbuf`, in order, while the connection's backlog is small; the rest
+    /// waits in `rbuf` (`held`) until the backlog is written, and the client's next bytes are read only
+    /// then (`Timers::poll_event`).
     async fn drain_input(&mut self, rx: &OutboxRx) -> Next {
         loop {
+            self.held = !self.send_history(rx) || rx.backlog() >= OWN_BACKLOG;
+            if self.held {
+                return Next::Continue;
+            }
             let incoming = match self.decoder.decode(&mut self.rbuf) {
                 Ok(Some(i)) => i,
                 Ok(None) => return Next::Continue,
@@ -204,7 +239,7 @@ impl ConnLoop<'_> {
                 Incoming::Pong => Next::Continue,
                 // RFC 6455 5.5.1: the reply echoes the client's code (the decoder let only valid ones
                 // through); a close without a code gets 1000.
-                Incoming::Close(code, _) => Next::Close(code.unwrap_or(1000), ""),
+                Incoming::Close(code, _) => Next::Closed(code.unwrap_or(1000)),
             };
             if !matches!(next, Next::Continue) {
                 return next;
@@ -237,19 +272,39 @@ impl ConnLoop<'_> {
         for frame in &answer.frames {
             rx.send(frame.encode(self.era));
         }
+        if let Some(rows) = answer.history {
+            self.history = Some((rows, 0));
+        }
         if answer.close {
             return Next::Close(wsframe::close_code::POLICY_VIOLATION, "invalid command");
         }
         Next::Continue
     }
 
+    /// Sends the pending `pipe_log` entries while the backlog is small; `true` once all are sent.
+    fn send_history(&mut self, rx: &OutboxRx) -> bool {
+        let Some((rows, next)) = &mut self.history else {
+            return true;
+        };
+        while let Some(row) = rows.get(*next) {
+            if rx.backlog() >= OWN_BACKLOG {
+                return false;
+            }
+            rx.send(history_frame(row).encode(self.era));
+            *next += 1;
+        }
+        self.history = None;
+        true
+    }
+
     /// Private messages queued while the user was away, in order and all of them, written straight to
     /// the socket with back-pressure (a client that reads slowly slows the drain; only one that takes
     /// nothing for `write_timeout` is dropped, never one that reads). The connection was linked to its
     /// user *draining*: live messages sent meanwhile are queued behind these instead of piling up in the
-    /// outbox (`hub::users`). Once the queue is empty the connection stops draining, then, if a sender
-    /// saw it draining meanwhile, reads the queue once more: that message is committed by then or, if not
-    /// yet, delivered by its sender, who finds the user ready after queuing it (`users_messages::send`).
+    /// outbox (`hub::users`). Once a read finds the queue empty the connection stops draining, unless a
+    /// sender queued a message meanwhile (it finds the user draining after committing it): then it reads
+    /// the queue again, still draining, until a pass ends with nothing queued meanwhile. A sender that
+    /// commits after that finds the user ready and delivers the message itself (`users_messages::send`).
     /// Each batch is claimed (removed from the queue, in one statement) before it is written, so whoever
     /// races with the drain never delivers a message a second time; a batch that cannot be written goes
     /// back into the queue. Everything drained goes out before anything the outbox holds, since the
@@ -259,12 +314,13 @@ impl ConnLoop<'_> {
         S: AsyncWrite + Unpin,
     {
         let (dev_id, user) = (self.session.dev_id, self.session.user);
-        self.drain_queue(io).await?;
         let conn = self.session.outbox.conn();
-        if self.ctx.hub.registry().drained(dev_id, user, conn) {
+        loop {
             self.drain_queue(io).await?;
+            if !self.ctx.hub.registry().drained(dev_id, user, conn) {
+                return Ok(());
+            }
         }
-        Ok(())
     }
 
     /// Writes the user's queue until a read finds less than a full batch.

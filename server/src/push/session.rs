@@ -9,8 +9,14 @@ use crate::push::outgoing::shared;
 use crate::push::protocol::frames::{self, Frame, TrackEvent};
 use crate::push::protocol::names::{is_private, is_track, is_webauth};
 use crate::push::protocol::{Command, CommandError};
-use crate::storage::UserTable;
+use crate::storage::{HistoryRow, UserTable};
 use crate::tenant::unix_now;
+use std::sync::Arc;
+
+/// The frame of one history entry, as `pipe_log` sends it.
+pub fn history_frame(h: &HistoryRow) -> Frame {
+    frames::history_entry(&h.pipe, &h.event, &h.message, h.sent_at, h.user_id as u64)
+}
 
 /// Most pipes one connection may hold (reference and contract §5).
 pub const MAX_PIPES: usize = 32;
@@ -18,6 +24,10 @@ pub const MAX_PIPES: usize = 32;
 /// What handling a command asks the socket task to do.
 pub struct Answer {
     pub frames: Vec<Frame>,
+    /// History entries to send after `frames`. Kept as the shared cached rows rather than as frames: the
+    /// socket task encodes them one by one as the client takes them, so a client that does not read a
+    /// long history costs its connection no copy of it (`ConnLoop::drain_input`).
+    pub history: Option<Arc<[HistoryRow]>>,
     pub close: bool,
 }
 
@@ -25,6 +35,7 @@ impl Answer {
     fn none() -> Answer {
         Answer {
             frames: Vec::new(),
+            history: None,
             close: false,
         }
     }
@@ -32,6 +43,7 @@ impl Answer {
     fn one(frame: Frame) -> Answer {
         Answer {
             frames: vec![frame],
+            history: None,
             close: false,
         }
     }
@@ -40,6 +52,7 @@ impl Answer {
     pub fn refuse(e: CommandError) -> Answer {
         Answer {
             frames: vec![e.frame(unix_now())],
+            history: None,
             close: e.closes_connection(),
         }
     }
@@ -101,18 +114,8 @@ impl Session {
                 }
                 match crate::commands::history::read(ctx, self.dev_id, &pipe).await {
                     Ok(rows) => Answer {
-                        frames: rows
-                            .iter()
-                            .map(|h| {
-                                frames::history_entry(
-                                    &h.pipe,
-                                    &h.event,
-                                    &h.message,
-                                    h.sent_at,
-                                    h.user_id as u64,
-                                )
-                            })
-                            .collect(),
+                        frames: Vec::new(),
+                        history: Some(rows),
                         close: false,
                     },
                     Err(e) => internal(e),
@@ -165,6 +168,7 @@ impl Session {
                 );
                 Answer {
                     frames: Vec::new(),
+                    history: None,
                     close: true,
                 }
             }

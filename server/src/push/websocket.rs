@@ -371,6 +371,8 @@ impl WsService {
             rbuf: early,
             write_timeout,
             budget: CommandBudget::new(&self.ctx.config.websocket),
+            history: None,
+            held: false,
         };
         let data = if authorized {
             hash.as_deref().unwrap_or("")

@@ -229,11 +229,13 @@ impl Limits {
         let key = (dev_id, ClientIp::from(ip));
         {
             let mut counts = lock(&self.websockets_per_ip);
-            let n = counts.entry(key).or_insert(0);
-            if *n >= self.config.websocket_connections_per_ip_per_tenant {
+            // Looked up before inserting: a refusal must leave no entry behind (only open connections hold
+            // one, and their slot removes it).
+            let open = counts.get(&key).copied().unwrap_or(0);
+            if open >= self.config.websocket_connections_per_ip_per_tenant {
                 return Err(self.refuse(Limit::IpTenantConnections, Duration::from_secs(1)));
             }
-            *n += 1;
+            counts.insert(key, open + 1);
         }
         let slot = WebsocketSlot {
             counts: self.websockets_per_ip.clone(),
@@ -379,6 +381,21 @@ mod tests {
             lock(&l.websockets_per_ip).is_empty(),
             "no entry outlives its connections"
         );
+    }
+
+    #[test]
+    fn a_refused_websocket_leaves_no_entry() {
+        // A cap of 0 is refused by `Config::validate`; here it makes every connect a refusal.
+        let l = Limits::new(LimitsConfig {
+            websocket_connections_per_ip_per_tenant: 0,
+            ..LimitsConfig::default()
+        });
+        for i in 0..100u8 {
+            let ip = IpAddr::from([10, 0, 1, i]);
+            let e = l.websocket_connect(DevId(u64::from(i)), ip, 0).unwrap_err();
+            assert_eq!(e.limit, Limit::IpTenantConnections);
+        }
+        assert!(lock(&l.websockets_per_ip).is_empty());
     }
 
     #[test]
