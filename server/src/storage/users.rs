@@ -27,6 +27,18 @@ pub struct QueuedMessage {
     pub sent_at: i64,
 }
 
+impl QueuedMessage {
+    fn from_row(r: &sqlx::any::AnyRow) -> Result<Self, StorageError> {
+        Ok(QueuedMessage {
+            id: get(r, "id")?,
+            uuid: get(r, "uuid")?,
+            event: get(r, "event")?,
+            message: get(r, "message")?,
+            sent_at: get(r, "sent_at")?,
+        })
+    }
+}
+
 /// The per-user tables that are a plain (dev_id, user_id) → text map.
 #[derive(Debug, Clone, Copy)]
 pub enum UserTable {
@@ -299,27 +311,8 @@ impl Storage {
         now: i64,
         limit: i64,
     ) -> Result<Vec<QueuedMessage>, StorageError> {
-        let rows = sqlx::query(
-            "SELECT id, uuid, event, message, sent_at FROM user_messages \
-             WHERE dev_id = $1 AND user_id = $2 AND expires_at > $3 ORDER BY id LIMIT $4",
-        )
-        .bind(dev_id.0 as i64)
-        .bind(user.0 as i64)
-        .bind(now)
-        .bind(limit)
-        .fetch_all(self.pool())
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(QueuedMessage {
-                    id: get(r, "id")?,
-                    uuid: get(r, "uuid")?,
-                    event: get(r, "event")?,
-                    message: get(r, "message")?,
-                    sent_at: get(r, "sent_at")?,
-                })
-            })
-            .collect()
+        self.queued_messages_after(dev_id, user, now, 0, limit)
+            .await
     }
 
     /// One page of the user's unexpired queued messages, oldest first: those after the id `after` (0 for the
@@ -343,17 +336,7 @@ impl Storage {
         .bind(limit)
         .fetch_all(self.pool())
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(QueuedMessage {
-                    id: get(r, "id")?,
-                    uuid: get(r, "uuid")?,
-                    event: get(r, "event")?,
-                    message: get(r, "message")?,
-                    sent_at: get(r, "sent_at")?,
-                })
-            })
-            .collect()
+        rows.iter().map(QueuedMessage::from_row).collect()
     }
 
     /// Takes the user's oldest unexpired queued messages (at most `limit`) out of the queue in one
@@ -379,15 +362,7 @@ impl Storage {
         .await?;
         let mut batch = rows
             .iter()
-            .map(|r| {
-                Ok(QueuedMessage {
-                    id: get(r, "id")?,
-                    uuid: get(r, "uuid")?,
-                    event: get(r, "event")?,
-                    message: get(r, "message")?,
-                    sent_at: get(r, "sent_at")?,
-                })
-            })
+            .map(QueuedMessage::from_row)
             .collect::<Result<Vec<_>, StorageError>>()?;
         // RETURNING promises no order.
         batch.sort_by_key(|m| m.id);
