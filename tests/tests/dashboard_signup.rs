@@ -23,8 +23,7 @@ async fn tenant_emails(server: &TestServer) -> Vec<String> {
 }
 
 async fn closed_signup_is_refused_and_creates_nothing(backend: Backend) {
-    let server =
-        TestServer::start_with(backend, |c| c.dashboard.signup = Signup::Closed).await;
+    let server = TestServer::start_with(backend, |c| c.dashboard.signup = Signup::Closed).await;
     let mut b = Browser::new(server.http_addr());
 
     let status = b.call("GET", "/signup", None).await;
@@ -37,7 +36,10 @@ async fn closed_signup_is_refused_and_creates_nothing(backend: Backend) {
     assert_eq!(r.status, 403, "{}", r.body);
     assert_eq!(r.code(), "signup_closed");
     assert_eq!(r.json()["message"].as_str(), Some(shown.as_str()));
-    assert!(r.header("set-cookie").is_none(), "no session for a refused sign-up");
+    assert!(
+        r.header("set-cookie").is_none(),
+        "no session for a refused sign-up"
+    );
     assert!(tenant_emails(&server).await.is_empty());
 
     // Refusals cost nothing and count against nobody: far past the sign-up throttle, still 403, never 429.
@@ -94,7 +96,12 @@ async fn failed_first_key_leaves_no_tenant(backend: Backend) {
     refuse_key_inserts(&server, backend, true).await;
 
     let r = b.sign_up("half@example.com", PASSWORD).await;
-    assert_eq!((r.status, r.code()), (500, "internal".to_owned()), "{}", r.body);
+    assert_eq!(
+        (r.status, r.code()),
+        (500, "internal".to_owned()),
+        "{}",
+        r.body
+    );
     assert!(
         tenant_emails(&server).await.is_empty(),
         "a tenant without its key was left behind"

@@ -44,7 +44,8 @@ fn with_cookie(status: StatusCode, cookie: HeaderValue, body: serde_json::Value)
     (status, [(header::SET_COOKIE, cookie)], Json(body)).into_response()
 }
 
-const SIGNUP_CLOSED: &str = "Sign-up is closed on this server: accounts are created by its operator \
+const SIGNUP_CLOSED: &str =
+    "Sign-up is closed on this server: accounts are created by its operator \
                              (halley tenant create). Log in if you have one.";
 
 fn signup_open(api: &Api) -> bool {
