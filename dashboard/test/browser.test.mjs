@@ -1,7 +1,8 @@
 // The dashboard in a real browser (Debian's headless Chromium, driven by playwright-core): a new developer
 // signs up, reads the dev_id and key from the page, publishes with the real `mariadb` client, sees the
 // message arrive in the live view, revokes the key and sees the CometQL login fail. Screenshots of each
-// page go to docs/screenshots/; with sign-up closed the page offers log-in only. Run: HALLEY_BIN=target/debug/halley npm test (from this directory).
+// page go to docs/screenshots/. A second server with sign-up closed: the page offers log-in only.
+// Run: HALLEY_BIN=target/debug/halley npm test (from this directory).
 
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
