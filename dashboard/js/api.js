@@ -54,6 +54,7 @@ export async function request(method, path, body) {
 }
 
 export const api = {
+  signUpStatus: () => request("GET", "/signup"),
   signUp: (email, password) => request("POST", "/signup", { email, password }),
   logIn: (email, password) => request("POST", "/login", { email, password }),
   logOut: () => request("POST", "/logout"),

@@ -1,4 +1,4 @@
-// The landing page: what Halley is, and the sign-up / log-in forms.
+// The landing page: what Halley is, and the sign-up / log-in forms (sign-up only when the server has it open).
 
 import { api } from "./api.js";
 import { h, show, field, busy } from "./dom.js";
@@ -39,6 +39,20 @@ export function render(ctx, mode) {
     h("a", { href: "#/signup", "aria-current": signup ? "page" : false }, "Sign up"),
     h("a", { href: "#/login", "aria-current": signup ? false : "page" }, "Log in"));
 
+  const card = h("div", { class: "card" }, tabs, form);
+  // An operator may close sign-up ([dashboard] signup = "closed"): say so instead of offering a form
+  // whose every submission would be refused.
+  api.signUpStatus().then((status) => {
+    if (status.signup !== "closed" || !card.isConnected) return;
+    tabs.firstChild.remove();
+    if (signup) {
+      form.replaceWith(h("div", { id: "signup-closed" },
+        h("h2", {}, "Sign-up is closed"),
+        h("p", { role: "status" }, status.message),
+        h("a", { href: "#/login", class: "btn btn-wide" }, "Log in")));
+    }
+  }).catch(() => {});
+
   show(h("section", { class: "hero" },
     h("div", {},
       h("h1", {}, "Real-time push for your app, in a minute"),
@@ -51,6 +65,6 @@ export function render(ctx, mode) {
         h("li", {}, "Send a message and watch it arrive, right here.")),
       h("p", { class: "muted small" },
         "Already on comet-server? Change the host name and credentials; your code stays the same.")),
-    h("div", { class: "card" }, tabs, form)));
+    card));
   email.focus();
 }

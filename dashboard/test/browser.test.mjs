@@ -1,7 +1,8 @@
 // The dashboard in a real browser (Debian's headless Chromium, driven by playwright-core): a new developer
 // signs up, reads the dev_id and key from the page, publishes with the real `mariadb` client, sees the
 // message arrive in the live view, revokes the key and sees the CometQL login fail. Screenshots of each
-// page go to docs/screenshots/. Run: HALLEY_BIN=target/debug/halley npm test (from this directory).
+// page go to docs/screenshots/. A second server with sign-up closed: the page offers log-in only.
+// Run: HALLEY_BIN=target/debug/halley npm test (from this directory).
 
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
@@ -23,10 +24,10 @@ const PASSWORD = "a long enough password";
 
 let server, dataDir, userDir, context, page, http, cometqlPort;
 
-function startServer() {
+function startServer(extraEnv = {}, dir = dataDir) {
   return new Promise((res, rej) => {
     const child = spawn(BIN, ["serve"], {
-      env: { ...process.env, HALLEY_DATA_DIR: dataDir, HALLEY_HTTP_ADDR: "127.0.0.1:0", HALLEY_COMETQL_ADDR: "127.0.0.1:0", HALLEY_LOG: "warn" },
+      env: { ...process.env, HALLEY_DATA_DIR: dir, HALLEY_HTTP_ADDR: "127.0.0.1:0", HALLEY_COMETQL_ADDR: "127.0.0.1:0", HALLEY_LOG: "warn", ...extraEnv },
       stdio: ["ignore", "pipe", "inherit"],
     });
     const timer = setTimeout(() => rej(new Error("the server did not start in time")), WAIT);
@@ -198,4 +199,27 @@ test("sign up, publish with mariadb, see it live, revoke the key", async () => {
   await page.getByRole("button", { name: "Log in" }).click();
   await page.getByRole("alert").filter({ hasText: "Cannot reach the server" }).waitFor();
   await shot("server-unreachable");
+});
+
+test("with sign-up closed, the page says why and offers log-in only", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "halley-dash-closed-"));
+  const closed = await startServer({ HALLEY_DASHBOARD_SIGNUP: "closed" }, dir);
+  try {
+    await page.setViewportSize({ width: 1280, height: 860 });
+    await page.goto(closed.http + "/#/signup");
+    await page.getByRole("heading", { name: "Sign-up is closed" }).waitFor();
+    await page.getByRole("status").filter({ hasText: "halley tenant create" }).waitFor();
+    assert.equal(await page.getByRole("button", { name: "Create account" }).count(), 0, "no sign-up form");
+    assert.equal(await page.getByRole("link", { name: "Sign up" }).count(), 0, "no sign-up tab");
+    await page.locator("#signup-closed").getByRole("link", { name: "Log in" }).click();
+    await page.getByRole("heading", { name: "Log in to Halley" }).waitFor();
+    assert.equal(await page.getByRole("link", { name: "Sign up" }).count(), 0, "no sign-up tab on log-in");
+  } finally {
+    await new Promise((res) => {
+      const kill = setTimeout(() => closed.child.kill("SIGKILL"), 12000);
+      closed.child.once("exit", () => { clearTimeout(kill); res(); });
+      closed.child.kill("SIGTERM");
+    });
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

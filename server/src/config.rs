@@ -158,6 +158,28 @@ pub struct DashboardConfig {
     /// Seconds between writes of the usage counters to the database: the most counting a killed
     /// process can lose.
     pub usage_flush_secs: u64,
+    /// Who may create tenants: `open`, anyone through the dashboard's sign-up; `closed`, only an operator
+    /// with `halley tenant create` (the sign-up endpoint answers 403 `signup_closed`).
+    pub signup: Signup,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Signup {
+    Open,
+    Closed,
+}
+
+impl std::str::FromStr for Signup {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Signup, String> {
+        match s {
+            "open" => Ok(Signup::Open),
+            "closed" => Ok(Signup::Closed),
+            _ => Err("expected open or closed".into()),
+        }
+    }
 }
 
 impl Default for DashboardConfig {
@@ -168,6 +190,7 @@ impl Default for DashboardConfig {
             argon2_concurrency: 2,
             argon2_queue: 32,
             usage_flush_secs: 5,
+            signup: Signup::Open,
         }
     }
 }
@@ -294,6 +317,7 @@ pub const ENV_VARS: &[&str] = &[
     "HALLEY_NODE_NAME",
     "HALLEY_LOG",
     "HALLEY_DASHBOARD_SECURE_COOKIES",
+    "HALLEY_DASHBOARD_SIGNUP",
 ];
 
 impl Config {
@@ -364,6 +388,13 @@ impl Config {
                     })
                 }
             };
+        }
+        if let Some(v) = lookup("HALLEY_DASHBOARD_SIGNUP") {
+            self.dashboard.signup = v.parse().map_err(|reason| ConfigError::Env {
+                name: "HALLEY_DASHBOARD_SIGNUP",
+                value: v,
+                reason,
+            })?;
         }
         Ok(())
     }
@@ -511,10 +542,12 @@ mod tests {
             "HALLEY_HTTP_ADDR" => Some("127.0.0.1:9000".into()),
             "HALLEY_DATABASE_URL" => Some("postgres://x@h/db".into()),
             "HALLEY_DASHBOARD_SECURE_COOKIES" => Some("true".into()),
+            "HALLEY_DASHBOARD_SIGNUP" => Some("closed".into()),
             _ => None,
         })
         .unwrap();
         assert!(c.dashboard.secure_cookies);
+        assert_eq!(c.dashboard.signup, Signup::Closed);
         assert_eq!(c.dashboard.session_hours, 12);
         assert_eq!(c.data_dir, PathBuf::from("/srv/h"));
         assert_eq!(c.websocket.outbox_frames, 7);
@@ -529,6 +562,13 @@ mod tests {
             .apply_env(|k| (k == "HALLEY_COMETQL_ADDR").then(|| "nope".to_string()))
             .unwrap_err();
         assert!(err.to_string().contains("HALLEY_COMETQL_ADDR"), "{err}");
+        let err = c
+            .apply_env(|k| (k == "HALLEY_DASHBOARD_SIGNUP").then(|| "Closed".to_string()))
+            .unwrap_err();
+        assert!(err.to_string().contains("open or closed"), "{err}");
+        assert!(toml::from_str::<Config>("[dashboard]\nsignup = \"invite\"").is_err());
+        let closed: Config = toml::from_str("[dashboard]\nsignup = \"closed\"").unwrap();
+        assert_eq!(closed.dashboard.signup, Signup::Closed);
         assert!(toml::from_str::<Config>("unknown_key = 1").is_err());
         c.database_url = "mysql://x".into();
         assert!(c.validate().is_err());

@@ -12,7 +12,7 @@ mod users;
 
 pub use accounts::AccountRow;
 pub use pipes::HistoryRow;
-pub use tenants::{KeyRow, LimitRow, QuotaRow, TenantRow};
+pub use tenants::{KeyRow, LimitRow, NewTenantRow, QuotaRow, TenantRow};
 pub use totals::{InUse, Reservation, StoredUsage, Totals};
 pub use users::{QueuedMessage, UserTable};
 

@@ -24,32 +24,63 @@ pub struct KeyRow {
     pub last_used_at: Option<i64>,
 }
 
+/// What [`Storage::create_tenant_with_key`] stores besides the sealed key.
+#[derive(Debug, Clone, Copy)]
+pub struct NewTenantRow<'a> {
+    pub email: &'a str,
+    pub password_hash: Option<&'a str>,
+    pub key_name: &'a str,
+    pub verifier: &'a [u8],
+    pub now: i64,
+}
+
+fn conflict_on_email(e: sqlx::Error) -> StorageError {
+    match &e {
+        sqlx::Error::Database(d) if d.is_unique_violation() => {
+            StorageError::Conflict("a tenant with this email already exists")
+        }
+        _ => StorageError::Db(e),
+    }
+}
+
 fn dev(row: &AnyRow) -> Result<DevId, StorageError> {
     Ok(DevId(get::<i64>(row, "dev_id")? as u64))
 }
 
 impl Storage {
-    pub async fn create_tenant(
+    /// A new tenant and its first key in one transaction: if the key cannot be stored, the tenant is not
+    /// created either (no account without a key, and the email stays free). The key is sealed by `seal`
+    /// because its seal names the dev_id, which only the tenant's insert yields. Returns the dev_id and key id.
+    pub async fn create_tenant_with_key(
         &self,
-        email: &str,
-        password_hash: Option<&str>,
-        now: i64,
-    ) -> Result<DevId, StorageError> {
+        new: NewTenantRow<'_>,
+        seal: impl FnOnce(DevId) -> Vec<u8>,
+    ) -> Result<(DevId, i64), StorageError> {
+        let mut tx = self.pool().begin().await?;
         let row = sqlx::query(
             "INSERT INTO tenants (email, password_hash, created_at) VALUES ($1, $2, $3) RETURNING dev_id",
         )
-        .bind(email)
-        .bind(password_hash)
-        .bind(now)
-        .fetch_one(self.pool())
+        .bind(new.email)
+        .bind(new.password_hash)
+        .bind(new.now)
+        .fetch_one(&mut *tx)
         .await
-        .map_err(|e| match &e {
-            sqlx::Error::Database(d) if d.is_unique_violation() => {
-                StorageError::Conflict("a tenant with this email already exists")
-            }
-            _ => StorageError::Db(e),
-        })?;
-        dev(&row)
+        .map_err(conflict_on_email)?;
+        let dev_id = dev(&row)?;
+        let row = sqlx::query(
+            "INSERT INTO tenant_keys (dev_id, name, sealed, verifier, created_at) \
+             VALUES ($1, $2, $3, $4, $5) RETURNING id",
+        )
+        .bind(dev_id.0 as i64)
+        .bind(new.key_name)
+        .bind(seal(dev_id))
+        .bind(new.verifier.to_vec())
+        .bind(new.now)
+        .fetch_one(&mut *tx)
+        .await?;
+        let key_id = get(&row, "id")?;
+        tx.commit().await?;
+        Ok((dev_id, key_id))
     }
 
     pub async fn list_tenants(&self) -> Result<Vec<TenantRow>, StorageError> {

@@ -14,7 +14,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::ids::DevId;
 use crate::mysql::auth::{check_scramble, verifier};
-use crate::storage::{KeyRow, Storage, StorageError};
+use crate::storage::{KeyRow, NewTenantRow, Storage, StorageError};
 pub use account::{AccountError, KeyInfo};
 pub use keys::{generate_key, KeyBox, KeyError};
 
@@ -115,12 +115,18 @@ impl Tenants {
         if !valid_email(email) {
             return Err(TenantError::InvalidEmail);
         }
-        let now = unix_now();
-        let dev_id = self
+        let key = generate_key();
+        let new = NewTenantRow {
+            email,
+            password_hash,
+            key_name: "default",
+            verifier: &verifier(key.as_bytes()),
+            now: unix_now(),
+        };
+        let (dev_id, _key_id) = self
             .storage
-            .create_tenant(email, password_hash, now)
+            .create_tenant_with_key(new, |dev_id| self.keys.seal(dev_id, &key))
             .await?;
-        let key = self.add_key(dev_id, "default").await?;
         Ok(NewTenant { dev_id, key })
     }
 

@@ -12,6 +12,7 @@ use serde_json::json;
 use super::error::{ApiError, JsonBody};
 use super::session::{session_token, Claims, Owner};
 use super::Api;
+use crate::config::Signup;
 use crate::storage::AccountRow;
 use crate::tenant::account::normalize_email;
 
@@ -43,11 +44,36 @@ fn with_cookie(status: StatusCode, cookie: HeaderValue, body: serde_json::Value)
     (status, [(header::SET_COOKIE, cookie)], Json(body)).into_response()
 }
 
+const SIGNUP_CLOSED: &str =
+    "Sign-up is closed on this server: accounts are created by its operator \
+                             (halley tenant create). Log in if you have one.";
+
+fn signup_open(api: &Api) -> bool {
+    api.ctx().config.dashboard.signup == Signup::Open
+}
+
+/// Whether the page should offer the sign-up form (`[dashboard] signup`).
+pub async fn sign_up_status(State(api): State<Api>) -> Json<serde_json::Value> {
+    Json(if signup_open(&api) {
+        json!({"signup": "open"})
+    } else {
+        json!({"signup": "closed", "message": SIGNUP_CLOSED})
+    })
+}
+
 pub async fn sign_up(
     State(api): State<Api>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     JsonBody(c): JsonBody<Credentials>,
 ) -> Result<Response, ApiError> {
+    // Before the throttle and argon2: a closed door costs nothing and counts against nobody.
+    if !signup_open(&api) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "signup_closed",
+            SIGNUP_CLOSED,
+        ));
+    }
     api.0.throttle.sign_up_attempt(peer.ip())?;
     let (account, _first_key) = api.ctx().tenants.sign_up(&c.email, &c.password).await?;
     tracing::info!(dev_id = %account.dev_id, "new tenant signed up");

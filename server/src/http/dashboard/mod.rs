@@ -79,7 +79,10 @@ impl Api {
 /// The pages at `/` and `/dashboard/...`, and the API at `/api/dashboard/v1/...`.
 pub fn router(api: Api) -> Router {
     let v1 = Router::new()
-        .route("/signup", post(accounts::sign_up))
+        .route(
+            "/signup",
+            get(accounts::sign_up_status).post(accounts::sign_up),
+        )
         .route("/login", post(accounts::log_in))
         .route("/logout", post(accounts::log_out))
         .route("/me", get(accounts::me))
