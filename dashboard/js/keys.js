@@ -57,10 +57,10 @@ export function render() {
       await load();
     }));
     return h("tr", { "data-key-id": String(k.id) },
-      h("td", {}, h("strong", {}, k.name), h("div", {}, value)),
-      h("td", { class: "when" }, formatTime(k.created_at)),
-      h("td", { class: "when" }, formatTime(k.last_used_at)),
-      h("td", {}, h("div", { class: "actions" }, reveal, copyBtn, revoke)));
+      h("td", { "data-label": "Name" }, h("strong", {}, k.name), h("div", {}, value)),
+      h("td", { class: "when", "data-label": "Created" }, formatTime(k.created_at)),
+      h("td", { class: "when", "data-label": "Last used" }, formatTime(k.last_used_at)),
+      h("td", { "data-label": "Actions" }, h("div", { class: "actions" }, reveal, copyBtn, revoke)));
   }
 
   form.addEventListener("submit", (e) => {
@@ -78,7 +78,7 @@ export function render() {
       h("div", {}, h("h1", {}, "Keys"),
         h("p", {}, "Your backend logs in to CometQL with your dev_id and any active key. Rotate without downtime: create, deploy, revoke the old one."))),
     h("section", { class: "card" }, error,
-      h("div", { class: "table-wrap" }, h("table", {},
+      h("div", { class: "table-wrap" }, h("table", { class: "stack" },
         h("caption", { class: "sr-only" }, "Active keys"),
         h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Name"), h("th", { scope: "col" }, "Created"),
           h("th", { scope: "col" }, "Last used"), h("th", { scope: "col" }, "Actions"))),

@@ -67,6 +67,33 @@ async function shot(name, viewport = { width: 1280, height: 860 }) {
   await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: true });
 }
 
+/** At the current (phone) width: nothing wider than the screen, and no Copy button over a snippet's text. */
+async function assertFitsPhone() {
+  const problems = await page.evaluate(() => {
+    const out = [];
+    const width = document.documentElement.clientWidth;
+    if (document.documentElement.scrollWidth > width) out.push(`page scrolls sideways (${document.documentElement.scrollWidth} > ${width})`);
+    for (const el of document.querySelectorAll(".table-wrap, .snippet pre")) {
+      if (el.scrollWidth > el.clientWidth + 1) out.push(`${el.id || el.className} hides ${el.scrollWidth - el.clientWidth}px sideways`);
+    }
+    for (const el of document.querySelectorAll("td, td button")) {
+      const r = el.getBoundingClientRect();
+      if (r.width && (r.right > width || r.left < 0)) out.push(`table content off-screen: ${el.textContent.trim().slice(0, 30)}`);
+    }
+    for (const code of document.querySelectorAll(".snippet .code")) {
+      const btn = code.querySelector(".copy").getBoundingClientRect();
+      const range = document.createRange();
+      range.selectNodeContents(code.querySelector("pre code"));
+      for (const r of range.getClientRects()) {
+        const overlaps = r.width > 0 && r.left < btn.right && r.right > btn.left && r.top < btn.bottom && r.bottom > btn.top;
+        if (overlaps) out.push(`Copy covers text of ${code.querySelector("pre").id}`);
+      }
+    }
+    return out;
+  });
+  assert.deepEqual(problems, []);
+}
+
 before(async () => {
   dataDir = mkdtempSync(join(tmpdir(), "halley-dash-data-"));
   userDir = mkdtempSync(join(tmpdir(), "halley-dash-chromium-"));
@@ -132,6 +159,7 @@ test("sign up, publish with mariadb, see it live, revoke the key", async () => {
   await page.locator("#live-log li").filter({ hasText: "Hello, Halley!" }).waitFor();
   await shot("quickstart");
   await shot("quickstart-phone", { width: 390, height: 844 });
+  await assertFitsPhone();
   await page.setViewportSize({ width: 1280, height: 860 });
 
   await page.getByRole("link", { name: "Overview" }).click();
@@ -147,6 +175,10 @@ test("sign up, publish with mariadb, see it live, revoke the key", async () => {
   await page.getByLabel("One origin per line").fill("https://app.example.com");
   await page.getByRole("button", { name: "Save origins" }).click();
   await page.getByRole("status").filter({ hasText: "Only these origins may connect" }).waitFor();
+  // The dashboard's own live view is not one of them, and still connects (its origin is the server's).
+  await page.getByRole("link", { name: "Quick start" }).click();
+  await page.locator('#live-status[data-state="open"]').waitFor();
+  await page.getByRole("link", { name: "Settings" }).click();
   await page.getByLabel("One origin per line").fill("");
   await page.getByRole("button", { name: "Save origins" }).click();
   await page.getByRole("status").filter({ hasText: "Any origin may connect" }).waitFor();
@@ -157,6 +189,10 @@ test("sign up, publish with mariadb, see it live, revoke the key", async () => {
   await row.getByRole("button", { name: "Reveal" }).click();
   await row.filter({ hasText: key }).waitFor();
   await shot("keys");
+  await page.setViewportSize({ width: 390, height: 844 });
+  await page.waitForTimeout(150);
+  await assertFitsPhone();
+  await page.setViewportSize({ width: 1280, height: 860 });
   // The only key: the page asks twice (the server answers 409 until confirm_last), then it is gone.
   await row.getByRole("button", { name: "Revoke" }).click();
   await page.getByText("No active key").waitFor();

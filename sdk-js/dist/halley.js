@@ -36,6 +36,7 @@
       now: () => Date.now(),
       random: defaultRandom,
       console: g2.console,
+      fetch: typeof g2.fetch === "function" ? (url) => g2.fetch(url) : null,
       addEventListener: typeof g2.addEventListener === "function" ? (type, fn) => g2.addEventListener(type, fn) : null
     };
   }
@@ -121,6 +122,7 @@
   var SUBSCRIBE_BATCH_MS = 50;
   var STABLE_AFTER_MS = 5e3;
   var OFFLINE_POLL_MS = 1e3;
+  var CHECK_AFTER_FAILURES = 3;
   var QUEUE_LIMIT = 500;
   var Connection = class {
     /**
@@ -132,6 +134,8 @@
      * @param {(level: number, ...args: any[]) => void} o.log
      * @param {Backoff} [o.backoff]
      * @param {number} [o.stableAfterMs]
+     * @param {(url: string) => Promise<string|null>} [o.checkRefused] why the server refuses `url` for good
+     *   (an error to show), or null when it does not or cannot say
      */
     constructor(o) {
       this.urlFor = o.urlFor;
@@ -141,6 +145,8 @@
       this.log = o.log;
       this.backoff = o.backoff || new Backoff();
       this.stableAfterMs = o.stableAfterMs ?? STABLE_AFTER_MS;
+      this.checkRefused = o.checkRefused || null;
+      this.unopened = 0;
       this.ws = null;
       this.open = false;
       this.stopped = true;
@@ -225,6 +231,7 @@
     }
     onOpen(ws) {
       if (ws !== this.ws) return;
+      this.unopened = 0;
       this.sentPipes = null;
       this.setOpen(true);
       this.flushSubscription();
@@ -247,6 +254,7 @@
     }
     onClose(ws, ev) {
       if (ws !== this.ws) return;
+      const wasOpen = this.open;
       detach(ws);
       this.ws = null;
       this.clearTimer("stable");
@@ -258,12 +266,28 @@
         return;
       }
       this.failures++;
+      if (!wasOpen) this.noteUnopened(ws.url);
       const delay = this.backoff.next();
       this.log(1, `connection closed (code ${ev && ev.code}); reconnecting in ${delay} ms`);
       this.timers.reconnect = this.env.setTimeout(() => {
         this.timers.reconnect = null;
         this.connect();
       }, delay);
+    }
+    /** One more attempt that never opened; the CHECK_AFTER_FAILURES-th in a row asks the server why, once. */
+    noteUnopened(url) {
+      this.unopened++;
+      if (this.unopened !== CHECK_AFTER_FAILURES || !this.checkRefused) return;
+      this.checkRefused(url).then(
+        (reason) => {
+          if (!reason || this.stopped) return;
+          this.log(0, reason);
+          this.fatal = true;
+          this.clearTimer("reconnect");
+        },
+        () => {
+        }
+      );
     }
     flushSubscription() {
       if (!this.open || !this.ws) return;
@@ -611,6 +635,7 @@
      * @param {(connected: boolean) => void} o.onStatus
      * @param {(leader: boolean) => void} o.onRole
      * @param {(level: number, ...args: any[]) => void} o.log
+     * @param {(url: string) => Promise<string|null>} [o.checkRefused] see Connection
      * @param {object} [o.backoff] Backoff instance (tests)
      */
     constructor(o) {
@@ -700,6 +725,7 @@
       this.setConnected(false);
       this.connection = new Connection({
         urlFor: this.o.urlFor,
+        checkRefused: this.o.checkRefused,
         env: this.o.env,
         backoff: this.o.backoff,
         log: this.o.log,
@@ -1077,6 +1103,7 @@
           devId: this.options.dev_id,
           uuid: this.getUUID()
         }),
+        checkRefused: (url) => originRefused(this.env, url, this.options.dev_id),
         onFrame: (frame) => this.onFrame(frame),
         onStatus: (connected) => this.setConnected(connected),
         onRole: (leader) => {
@@ -1273,6 +1300,18 @@
       return uuid;
     }
   };
+  async function originRefused(env, wsUrl, devId) {
+    if (typeof env.fetch !== "function") return null;
+    const at = wsUrl.indexOf("/ws/sesion=");
+    if (at < 0) return null;
+    const base = wsUrl.slice(0, at).replace(/^ws/, "http");
+    const res = await env.fetch(base + "/info?dev_id=" + encodeURIComponent(String(devId)));
+    if (!res || !res.ok) return null;
+    const info = await res.json();
+    if (!info || info.origin_allowed !== false) return null;
+    const origin = env.location && env.location.origin ? env.location.origin : "this page's origin";
+    return `${origin} is not in the "Allowed origins" of dev_id ${devId} (dashboard: Settings), so the server refuses its WebSocket connections (HTTP 403); not reconnecting. Add the origin there (or empty the list) and reload the page.`;
+  }
 
   // src/compat.js
   var CometServerApi = class {

@@ -81,6 +81,7 @@ export class Client {
           devId: this.options.dev_id,
           uuid: this.getUUID(),
         }),
+      checkRefused: (url) => originRefused(this.env, url, this.options.dev_id),
       onFrame: (frame) => this.onFrame(frame),
       onStatus: (connected) => this.setConnected(connected),
       onRole: (leader) => {
@@ -301,4 +302,25 @@ export class Client {
     this.options.uuid = uuid;
     return uuid;
   }
+}
+
+/**
+ * Asks the node of a failing socket URL whether this page's origin is refused for `devId` (the tenant's
+ * "Allowed origins" dashboard setting, answered by `/info?dev_id=`); the error to show, or null.
+ */
+export async function originRefused(env, wsUrl, devId) {
+  if (typeof env.fetch !== "function") return null;
+  const at = wsUrl.indexOf("/ws/sesion=");
+  if (at < 0) return null;
+  const base = wsUrl.slice(0, at).replace(/^ws/, "http");
+  const res = await env.fetch(base + "/info?dev_id=" + encodeURIComponent(String(devId)));
+  if (!res || !res.ok) return null;
+  const info = await res.json();
+  if (!info || info.origin_allowed !== false) return null;
+  const origin = env.location && env.location.origin ? env.location.origin : "this page's origin";
+  return (
+    `${origin} is not in the "Allowed origins" of dev_id ${devId} (dashboard: Settings), so the server ` +
+    "refuses its WebSocket connections (HTTP 403); not reconnecting. Add the origin there (or empty the list) " +
+    "and reload the page."
+  );
 }

@@ -19,6 +19,7 @@ export function browserEnv() {
     now: () => Date.now(),
     random: defaultRandom,
     console: g.console,
+    fetch: typeof g.fetch === "function" ? (url) => g.fetch(url) : null,
     addEventListener: typeof g.addEventListener === "function" ? (type, fn) => g.addEventListener(type, fn) : null,
   };
 }

@@ -33,6 +33,7 @@ export class TabGroup {
    * @param {(connected: boolean) => void} o.onStatus
    * @param {(leader: boolean) => void} o.onRole
    * @param {(level: number, ...args: any[]) => void} o.log
+   * @param {(url: string) => Promise<string|null>} [o.checkRefused] see Connection
    * @param {object} [o.backoff] Backoff instance (tests)
    */
   constructor(o) {
@@ -132,6 +133,7 @@ export class TabGroup {
     this.setConnected(false);
     this.connection = new Connection({
       urlFor: this.o.urlFor,
+      checkRefused: this.o.checkRefused,
       env: this.o.env,
       backoff: this.o.backoff,
       log: this.o.log,

@@ -11,6 +11,11 @@ export const SUBSCRIBE_BATCH_MS = 50;
 export const STABLE_AFTER_MS = 5000;
 /** While the browser says it is offline, look again this often instead of opening sockets that must fail. */
 export const OFFLINE_POLL_MS = 1000;
+/**
+ * After this many attempts in a row that never opened, ask the server why (`checkRefused`): a browser sees
+ * an upgrade refused with HTTP 403 (origin not allowed) only as a failed socket, like a network error.
+ */
+export const CHECK_AFTER_FAILURES = 3;
 /** Commands kept while disconnected; past this the oldest are dropped (and logged). */
 export const QUEUE_LIMIT = 500;
 
@@ -24,6 +29,8 @@ export class Connection {
    * @param {(level: number, ...args: any[]) => void} o.log
    * @param {Backoff} [o.backoff]
    * @param {number} [o.stableAfterMs]
+   * @param {(url: string) => Promise<string|null>} [o.checkRefused] why the server refuses `url` for good
+   *   (an error to show), or null when it does not or cannot say
    */
   constructor(o) {
     this.urlFor = o.urlFor;
@@ -33,6 +40,8 @@ export class Connection {
     this.log = o.log;
     this.backoff = o.backoff || new Backoff();
     this.stableAfterMs = o.stableAfterMs ?? STABLE_AFTER_MS;
+    this.checkRefused = o.checkRefused || null;
+    this.unopened = 0;
     this.ws = null;
     this.open = false;
     this.stopped = true;
@@ -128,6 +137,7 @@ export class Connection {
 
   onOpen(ws) {
     if (ws !== this.ws) return;
+    this.unopened = 0;
     this.sentPipes = null;
     this.setOpen(true);
     this.flushSubscription();
@@ -152,6 +162,7 @@ export class Connection {
 
   onClose(ws, ev) {
     if (ws !== this.ws) return;
+    const wasOpen = this.open;
     detach(ws);
     this.ws = null;
     this.clearTimer("stable");
@@ -163,12 +174,30 @@ export class Connection {
       return;
     }
     this.failures++;
+    if (!wasOpen) this.noteUnopened(ws.url);
     const delay = this.backoff.next();
     this.log(1, `connection closed (code ${ev && ev.code}); reconnecting in ${delay} ms`);
     this.timers.reconnect = this.env.setTimeout(() => {
       this.timers.reconnect = null;
       this.connect();
     }, delay);
+  }
+
+  /** One more attempt that never opened; the CHECK_AFTER_FAILURES-th in a row asks the server why, once. */
+  noteUnopened(url) {
+    this.unopened++;
+    if (this.unopened !== CHECK_AFTER_FAILURES || !this.checkRefused) return;
+    this.checkRefused(url).then(
+      (reason) => {
+        if (!reason || this.stopped) return;
+        this.log(0, reason);
+        this.fatal = true;
+        this.clearTimer("reconnect");
+      },
+      () => {
+        // The server could not be asked (network down): keep retrying as before.
+      },
+    );
   }
 
   flushSubscription() {

@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { Connection, SUBSCRIBE_BATCH_MS, STABLE_AFTER_MS } from "../../src/socket.js";
+import { Connection, SUBSCRIBE_BATCH_MS, STABLE_AFTER_MS, CHECK_AFTER_FAILURES } from "../../src/socket.js";
 import { Backoff } from "../../src/backoff.js";
 import { FakeClock, SocketLog } from "../support/fakes.js";
 
@@ -151,4 +151,81 @@ test("failures move to the next node of a list", () => {
   sockets.last.serverClose(1006);
   clock.advance(1000);
   assert.equal(sockets.last.url, "ws://node/ws/try1");
+});
+
+test("after CHECK_AFTER_FAILURES sockets that never opened it asks why once, and a refusal stops the retries", async () => {
+  const clock = new FakeClock();
+  const sockets = new SocketLog();
+  const logged = [];
+  const asked = [];
+  const conn = new Connection({
+    urlFor: (failures) => `ws://node/ws/try${failures}`,
+    env: {
+      WebSocket: sockets.ctor(),
+      setTimeout: (f, ms) => clock.setTimeout(f, ms),
+      clearTimeout: (id) => clock.clearTimeout(id),
+      navigator: { onLine: true },
+    },
+    backoff: new Backoff({ baseMs: 500, maxMs: 30000 }, () => 0.999999),
+    onText: () => {},
+    onStatus: () => {},
+    log: (level, ...args) => logged.push([level, args.join(" ")]),
+    checkRefused: async (url) => {
+      asked.push(url);
+      return 'not in the "Allowed origins"';
+    },
+  });
+  conn.start();
+  for (let i = 1; i < CHECK_AFTER_FAILURES; i++) {
+    sockets.last.serverClose(1006);
+    clock.advance(60000);
+  }
+  assert.equal(asked.length, 0, "not before CHECK_AFTER_FAILURES");
+  sockets.last.serverClose(1006);
+  await new Promise((r) => setImmediate(r));
+  assert.deepEqual(asked, [`ws://node/ws/try${CHECK_AFTER_FAILURES - 1}`]);
+  assert.ok(logged.some(([level, text]) => level === 0 && text.includes('"Allowed origins"')));
+  const made = sockets.sockets.length;
+  clock.advance(600000);
+  assert.equal(sockets.sockets.length, made, "no more attempts after the refusal");
+});
+
+test("a socket that opened resets the count; an unknown answer keeps retrying", async () => {
+  const clock = new FakeClock();
+  const sockets = new SocketLog();
+  let asked = 0;
+  const conn = new Connection({
+    urlFor: () => "ws://node/ws/x",
+    env: {
+      WebSocket: sockets.ctor(),
+      setTimeout: (f, ms) => clock.setTimeout(f, ms),
+      clearTimeout: (id) => clock.clearTimeout(id),
+      navigator: { onLine: true },
+    },
+    backoff: new Backoff({ baseMs: 500, maxMs: 30000 }, () => 0.999999),
+    onText: () => {},
+    onStatus: () => {},
+    log: () => {},
+    checkRefused: async () => {
+      asked++;
+      return null;
+    },
+  });
+  conn.start();
+  sockets.last.serverClose(1006);
+  clock.advance(60000);
+  sockets.last.serverOpen();
+  sockets.last.serverClose(1006);
+  clock.advance(60000);
+  for (let i = 1; i < CHECK_AFTER_FAILURES; i++) {
+    sockets.last.serverClose(1006);
+    clock.advance(60000);
+  }
+  assert.equal(asked, 0, "the count started again after the open");
+  sockets.last.serverClose(1006);
+  await new Promise((r) => setImmediate(r));
+  assert.equal(asked, 1);
+  const made = sockets.sockets.length;
+  clock.advance(60000);
+  assert.equal(sockets.sockets.length, made + 1, "still retrying");
 });

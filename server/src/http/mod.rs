@@ -9,7 +9,7 @@ pub mod dashboard;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{ConnectInfo, Query, Request, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -50,12 +50,32 @@ pub fn router(
         .merge(dashboard::router(dashboard))
 }
 
-async fn info(State(s): State<HttpState>) -> impl IntoResponse {
+/// The node's name; with `?dev_id=N` also whether this request's `Origin` may open WebSockets for that
+/// tenant (`origin_allowed`), which the SDK asks after its sockets keep failing: a browser sees a refused
+/// upgrade only as a failed socket. It tells a caller nothing it could not learn by trying an upgrade.
+async fn info(
+    State(s): State<HttpState>,
+    Query(q): Query<InfoQuery>,
+    headers: axum::http::HeaderMap,
+) -> Response {
     // The reference pads the node name with underscores (a bug); we send it as configured.
-    (
-        [(header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")],
-        Json(serde_json::json!({"status": "ok", "node": s.ctx.config.node_name})),
-    )
+    let mut body = serde_json::json!({"status": "ok", "node": s.ctx.config.node_name});
+    if let Some(dev_id) = q.dev_id {
+        match s
+            .ws
+            .origin_allowed(crate::ids::DevId(dev_id), &headers)
+            .await
+        {
+            Ok(allowed) => body["origin_allowed"] = allowed.into(),
+            Err(e) => tracing::error!(error = %e, "allowed origins lookup failed"),
+        }
+    }
+    ([(header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")], Json(body)).into_response()
+}
+
+#[derive(serde::Deserialize)]
+struct InfoQuery {
+    dev_id: Option<u64>,
 }
 
 async fn metrics(

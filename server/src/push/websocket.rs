@@ -90,6 +90,14 @@ fn check_handshake(req: &Request) -> Result<String, HandshakeError> {
     .map(|h| h.key.to_owned())
 }
 
+/// Whether a (lower-cased) `Origin` is this server's own: its authority is the `Host` the request was sent
+/// to. Both come from the browser, which sets `Origin` itself; a page elsewhere cannot claim our host.
+fn origin_is_host(origin: &str, host: &str) -> bool {
+    origin
+        .split_once("://")
+        .is_some_and(|(_, authority)| !host.is_empty() && authority.eq_ignore_ascii_case(host))
+}
+
 /// The one place handshake refusals become HTTP answers.
 fn refuse_handshake(e: HandshakeError) -> Response {
     let text = format!("{e}\n");
@@ -221,32 +229,50 @@ impl WsService {
     }
 
     /// The tenant's allowed origins (dashboard setting): a browser page from another origin gets 403. An empty
-    /// list allows any origin; a request without `Origin` is not from a browser page and is not refused.
+    /// list allows any origin; a request without `Origin` is not from a browser page and is not refused. A
+    /// page served by this server itself (its dashboard's live view) is always allowed: its `Origin` names
+    /// the `Host` the upgrade was sent to, which a page from another site cannot make its browser send.
     async fn refuse_origin(
         &self,
         params: &Result<ConnectParams, UrlError>,
         headers: &HeaderMap,
     ) -> Option<Response> {
-        let (Ok(params), Some(origin)) = (params, headers.get(header::ORIGIN)) else {
+        let Ok(params) = params else {
             return None;
         };
-        let allowed = match self.ctx.tenants.allowed_origins(DevId(params.dev_id)).await {
-            Ok(list) => list,
+        match self.origin_allowed(DevId(params.dev_id), headers).await {
+            Ok(true) => None,
+            Ok(false) => Some(
+                (
+                    StatusCode::FORBIDDEN,
+                    "This origin may not connect to this dev_id.\n",
+                )
+                    .into_response(),
+            ),
             Err(e) => {
                 tracing::error!(error = %e, "allowed origins lookup failed");
-                return Some(
-                    (StatusCode::SERVICE_UNAVAILABLE, "try again later\n").into_response(),
-                );
+                Some((StatusCode::SERVICE_UNAVAILABLE, "try again later\n").into_response())
             }
+        }
+    }
+
+    /// Whether an upgrade for `dev_id` with these headers passes the origin check. `/info?dev_id=` answers
+    /// it too, so that the SDK can tell a page whose sockets fail why (a browser never sees the 403).
+    pub async fn origin_allowed(
+        &self,
+        dev_id: DevId,
+        headers: &HeaderMap,
+    ) -> Result<bool, crate::storage::StorageError> {
+        let Some(origin) = headers.get(header::ORIGIN) else {
+            return Ok(true);
         };
         let origin = origin.to_str().unwrap_or("").to_ascii_lowercase();
-        (!allowed.is_empty() && !allowed.contains(&origin)).then(|| {
-            (
-                StatusCode::FORBIDDEN,
-                "This origin may not connect to this dev_id.\n",
-            )
-                .into_response()
-        })
+        let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+        if origin_is_host(&origin, host.unwrap_or("")) {
+            return Ok(true);
+        }
+        let allowed = self.ctx.tenants.allowed_origins(dev_id).await?;
+        Ok(allowed.is_empty() || allowed.contains(&origin))
     }
 
     /// One connection's task. Its setup and teardown are boxed: their futures (database queries) are large
@@ -479,4 +505,23 @@ async fn close_with<S: AsyncWrite + Unpin>(
         let _ = write_all(io, &wsframe::encode_close(code, reason), limit).await;
     }
     let _ = io.shutdown().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::origin_is_host;
+
+    #[test]
+    fn own_origin_is_the_host_the_request_named() {
+        assert!(origin_is_host("http://127.0.0.1:8087", "127.0.0.1:8087"));
+        assert!(origin_is_host("https://comet.example", "Comet.Example"));
+        assert!(!origin_is_host("http://127.0.0.1:8087", "127.0.0.1:8088"));
+        assert!(!origin_is_host("http://evil.example", "comet.example"));
+        assert!(!origin_is_host("null", "comet.example"));
+        assert!(!origin_is_host("http://", ""));
+        assert!(!origin_is_host(
+            "http://comet.example/path",
+            "comet.example"
+        ));
+    }
 }
