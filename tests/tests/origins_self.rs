@@ -75,3 +75,50 @@ async fn own_origin_is_always_allowed(backend: Backend) {
     );
     server.stop().await;
 }
+
+on_both_backends!(origin_questions_are_paid_from_the_address_budget);
+
+/// `/info?dev_id=` may read the database (a dev_id whose list is not cached): many questions on one
+/// keep-alive connection are paid from the address's budget of new connections, and answered 429 past it.
+async fn origin_questions_are_paid_from_the_address_budget(backend: Backend) {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+    let server = TestServer::start_with(backend, |c| {
+        c.limits.new_connections_per_ip_per_sec = 1;
+        c.limits.new_connections_per_ip_burst = 4;
+    })
+    .await;
+    let stream = tokio::net::TcpStream::connect(server.http_addr())
+        .await
+        .expect("connect");
+    let mut conn = BufReader::new(stream);
+    let mut statuses = Vec::new();
+    for dev_id in 1000..1010 {
+        let req = format!(
+            "GET /info?dev_id={dev_id} HTTP/1.1\r\nHost: h\r\nOrigin: https://page.example\r\n\r\n"
+        );
+        conn.get_mut().write_all(req.as_bytes()).await.expect("ask");
+        let mut status_line = String::new();
+        conn.read_line(&mut status_line).await.expect("status");
+        let mut length = 0usize;
+        loop {
+            let mut line = String::new();
+            conn.read_line(&mut line).await.expect("header");
+            if line == "\r\n" {
+                break;
+            }
+            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                length = v.trim().parse().expect("a length");
+            }
+        }
+        let mut body = vec![0u8; length];
+        conn.read_exact(&mut body).await.expect("body");
+        statuses.push(status_line.split(' ').nth(1).unwrap_or("").to_owned());
+    }
+    // The connection took one of the burst of 4: three questions answered, then refusals.
+    assert_eq!(&statuses[..3], ["200", "200", "200"], "{statuses:?}");
+    assert!(
+        statuses[3..].iter().filter(|s| *s == "429").count() >= 6,
+        "{statuses:?}"
+    );
+    server.stop().await;
+}

@@ -55,12 +55,25 @@ pub fn router(
 /// upgrade only as a failed socket. It tells a caller nothing it could not learn by trying an upgrade.
 async fn info(
     State(s): State<HttpState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Query(q): Query<InfoQuery>,
     headers: axum::http::HeaderMap,
 ) -> Response {
     // The reference pads the node name with underscores (a bug); we send it as configured.
     let mut body = serde_json::json!({"status": "ok", "node": s.ctx.config.node_name});
     if let Some(dev_id) = q.dev_id {
+        // The answer may cost a database read (a dev_id whose list is not cached), and one keep-alive
+        // connection can ask many times: each question is paid from the address's budget of new
+        // connections, as the upgrade it stands for would be.
+        if let Err(refused) = s.ctx.limits.new_connection(peer.ip()) {
+            let retry = refused.retry_after.as_secs().max(1).to_string();
+            return (
+                StatusCode::TOO_MANY_REQUESTS,
+                [(header::RETRY_AFTER, retry)],
+                refused.to_string(),
+            )
+                .into_response();
+        }
         match s
             .ws
             .origin_allowed(crate::ids::DevId(dev_id), &headers)
