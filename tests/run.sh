@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The one test command, for people and CI (.ci/run execs it): installs what the integration tests need
 # and is missing, then runs `cargo test --workspace --locked` with any extra arguments passed through:
-#   tests/run.sh                          # everything
+#   tests/run.sh                          # everything: cargo fmt --check and clippy -D warnings first, then all tests
 #   tests/run.sh -p halley-tests some_test
 # On a machine that has everything it installs nothing and goes straight to cargo.
 # Needs root (or sudo) only when something has to be installed or PostgreSQL set up.
@@ -131,6 +131,14 @@ npm_ready "$ROOT/dashboard/test" playwright-core
 # rustup's usual place, for shells whose PATH lacks it.
 command -v cargo >/dev/null 2>&1 || [ ! -x "$HOME/.cargo/bin/cargo" ] || PATH="$HOME/.cargo/bin:$PATH"
 command -v cargo >/dev/null 2>&1 || die "cargo not found (the Rust toolchain comes with the machine)"
+if [ "$#" -eq 0 ]; then
+    # The full run checks formatting and lints before the tests, as CI does: a red one stops here, named.
+    say "cargo fmt --all --check"
+    cargo fmt --all --check || die "formatting differs (shown above): run \`cargo fmt --all\` and commit"
+    say "cargo clippy --workspace --all-targets --locked -- -D warnings"
+    cargo clippy --workspace --all-targets --locked -- -D warnings ||
+        die "clippy found warnings (shown above): fix them, then run tests/run.sh again"
+fi
 cargo_args=(test)
 select_all=1
 locked=0

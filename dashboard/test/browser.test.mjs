@@ -1,7 +1,9 @@
 // The dashboard in a real browser (Debian's headless Chromium, driven by playwright-core): a new developer
 // signs up, reads the dev_id and key from the page, publishes with the real `mariadb` client, sees the
 // message arrive in the live view, revokes the key and sees the CometQL login fail. Screenshots of each
-// page go to docs/screenshots/. A second server with sign-up closed: the page offers log-in only.
+// page go to target/screenshots/ (ignored), so a test run leaves the work tree clean; `npm run screenshots`
+// (HALLEY_REFRESH_SCREENSHOTS=1) writes them to docs/screenshots/ instead, to refresh the README's pictures.
+// A second server with sign-up closed: the page offers log-in only.
 // Run: HALLEY_BIN=target/debug/halley npm test (from this directory).
 
 import { test, before, after } from "node:test";
@@ -17,7 +19,9 @@ const HERE = dirname(fileURLToPath(import.meta.url));
 const ROOT = resolve(HERE, "../..");
 const BIN = process.env.HALLEY_BIN ? resolve(process.env.HALLEY_BIN) : join(ROOT, "target/debug/halley");
 const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
-const SHOTS = join(ROOT, "docs/screenshots");
+const SHOTS = process.env.HALLEY_REFRESH_SCREENSHOTS === "1"
+  ? join(ROOT, "docs/screenshots")
+  : join(process.env.CARGO_TARGET_DIR ? resolve(process.env.CARGO_TARGET_DIR) : join(ROOT, "target"), "screenshots");
 const WAIT = 15000;
 const EMAIL = "dev@example.com";
 const PASSWORD = "a long enough password";

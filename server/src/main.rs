@@ -1,5 +1,6 @@
 //! The `halley` binary: parses the command line and hands over to the library. Nothing else lives here.
 
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -126,6 +127,13 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                 "halley listening: http+ws {} cometql {}",
                 running.http_addr, running.cometql_addr
             );
+            // A second line, so that the first stays the one scripts parse. Its write error is ignored: a
+            // reader that keeps only the first line may have closed the pipe already.
+            let _ = writeln!(
+                std::io::stdout(),
+                "dashboard: {}",
+                dashboard_url(running.http_addr)
+            );
             halley::logging::wait_for_signal().await?;
             running.shutdown().await;
         }
@@ -206,4 +214,14 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Where a browser on this machine finds the dashboard: a wildcard bind is reached through loopback.
+fn dashboard_url(http: std::net::SocketAddr) -> String {
+    let ip = match http.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
+        ip => ip,
+    };
+    format!("http://{}/", std::net::SocketAddr::new(ip, http.port()))
 }

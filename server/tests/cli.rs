@@ -151,6 +151,8 @@ struct Served {
     child: Child,
     http: SocketAddr,
     cometql: SocketAddr,
+    /// The second line of standard output, the dashboard's address.
+    dashboard: String,
     stderr: Option<mpsc::Receiver<String>>,
 }
 
@@ -173,15 +175,17 @@ fn serve(data: &Path) -> Served {
     let stdout = child.stdout.take().unwrap();
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let _ = tx.send(line);
+        let mut out = BufReader::new(stdout);
+        let (mut line, mut dashboard) = (String::new(), String::new());
+        let _ = out.read_line(&mut line);
+        let _ = out.read_line(&mut dashboard);
+        let _ = tx.send((line, dashboard));
     });
-    let line = match rx.recv_timeout(WAIT) {
-        Ok(line) => line,
+    let (line, dashboard) = match rx.recv_timeout(WAIT) {
+        Ok(lines) => lines,
         Err(_) => {
             let _ = child.kill();
-            panic!("no `halley listening` line within {WAIT:?}");
+            panic!("no `halley listening` and `dashboard:` lines within {WAIT:?}");
         }
     };
     // `halley listening: http+ws 127.0.0.1:P cometql 127.0.0.1:Q`
@@ -197,6 +201,7 @@ fn serve(data: &Path) -> Served {
     Served {
         http: words[3].parse().expect("HTTP address"),
         cometql: words[5].parse().expect("CometQL address"),
+        dashboard: dashboard.trim_end().to_owned(),
         child,
         stderr: Some(stderr),
     }
@@ -364,6 +369,12 @@ fn serve_stops_cleanly_on_sigterm_and_restarts_on_the_same_data() {
         http_get(server.http, "/info"),
         (200, r#"{"node":"halley","status":"ok"}"#.to_owned())
     );
+    // The start-up log names the dashboard, after the line scripts parse.
+    assert_eq!(
+        server.dashboard,
+        format!("dashboard: http://{}/", server.http)
+    );
+    assert_eq!(http_get(server.http, "/").0, 200, "no dashboard page at /");
     let ok = cometql_login(server.cometql, &dev_id.to_string(), &key);
     assert_eq!(ok[0], 0x00, "login refused: {ok:?}");
     let err = cometql_login(server.cometql, &dev_id.to_string(), "not-the-key");
