@@ -47,6 +47,63 @@ async fn metric(http: SocketAddr, name: &str) -> anyhow::Result<f64> {
         .ok_or_else(|| anyhow!("/metrics has no {name}"))
 }
 
+/// `n` CometQL sessions of `user` that each send `queries` in one write and read nothing past the first
+/// packet of the first reply (the server has started answering): the non-reading attackers of the memory
+/// tests, returned so that they stay connected while the server is measured.
+async fn hold_unread(
+    addr: SocketAddr,
+    user: &str,
+    key: &str,
+    queries: &[String],
+    n: usize,
+) -> Vec<halley_tests::mysql_raw::RawMysql> {
+    use halley_tests::mysql_raw::RawMysql;
+    let mut attackers = Vec::new();
+    for _ in 0..n {
+        let (user, key, queries) = (user.to_owned(), key.to_owned(), queries.to_vec());
+        attackers.push(tokio::spawn(async move {
+            let mut m = RawMysql::login_at(addr, &user, &key).await;
+            let burst: Vec<u8> = queries
+                .iter()
+                .flat_map(|q| RawMysql::com_query(q))
+                .collect();
+            m.write(&burst).await?;
+            m.packet_within(std::time::Duration::from_secs(110))
+                .await?
+                .ok_or_else(|| anyhow!("closed instead of replying"))?;
+            anyhow::Ok(m)
+        }));
+    }
+    let mut held = Vec::new();
+    for a in attackers {
+        held.push(
+            within(std::time::Duration::from_secs(120), a)
+                .await
+                .expect("the server answers the first query")
+                .expect("task")
+                .expect("attacker"),
+        );
+    }
+    held
+}
+
+/// Waits (up to `limit`) until the server has run `want` CometQL queries in all.
+async fn queries_ran(
+    http: SocketAddr,
+    want: f64,
+    limit: std::time::Duration,
+) -> anyhow::Result<()> {
+    halley_tests::wait::eventually(limit, || async {
+        let n = metric(http, "halley_cometql_query_seconds_count").await?;
+        if n >= want {
+            Ok(())
+        } else {
+            Err(anyhow!("{n} queries run, want {want}"))
+        }
+    })
+    .await
+}
+
 /// `sql` padded with spaces to exactly `len` bytes: the largest query the server accepts.
 fn padded(sql: String, len: usize) -> String {
     assert!(sql.len() <= len, "{} bytes already", sql.len());

@@ -1,11 +1,7 @@
 //! The attacks measured on the real binary in its own process (`/proc/<pid>/status`): non-reading
 //! CometQL clients with the largest queries (item 1) and publishes to very many pipe names (item 9).
 
-use std::time::Duration;
-
-use anyhow::{anyhow, Context};
 use halley_tests::process::ServerProcess;
-use halley_tests::wait::{eventually, within};
 use halley_tests::{on_both_backends, Backend};
 
 use super::limits_common::*;
@@ -82,43 +78,17 @@ async fn repeated_keys_keep_the_server_small(backend: Backend) {
     let before = server.memory();
 
     const CONNECTIONS: usize = 4;
-    let mut attackers = Vec::new();
-    for _ in 0..CONNECTIONS {
-        let (user, key, pipes, users) = (user.clone(), t.key.clone(), pipes.clone(), users.clone());
-        attackers.push(tokio::spawn(async move {
-            let mut m = RawMysql::login_at(addr, &user, &key).await;
-            let mut burst = RawMysql::com_query(&pipes);
-            burst.extend(RawMysql::com_query(&users));
-            burst.extend(RawMysql::com_query(&pipes));
-            m.write(&burst).await?;
-            // The first packet of the first reply: the server has built that result.
-            m.packet_within(Duration::from_secs(110))
-                .await?
-                .context("closed instead of replying")?;
-            anyhow::Ok(m)
-        }));
-    }
-    let mut held = Vec::new();
-    for a in attackers {
-        held.push(
-            within(Duration::from_secs(120), a)
-                .await
-                .expect("the server answers the first query")
-                .expect("task")
-                .expect("attacker"),
-        );
-    }
+    let held = super::hold_unread(
+        addr,
+        &user,
+        &t.key,
+        &[pipes.clone(), users.clone(), pipes.clone()],
+        CONNECTIONS,
+    )
+    .await;
     // Every query of every connection has run (or the server is stuck behind a reply nobody reads).
     let want = queries_before + (3 * CONNECTIONS) as f64;
-    let all_ran = eventually(WAIT, || async {
-        let n = metric(server.http_addr(), "halley_cometql_query_seconds_count").await?;
-        if n >= want {
-            Ok(())
-        } else {
-            Err(anyhow!("{n} queries run, want {want}"))
-        }
-    })
-    .await;
+    let all_ran = super::queries_ran(server.http_addr(), want, WAIT).await;
     let after = server.memory();
     let grew_kib = after.rss_kib.saturating_sub(before.rss_kib);
     let peak_kib = after.hwm_kib.saturating_sub(before.hwm_kib);
@@ -203,43 +173,19 @@ async fn distinct_keys_stream_without_growing_the_server(backend: Backend) {
     let before = server.memory();
 
     const CONNECTIONS: usize = 4;
-    let mut attackers = Vec::new();
-    for _ in 0..CONNECTIONS {
-        let (user, key, select) = (user.clone(), t.key.clone(), select.clone());
-        attackers.push(tokio::spawn(async move {
-            let mut m = RawMysql::login_at(addr, &user, &key).await;
-            let mut burst = RawMysql::com_query(&select);
-            burst.extend(RawMysql::com_query(&select));
-            burst.extend(RawMysql::com_query(&select));
-            m.write(&burst).await?;
-            m.packet_within(Duration::from_secs(110))
-                .await?
-                .context("closed instead of replying")?;
-            anyhow::Ok(m)
-        }));
-    }
-    let mut held = Vec::new();
-    for a in attackers {
-        held.push(
-            within(Duration::from_secs(120), a)
-                .await
-                .expect("the server answers the first query")
-                .expect("task")
-                .expect("attacker"),
-        );
-    }
+    let held = super::hold_unread(
+        addr,
+        &user,
+        &t.key,
+        &[select.clone(), select.clone(), select.clone()],
+        CONNECTIONS,
+    )
+    .await;
     // Every connection's first query has been run (its first part built and being written).
     let want = queries_before + CONNECTIONS as f64;
-    eventually(WAIT, || async {
-        let n = metric(server.http_addr(), "halley_cometql_query_seconds_count").await?;
-        if n >= want {
-            Ok(())
-        } else {
-            Err(anyhow!("{n} queries run, want {want}"))
-        }
-    })
-    .await
-    .expect("the first queries ran");
+    super::queries_ran(server.http_addr(), want, WAIT)
+        .await
+        .expect("the first queries ran");
     let after = server.memory();
     let grew_kib = after.rss_kib.saturating_sub(before.rss_kib);
     let peak_kib = after.hwm_kib.saturating_sub(before.hwm_kib);

@@ -4,9 +4,7 @@
 
 use std::time::Duration;
 
-use anyhow::{anyhow, Context};
 use halley_tests::process::ServerProcess;
-use halley_tests::wait::{eventually, within};
 use halley_tests::{on_both_backends, Backend, TestServer};
 
 use super::limits_common::*;
@@ -84,41 +82,16 @@ async fn users_data_by_in_keeps_the_server_small(backend: Backend) {
         .expect("query count");
     let before = server.memory();
     const CONNECTIONS: usize = 4;
-    let mut attackers = Vec::new();
-    for _ in 0..CONNECTIONS {
-        let (user, key, select) = (user.clone(), t.key.clone(), select.clone());
-        attackers.push(tokio::spawn(async move {
-            let mut m = RawMysql::login_at(addr, &user, &key).await;
-            let mut burst = RawMysql::com_query(&select);
-            burst.extend(RawMysql::com_query(&select));
-            burst.extend(RawMysql::com_query(&select));
-            m.write(&burst).await?;
-            m.packet_within(Duration::from_secs(110))
-                .await?
-                .context("closed instead of replying")?;
-            anyhow::Ok(m)
-        }));
-    }
-    let mut held = Vec::new();
-    for a in attackers {
-        held.push(
-            within(Duration::from_secs(120), a)
-                .await
-                .expect("the server answers the first query")
-                .expect("task")
-                .expect("attacker"),
-        );
-    }
-    let want = queries_before + (3 * CONNECTIONS) as f64;
-    let all_ran = eventually(Duration::from_secs(120), || async {
-        let n = metric(server.http_addr(), "halley_cometql_query_seconds_count").await?;
-        if n >= want {
-            Ok(())
-        } else {
-            Err(anyhow!("{n} queries run, want {want}"))
-        }
-    })
+    let held = super::hold_unread(
+        addr,
+        &user,
+        &t.key,
+        &[select.clone(), select.clone(), select.clone()],
+        CONNECTIONS,
+    )
     .await;
+    let want = queries_before + (3 * CONNECTIONS) as f64;
+    let all_ran = super::queries_ran(server.http_addr(), want, Duration::from_secs(120)).await;
     let after = server.memory();
     let grew_kib = after.rss_kib.saturating_sub(before.rss_kib);
     let peak_kib = after.hwm_kib.saturating_sub(before.hwm_kib);
