@@ -2,7 +2,7 @@
 
 use super::history;
 use super::table::{
-    required, stream_widths, where_pipes, Collector, Table, Verb, STREAM_AT, STREAM_PART,
+    required, streamed, where_pipes, Collector, Table, Verb, STREAM_AT, STREAM_PART,
 };
 use super::{Caller, CommandError, Ctx, ErrorCode, Outcome};
 use crate::cometql::{Delete, Insert, Select};
@@ -137,12 +137,14 @@ pub async fn select(ctx: &Ctx, caller: Caller, sel: &Select) -> Result<Outcome, 
     if read_on(ctx, caller, &mut rest, STREAM_AT).await? {
         return Ok(rest.rows.finish(&TABLE, &proj));
     }
-    Ok(Outcome::Stream {
-        columns: proj.iter().map(|&i| TABLE.columns[i].to_string()).collect(),
-        widths: stream_widths(ctx, &TABLE, &proj),
-        rows: rest.rows.take_rows(),
-        rest: Box::new(super::Rest::PipesMessages(rest)),
-    })
+    let first = rest.rows.take_rows();
+    Ok(streamed(
+        ctx,
+        &TABLE,
+        &proj,
+        first,
+        super::Rest::PipesMessages(rest),
+    ))
 }
 
 /// The next part of a streamed history read.

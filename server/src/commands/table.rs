@@ -251,9 +251,25 @@ impl Collector {
 pub const STREAM_AT: usize = 512 * 1024;
 pub const STREAM_PART: usize = 64 * 1024;
 
-/// The widths a streamed result declares: what any value of the column can take (messages up to
-/// `[websocket] max_message_bytes`; every other column is a name, id, number or UUID).
-pub fn stream_widths(ctx: &super::Ctx, table: &Table, proj: &[usize]) -> Vec<u32> {
+/// A result past `STREAM_AT`: the rows read so far, then `rest` part by part. Its columns declare the
+/// widths any value can take (messages up to `[websocket] max_message_bytes`; every other column is a
+/// name, id, number or UUID), since the later rows are not known yet.
+pub fn streamed(
+    ctx: &super::Ctx,
+    table: &Table,
+    proj: &[usize],
+    rows: Vec<Vec<String>>,
+    rest: super::Rest,
+) -> super::Outcome {
+    super::Outcome::Stream {
+        columns: proj.iter().map(|&i| table.columns[i].to_string()).collect(),
+        widths: stream_widths(ctx, table, proj),
+        rows,
+        rest: Box::new(rest),
+    }
+}
+
+fn stream_widths(ctx: &super::Ctx, table: &Table, proj: &[usize]) -> Vec<u32> {
     let message = u32::try_from(ctx.config.websocket.max_message_bytes).unwrap_or(u32::MAX);
     proj.iter()
         .map(|&i| {

@@ -2,7 +2,7 @@
 //! the user, otherwise queued (TTL `messages.queue_ttl_secs`) and delivered in order on their next
 //! authorized connect.
 
-use super::table::{required, stream_widths, Collector, Table, Verb, STREAM_AT, STREAM_PART};
+use super::table::{required, streamed, Collector, Table, Verb, STREAM_AT, STREAM_PART};
 use super::users::{insert_id, where_ids};
 use super::{Caller, CommandError, Ctx, Outcome};
 use crate::cometql::{Delete, Insert, Select};
@@ -132,12 +132,14 @@ pub async fn select(ctx: &Ctx, caller: Caller, sel: &Select) -> Result<Outcome, 
     if read_on(ctx, caller, &mut rest, STREAM_AT).await? {
         return Ok(rest.rows.finish(&TABLE, &proj));
     }
-    Ok(Outcome::Stream {
-        columns: proj.iter().map(|&i| TABLE.columns[i].to_string()).collect(),
-        widths: stream_widths(ctx, &TABLE, &proj),
-        rows: rest.rows.take_rows(),
-        rest: Box::new(super::Rest::UsersMessages(rest)),
-    })
+    let first = rest.rows.take_rows();
+    Ok(streamed(
+        ctx,
+        &TABLE,
+        &proj,
+        first,
+        super::Rest::UsersMessages(rest),
+    ))
 }
 
 /// The next part of a streamed queue read.
