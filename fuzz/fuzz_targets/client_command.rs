@@ -7,9 +7,9 @@
 #![no_main]
 
 use halley::ids::PipeName;
-use halley::push::protocol::frames::{web_pipe_answer, web_pipe_relay, ApiEra};
-use halley::push::protocol::names::{check_command_pipe, check_event, check_ws_pipe};
-use halley::push::protocol::{parse_command_with, Command, CommandLimits};
+use halley::browser::frames::{web_pipe_answer, web_pipe_relay, ApiEra};
+use halley::browser::names::{check_command_pipe, check_event, check_ws_pipe};
+use halley::browser::{parse_command_with, Command, CommandLimits};
 use libfuzzer_sys::fuzz_target;
 
 #[path = "../src/frame_json.rs"]

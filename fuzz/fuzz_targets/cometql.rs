@@ -13,7 +13,7 @@ use halley::cometql::{
     parse, parse_in_session, Columns, Escaping, Filter, Statement, Value, MAX_COLUMNS,
     MAX_CONDITIONS, MAX_VALUES_PER_CONDITION,
 };
-use halley::push::protocol::frames::{pipe_message, ApiEra};
+use halley::browser::frames::{pipe_message, ApiEra};
 use libfuzzer_sys::fuzz_target;
 
 #[path = "../src/frame_json.rs"]

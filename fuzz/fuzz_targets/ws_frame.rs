@@ -8,7 +8,7 @@
 #![no_main]
 
 use bytes::BytesMut;
-use halley::push::protocol::wsframe::{
+use halley::browser::wsframe::{
     encode_close, encode_pong, encode_text, FrameDecoder, Incoming, WsError, DEFAULT_MAX_MESSAGE,
     MAX_CONTROL_PAYLOAD, MAX_HEADER,
 };

@@ -5,10 +5,10 @@
 //! most 32 name characters, api of at most 32 characters), and a refusal's error frame is valid JSON.
 #![no_main]
 
-use halley::push::protocol::frames::{url_error, ApiEra};
-use halley::push::protocol::names::is_name_text;
-use halley::push::protocol::url::{percent_decode, API_MAX, UUID_MAX};
-use halley::push::protocol::{is_ws_path, parse_connect_url, UrlError};
+use halley::browser::frames::{url_error, ApiEra};
+use halley::browser::names::is_name_text;
+use halley::browser::url::{percent_decode, API_MAX, UUID_MAX};
+use halley::browser::{is_ws_path, parse_connect_url, UrlError};
 use libfuzzer_sys::fuzz_target;
 
 #[path = "../src/frame_json.rs"]

@@ -1,8 +1,8 @@
 //! Building and encoding the WebSocket frame of one publish (done once per publish, shared by all subscribers).
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use halley::push::protocol::frames::pipe_message;
-use halley::push::protocol::ApiEra;
+use halley::browser::frames::pipe_message;
+use halley::browser::ApiEra;
 use std::hint::black_box;
 
 const MESSAGE: &str = "{\"user\":\"alice\",\"text\":\"Hello, world! A typical chat line.\"}";

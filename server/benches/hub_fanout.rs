@@ -2,10 +2,10 @@
 //! receivers drained (what the connection tasks would do), without sockets.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use halley::hub::outgoing;
 use halley::hub::OutboxRx;
 use halley::hub::{ConnInfo, Era, Outbox, Publication, Registry};
 use halley::ids::{ConnId, DevId, EventName, PipeName, UserId};
-use halley::push::outgoing;
 
 const SUBSCRIBERS: u64 = 10_000;
 const OUTBOX_FRAMES: usize = 1024;

@@ -10,13 +10,14 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
 
-use crate::commands::session::CometQl;
 use crate::commands::Ctx;
 use crate::config::Config;
-use crate::http::serve::{accept, Admission, HttpServer, OpenSockets};
+use crate::front::cometql::handler::CometQl;
+use crate::front::cometql::ConnConfig;
+use crate::front::http::serve::HttpServer;
+use crate::front::listen::{Admission, OpenSockets};
+use crate::front::websocket::WsService;
 use crate::hub::Hub;
-use crate::mysql::ConnConfig;
-use crate::push::websocket::WsService;
 use crate::storage::Storage;
 use crate::tenant::{KeyBox, Tenants};
 use crate::usage::UsageBook;
@@ -102,7 +103,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         handshake_timeout: config.cometql.handshake_timeout(),
         idle_timeout: config.cometql.idle_timeout(),
     };
-    tasks.spawn(accept_cometql(
+    tasks.spawn(crate::front::cometql::serve(
         cometql_listener,
         cometql.clone(),
         Arc::new(conn_config),
@@ -121,9 +122,13 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             .with_flush_every(Duration::from_secs(config.dashboard.usage_flush_secs)),
     );
     tasks.spawn(usage.clone().run(shutdown_rx.clone()));
-    let dashboard =
-        crate::http::dashboard::Api::new(ctx.clone(), cometql.clone(), usage.clone(), cometql_addr);
-    let router = crate::http::router(ctx.clone(), ws.clone(), sockets.clone(), dashboard);
+    let dashboard = crate::front::http::dashboard::Api::new(
+        ctx.clone(),
+        cometql.clone(),
+        usage.clone(),
+        cometql_addr,
+    );
+    let router = crate::front::http::router(ctx.clone(), ws.clone(), sockets.clone(), dashboard);
     let http = HttpServer {
         router,
         admission,
@@ -143,32 +148,6 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         ws,
         usage,
     })
-}
-
-async fn accept_cometql(
-    listener: TcpListener,
-    handler: Arc<CometQl>,
-    config: Arc<ConnConfig>,
-    admission: Arc<Admission>,
-    tasks: TaskTracker,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let mut next_id: u32 = 1;
-    while let Some((stream, peer, guard)) =
-        accept(&listener, &admission, &mut shutdown, "CometQL").await
-    {
-        let (handler, config) = (handler.clone(), config.clone());
-        let conn_id = next_id;
-        next_id = next_id.wrapping_add(1).max(1);
-        tasks.spawn(async move {
-            if let Err(e) =
-                crate::mysql::serve_connection(stream, peer, conn_id, &*handler, &config).await
-            {
-                tracing::debug!(%peer, error = %e, "CometQL connection ended with an error");
-            }
-            drop(guard);
-        });
-    }
 }
 
 /// Expires queued private messages, `trust_` history, minted users_auth hashes and remembered logouts, once

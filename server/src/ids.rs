@@ -5,7 +5,7 @@ use std::fmt;
 use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Arc;
 
-use crate::push::protocol::names::{self, EventNameError, PipeNameError};
+use crate::browser::names::{self, EventNameError, PipeNameError};
 
 /// A tenant's public id (the CometQL user name and the browser's `dev_id`). Positive, never reused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

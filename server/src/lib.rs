@@ -30,25 +30,23 @@
 //! - [`app`]: composition root; [`logging`]: process plumbing for the binary.
 
 pub mod config;
-pub mod ids;
 
+// The protocol floor: pure codecs, bytes or text in, typed values out.
+pub mod browser;
+pub mod cometql;
 pub mod mysql;
 
-pub mod cometql;
-
+// The domain floor: every rule, for every front door.
 pub mod commands;
-pub mod tenant;
-
-pub mod broker;
 pub mod hub;
-
-pub mod push;
-
-pub mod http;
+pub mod ids;
 pub mod metrics;
-
 pub mod storage;
+pub mod tenant;
 pub mod usage;
+
+// The front doors: I/O only.
+pub mod front;
 
 pub mod app;
 pub mod logging;

@@ -5,7 +5,8 @@ mod support;
 
 use std::time::Duration;
 
-use halley::mysql::{auth, ConnConfig, ConnError};
+use halley::front::cometql::{ConnConfig, ConnError};
+use halley::mysql::auth;
 use support::{config, TestServer, KEY};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;

@@ -126,7 +126,7 @@ async fn protected_endpoints_need_a_session(backend: Backend) {
 }
 
 async fn expired_and_forged_sessions(backend: Backend) {
-    use halley::http::dashboard::SESSION_SECRET_LABEL;
+    use halley::front::http::dashboard::SESSION_SECRET_LABEL;
     let server = TestServer::start(backend).await;
     let (mut b, dev_id, _, _) = Browser::new_tenant(server.http_addr(), "e@example.com").await;
     let good = b.cookie.clone().unwrap();

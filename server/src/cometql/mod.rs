@@ -5,13 +5,13 @@
 //! that picks one, so that a value a driver escaped is never read as SQL.
 
 mod ast;
+mod client_init;
 mod error;
 mod filter;
 mod lexer;
 mod literal;
 mod parser;
 mod readings;
-mod session;
 
 #[cfg(test)]
 mod fuzz_tests;

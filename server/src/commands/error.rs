@@ -4,7 +4,7 @@
 
 use std::borrow::Cow;
 
-use crate::push::protocol::names::{EventNameError, PipeNameError};
+use crate::browser::names::{EventNameError, PipeNameError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorCode {

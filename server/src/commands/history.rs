@@ -9,9 +9,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::lru::Lru;
 use super::{CommandError, Ctx};
+use crate::browser::names::is_trust;
 use crate::config::CacheConfig;
 use crate::ids::{DevId, PipeName, UserId};
-use crate::push::protocol::names::is_trust;
 use crate::storage::{HistoryRow, StorageError};
 use crate::tenant::unix_now;
 

@@ -10,7 +10,7 @@ pub mod pipes_messages;
 mod pipes_settings;
 mod quota;
 mod revoked_tokens;
-pub mod session;
+
 mod table;
 pub mod users;
 pub mod users_auth;

@@ -5,11 +5,11 @@ use super::table::{
     required, streamed, where_pipes, Collector, Table, Verb, STREAM_AT, STREAM_PART,
 };
 use super::{Caller, CommandError, Ctx, ErrorCode, Outcome};
+use crate::browser::names::is_name_text;
 use crate::cometql::{Delete, Insert, Select};
+use crate::hub::outgoing;
 use crate::hub::Publication;
 use crate::ids::{ConnId, EventName, PipeName, UserId};
-use crate::push::outgoing;
-use crate::push::protocol::names::is_name_text;
 use crate::tenant::unix_now;
 
 pub const TABLE: Table = Table {

@@ -5,10 +5,10 @@
 use super::table::{required, streamed, Collector, Table, Verb, STREAM_AT, STREAM_PART};
 use super::users::{insert_id, where_ids};
 use super::{Caller, CommandError, Ctx, Outcome};
+use crate::browser::frames;
 use crate::cometql::{Delete, Insert, Select};
+use crate::hub::outgoing;
 use crate::ids::{DevId, EventName, UserId};
-use crate::push::outgoing;
-use crate::push::protocol::frames;
 use crate::storage::QueuedMessage;
 use crate::tenant::unix_now;
 

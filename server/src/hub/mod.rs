@@ -5,8 +5,10 @@
 //! Publishing goes through the `broker` so that a multi-node broker can be swapped in later; the broker
 //! calls back into `Registry::deliver` on every node that has subscribers.
 
+pub mod broker;
 mod fanout;
 mod outbox;
+pub mod outgoing;
 mod registry;
 mod users;
 
@@ -18,11 +20,11 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::broker::{Broker, InProcessBroker};
 use crate::ids::{ConnId, DevId, PipeName, UserId};
+use broker::{Broker, InProcessBroker};
 
 /// Which frame dialect a connection speaks: clients older than API 4.0 get the reference's transform.
-pub use crate::push::protocol::ApiEra as Era;
+pub use crate::browser::ApiEra as Era;
 
 /// A frame encoded for the wire, once per publish. `wire` is called per subscriber and must be cheap
 /// (return a clone of a cached `Bytes`).

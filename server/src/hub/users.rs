@@ -214,7 +214,7 @@ mod tests {
     async fn nothing_is_delivered_while_every_connection_drains() {
         let r = Registry::new();
         let (dev, user) = (DevId(1), UserId(5));
-        let frame = crate::push::outgoing::shared(crate::push::protocol::frames::user_online(1));
+        let frame = crate::hub::outgoing::shared(crate::browser::frames::user_online(1));
         let (a, mut ra) = outbox(1, 4);
         let (b, mut rb) = outbox(2, 4);
         r.link_user(dev, user, a, || ()).unwrap();

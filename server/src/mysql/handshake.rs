@@ -62,7 +62,7 @@ impl HandshakeResponse<'_> {
     }
 }
 
-pub(super) fn needs_auth_switch(plugin: Option<&[u8]>, auth_response: &[u8]) -> bool {
+pub fn needs_auth_switch(plugin: Option<&[u8]>, auth_response: &[u8]) -> bool {
     match plugin {
         Some(p) if p != NATIVE_PASSWORD.as_bytes() => true,
         Some(_) => !auth_response.is_empty() && auth_response.len() != SALT_LEN,

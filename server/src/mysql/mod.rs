@@ -1,8 +1,9 @@
 //! The server side of the MySQL wire protocol: what CometQL clients (mysqli, PDO, pymysql, the `mariadb`
 //! CLI, Node's mysql2...) speak on port 3300.
 //!
-//! A pure codec (`packet`, `wire`, `handshake`, `auth`, `response`, `command`) plus one small tokio
-//! connection loop (`conn`, `login`) that hands logins and queries to a [`Handler`]. This module knows
+//! A pure codec (`packet`, `wire`, `handshake`, `auth`, `response`, `command`) and the typed values a
+//! connection loop exchanges with its handler (`Reply`, `LoginRequest`...): bytes in, typed values out, no
+//! I/O. The connection loop that drives it is the CometQL front door (`front::cometql`). This module knows
 //! nothing about CometQL: the handler decides who may log in and what a query means.
 //!
 //! Protocol subset: HandshakeV10, HandshakeResponse41, `mysql_native_password` (switching other plugins
@@ -12,19 +13,10 @@
 
 pub mod auth;
 pub mod command;
-mod conn;
 pub mod handshake;
-mod login;
 pub mod packet;
 pub mod response;
 pub mod wire;
-
-use std::future::Future;
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
-
-pub use conn::{serve_connection, ConnError};
 
 /// Capability flags (protocol constants, `CLIENT_*`).
 pub mod caps {
@@ -144,67 +136,4 @@ pub struct LoginRequest<'a> {
     /// The client's `mysql_native_password` scramble: 20 bytes, or empty (no password), or anything else a
     /// misbehaving client sent. Check it with [`auth::check_scramble`].
     pub auth_response: &'a [u8],
-}
-
-/// Per-connection limits.
-#[derive(Debug, Clone)]
-pub struct ConnConfig {
-    /// Sent in the greeting; must start with a MySQL-style number (drivers parse it).
-    pub server_version: String,
-    /// The largest payload of one command (continuation packets included). Larger: ERR 11 and close.
-    pub max_packet: usize,
-    /// Time allowed from accept to a logged-in session (also bounds a COM_CHANGE_USER exchange).
-    pub handshake_timeout: Duration,
-    /// Time allowed between commands (and for writing one reply) before the connection is closed.
-    pub idle_timeout: Duration,
-}
-
-impl Default for ConnConfig {
-    fn default() -> Self {
-        Self {
-            server_version: "5.7.99-Halley".to_owned(),
-            max_packet: 1024 * 1024,
-            handshake_timeout: Duration::from_secs(10),
-            idle_timeout: Duration::from_secs(3600),
-        }
-    }
-}
-
-/// What the connection loop calls. One handler serves every connection; a `Session` is one logged-in
-/// connection's state.
-pub trait Handler: Send + Sync + 'static {
-    type Session: Send + 'static;
-
-    /// Checks a login. `Err` is sent to the client as is and the connection is closed.
-    fn login(
-        &self,
-        req: LoginRequest<'_>,
-        peer: SocketAddr,
-    ) -> impl Future<Output = Result<Self::Session, ErrorPacket>> + Send;
-
-    /// COM_INIT_DB. `Err` is sent to the client; the connection stays open.
-    fn init_db(
-        &self,
-        session: &mut Self::Session,
-        db: &str,
-    ) -> impl Future<Output = Result<(), ErrorPacket>> + Send;
-
-    /// COM_QUERY with the raw query bytes (not necessarily UTF-8).
-    fn query(&self, session: &mut Self::Session, sql: &[u8]) -> impl Future<Output = Reply> + Send;
-
-    /// The next rows of the result a [`Reply::Stream`] started: `Some(Ok(rows))` (maybe none this time),
-    /// `Some(Err(e))` to end it with an ERR packet, `None` once it is complete.
-    fn more_rows(
-        &self,
-        _session: &mut Self::Session,
-    ) -> impl Future<Output = Option<Result<Vec<Vec<String>>, ErrorPacket>>> + Send {
-        async { None }
-    }
-
-    /// Signalled (notify_one) when the session must end from outside: its key revoked, server shutdown.
-    fn closer(&self, session: &Self::Session) -> Arc<tokio::sync::Notify>;
-
-    /// Called exactly once for every session `login` returned: when the connection ends, however it ends
-    /// (error, timeout, closer, task cancelled), or when COM_CHANGE_USER replaces the session.
-    fn closed(&self, session: Self::Session);
 }

@@ -6,10 +6,8 @@ use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use halley::mysql::{
-    auth, serve_connection, ConnConfig, ConnError, ErrorPacket, Handler, LoginRequest, Reply,
-    ResultSet,
-};
+use halley::front::cometql::{serve_connection, ConnConfig, ConnError, Handler};
+use halley::mysql::{auth, ErrorPacket, LoginRequest, Reply, ResultSet};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;

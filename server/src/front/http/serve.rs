@@ -3,7 +3,6 @@
 //! dropped), the accept-time limits of `admission`, and a count of open sockets that follows a connection
 //! into its WebSocket task.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,45 +12,12 @@ use axum::Router;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
-pub use super::admission::{Admission, OpenSockets, SocketGuard};
-
-/// The next connection to serve, admitted by the accept-time limits; None once shutdown is asked. Accept
-/// errors (out of file descriptors and the like) back off instead of spinning; refused connections are
-/// closed unserved, without a byte (a refusal costs the server nothing more than the accept).
-pub async fn accept(
-    listener: &TcpListener,
-    admission: &Admission,
-    shutdown: &mut watch::Receiver<bool>,
-    what: &'static str,
-) -> Option<(TcpStream, SocketAddr, SocketGuard)> {
-    loop {
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            _ = shutdown.wait_for(|stop| *stop) => return None,
-        };
-        match accepted {
-            Ok((stream, peer)) => match admission.admit(peer.ip()) {
-                Ok(guard) => {
-                    let _ = stream.set_nodelay(true);
-                    return Some((stream, peer, guard));
-                }
-                // Summarized in the log by `Admission::log_refusals`, counted in /metrics.
-                Err(limit) => {
-                    tracing::debug!(%peer, "{what} connection refused: {}", limit.describe())
-                }
-            },
-            Err(e) => {
-                tracing::warn!(error = %e, "{what} accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    }
-}
+use crate::front::listen::{accept, Admission};
 
 pub struct HttpServer {
     pub router: Router,
@@ -103,11 +69,4 @@ impl HttpServer {
             });
         }
     }
-}
-
-/// The address a request came from, as the accept loop recorded it.
-pub fn peer(req: &axum::extract::Request) -> Option<SocketAddr> {
-    req.extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0)
 }

@@ -3,7 +3,6 @@
 //! (the parameters sit in the path), so the fallback recognises them before answering 404. The dashboard's
 //! pages (`/`, `/dashboard/...`) and API (`/api/dashboard/v1/...`) are listed in `dashboard::router`.
 
-pub mod admission;
 pub mod dashboard;
 
 use std::net::SocketAddr;
@@ -18,10 +17,10 @@ use axum::{Json, Router};
 mod sdk;
 pub mod serve;
 
+use crate::browser::url::is_ws_path;
 use crate::commands::Ctx;
-use crate::push::protocol::url::is_ws_path;
-use crate::push::websocket::WsService;
-use serve::OpenSockets;
+use crate::front::listen::OpenSockets;
+use crate::front::websocket::WsService;
 
 #[derive(Clone)]
 struct HttpState {

@@ -1,6 +1,10 @@
 //! The browser front door: the HTTP upgrade on the comet-server URL forms, the limits and the login of a
 //! new connection, its registration and presence, then `conn_loop` for its life, then the teardown.
 
+mod budget;
+mod conn_loop;
+mod session;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,19 +23,19 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
 
-use super::budget::CommandBudget;
-use super::conn_loop::{write_all, ConnLoop};
-use super::protocol::frames;
-use super::protocol::handshake::{self, HandshakeError, UpgradeRequest};
-use super::protocol::wsframe::{self, FrameDecoder};
-use super::protocol::{parse_connect_url, ConnectParams, UrlError};
-use super::session::{announce_status, Session};
+use crate::browser::frames;
+use crate::browser::handshake::{self, HandshakeError, UpgradeRequest};
+use crate::browser::wsframe::{self, FrameDecoder};
+use crate::browser::{parse_connect_url, ConnectParams, UrlError};
 use crate::commands::{users_auth, Ctx};
-use crate::http::serve::SocketGuard;
+use crate::front::listen::SocketGuard;
 use crate::hub::{CloseReason, ConnInfo, Era, Outbox, OutboxRx, TenantCounters};
 use crate::ids::{ConnId, DevId, UserId};
 use crate::tenant::limits::{Refused, WebsocketSlot};
 use crate::tenant::unix_now;
+use budget::CommandBudget;
+use conn_loop::{write_all, ConnLoop};
+use session::{announce_status, Session};
 
 /// Room for a command's own text around its message (`web_pipe2\n@<pipe>\n<event>\n<auth>\n` is at most
 /// 143 bytes): a message of exactly `max_message_bytes` fits in a frame, and one byte more reaches the

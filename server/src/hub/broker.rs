@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use crate::hub::{Publication, Registry};
+use super::{Publication, Registry};
 
 pub trait Broker: Send + Sync {
     /// Returns the number of local deliveries (remote ones are not counted synchronously).

@@ -21,8 +21,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 
-use crate::commands::session::CometQl;
 use crate::commands::Ctx;
+use crate::front::cometql::handler::CometQl;
 use crate::usage::UsageBook;
 
 pub use error::ApiError;

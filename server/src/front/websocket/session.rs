@@ -1,14 +1,14 @@
 //! One browser connection's state and what its commands do. No I/O here: handling a command yields the
 //! frames to answer with; the socket task writes them. Everything that publishes goes through `commands`.
 
+use crate::browser::frames::{self, Frame, TrackEvent};
+use crate::browser::names::{is_private, is_track, is_webauth};
+use crate::browser::{Command, CommandError};
 use crate::commands::pipes_messages::{self, Message};
 use crate::commands::{users_time, Caller, Ctx, ErrorCode};
+use crate::hub::outgoing::shared;
 use crate::hub::{Hub, Outbox, Publication};
 use crate::ids::{ConnId, DevId, PipeName, UserId};
-use crate::push::outgoing::shared;
-use crate::push::protocol::frames::{self, Frame, TrackEvent};
-use crate::push::protocol::names::{is_private, is_track, is_webauth};
-use crate::push::protocol::{Command, CommandError};
 use crate::storage::{HistoryRow, UserTable};
 use crate::tenant::unix_now;
 use std::sync::Arc;

@@ -7,12 +7,13 @@ use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::timeout;
 
-use super::command::ChangeUser;
 use super::conn::{ConnError, Io, SessionGuard};
-use super::handshake::{self, needs_auth_switch, ClientHello};
-use super::packet::{Packet, PacketError};
-use super::{auth, codes, response};
-use super::{ConnConfig, ErrorPacket, Handler, LoginRequest, SALT_LEN};
+use super::{ConnConfig, Handler};
+use crate::mysql::command::ChangeUser;
+use crate::mysql::handshake::{self, needs_auth_switch, ClientHello};
+use crate::mysql::packet::{Packet, PacketError};
+use crate::mysql::{auth, codes, response};
+use crate::mysql::{ErrorPacket, LoginRequest, SALT_LEN};
 
 /// The largest handshake answer accepted. Real ones are well under 1 KiB (connection attributes are
 /// capped at 64 KiB by clients); a smaller limit turns most garbage (an HTTP request, random bytes) into an

@@ -19,10 +19,10 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::time::{interval_at, sleep_until, Instant, Interval, MissedTickBehavior, Sleep};
 
 use super::budget::{self, CommandBudget, Verdict};
-use super::protocol::frames;
-use super::protocol::parse_command;
-use super::protocol::wsframe::{self, FrameDecoder, Incoming};
 use super::session::{history_frame, Answer, Session};
+use crate::browser::frames;
+use crate::browser::parse_command;
+use crate::browser::wsframe::{self, FrameDecoder, Incoming};
 use crate::commands::users_messages::QUEUE_BATCH;
 use crate::commands::Ctx;
 use crate::hub::{CloseReason, Era, Flush, OutboxRx};

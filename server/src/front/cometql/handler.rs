@@ -8,17 +8,18 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
 
-use super::{execute, Caller, CommandError, Ctx, ErrorCode, Outcome};
+use super::Handler;
+use crate::commands::{execute, Caller, CommandError, Ctx, ErrorCode, Outcome};
 use crate::hub::TenantCounters;
 use crate::ids::DevId;
-use crate::mysql::{ErrorPacket, Handler, LoginRequest, Reply, ResultSet, RowStream};
+use crate::mysql::{ErrorPacket, LoginRequest, Reply, ResultSet, RowStream};
 use crate::tenant::Login;
 
 pub struct Session {
     id: u64,
     login: Login,
     /// The rest of the result being streamed, between two parts.
-    rest: Option<Box<super::Rest>>,
+    rest: Option<Box<crate::commands::Rest>>,
     closer: Arc<Notify>,
     counters: Arc<TenantCounters>,
     /// How this client escapes string literals, as its statements have shown (`cometql::readings`).
@@ -76,7 +77,7 @@ fn select_db_failure() -> ErrorPacket {
 
 /// `CometQL_v1`, or `db_<N>` naming the caller's own tenant; another tenant's database is refused.
 fn database_allowed(db: &str, dev_id: DevId) -> bool {
-    db == super::meta::DATABASE
+    db == crate::commands::meta::DATABASE
         || db
             .strip_prefix("db_")
             .and_then(|n| n.parse::<u64>().ok())
@@ -235,7 +236,7 @@ impl Handler for CometQl {
             dev_id: session.login.dev_id,
         };
         let rest = session.rest.as_mut()?;
-        match super::more(&self.ctx, caller, rest).await {
+        match crate::commands::more(&self.ctx, caller, rest).await {
             Ok(Some(rows)) => Some(Ok(rows)),
             Ok(None) => {
                 session.rest = None;

@@ -17,8 +17,8 @@ use governor::middleware::NoOpMiddleware;
 use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
 
-use super::protocol::frames::{self, Frame};
-use super::protocol::Command;
+use crate::browser::frames::{self, Frame};
+use crate::browser::Command;
 use crate::config::WebsocketConfig;
 
 /// The close reason of a connection that ignored its refusals (with code 1008).
@@ -111,7 +111,7 @@ impl CommandBudget {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::push::protocol::frames::ApiEra;
+    use crate::browser::frames::ApiEra;
 
     fn config(commands: u32, reads: u32) -> WebsocketConfig {
         WebsocketConfig {
@@ -167,7 +167,7 @@ mod tests {
 
     #[test]
     fn which_commands_read_storage() {
-        use crate::push::protocol::parse_command;
+        use crate::browser::parse_command;
         for (text, reads) in [
             ("pipe_log\nweb_a\nm", true),
             ("user_data\nm\n5", true),

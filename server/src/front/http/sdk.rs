@@ -5,9 +5,9 @@
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-const MODULE: &str = include_str!("../../../sdk-js/dist/halley.mjs");
-const CLASSIC: &str = include_str!("../../../sdk-js/dist/halley.js");
-const TYPES: &str = include_str!("../../../sdk-js/dist/halley.d.ts");
+const MODULE: &str = include_str!("../../../../sdk-js/dist/halley.mjs");
+const CLASSIC: &str = include_str!("../../../../sdk-js/dist/halley.js");
+const TYPES: &str = include_str!("../../../../sdk-js/dist/halley.d.ts");
 
 /// A strong validator from the content, so browsers revalidate cheaply after a deploy.
 fn etag(body: &str) -> String {

@@ -4,9 +4,9 @@
 use bytes::Bytes;
 
 use super::{ApiEra, Frame};
-use crate::push::protocol::json::{Object, Value};
-use crate::push::protocol::names::{user_status_pipe, MSG_PIPE, SYS_PIPE};
-use crate::push::protocol::url::UrlError;
+use crate::browser::json::{Object, Value};
+use crate::browser::names::{user_status_pipe, MSG_PIPE, SYS_PIPE};
+use crate::browser::url::UrlError;
 
 /// `info` of the connect-URL error frame.
 pub const URL_ERROR_INFO: &str = "Closed due to error. See last message.";

@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 
 macro_rules! embed {
     ($($path:literal => $mime:literal),* $(,)?) => {
-        &[$(($path, $mime, include_bytes!(concat!("../../../../dashboard/", $path)))),*]
+        &[$(($path, $mime, include_bytes!(concat!("../../../../../dashboard/", $path)))),*]
     };
 }
 

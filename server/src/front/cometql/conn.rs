@@ -9,11 +9,13 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::Notify;
 use tokio::time::{sleep, timeout};
 
-use super::command::{self, Command, CommandError, COM_STMT_CLOSE, COM_STMT_SEND_LONG_DATA};
-use super::handshake::HandshakeError;
-use super::packet::{Packet, PacketDecoder, PacketError, PacketWriter};
-use super::{auth, codes, login, response};
-use super::{ConnConfig, ErrorPacket, Handler, Reply, SALT_LEN};
+use super::login;
+use super::{ConnConfig, Handler};
+use crate::mysql::command::{self, Command, CommandError, COM_STMT_CLOSE, COM_STMT_SEND_LONG_DATA};
+use crate::mysql::handshake::HandshakeError;
+use crate::mysql::packet::{Packet, PacketDecoder, PacketError, PacketWriter};
+use crate::mysql::{auth, codes, response};
+use crate::mysql::{ErrorPacket, Reply, SALT_LEN};
 
 /// Size of one socket read. The decoder holds at most one command plus one read.
 const READ_CHUNK: usize = 16 * 1024;

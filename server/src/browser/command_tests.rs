@@ -1,5 +1,5 @@
 use super::*;
-use crate::push::protocol::frames::ApiEra;
+use crate::browser::frames::ApiEra;
 
 fn p(text: &str) -> Result<Command<'_>, CommandError> {
     parse_command(text)

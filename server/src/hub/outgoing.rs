@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::protocol::{frames, ApiEra, SharedFrame};
-use crate::hub::{Encoded, Frame};
+use super::{Encoded, Frame};
+use crate::browser::{frames, ApiEra, SharedFrame};
 use crate::ids::{EventName, PipeName, UserId};
 
 impl Encoded for SharedFrame {

@@ -1,0 +1,52 @@
+//! Where every connection of both ports comes in: the accept loop with the accept-time limits of
+//! `admission` (per-IP caps, open-socket count) that a connection passes before it costs anything more.
+mod admission;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::extract::ConnectInfo;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+pub use admission::{Admission, OpenSockets, SocketGuard};
+
+/// The next connection to serve, admitted by the accept-time limits; None once shutdown is asked. Accept
+/// errors (out of file descriptors and the like) back off instead of spinning; refused connections are
+/// closed unserved, without a byte (a refusal costs the server nothing more than the accept).
+pub async fn accept(
+    listener: &TcpListener,
+    admission: &Admission,
+    shutdown: &mut watch::Receiver<bool>,
+    what: &'static str,
+) -> Option<(TcpStream, SocketAddr, SocketGuard)> {
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = shutdown.wait_for(|stop| *stop) => return None,
+        };
+        match accepted {
+            Ok((stream, peer)) => match admission.admit(peer.ip()) {
+                Ok(guard) => {
+                    let _ = stream.set_nodelay(true);
+                    return Some((stream, peer, guard));
+                }
+                // Summarized in the log by `Admission::log_refusals`, counted in /metrics.
+                Err(limit) => {
+                    tracing::debug!(%peer, "{what} connection refused: {}", limit.describe())
+                }
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "{what} accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// The address a request came from, as the accept loop recorded it.
+pub fn peer(req: &axum::extract::Request) -> Option<SocketAddr> {
+    req.extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0)
+}
