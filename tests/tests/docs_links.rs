@@ -51,7 +51,8 @@ fn the_checker_reports_each_kind_of_broken_link() {
     let good = "[a](docs/a.md) [l](docs/a.md#5-limits) [s](docs/a.md#same-1) [g](docs/a.md#get-x-session) \
                 [d](docs/) [web](https://example.com/x.md) [top](#readme) ![img](docs/a.md \"title\")\n\
                 `[not a link](missing.md)`\n\n```\n[in a fence](missing.md)\n```\n\n# Readme\n\n[r]: docs/a.md\n";
-    let bad = "[1](docs/missing.md) [2](docs/a.md#no-such-heading) [3](../outside.md) [4](#nowhere) \
+    let bad =
+        "[1](docs/missing.md) [2](docs/a.md#no-such-heading) [3](../outside.md) [4](#nowhere) \
                [`docs/a.md`]\n\n[5]: docs/gone.md\n";
     fs::write(root.join("README.md"), format!("{good}\n{bad}")).expect("write README");
     let problems = check(&root, &markdown_files(&root));
@@ -102,7 +103,11 @@ fn check(root: &Path, pages: &[PathBuf]) -> Vec<String> {
     let mut problems = Vec::new();
     for page in pages {
         let text = fs::read_to_string(page).expect("read page");
-        let shown = page.strip_prefix(root).unwrap_or(page).display().to_string();
+        let shown = page
+            .strip_prefix(root)
+            .unwrap_or(page)
+            .display()
+            .to_string();
         let prose = prose(&text);
         for unlinked in unlinked_paths(&prose) {
             problems.push(format!(
@@ -258,7 +263,10 @@ fn has_scheme(dest: &str) -> bool {
     match dest.split_once(':') {
         Some((scheme, _)) => {
             !scheme.is_empty()
-                && scheme.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+                && scheme
+                    .chars()
+                    .next()
+                    .is_some_and(|c| c.is_ascii_alphabetic())
                 && scheme
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
