@@ -150,12 +150,10 @@ fn prose(text: &str) -> String {
             if c == '`' {
                 in_code = !in_code;
                 out.push('`');
-            } else if !in_code {
-                out.push(c);
-            } else if c != '[' && c != ']' && c != '(' && c != ')' {
-                out.push(c);
-            } else {
+            } else if in_code && matches!(c, '[' | ']' | '(' | ')') {
                 out.push(' ');
+            } else {
+                out.push(c);
             }
         }
         out.push('\n');
