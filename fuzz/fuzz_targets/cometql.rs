@@ -3,8 +3,8 @@
 //! Checked beyond "no panic": every accepted statement keeps the promises of `cometql::ast` (the same ones
 //! `cometql/fuzz_tests.rs` checks), errors carry a code and a text, any text escaped by either style
 //! (doubled quotes as mysqli_real_escape_string under NO_BACKSLASH_ESCAPES, backslashes as Node mysql2) reads
-//! back as that one value or is refused as ambiguous, never as other SQL (contract §2, issue 11 item 2), and
-//! a published value becomes a frame whose JSON is valid and carries the value unchanged.
+//! back as that one value or is refused as ambiguous, never as other SQL (docs/compatibility.md §2, issue 11
+//! item 2), and a published value becomes a frame whose JSON is valid and carries the value unchanged.
 #![no_main]
 
 use std::collections::HashSet;

@@ -1,6 +1,6 @@
 // The comet-server JavaScript API 4.08, method for method, so that pages written for it work unchanged:
 // CometServer().start({dev_id, user_id, user_key, node}), subscription("pipe.event", cb), web_pipe_send(...).
-// Where the original misbehaved (see reference-cppcomet.md section 3) this keeps the signature and fixes the
+// Where the original misbehaved (see docs/reference-cppcomet.md 3) this keeps the signature and fixes the
 // behaviour: auth callbacks run after isAuthorized() changed, frames with apostrophes are not dropped, one
 // socket is shared by the tabs, reconnects back off.
 

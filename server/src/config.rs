@@ -61,7 +61,7 @@ impl Default for CacheConfig {
     }
 }
 
-/// Defaults of contract §5; a tenant's overrides live in the database (tenant_limits).
+/// Defaults of docs/compatibility.md §5; a tenant's overrides live in the database (tenant_limits).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LimitsConfig {

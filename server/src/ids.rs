@@ -28,13 +28,14 @@ pub struct PipeName(Arc<str>);
 pub struct EventName(Arc<str>);
 
 impl PipeName {
-    /// The CometQL rule (reference 1.6): 3..=64 characters of `[A-Za-z0-9_-]`, checked in the reference's order.
+    /// The CometQL rule (docs/reference-cppcomet.md 1.6): 3..=64 characters of `[A-Za-z0-9_-]`, checked in the
+    /// reference's order.
     pub fn parse(s: &str) -> Result<Self, PipeNameError> {
         names::check_cometql_pipe(s)?;
         Ok(PipeName(Arc::from(s)))
     }
 
-    /// The WebSocket subscription rule (reference 2.5): 2..=63 characters.
+    /// The WebSocket subscription rule (docs/reference-cppcomet.md 2.5): 2..=63 characters.
     pub fn parse_subscription(s: &str) -> Result<Self, PipeNameError> {
         names::check_ws_pipe(s)?;
         Ok(PipeName(Arc::from(s)))

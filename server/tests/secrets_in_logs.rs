@@ -1,9 +1,9 @@
-//! Secrets never reach the logs (contract §1): the real `halley` binary, at `HALLEY_LOG=debug`, creates a
-//! tenant and serves while a tenant's backend logs in with its key through the `mariadb` client (and once
-//! with a wrong key), stores a users_auth hash, and browsers connect with that hash and with a JWT. Then it
-//! is stopped with SIGTERM, and nothing it wrote (stdout and stderr, every process) may contain the key, the
-//! wrong key, the hash, the JWT or the master key file's content. The tenant's key is printed once, by
-//! design, on `tenant create`'s stdout; its log output (stderr) must not contain it either.
+//! Secrets never reach the logs (docs/compatibility.md §1): the real `halley` binary, at `HALLEY_LOG=debug`, creates
+//! a tenant and serves while a tenant's backend logs in with its key through the `mariadb` client (and once with a
+//! wrong key), stores a users_auth hash, and browsers connect with that hash and with a JWT. Then it is stopped with
+//! SIGTERM, and nothing it wrote (stdout and stderr, every process) may contain the key, the wrong key, the hash,
+//! the JWT or the master key file's content. The tenant's key is printed once, by design, on `tenant create`'s
+//! stdout; its log output (stderr) must not contain it either.
 
 use std::path::Path;
 use std::process::Stdio;

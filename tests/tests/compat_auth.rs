@@ -1,5 +1,5 @@
-//! Browser users' JWT login (issue 3; contract §4): HS256 only, key = a tenant secret key followed by the
-//! decimal dev_id, numeric `exp` in the future, numeric `user_id` equal to the URL's, not revoked. And the
+//! Browser users' JWT login (issue 3; docs/compatibility.md §4): HS256 only, key = a tenant secret key followed by
+//! the decimal dev_id, numeric `exp` in the future, numeric `user_id` equal to the URL's, not revoked. And the
 //! revoked_tokens table: revoking a valid token closes that user's connections.
 
 mod compat_common;

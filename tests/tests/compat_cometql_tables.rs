@@ -1,7 +1,7 @@
 //! The pipe tables (pipes_messages, pipes_settings, pipes, users_in_pipes), verb by verb, through PHP mysqli
 //! (issue 3): what comet-server users' backends
-//! send, with the reference's columns, OK values, error codes and texts (reference-cppcomet.md 1.6-1.7),
-//! and where Halley differs on purpose (contract.md §2), that difference.
+//! send, with the reference's columns, OK values, error codes and texts (docs/reference-cppcomet.md 1.6-1.7),
+//! and where Halley differs on purpose (docs/compatibility.md §2), that difference.
 
 mod compat_common;
 

@@ -1,5 +1,5 @@
-//! Durability (issue 3; contract §6): history, pipes_settings, users_auth, users_data, users_time, queued
-//! private messages and revoked tokens survive a clean restart, on SQLite and on PostgreSQL.
+//! Durability (issue 3; docs/compatibility.md §6): history, pipes_settings, users_auth, users_data, users_time,
+//! queued private messages and revoked tokens survive a clean restart, on SQLite and on PostgreSQL.
 
 mod compat_common;
 

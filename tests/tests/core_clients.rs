@@ -78,7 +78,7 @@ async fn clients_publish_and_a_subscriber_receives(backend: Backend) {
     server.stop().await;
 }
 
-/// The four bad logins of the contract: wrong key, unknown dev_id, non-numeric user, empty password.
+/// The four bad logins of docs/compatibility.md §2: wrong key, unknown dev_id, non-numeric user, empty password.
 fn bad_logins(server: &TestServer, dev_id: u64, key: &str) -> Vec<(&'static str, Login)> {
     let port = server.cometql_port();
     let wrong_key: String = key

@@ -1,4 +1,4 @@
-//! Tenant isolation (contract §2 and §3): a CometQL session can only ever see and change its own tenant
+//! Tenant isolation (docs/compatibility.md §2 and §3): a CometQL session can only ever see and change its own tenant
 //! — `USE db_<other>` / COM_INIT_DB, connecting with database `db_<other>` and the reference's
 //! `cometqlcluster_v1 set dev_id=` prefix are all refused — and a publish reaches only the publishing
 //! tenant's WebSocket subscribers, even on a pipe with the same name.

@@ -1,4 +1,4 @@
-//! The string round trip of contract §2: a corpus of messages (quotes, backslashes, a trailing
+//! The string round trip of docs/compatibility.md §2: a corpus of messages (quotes, backslashes, a trailing
 //! backslash, json_encode output, multi-byte UTF-8, emoji, 60 KiB) published from PHP mysqli, once
 //! escaped with mysqli_real_escape_string (the driver's template step) and once written the way a PHP
 //! developer writes a literal by hand, must reach a WebSocket subscriber byte for byte.

@@ -1,4 +1,4 @@
-//! Contract §3, tenant isolation in the browser protocol: a connection of tenant B, using the same pipe
+//! docs/compatibility.md §3, tenant isolation in the browser protocol: a connection of tenant B, using the same pipe
 //! names and user ids as tenant A, receives nothing of A's (pipe messages, web_pipe2 relays, presence on
 //! `track_` and `user_status_<id>` pipes, private messages queued or live) and its commands (pipe_log,
 //! pipe_count, track_pipe_users, user_status, user_data) answer from B's data only; A's credentials

@@ -1,8 +1,8 @@
-//! Contract §2, tenant isolation over CometQL: tenant B, using the same pipe names and user ids as tenant A,
-//! can neither read nor change anything of A's through any table (pipes_messages and its history,
-//! pipes_settings, pipes, users_in_pipes, users_auth, users_time, users_messages, users_data,
-//! revoked_tokens), nor see A's figures in SHOW STATUS, nor switch to A's database (`USE db_<A>`, a
-//! `db_<A>` login, the `cometqlcluster_v1` prefix), nor log in as A with its own key.
+//! docs/compatibility.md §2, tenant isolation over CometQL: tenant B, using the same pipe names and user ids as
+//! tenant A, can neither read nor change anything of A's through any table (pipes_messages and its history,
+//! pipes_settings, pipes, users_in_pipes, users_auth, users_time, users_messages, users_data, revoked_tokens), nor
+//! see A's figures in SHOW STATUS, nor switch to A's database (`USE db_<A>`, a `db_<A>` login, the
+//! `cometqlcluster_v1` prefix), nor log in as A with its own key.
 
 mod limits_common;
 

@@ -1,9 +1,9 @@
-//! Contract §5, connection limits, each hit with small configured values: WebSocket connections per tenant
-//! (HTTP 429 with Retry-After; a per-tenant override raises one tenant's limit only), new connections per
-//! IP address (closed when accepted, before the request is read), failed CometQL logins per IP address (ERROR 16 even for the right
-//! key until the window passes, without a key check), the server's total connection cap (the extra TCP
-//! connection is closed unserved), the HTTP request-head deadline and the CometQL handshake deadline.
-//! Every refusal is counted.
+//! docs/compatibility.md §5, connection limits, each hit with small configured values: WebSocket connections per
+//! tenant (HTTP 429 with Retry-After; a per-tenant override raises one tenant's limit only), new connections per IP
+//! address (closed when accepted, before the request is read), failed CometQL logins per IP address (ERROR 16 even
+//! for the right key until the window passes, without a key check), the server's total connection cap (the extra TCP
+//! connection is closed unserved), the HTTP request-head deadline and the CometQL handshake deadline. Every refusal
+//! is counted.
 
 mod limits_common;
 

@@ -1,8 +1,8 @@
-//! Contract §5, limits of one connection, one user and one message: 32 pipes per connection (the 33rd is not
-//! subscribed, error frame `Too many letters`), 16 connections linked to one user (the 17th stays
-//! anonymous), and the 64 KiB message size (CometQL `ERROR 11 Data is too long`, also for a query over the
-//! 64 KiB query limit; web_pipe2 `Data is too long` error frame, the connection staying open; a frame far
-//! past the limit closes with 1009).
+//! docs/compatibility.md §5, limits of one connection, one user and one message: 32 pipes per connection (the 33rd
+//! is not subscribed, error frame `Too many letters`), 16 connections linked to one user (the 17th stays anonymous),
+//! and the 64 KiB message size (CometQL `ERROR 11 Data is too long`, also for a query over the 64 KiB query limit;
+//! web_pipe2 `Data is too long` error frame, the connection staying open; a frame far past the limit closes with
+//! 1009).
 
 mod limits_common;
 

@@ -1,5 +1,5 @@
-//! Contract §5, publishes per tenant: CometQL INSERTs and browser `web_pipe2` messages spend ONE budget per
-//! tenant; past it CometQL gets `ERROR 429 Rate limit exceeded: publishes per tenant (retry in N ms)` and
+//! docs/compatibility.md §5, publishes per tenant: CometQL INSERTs and browser `web_pipe2` messages spend ONE budget
+//! per tenant; past it CometQL gets `ERROR 429 Rate limit exceeded: publishes per tenant (retry in N ms)` and
 //! web_pipe2 an error frame naming the same limit; another tenant keeps its own budget; a per-tenant override
 //! (tenant_limits) raises one tenant's limit only; every refusal is counted.
 //!

@@ -1,8 +1,9 @@
-//! Contract §3 and §5, slow consumers: each connection has a bounded outbox (`websocket.outbox_frames`); a
-//! client that stops reading is cut off once its outbox overflows (close code 1008 with the reason, counted
-//! in `slow_consumers_dropped`), and it never slows the others: during a 10,000-message burst two normal
-//! subscribers receive every message, in order, exactly as they do when no client is stalled. A client that
-//! stops reading with room left in its outbox is dropped once its socket takes nothing for `write_timeout`.
+//! docs/compatibility.md §3 and §5, slow consumers: each connection has a bounded outbox
+//! (`websocket.outbox_frames`); a client that stops reading is cut off once its outbox overflows (close code 1008
+//! with the reason, counted in `slow_consumers_dropped`), and it never slows the others: during a 10,000-message
+//! burst two normal subscribers receive every message, in order, exactly as they do when no client is stalled. A
+//! client that stops reading with room left in its outbox is dropped once its socket takes nothing for
+//! `write_timeout`.
 
 mod limits_common;
 

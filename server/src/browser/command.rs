@@ -1,4 +1,4 @@
-//! Client → server commands (reference 2.5): one text frame `<command>\n<arguments>`.
+//! Client → server commands (docs/reference-cppcomet.md 2.5): one text frame `<command>\n<arguments>`.
 //!
 //! Parsing borrows from the frame's text, so a `web_pipe2` message is not copied before the
 //! frame that relays it is built.

@@ -1,5 +1,5 @@
-//! Pipe and event name rules, with the exact error texts of both front doors: CometQL (reference
-//! 1.6, MySQL error codes) and the WebSocket commands (reference 2.4, error frames).
+//! Pipe and event name rules, with the exact error texts of both front doors: CometQL (docs/reference-cppcomet.md
+//! 1.6, MySQL error codes) and the WebSocket commands (docs/reference-cppcomet.md 2.4, error frames).
 
 use thiserror::Error;
 
@@ -45,7 +45,7 @@ pub enum PipeNameError {
 }
 
 impl PipeNameError {
-    /// CometQL error code (reference 1.7): 11 too long, 17 too short, 12 invalid data.
+    /// CometQL error code (docs/reference-cppcomet.md 1.7): 11 too long, 17 too short, 12 invalid data.
     pub fn cometql_code(self) -> u16 {
         match self {
             Self::TooLong => 11,

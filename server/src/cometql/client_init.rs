@@ -1,6 +1,6 @@
 //! The statements drivers and tools send about the session and the server rather than a table: SHOW,
-//! DESCRIBE, SET, `SELECT @@var` and `SELECT DATABASE()` (reference 1.5; contract §2 "client init
-//! statements").
+//! DESCRIBE, SET, `SELECT @@var` and `SELECT DATABASE()` (docs/reference-cppcomet.md 1.5;
+//! docs/compatibility.md §2, what drivers send at connect).
 
 use super::ast::{Show, Statement, StatusScope};
 use super::error::ParseError;

@@ -1,5 +1,6 @@
 //! The refusals a statement can get before any table sees it. `code` and `message` are exactly what the
-//! MySQL client prints (`ERROR <code> (HY000): <message>`), so the texts follow the reference (1.7).
+//! MySQL client prints (`ERROR <code> (HY000): <message>`), so the texts follow the reference
+//! (docs/reference-cppcomet.md 1.7).
 
 use thiserror::Error;
 

@@ -1,4 +1,4 @@
-//! String literal rules (contract §2). A literal can be read two ways: the NO_BACKSLASH_ESCAPES way (a
+//! String literal rules (docs/compatibility.md §2). A literal can be read two ways: the NO_BACKSLASH_ESCAPES way (a
 //! backslash is an ordinary character, only a doubled quote is special), which is what the server announces
 //! and what mysqli_real_escape_string, PDO and PyMySQL then write, and with MySQL's backslash escapes, which
 //! Node mysql2 and PHP addslashes always write. `readings.rs` decides between the two for a statement.

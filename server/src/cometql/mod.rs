@@ -1,5 +1,6 @@
 //! CometQL, the SQL dialect of the MySQL-protocol API: `parse(&str) -> Statement`. Pure: no I/O, and no
-//! knowledge of what the tables do (that is `commands`). See contract §2 and reference 1.4-1.7.
+//! knowledge of what the tables do (that is `commands`). See docs/compatibility.md §2 and docs/reference-cppcomet.md
+//! 1.4-1.7.
 //!
 //! String literals can be read two ways (with and without backslash escapes); `readings.rs` has the rule
 //! that picks one, so that a value a driver escaped is never read as SQL.

@@ -1,5 +1,5 @@
 //! The statements drivers and tools send that are not about a table: SHOW ..., SELECT @@..., SELECT DATABASE().
-//! Scoped to the caller's tenant; host-level figures are never shown to tenants (contract §2).
+//! Scoped to the caller's tenant; host-level figures are never shown to tenants (docs/compatibility.md §2).
 
 use std::sync::atomic::Ordering;
 

@@ -46,7 +46,7 @@ pub async fn insert(ctx: &Ctx, caller: Caller, ins: &Insert) -> Result<Outcome, 
     })
 }
 
-/// Without WHERE: every revoked token of the tenant (reference 4.07).
+/// Without WHERE: every revoked token of the tenant (a comet-server 4.07 feature, docs/reference-cppcomet.md 1.6).
 pub async fn select(ctx: &Ctx, caller: Caller, sel: &Select) -> Result<Outcome, CommandError> {
     let proj = TABLE.projection(&sel.columns)?;
     let mut rows = Collector::new(ctx, sel.limit.as_ref()).projected(&proj);

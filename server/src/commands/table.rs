@@ -1,5 +1,6 @@
 //! What every table command needs from a statement: its columns checked against the table's, the key
-//! column's values out of WHERE, LIMIT applied to rows. The rules and texts are the reference's (1.5).
+//! column's values out of WHERE, LIMIT applied to rows. The rules and texts are the reference's
+//! (docs/reference-cppcomet.md 1.5).
 
 use super::error::{CommandError, ErrorCode};
 use crate::cometql::{Columns, Filter, Limit, Value};

@@ -16,7 +16,8 @@ use super::registry::lock;
 use super::{CloseReason, Frame, Outbox, Registry};
 use crate::ids::{ConnId, DevId, UserId};
 
-/// Connections linked to one user at most (reference and contract §5); more stay anonymous.
+/// Connections linked to one user at most (docs/reference-cppcomet.md 2.3; docs/compatibility.md §5); more stay
+/// anonymous.
 pub const MAX_CONNECTIONS_PER_USER: usize = 16;
 
 #[derive(Default)]

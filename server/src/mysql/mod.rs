@@ -51,8 +51,8 @@ pub mod caps {
         | PLUGIN_AUTH_LENENC_CLIENT_DATA;
 }
 
-/// AUTOCOMMIT | NO_BACKSLASH_ESCAPES, in the greeting and in every OK and EOF packet. The contract requires
-/// NO_BACKSLASH_ESCAPES everywhere so that escaping clients double quotes instead of backslashing them.
+/// AUTOCOMMIT | NO_BACKSLASH_ESCAPES, in the greeting and in every OK and EOF packet. docs/compatibility.md §2
+/// requires NO_BACKSLASH_ESCAPES everywhere so that escaping clients double quotes instead of backslashing them.
 pub const SERVER_STATUS: u16 = 0x0002 | 0x0200;
 
 /// utf8mb4_general_ci: the greeting's charset and every result column's, so 4-byte UTF-8 survives.

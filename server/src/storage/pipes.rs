@@ -199,8 +199,8 @@ impl Storage {
         Ok(rows.len() as u64)
     }
 
-    /// `trust_` pipes keep every message for a while only (reference 7.3). (`LIKE 'trust_%'` would also
-    /// match `trusty`: `_` is a wildcard.)
+    /// `trust_` pipes keep every message for a while only (docs/reference-cppcomet.md 7.3). (`LIKE 'trust_%'` would
+    /// also match `trusty`: `_` is a wildcard.)
     pub async fn purge_trust_history(&self, before: i64) -> Result<u64, StorageError> {
         let rows = sqlx::query(&format!(
             "DELETE FROM pipe_history WHERE substr(pipe, 1, 6) = 'trust_' AND sent_at < $1 \

@@ -1,5 +1,5 @@
-//! Browser users' JWTs (contract §4): HS256 only, signed with a tenant key followed by the decimal dev_id,
-//! a numeric `exp` in the future, a numeric `nbf` (when present) not in the future, and a numeric `user_id`
+//! Browser users' JWTs (docs/compatibility.md §4): HS256 only, signed with a tenant key followed by the decimal
+//! dev_id, a numeric `exp` in the future, a numeric `nbf` (when present) not in the future, and a numeric `user_id`
 //! equal to the connecting user's. `exp` and `nbf` have the same leeway: none.
 
 use jsonwebtoken::{decode, Algorithm, DecodingKey, Validation};

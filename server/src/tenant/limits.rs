@@ -1,6 +1,6 @@
-//! The limits that keep one tenant (or one address) from breaking the service for the others (contract §5).
-//! Rate limits are `governor` GCRA limiters: keyed by IP address for the per-address limits, and one
-//! limiter per tenant for publishes so that a tenant's own override can apply. Every refusal is counted.
+//! The limits that keep one tenant (or one address) from breaking the service for the others (docs/compatibility.md
+//! §5). Rate limits are `governor` GCRA limiters: keyed by IP address for the per-address limits, and one limiter
+//! per tenant for publishes so that a tenant's own override can apply. Every refusal is counted.
 
 use std::collections::HashMap;
 use std::net::IpAddr;

@@ -1,5 +1,5 @@
-//! One constructor per frame shape of the reference (2.3, 2.4). `now` and `sent_at` are unix
-//! seconds. Message texts travel as JSON strings, verbatim (`"data":"{\"a\":1}"`).
+//! One constructor per frame shape of the reference (docs/reference-cppcomet.md 2.3, 2.4). `now` and `sent_at` are
+//! unix seconds. Message texts travel as JSON strings, verbatim (`"data":"{\"a\":1}"`).
 
 use bytes::Bytes;
 

@@ -147,7 +147,7 @@ impl WsService {
         lock(&self.live).len()
     }
 
-    /// The tenant's connection limit and its per-address count (contract §5); the address's rate was
+    /// The tenant's connection limit and its per-address count (docs/compatibility.md §5); the address's rate was
     /// applied at accept. The slot keeps the connection counted against its address until it ends.
     fn admit(&self, dev_id: DevId, peer: SocketAddr) -> Result<Option<WebsocketSlot>, Refused> {
         // Looked up, not created: a URL naming any dev_id must not grow the server's tenant map.

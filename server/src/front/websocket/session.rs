@@ -18,7 +18,7 @@ pub fn history_frame(h: &HistoryRow) -> Frame {
     frames::history_entry(&h.pipe, &h.event, &h.message, h.sent_at, h.user_id as u64)
 }
 
-/// Most pipes one connection may hold (reference and contract §5).
+/// Most pipes one connection may hold (docs/reference-cppcomet.md 2.5; docs/compatibility.md §5).
 pub const MAX_PIPES: usize = 32;
 
 /// What handling a command asks the socket task to do.
@@ -214,11 +214,11 @@ impl Session {
         }
     }
 
-    /// `subscription` replaces the whole set (reference 2.5). `private_` pipes are skipped for anonymous
-    /// connections; `track_` pipes tell their other subscribers who came and went. Only real changes
-    /// count: pipes left are left (announced) first, then pipes joined are joined in order, and a pipe in
-    /// both sets stays subscribed without a word. The reference left and re-joined every pipe, so one
-    /// 20-byte command re-sent in a loop made two presence frames per subscriber of each `track_` pipe.
+    /// `subscription` replaces the whole set (docs/reference-cppcomet.md 2.5). `private_` pipes are skipped for
+    /// anonymous connections; `track_` pipes tell their other subscribers who came and went. Only real changes
+    /// count: pipes left are left (announced) first, then pipes joined are joined in order, and a pipe in both sets
+    /// stays subscribed without a word. The reference left and re-joined every pipe, so one 20-byte command re-sent
+    /// in a loop made two presence frames per subscriber of each `track_` pipe.
     pub fn replace_subscriptions(&mut self, ctx: &Ctx, names: &[&str]) {
         let mut wanted: Vec<PipeName> = Vec::with_capacity(names.len().min(MAX_PIPES));
         for name in names.iter().take(MAX_PIPES) {

@@ -1,4 +1,4 @@
-//! Login throttling (contract §5): 5 attempts a minute per client IP and per email, then HTTP 429 with
+//! Login throttling (docs/compatibility.md §5): 5 attempts a minute per client IP and per email, then HTTP 429 with
 //! Retry-After. An attempt is counted before the password is checked, so a throttled caller learns nothing
 //! about the password; a successful login uses one of the five too (a person needs one). A password change
 //! checks the current password with the same quota, counted apart (per IP and per account), so that a stolen
