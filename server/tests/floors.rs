@@ -288,13 +288,38 @@ fn no_import_runs_up_a_floor_and_the_protocols_do_no_io() {
     );
 }
 
+/// Every `.storage` field reached outside the units that may hold it (`ctx.storage.read(..)`).
+fn storage_handles() -> Vec<String> {
+    let mut files = Vec::new();
+    rust_files(&src_dir(), &mut files);
+    files.sort();
+    let mut found = Vec::new();
+    for path in files {
+        let rel = path.strip_prefix(src_dir()).unwrap().to_path_buf();
+        if STORAGE_USERS.contains(&unit_of(&rel).as_str()) {
+            continue;
+        }
+        let code = code_only(&fs::read_to_string(&path).unwrap());
+        for (at, _) in code.match_indices(".storage") {
+            let after = code[at + ".storage".len()..].chars().next();
+            if after.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '(') {
+                continue;
+            }
+            let line = code[..at].matches('\n').count() + 1;
+            found.push(format!("{}:{line}: a storage handle", rel.display()));
+        }
+    }
+    found
+}
+
 #[test]
 fn no_front_door_touches_storage() {
-    let bad: Vec<String> = imports()
+    let mut bad: Vec<String> = imports()
         .into_iter()
         .filter(|i| i.to == "storage" && !STORAGE_USERS.contains(&i.from.as_str()))
         .map(|i| format!("{}:{}: {} uses storage", i.file, i.line, i.from))
         .collect();
+    bad.extend(storage_handles());
     assert!(
         bad.is_empty(),
         "storage used outside commands/ and tenant/:\n{}",
