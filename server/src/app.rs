@@ -136,7 +136,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         max_head_bytes: config.limits.max_request_head_bytes,
     };
     tasks.spawn(http.run(http_listener, tasks.clone(), shutdown_rx.clone()));
-    tasks.spawn(maintenance(ctx.clone(), shutdown_rx.clone()));
+    tasks.spawn(crate::commands::maintenance::run(ctx.clone(), shutdown_rx.clone()));
     tracing::info!(%http_addr, %cometql_addr, database = %redact(&config.database_url()), "Halley is serving");
     Ok(Running {
         http_addr,
@@ -148,40 +148,6 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         ws,
         usage,
     })
-}
-
-/// Expires queued private messages, `trust_` history, minted users_auth hashes and remembered logouts, once
-/// a minute.
-async fn maintenance(ctx: Ctx, mut shutdown: watch::Receiver<bool>) {
-    let mut tick = tokio::time::interval(Duration::from_secs(60));
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = shutdown.wait_for(|stop| *stop) => return,
-        }
-        let now = crate::tenant::unix_now();
-        ctx.limits.sweep();
-        if let Err(e) = ctx.limits.load_overrides(&ctx.storage).await {
-            tracing::warn!(error = %e, "reloading tenant limits failed");
-        }
-        if let Err(e) = ctx.storage.purge_expired_hashes(now).await {
-            tracing::warn!(error = %e, "expiring users_auth hashes minted for JWTs failed");
-        }
-        if let Err(e) = ctx.storage.purge_ended_sessions(now).await {
-            tracing::warn!(error = %e, "forgetting expired dashboard logouts failed");
-        }
-        if let Err(e) = ctx.quotas.load_overrides(&ctx.storage).await {
-            tracing::warn!(error = %e, "reloading tenant quotas failed");
-        }
-        if let Err(e) = ctx.storage.purge_expired_messages(now).await {
-            tracing::warn!(error = %e, "expiring queued private messages failed");
-        }
-        let before = now - ctx.config.messages.trust_history_secs as i64;
-        if let Err(e) = ctx.storage.purge_trust_history(before).await {
-            tracing::warn!(error = %e, "expiring trust_ history failed");
-        }
-        ctx.history_cache.invalidate_trust();
-    }
 }
 
 impl Running {

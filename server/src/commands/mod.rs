@@ -3,6 +3,7 @@
 
 mod error;
 pub mod history;
+pub mod maintenance;
 mod lru;
 pub(crate) mod meta;
 mod pipes;
