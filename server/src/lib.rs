@@ -1,33 +1,13 @@
 //! Halley: a hosted, multi-tenant Comet (WebSocket push) server, drop-in compatible with comet-server.
 //!
-//! # The publish path, in the order data flows
-//! 1. [`mysql`] reads a COM_QUERY from a tenant's authenticated session (the tenant was fixed at login by
-//!    [`tenant`]).
-//! 2. [`cometql::parse`] turns the text into a [`cometql::Statement`].
-//! 3. [`commands`] picks the table's command and validates values into typed ones ([`ids::PipeName`], ...).
-//! 4. `commands/pipes_messages.rs` builds the frame with [`push::outgoing`], **encoded once**, and calls
-//!    [`hub::Hub::publish`].
-//! 5. [`hub`] (through [`broker`]) finds the pipe's subscribers and pushes the same bytes into each
-//!    connection's bounded outbox.
-//! 6. [`push::websocket`]: each connection's task drains its outbox into its socket.
+//! Three floors, imports only ever running down or along one (`tests/floors.rs` checks it):
+//! - protocols, pure (bytes or text in, typed values out): [`mysql`], [`cometql`], [`browser`];
+//! - the domain, every rule for every front door: [`ids`], [`commands`], [`tenant`], [`hub`], [`storage`],
+//!   [`metrics`], [`usage`];
+//! - the front doors, I/O only: [`front`] (`listen`, `cometql`, `websocket`, `http`).
 //!
-//! The answer travels back as a [`commands::Outcome`] and [`mysql`] writes the OK packet.
-//!
-//! # Modules
-//! - [`config`]: the one typed configuration (defaults → file → `HALLEY_*`).
-//! - [`ids`]: domain newtypes.
-//! - [`mysql`]: MySQL wire protocol, server side: pure codec plus one connection loop. No CometQL knowledge.
-//! - [`cometql`]: the language, pure: `&str` → `Statement`.
-//! - [`commands`]: what each statement does, one file per table; shared by every front door.
-//! - [`tenant`]: credentials, keys sealed at rest, per-tenant limits and storage quotas.
-//! - [`hub`], [`broker`]: who is listening; how a publish reaches them.
-//! - [`push`]: browsers: pure protocol, outgoing frames, per-connection session and socket loop.
-//! - [`http`]: the one router on the HTTP port, also serving the dashboard (`dashboard/`, embedded) and its
-//!   JSON API `/api/dashboard/v1`, and the accept loop with the limits every connection of both ports
-//!   passes first (`http::admission`); [`metrics`]: `/metrics` in Prometheus text format.
-//! - [`storage`]: all SQL (sqlx; PostgreSQL and SQLite), and the running totals of what each tenant stores.
-//! - [`usage`]: per-tenant message counts flushed from the hub's counters into storage.
-//! - [`app`]: composition root; [`logging`]: process plumbing for the binary.
+//! [`config`] is read by all; [`app`] wires the floors together. The publish path through them, step by
+//! step, is in README.md ("The publish path").
 
 pub mod config;
 
