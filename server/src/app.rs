@@ -136,7 +136,10 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         max_head_bytes: config.limits.max_request_head_bytes,
     };
     tasks.spawn(http.run(http_listener, tasks.clone(), shutdown_rx.clone()));
-    tasks.spawn(crate::commands::maintenance::run(ctx.clone(), shutdown_rx.clone()));
+    tasks.spawn(crate::commands::maintenance::run(
+        ctx.clone(),
+        shutdown_rx.clone(),
+    ));
     tracing::info!(%http_addr, %cometql_addr, database = %redact(&config.database_url()), "Halley is serving");
     Ok(Running {
         http_addr,

@@ -162,7 +162,7 @@ impl HistoryCache {
         lock(&self.map).len()
     }
 
-    /// Bytes the cached history takes, by [`weight`]; never more than `[cache] history_bytes`.
+    /// Bytes the cached history takes, by `weight`; never more than `[cache] history_bytes`.
     pub fn bytes(&self) -> usize {
         lock(&self.map).weight()
     }

@@ -3,8 +3,8 @@
 
 mod error;
 pub mod history;
-pub mod maintenance;
 mod lru;
+pub mod maintenance;
 pub(crate) mod meta;
 mod pipes;
 pub mod pipes_messages;

@@ -103,7 +103,7 @@ pub struct ResultSet {
 }
 
 /// The first part of a result too large to build at once. Its column definitions declare `widths`
-/// (the later rows are not known yet); the rest comes from [`Handler::more_rows`], one bounded part at a
+/// (the later rows are not known yet); the rest comes from the front door's `Handler::more_rows`, one bounded part at a
 /// time, each written to the socket before the next is asked for, so a client that does not read holds
 /// up the server's reading rather than growing its memory.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
