@@ -247,6 +247,13 @@ impl Outbox {
     pub fn close_reason(&self) -> Option<CloseReason> {
         self.0.lock().closing
     }
+
+    /// Holds the outbox as a delivery writing to its socket does, until the guard is dropped: tests stand
+    /// for a write in place that takes long with it.
+    #[cfg(test)]
+    pub(crate) fn busy(&self) -> impl Drop + '_ {
+        self.0.lock()
+    }
 }
 
 /// The socket task's side: it owns the socket's reads and writes what could not be written in place.

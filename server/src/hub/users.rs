@@ -7,11 +7,27 @@
 //! drained, instead of into an outbox that nobody writes until the drain ends (which overflowed it and
 //! closed a reading client as a slow consumer). `drained` ends that state; see `ConnLoop::deliver_queue`
 //! for why no message is lost or delivered twice around it.
+//!
+//! Lock discipline. The map is sharded by user, and a shard's lock is held only to read or change the
+//! map, never while anything is pushed into an outbox: a push may write to the socket in place (`Outbox`),
+//! and one slow write (a big frame, a publisher descheduled mid-write, the socket task's vectored write
+//! holding the outbox) would otherwise hold up every user of the shard. So `send_to_user` and
+//! `close_user` copy the user's outboxes (reference counts) under the lock and push after releasing it.
+//! The drain protocol needs no more than that: whether a user is ready is decided under the lock, a
+//! connection never goes back to draining, a push to an outbox not attached yet waits behind its drain,
+//! and a push to a connection that went away meanwhile is not counted (its sender queues the message, as
+//! if it had found the user offline). What the lock used to give on top is kept by two turns: sends to a
+//! user with several connections take the user's `turn`, so that all of them get the user's messages in
+//! one order; and presence announcements, made after the lock is released, go out in the order of the
+//! changes they announce (`Shard::announce_in_turn`).
 
+use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
+use std::hash::BuildHasher;
 use std::sync::atomic::Ordering;
-use std::sync::Mutex;
+use std::sync::{Arc, Condvar, Mutex};
 
+use super::fanout::{deliver_all, Item};
 use super::registry::lock;
 use super::{CloseReason, Frame, Outbox, Registry};
 use crate::ids::{ConnId, DevId, UserId};
@@ -20,9 +36,76 @@ use crate::ids::{ConnId, DevId, UserId};
 /// anonymous.
 pub const MAX_CONNECTIONS_PER_USER: usize = 16;
 
-#[derive(Default)]
+const SHARDS: usize = 64;
+
+type Key = (DevId, UserId);
+
 pub(super) struct Users {
-    map: Mutex<HashMap<(DevId, UserId), Linked>>,
+    shards: Box<[Shard]>,
+    hasher: RandomState,
+}
+
+impl Default for Users {
+    fn default() -> Self {
+        Users {
+            shards: (0..SHARDS).map(|_| Shard::default()).collect(),
+            hasher: RandomState::new(),
+        }
+    }
+}
+
+impl Users {
+    fn shard(&self, key: &Key) -> &Shard {
+        &self.shards[(self.hasher.hash_one(key) as usize) % SHARDS]
+    }
+}
+
+/// Some users and the order of their presence announcements.
+#[derive(Default)]
+struct Shard {
+    map: Mutex<Map>,
+    /// The ticket whose announcement goes out next.
+    serving: Mutex<u64>,
+    served: Condvar,
+}
+
+#[derive(Default)]
+struct Map {
+    users: HashMap<Key, Linked>,
+    /// Tickets handed out, one per first or last connection, in the order those happened.
+    tickets: u64,
+}
+
+impl Map {
+    fn ticket(&mut self) -> u64 {
+        self.tickets += 1;
+        self.tickets - 1
+    }
+}
+
+impl Shard {
+    /// Runs `announce` once every announcement ticketed before `ticket` has gone out: a user's online and
+    /// offline announcements are made outside the map's lock, and must not overtake each other.
+    fn announce_in_turn(&self, ticket: u64, announce: impl FnOnce()) {
+        let mut serving = lock(&self.serving);
+        while *serving != ticket {
+            serving = self
+                .served
+                .wait(serving)
+                .unwrap_or_else(|e| e.into_inner());
+        }
+        drop(serving);
+        /// Passes the turn on even if `announce` panics: the shard's later announcements would wait forever.
+        struct Next<'a>(&'a Shard);
+        impl Drop for Next<'_> {
+            fn drop(&mut self) {
+                *lock(&self.0.serving) += 1;
+                self.0.served.notify_all();
+            }
+        }
+        let _next = Next(self);
+        announce();
+    }
 }
 
 /// One user's live connections.
@@ -33,6 +116,8 @@ struct Linked {
     draining: Vec<ConnId>,
     /// A message went to the queue while every connection was draining, since the last `drained`.
     queued_while_draining: bool,
+    /// Held while a message is pushed to several connections (see the module doc).
+    turn: Arc<Mutex<()>>,
 }
 
 impl Linked {
@@ -40,6 +125,13 @@ impl Linked {
     fn ready(&self) -> bool {
         self.conns.len() > self.draining.len()
     }
+}
+
+/// Whom a private message goes to, copied out of the map.
+enum Targets {
+    /// The common case: one connection, whose outbox keeps its frames in order by itself.
+    One(Outbox),
+    Several(Vec<Outbox>, Arc<Mutex<()>>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -50,7 +142,8 @@ pub enum LinkError {
 
 impl Registry {
     /// Links an authorized connection to its user, draining (see the module doc) until `drained`.
-    /// `Ok(true)` when it is the user's first live connection.
+    /// `Ok(true)` when it is the user's first live connection; `on_first` has then been called, after the
+    /// announcements of changes before this one.
     pub fn link_user(
         &self,
         dev_id: DevId,
@@ -58,19 +151,23 @@ impl Registry {
         outbox: Outbox,
         on_first: impl FnOnce(),
     ) -> Result<bool, LinkError> {
-        let mut map = lock(&self.users.map);
-        let linked = map.entry((dev_id, user)).or_default();
-        if linked.conns.len() >= MAX_CONNECTIONS_PER_USER {
-            return Err(LinkError::TooManyConnections);
-        }
-        linked.draining.push(outbox.conn());
-        linked.conns.push(outbox);
-        let first = linked.conns.len() == 1;
-        if first {
-            // Under the lock, so a user's online/offline announcements go out in the order they happened.
-            on_first();
-        }
-        Ok(first)
+        let key = (dev_id, user);
+        let shard = self.users.shard(&key);
+        let ticket = {
+            let mut map = lock(&shard.map);
+            let linked = map.users.entry(key).or_default();
+            if linked.conns.len() >= MAX_CONNECTIONS_PER_USER {
+                return Err(LinkError::TooManyConnections);
+            }
+            linked.draining.push(outbox.conn());
+            linked.conns.push(outbox);
+            if linked.conns.len() > 1 {
+                return Ok(false);
+            }
+            map.ticket()
+        };
+        shard.announce_in_turn(ticket, on_first);
+        Ok(true)
     }
 
     /// The connection has read the user's queue to its end. `true` when a message was queued meanwhile
@@ -78,8 +175,9 @@ impl Registry {
     /// Otherwise live messages may be delivered to it from now on: every message queued before this call
     /// was read by that pass, and any queued after it is delivered by its sender.
     pub fn drained(&self, dev_id: DevId, user: UserId, conn: ConnId) -> bool {
-        let mut map = lock(&self.users.map);
-        let Some(linked) = map.get_mut(&(dev_id, user)) else {
+        let key = (dev_id, user);
+        let mut map = lock(&self.users.shard(&key).map);
+        let Some(linked) = map.users.get_mut(&key) else {
             return false;
         };
         if std::mem::take(&mut linked.queued_while_draining) {
@@ -93,8 +191,9 @@ impl Registry {
     /// `true` when a connection of the user is ready now: the caller claims it back from the queue and
     /// delivers it. Otherwise a draining connection reads the queue once more before it is ready.
     pub fn queued(&self, dev_id: DevId, user: UserId) -> bool {
-        let mut map = lock(&self.users.map);
-        let Some(linked) = map.get_mut(&(dev_id, user)) else {
+        let key = (dev_id, user);
+        let mut map = lock(&self.users.shard(&key).map);
+        let Some(linked) = map.users.get_mut(&key) else {
             return false;
         };
         if linked.ready() {
@@ -104,8 +203,8 @@ impl Registry {
         false
     }
 
-    /// Unlinks a connection. `true` (and `on_last` called, under the lock) when it was the user's last live
-    /// connection.
+    /// Unlinks a connection. `true` (and `on_last` called, after the announcements of changes before
+    /// this one) when it was the user's last live connection.
     pub fn unlink_user(
         &self,
         dev_id: DevId,
@@ -113,51 +212,73 @@ impl Registry {
         conn: ConnId,
         on_last: impl FnOnce(),
     ) -> bool {
-        let mut map = lock(&self.users.map);
-        let Some(linked) = map.get_mut(&(dev_id, user)) else {
-            return false;
+        let key = (dev_id, user);
+        let shard = self.users.shard(&key);
+        let ticket = {
+            let mut map = lock(&shard.map);
+            let Some(linked) = map.users.get_mut(&key) else {
+                return false;
+            };
+            let before = linked.conns.len();
+            linked.conns.retain(|o| o.conn() != conn);
+            linked.draining.retain(|c| *c != conn);
+            let removed = linked.conns.len() < before;
+            if !linked.conns.is_empty() {
+                return false;
+            }
+            map.users.remove(&key);
+            if !removed {
+                return false;
+            }
+            map.ticket()
         };
-        let before = linked.conns.len();
-        linked.conns.retain(|o| o.conn() != conn);
-        linked.draining.retain(|c| *c != conn);
-        let removed = linked.conns.len() < before;
-        if linked.conns.is_empty() {
-            map.remove(&(dev_id, user));
-        }
-        let last = removed && !map.contains_key(&(dev_id, user));
-        if last {
-            on_last();
-        }
-        last
+        shard.announce_in_turn(ticket, on_last);
+        true
     }
 
     pub fn user_online(&self, dev_id: DevId, user: UserId) -> bool {
-        lock(&self.users.map).contains_key(&(dev_id, user))
+        let key = (dev_id, user);
+        lock(&self.users.shard(&key).map).users.contains_key(&key)
     }
 
     /// Whether `send_to_user` would deliver now (a connection of the user is past its drain).
     pub fn user_ready(&self, dev_id: DevId, user: UserId) -> bool {
-        lock(&self.users.map)
-            .get(&(dev_id, user))
+        let key = (dev_id, user);
+        lock(&self.users.shard(&key).map)
+            .users
+            .get(&key)
             .is_some_and(Linked::ready)
     }
 
     /// Queues `frame` on every live connection of the user; returns how many got it. 0 while every
-    /// connection of the user is still draining the queue: the caller queues the message behind it.
+    /// connection of the user is still draining the queue, or when those it was pushed to are gone: the
+    /// caller queues the message behind the drain (or for the next connection).
     pub fn send_to_user(&self, dev_id: DevId, user: UserId, frame: &Frame) -> usize {
-        let mut map = lock(&self.users.map);
-        let Some(linked) = map.get_mut(&(dev_id, user)) else {
-            return 0;
+        let key = (dev_id, user);
+        let targets = {
+            let map = lock(&self.users.shard(&key).map);
+            let Some(linked) = map.users.get(&key) else {
+                return 0;
+            };
+            if !linked.ready() {
+                return 0;
+            }
+            match linked.conns.as_slice() {
+                [one] => Targets::One(one.clone()),
+                several => Targets::Several(several.to_vec(), linked.turn.clone()),
+            }
         };
-        if !linked.ready() {
-            return 0;
-        }
-        let conns = &linked.conns;
-        let item = super::fanout::Item {
+        let item = [Item {
             frame: frame.clone(),
             except: None,
+        }];
+        let tally = match &targets {
+            Targets::One(outbox) => deliver_all(std::slice::from_ref(outbox), &item)[0],
+            Targets::Several(outboxes, turn) => {
+                let _turn = lock(turn);
+                deliver_all(outboxes, &item)[0]
+            }
         };
-        let tally = super::fanout::deliver_all(conns, &[item])[0];
         if tally.slow > 0 {
             self.slow_consumers_dropped
                 .fetch_add(tally.slow, Ordering::Relaxed);
@@ -167,14 +288,15 @@ impl Registry {
 
     /// Closes every live connection of the user (users_auth DELETE, a revoked token).
     pub fn close_user(&self, dev_id: DevId, user: UserId) -> usize {
-        let map = lock(&self.users.map);
-        let Some(linked) = map.get(&(dev_id, user)) else {
-            return 0;
+        let key = (dev_id, user);
+        let conns = match lock(&self.users.shard(&key).map).users.get(&key) {
+            Some(linked) => linked.conns.clone(),
+            None => return 0,
         };
-        for o in &linked.conns {
+        for o in &conns {
             o.close(CloseReason::Kicked);
         }
-        linked.conns.len()
+        conns.len()
     }
 }
 
@@ -242,5 +364,118 @@ mod tests {
         assert!(ra.try_recv().is_some() && rb.try_recv().is_some());
         assert!(!r.unlink_user(dev, user, ConnId(1), || ()));
         assert!(r.user_ready(dev, user), "the one left is past its drain");
+    }
+
+    fn frame(n: u64) -> Frame {
+        crate::hub::outgoing::shared(crate::browser::frames::user_online(n))
+    }
+
+    /// A user whose connection is stuck in a write (its outbox held, as by a publisher writing to its
+    /// socket in place) holds up the messages to that user only: another user of the same shard gets
+    /// theirs meanwhile. Pushing while holding the map's lock would make the second send wait for the
+    /// first, stuck one.
+    #[test]
+    fn a_stuck_connection_does_not_hold_up_other_users() {
+        let r = Arc::new(Registry::new());
+        let dev = DevId(1);
+        let stuck = UserId(1);
+        let other = (2..)
+            .map(UserId)
+            .find(|u| {
+                std::ptr::eq(
+                    r.users.shard(&(dev, *u)),
+                    r.users.shard(&(dev, stuck)),
+                )
+            })
+            .unwrap();
+        let (a, _ra) = outbox(1, 8);
+        let (b, mut rb) = outbox(2, 8);
+        for (user, o, conn) in [(stuck, a.clone(), 1), (other, b, 2)] {
+            r.link_user(dev, user, o, || ()).unwrap();
+            assert!(!r.drained(dev, user, ConnId(conn)));
+        }
+        let writing = a.busy();
+        let to_stuck = {
+            let r = r.clone();
+            std::thread::spawn(move || r.send_to_user(dev, stuck, &frame(1)))
+        };
+        // Let that send reach the stuck outbox (and, were it held, the map's lock).
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let (done, sent) = std::sync::mpsc::channel();
+        {
+            let r = r.clone();
+            std::thread::spawn(move || done.send(r.send_to_user(dev, other, &frame(2))));
+        }
+        let got = sent.recv_timeout(std::time::Duration::from_secs(5));
+        drop(writing);
+        assert_eq!(got, Ok(1), "the other user's message went out meanwhile");
+        assert!(rb.try_recv().is_some());
+        assert_eq!(to_stuck.join().unwrap(), 1, "and the stuck one's once it is free");
+    }
+
+    /// Concurrent senders to a user with several connections: every connection gets the messages in the
+    /// same order (the user's turn), as when the map's lock was held across the pushes.
+    #[test]
+    fn every_connection_of_a_user_gets_one_order() {
+        let r = Arc::new(Registry::new());
+        let (dev, user) = (DevId(1), UserId(5));
+        let mut rxs = Vec::new();
+        for conn in 1..=3 {
+            let (o, rx) = outbox(conn, 1 << 16);
+            r.link_user(dev, user, o, || ()).unwrap();
+            assert!(!r.drained(dev, user, ConnId(conn)));
+            rxs.push(rx);
+        }
+        let senders: Vec<_> = (0..3u64)
+            .map(|who| {
+                let r = r.clone();
+                std::thread::spawn(move || {
+                    for i in 0..5_000 {
+                        assert_eq!(r.send_to_user(dev, user, &frame(who * 10_000 + i)), 3);
+                    }
+                })
+            })
+            .collect();
+        for s in senders {
+            s.join().unwrap();
+        }
+        let first: Vec<_> = std::iter::from_fn(|| rxs[0].try_recv()).collect();
+        assert_eq!(first.len(), 15_000);
+        for rx in &mut rxs[1..] {
+            let got: Vec<_> = std::iter::from_fn(|| rx.try_recv()).collect();
+            assert!(got == first, "another order");
+        }
+    }
+
+    /// Announcements are made after the map's lock is released; a user's online and offline still go out
+    /// in the order their connections came and went, however the threads race.
+    #[test]
+    fn presence_announcements_keep_their_order() {
+        let r = Arc::new(Registry::new());
+        let (dev, user) = (DevId(1), UserId(5));
+        let said = Arc::new(Mutex::new(Vec::new()));
+        let threads: Vec<_> = (0..4u64)
+            .map(|t| {
+                let (r, said) = (r.clone(), said.clone());
+                std::thread::spawn(move || {
+                    for i in 0..5_000 {
+                        let conn = t * 100_000 + i;
+                        let (o, _rx) = outbox(conn, 1);
+                        let on = || lock(&said).push(true);
+                        r.link_user(dev, user, o, on).unwrap();
+                        let off = || lock(&said).push(false);
+                        r.unlink_user(dev, user, ConnId(conn), off);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let said = lock(&said);
+        assert!(said.len() >= 2 && said.len() % 2 == 0);
+        for (i, online) in said.iter().enumerate() {
+            assert_eq!(*online, i % 2 == 0, "announcement {i} out of order");
+        }
     }
 }
