@@ -1,6 +1,14 @@
-//! Who is listening: a per-tenant registry of pipes → connections, sharded so that publishes to different
-//! pipes do not contend. It deals in ids and already-encoded frame bytes only; a publish hands every
-//! subscriber a clone of the same `Bytes` (a reference count, not a copy).
+//! Who is listening, and the writing of what they are sent: a per-tenant registry of pipes → connections
+//! and of authorized users → connections, both sharded so that deliveries to different pipes or users do
+//! not contend. It deals in ids and already-encoded frame bytes only; a publish hands every subscriber a
+//! clone of the same `Bytes` (a reference count, not a copy).
+//!
+//! A connection's `Outbox` owns the write half of its socket. A delivery is written into the socket in
+//! place, by the publishing thread, when nothing is waiting there; the connection's task writes only what
+//! the socket did not take at once (and its own answers). So a delivery is a system call made by whoever
+//! publishes, and which lock is held across it matters: the pipe registry sends to a small pipe under its
+//! shard's lock (cheaper than copying the list out) and to a big one outside it (`registry`); the users
+//! map never pushes under its lock (`users`).
 //!
 //! Publishing goes through the `broker` so that a multi-node broker can be swapped in later; the broker
 //! calls back into `Registry::deliver` on every node that has subscribers.

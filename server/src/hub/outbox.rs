@@ -1,14 +1,19 @@
-//! A connection's outbox: frames from any thread to one socket.
+//! A connection's outbox: it owns the connection's socket once attached (its writes, and the reads of the
+//! connection's task), and frames come into it from any thread.
 //!
-//! When nothing is waiting, a frame is written straight to the socket by whoever delivers it (one
-//! non-blocking send, as a hand-written fan-out would): a delivery to a client that keeps up costs one
-//! syscall and no task wake-up. Only what the socket does not take at once is queued; the connection's task
-//! is woken to write it, in vectored batches, when the socket drains. The queue is allocated only while
-//! frames wait, so an idle connection costs nothing here.
+//! It is not a channel to the connection's task. When nothing is waiting, a frame is written to the
+//! socket in place by the thread that delivers it, a publisher's (one non-blocking send, as a hand-written
+//! fan-out would): a delivery to a client that keeps up costs one syscall on the publisher's thread and no
+//! task wake-up. Only what the socket does not take at once is queued, bounded; the connection's task is
+//! woken to write it, in vectored batches, when the socket drains. The queue is allocated only while frames
+//! wait, so an idle connection costs nothing here.
 //!
-//! Before a socket is attached (the connection is still writing its greeting), and in tests, every frame
-//! queues. The state is one short mutex per connection, never held across an await; holding it during the
-//! send is what keeps frames from different publishers whole and in order.
+//! Before a socket is attached (the connection is still writing its greeting and the user's queued private
+//! messages), and in tests, every frame queues. The state is one short mutex per connection, never held
+//! across an await; holding it during the send is what keeps frames from different publishers whole and
+//! in order. It also means a push waits for whatever write holds the outbox (another publisher's, or the
+//! task's batch), so callers do not push while holding a lock other connections need (`registry`,
+//! `users`).
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};

@@ -89,10 +89,7 @@ impl Shard {
     fn announce_in_turn(&self, ticket: u64, announce: impl FnOnce()) {
         let mut serving = lock(&self.serving);
         while *serving != ticket {
-            serving = self
-                .served
-                .wait(serving)
-                .unwrap_or_else(|e| e.into_inner());
+            serving = self.served.wait(serving).unwrap_or_else(|e| e.into_inner());
         }
         drop(serving);
         /// Passes the turn on even if `announce` panics: the shard's later announcements would wait forever.
@@ -381,12 +378,7 @@ mod tests {
         let stuck = UserId(1);
         let other = (2..)
             .map(UserId)
-            .find(|u| {
-                std::ptr::eq(
-                    r.users.shard(&(dev, *u)),
-                    r.users.shard(&(dev, stuck)),
-                )
-            })
+            .find(|u| std::ptr::eq(r.users.shard(&(dev, *u)), r.users.shard(&(dev, stuck))))
             .unwrap();
         let (a, _ra) = outbox(1, 8);
         let (b, mut rb) = outbox(2, 8);
@@ -410,7 +402,11 @@ mod tests {
         drop(writing);
         assert_eq!(got, Ok(1), "the other user's message went out meanwhile");
         assert!(rb.try_recv().is_some());
-        assert_eq!(to_stuck.join().unwrap(), 1, "and the stuck one's once it is free");
+        assert_eq!(
+            to_stuck.join().unwrap(),
+            1,
+            "and the stuck one's once it is free"
+        );
     }
 
     /// Concurrent senders to a user with several connections: every connection gets the messages in the
