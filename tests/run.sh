@@ -4,8 +4,17 @@
 #   tests/run.sh                          # everything: cargo fmt --check and clippy -D warnings first, then all tests
 #   tests/run.sh -p halley-tests some_test
 # On a machine that has everything it installs nothing and goes straight to cargo.
-# Needs root (or sudo) only when something has to be installed or PostgreSQL set up.
-# Environment: HALLEY_TEST_POSTGRES_URL, if already set, is used as it is and PostgreSQL is left alone.
+# Needs root (or sudo) only to install missing Debian packages. It never changes the system PostgreSQL: a server
+# on 127.0.0.1:5432 that lets role postgres in without a password is used as it is (database test, created if
+# missing); otherwise the run starts a throw-away cluster of its own in target/pg-test (trust auth, 127.0.0.1 on
+# a free port, owned by user postgres when run as root, since PostgreSQL refuses to run as root) and stops it
+# when the run ends. The data directory is kept for the next run.
+# Environment:
+#   HALLEY_TEST_POSTGRES_URL  if already set, is used as it is and PostgreSQL is left alone.
+#   HALLEY_PG_PORT            where an existing server is looked for (default 5432). A port where nothing answers
+#                             (HALLEY_PG_PORT=1) rehearses the throw-away cluster on a machine that has a server.
+#   HALLEY_PG_DIR             the throw-away cluster's directory (default target/pg-test), for when user
+#                             postgres cannot reach the checkout (a checkout under /root, say).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -35,66 +44,133 @@ python3 -m pip --version >/dev/null 2>&1 || need_apt python3-pip
 # (a browser download cannot work on these machines).
 [ -x /usr/bin/chromium ] || need_apt chromium
 
-# Overridable only to rehearse the set-up below on a second, throw-away cluster; normally left alone.
 PG_PORT=${HALLEY_PG_PORT:-5432}
-PG_CLUSTER=${HALLEY_PG_CLUSTER:-main}
 pg_answers() { timeout 3 bash -c "exec 3<>/dev/tcp/127.0.0.1/$PG_PORT" 2>/dev/null; }
+# Directory of initdb and pg_ctl: Debian keeps them off PATH, one directory per major version.
+pg_bindir() {
+    local d
+    d=$(find /usr/lib/postgresql -mindepth 3 -maxdepth 3 -path '*/bin/pg_ctl' -printf '%h\n' 2>/dev/null | sort -V | tail -n 1)
+    if [ -z "$d" ] && command -v initdb >/dev/null 2>&1 && command -v pg_ctl >/dev/null 2>&1; then
+        d=$(dirname "$(command -v pg_ctl)")
+    fi
+    echo "$d"
+}
 
 MANAGE_PG=0
 if [ -z "${HALLEY_TEST_POSTGRES_URL:-}" ]; then
     MANAGE_PG=1
     command -v psql >/dev/null 2>&1 || need_apt postgresql-client
-    if ! pg_answers && ! command -v pg_ctlcluster >/dev/null 2>&1; then
-        need_apt postgresql
-    fi
+    # Nothing to use and nothing to start a cluster with: the server binaries come with `postgresql`.
+    if ! pg_answers && [ -z "$(pg_bindir)" ]; then need_apt postgresql; fi
 fi
 
-if [ "${#APT_PKGS[@]}" -gt 0 ]; then
-    installing "Debian packages: ${APT_PKGS[*]}"
+apt_install() {
+    installing "Debian packages: $*"
     as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${APT_PKGS[@]}"
-fi
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@"
+}
+[ "${#APT_PKGS[@]}" -eq 0 ] || apt_install "${APT_PKGS[@]}"
 php -m 2>/dev/null | grep -i '^mysqli$' >/dev/null || die "php has no mysqli even after installing php-mysql"
 
-# --- PostgreSQL: use a server that answers with trust auth as it is; otherwise start and open one ---
-PG_URL="postgres://postgres@127.0.0.1:$PG_PORT/test"
-PG_ADMIN_URL="postgres://postgres@127.0.0.1:$PG_PORT/postgres"
-pg_ok() { PGCONNECT_TIMEOUT=5 psql "$1" -XAtqc 'SELECT 1' >/dev/null 2>&1; }
+# --- PostgreSQL: a server that lets role postgres in without a password, else a throw-away cluster ---
+# -w: a server that wants a password is a "no", never a prompt.
+pg_ok() { PGCONNECT_TIMEOUT=5 psql -w "$1" -XAtqc 'SELECT 1' >/dev/null 2>&1; }
 
-pg_cluster() {
-    local ver
-    ver=$(find /etc/postgresql -mindepth 1 -maxdepth 1 -type d -printf '%f\n' 2>/dev/null | sort -V | tail -n 1)
-    [ -n "$ver" ] || die "PostgreSQL is installed but has no cluster under /etc/postgresql"
-    echo "$ver"
+# use_pg PORT: points the tests at database test on 127.0.0.1:PORT, creating it if missing; fails when role
+# postgres cannot log in there without a password.
+use_pg() {
+    local url="postgres://postgres@127.0.0.1:$1/test" admin="postgres://postgres@127.0.0.1:$1/postgres"
+    if ! pg_ok "$url"; then
+        pg_ok "$admin" || return 1
+        say "creating PostgreSQL database test on 127.0.0.1:$1"
+        PGCONNECT_TIMEOUT=5 psql -w "$admin" -XAtqc 'CREATE DATABASE test' >/dev/null || return 1
+    fi
+    export HALLEY_TEST_POSTGRES_URL="$url"
+}
+
+# Starts the throw-away cluster in $PG_DIR and arranges for it to stop when this script exits.
+own_pg() {
+    local bindir port="" p pidfile
+    bindir=$(pg_bindir)
+    if [ -z "$bindir" ]; then
+        say "no PostgreSQL server binaries for a throw-away cluster"
+        apt_install postgresql
+        bindir=$(pg_bindir)
+        [ -n "$bindir" ] || die "installed postgresql but found no pg_ctl under /usr/lib/postgresql/*/bin"
+    fi
+    PG_DIR=${HALLEY_PG_DIR:-${CARGO_TARGET_DIR:-$ROOT/target}/pg-test}
+    PG_DATA="$PG_DIR/data"
+    mkdir -p "$PG_DIR"
+    if [ "$(id -u)" -eq 0 ]; then
+        # Global: the EXIT trap runs as_pg after this function has returned.
+        PG_OWNER=postgres
+        id -u "$PG_OWNER" >/dev/null 2>&1 || PG_OWNER=nobody
+        [ "$(stat -c %U "$PG_DIR")" = "$PG_OWNER" ] || chown -R "$PG_OWNER:" "$PG_DIR"
+        as_pg() { (cd / && runuser -u "$PG_OWNER" -- "$@"); }
+        as_pg test -w "$PG_DIR" ||
+            die "user $PG_OWNER cannot write $PG_DIR (a parent directory is closed to it): set HALLEY_PG_DIR to a directory it can reach"
+    else
+        as_pg() { "$@"; }
+    fi
+    # Two runs in one checkout would stop each other's server.
+    exec 9>"$PG_DIR/run.lock"
+    flock -n 9 || die "another tests/run.sh is using the cluster in $PG_DIR"
+
+    pidfile="$PG_DATA/postmaster.pid"
+    if [ -f "$pidfile" ] && [ "$(sed -n 2p "$pidfile")" != "$PG_DATA" ]; then
+        # Copied with target/ from another checkout: its lock file names the original server.
+        say "discarding $PG_DATA, copied from $(sed -n 2p "$pidfile")"
+        rm -rf "$PG_DATA"
+    elif [ -f "$pidfile" ] && as_pg "$bindir/pg_ctl" -D "$PG_DATA" status >/dev/null 2>&1; then
+        say "stopping the throw-away PostgreSQL left running by an interrupted run"
+        as_pg "$bindir/pg_ctl" -D "$PG_DATA" -m fast -w -s stop 9>&-
+    fi
+
+    # Below the kernel's ephemeral range, so no client socket takes it between the probe and the bind.
+    for p in $(seq 15432 15531); do
+        timeout 1 bash -c "exec 3<>/dev/tcp/127.0.0.1/$p" 2>/dev/null || { port=$p; break; }
+    done
+    [ -n "$port" ] || die "no free port in 15432-15531 for a throw-away PostgreSQL"
+
+    local opts="-p $port -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+    # A socket path must fit in 107 bytes and this value goes through pg_ctl's shell unquoted; the tests use TCP.
+    if [[ $PG_DIR =~ ^[A-Za-z0-9/._+-]+$ ]] && [ "${#PG_DIR}" -le 90 ]; then
+        opts+=" -c unix_socket_directories=$PG_DIR"
+    else
+        opts+=" -c unix_socket_directories="
+    fi
+    local attempt
+    for attempt in 1 2; do
+        if [ ! -f "$PG_DATA/PG_VERSION" ]; then
+            say "creating a throw-away PostgreSQL cluster in $PG_DATA ($bindir)"
+            as_pg rm -rf "$PG_DATA"
+            as_pg "$bindir/initdb" -D "$PG_DATA" -U postgres --auth=trust -E UTF8 --no-locale --no-sync \
+                >"$PG_DIR/initdb.log" 2>&1 || { cat "$PG_DIR/initdb.log" >&2; die "initdb failed"; }
+        fi
+        say "starting a throw-away PostgreSQL on 127.0.0.1:$port ($PG_DATA, log $PG_DIR/postgres.log)"
+        # fd 9 closed: the server must not hold this run's lock after it ends.
+        if as_pg "$bindir/pg_ctl" -D "$PG_DATA" -l "$PG_DIR/postgres.log" -o "$opts" -w -t 60 -s start 9>&-; then
+            break
+        fi
+        tail -n 20 "$PG_DIR/postgres.log" >&2 || true
+        [ "$attempt" -eq 1 ] || die "the throw-away PostgreSQL in $PG_DATA did not start (log above)"
+        # A data directory from another major version or a crash (fsync is off): start from scratch.
+        say "discarding $PG_DATA and trying once more"
+        as_pg rm -rf "$PG_DATA"
+    done
+    PG_STOP=("$bindir/pg_ctl" -D "$PG_DATA" -m fast -w -s stop)
+    # bash runs an EXIT trap on a normal exit, on `set -e` and on the signals that end it (Ctrl-C, SIGTERM).
+    trap 'as_pg "${PG_STOP[@]}" 9>&- || true' EXIT
+    use_pg "$port" || die "cannot log in as postgres to the throw-away PostgreSQL on 127.0.0.1:$port"
 }
 
 if [ "$MANAGE_PG" -eq 1 ]; then
-    if ! pg_answers; then
-        ver=$(pg_cluster)
-        INSTALLED=1
-        say "starting PostgreSQL $ver (cluster $PG_CLUSTER)"
-        as_root pg_ctlcluster --skip-systemctl-redirect "$ver" "$PG_CLUSTER" start || true
-        for _ in $(seq 1 40); do pg_answers && break; sleep 0.5; done
-        pg_answers || die "PostgreSQL $ver did not start listening on 127.0.0.1:$PG_PORT"
+    if pg_answers && use_pg "$PG_PORT"; then
+        say "PostgreSQL: the server on 127.0.0.1:$PG_PORT"
+    else
+        say "PostgreSQL: nothing on 127.0.0.1:$PG_PORT lets role postgres in without a password; using a throw-away cluster"
+        own_pg
     fi
-    if ! pg_ok "$PG_ADMIN_URL"; then
-        # Our own cluster asks for a password on TCP: let the postgres role in from 127.0.0.1 only.
-        ver=$(pg_cluster)
-        hba="/etc/postgresql/$ver/$PG_CLUSTER/pg_hba.conf"
-        [ -f "$hba" ] || die "cannot log in as postgres on 127.0.0.1:$PG_PORT without a password and $hba is not there; set HALLEY_TEST_POSTGRES_URL"
-        if ! as_root grep -q '^# halley-tests$' "$hba"; then
-            say "allowing role postgres from 127.0.0.1 without a password in $hba"
-            as_root sed -i '1i # halley-tests\nhost all postgres 127.0.0.1/32 trust' "$hba"
-        fi
-        as_root pg_ctlcluster --skip-systemctl-redirect "$ver" "$PG_CLUSTER" reload
-        for _ in $(seq 1 20); do pg_ok "$PG_ADMIN_URL" && break; sleep 0.5; done
-        pg_ok "$PG_ADMIN_URL" || die "still cannot log in as postgres on 127.0.0.1:$PG_PORT"
-    fi
-    if ! pg_ok "$PG_URL"; then
-        say "creating PostgreSQL database test"
-        PGCONNECT_TIMEOUT=5 psql "$PG_ADMIN_URL" -XAtqc 'CREATE DATABASE test' >/dev/null
-    fi
-    export HALLEY_TEST_POSTGRES_URL="$PG_URL"
 fi
 
 # --- Python clients (PyMySQL driver, websockets for scripts) ---------------------------------------
@@ -161,8 +237,9 @@ say "cargo build --locked -p halley-server --bin halley"
 cargo build --locked -p halley-server --bin halley
 export HALLEY_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug/halley"
 if [ "$#" -gt 0 ]; then
-    # A chosen subset: cargo only.
-    exec cargo "${cargo_args[@]}" "$@"
+    # A chosen subset: cargo only. Not exec'd, so that the EXIT trap can still stop a throw-away PostgreSQL.
+    cargo "${cargo_args[@]}" "$@"
+    exit 0
 fi
 cargo "${cargo_args[@]}"
 
