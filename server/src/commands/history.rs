@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::lru::Lru;
 use super::{CommandError, Ctx};
+use crate::browser::frames::{self, Frame};
 use crate::browser::names::is_trust;
 use crate::config::CacheConfig;
 use crate::ids::{DevId, PipeName, UserId};
@@ -327,6 +328,35 @@ pub async fn read(
     pipe: &PipeName,
 ) -> Result<Arc<[HistoryRow]>, StorageError> {
     ctx.history_cache.read(ctx, dev_id, pipe).await
+}
+
+/// A `pipe_log` answer: the pipe's cached entries, each made a frame only when the connection takes it, so
+/// that a client that does not read a long history costs its connection no copy of it.
+pub struct Log {
+    rows: Arc<[HistoryRow]>,
+    next: usize,
+}
+
+impl Log {
+    pub fn new(rows: Arc<[HistoryRow]>) -> Log {
+        Log { rows, next: 0 }
+    }
+}
+
+impl Iterator for Log {
+    type Item = Frame;
+
+    fn next(&mut self) -> Option<Frame> {
+        let h = self.rows.get(self.next)?;
+        self.next += 1;
+        Some(frames::history_entry(
+            &h.pipe,
+            &h.event,
+            &h.message,
+            h.sent_at,
+            h.user_id as u64,
+        ))
+    }
 }
 
 /// Stores a published message when its pipe keeps history (or is a `trust_` pipe).

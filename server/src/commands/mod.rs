@@ -9,6 +9,7 @@ pub(crate) mod meta;
 mod pipes;
 pub mod pipes_messages;
 mod pipes_settings;
+pub mod presence;
 mod quota;
 mod revoked_tokens;
 
@@ -27,7 +28,7 @@ use std::sync::Arc;
 use crate::cometql::Statement;
 use crate::config::Config;
 use crate::hub::Hub;
-use crate::ids::DevId;
+use crate::ids::{DevId, UserId};
 use crate::storage::Storage;
 use crate::tenant::limits::{Limits, Refused};
 use crate::tenant::Tenants;
@@ -107,6 +108,27 @@ impl From<Refused> for CommandError {
 #[derive(Debug, Clone, Copy)]
 pub struct Caller {
     pub dev_id: DevId,
+}
+
+/// A browser connection running a command: its tenant and its user (UserId(0) when anonymous). The
+/// commands a browser may run check what its login allows (`private_` pipes, `webauth_` publishing); the
+/// tenant's backend, a [`Caller`], may do anything.
+#[derive(Debug, Clone, Copy)]
+pub struct Client {
+    pub dev_id: DevId,
+    pub user: UserId,
+}
+
+impl Client {
+    pub fn authorized(&self) -> bool {
+        self.user.0 != 0
+    }
+
+    pub fn caller(&self) -> Caller {
+        Caller {
+            dev_id: self.dev_id,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

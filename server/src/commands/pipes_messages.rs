@@ -4,8 +4,8 @@ use super::history;
 use super::table::{
     required, streamed, where_pipes, Collector, Table, Verb, STREAM_AT, STREAM_PART,
 };
-use super::{Caller, CommandError, Ctx, ErrorCode, Outcome};
-use crate::browser::names::is_name_text;
+use super::{Caller, Client, CommandError, Ctx, ErrorCode, Outcome};
+use crate::browser::names::{is_name_text, is_private};
 use crate::cometql::{Delete, Insert, Select};
 use crate::hub::outgoing;
 use crate::hub::Publication;
@@ -113,6 +113,19 @@ async fn deliver(
         frame,
         except,
     }))
+}
+
+/// A browser's read of a pipe's history (`pipe_log`): its newest entries, oldest first, as frames. Whoever
+/// may not subscribe to a pipe may not read its history either: `private_` pipes are for authorized users.
+pub async fn log(ctx: &Ctx, client: Client, pipe: &PipeName) -> Result<history::Log, CommandError> {
+    if is_private(pipe.as_str()) && !client.authorized() {
+        return Err(CommandError::new(
+            ErrorCode::AccessDenied,
+            "Anonymous users can not read channels named private_*",
+        ));
+    }
+    let rows = history::read(ctx, client.dev_id, pipe).await?;
+    Ok(history::Log::new(rows))
 }
 
 /// Where a streamed history read goes on from: the pipes asked for, the one being read and the last

@@ -4,6 +4,7 @@ use super::table::{required, Table};
 use super::users::{delete_values, insert_id, put_values, select_values};
 use super::{Caller, CommandError, Ctx, Outcome};
 use crate::cometql::{Delete, Insert, Select};
+use crate::ids::UserId;
 use crate::storage::UserTable;
 
 pub const TABLE: Table = Table {
@@ -28,6 +29,16 @@ pub async fn insert(ctx: &Ctx, caller: Caller, ins: &Insert) -> Result<Outcome, 
 
 pub async fn select(ctx: &Ctx, caller: Caller, sel: &Select) -> Result<Outcome, CommandError> {
     select_values(ctx, caller, &TABLE, UserTable::Data, sel).await
+}
+
+/// One user's value, "" when none is stored (the browser's `user_data` command; any connection of the
+/// tenant may read it, as in the reference).
+pub async fn get(ctx: &Ctx, caller: Caller, user: UserId) -> Result<String, CommandError> {
+    let data = ctx
+        .storage
+        .user_value(UserTable::Data, caller.dev_id, user)
+        .await?;
+    Ok(data.unwrap_or_default())
 }
 
 pub async fn delete(ctx: &Ctx, caller: Caller, del: &Delete) -> Result<Outcome, CommandError> {

@@ -5,10 +5,10 @@
 use super::table::{required, streamed, Collector, Table, Verb, STREAM_AT, STREAM_PART};
 use super::users::{insert_id, where_ids};
 use super::{Caller, CommandError, Ctx, Outcome};
-use crate::browser::frames;
+use crate::browser::frames::{self, Frame};
 use crate::cometql::{Delete, Insert, Select};
 use crate::hub::outgoing;
-use crate::ids::{DevId, EventName, UserId};
+use crate::ids::{ConnId, DevId, EventName, UserId};
 use crate::storage::QueuedMessage;
 use crate::tenant::unix_now;
 
@@ -19,7 +19,7 @@ pub const TABLE: Table = Table {
 };
 
 /// Queued messages read per database round trip when a user connects.
-pub const QUEUE_BATCH: i64 = 100;
+const QUEUE_BATCH: i64 = 100;
 
 /// Queued messages read per database round trip by a SELECT (at most 2 MiB of 64 KiB messages).
 const SELECT_PAGE: i64 = 32;
@@ -109,6 +109,90 @@ async fn deliver(
     Ok(())
 }
 
+/// Where a drain writes the user's queued messages: a connection's socket, written with back-pressure.
+/// Each call gets one claimed batch, in order; an error means the batch did not reach the client.
+pub trait QueueSink {
+    type Error;
+
+    fn deliver(
+        &mut self,
+        batch: Vec<Frame>,
+    ) -> impl std::future::Future<Output = Result<(), Self::Error>> + Send;
+}
+
+/// Private messages queued while the user was away, in order and all of them, handed to `sink` batch by
+/// batch (a client that reads slowly slows the drain). The connection was linked to its user *draining*
+/// (`presence::connect`): live messages sent meanwhile are queued behind these instead of reaching it
+/// first. Once a read finds the queue empty the connection stops draining, unless a sender queued a
+/// message meanwhile (it finds the user draining after committing it): then it reads the queue again,
+/// still draining, until a pass ends with nothing queued meanwhile. A sender that commits after that
+/// finds the user ready and delivers the message itself ([`send`]). Each batch is claimed (removed from
+/// the queue, in one statement) before it is delivered, so whoever races with the drain never delivers a
+/// message a second time; a batch the sink fails to deliver goes back into the queue, and the drain stops
+/// with the sink's error.
+pub async fn drain<S: QueueSink>(
+    ctx: &Ctx,
+    dev_id: DevId,
+    user: UserId,
+    conn: ConnId,
+    sink: &mut S,
+) -> Result<(), S::Error> {
+    loop {
+        drain_pass(ctx, dev_id, user, sink).await?;
+        if !ctx.hub.registry().drained(dev_id, user, conn) {
+            return Ok(());
+        }
+    }
+}
+
+/// Delivers the user's queue until a read finds less than a full batch (or fails: what is left stays
+/// queued for the next pass or connect).
+async fn drain_pass<S: QueueSink>(
+    ctx: &Ctx,
+    dev_id: DevId,
+    user: UserId,
+    sink: &mut S,
+) -> Result<(), S::Error> {
+    loop {
+        let claimed = match ctx
+            .storage
+            .claim_queued_batch(dev_id, user, unix_now(), QUEUE_BATCH)
+            .await
+        {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(error = %e, "claiming queued private messages failed");
+                return Ok(());
+            }
+        };
+        let full = claimed.len() as i64 == QUEUE_BATCH;
+        let batch = claimed
+            .iter()
+            .map(|m| frames::queued_private_message(&m.event, &m.message, m.sent_at))
+            .collect();
+        if let Err(e) = sink.deliver(batch).await {
+            requeue(ctx, dev_id, user, &claimed).await;
+            return Err(e);
+        }
+        if !full {
+            return Ok(());
+        }
+    }
+}
+
+/// Puts back a claimed batch that did not reach the client, with a fresh TTL.
+async fn requeue(ctx: &Ctx, dev_id: DevId, user: UserId, claimed: &[QueuedMessage]) {
+    let ttl = ctx
+        .limits
+        .queue_ttl_secs(dev_id, ctx.config.messages.queue_ttl_secs);
+    let expires = unix_now() + ttl as i64;
+    for m in claimed {
+        if let Err(e) = ctx.storage.enqueue_message(dev_id, user, m, expires).await {
+            tracing::error!(error = %e, "re-queuing an undelivered private message failed");
+        }
+    }
+}
+
 /// Where a streamed queue read goes on from: the users asked for, the one being read and the last
 /// queued message sent of it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -192,4 +276,192 @@ pub async fn delete(ctx: &Ctx, caller: Caller, del: &Delete) -> Result<Outcome, 
         ctx.storage.delete_queued(caller.dev_id, id).await?;
     }
     Ok(Outcome::OK)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::commands::presence;
+    use crate::config::Config;
+    use crate::hub::{ConnInfo, Era, Hub, Outbox};
+    use crate::storage::Storage;
+    use crate::tenant::{KeyBox, Tenants};
+    use std::sync::Arc;
+
+    const DEV: DevId = DevId(1);
+    const USER: UserId = UserId(5);
+
+    async fn ctx() -> (tempfile::TempDir, Ctx) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("q.db").display());
+        let storage = Storage::open(&url).await.unwrap();
+        storage.migrate().await.unwrap();
+        let tenants = Tenants::new(storage, KeyBox::from_bytes(&[7; 32]));
+        let ctx = Ctx::new(Arc::new(Config::default()), tenants, Hub::in_process());
+        (dir, ctx)
+    }
+
+    async fn queue(ctx: &Ctx, texts: impl IntoIterator<Item = String>) {
+        for message in texts {
+            let m = QueuedMessage {
+                id: 0,
+                uuid: uuid::Uuid::now_v7().to_string(),
+                event: "e".into(),
+                message,
+                sent_at: unix_now(),
+            };
+            let expires = unix_now() + 60;
+            ctx.storage
+                .enqueue_message(DEV, USER, &m, expires)
+                .await
+                .unwrap();
+        }
+    }
+
+    async fn queued(ctx: &Ctx) -> Vec<String> {
+        let rows = ctx
+            .storage
+            .queued_messages(DEV, USER, unix_now(), 1000)
+            .await
+            .unwrap();
+        rows.into_iter().map(|m| m.message).collect()
+    }
+
+    /// A connection of the user, linked (draining) as the WebSocket door links it.
+    async fn connect(ctx: &Ctx, conn: u64) -> Outbox {
+        let info = ConnInfo {
+            conn: ConnId(conn),
+            era: Era::from_version((4, 0)),
+            user_id: USER,
+            uuid: String::new(),
+            ip: String::new(),
+            user_agent: String::new(),
+            origin: String::new(),
+            language: String::new(),
+        };
+        let (outbox, _rx) = Outbox::new(info, 16);
+        presence::connect(ctx, DEV, USER, outbox.clone())
+            .await
+            .unwrap();
+        outbox
+    }
+
+    fn texts(range: std::ops::Range<usize>) -> Vec<String> {
+        range.map(|i| format!("m{i}")).collect()
+    }
+
+    /// Collects what it is given, refuses the batch numbered `fail_at`, and can send a message to the user
+    /// while a given batch is being delivered (a sender racing with the drain).
+    struct Sink<'a> {
+        ctx: &'a Ctx,
+        batches: Vec<Vec<Frame>>,
+        fail_at: Option<usize>,
+        send_during: Option<usize>,
+    }
+
+    impl<'a> Sink<'a> {
+        fn new(ctx: &'a Ctx) -> Self {
+            Sink {
+                ctx,
+                batches: Vec::new(),
+                fail_at: None,
+                send_during: None,
+            }
+        }
+
+        fn sizes(&self) -> Vec<usize> {
+            self.batches.iter().map(Vec::len).collect()
+        }
+
+        /// Each delivered message's text, in order, read back from its frame.
+        fn texts(&self) -> Vec<String> {
+            self.batches
+                .iter()
+                .flatten()
+                .map(|f| match f.get("data") {
+                    Some(crate::browser::json::Value::Str(text)) => text.clone(),
+                    other => panic!("a queued message's data is its text, not {other:?}"),
+                })
+                .collect()
+        }
+    }
+
+    impl QueueSink for Sink<'_> {
+        type Error = &'static str;
+
+        async fn deliver(&mut self, batch: Vec<Frame>) -> Result<(), &'static str> {
+            let n = self.batches.len();
+            if self.send_during == Some(n) {
+                send(self.ctx, DEV, USER, "e", "late").await.unwrap();
+            }
+            if self.fail_at == Some(n) {
+                return Err("the socket broke");
+            }
+            self.batches.push(batch);
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_drain_delivers_the_whole_queue_in_order_in_batches_then_the_user_is_ready() {
+        let (_dir, ctx) = ctx().await;
+        queue(&ctx, texts(0..250)).await;
+        let outbox = connect(&ctx, 1).await;
+        assert!(!ctx.hub.registry().user_ready(DEV, USER), "draining");
+        let mut sink = Sink::new(&ctx);
+        drain(&ctx, DEV, USER, outbox.conn(), &mut sink)
+            .await
+            .unwrap();
+        assert_eq!(sink.sizes(), vec![100, 100, 50]);
+        assert_eq!(sink.texts(), texts(0..250));
+        assert!(queued(&ctx).await.is_empty(), "claimed, so gone");
+        assert!(ctx.hub.registry().user_ready(DEV, USER));
+    }
+
+    #[tokio::test]
+    async fn a_batch_the_sink_cannot_deliver_goes_back_into_the_queue() {
+        let (_dir, ctx) = ctx().await;
+        queue(&ctx, texts(0..150)).await;
+        let outbox = connect(&ctx, 1).await;
+        let mut sink = Sink::new(&ctx);
+        sink.fail_at = Some(1);
+        let e = drain(&ctx, DEV, USER, outbox.conn(), &mut sink).await;
+        assert_eq!(e, Err("the socket broke"));
+        assert_eq!(sink.texts(), texts(0..100), "the first batch arrived");
+        assert_eq!(
+            queued(&ctx).await,
+            texts(100..150),
+            "the second is queued again"
+        );
+        assert!(
+            !ctx.hub.registry().user_ready(DEV, USER),
+            "a failed drain leaves the connection draining: live messages still queue"
+        );
+        // The next connection gets what the broken one did not.
+        presence::disconnect(&ctx, DEV, USER, outbox.conn()).await;
+        let outbox = connect(&ctx, 2).await;
+        let mut sink = Sink::new(&ctx);
+        drain(&ctx, DEV, USER, outbox.conn(), &mut sink)
+            .await
+            .unwrap();
+        assert_eq!(sink.texts(), texts(100..150));
+    }
+
+    #[tokio::test]
+    async fn a_message_sent_during_the_drain_is_queued_behind_it_and_delivered_once() {
+        let (_dir, ctx) = ctx().await;
+        queue(&ctx, texts(0..3)).await;
+        let outbox = connect(&ctx, 1).await;
+        let mut sink = Sink::new(&ctx);
+        sink.send_during = Some(0);
+        drain(&ctx, DEV, USER, outbox.conn(), &mut sink)
+            .await
+            .unwrap();
+        let mut want = texts(0..3);
+        want.push("late".into());
+        assert_eq!(sink.texts(), want, "read by one more pass, after the rest");
+        assert_eq!(sink.sizes(), vec![3, 1]);
+        assert!(queued(&ctx).await.is_empty());
+        assert!(ctx.hub.registry().user_ready(DEV, USER));
+    }
 }

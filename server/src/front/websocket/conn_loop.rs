@@ -10,7 +10,6 @@ use std::future::Future;
 use std::io::IoSlice;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -19,14 +18,14 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::time::{interval_at, sleep_until, Instant, Interval, MissedTickBehavior, Sleep};
 
 use super::budget::{self, CommandBudget, Verdict};
-use super::session::{history_frame, Answer, Session};
-use crate::browser::frames;
+use super::session::{Answer, Session};
+use crate::browser::frames::Frame;
 use crate::browser::parse_command;
 use crate::browser::wsframe::{self, FrameDecoder, Incoming};
-use crate::commands::users_messages::QUEUE_BATCH;
+use crate::commands::history::Log;
+use crate::commands::users_messages::{self, QueueSink};
 use crate::commands::Ctx;
 use crate::hub::{CloseReason, Era, Flush, OutboxRx};
-use crate::storage::HistoryRow;
 use crate::tenant::unix_now;
 
 /// Time given to the close frame (after whatever is still queued) before the socket is dropped.
@@ -45,8 +44,8 @@ pub(super) struct ConnLoop<'a> {
     pub(super) rbuf: BytesMut,
     pub(super) write_timeout: Duration,
     pub(super) budget: CommandBudget,
-    /// A `pipe_log` answer not sent yet: the cached rows and the next one to send.
-    pub(super) history: Option<(Arc<[HistoryRow]>, usize)>,
+    /// A `pipe_log` answer not sent yet, from its next entry on.
+    pub(super) history: Option<Log>,
     /// Commands (or history) wait in `rbuf` (or `history`) until the backlog is written.
     pub(super) held: bool,
 }
@@ -272,8 +271,8 @@ impl ConnLoop<'_> {
         for frame in &answer.frames {
             rx.send(frame.encode(self.era));
         }
-        if let Some(rows) = answer.history {
-            self.history = Some((rows, 0));
+        if let Some(log) = answer.history {
+            self.history = Some(log);
         }
         if answer.close {
             return Next::Close(wsframe::close_code::POLICY_VIOLATION, "invalid command");
@@ -283,87 +282,53 @@ impl ConnLoop<'_> {
 
     /// Sends the pending `pipe_log` entries while the backlog is small; `true` once all are sent.
     fn send_history(&mut self, rx: &OutboxRx) -> bool {
-        let Some((rows, next)) = &mut self.history else {
+        let Some(log) = &mut self.history else {
             return true;
         };
-        while let Some(row) = rows.get(*next) {
+        loop {
             if rx.backlog() >= OWN_BACKLOG {
                 return false;
             }
-            rx.send(history_frame(row).encode(self.era));
-            *next += 1;
+            let Some(frame) = log.next() else { break };
+            rx.send(frame.encode(self.era));
         }
         self.history = None;
         true
     }
 
-    /// Private messages queued while the user was away, in order and all of them, written straight to
-    /// the socket with back-pressure (a client that reads slowly slows the drain; only one that takes
-    /// nothing for `write_timeout` is dropped, never one that reads). The connection was linked to its
-    /// user *draining*: live messages sent meanwhile are queued behind these instead of piling up in the
-    /// outbox (`hub::users`). Once a read finds the queue empty the connection stops draining, unless a
-    /// sender queued a message meanwhile (it finds the user draining after committing it): then it reads
-    /// the queue again, still draining, until a pass ends with nothing queued meanwhile. A sender that
-    /// commits after that finds the user ready and delivers the message itself (`users_messages::send`).
-    /// Each batch is claimed (removed from the queue, in one statement) before it is written, so whoever
-    /// races with the drain never delivers a message a second time; a batch that cannot be written goes
-    /// back into the queue. Everything drained goes out before anything the outbox holds, since the
-    /// socket is attached to the outbox only afterwards.
+    /// The user's queued private messages (`users_messages::drain`), written straight to the socket with
+    /// back-pressure: only a client that takes nothing for `write_timeout` is dropped, never one that
+    /// reads slowly. Everything drained goes out before anything the outbox holds, since the socket is
+    /// attached to the outbox only afterwards.
     pub(super) async fn deliver_queue<S>(&mut self, io: &mut S) -> std::io::Result<()>
     where
-        S: AsyncWrite + Unpin,
+        S: AsyncWrite + Unpin + Send,
     {
         let (dev_id, user) = (self.session.dev_id, self.session.user);
         let conn = self.session.outbox.conn();
-        loop {
-            self.drain_queue(io).await?;
-            if !self.ctx.hub.registry().drained(dev_id, user, conn) {
-                return Ok(());
-            }
-        }
+        let mut sink = SocketSink {
+            io,
+            era: self.era,
+            write_timeout: self.write_timeout,
+        };
+        users_messages::drain(self.ctx, dev_id, user, conn, &mut sink).await
     }
+}
 
-    /// Writes the user's queue until a read finds less than a full batch.
-    async fn drain_queue<S>(&mut self, io: &mut S) -> std::io::Result<()>
-    where
-        S: AsyncWrite + Unpin,
-    {
-        let (ctx, dev_id, user) = (self.ctx, self.session.dev_id, self.session.user);
-        loop {
-            let claimed = match ctx
-                .storage
-                .claim_queued_batch(dev_id, user, unix_now(), QUEUE_BATCH)
-                .await
-            {
-                Ok(b) => b,
-                Err(e) => {
-                    tracing::error!(error = %e, "claiming queued private messages failed");
-                    return Ok(());
-                }
-            };
-            let full = claimed.len() as i64 == QUEUE_BATCH;
-            let mut frames: Vec<Bytes> = claimed
-                .iter()
-                .map(|m| {
-                    frames::queued_private_message(&m.event, &m.message, m.sent_at).encode(self.era)
-                })
-                .collect();
-            if let Err(e) = write_batch(io, &mut frames, self.write_timeout).await {
-                let ttl = ctx
-                    .limits
-                    .queue_ttl_secs(dev_id, ctx.config.messages.queue_ttl_secs);
-                let expires = unix_now() + ttl as i64;
-                for m in &claimed {
-                    if let Err(e) = ctx.storage.enqueue_message(dev_id, user, m, expires).await {
-                        tracing::error!(error = %e, "re-queuing an undelivered private message failed");
-                    }
-                }
-                return Err(e);
-            }
-            if !full {
-                return Ok(());
-            }
-        }
+/// The socket of a connection not yet attached to its outbox, as the queue drain writes to it.
+struct SocketSink<'a, S> {
+    io: &'a mut S,
+    era: Era,
+    write_timeout: Duration,
+}
+
+impl<S: AsyncWrite + Unpin + Send> QueueSink for SocketSink<'_, S> {
+    type Error = std::io::Error;
+
+    async fn deliver(&mut self, batch: Vec<Frame>) -> std::io::Result<()> {
+        let mut bytes: Vec<Bytes> = batch.iter().map(|f| f.encode(self.era)).collect();
+        drop(batch);
+        write_batch(self.io, &mut bytes, self.write_timeout).await
     }
 }
 

@@ -27,15 +27,15 @@ use crate::browser::frames;
 use crate::browser::handshake::{self, HandshakeError, UpgradeRequest};
 use crate::browser::wsframe::{self, FrameDecoder};
 use crate::browser::{parse_connect_url, ConnectParams, UrlError};
-use crate::commands::{users_auth, Ctx};
+use crate::commands::{presence, users_auth, Ctx};
 use crate::front::listen::SocketGuard;
 use crate::hub::{CloseReason, ConnInfo, Era, Outbox, OutboxRx, TenantCounters};
 use crate::ids::{ConnId, DevId, UserId};
 use crate::tenant::limits::{Refused, WebsocketSlot};
-use crate::tenant::unix_now;
+use crate::tenant::{unix_now, TenantError};
 use budget::CommandBudget;
 use conn_loop::{write_all, ConnLoop};
-use session::{announce_status, Session};
+use session::Session;
 
 /// Room for a command's own text around its message (`web_pipe2\n@<pipe>\n<event>\n<auth>\n` is at most
 /// 143 bytes): a message of exactly `max_message_bytes` fits in a frame, and one byte more reaches the
@@ -266,7 +266,7 @@ impl WsService {
         &self,
         dev_id: DevId,
         headers: &HeaderMap,
-    ) -> Result<bool, crate::storage::StorageError> {
+    ) -> Result<bool, TenantError> {
         let Some(origin) = headers.get(header::ORIGIN) else {
             return Ok(true);
         };
@@ -372,17 +372,15 @@ impl WsService {
         };
         let registry = self.ctx.hub.registry();
         // An authorized connection is linked to its user; past the per-user cap it stays anonymous.
-        let (user, first, (outbox, rx)) = match &hash {
+        let (user, (outbox, rx)) = match &hash {
             Some(_) => {
                 let (outbox, rx) = make_outbox(claimed);
-                let hub = &self.ctx.hub;
-                let announce = || announce_status(hub, dev_id, claimed, true);
-                match registry.link_user(dev_id, claimed, outbox.clone(), announce) {
-                    Ok(first) => (claimed, first, (outbox, rx)),
-                    Err(_) => (UserId(0), false, make_outbox(UserId(0))),
+                match presence::connect(&self.ctx, dev_id, claimed, outbox.clone()).await {
+                    Ok(()) => (claimed, (outbox, rx)),
+                    Err(_) => (UserId(0), make_outbox(UserId(0))),
                 }
             }
-            None => (UserId(0), false, make_outbox(UserId(0))),
+            None => (UserId(0), make_outbox(UserId(0))),
         };
         let authorized = user.0 != 0;
         lock(&self.live).insert(conn, outbox.clone());
@@ -416,9 +414,6 @@ impl WsService {
             unix_now(),
         )
         .encode(era);
-        if first {
-            conn_loop.session.record_status(&self.ctx, true).await;
-        }
         let mut ok = write_all(&mut io, &hello, write_timeout).await.is_ok();
         drop(hello);
         if ok && authorized {
@@ -454,12 +449,8 @@ impl WsService {
             ip_slot,
             ..
         } = live;
-        let registry = self.ctx.hub.registry();
         conn_loop.session.unsubscribe_all(&self.ctx);
-        let announce = || announce_status(&self.ctx.hub, dev_id, user, false);
-        if user.0 != 0 && registry.unlink_user(dev_id, user, conn, announce) {
-            conn_loop.session.record_status(&self.ctx, false).await;
-        }
+        presence::disconnect(&self.ctx, dev_id, user, conn).await;
         lock(&self.live).remove(&conn);
         // Its address's place first: once the tenant's count drops, the connection is fully gone.
         drop(ip_slot);

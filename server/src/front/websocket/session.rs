@@ -1,33 +1,23 @@
-//! One browser connection's state and what its commands do. No I/O here: handling a command yields the
-//! frames to answer with; the socket task writes them. Everything that publishes goes through `commands`.
+//! One browser connection's state and what its commands do. No I/O here and no rule either: handling a
+//! command calls `commands` and turns its answer into the frames to send; the socket task writes them.
 
-use crate::browser::frames::{self, Frame, TrackEvent};
-use crate::browser::names::{is_private, is_track, is_webauth};
+use crate::browser::frames::{self, Frame};
+use crate::browser::names::is_webauth;
 use crate::browser::{Command, CommandError};
+use crate::commands::history::Log;
 use crate::commands::pipes_messages::{self, Message};
-use crate::commands::{users_time, Caller, Ctx, ErrorCode};
-use crate::hub::outgoing::shared;
-use crate::hub::{Hub, Outbox, Publication};
+use crate::commands::presence::Subscriptions;
+use crate::commands::{users_data, users_time, Caller, Client, Ctx, ErrorCode};
+use crate::hub::Outbox;
 use crate::ids::{ConnId, DevId, PipeName, UserId};
-use crate::storage::{HistoryRow, UserTable};
 use crate::tenant::unix_now;
-use std::sync::Arc;
-
-/// The frame of one history entry, as `pipe_log` sends it.
-pub fn history_frame(h: &HistoryRow) -> Frame {
-    frames::history_entry(&h.pipe, &h.event, &h.message, h.sent_at, h.user_id as u64)
-}
-
-/// Most pipes one connection may hold (docs/reference-cppcomet.md 2.5; docs/compatibility.md §5).
-pub const MAX_PIPES: usize = 32;
 
 /// What handling a command asks the socket task to do.
 pub struct Answer {
     pub frames: Vec<Frame>,
-    /// History entries to send after `frames`. Kept as the shared cached rows rather than as frames: the
-    /// socket task encodes them one by one as the client takes them, so a client that does not read a
-    /// long history costs its connection no copy of it (`ConnLoop::drain_input`).
-    pub history: Option<Arc<[HistoryRow]>>,
+    /// History entries to send after `frames`, made frames one by one as the client takes them
+    /// (`ConnLoop::drain_input`).
+    pub history: Option<Log>,
     pub close: bool,
 }
 
@@ -63,7 +53,7 @@ pub struct Session {
     /// UserId(0) unless authorized.
     pub user: UserId,
     pub outbox: Outbox,
-    pipes: Vec<PipeName>,
+    subscriptions: Subscriptions,
 }
 
 impl Session {
@@ -72,29 +62,35 @@ impl Session {
             dev_id,
             user,
             outbox,
-            pipes: Vec::new(),
+            subscriptions: Subscriptions::default(),
         }
     }
 
-    pub fn authorized(&self) -> bool {
-        self.user.0 != 0
+    fn authorized(&self) -> bool {
+        self.client().authorized()
     }
 
     fn conn(&self) -> ConnId {
         self.outbox.conn()
     }
 
-    fn caller(&self) -> Caller {
-        Caller {
+    fn client(&self) -> Client {
+        Client {
             dev_id: self.dev_id,
+            user: self.user,
         }
+    }
+
+    fn caller(&self) -> Caller {
+        self.client().caller()
     }
 
     pub async fn handle(&mut self, ctx: &Ctx, command: Command<'_>) -> Answer {
         let now = unix_now();
         match command {
             Command::Subscription(sub) => {
-                self.replace_subscriptions(ctx, &sub.pipes);
+                self.subscriptions
+                    .replace(ctx, self.client(), &self.outbox, &sub.pipes);
                 sub.notice.map_or_else(Answer::none, Answer::refuse)
             }
             Command::WebPipe2 {
@@ -108,16 +104,15 @@ impl Session {
                 let Ok(pipe) = PipeName::parse_command(pipe) else {
                     return Answer::refuse(CommandError::InvalidPipeName);
                 };
-                // Whoever may not subscribe to a pipe may not read its history either.
-                if is_private(pipe.as_str()) && !self.authorized() {
-                    return Answer::refuse(CommandError::PrivateAnonymous);
-                }
-                match crate::commands::history::read(ctx, self.dev_id, &pipe).await {
-                    Ok(rows) => Answer {
+                match pipes_messages::log(ctx, self.client(), &pipe).await {
+                    Ok(log) => Answer {
                         frames: Vec::new(),
-                        history: Some(rows),
+                        history: Some(log),
                         close: false,
                     },
+                    Err(e) if e.code == ErrorCode::AccessDenied => {
+                        Answer::refuse(CommandError::PrivateAnonymous)
+                    }
                     Err(e) => internal(e),
                 }
             }
@@ -146,17 +141,8 @@ impl Session {
                 }
             }
             Command::UserData { marker, user_id } => {
-                match ctx
-                    .storage
-                    .user_value(UserTable::Data, self.dev_id, UserId(user_id))
-                    .await
-                {
-                    Ok(data) => Answer::one(frames::user_data_answer(
-                        marker,
-                        user_id,
-                        data.as_deref().unwrap_or(""),
-                        now,
-                    )),
+                match users_data::get(ctx, self.caller(), UserId(user_id)).await {
+                    Ok(data) => Answer::one(frames::user_data_answer(marker, user_id, &data, now)),
                     Err(e) => internal(e),
                 }
             }
@@ -214,98 +200,9 @@ impl Session {
         }
     }
 
-    /// `subscription` replaces the whole set (docs/reference-cppcomet.md 2.5). `private_` pipes are skipped for
-    /// anonymous connections; `track_` pipes tell their other subscribers who came and went. Only real changes
-    /// count: pipes left are left (announced) first, then pipes joined are joined in order, and a pipe in both sets
-    /// stays subscribed without a word. The reference left and re-joined every pipe, so one 20-byte command re-sent
-    /// in a loop made two presence frames per subscriber of each `track_` pipe.
-    pub fn replace_subscriptions(&mut self, ctx: &Ctx, names: &[&str]) {
-        let mut wanted: Vec<PipeName> = Vec::with_capacity(names.len().min(MAX_PIPES));
-        for name in names.iter().take(MAX_PIPES) {
-            let Ok(pipe) = PipeName::parse_subscription(name) else {
-                continue;
-            };
-            if (is_private(pipe.as_str()) && !self.authorized()) || wanted.contains(&pipe) {
-                continue;
-            }
-            wanted.push(pipe);
-        }
-        for pipe in std::mem::take(&mut self.pipes) {
-            if wanted.contains(&pipe) {
-                self.pipes.push(pipe);
-            } else {
-                self.leave(ctx, pipe);
-            }
-        }
-        for pipe in wanted {
-            if self.pipes.contains(&pipe) {
-                continue;
-            }
-            if is_track(pipe.as_str()) {
-                self.presence(ctx, &pipe, TrackEvent::Subscription);
-            }
-            ctx.hub
-                .registry()
-                .subscribe(self.dev_id, &pipe, self.outbox.clone());
-            self.pipes.push(pipe);
-        }
-    }
-
+    /// Leaves every pipe: the connection is going.
     pub fn unsubscribe_all(&mut self, ctx: &Ctx) {
-        for pipe in std::mem::take(&mut self.pipes) {
-            self.leave(ctx, pipe);
-        }
-    }
-
-    fn leave(&self, ctx: &Ctx, pipe: PipeName) {
-        ctx.hub
-            .registry()
-            .unsubscribe(self.dev_id, &pipe, self.conn());
-        if is_track(pipe.as_str()) {
-            self.presence(ctx, &pipe, TrackEvent::Unsubscription);
-        }
-    }
-
-    fn presence(&self, ctx: &Ctx, pipe: &PipeName, event: TrackEvent) {
-        let info = self.outbox.info();
-        let frame =
-            frames::track_event(pipe.as_str(), event, info.user_id.0, &info.uuid, unix_now());
-        ctx.hub.publish(Publication {
-            dev_id: self.dev_id,
-            pipe: pipe.clone(),
-            frame: shared(frame),
-            except: Some(self.conn()),
-        });
-    }
-
-    /// The durable users_time value: 0 while online, the disconnect time after.
-    pub async fn record_status(&self, ctx: &Ctx, online: bool) {
-        let time = if online { 0 } else { unix_now() };
-        if let Err(e) = ctx
-            .storage
-            .set_last_online(self.dev_id, self.user, time)
-            .await
-        {
-            tracing::error!(error = %e, "could not record users_time");
-        }
-    }
-}
-
-/// `online` / `offline` on `user_status_<id>`. Called by the hub under its users lock, so that the
-/// announcements of one user keep their order.
-pub fn announce_status(hub: &Hub, dev_id: DevId, user: UserId, online: bool) {
-    let frame = if online {
-        frames::user_online(user.0)
-    } else {
-        frames::user_offline(user.0)
-    };
-    if let Ok(pipe) = PipeName::parse_subscription(frame.pipe()) {
-        hub.publish(Publication {
-            dev_id,
-            pipe,
-            frame: shared(frame),
-            except: None,
-        });
+        self.subscriptions.clear(ctx, self.client(), &self.outbox);
     }
 }
 

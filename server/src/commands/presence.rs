@@ -1,0 +1,140 @@
+//! Who is here: the pipes a browser connection listens to, with the `track_` announcements of who came and
+//! went, and whether a user is online, announced on `user_status_<id>` and kept in `users_time`. Every door
+//! that holds browser connections (the WebSocket door now; an HTTP stream or the Pusher protocol's presence
+//! channels later) goes through here, so the rules and the order of the announcements are the same for all.
+//! The registry (`hub`) holds the state; this module decides what a change means and who is told.
+
+use super::{Client, Ctx};
+use crate::browser::frames::{self, TrackEvent};
+use crate::browser::names::{is_private, is_track};
+use crate::hub::outgoing::shared;
+use crate::hub::{Hub, LinkError, Outbox, Publication};
+use crate::ids::{ConnId, DevId, PipeName, UserId};
+use crate::tenant::unix_now;
+
+/// Most pipes one connection may hold (docs/reference-cppcomet.md 2.5; docs/compatibility.md §5).
+pub const MAX_PIPES: usize = 32;
+
+/// The pipes one connection is subscribed to.
+#[derive(Debug, Default)]
+pub struct Subscriptions {
+    pipes: Vec<PipeName>,
+}
+
+impl Subscriptions {
+    /// `subscription` replaces the whole set (docs/reference-cppcomet.md 2.5). `private_` pipes are skipped for
+    /// anonymous connections; `track_` pipes tell their other subscribers who came and went. Only real changes
+    /// count: pipes left are left (announced) first, then pipes joined are joined in order, and a pipe in both sets
+    /// stays subscribed without a word. The reference left and re-joined every pipe, so one 20-byte command re-sent
+    /// in a loop made two presence frames per subscriber of each `track_` pipe.
+    pub fn replace(&mut self, ctx: &Ctx, client: Client, outbox: &Outbox, names: &[&str]) {
+        let mut wanted: Vec<PipeName> = Vec::with_capacity(names.len().min(MAX_PIPES));
+        for name in names.iter().take(MAX_PIPES) {
+            let Ok(pipe) = PipeName::parse_subscription(name) else {
+                continue;
+            };
+            if (is_private(pipe.as_str()) && !client.authorized()) || wanted.contains(&pipe) {
+                continue;
+            }
+            wanted.push(pipe);
+        }
+        for pipe in std::mem::take(&mut self.pipes) {
+            if wanted.contains(&pipe) {
+                self.pipes.push(pipe);
+            } else {
+                leave(ctx, client.dev_id, outbox, pipe);
+            }
+        }
+        for pipe in wanted {
+            if self.pipes.contains(&pipe) {
+                continue;
+            }
+            if is_track(pipe.as_str()) {
+                track(ctx, client.dev_id, outbox, &pipe, TrackEvent::Subscription);
+            }
+            ctx.hub
+                .registry()
+                .subscribe(client.dev_id, &pipe, outbox.clone());
+            self.pipes.push(pipe);
+        }
+    }
+
+    /// Leaves every pipe (announced on `track_` pipes): the connection is going.
+    pub fn clear(&mut self, ctx: &Ctx, client: Client, outbox: &Outbox) {
+        for pipe in std::mem::take(&mut self.pipes) {
+            leave(ctx, client.dev_id, outbox, pipe);
+        }
+    }
+}
+
+fn leave(ctx: &Ctx, dev_id: DevId, outbox: &Outbox, pipe: PipeName) {
+    ctx.hub.registry().unsubscribe(dev_id, &pipe, outbox.conn());
+    if is_track(pipe.as_str()) {
+        track(ctx, dev_id, outbox, &pipe, TrackEvent::Unsubscription);
+    }
+}
+
+/// Tells a `track_` pipe's other subscribers that this connection came or went.
+fn track(ctx: &Ctx, dev_id: DevId, outbox: &Outbox, pipe: &PipeName, event: TrackEvent) {
+    let info = outbox.info();
+    let frame = frames::track_event(pipe.as_str(), event, info.user_id.0, &info.uuid, unix_now());
+    ctx.hub.publish(Publication {
+        dev_id,
+        pipe: pipe.clone(),
+        frame: shared(frame),
+        except: Some(outbox.conn()),
+    });
+}
+
+/// Links an authorized connection to its user, who is then online: announced (when it is their first
+/// connection) and recorded in users_time. The connection starts draining the user's queue
+/// (`users_messages::drain`). An error when the user has too many connections: the connection stays
+/// anonymous and nothing is announced.
+pub async fn connect(
+    ctx: &Ctx,
+    dev_id: DevId,
+    user: UserId,
+    outbox: Outbox,
+) -> Result<(), LinkError> {
+    let hub = &ctx.hub;
+    let announce = || announce_status(hub, dev_id, user, true);
+    if hub.registry().link_user(dev_id, user, outbox, announce)? {
+        record_status(ctx, dev_id, user, true).await;
+    }
+    Ok(())
+}
+
+/// Unlinks a connection from its user (none for UserId(0)); when it was their last, the user is offline:
+/// announced and recorded with the time.
+pub async fn disconnect(ctx: &Ctx, dev_id: DevId, user: UserId, conn: ConnId) {
+    let announce = || announce_status(&ctx.hub, dev_id, user, false);
+    if user.0 != 0 && ctx.hub.registry().unlink_user(dev_id, user, conn, announce) {
+        record_status(ctx, dev_id, user, false).await;
+    }
+}
+
+/// The durable users_time value: 0 while online, the disconnect time after.
+async fn record_status(ctx: &Ctx, dev_id: DevId, user: UserId, online: bool) {
+    let time = if online { 0 } else { unix_now() };
+    if let Err(e) = ctx.storage.set_last_online(dev_id, user, time).await {
+        tracing::error!(error = %e, "could not record users_time");
+    }
+}
+
+/// `online` / `offline` on `user_status_<id>`. Called by the hub under its users lock, so that the
+/// announcements of one user keep their order.
+fn announce_status(hub: &Hub, dev_id: DevId, user: UserId, online: bool) {
+    let frame = if online {
+        frames::user_online(user.0)
+    } else {
+        frames::user_offline(user.0)
+    };
+    if let Ok(pipe) = PipeName::parse_subscription(frame.pipe()) {
+        hub.publish(Publication {
+            dev_id,
+            pipe,
+            frame: shared(frame),
+            except: None,
+        });
+    }
+}
