@@ -103,8 +103,13 @@ async fn deliver(
     // user is still draining, `queued` makes the drain read the queue once more before it ends.
     if ctx.hub.registry().queued(dev_id, user)
         && ctx.storage.claim_queued_uuid(dev_id, &queued.uuid).await?
+        && ctx.hub.registry().send_to_user(dev_id, user, &frame) == 0
     {
-        ctx.hub.registry().send_to_user(dev_id, user, &frame);
+        // The user's last ready connection went away between the two looks: back into the queue, for
+        // their next connect, rather than lost.
+        ctx.storage
+            .enqueue_message(dev_id, user, &queued, expires)
+            .await?;
     }
     Ok(())
 }
@@ -180,16 +185,19 @@ async fn drain_pass<S: QueueSink>(
     }
 }
 
-/// Puts back a claimed batch that did not reach the client, with a fresh TTL.
+/// Puts back a claimed batch that did not reach the client, in its place at the head of the queue, with a
+/// fresh TTL.
 async fn requeue(ctx: &Ctx, dev_id: DevId, user: UserId, claimed: &[QueuedMessage]) {
     let ttl = ctx
         .limits
         .queue_ttl_secs(dev_id, ctx.config.messages.queue_ttl_secs);
     let expires = unix_now() + ttl as i64;
-    for m in claimed {
-        if let Err(e) = ctx.storage.enqueue_message(dev_id, user, m, expires).await {
-            tracing::error!(error = %e, "re-queuing an undelivered private message failed");
-        }
+    if let Err(e) = ctx
+        .storage
+        .put_back_messages(dev_id, user, claimed, expires)
+        .await
+    {
+        tracing::error!(error = %e, "re-queuing undelivered private messages failed");
     }
 }
 
@@ -445,6 +453,29 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(sink.texts(), texts(100..150));
+    }
+
+    #[tokio::test]
+    async fn a_batch_put_back_stays_ahead_of_the_messages_never_claimed() {
+        let (_dir, ctx) = ctx().await;
+        queue(&ctx, texts(0..250)).await;
+        let outbox = connect(&ctx, 1).await;
+        let mut sink = Sink::new(&ctx);
+        sink.fail_at = Some(1);
+        let e = drain(&ctx, DEV, USER, outbox.conn(), &mut sink).await;
+        assert_eq!(e, Err("the socket broke"));
+        assert_eq!(
+            queued(&ctx).await,
+            texts(100..250),
+            "the failed batch is back at the head of the queue, before the 50 that were never claimed"
+        );
+        presence::disconnect(&ctx, DEV, USER, outbox.conn()).await;
+        let outbox = connect(&ctx, 2).await;
+        let mut sink = Sink::new(&ctx);
+        drain(&ctx, DEV, USER, outbox.conn(), &mut sink)
+            .await
+            .unwrap();
+        assert_eq!(sink.texts(), texts(100..250), "in the order they were sent");
     }
 
     #[tokio::test]

@@ -303,6 +303,37 @@ impl Storage {
         Ok(())
     }
 
+    /// Puts claimed messages back where they were: under their own ids, so that they come before the
+    /// messages queued after them (a new id would send them to the back of the queue), with `expires_at`.
+    pub async fn put_back_messages(
+        &self,
+        dev_id: DevId,
+        user: UserId,
+        msgs: &[QueuedMessage],
+        expires_at: i64,
+    ) -> Result<(), StorageError> {
+        let mut tx = self.pool().begin().await?;
+        for msg in msgs {
+            sqlx::query(
+                "INSERT INTO user_messages (id, dev_id, user_id, uuid, event, message, sent_at, expires_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            )
+            .bind(msg.id)
+            .bind(dev_id.0 as i64)
+            .bind(user.0 as i64)
+            .bind(&msg.uuid)
+            .bind(&msg.event)
+            .bind(&msg.message)
+            .bind(msg.sent_at)
+            .bind(expires_at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        self.totals.apply_queued(dev_id, user, msgs.len() as i64);
+        Ok(())
+    }
+
     /// The user's unexpired queued messages, oldest first.
     pub async fn queued_messages(
         &self,
