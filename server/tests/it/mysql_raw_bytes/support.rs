@@ -1,5 +1,4 @@
-//! A toy handler and a listener on 127.0.0.1:0 running `serve_connection`, for the integration tests.
-#![allow(dead_code)]
+//! A toy handler and a listener on 127.0.0.1:0 running `serve_connection`, for the byte-by-byte tests.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
@@ -142,10 +141,6 @@ impl TestServer {
 
     pub async fn default() -> TestServer {
         Self::start(config()).await
-    }
-
-    pub fn port(&self) -> u16 {
-        self.addr.port()
     }
 
     /// The outcome of the next connection to end.
