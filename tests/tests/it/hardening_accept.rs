@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context};
 use halley_tests::mysql_raw::RawMysql;
 use halley_tests::process::ServerProcess;
-use halley_tests::wait::{eventually, WAIT};
+use halley_tests::wait::{eventually, read_until_closed, WAIT};
 use halley_tests::ws::raw::{upgrade_request, RawWs, OP_CLOSE};
 use halley_tests::{Backend, TestServer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -41,21 +41,6 @@ async fn connect_from(addr: SocketAddr, from: IpAddr) -> anyhow::Result<TcpStrea
         .await
         .map_err(|_| anyhow!("connect to {addr} timed out"))?
         .with_context(|| format!("connect to {addr} from {from}"))
-}
-
-/// Reads until the peer closes: the bytes received; an error if it is still open after `limit`.
-async fn read_until_closed(stream: &mut TcpStream, limit: Duration) -> anyhow::Result<Vec<u8>> {
-    let deadline = tokio::time::Instant::now() + limit;
-    let mut got = Vec::new();
-    loop {
-        let mut chunk = [0u8; 8192];
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        match tokio::time::timeout(left, stream.read(&mut chunk)).await {
-            Err(_) => bail!("still open after {limit:?} ({} bytes received)", got.len()),
-            Ok(Err(_)) | Ok(Ok(0)) => return Ok(got),
-            Ok(Ok(n)) => got.extend_from_slice(&chunk[..n]),
-        }
-    }
 }
 
 /// A request from `from` with `Connection: close` and `extra` header lines: the whole answer.

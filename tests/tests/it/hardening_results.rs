@@ -22,8 +22,7 @@ use halley_tests::clients;
 use halley_tests::cometql::{insert_sql, multi_insert_sql};
 use halley_tests::frames::{next_json, next_message};
 use halley_tests::mysql_raw::{parse_err, RawMysql};
-use halley_tests::wait::within;
-use halley_tests::wait::WAIT;
+use halley_tests::wait::{within, WAIT};
 use halley_tests::{on_both_backends, Backend, TestServer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 /// `GET /metrics` (loopback needs no token) and the value of the unlabelled series `name`.

@@ -16,12 +16,11 @@ use halley::tenant::limits::Limit;
 use halley_tests::browser::{anonymous, wait_ws_connections, ws_connections};
 use halley_tests::limits::{rate_limited, refusals, set_tenant_limits};
 use halley_tests::mysql_raw::{frame, RawMysql, Reply};
-use halley_tests::wait::eventually;
-use halley_tests::wait::WAIT;
+use halley_tests::wait::{eventually, read_until_closed, WAIT};
 use halley_tests::ws::raw::{upgrade_request, RawWs};
 use halley_tests::ws::WsClient;
 use halley_tests::{on_both_backends, Backend, TestServer};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::tungstenite;
 
@@ -298,21 +297,6 @@ async fn failed_logins_per_ip(backend: Backend) {
         );
         server.stop().await;
         return;
-    }
-}
-
-/// Reads until the peer closes; `Ok(bytes received)`, an error if it stays open for `limit`.
-async fn read_until_closed(stream: &mut TcpStream, limit: Duration) -> anyhow::Result<Vec<u8>> {
-    let deadline = tokio::time::Instant::now() + limit;
-    let mut got = Vec::new();
-    loop {
-        let mut chunk = [0u8; 4096];
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        match tokio::time::timeout(left, stream.read(&mut chunk)).await {
-            Err(_) => bail!("still open after {limit:?} (received {} bytes)", got.len()),
-            Ok(Err(_)) | Ok(Ok(0)) => return Ok(got),
-            Ok(Ok(n)) => got.extend_from_slice(&chunk[..n]),
-        }
     }
 }
 

@@ -9,8 +9,7 @@ use halley_tests::browser::{anonymous, browser, subscribe, subscribers, wait_sub
 use halley_tests::cometql::{insert_sql, quote};
 use halley_tests::frames::{error_text, next_json, next_message};
 use halley_tests::mysql_raw::RawMysql;
-use halley_tests::wait::eventually;
-use halley_tests::wait::WAIT;
+use halley_tests::wait::{eventually, WAIT};
 use halley_tests::{on_both_backends, Backend, TestServer};
 
 const KIB64: usize = 64 * 1024;

@@ -12,8 +12,7 @@ use halley_tests::browser::{anonymous, subscribe, subscribers, wait_subscribers}
 use halley_tests::cometql::{insert_sql, multi_insert_sql};
 use halley_tests::frames::next_message;
 use halley_tests::mysql_raw::RawMysql;
-use halley_tests::wait::eventually;
-use halley_tests::wait::WAIT;
+use halley_tests::wait::{eventually, WAIT};
 use halley_tests::ws::raw::{
     decode_frame, encode_frame, upgrade_request, RawFrame, OP_CLOSE, OP_TEXT,
 };
