@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The one test command, for people and CI (.ci/run execs it): installs what the integration tests need
 # and is missing, then runs `cargo test --workspace --locked` with any extra arguments passed through:
-#   tests/run.sh                          # everything: cargo fmt --check and clippy -D warnings first, then all tests
-#   tests/run.sh -p halley-tests some_test
+#   tests/run.sh                                         # everything: fmt --check and clippy first, then all tests
+#   tests/run.sh -p halley-tests --test it hardening_quota  # one suite
+# The integration tests are one test binary per crate, `it` (tests/tests/it, server/tests/it), with a module per
+# suite: a module name after `--test it` chooses a suite, as a file name once chose a binary.
 # On a machine that has everything it installs nothing and goes straight to cargo.
 # Needs root (or sudo) only to install missing Debian packages. It never changes the system PostgreSQL: a server
 # on 127.0.0.1:5432 that lets role postgres in without a password is used as it is (database test, created if

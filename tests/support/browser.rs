@@ -1,16 +1,19 @@
 //! The browser side as the integration tests drive it: anonymous or authorized connections on the
-//! comet-server URL with their serverInfo frame read, subscriptions that are known to be registered by
-//! the hub before anything is published, and the hub's own counters to wait on (no sleeps).
+//! comet-server URL with their serverInfo frame read (any API version, uuid and upgrade headers), the
+//! JWTs a tenant's backend mints for them, subscriptions that are known to be registered by the hub
+//! before anything is published, and the hub's own counters to wait on (no sleeps).
 
 use std::sync::atomic::Ordering;
 
 use anyhow::anyhow;
 use halley::ids::{DevId, PipeName};
-use serde_json::Value;
+use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+use serde_json::{json, Value};
 
+use crate::frames::{json, pin};
 use crate::wait::{eventually, WAIT};
 use crate::ws::WsClient;
-use crate::TestServer;
+use crate::{Tenant, TestServer};
 
 /// Seconds since the Unix epoch, to check a frame's `message_send_time` against.
 pub fn unix_now() -> i64 {
@@ -18,6 +21,168 @@ pub fn unix_now() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock after 1970")
         .as_secs() as i64
+}
+
+/// The uuid a connection sends in its URL (32 characters, as the JS API does), made from `tag`.
+pub fn uuid_of(tag: &str) -> String {
+    let mut u = tag.to_string();
+    while u.len() < 32 {
+        u.push('0');
+    }
+    u.truncate(32);
+    u
+}
+
+/// The comet-server connect URL, with the API version and uuid chosen by the test.
+pub fn url(
+    server: &TestServer,
+    dev_id: u64,
+    user_id: u64,
+    key: &str,
+    version: &str,
+    uuid: &str,
+) -> String {
+    format!(
+        "ws://{}/ws/sesion={key}&myid={user_id}&devid={dev_id}&v={version}&uuid={uuid}&api=js",
+        server.http_addr()
+    )
+}
+
+/// An HS256 JWT of `claims` signed with `secret`.
+pub fn hs256(secret: &str, claims: Value) -> String {
+    encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .expect("JWT")
+}
+
+/// A valid browser JWT of `tenant` for `user` (HS256 with key + dev_id, an hour to live).
+pub fn jwt(tenant: &Tenant, user: u64) -> String {
+    hs256(
+        &format!("{}{}", tenant.key, tenant.dev_id),
+        json!({"user_id": user, "exp": unix_now() + 3600}),
+    )
+}
+
+/// A browser connection and its first frame (serverInfo), read.
+pub struct Browser {
+    pub ws: WsClient,
+    pub hello: String,
+    pub uuid: String,
+}
+
+impl Browser {
+    /// Connects as `user_id` with `key` (anonymous: 0 and ""), API 4.08, uuid from `tag`.
+    pub async fn connect(
+        server: &TestServer,
+        dev_id: u64,
+        user_id: u64,
+        key: &str,
+        tag: &str,
+    ) -> Browser {
+        Self::connect_version(server, dev_id, user_id, key, tag, "4.08").await
+    }
+
+    pub async fn connect_version(
+        server: &TestServer,
+        dev_id: u64,
+        user_id: u64,
+        key: &str,
+        tag: &str,
+        version: &str,
+    ) -> Browser {
+        Self::connect_full(server, dev_id, user_id, key, tag, version, &[]).await
+    }
+
+    /// With extra upgrade headers (User-Agent, Origin, Accept-Language...).
+    pub async fn connect_full(
+        server: &TestServer,
+        dev_id: u64,
+        user_id: u64,
+        key: &str,
+        tag: &str,
+        version: &str,
+        headers: &[(&str, &str)],
+    ) -> Browser {
+        let uuid = uuid_of(tag);
+        let mut ws = WsClient::connect_with_headers(
+            &url(server, dev_id, user_id, key, version, &uuid),
+            headers,
+        )
+        .await
+        .expect("WebSocket connect");
+        let hello = ws.recv_text(WAIT).await.expect("the serverInfo frame");
+        assert!(hello.contains(r#""event":"serverInfo""#), "{hello}");
+        Browser { ws, hello, uuid }
+    }
+
+    pub fn authorized(&self) -> bool {
+        json(&self.hello)["authorized"] == Value::Bool(true)
+    }
+
+    pub async fn send(&mut self, text: &str) {
+        self.ws.send_text(text).await.expect("send a command");
+    }
+
+    /// Replaces the subscription set and waits until the server has applied it (see [`Browser::sync`]).
+    /// Returns the frames that arrived meanwhile.
+    pub async fn subscribe(&mut self, pipes: &[&str]) -> Vec<String> {
+        self.send(&format!("subscription\n{}", pipes.join("\n")))
+            .await;
+        self.sync().await
+    }
+
+    /// The next text frame.
+    pub async fn recv(&mut self) -> String {
+        self.ws.recv_text(WAIT).await.expect("a frame")
+    }
+
+    /// The next frame, `message_send_time` pinned (see [`pin`]), checked against `expected`.
+    #[track_caller]
+    pub fn expect<'a>(
+        &'a mut self,
+        expected: &'a str,
+    ) -> impl std::future::Future<Output = ()> + 'a {
+        let caller = std::panic::Location::caller();
+        async move {
+            let got = self.recv().await;
+            assert_eq!(pin(&got), expected, "frame received (checked at {caller})");
+        }
+    }
+
+    /// Commands are handled in order, so once the answer to a `user_status` probe is back, every command
+    /// sent before it has been applied. Returns the other frames that arrived before the answer.
+    pub async fn sync(&mut self) -> Vec<String> {
+        const PROBE: &str = "user_status_987654321";
+        self.send("user_status\n987654321").await;
+        let mut others = Vec::new();
+        loop {
+            let frame = self.recv().await;
+            if frame.contains(&format!(r#""event":"{PROBE}""#)) {
+                return others;
+            }
+            others.push(frame);
+        }
+    }
+
+    /// Nothing arrived before the probe: no frame is pending for this connection.
+    #[track_caller]
+    pub fn expect_nothing(&mut self) -> impl std::future::Future<Output = ()> + '_ {
+        let caller = std::panic::Location::caller();
+        async move {
+            let others = self.sync().await;
+            assert!(
+                others.is_empty(),
+                "unexpected frames (checked at {caller}): {others:?}"
+            );
+        }
+    }
+
+    pub async fn close(self) {
+        self.ws.close().await.expect("clean close");
+    }
 }
 
 /// A browser connection (`user_id` 0 and key "" for anonymous), its serverInfo frame read and returned.

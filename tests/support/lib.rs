@@ -1,12 +1,18 @@
-//! Test support for Halley's integration tests: the real server booted in-process on port 0 ([`server`]),
-//! the users' real MySQL clients ([`clients`]), a raw MySQL protocol client ([`mysql_raw`]), WebSocket
-//! clients ([`ws`]) and browser connections known to be subscribed ([`browser`]), the binary in its own process
-//! for tests that measure the server's memory ([`process`]), a throw-away PostgreSQL
-//! database per test ([`pg`]) and bounded waiting ([`wait`]). Every wait here is bounded: a missing answer
-//! fails the test instead of hanging CI.
+//! Test support for Halley's integration tests (the one test binary `tests/tests/it`): the real server
+//! booted in-process on port 0 ([`server`]), the users' real MySQL clients ([`clients`]), CometQL as a
+//! tenant's backend writes it ([`cometql`]), a raw MySQL protocol client ([`mysql_raw`]), WebSocket clients
+//! ([`ws`]), browser connections known to be subscribed ([`browser`]) and the frames they receive
+//! ([`frames`]), the dashboard's HTTP API as its page calls it ([`dashboard`]), limits and quotas as the
+//! operator sets them ([`limits`]), the binary in its own process for tests that measure the server's
+//! memory ([`process`]), a throw-away PostgreSQL database per test ([`pg`]) and bounded waiting ([`wait`]).
+//! Every wait here is bounded: a missing answer fails the test instead of hanging CI.
 
 pub mod browser;
 pub mod clients;
+pub mod cometql;
+pub mod dashboard;
+pub mod frames;
+pub mod limits;
 pub mod mysql_raw;
 pub mod pg;
 pub mod process;

@@ -7,6 +7,7 @@ use halley::app::Running;
 use halley::config::Config;
 use halley::tenant::NewTenant;
 
+use crate::mysql_raw::RawMysql;
 use crate::pg::TempPgDb;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,13 +96,13 @@ impl TestServer {
 
     /// The comet-server connect URL a browser page would open.
     pub fn ws_url(&self, dev_id: u64, user_id: u64, user_key: &str) -> String {
-        format!(
-            "ws://{}/ws/sesion={}&myid={}&devid={}&v=4.08&uuid={}&api=js",
-            self.http_addr(),
-            user_key,
-            user_id,
+        crate::browser::url(
+            self,
             dev_id,
-            "0123456789abcdef0123456789abcdef"
+            user_id,
+            user_key,
+            "4.08",
+            "0123456789abcdef0123456789abcdef",
         )
     }
 
@@ -143,6 +144,22 @@ impl TestServer {
             pg.drop_db().await;
         }
     }
+}
+
+/// Two tenants, A and B, on one server: the same pipe names and user ids on both sides.
+pub async fn two_tenants(backend: Backend) -> (TestServer, Tenant, Tenant) {
+    let server = TestServer::start(backend).await;
+    let a = server.tenant("a@example.com").await;
+    let b = server.tenant("b@example.com").await;
+    (server, a, b)
+}
+
+/// Two tenants, A and B, each with a raw CometQL session logged in: `(server, a, b, qa, qb)`.
+pub async fn world(backend: Backend) -> (TestServer, Tenant, Tenant, RawMysql, RawMysql) {
+    let (server, a, b) = two_tenants(backend).await;
+    let qa = RawMysql::login(&server, &a).await;
+    let qb = RawMysql::login(&server, &b).await;
+    (server, a, b, qa, qb)
 }
 
 /// Declares `mod $name { sqlite, postgres }`: the same test body against both storage backends.

@@ -1,11 +1,13 @@
 //! Bounded waiting: every wait in the tests goes through one of these, so that a missing event fails
-//! with a message instead of hanging CI.
+//! with a message instead of hanging CI (a socket's close included).
 
 use std::future::Future;
 use std::panic::Location;
 use std::time::Duration;
 
-use anyhow::anyhow;
+use anyhow::{anyhow, bail};
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
 
 /// The bound of every single wait in the integration tests (or less).
 pub const WAIT: Duration = Duration::from_secs(10);
@@ -54,6 +56,21 @@ where
                 )));
             }
             tokio::time::sleep(POLL_INTERVAL).await;
+        }
+    }
+}
+
+/// Reads until the peer closes: the bytes received; an error if it is still open after `limit`.
+pub async fn read_until_closed(stream: &mut TcpStream, limit: Duration) -> anyhow::Result<Vec<u8>> {
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut got = Vec::new();
+    loop {
+        let mut chunk = [0u8; 8192];
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match tokio::time::timeout(left, stream.read(&mut chunk)).await {
+            Err(_) => bail!("still open after {limit:?} ({} bytes received)", got.len()),
+            Ok(Err(_)) | Ok(Ok(0)) => return Ok(got),
+            Ok(Ok(n)) => got.extend_from_slice(&chunk[..n]),
         }
     }
 }
