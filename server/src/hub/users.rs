@@ -5,7 +5,7 @@
 //! its socket (with back-pressure), and its outbox is not attached yet. While every connection of a user is
 //! draining, `send_to_user` delivers nothing, so a live message goes to the queue, behind the ones being
 //! drained, instead of into an outbox that nobody writes until the drain ends (which overflowed it and
-//! closed a reading client as a slow consumer). `drained` ends that state; see `ConnLoop::deliver_queue`
+//! closed a reading client as a slow consumer). `drained` ends that state; see `commands::users_messages::drain`
 //! for why no message is lost or delivered twice around it.
 //!
 //! Lock discipline. The map is sharded by user, and a shard's lock is held only to read or change the
@@ -168,7 +168,7 @@ impl Registry {
     }
 
     /// The connection has read the user's queue to its end. `true` when a message was queued meanwhile
-    /// (`queued`): it stays draining and reads the queue once more (see `ConnLoop::deliver_queue`).
+    /// (`queued`): it stays draining and reads the queue once more (see `commands::users_messages::drain`).
     /// Otherwise live messages may be delivered to it from now on: every message queued before this call
     /// was read by that pass, and any queued after it is delivered by its sender.
     pub fn drained(&self, dev_id: DevId, user: UserId, conn: ConnId) -> bool {

@@ -23,7 +23,7 @@ pub enum Limit {
     PublishBurst,
     TenantConnections,
     IpConnections,
-    /// Connections open at once from one address (counted at accept, `http::admission`).
+    /// Connections open at once from one address (counted at accept, `front::listen`).
     IpOpenConnections,
     FailedLogins,
     TotalConnections,
