@@ -15,7 +15,7 @@ use tokio::sync::{watch, Mutex};
 use crate::hub::Hub;
 use crate::ids::DevId;
 use crate::storage::{Storage, StorageError};
-use crate::tenant::unix_now;
+use crate::tenant::{unix_now, TenantError};
 
 /// The default interval between flushes (`[dashboard] usage_flush_secs`).
 pub const FLUSH_EVERY: Duration = Duration::from_secs(5);
@@ -67,7 +67,7 @@ impl UsageBook {
         Ok(())
     }
 
-    pub async fn messages(&self, dev_id: DevId) -> Result<Messages, StorageError> {
+    pub async fn messages(&self, dev_id: DevId) -> Result<Messages, TenantError> {
         let flushed = self.flushed.lock().await;
         let today = day_number(unix_now());
         let stored_today = self.storage.usage_between(dev_id, today, today).await?;

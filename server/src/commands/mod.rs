@@ -8,7 +8,7 @@ pub(crate) mod meta;
 mod pipes;
 pub mod pipes_messages;
 mod pipes_settings;
-mod quota;
+pub mod quota;
 mod revoked_tokens;
 
 mod table;

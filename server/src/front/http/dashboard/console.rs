@@ -42,8 +42,7 @@ pub async fn usage(
 
 /// What the tenant keeps stored against its quotas (running totals: no query).
 fn storage_usage(ctx: &crate::commands::Ctx, dev_id: crate::ids::DevId) -> serde_json::Value {
-    let used = ctx.storage.totals().stored(dev_id);
-    let limit = ctx.quotas.for_tenant(dev_id);
+    let (used, limit) = crate::commands::quota::in_use(ctx, dev_id);
     let pair = |used: i64, limit: i64| json!({ "used": used.max(0), "limit": limit });
     json!({
         "history_bytes": pair(used.history_bytes, limit.history_bytes),
