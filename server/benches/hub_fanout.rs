@@ -24,7 +24,7 @@ fn info(conn: u64) -> ConnInfo {
 }
 
 fn fan_out(c: &mut Criterion) {
-    let registry = Registry::new();
+    let registry = Registry::default();
     let dev_id = DevId(1);
     let pipe = PipeName::parse("web_chat").expect("valid pipe");
     let mut receivers: Vec<OutboxRx> = Vec::with_capacity(SUBSCRIBERS as usize);

@@ -24,9 +24,11 @@
 //! - [`push`]: browsers: pure protocol, outgoing frames, per-connection session and socket loop.
 //! - [`http`]: the one router on the HTTP port, also serving the dashboard (`dashboard/`, embedded) and its
 //!   JSON API `/api/dashboard/v1`, and the accept loop with the limits every connection of both ports
-//!   passes first (`http::admission`); [`metrics`]: `/metrics` in Prometheus text format.
+//!   passes first (`http::admission`) and `/metrics` in Prometheus text format.
+//! - [`stats`]: every live figure of the node (per-tenant counters, refusals, slow consumers, open sockets)
+//!   in one handle, read by `/metrics`, SHOW STATUS, the dashboard and [`usage`].
 //! - [`storage`]: all SQL (sqlx; PostgreSQL and SQLite), and the running totals of what each tenant stores.
-//! - [`usage`]: per-tenant message counts flushed from the hub's counters into storage.
+//! - [`usage`]: per-tenant message counts flushed from [`stats`] into storage.
 //! - [`app`]: composition root; [`logging`]: process plumbing for the binary.
 
 pub mod config;
@@ -40,7 +42,7 @@ pub mod mysql;
 pub mod commands;
 pub mod hub;
 pub mod ids;
-pub mod metrics;
+pub mod stats;
 pub mod storage;
 pub mod tenant;
 pub mod usage;

@@ -159,7 +159,8 @@ impl Registry {
         };
         let tally = super::fanout::deliver_all(conns, &[item])[0];
         if tally.slow > 0 {
-            self.slow_consumers_dropped
+            self.stats
+                .slow_consumers_dropped
                 .fetch_add(tally.slow, Ordering::Relaxed);
         }
         tally.delivered
@@ -185,7 +186,7 @@ mod tests {
 
     #[tokio::test]
     async fn first_and_last_connection_and_the_cap() {
-        let r = Registry::new();
+        let r = Registry::default();
         let (dev, user) = (DevId(1), UserId(5));
         let (a, _ra) = outbox(1, 4);
         let (b, _rb) = outbox(2, 4);
@@ -213,7 +214,7 @@ mod tests {
 
     #[tokio::test]
     async fn nothing_is_delivered_while_every_connection_drains() {
-        let r = Registry::new();
+        let r = Registry::default();
         let (dev, user) = (DevId(1), UserId(5));
         let frame = crate::hub::outgoing::shared(crate::browser::frames::user_online(1));
         let (a, mut ra) = outbox(1, 4);

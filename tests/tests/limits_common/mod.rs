@@ -51,8 +51,7 @@ pub fn multi_insert_sql<'a>(
 pub fn rate_limited(server: &TestServer, dev_id: u64) -> u64 {
     server
         .ctx()
-        .hub
-        .registry()
+        .stats
         .tenant(DevId(dev_id))
         .rate_limited
         .load(Ordering::Relaxed)
@@ -76,7 +75,7 @@ pub async fn set_tenant_limits(server: &TestServer, row: LimitRow) {
 
 /// Refusals counted by the limiters, all limits together.
 pub fn refusals(server: &TestServer) -> u64 {
-    server.ctx().limits.refusals.load(Ordering::Relaxed)
+    server.ctx().stats.limit_refusals.load(Ordering::Relaxed)
 }
 
 /// The next text frame as JSON.

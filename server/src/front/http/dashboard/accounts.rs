@@ -13,8 +13,8 @@ use super::error::{ApiError, JsonBody};
 use super::session::{session_token, Claims, Owner};
 use super::Api;
 use crate::config::Signup;
-use crate::tenant::Account;
 use crate::tenant::account::normalize_email;
+use crate::tenant::Account;
 
 #[derive(Deserialize)]
 pub struct Credentials {

@@ -22,8 +22,8 @@ use subtle::ConstantTimeEq;
 use super::error::ApiError;
 use super::Api;
 use crate::ids::DevId;
-use crate::tenant::{Account, AccountError};
 use crate::tenant::unix_now;
+use crate::tenant::{Account, AccountError};
 
 pub const SESSION_COOKIE: &str = "halley_session";
 pub const CSRF_HEADER: &str = "x-halley-csrf";
