@@ -29,7 +29,7 @@ fn info(conn: u64) -> ConnInfo {
 }
 
 fn fan_out(c: &mut Criterion) {
-    let registry = Registry::new();
+    let registry = Registry::default();
     let dev_id = DevId(1);
     let pipe = PipeName::parse("web_chat").expect("valid pipe");
     let mut receivers: Vec<OutboxRx> = Vec::with_capacity(SUBSCRIBERS as usize);
@@ -130,7 +130,7 @@ impl Users {
             .enable_all()
             .build()
             .expect("runtime");
-        let registry = Arc::new(Registry::new());
+        let registry = Arc::new(Registry::new(halley::stats::Stats::default()));
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
         let mut receivers = Vec::new();
         let mut clients = Vec::new();

@@ -18,6 +18,7 @@ use crate::front::http::serve::HttpServer;
 use crate::front::listen::{Admission, OpenSockets};
 use crate::front::websocket::WsService;
 use crate::hub::Hub;
+use crate::stats::Stats;
 use crate::storage::Storage;
 use crate::tenant::{KeyBox, Tenants};
 use crate::usage::UsageBook;
@@ -64,7 +65,9 @@ pub struct Running {
 pub async fn start(config: Config) -> anyhow::Result<Running> {
     let config = Arc::new(config);
     let tenants = open_tenants(&config).await?;
-    let ctx = Ctx::new(config.clone(), tenants, Hub::in_process());
+    // The node's one set of figures: the hub, the limits, the commands and the listeners count into it.
+    let stats = Stats::default();
+    let ctx = Ctx::new(config.clone(), tenants, Hub::with_stats(stats.clone()));
     // What each tenant keeps stored, for its quotas: counted once here, then kept by every write.
     ctx.storage
         .load_totals()
@@ -85,12 +88,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let (shutdown, shutdown_rx) = watch::channel(false);
     let tasks = TaskTracker::new();
 
-    let sockets = Arc::new(OpenSockets::default());
-    let admission = Arc::new(Admission::new(
-        sockets.clone(),
-        ctx.limits.clone(),
-        ctx.metrics.clone(),
-    ));
+    let sockets = Arc::new(OpenSockets::new(stats.clone()));
+    let admission = Arc::new(Admission::new(sockets.clone(), ctx.limits.clone()));
     tasks.spawn(
         admission
             .clone()
@@ -118,7 +117,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         shutdown_rx.clone(),
     ));
     let usage = Arc::new(
-        UsageBook::new(ctx.storage.clone(), ctx.hub.clone())
+        UsageBook::new(ctx.storage.clone(), stats.clone())
             .with_flush_every(Duration::from_secs(config.dashboard.usage_flush_secs)),
     );
     tasks.spawn(usage.clone().run(shutdown_rx.clone()));
@@ -128,7 +127,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         usage.clone(),
         cometql_addr,
     );
-    let router = crate::front::http::router(ctx.clone(), ws.clone(), sockets.clone(), dashboard);
+    let router = crate::front::http::router(ctx.clone(), ws.clone(), dashboard);
     let http = HttpServer {
         router,
         admission,

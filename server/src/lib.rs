@@ -3,7 +3,7 @@
 //! Three floors, imports only ever running down or along one (`tests/floors.rs` checks it):
 //! - protocols, pure (bytes or text in, typed values out): [`mysql`], [`cometql`], [`browser`];
 //! - the domain, every rule for every front door: [`ids`], [`commands`], [`tenant`], [`hub`], [`storage`],
-//!   [`metrics`], [`usage`];
+//!   [`stats`], [`usage`];
 //! - the front doors, I/O only: [`front`] (`listen`, `cometql`, `websocket`, `http`).
 //!
 //! [`config`] is read by all; [`app`] wires the floors together. The publish path through them, step by
@@ -20,7 +20,7 @@ pub mod mysql;
 pub mod commands;
 pub mod hub;
 pub mod ids;
-pub mod metrics;
+pub mod stats;
 pub mod storage;
 pub mod tenant;
 pub mod usage;

@@ -1,4 +1,4 @@
-//! Durable per-tenant usage. The hub counts published messages in memory (`TenantCounters::messages`); this
+//! Durable per-tenant usage. `Stats` counts published messages in memory (`TenantCounters::messages`); this
 //! book adds what was counted since the last flush into `usage_daily` every `[dashboard] usage_flush_secs`
 //! (5 s by default) and at shutdown, and answers "today" and "this month" as stored + not yet flushed, so the
 //! figures are exact and survive a restart. A process killed without a clean stop (SIGKILL, OOM, power loss)
@@ -12,10 +12,10 @@ use std::time::Duration;
 
 use tokio::sync::{watch, Mutex};
 
-use crate::hub::Hub;
 use crate::ids::DevId;
+use crate::stats::Stats;
 use crate::storage::{Storage, StorageError};
-use crate::tenant::unix_now;
+use crate::tenant::{unix_now, TenantError};
 
 /// The default interval between flushes (`[dashboard] usage_flush_secs`).
 pub const FLUSH_EVERY: Duration = Duration::from_secs(5);
@@ -29,7 +29,7 @@ pub struct Messages {
 
 pub struct UsageBook {
     storage: Storage,
-    hub: Hub,
+    stats: Stats,
     /// The in-memory counter's value at the last successful flush, per tenant. Held across the flush's
     /// writes so that a reader never sees a delta both stored and pending.
     flushed: Mutex<HashMap<DevId, u64>>,
@@ -38,10 +38,10 @@ pub struct UsageBook {
 }
 
 impl UsageBook {
-    pub fn new(storage: Storage, hub: Hub) -> UsageBook {
+    pub fn new(storage: Storage, stats: Stats) -> UsageBook {
         UsageBook {
             storage,
-            hub,
+            stats,
             flushed: Mutex::new(HashMap::new()),
             flush_every: FLUSH_EVERY,
         }
@@ -56,7 +56,7 @@ impl UsageBook {
     pub async fn flush(&self) -> Result<(), StorageError> {
         let mut flushed = self.flushed.lock().await;
         let today = day_number(unix_now());
-        for (dev_id, counters) in self.hub.registry().tenants() {
+        for (dev_id, counters) in self.stats.tenants() {
             let now = counters.messages.load(Ordering::Relaxed);
             let last = flushed.get(&dev_id).copied().unwrap_or(0);
             if now > last {
@@ -67,7 +67,7 @@ impl UsageBook {
         Ok(())
     }
 
-    pub async fn messages(&self, dev_id: DevId) -> Result<Messages, StorageError> {
+    pub async fn messages(&self, dev_id: DevId) -> Result<Messages, TenantError> {
         let flushed = self.flushed.lock().await;
         let today = day_number(unix_now());
         let stored_today = self.storage.usage_between(dev_id, today, today).await?;
@@ -75,12 +75,7 @@ impl UsageBook {
             .storage
             .usage_between(dev_id, first_day_of_month(today), today)
             .await?;
-        let counted = self
-            .hub
-            .registry()
-            .tenant(dev_id)
-            .messages
-            .load(Ordering::Relaxed);
+        let counted = self.stats.tenant(dev_id).messages.load(Ordering::Relaxed);
         let pending = counted.saturating_sub(flushed.get(&dev_id).copied().unwrap_or(0));
         Ok(Messages {
             today: stored_today + pending,
@@ -135,10 +130,10 @@ mod tests {
         let url = format!("sqlite://{}?mode=rwc", dir.path().join("u.db").display());
         let storage = Storage::open(&url).await.unwrap();
         storage.migrate().await.unwrap();
-        let hub = Hub::in_process();
-        let book = UsageBook::new(storage.clone(), hub.clone());
+        let stats = Stats::default();
+        let book = UsageBook::new(storage.clone(), stats.clone());
         let dev = DevId(3);
-        let counters = hub.registry().tenant(dev);
+        let counters = stats.tenant(dev);
         counters.messages.fetch_add(5, Ordering::Relaxed);
         let expect = |n| Messages {
             today: n,
@@ -157,7 +152,7 @@ mod tests {
         let today = day_number(unix_now());
         assert_eq!(storage.usage_between(dev, today, today).await.unwrap(), 7);
         // A new book (a restart) starts from what is stored.
-        let fresh = UsageBook::new(storage.clone(), Hub::in_process());
+        let fresh = UsageBook::new(storage.clone(), Stats::default());
         assert_eq!(fresh.messages(dev).await.unwrap(), expect(7));
         // Earlier days of the month count for the month only.
         storage

@@ -264,8 +264,7 @@ pub async fn subscriber(server: &TestServer, dev_id: u64, pipe: &str, already: u
 pub fn ws_connections(server: &TestServer, dev_id: u64) -> i64 {
     server
         .ctx()
-        .hub
-        .registry()
+        .stats
         .tenant(DevId(dev_id))
         .websocket_connections
         .load(Ordering::SeqCst)

@@ -14,8 +14,7 @@ use crate::TestServer;
 pub fn rate_limited(server: &TestServer, dev_id: u64) -> u64 {
     server
         .ctx()
-        .hub
-        .registry()
+        .stats
         .tenant(DevId(dev_id))
         .rate_limited
         .load(Ordering::Relaxed)
@@ -23,7 +22,7 @@ pub fn rate_limited(server: &TestServer, dev_id: u64) -> u64 {
 
 /// Refusals counted by the limiters, all limits together.
 pub fn refusals(server: &TestServer) -> u64 {
-    server.ctx().limits.refusals.load(Ordering::Relaxed)
+    server.ctx().stats.limit_refusals.load(Ordering::Relaxed)
 }
 
 /// Stores a per-tenant limit override and has the limiters load it (what the admin command does).

@@ -308,10 +308,20 @@ impl HistoryCache {
     }
 }
 
+/// The sizes of the bounded caches in front of storage (appended to `/metrics`).
+#[derive(Debug, Clone, Copy)]
+pub struct CacheSizes {
+    pub history_lengths: usize,
+    pub history_pipes: usize,
+    pub history_bytes: usize,
+    pub history_hits: u64,
+    pub history_misses: u64,
+}
+
 /// What `/metrics` shows of both caches.
-pub fn cache_sizes(ctx: &Ctx) -> crate::metrics::CacheSizes {
+pub fn cache_sizes(ctx: &Ctx) -> CacheSizes {
     let c = &ctx.history_cache;
-    crate::metrics::CacheSizes {
+    CacheSizes {
         history_lengths: ctx.history.len(),
         history_pipes: c.pipes(),
         history_bytes: c.bytes(),

@@ -133,7 +133,7 @@ pub fn show(ctx: &Ctx, caller: Caller, show: Show) -> Result<Outcome, CommandErr
             ))
         }
         Show::Status(scope) => {
-            let t = ctx.hub.registry().tenant(caller.dev_id);
+            let t = ctx.stats.tenant(caller.dev_id);
             let v = |n: &str, x: String| vec![n.to_string(), x];
             Ok(rows(
                 &["Variable_name", "Value"],

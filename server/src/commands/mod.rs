@@ -10,7 +10,7 @@ mod pipes;
 pub mod pipes_messages;
 mod pipes_settings;
 pub mod presence;
-mod quota;
+pub mod quota;
 mod revoked_tokens;
 
 mod table;
@@ -49,7 +49,8 @@ pub struct Ctx {
     pub quotas: Arc<crate::tenant::quota::Quotas>,
     /// Storage room a statement reserved for all its rows, which each row's write takes from.
     pub(crate) room: Option<Arc<quota::StatementRoom>>,
-    pub metrics: Arc<crate::metrics::Metrics>,
+    /// The node's figures (the hub's own: one handle for every counter).
+    pub stats: crate::stats::Stats,
 }
 
 impl Ctx {
@@ -57,14 +58,14 @@ impl Ctx {
         Ctx {
             storage: tenants.storage().clone(),
             tenants,
-            limits: Arc::new(Limits::new(config.limits.clone())),
+            limits: Arc::new(Limits::new(config.limits.clone(), hub.stats().clone())),
             quotas: Arc::new(crate::tenant::quota::Quotas::new(&config.limits)),
             room: None,
             history: Arc::new(history::HistoryLengths::new(&config.cache)),
             history_cache: Arc::new(history::HistoryCache::new(&config.cache)),
             config,
+            stats: hub.stats().clone(),
             hub,
-            metrics: Arc::default(),
         }
     }
 }
@@ -79,7 +80,7 @@ impl Ctx {
     /// Spends `n` publishes at once, or none: a multi-row INSERT is paid for before any row takes effect.
     pub fn spend_publishes(&self, dev_id: DevId, n: usize) -> Result<(), CommandError> {
         use std::sync::atomic::Ordering::Relaxed;
-        let counters = self.hub.registry().tenant(dev_id);
+        let counters = self.stats.tenant(dev_id);
         let n32 = u32::try_from(n).unwrap_or(u32::MAX);
         match self.limits.publish_n(dev_id, n32) {
             Ok(()) => {

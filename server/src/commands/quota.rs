@@ -20,6 +20,14 @@ impl From<OverQuota> for CommandError {
     }
 }
 
+/// What the tenant keeps stored and what it may keep (running totals: no query), for the dashboard.
+pub fn in_use(ctx: &Ctx, dev_id: DevId) -> (StoredUsage, crate::tenant::quota::QuotaLimits) {
+    (
+        ctx.storage.totals().stored(dev_id),
+        ctx.quotas.for_tenant(dev_id),
+    )
+}
+
 /// Room reserved by a statement for its rows; each row's write takes its part.
 #[derive(Default)]
 pub struct StatementRoom {

@@ -21,7 +21,7 @@ mod registry;
 mod users;
 
 pub use outbox::{CloseReason, Flush, Outbox, OutboxRx, Pushed};
-pub use registry::{Registry, TenantCounters};
+pub use registry::Registry;
 pub use users::LinkError;
 
 use std::sync::Arc;
@@ -29,6 +29,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::ids::{ConnId, DevId, PipeName, UserId};
+use crate::stats::Stats;
 use broker::{Broker, InProcessBroker};
 
 /// Which frame dialect a connection speaks: clients older than API 4.0 get the reference's transform.
@@ -71,14 +72,24 @@ pub struct ConnInfo {
 pub struct Hub {
     registry: Arc<Registry>,
     broker: Arc<dyn Broker>,
+    stats: Stats,
 }
 
 impl Hub {
-    /// A single node: publishes go straight to the local registry.
+    /// A single node with figures of its own (tests, benches).
     pub fn in_process() -> Hub {
-        let registry = Arc::new(Registry::new());
+        Hub::with_stats(Stats::default())
+    }
+
+    /// A single node: publishes go straight to the local registry, which counts into `stats`.
+    pub fn with_stats(stats: Stats) -> Hub {
+        let registry = Arc::new(Registry::new(stats.clone()));
         let broker = Arc::new(InProcessBroker::new(registry.clone()));
-        Hub { registry, broker }
+        Hub {
+            registry,
+            broker,
+            stats,
+        }
     }
 
     /// Sends `publication` to every subscriber of its pipe; returns how many local connections got it.
@@ -88,5 +99,10 @@ impl Hub {
 
     pub fn registry(&self) -> &Registry {
         &self.registry
+    }
+
+    /// The figures this hub counts into: the node's one `Stats`.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
     }
 }

@@ -2,12 +2,13 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, Hash, Hasher};
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use super::fanout::{Item, Tally, MAX_BATCH, PARALLEL_MIN};
 use super::{Outbox, Publication};
 use crate::ids::{ConnId, DevId, PipeName};
+use crate::stats::Stats;
 
 const SHARDS: usize = 64;
 
@@ -37,40 +38,28 @@ struct Waiting {
     sent: Mutex<Option<Tally>>,
 }
 
-/// Live per-tenant figures, read by SHOW STATUS, /info and metrics.
-#[derive(Default, Debug)]
-pub struct TenantCounters {
-    pub websocket_connections: AtomicI64,
-    pub cometql_sessions: AtomicI64,
-    pub messages: AtomicU64,
-    pub deliveries: AtomicU64,
-    /// Publishes and connections refused by a rate limit (shown in the dashboard).
-    pub rate_limited: AtomicU64,
-}
-
 pub struct Registry {
     shards: Box<[Shard]>,
     hasher: std::collections::hash_map::RandomState,
-    tenants: Mutex<HashMap<DevId, Arc<TenantCounters>>>,
     pub(super) users: super::users::Users,
-    pub slow_consumers_dropped: AtomicU64,
+    /// Deliveries and slow consumers are counted here, once per publish.
+    pub(super) stats: Stats,
     helpers: super::fanout::Helpers,
 }
 
 impl Default for Registry {
     fn default() -> Self {
-        Self::new()
+        Self::new(Stats::default())
     }
 }
 
 impl Registry {
-    pub fn new() -> Registry {
+    pub fn new(stats: Stats) -> Registry {
         Registry {
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
             hasher: Default::default(),
-            tenants: Mutex::new(HashMap::new()),
             users: Default::default(),
-            slow_consumers_dropped: AtomicU64::new(0),
+            stats,
             helpers: Default::default(),
         }
     }
@@ -147,12 +136,12 @@ impl Registry {
             }
         };
         if tally.slow > 0 {
-            self.slow_consumers_dropped
+            self.stats
+                .slow_consumers_dropped
                 .fetch_add(tally.slow, Ordering::Relaxed);
         }
-        let t = self.tenant(p.dev_id);
-        t.deliveries
-            .fetch_add(tally.delivered as u64, Ordering::Relaxed);
+        self.stats
+            .count_deliveries(p.dev_id, tally.delivered as u64);
         tally.delivered
     }
 
@@ -181,27 +170,6 @@ impl Registry {
         }
     }
 
-    /// The tenant's counters if it has any yet; never creates them (callers that are not yet
-    /// authenticated must not grow this map).
-    pub fn existing_tenant(&self, dev_id: DevId) -> Option<Arc<TenantCounters>> {
-        lock(&self.tenants).get(&dev_id).cloned()
-    }
-
-    /// The tenant's live counters, created on first use.
-    pub fn tenant(&self, dev_id: DevId) -> Arc<TenantCounters> {
-        lock(&self.tenants).entry(dev_id).or_default().clone()
-    }
-
-    /// Every tenant that has counters, by dev_id.
-    pub fn tenants(&self) -> Vec<(DevId, Arc<TenantCounters>)> {
-        let mut v: Vec<_> = lock(&self.tenants)
-            .iter()
-            .map(|(d, t)| (*d, t.clone()))
-            .collect();
-        v.sort_by_key(|(d, _)| *d);
-        v
-    }
-
     /// Subscriptions across all pipes (walks the shards: for scrapes, not hot paths).
     pub fn total_subscriptions(&self) -> usize {
         self.shards
@@ -212,13 +180,6 @@ impl Registry {
                     .map(|entry| entry.subs.len())
                     .sum::<usize>()
             })
-            .sum()
-    }
-
-    pub fn total_websocket_connections(&self) -> i64 {
-        lock(&self.tenants)
-            .values()
-            .map(|t| t.websocket_connections.load(Ordering::Relaxed))
             .sum()
     }
 }
@@ -264,7 +225,7 @@ pub(crate) mod tests {
 
     #[tokio::test]
     async fn delivers_same_bytes_to_each_subscriber_of_the_tenant_only() {
-        let r = Registry::new();
+        let r = Registry::default();
         let (a, mut ra) = outbox(1, 4);
         let (b, mut rb) = outbox(2, 4);
         let (c, mut rc) = outbox(3, 4);
@@ -290,7 +251,7 @@ pub(crate) mod tests {
 
     #[tokio::test]
     async fn a_full_outbox_closes_that_connection_only() {
-        let r = Registry::new();
+        let r = Registry::default();
         let (a, _ra) = outbox(1, 1);
         let (b, mut rb) = outbox(2, 8);
         r.subscribe(DevId(1), &pipe("chat"), a.clone());
@@ -310,16 +271,16 @@ pub(crate) mod tests {
         assert_eq!(b.close_reason(), None);
         assert_eq!(rb.try_recv().unwrap(), Bytes::from_static(b"x"));
         assert_eq!(rb.try_recv().unwrap(), Bytes::from_static(b"x"));
-        assert_eq!(r.slow_consumers_dropped.load(Ordering::Relaxed), 1);
+        assert_eq!(r.stats.slow_consumers_dropped.load(Ordering::Relaxed), 1);
         // Frames it misses while closing do not count it again.
         r.deliver(&p);
         r.deliver(&p);
-        assert_eq!(r.slow_consumers_dropped.load(Ordering::Relaxed), 1);
+        assert_eq!(r.stats.slow_consumers_dropped.load(Ordering::Relaxed), 1);
     }
 
     #[test]
     fn concurrent_publishers_to_a_big_pipe_reach_everyone_in_one_order() {
-        let r = Arc::new(Registry::new());
+        let r = Arc::new(Registry::default());
         let n = crate::hub::fanout::PARALLEL_MIN as u64 + 44;
         let mut rxs = Vec::new();
         for conn in 0..n {

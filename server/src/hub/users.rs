@@ -277,7 +277,8 @@ impl Registry {
             }
         };
         if tally.slow > 0 {
-            self.slow_consumers_dropped
+            self.stats
+                .slow_consumers_dropped
                 .fetch_add(tally.slow, Ordering::Relaxed);
         }
         tally.delivered
@@ -304,7 +305,7 @@ mod tests {
 
     #[tokio::test]
     async fn first_and_last_connection_and_the_cap() {
-        let r = Registry::new();
+        let r = Registry::default();
         let (dev, user) = (DevId(1), UserId(5));
         let (a, _ra) = outbox(1, 4);
         let (b, _rb) = outbox(2, 4);
@@ -332,7 +333,7 @@ mod tests {
 
     #[tokio::test]
     async fn nothing_is_delivered_while_every_connection_drains() {
-        let r = Registry::new();
+        let r = Registry::default();
         let (dev, user) = (DevId(1), UserId(5));
         let frame = crate::hub::outgoing::shared(crate::browser::frames::user_online(1));
         let (a, mut ra) = outbox(1, 4);
@@ -373,7 +374,7 @@ mod tests {
     /// first, stuck one.
     #[test]
     fn a_stuck_connection_does_not_hold_up_other_users() {
-        let r = Arc::new(Registry::new());
+        let r = Arc::new(Registry::new(crate::stats::Stats::default()));
         let dev = DevId(1);
         let stuck = UserId(1);
         let other = (2..)
@@ -413,7 +414,7 @@ mod tests {
     /// same order (the user's turn), as when the map's lock was held across the pushes.
     #[test]
     fn every_connection_of_a_user_gets_one_order() {
-        let r = Arc::new(Registry::new());
+        let r = Arc::new(Registry::new(crate::stats::Stats::default()));
         let (dev, user) = (DevId(1), UserId(5));
         let mut rxs = Vec::new();
         for conn in 1..=3 {
@@ -447,7 +448,7 @@ mod tests {
     /// in the order their connections came and went, however the threads race.
     #[test]
     fn presence_announcements_keep_their_order() {
-        let r = Arc::new(Registry::new());
+        let r = Arc::new(Registry::new(crate::stats::Stats::default()));
         let (dev, user) = (DevId(1), UserId(5));
         let said = Arc::new(Mutex::new(Vec::new()));
         let threads: Vec<_> = (0..4u64)

@@ -6,6 +6,9 @@ use super::{unix_now, valid_email, TenantError, Tenants};
 use crate::ids::DevId;
 use crate::storage::{AccountRow, StorageError};
 
+/// A dashboard account as the domain hands it to the doors: dev_id, email, password hash, creation time.
+pub use crate::storage::AccountRow as Account;
+
 pub const MIN_PASSWORD_CHARS: usize = 10;
 /// argon2 accepts any length; a cap keeps a megabyte "password" from being a cheap way to burn CPU.
 pub const MAX_PASSWORD_BYTES: usize = 1024;
@@ -75,6 +78,21 @@ fn check_key_name(name: &str) -> Result<String, AccountError> {
 }
 
 impl Tenants {
+    /// Whether the session `sid` was ended by a logout (its cookie is refused from then on).
+    pub async fn session_ended(&self, sid: &str) -> Result<bool, AccountError> {
+        Ok(self.storage.session_ended(sid).await?)
+    }
+
+    /// Records a logout; the record is kept until `expires_at`, when the token dies anyway.
+    pub async fn end_session(&self, sid: &str, expires_at: i64) -> Result<(), AccountError> {
+        Ok(self.storage.end_session(sid, expires_at).await?)
+    }
+
+    /// The allowed origins as stored, for the owner to edit (the upgrade path reads the cached list).
+    pub async fn stored_origins(&self, dev_id: DevId) -> Result<Vec<String>, AccountError> {
+        Ok(self.storage.allowed_origins(dev_id).await?)
+    }
+
     /// A new tenant with a password and its first key ("default").
     pub async fn sign_up(
         &self,
@@ -148,6 +166,7 @@ impl Tenants {
         })
     }
 
+    /// The tenant's account; `BadCredentials` once the tenant is gone.
     pub async fn account(&self, dev_id: DevId) -> Result<AccountRow, AccountError> {
         self.storage
             .account(dev_id)

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -14,6 +14,7 @@ use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLim
 
 use crate::config::LimitsConfig;
 use crate::ids::{ClientIp, DevId};
+use crate::stats::Stats;
 
 /// Which limit refused something: named in the error the client gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -87,7 +88,8 @@ pub struct Limits {
     blocked: Mutex<HashMap<ClientIp, Instant>>,
     /// Open WebSocket connections per tenant and address; an entry lives while its count is not 0.
     websockets_per_ip: Arc<Mutex<HashMap<(DevId, ClientIp), u32>>>,
-    pub refusals: AtomicU64,
+    /// Where every refusal is counted (`halley_rate_limit_refusals_total`).
+    stats: Stats,
 }
 
 /// One open WebSocket connection counted against its tenant and address: uncounted when dropped, so that
@@ -115,7 +117,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Limits {
-    pub fn new(config: LimitsConfig) -> Limits {
+    pub fn new(config: LimitsConfig, stats: Stats) -> Limits {
         Limits {
             new_connections: RateLimiter::keyed(quota(
                 config.new_connections_per_ip_per_sec,
@@ -128,7 +130,7 @@ impl Limits {
             overrides: Mutex::new(HashMap::new()),
             blocked: Mutex::new(HashMap::new()),
             websockets_per_ip: Arc::default(),
-            refusals: AtomicU64::new(0),
+            stats,
         }
     }
 
@@ -165,7 +167,7 @@ impl Limits {
     }
 
     fn refuse(&self, limit: Limit, retry_after: Duration) -> Refused {
-        self.refusals.fetch_add(1, Ordering::Relaxed);
+        self.stats.limit_refusals.fetch_add(1, Ordering::Relaxed);
         Refused { limit, retry_after }
     }
 
@@ -257,7 +259,7 @@ impl Limits {
         let mut blocked = lock(&self.blocked);
         match blocked.get(&ip) {
             Some(until) if Instant::now() < *until => {
-                self.refusals.fetch_add(1, Ordering::Relaxed);
+                self.stats.limit_refusals.fetch_add(1, Ordering::Relaxed);
                 true
             }
             Some(_) => {
@@ -308,7 +310,7 @@ mod tests {
 
     #[test]
     fn publishes_refused_past_the_burst_per_tenant() {
-        let l = Limits::new(small());
+        let l = Limits::new(small(), Stats::default());
         for _ in 0..3 {
             l.publish(DevId(1)).unwrap();
         }
@@ -317,12 +319,12 @@ mod tests {
         assert!(e.retry_after > Duration::ZERO);
         l.publish(DevId(2))
             .expect("another tenant has its own budget");
-        assert_eq!(l.refusals.load(Ordering::Relaxed), 1);
+        assert_eq!(l.stats.limit_refusals.load(Ordering::Relaxed), 1);
     }
 
     #[test]
     fn a_statement_spends_all_its_publishes_or_none() {
-        let l = Limits::new(small());
+        let l = Limits::new(small(), Stats::default());
         // Burst 3: four at once can never pass, and spend nothing.
         assert_eq!(
             l.publish_n(DevId(1), 4).unwrap_err().limit,
@@ -340,7 +342,7 @@ mod tests {
 
     #[test]
     fn overrides_apply_to_one_tenant() {
-        let l = Limits::new(small());
+        let l = Limits::new(small(), Stats::default());
         l.set_override(
             DevId(1),
             TenantOverride {
@@ -361,10 +363,13 @@ mod tests {
 
     #[test]
     fn websockets_are_counted_per_tenant_and_address_while_open() {
-        let l = Limits::new(LimitsConfig {
-            websocket_connections_per_ip_per_tenant: 2,
-            ..LimitsConfig::default()
-        });
+        let l = Limits::new(
+            LimitsConfig {
+                websocket_connections_per_ip_per_tenant: 2,
+                ..LimitsConfig::default()
+            },
+            Stats::default(),
+        );
         let a: IpAddr = "2001:db8:0:1::1".parse().unwrap();
         let same_64: IpAddr = "2001:db8:0:1::2".parse().unwrap();
         let b: IpAddr = "10.0.0.2".parse().unwrap();
@@ -386,10 +391,13 @@ mod tests {
     #[test]
     fn a_refused_websocket_leaves_no_entry() {
         // A cap of 0 is refused by `Config::validate`; here it makes every connect a refusal.
-        let l = Limits::new(LimitsConfig {
-            websocket_connections_per_ip_per_tenant: 0,
-            ..LimitsConfig::default()
-        });
+        let l = Limits::new(
+            LimitsConfig {
+                websocket_connections_per_ip_per_tenant: 0,
+                ..LimitsConfig::default()
+            },
+            Stats::default(),
+        );
         for i in 0..100u8 {
             let ip = IpAddr::from([10, 0, 1, i]);
             let e = l.websocket_connect(DevId(u64::from(i)), ip, 0).unwrap_err();
@@ -400,7 +408,7 @@ mod tests {
 
     #[test]
     fn queue_ttl_override_applies_to_one_tenant() {
-        let l = Limits::new(small());
+        let l = Limits::new(small(), Stats::default());
         l.set_override(
             DevId(1),
             TenantOverride {
@@ -414,7 +422,7 @@ mod tests {
 
     #[test]
     fn failed_logins_block_the_address_only() {
-        let l = Limits::new(small());
+        let l = Limits::new(small(), Stats::default());
         let a: IpAddr = "10.0.0.1".parse().unwrap();
         let b: IpAddr = "10.0.0.2".parse().unwrap();
         l.login_failed(a);
@@ -429,7 +437,7 @@ mod tests {
 
     #[test]
     fn an_ipv6_64_shares_one_budget() {
-        let l = Limits::new(small());
+        let l = Limits::new(small(), Stats::default());
         let a: IpAddr = "2001:db8:0:1::1".parse().unwrap();
         let b: IpAddr = "2001:db8:0:1::2".parse().unwrap();
         let other: IpAddr = "2001:db8:0:2::1".parse().unwrap();

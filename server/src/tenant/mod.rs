@@ -15,7 +15,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::ids::DevId;
 use crate::mysql::auth::{check_scramble, verifier};
 use crate::storage::{KeyRow, NewTenantRow, Storage, StorageError};
-pub use account::{AccountError, KeyInfo};
+pub use account::{Account, AccountError, KeyInfo};
 pub use keys::{generate_key, KeyBox, KeyError};
 
 #[derive(Debug, thiserror::Error)]
@@ -218,7 +218,7 @@ impl Tenants {
         &self,
         dev_id: DevId,
         origins: &[String],
-    ) -> Result<(), StorageError> {
+    ) -> Result<(), TenantError> {
         self.storage.set_allowed_origins(dev_id, origins).await?;
         self.origins.put(dev_id, origins.into());
         Ok(())

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
 use halley::ids::DevId;
+use halley::stats::AcceptRefusal;
 use halley::storage::LimitRow;
-use halley::tenant::limits::Limit;
 use halley_tests::browser::{anonymous, wait_ws_connections, ws_connections};
 use halley_tests::limits::{rate_limited, refusals, set_tenant_limits};
 use halley_tests::mysql_raw::{frame, RawMysql, Reply};
@@ -165,9 +165,9 @@ async fn new_connections_per_ip(backend: Backend) {
         to_b.expect("refused");
         assert_eq!(rate_limited(&server, a.dev_id), 0);
         assert_eq!(rate_limited(&server, b.dev_id), 0);
-        let refused = &server.ctx().metrics.connections_refused;
+        let refused = &server.ctx().stats.connections_refused;
         eventually(WAIT, || async {
-            match refused.get(Limit::IpConnections) {
+            match refused.get(AcceptRefusal::IpNewConnections) {
                 2 => Ok(()),
                 n => Err(anyhow!("{n} refused")),
             }
@@ -218,7 +218,7 @@ async fn try_login(
 fn failed_checks(server: &TestServer) -> u64 {
     server
         .ctx()
-        .metrics
+        .stats
         .cometql_logins_failed
         .load(Ordering::Relaxed)
 }

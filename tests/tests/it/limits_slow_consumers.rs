@@ -183,8 +183,7 @@ async fn burst(
 fn slow_dropped(server: &TestServer) -> u64 {
     server
         .ctx()
-        .hub
-        .registry()
+        .stats
         .slow_consumers_dropped
         .load(Ordering::Relaxed)
 }
@@ -323,7 +322,7 @@ async fn slow_consumer_is_cut_off_and_slows_no_one(backend: Backend) {
         2,
         "each stalled connection counted once"
     );
-    assert_eq!(server.ctx().hub.registry().total_websocket_connections(), 0);
+    assert_eq!(server.ctx().stats.total_websocket_connections(), 0);
 
     // The tenant is served as before.
     let mut ws = anonymous(&server, t.dev_id).await;
@@ -358,7 +357,7 @@ async fn a_stalled_socket_is_dropped_after_the_write_timeout(backend: Backend) {
     })
     .await
     .expect("the stalled connection is dropped once its writes time out");
-    assert_eq!(server.ctx().hub.registry().total_websocket_connections(), 0);
+    assert_eq!(server.ctx().stats.total_websocket_connections(), 0);
     assert_eq!(slow_dropped(&server), 0, "not an overflow");
     let frames = stalled
         .read_all(WAIT, true)

@@ -8,7 +8,7 @@ use halley_tests::{on_both_backends, Backend, TestServer};
 
 async fn unknown_dev_ids_leave_no_state(backend: Backend) {
     let server = TestServer::start(backend).await;
-    let tenants_before = server.ctx().hub.registry().tenants().len();
+    let tenants_before = server.ctx().stats.tenants().len();
     for dev_id in 900_000..900_025u64 {
         let mut ws = WsClient::connect(&server.ws_url(dev_id, 0, ""))
             .await
@@ -19,7 +19,7 @@ async fn unknown_dev_ids_leave_no_state(backend: Backend) {
         ws.expect_closed(WAIT).await.expect("then the close");
     }
     assert_eq!(
-        server.ctx().hub.registry().tenants().len(),
+        server.ctx().stats.tenants().len(),
         tenants_before,
         "made-up dev_ids must not create per-tenant state"
     );

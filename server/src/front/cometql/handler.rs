@@ -10,9 +10,9 @@ use tokio::sync::Notify;
 
 use super::Handler;
 use crate::commands::{execute, Caller, CommandError, Ctx, ErrorCode, Outcome};
-use crate::hub::TenantCounters;
 use crate::ids::DevId;
 use crate::mysql::{ErrorPacket, LoginRequest, Reply, ResultSet, RowStream};
+use crate::stats::TenantCounters;
 use crate::tenant::Login;
 
 pub struct Session {
@@ -166,7 +166,7 @@ impl Handler for CometQl {
             Ok(l) => l,
             Err(_) => {
                 self.ctx
-                    .metrics
+                    .stats
                     .cometql_logins_failed
                     .fetch_add(1, Ordering::Relaxed);
                 limits.login_failed(peer.ip());
@@ -181,7 +181,7 @@ impl Handler for CometQl {
         let id = self.sessions.next.fetch_add(1, Ordering::Relaxed);
         let closer = Arc::new(Notify::new());
         lock(&self.sessions.live).insert(id, (login.key_id, closer.clone()));
-        let counters = self.ctx.hub.registry().tenant(login.dev_id);
+        let counters = self.ctx.stats.tenant(login.dev_id);
         counters.cometql_sessions.fetch_add(1, Ordering::Relaxed);
         Ok(Session {
             id,
@@ -205,7 +205,7 @@ impl Handler for CometQl {
         let started = std::time::Instant::now();
         let result = self.query_inner(session, sql).await;
         self.ctx
-            .metrics
+            .stats
             .cometql_query_seconds
             .observe(started.elapsed());
         session.rest = None;

@@ -14,27 +14,21 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 
+mod metrics;
 mod sdk;
 pub mod serve;
 
 use crate::browser::url::is_ws_path;
 use crate::commands::Ctx;
-use crate::front::listen::OpenSockets;
 use crate::front::websocket::WsService;
 
 #[derive(Clone)]
 struct HttpState {
     ctx: Ctx,
     ws: Arc<WsService>,
-    sockets: Arc<OpenSockets>,
 }
 
-pub fn router(
-    ctx: Ctx,
-    ws: Arc<WsService>,
-    sockets: Arc<OpenSockets>,
-    dashboard: dashboard::Api,
-) -> Router {
+pub fn router(ctx: Ctx, ws: Arc<WsService>, dashboard: dashboard::Api) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/info", get(info))
@@ -45,7 +39,7 @@ pub fn router(
         .route("/comet-server/CometServerApi.js", get(sdk::classic))
         .route("/comet-server/info", get(info))
         .fallback(fallback)
-        .with_state(HttpState { ctx, ws, sockets })
+        .with_state(HttpState { ctx, ws })
         .merge(dashboard::router(dashboard))
 }
 
@@ -113,16 +107,8 @@ async fn metrics(
         )
             .into_response();
     }
-    let mut body = crate::metrics::render(
-        &s.ctx.metrics,
-        s.ctx.hub.registry(),
-        s.ctx
-            .limits
-            .refusals
-            .load(std::sync::atomic::Ordering::Relaxed),
-        s.sockets.count(),
-    );
-    crate::metrics::render_caches(&mut body, crate::commands::history::cache_sizes(&s.ctx));
+    let mut body = metrics::render(&s.ctx.stats, s.ctx.hub.registry().total_subscriptions());
+    metrics::render_caches(&mut body, crate::commands::history::cache_sizes(&s.ctx));
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 

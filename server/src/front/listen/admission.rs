@@ -3,19 +3,19 @@
 //! connections, and the server's total as a last resort. A refused socket is closed at once, so an address
 //! at its limit holds no more than its share of sockets and request buffers, and everyone else is served.
 //!
-//! Refusals are counted by reason in `/metrics`; the log gets one summary line per reason and interval
+//! Refusals are counted by reason in the node's `Stats` (shown by `/metrics`), and so are the open sockets; the log gets one summary line per reason and interval
 //! instead of a line per refusal (under a flood, per-refusal lines would be the attack's amplifier).
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::watch;
 
 use crate::ids::ClientIp;
-use crate::metrics::{Metrics, RefusedConnections};
+use crate::stats::{AcceptRefusal, Stats};
 use crate::tenant::limits::{Limit, Limits};
 
 /// Distinct addresses remembered per reason and interval for the summary; past it the line says "at least".
@@ -25,10 +25,19 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Open sockets across both listeners, in total and per client address.
+/// The limits that refuse a connection at accept, in the order the log summary lists them, with the reason
+/// `Stats` counts them under.
+const REFUSING: [(Limit, AcceptRefusal); 3] = [
+    (Limit::TotalConnections, AcceptRefusal::ServerConnections),
+    (Limit::IpOpenConnections, AcceptRefusal::IpConnections),
+    (Limit::IpConnections, AcceptRefusal::IpNewConnections),
+];
+
+/// Open sockets across both listeners, in total (`Stats::open_sockets`) and per client address.
 #[derive(Default, Debug)]
 pub struct OpenSockets {
-    total: AtomicUsize,
+    /// Holds the total: the node's one count of open sockets.
+    stats: Stats,
     /// Only addresses with an open socket have an entry, so the map is bounded by the open sockets.
     per_ip: Mutex<HashMap<ClientIp, usize>>,
 }
@@ -41,6 +50,13 @@ pub struct SocketGuard {
 }
 
 impl OpenSockets {
+    pub fn new(stats: Stats) -> OpenSockets {
+        OpenSockets {
+            stats,
+            per_ip: Mutex::default(),
+        }
+    }
+
     /// Counts a new socket from `ip`, unless `max_per_ip` are open from that address or `max` in all.
     pub fn open(
         self: &Arc<Self>,
@@ -56,11 +72,11 @@ impl OpenSockets {
         if from_ip >= max_per_ip {
             return Err(Limit::IpOpenConnections);
         }
-        if self.total.load(Ordering::Relaxed) >= max {
+        if self.stats.open_sockets.load(Ordering::Relaxed) >= max {
             return Err(Limit::TotalConnections);
         }
         per_ip.insert(ip, from_ip + 1);
-        self.total.fetch_add(1, Ordering::Relaxed);
+        self.stats.open_sockets.fetch_add(1, Ordering::Relaxed);
         Ok(SocketGuard {
             sockets: self.clone(),
             ip,
@@ -68,7 +84,7 @@ impl OpenSockets {
     }
 
     pub fn count(&self) -> usize {
-        self.total.load(Ordering::Relaxed)
+        self.stats.open_sockets.load(Ordering::Relaxed)
     }
 
     /// Sockets open from `ip`'s address (its /64 for IPv6).
@@ -89,7 +105,10 @@ impl Drop for SocketGuard {
                 per_ip.remove(&self.ip);
             }
         }
-        self.sockets.total.fetch_sub(1, Ordering::Relaxed);
+        self.sockets
+            .stats
+            .open_sockets
+            .fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -97,16 +116,15 @@ impl Drop for SocketGuard {
 pub struct Admission {
     sockets: Arc<OpenSockets>,
     limits: Arc<Limits>,
-    metrics: Arc<Metrics>,
     log: RefusalLog,
 }
 
 impl Admission {
-    pub fn new(sockets: Arc<OpenSockets>, limits: Arc<Limits>, metrics: Arc<Metrics>) -> Admission {
+    /// Refusals are counted in the `Stats` the sockets are counted in.
+    pub fn new(sockets: Arc<OpenSockets>, limits: Arc<Limits>) -> Admission {
         Admission {
             sockets,
             limits,
-            metrics,
             log: RefusalLog::default(),
         }
     }
@@ -127,7 +145,9 @@ impl Admission {
                 Err(refused) => Err(refused.limit),
             });
         if let Err(limit) = admitted {
-            self.metrics.connections_refused.add(limit);
+            if let Some((_, why)) = REFUSING.iter().find(|(l, _)| *l == limit) {
+                self.sockets.stats.connections_refused.add(*why);
+            }
             self.log.record(limit, ip);
         }
         admitted
@@ -175,7 +195,7 @@ impl RefusalLog {
     /// One line per reason refused since the last call, and a fresh start.
     fn take_summary(&self, every: Duration) -> Vec<String> {
         let pending = std::mem::take(&mut *lock(&self.0));
-        RefusedConnections::REASONS
+        REFUSING
             .iter()
             .filter_map(|(limit, _)| {
                 let p = pending.get(limit)?;
@@ -243,14 +263,17 @@ mod tests {
 
     #[test]
     fn admission_checks_the_count_then_the_rate_and_counts_refusals() {
-        let limits = Arc::new(Limits::new(LimitsConfig {
-            connections_per_ip: 2,
-            new_connections_per_ip_per_sec: 1,
-            new_connections_per_ip_burst: 3,
-            ..LimitsConfig::default()
-        }));
-        let metrics = Arc::new(Metrics::default());
-        let adm = Admission::new(Arc::default(), limits, metrics.clone());
+        let stats = Stats::default();
+        let limits = Arc::new(Limits::new(
+            LimitsConfig {
+                connections_per_ip: 2,
+                new_connections_per_ip_per_sec: 1,
+                new_connections_per_ip_burst: 3,
+                ..LimitsConfig::default()
+            },
+            stats.clone(),
+        ));
+        let adm = Admission::new(Arc::new(OpenSockets::new(stats.clone())), limits);
         let a = ip("10.0.0.1");
         let first = adm.admit(a).unwrap();
         let _second = adm.admit(a).unwrap();
@@ -260,9 +283,10 @@ mod tests {
         let _third = adm.admit(a).unwrap();
         drop(_third);
         assert_eq!(adm.admit(a).unwrap_err(), Limit::IpConnections);
-        let refused = &metrics.connections_refused;
-        assert_eq!(refused.get(Limit::IpOpenConnections), 1);
-        assert_eq!(refused.get(Limit::IpConnections), 1);
+        let refused = &stats.connections_refused;
+        assert_eq!(refused.get(AcceptRefusal::IpConnections), 1);
+        assert_eq!(refused.get(AcceptRefusal::IpNewConnections), 1);
+        assert_eq!(refused.get(AcceptRefusal::ServerConnections), 0);
         assert_eq!(adm.sockets().count(), 1);
     }
 

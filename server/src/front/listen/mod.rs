@@ -31,7 +31,7 @@ pub async fn accept(
                     let _ = stream.set_nodelay(true);
                     return Some((stream, peer, guard));
                 }
-                // Summarized in the log by `Admission::log_refusals`, counted in /metrics.
+                // Summarized in the log by `Admission::log_refusals`, counted in `Stats` (shown by /metrics).
                 Err(limit) => {
                     tracing::debug!(%peer, "{what} connection refused: {}", limit.describe())
                 }

@@ -252,7 +252,10 @@ impl ConnLoop<'_> {
         match self.budget.spend(reads, unix_now()) {
             Verdict::Run => {}
             Verdict::Refuse(frame) => {
-                self.ctx.limits.refusals.fetch_add(1, Ordering::Relaxed);
+                self.ctx
+                    .stats
+                    .limit_refusals
+                    .fetch_add(1, Ordering::Relaxed);
                 if let Some(frame) = frame {
                     rx.send(frame.encode(self.era));
                 }

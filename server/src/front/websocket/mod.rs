@@ -29,8 +29,9 @@ use crate::browser::wsframe::{self, FrameDecoder};
 use crate::browser::{parse_connect_url, ConnectParams, UrlError};
 use crate::commands::{presence, users_auth, Ctx};
 use crate::front::listen::SocketGuard;
-use crate::hub::{CloseReason, ConnInfo, Era, Outbox, OutboxRx, TenantCounters};
+use crate::hub::{CloseReason, ConnInfo, Era, Outbox, OutboxRx};
 use crate::ids::{ConnId, DevId, UserId};
+use crate::stats::TenantCounters;
 use crate::tenant::limits::{Refused, WebsocketSlot};
 use crate::tenant::{unix_now, TenantError};
 use budget::CommandBudget;
@@ -151,7 +152,7 @@ impl WsService {
     /// applied at accept. The slot keeps the connection counted against its address until it ends.
     fn admit(&self, dev_id: DevId, peer: SocketAddr) -> Result<Option<WebsocketSlot>, Refused> {
         // Looked up, not created: a URL naming any dev_id must not grow the server's tenant map.
-        let counters = self.ctx.hub.registry().existing_tenant(dev_id);
+        let counters = self.ctx.stats.existing_tenant(dev_id);
         let open = counters
             .as_ref()
             .map_or(0, |c| c.websocket_connections.load(Ordering::Relaxed));
@@ -370,7 +371,6 @@ impl WsService {
             };
             Outbox::new(info, self.ctx.config.websocket.outbox_frames)
         };
-        let registry = self.ctx.hub.registry();
         // An authorized connection is linked to its user; past the per-user cap it stays anonymous.
         let (user, (outbox, rx)) = match &hash {
             Some(_) => {
@@ -384,7 +384,7 @@ impl WsService {
         };
         let authorized = user.0 != 0;
         lock(&self.live).insert(conn, outbox.clone());
-        let counters = registry.tenant(dev_id);
+        let counters = self.ctx.stats.tenant(dev_id);
         counters
             .websocket_connections
             .fetch_add(1, Ordering::Relaxed);

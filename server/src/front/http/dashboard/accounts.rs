@@ -13,8 +13,8 @@ use super::error::{ApiError, JsonBody};
 use super::session::{session_token, Claims, Owner};
 use super::Api;
 use crate::config::Signup;
-use crate::storage::AccountRow;
 use crate::tenant::account::normalize_email;
+use crate::tenant::Account;
 
 #[derive(Deserialize)]
 pub struct Credentials {
@@ -29,7 +29,7 @@ pub struct PasswordChange {
 }
 
 /// What the page needs to know about the logged-in owner (answer of signup, login and /me).
-fn me_body(api: &Api, account: &AccountRow, claims: &Claims) -> serde_json::Value {
+fn me_body(api: &Api, account: &Account, claims: &Claims) -> serde_json::Value {
     json!({
         "dev_id": account.dev_id.0,
         "email": account.email,
@@ -111,7 +111,7 @@ pub async fn log_in(
 pub async fn log_out(State(api): State<Api>, headers: HeaderMap) -> Result<Response, ApiError> {
     if let Some(claims) = session_token(&headers).and_then(|t| api.sessions().decode(t).ok()) {
         api.ctx()
-            .storage
+            .tenants
             .end_session(&claims.sid, claims.exp)
             .await?;
     }

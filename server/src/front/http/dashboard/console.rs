@@ -22,13 +22,13 @@ pub struct TestMessage {
     message: String,
 }
 
-/// The server's own counters: live connections and sessions from the hub, messages from the usage book
+/// The server's own counters: live connections and sessions from the node's stats, messages from the usage book
 /// (stored per day plus what this node counted since its last flush).
 pub async fn usage(
     State(api): State<Api>,
     owner: Owner,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let counters = api.ctx().hub.registry().tenant(owner.dev_id);
+    let counters = api.ctx().stats.tenant(owner.dev_id);
     let messages = api.0.usage.messages(owner.dev_id).await?;
     Ok(Json(json!({
         "websocket_connections": counters.websocket_connections.load(Ordering::Relaxed).max(0),
@@ -42,8 +42,7 @@ pub async fn usage(
 
 /// What the tenant keeps stored against its quotas (running totals: no query).
 fn storage_usage(ctx: &crate::commands::Ctx, dev_id: crate::ids::DevId) -> serde_json::Value {
-    let used = ctx.storage.totals().stored(dev_id);
-    let limit = ctx.quotas.for_tenant(dev_id);
+    let (used, limit) = crate::commands::quota::in_use(ctx, dev_id);
     let pair = |used: i64, limit: i64| json!({ "used": used.max(0), "limit": limit });
     json!({
         "history_bytes": pair(used.history_bytes, limit.history_bytes),

@@ -8,7 +8,6 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::de::DeserializeOwned;
 
-use crate::storage::StorageError;
 use crate::tenant::{AccountError, TenantError};
 
 #[derive(Debug)]
@@ -76,10 +75,9 @@ impl IntoResponse for ApiError {
     }
 }
 
-impl From<StorageError> for ApiError {
-    fn from(e: StorageError) -> Self {
-        tracing::error!(error = %e, "dashboard API storage error");
-        ApiError::internal()
+impl From<TenantError> for ApiError {
+    fn from(e: TenantError) -> Self {
+        AccountError::Tenant(e).into()
     }
 }
 

@@ -34,7 +34,7 @@ pub async fn get(
     State(api): State<Api>,
     owner: Owner,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let origins = api.ctx().storage.allowed_origins(owner.dev_id).await?;
+    let origins = api.ctx().tenants.stored_origins(owner.dev_id).await?;
     Ok(Json(json!({ "origins": origins })))
 }
 

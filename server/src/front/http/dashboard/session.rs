@@ -22,8 +22,8 @@ use subtle::ConstantTimeEq;
 use super::error::ApiError;
 use super::Api;
 use crate::ids::DevId;
-use crate::storage::AccountRow;
 use crate::tenant::unix_now;
+use crate::tenant::{Account, AccountError};
 
 pub const SESSION_COOKIE: &str = "halley_session";
 pub const CSRF_HEADER: &str = "x-halley-csrf";
@@ -58,7 +58,7 @@ fn random_token() -> String {
 }
 
 /// A digest of the stored password hash: enough to notice a change, useless for guessing the password.
-fn password_stamp(account: &AccountRow) -> String {
+fn password_stamp(account: &Account) -> String {
     let digest = Sha256::digest(account.password_hash.as_deref().unwrap_or("").as_bytes());
     digest[..12].iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -74,7 +74,7 @@ impl SessionKeys {
     }
 
     /// A new session for the account: the claims and the `Set-Cookie` value.
-    pub fn issue(&self, account: &AccountRow) -> Result<(Claims, HeaderValue), ApiError> {
+    pub fn issue(&self, account: &Account) -> Result<(Claims, HeaderValue), ApiError> {
         let now = unix_now();
         let claims = Claims {
             sub: account.dev_id.0.to_string(),
@@ -165,7 +165,7 @@ pub fn check_origin(headers: &HeaderMap) -> Result<(), ApiError> {
 /// header; the tenant must still exist with the password the session was issued for.
 pub struct Owner {
     pub dev_id: DevId,
-    pub account: AccountRow,
+    pub account: Account,
     pub claims: Claims,
 }
 
@@ -175,7 +175,7 @@ impl FromRequestParts<Api> for Owner {
     async fn from_request_parts(parts: &mut Parts, api: &Api) -> Result<Owner, ApiError> {
         let token = cookie(&parts.headers, SESSION_COOKIE).ok_or_else(ApiError::not_logged_in)?;
         let claims = api.sessions().decode(token)?;
-        if api.ctx().storage.session_ended(&claims.sid).await? {
+        if api.ctx().tenants.session_ended(&claims.sid).await? {
             return Err(ApiError::not_logged_in());
         }
         if is_state_changing(&parts.method) {
@@ -193,12 +193,11 @@ impl FromRequestParts<Api> for Owner {
             .parse::<u64>()
             .map(DevId)
             .map_err(|_| ApiError::not_logged_in())?;
-        let account = api
-            .ctx()
-            .storage
-            .account(dev_id)
-            .await?
-            .ok_or_else(ApiError::not_logged_in)?;
+        let account = match api.ctx().tenants.account(dev_id).await {
+            // The tenant is gone: its sessions with it.
+            Err(AccountError::BadCredentials) => return Err(ApiError::not_logged_in()),
+            other => other?,
+        };
         if password_stamp(&account) != claims.pwd {
             return Err(ApiError::session_expired());
         }
@@ -214,8 +213,8 @@ impl FromRequestParts<Api> for Owner {
 mod tests {
     use super::*;
 
-    fn account() -> AccountRow {
-        AccountRow {
+    fn account() -> Account {
+        Account {
             dev_id: DevId(7),
             email: "a@example.com".into(),
             password_hash: Some("$argon2id$x".into()),
