@@ -9,6 +9,8 @@
 //! [`config`] is read by all; [`app`] wires the floors together. The publish path through them, step by
 //! step, is in README.md ("The publish path").
 
+#![warn(unreachable_pub)]
+
 pub mod config;
 
 // The protocol floor: pure codecs, bytes or text in, typed values out.

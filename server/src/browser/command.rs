@@ -12,11 +12,12 @@ use super::names::{
 };
 
 /// Pipes one connection may subscribe to by default; the rest of a longer list is dropped.
-pub const MAX_SUBSCRIPTIONS: usize = 32;
+pub(crate) const MAX_SUBSCRIPTIONS: usize = 32;
 /// Bytes of `subscription` text allowed per pipe (a name of up to 64 bytes plus separators).
-pub const SUBSCRIPTION_TEXT_PER_PIPE: usize = 68;
+pub(crate) const SUBSCRIPTION_TEXT_PER_PIPE: usize = 68;
 /// Longest `subscription` argument text by default (the reference's 32 * 68).
-pub const MAX_SUBSCRIPTION_TEXT: usize = MAX_SUBSCRIPTIONS * SUBSCRIPTION_TEXT_PER_PIPE;
+#[cfg(test)]
+pub(crate) const MAX_SUBSCRIPTION_TEXT: usize = MAX_SUBSCRIPTIONS * SUBSCRIPTION_TEXT_PER_PIPE;
 /// Longest command word kept in [`Command::Unknown`] (for the log line).
 const UNKNOWN_KEPT: usize = 64;
 

@@ -7,7 +7,7 @@ use base64::Engine as _;
 
 /// What the handshake check needs of the upgrade request.
 #[derive(Debug, Clone, Copy)]
-pub struct UpgradeRequest<'a> {
+pub(crate) struct UpgradeRequest<'a> {
     pub method: &'a str,
     /// HTTP/1.1 or later (RFC 6455 4.1: "HTTP/1.1 or higher").
     pub http11: bool,
@@ -17,7 +17,7 @@ pub struct UpgradeRequest<'a> {
 
 /// The rule an upgrade request broke, in the order they are checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum HandshakeError {
+pub(crate) enum HandshakeError {
     /// No `Upgrade: websocket` or no `Connection: upgrade`: not a WebSocket handshake at all.
     #[error("This is a WebSocket endpoint: connect with a WebSocket client.")]
     NotUpgrade,
@@ -36,12 +36,12 @@ pub enum HandshakeError {
 
 /// A request that passed: the client's key (for `Sec-WebSocket-Accept`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Handshake<'a> {
+pub(crate) struct Handshake<'a> {
     pub key: &'a str,
 }
 
 /// Checks an upgrade request against RFC 6455 4.2.1.
-pub fn check<'a>(req: &UpgradeRequest<'a>) -> Result<Handshake<'a>, HandshakeError> {
+pub(crate) fn check<'a>(req: &UpgradeRequest<'a>) -> Result<Handshake<'a>, HandshakeError> {
     let values = |name: &'static str| {
         req.headers
             .iter()
@@ -78,7 +78,7 @@ pub fn check<'a>(req: &UpgradeRequest<'a>) -> Result<Handshake<'a>, HandshakeErr
 
 /// Whether a comma-separated header list (over any number of lines) holds `token`, case-insensitively.
 /// For `Upgrade`, a protocol with a version (`websocket/13`) is not `websocket`.
-pub fn has_token<'a>(values: impl IntoIterator<Item = &'a [u8]>, token: &str) -> bool {
+pub(crate) fn has_token<'a>(values: impl IntoIterator<Item = &'a [u8]>, token: &str) -> bool {
     values
         .into_iter()
         .filter_map(|v| std::str::from_utf8(v).ok())
@@ -87,7 +87,7 @@ pub fn has_token<'a>(values: impl IntoIterator<Item = &'a [u8]>, token: &str) ->
 }
 
 /// `Sec-WebSocket-Key`: the base64 (with padding) of 16 bytes, so 24 characters.
-pub fn valid_key(key: &str) -> bool {
+pub(crate) fn valid_key(key: &str) -> bool {
     key.len() == 24
         && base64::engine::general_purpose::STANDARD
             .decode(key)

@@ -5,7 +5,7 @@
 //! ```text
 //! is_ws_path(path)                       -> route the upgrade here
 //! handshake::check(request)              -> the client's key, or the RFC 6455 rule it broke (4xx)
-//! wsframe::accept_key(key)               -> Sec-WebSocket-Accept (+ "chat" if a protocol was asked)
+//! wsframe::accept_key(key)               -> Sec-WebSocket-Accept (the first protocol asked, if any, echoed)
 //! parse_connect_url(path_and_query)      -> ConnectParams, or UrlError:
 //!     send frames::url_error(err, now), then close (the reference still upgrades first)
 //! ApiEra::from_version(params.api_version) -> the connection's era, fixed for its life
@@ -20,10 +20,10 @@
 //! outbox: SharedFrame::bytes(era) of each publish (encoded once per era, shared by all)
 //! ```
 
-pub mod command;
+pub(crate) mod command;
 pub mod frames;
-pub mod handshake;
-pub mod json;
+pub(crate) mod handshake;
+pub(crate) mod json;
 pub mod names;
 pub mod url;
 pub mod wsframe;

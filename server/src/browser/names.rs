@@ -175,12 +175,6 @@ pub fn is_trust(pipe: &str) -> bool {
     pipe.starts_with("trust_")
 }
 
-/// `user_status_<id>` → the user id (decimal digits only, fits in i64).
-pub fn user_status_id(pipe: &str) -> Option<u64> {
-    let digits = pipe.strip_prefix(USER_STATUS_PREFIX)?;
-    parse_id(digits)
-}
-
 /// The pipe on which a user's online/offline events are sent.
 pub fn user_status_pipe(user_id: u64) -> String {
     format!("{USER_STATUS_PREFIX}{user_id}")
@@ -304,14 +298,6 @@ mod tests {
 
     #[test]
     fn user_status_pipes() {
-        assert_eq!(user_status_id("user_status_42"), Some(42));
-        assert_eq!(user_status_id("user_status_0"), Some(0));
-        assert_eq!(user_status_id("user_status_"), None);
-        assert_eq!(user_status_id("user_status_4x"), None);
-        assert_eq!(user_status_id("user_status_-4"), None);
-        assert_eq!(user_status_id("user_status_99999999999999999999"), None);
-        assert_eq!(user_status_id("user_status_9223372036854775808"), None);
-        assert_eq!(user_status_id("web_1"), None);
         assert_eq!(user_status_pipe(7), "user_status_7");
     }
 }

@@ -17,7 +17,7 @@ use crate::storage::{HistoryRow, StorageError};
 use crate::tenant::unix_now;
 
 /// Most history entries a read returns per pipe (reference: 99).
-pub const READ_LIMIT: i64 = 99;
+pub(crate) const READ_LIMIT: i64 = 99;
 
 /// `trust_` pipes keep everything for a while, bounded by this count.
 const TRUST_KEEP: i64 = 1000;
@@ -310,7 +310,7 @@ impl HistoryCache {
 
 /// The sizes of the bounded caches in front of storage (appended to `/metrics`).
 #[derive(Debug, Clone, Copy)]
-pub struct CacheSizes {
+pub(crate) struct CacheSizes {
     pub history_lengths: usize,
     pub history_pipes: usize,
     pub history_bytes: usize,
@@ -319,7 +319,7 @@ pub struct CacheSizes {
 }
 
 /// What `/metrics` shows of both caches.
-pub fn cache_sizes(ctx: &Ctx) -> CacheSizes {
+pub(crate) fn cache_sizes(ctx: &Ctx) -> CacheSizes {
     let c = &ctx.history_cache;
     CacheSizes {
         history_lengths: ctx.history.len(),
@@ -332,7 +332,7 @@ pub fn cache_sizes(ctx: &Ctx) -> CacheSizes {
 
 /// A pipe's newest history entries (at most [`READ_LIMIT`], oldest first), served from the cache. Every
 /// front door that reads history goes through here.
-pub async fn read(
+pub(crate) async fn read(
     ctx: &Ctx,
     dev_id: DevId,
     pipe: &PipeName,
@@ -342,13 +342,13 @@ pub async fn read(
 
 /// A `pipe_log` answer: the pipe's cached entries, each made a frame only when the connection takes it, so
 /// that a client that does not read a long history costs its connection no copy of it.
-pub struct Log {
+pub(crate) struct Log {
     rows: Arc<[HistoryRow]>,
     next: usize,
 }
 
 impl Log {
-    pub fn new(rows: Arc<[HistoryRow]>) -> Log {
+    pub(crate) fn new(rows: Arc<[HistoryRow]>) -> Log {
         Log { rows, next: 0 }
     }
 }
@@ -370,7 +370,7 @@ impl Iterator for Log {
 }
 
 /// Stores a published message when its pipe keeps history (or is a `trust_` pipe).
-pub async fn record(
+pub(crate) async fn record(
     ctx: &Ctx,
     dev_id: DevId,
     pipe: &PipeName,
@@ -402,7 +402,7 @@ pub async fn record(
 }
 
 /// How many entries the pipe keeps (0: a message published to it is not stored), as `record` decides.
-pub async fn kept(ctx: &Ctx, dev_id: DevId, pipe: &PipeName) -> Result<i64, CommandError> {
+pub(crate) async fn kept(ctx: &Ctx, dev_id: DevId, pipe: &PipeName) -> Result<i64, CommandError> {
     if is_trust(pipe.as_str()) {
         return Ok(TRUST_KEEP);
     }

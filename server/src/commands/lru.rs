@@ -12,7 +12,7 @@ struct Slot<V> {
     tick: u64,
 }
 
-pub struct Lru<K, V> {
+pub(super) struct Lru<K, V> {
     map: HashMap<K, Slot<V>>,
     order: BTreeMap<u64, K>,
     next_tick: u64,
@@ -22,7 +22,7 @@ pub struct Lru<K, V> {
 }
 
 impl<K: Hash + Eq + Clone, V> Lru<K, V> {
-    pub fn new(max_entries: usize, max_weight: usize) -> Self {
+    pub(super) fn new(max_entries: usize, max_weight: usize) -> Self {
         Lru {
             map: HashMap::new(),
             order: BTreeMap::new(),
@@ -33,12 +33,12 @@ impl<K: Hash + Eq + Clone, V> Lru<K, V> {
         }
     }
 
-    pub fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         self.map.len()
     }
 
     /// Sum of the weights of the entries held.
-    pub fn weight(&self) -> usize {
+    pub(super) fn weight(&self) -> usize {
         self.weight
     }
 
@@ -48,7 +48,7 @@ impl<K: Hash + Eq + Clone, V> Lru<K, V> {
     }
 
     /// The value, marked as the most recently used.
-    pub fn get(&mut self, key: &K) -> Option<&V> {
+    pub(super) fn get(&mut self, key: &K) -> Option<&V> {
         let tick = self.tick();
         let slot = self.map.get_mut(key)?;
         if let Some(k) = self.order.remove(&slot.tick) {
@@ -59,18 +59,18 @@ impl<K: Hash + Eq + Clone, V> Lru<K, V> {
     }
 
     /// The value without touching the recency order.
-    pub fn peek(&self, key: &K) -> Option<&V> {
+    pub(super) fn peek(&self, key: &K) -> Option<&V> {
         self.map.get(key).map(|s| &s.value)
     }
 
     /// The value, to change in place without touching the recency order (its weight stays as it was).
-    pub fn peek_mut(&mut self, key: &K) -> Option<&mut V> {
+    pub(super) fn peek_mut(&mut self, key: &K) -> Option<&mut V> {
         self.map.get_mut(key).map(|s| &mut s.value)
     }
 
     /// Inserts (or replaces) as the most recently used, then evicts the least recently used entries until
     /// both bounds hold. An entry heavier than the whole weight bound is not kept.
-    pub fn insert(&mut self, key: K, value: V, weight: usize) {
+    pub(super) fn insert(&mut self, key: K, value: V, weight: usize) {
         self.remove(&key);
         if weight > self.max_weight || self.max_entries == 0 {
             return;
@@ -96,7 +96,7 @@ impl<K: Hash + Eq + Clone, V> Lru<K, V> {
         }
     }
 
-    pub fn remove(&mut self, key: &K) -> Option<V> {
+    pub(super) fn remove(&mut self, key: &K) -> Option<V> {
         let slot = self.map.remove(key)?;
         self.order.remove(&slot.tick);
         self.weight -= slot.weight;
@@ -104,7 +104,7 @@ impl<K: Hash + Eq + Clone, V> Lru<K, V> {
     }
 
     /// Keeps only the entries `keep` says yes to.
-    pub fn retain(&mut self, mut keep: impl FnMut(&K) -> bool) {
+    pub(super) fn retain(&mut self, mut keep: impl FnMut(&K) -> bool) {
         let gone: Vec<K> = self.map.keys().filter(|k| !keep(k)).cloned().collect();
         for k in gone {
             self.remove(&k);

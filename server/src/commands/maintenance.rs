@@ -9,7 +9,7 @@ use super::Ctx;
 
 /// Expires queued private messages, `trust_` history, minted users_auth hashes and remembered logouts, once
 /// a minute.
-pub async fn run(ctx: Ctx, mut shutdown: watch::Receiver<bool>) {
+pub(crate) async fn run(ctx: Ctx, mut shutdown: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(Duration::from_secs(60));
     loop {
         tokio::select! {

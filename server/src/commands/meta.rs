@@ -7,7 +7,7 @@ use super::table::apply_limit;
 use super::{Caller, CommandError, Ctx, ErrorCode, Outcome};
 use crate::cometql::{Limit, Show, StatusScope};
 
-pub const DATABASE: &str = "CometQL_v1";
+pub(crate) const DATABASE: &str = "CometQL_v1";
 
 /// SHOW TABLES lists these, in the reference's order.
 const TABLES: &[&str] = &[
@@ -20,7 +20,7 @@ const TABLES: &[&str] = &[
     "pipes_settings",
 ];
 
-pub fn version_comment() -> String {
+pub(crate) fn version_comment() -> String {
     format!(
         "Halley {} (comet-server compatible CometQL)",
         env!("CARGO_PKG_VERSION")
@@ -71,7 +71,7 @@ fn variable(ctx: &Ctx, name: &str) -> String {
 }
 
 /// Columns are named as written (`@@version_comment`) or by their alias, as MySQL does.
-pub fn select_variables(
+pub(crate) fn select_variables(
     ctx: &Ctx,
     names: &[String],
     aliases: &[Option<String>],
@@ -89,7 +89,7 @@ pub fn select_variables(
     }
 }
 
-pub fn select_database() -> Outcome {
+pub(crate) fn select_database() -> Outcome {
     rows(&["DATABASE()"], vec![vec![DATABASE.into()]])
 }
 
@@ -111,7 +111,7 @@ const VARIABLES: &[&str] = &[
     "wait_timeout",
 ];
 
-pub fn show(ctx: &Ctx, caller: Caller, show: Show) -> Result<Outcome, CommandError> {
+pub(crate) fn show(ctx: &Ctx, caller: Caller, show: Show) -> Result<Outcome, CommandError> {
     match show {
         Show::Databases => Ok(rows(&["Database"], vec![vec![DATABASE.into()]])),
         Show::Tables => Ok(rows(

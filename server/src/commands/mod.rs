@@ -2,24 +2,24 @@
 //! business rules live; the CometQL session, the WebSocket commands and (later) the HTTP API all call it.
 
 mod error;
-pub mod history;
+pub(crate) mod history;
 mod lru;
-pub mod maintenance;
+pub(crate) mod maintenance;
 pub(crate) mod meta;
 mod pipes;
-pub mod pipes_messages;
+pub(crate) mod pipes_messages;
 mod pipes_settings;
-pub mod presence;
-pub mod quota;
+pub(crate) mod presence;
+pub(crate) mod quota;
 mod revoked_tokens;
 
 mod table;
-pub mod users;
-pub mod users_auth;
-pub mod users_data;
+pub(crate) mod users;
+pub(crate) mod users_auth;
+pub(crate) mod users_data;
 mod users_in_pipes;
 pub mod users_messages;
-pub mod users_time;
+pub(crate) mod users_time;
 
 pub use error::{CommandError, ErrorCode};
 

@@ -4,17 +4,17 @@ use super::table::{where_pipes, Collector, Table, Verb};
 use super::{Caller, CommandError, Ctx, ErrorCode, Outcome};
 use crate::cometql::Select;
 
-pub const TABLE: Table = Table {
+pub(super) const TABLE: Table = Table {
     name: "pipes",
     columns: &["name", "users"],
     key: "name",
 };
 
-pub fn read_only() -> CommandError {
+pub(super) fn read_only() -> CommandError {
     CommandError::new(ErrorCode::ReadOnly, "Table `pipes` is read only")
 }
 
-pub fn select(ctx: &Ctx, caller: Caller, sel: &Select) -> Result<Outcome, CommandError> {
+pub(super) fn select(ctx: &Ctx, caller: Caller, sel: &Select) -> Result<Outcome, CommandError> {
     let proj = TABLE.projection(&sel.columns)?;
     let names = TABLE.key_values(&sel.filter, "name", Verb::Select)?;
     // One row per valid requested name, even with no subscriber; invalid names are skipped (reference).

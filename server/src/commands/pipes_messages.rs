@@ -12,7 +12,7 @@ use crate::hub::Publication;
 use crate::ids::{ConnId, EventName, PipeName, UserId};
 use crate::tenant::unix_now;
 
-pub const TABLE: Table = Table {
+pub(crate) const TABLE: Table = Table {
     name: "pipes_messages",
     columns: &["id", "time", "name", "index", "event", "message", "user_id"],
     key: "name",
@@ -20,7 +20,7 @@ pub const TABLE: Table = Table {
 
 /// One message to publish, validated. Shared by every front door that publishes.
 #[derive(Debug, Clone)]
-pub struct Message {
+pub(crate) struct Message {
     pub pipe: PipeName,
     pub event: EventName,
     pub text: String,
@@ -30,7 +30,7 @@ pub struct Message {
 
 impl Message {
     /// Validates in the reference's order: name, then event, then message size.
-    pub fn new(
+    pub(crate) fn new(
         pipe: &str,
         event: &str,
         text: &str,
@@ -50,7 +50,11 @@ impl Message {
     }
 }
 
-pub async fn insert(ctx: &Ctx, caller: Caller, ins: &Insert) -> Result<Outcome, CommandError> {
+pub(crate) async fn insert(
+    ctx: &Ctx,
+    caller: Caller,
+    ins: &Insert,
+) -> Result<Outcome, CommandError> {
     let max = ctx.config.websocket.max_message_bytes;
     // Validate every row before publishing any, so a bad row in a multi-row INSERT publishes nothing.
     let messages = ins
@@ -78,7 +82,7 @@ pub async fn insert(ctx: &Ctx, caller: Caller, ins: &Insert) -> Result<Outcome, 
 /// Records history when the pipe keeps it, encodes the frame once and hands it to the hub. Returns the
 /// number of local receivers. A message its history has no room for is refused whole (not delivered live
 /// either: the sender learns it was not stored, and the budget is not spent on it).
-pub async fn publish(
+pub(crate) async fn publish(
     ctx: &Ctx,
     caller: Caller,
     m: Message,
@@ -117,7 +121,11 @@ async fn deliver(
 
 /// A browser's read of a pipe's history (`pipe_log`): its newest entries, oldest first, as frames. Whoever
 /// may not subscribe to a pipe may not read its history either: `private_` pipes are for authorized users.
-pub async fn log(ctx: &Ctx, client: Client, pipe: &PipeName) -> Result<history::Log, CommandError> {
+pub(crate) async fn log(
+    ctx: &Ctx,
+    client: Client,
+    pipe: &PipeName,
+) -> Result<history::Log, CommandError> {
     if is_private(pipe.as_str()) && !client.authorized() {
         return Err(CommandError::new(
             ErrorCode::AccessDenied,
@@ -138,7 +146,11 @@ pub struct Rest {
     rows: Collector,
 }
 
-pub async fn select(ctx: &Ctx, caller: Caller, sel: &Select) -> Result<Outcome, CommandError> {
+pub(crate) async fn select(
+    ctx: &Ctx,
+    caller: Caller,
+    sel: &Select,
+) -> Result<Outcome, CommandError> {
     let proj = TABLE.projection(&sel.columns)?;
     let names = TABLE.key_values(&sel.filter, "name", Verb::Select)?;
     let mut rest = Rest {
@@ -161,7 +173,7 @@ pub async fn select(ctx: &Ctx, caller: Caller, sel: &Select) -> Result<Outcome, 
 }
 
 /// The next part of a streamed history read.
-pub async fn more(
+pub(crate) async fn more(
     ctx: &Ctx,
     caller: Caller,
     rest: &mut Rest,
@@ -222,7 +234,11 @@ async fn read_on(
 }
 
 /// `WHERE name = ...` clears pipes' history, `WHERE id = ...` removes single entries; both may be given.
-pub async fn delete(ctx: &Ctx, caller: Caller, del: &Delete) -> Result<Outcome, CommandError> {
+pub(crate) async fn delete(
+    ctx: &Ctx,
+    caller: Caller,
+    del: &Delete,
+) -> Result<Outcome, CommandError> {
     let names = TABLE.key_values(&del.filter, "name", Verb::Delete);
     let ids = TABLE.key_values(&del.filter, "id", Verb::Delete);
     if let (Err(e), Err(_)) = (&names, &ids) {

@@ -5,13 +5,17 @@ use super::{Caller, CommandError, Ctx, ErrorCode, Outcome};
 use crate::cometql::{Delete, Insert, Select};
 use crate::ids::PipeName;
 
-pub const TABLE: Table = Table {
+pub(super) const TABLE: Table = Table {
     name: "pipes_settings",
     columns: &["name", "length"],
     key: "name",
 };
 
-pub async fn insert(ctx: &Ctx, caller: Caller, ins: &Insert) -> Result<Outcome, CommandError> {
+pub(super) async fn insert(
+    ctx: &Ctx,
+    caller: Caller,
+    ins: &Insert,
+) -> Result<Outcome, CommandError> {
     let max = ctx.config.messages.max_history_length;
     let mut settings = Vec::new();
     for row in &ins.rows {
@@ -49,7 +53,11 @@ pub async fn insert(ctx: &Ctx, caller: Caller, ins: &Insert) -> Result<Outcome, 
     })
 }
 
-pub async fn select(ctx: &Ctx, caller: Caller, sel: &Select) -> Result<Outcome, CommandError> {
+pub(super) async fn select(
+    ctx: &Ctx,
+    caller: Caller,
+    sel: &Select,
+) -> Result<Outcome, CommandError> {
     let proj = TABLE.projection(&sel.columns)?;
     let names = TABLE.key_values(&sel.filter, "name", Verb::Select)?;
     let mut rows = Collector::new(ctx, sel.limit.as_ref()).projected(&proj);
@@ -69,7 +77,11 @@ pub async fn select(ctx: &Ctx, caller: Caller, sel: &Select) -> Result<Outcome, 
 }
 
 /// Removes the settings and clears the pipe's history (reference).
-pub async fn delete(ctx: &Ctx, caller: Caller, del: &Delete) -> Result<Outcome, CommandError> {
+pub(super) async fn delete(
+    ctx: &Ctx,
+    caller: Caller,
+    del: &Delete,
+) -> Result<Outcome, CommandError> {
     let names = TABLE.key_values(&del.filter, "name", Verb::Delete)?;
     for pipe in where_pipes(names) {
         let deleted = ctx

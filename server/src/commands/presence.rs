@@ -13,11 +13,11 @@ use crate::ids::{ConnId, DevId, PipeName, UserId};
 use crate::tenant::unix_now;
 
 /// Most pipes one connection may hold (docs/reference-cppcomet.md 2.5; docs/compatibility.md §5).
-pub const MAX_PIPES: usize = 32;
+pub(crate) const MAX_PIPES: usize = 32;
 
 /// The pipes one connection is subscribed to.
 #[derive(Debug, Default)]
-pub struct Subscriptions {
+pub(crate) struct Subscriptions {
     pipes: Vec<PipeName>,
 }
 
@@ -27,7 +27,7 @@ impl Subscriptions {
     /// count: pipes left are left (announced) first, then pipes joined are joined in order, and a pipe in both sets
     /// stays subscribed without a word. The reference left and re-joined every pipe, so one 20-byte command re-sent
     /// in a loop made two presence frames per subscriber of each `track_` pipe.
-    pub fn replace(&mut self, ctx: &Ctx, client: Client, outbox: &Outbox, names: &[&str]) {
+    pub(crate) fn replace(&mut self, ctx: &Ctx, client: Client, outbox: &Outbox, names: &[&str]) {
         let mut wanted: Vec<PipeName> = Vec::with_capacity(names.len().min(MAX_PIPES));
         for name in names.iter().take(MAX_PIPES) {
             let Ok(pipe) = PipeName::parse_subscription(name) else {
@@ -60,7 +60,7 @@ impl Subscriptions {
     }
 
     /// Leaves every pipe (announced on `track_` pipes): the connection is going.
-    pub fn clear(&mut self, ctx: &Ctx, client: Client, outbox: &Outbox) {
+    pub(crate) fn clear(&mut self, ctx: &Ctx, client: Client, outbox: &Outbox) {
         for pipe in std::mem::take(&mut self.pipes) {
             leave(ctx, client.dev_id, outbox, pipe);
         }
@@ -90,7 +90,7 @@ fn track(ctx: &Ctx, dev_id: DevId, outbox: &Outbox, pipe: &PipeName, event: Trac
 /// connection) and recorded in users_time. The connection starts draining the user's queue
 /// (`users_messages::drain`). An error when the user has too many connections: the connection stays
 /// anonymous and nothing is announced.
-pub async fn connect(
+pub(crate) async fn connect(
     ctx: &Ctx,
     dev_id: DevId,
     user: UserId,
@@ -106,7 +106,7 @@ pub async fn connect(
 
 /// Unlinks a connection from its user (none for UserId(0)); when it was their last, the user is offline:
 /// announced and recorded with the time.
-pub async fn disconnect(ctx: &Ctx, dev_id: DevId, user: UserId, conn: ConnId) {
+pub(crate) async fn disconnect(ctx: &Ctx, dev_id: DevId, user: UserId, conn: ConnId) {
     let announce = || announce_status(&ctx.hub, dev_id, user, false);
     if user.0 != 0 && ctx.hub.registry().unlink_user(dev_id, user, conn, announce) {
         record_status(ctx, dev_id, user, false).await;

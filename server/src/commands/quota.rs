@@ -21,7 +21,7 @@ impl From<OverQuota> for CommandError {
 }
 
 /// What the tenant keeps stored and what it may keep (running totals: no query), for the dashboard.
-pub fn in_use(ctx: &Ctx, dev_id: DevId) -> (StoredUsage, crate::tenant::quota::QuotaLimits) {
+pub(crate) fn in_use(ctx: &Ctx, dev_id: DevId) -> (StoredUsage, crate::tenant::quota::QuotaLimits) {
     (
         ctx.storage.totals().stored(dev_id),
         ctx.quotas.for_tenant(dev_id),
@@ -30,7 +30,7 @@ pub fn in_use(ctx: &Ctx, dev_id: DevId) -> (StoredUsage, crate::tenant::quota::Q
 
 /// Room reserved by a statement for its rows; each row's write takes its part.
 #[derive(Default)]
-pub struct StatementRoom {
+pub(crate) struct StatementRoom {
     held: Mutex<Vec<Reservation>>,
 }
 
@@ -82,7 +82,7 @@ fn reserve(
 /// Room for what one history write changes (`Storage::append_history` hands the change over inside its
 /// transaction, after the trim): only growth takes room, so a write to a pipe already at its length whose
 /// entry is no larger than the one it trims needs none, even at the quota.
-pub fn history_change(
+pub(crate) fn history_change(
     ctx: &Ctx,
     dev_id: DevId,
     change: StoredUsage,
@@ -101,7 +101,7 @@ pub fn history_change(
 /// First as if nothing were trimmed, which costs no query. Near the quota that may not fit while the
 /// statement fits after all, because its pipes are at their length: then the room it needs is worked out
 /// from the sizes of the entries its writes will trim, and the most it grows at any row is reserved.
-pub async fn history_statement(
+pub(crate) async fn history_statement(
     ctx: &Ctx,
     dev_id: DevId,
     messages: &[Message],
@@ -201,7 +201,11 @@ fn peak_growth(changes: impl Iterator<Item = StoredUsage>) -> StoredUsage {
 }
 
 /// Room for one private message in `user`'s queue.
-pub fn queued_message(ctx: &Ctx, dev_id: DevId, user: UserId) -> Result<Reservation, CommandError> {
+pub(crate) fn queued_message(
+    ctx: &Ctx,
+    dev_id: DevId,
+    user: UserId,
+) -> Result<Reservation, CommandError> {
     room_for(ctx, dev_id, Some(user), queued(1))
 }
 
@@ -215,7 +219,11 @@ fn queued(n: i64) -> StoredUsage {
 /// Reserves room in their users' queues and the tenant's for the messages of an INSERT into
 /// users_messages that would be queued (their users are offline, or not ready yet), before any is sent; send its rows
 /// with the context returned.
-pub fn queue_statement(ctx: &Ctx, dev_id: DevId, users: &[UserId]) -> Result<Ctx, CommandError> {
+pub(crate) fn queue_statement(
+    ctx: &Ctx,
+    dev_id: DevId,
+    users: &[UserId],
+) -> Result<Ctx, CommandError> {
     let mut per_user: BTreeMap<UserId, i64> = BTreeMap::new();
     for u in users {
         // A user who is online but still draining their queue gets live messages queued too.
@@ -232,7 +240,7 @@ pub fn queue_statement(ctx: &Ctx, dev_id: DevId, users: &[UserId]) -> Result<Ctx
 
 /// Room for the users_data rows an INSERT may add (one per distinct user; a user who has a value already
 /// takes no more room, which is only looked up when the tenant is near its quota).
-pub async fn users_data(
+pub(crate) async fn users_data(
     ctx: &Ctx,
     dev_id: DevId,
     users: &[UserId],
@@ -264,7 +272,7 @@ pub async fn users_data(
 }
 
 /// Room for the revoked_tokens rows an INSERT may add (a token revoked already takes no more room).
-pub async fn revoked_tokens(
+pub(crate) async fn revoked_tokens(
     ctx: &Ctx,
     dev_id: DevId,
     tokens: &[&str],

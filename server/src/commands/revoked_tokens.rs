@@ -7,13 +7,17 @@ use crate::cometql::{Delete, Insert, Select};
 use crate::storage::UserTable;
 use crate::tenant::{jwt, unix_now};
 
-pub const TABLE: Table = Table {
+pub(super) const TABLE: Table = Table {
     name: "revoked_tokens",
     columns: &["token"],
     key: "token",
 };
 
-pub async fn insert(ctx: &Ctx, caller: Caller, ins: &Insert) -> Result<Outcome, CommandError> {
+pub(super) async fn insert(
+    ctx: &Ctx,
+    caller: Caller,
+    ins: &Insert,
+) -> Result<Outcome, CommandError> {
     let mut tokens = Vec::new();
     for row in &ins.rows {
         let row = TABLE.insert_row(ins.columns.as_deref(), row)?;
@@ -47,7 +51,11 @@ pub async fn insert(ctx: &Ctx, caller: Caller, ins: &Insert) -> Result<Outcome, 
 }
 
 /// Without WHERE: every revoked token of the tenant (a comet-server 4.07 feature, docs/reference-cppcomet.md 1.6).
-pub async fn select(ctx: &Ctx, caller: Caller, sel: &Select) -> Result<Outcome, CommandError> {
+pub(super) async fn select(
+    ctx: &Ctx,
+    caller: Caller,
+    sel: &Select,
+) -> Result<Outcome, CommandError> {
     let proj = TABLE.projection(&sel.columns)?;
     let mut rows = Collector::new(ctx, sel.limit.as_ref()).projected(&proj);
     if sel.filter.conditions.is_empty() {
@@ -82,7 +90,11 @@ pub async fn select(ctx: &Ctx, caller: Caller, sel: &Select) -> Result<Outcome, 
     Ok(rows.finish(&TABLE, &proj))
 }
 
-pub async fn delete(ctx: &Ctx, caller: Caller, del: &Delete) -> Result<Outcome, CommandError> {
+pub(super) async fn delete(
+    ctx: &Ctx,
+    caller: Caller,
+    del: &Delete,
+) -> Result<Outcome, CommandError> {
     let tokens = TABLE.key_values(&del.filter, "token", Verb::Delete)?;
     for t in tokens.iter().filter_map(|v| v.as_text()) {
         ctx.storage.unrevoke_token(caller.dev_id, t).await?;

@@ -14,7 +14,7 @@ pub struct Table {
     pub key: &'static str,
 }
 
-pub fn not_a_column() -> CommandError {
+pub(super) fn not_a_column() -> CommandError {
     CommandError::new(ErrorCode::Column, "Not a specific column")
 }
 
@@ -101,7 +101,7 @@ impl Verb {
 }
 
 /// The named column's value in an INSERT row, or ERR 12 "field `x` is required".
-pub fn required<'a>(
+pub(super) fn required<'a>(
     row: &[(&str, &'a Value)],
     column: &'static str,
 ) -> Result<&'a str, CommandError> {
@@ -114,7 +114,7 @@ pub fn required<'a>(
 }
 
 /// The valid pipe names of a WHERE list, each once; the rest are skipped, as in the reference.
-pub fn where_pipes(values: &[Value]) -> Vec<PipeName> {
+pub(super) fn where_pipes(values: &[Value]) -> Vec<PipeName> {
     let mut seen = std::collections::HashSet::new();
     values
         .iter()
@@ -128,7 +128,7 @@ pub fn where_pipes(values: &[Value]) -> Vec<PipeName> {
 /// [`Collector::done`]), each kept row is projected, and the result caps (`[cometql] max_result_rows`,
 /// `max_result_bytes`) are checked on every row kept, so an oversized result is refused before it is built.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Collector {
+pub(super) struct Collector {
     rows: Vec<Vec<String>>,
     /// Bytes of the rows held (what [`Collector::take_rows`] hands over).
     held: usize,
@@ -153,7 +153,7 @@ fn lenenc_len(n: usize) -> usize {
 }
 
 impl Collector {
-    pub fn new(ctx: &super::Ctx, limit: Option<&Limit>) -> Collector {
+    pub(super) fn new(ctx: &super::Ctx, limit: Option<&Limit>) -> Collector {
         Collector {
             rows: Vec::new(),
             held: 0,
@@ -169,23 +169,23 @@ impl Collector {
     }
 
     /// Keeps only these columns of each row, in this order.
-    pub fn projected(mut self, proj: &[usize]) -> Collector {
+    pub(super) fn projected(mut self, proj: &[usize]) -> Collector {
         self.proj = Some(proj.to_vec());
         self
     }
 
     /// Rows offered so far, kept or skipped by the offset.
-    pub fn seen(&self) -> u64 {
+    pub(super) fn seen(&self) -> u64 {
         self.seen
     }
 
     /// LIMIT is satisfied: nothing more will be kept.
-    pub fn done(&self) -> bool {
+    pub(super) fn done(&self) -> bool {
         self.seen >= self.offset.saturating_add(self.count)
     }
 
     /// The next row in result order.
-    pub fn offer(&mut self, row: Vec<String>) -> Result<(), CommandError> {
+    pub(super) fn offer(&mut self, row: Vec<String>) -> Result<(), CommandError> {
         self.seen += 1;
         if self.seen <= self.offset || self.seen > self.offset.saturating_add(self.count) {
             return Ok(());
@@ -205,18 +205,18 @@ impl Collector {
     }
 
     /// Bytes of the rows kept and not yet taken.
-    pub fn held_bytes(&self) -> usize {
+    pub(super) fn held_bytes(&self) -> usize {
         self.held
     }
 
     /// The rows kept so far, for a part of a streamed result; the caps keep counting the whole result.
-    pub fn take_rows(&mut self) -> Vec<Vec<String>> {
+    pub(super) fn take_rows(&mut self) -> Vec<Vec<String>> {
         self.held = 0;
         std::mem::take(&mut self.rows)
     }
 
     /// Counts one row of the result against the caps.
-    pub fn charge(&mut self, row: &[String]) -> Result<(), CommandError> {
+    pub(super) fn charge(&mut self, row: &[String]) -> Result<(), CommandError> {
         let too_large = |what: String| {
             CommandError::new(
                 ErrorCode::TooLong,
@@ -238,7 +238,7 @@ impl Collector {
     }
 
     /// The result: the projected columns' names and the rows kept.
-    pub fn finish(self, table: &Table, proj: &[usize]) -> super::Outcome {
+    pub(super) fn finish(self, table: &Table, proj: &[usize]) -> super::Outcome {
         super::Outcome::Rows {
             columns: proj.iter().map(|&i| table.columns[i].to_string()).collect(),
             rows: self.rows,
@@ -249,13 +249,13 @@ impl Collector {
 /// A result is built whole while it stays under this many bytes (its column widths then fit its values
 /// exactly, as always); past it, it is sent in parts of [`STREAM_PART`] bytes as it is read, so that a
 /// session holds about this much of a result at most, whatever the client reads.
-pub const STREAM_AT: usize = 512 * 1024;
-pub const STREAM_PART: usize = 64 * 1024;
+pub(super) const STREAM_AT: usize = 512 * 1024;
+pub(super) const STREAM_PART: usize = 64 * 1024;
 
 /// A result past `STREAM_AT`: the rows read so far, then `rest` part by part. Its columns declare the
 /// widths any value can take (messages up to `[websocket] max_message_bytes`; every other column is a
 /// name, id, number or UUID), since the later rows are not known yet.
-pub fn streamed(
+pub(super) fn streamed(
     ctx: &super::Ctx,
     table: &Table,
     proj: &[usize],
@@ -284,7 +284,7 @@ fn stream_widths(ctx: &super::Ctx, table: &Table, proj: &[usize]) -> Vec<u32> {
 }
 
 /// MySQL LIMIT over rows already in order.
-pub fn apply_limit<T>(rows: Vec<T>, limit: Option<&Limit>) -> Vec<T> {
+pub(super) fn apply_limit<T>(rows: Vec<T>, limit: Option<&Limit>) -> Vec<T> {
     match limit {
         None => rows,
         Some(l) => rows

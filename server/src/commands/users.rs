@@ -6,12 +6,12 @@ use crate::cometql::{Delete, Select, Value};
 use crate::ids::UserId;
 use crate::storage::UserTable;
 
-pub fn id_error() -> CommandError {
+pub(crate) fn id_error() -> CommandError {
     CommandError::new(ErrorCode::Invalid, "The id field must be non-negative")
 }
 
 /// A user id from an INSERT: a positive integer (0 only where `allow_zero`), else ERR 12.
-pub fn insert_id(text: &str, allow_zero: bool) -> Result<UserId, CommandError> {
+pub(crate) fn insert_id(text: &str, allow_zero: bool) -> Result<UserId, CommandError> {
     match text.trim().parse::<i64>() {
         Ok(n) if n > 0 || (allow_zero && n == 0) => Ok(UserId(n as u64)),
         _ => Err(id_error()),
@@ -19,7 +19,7 @@ pub fn insert_id(text: &str, allow_zero: bool) -> Result<UserId, CommandError> {
 }
 
 /// The valid ids of a WHERE list; the rest are skipped, as in the reference.
-pub fn where_ids(values: &[Value]) -> Vec<UserId> {
+pub(crate) fn where_ids(values: &[Value]) -> Vec<UserId> {
     // Each id once: `5`, `'5'` and `005` are the same user.
     let mut seen = std::collections::HashSet::new();
     values
@@ -32,7 +32,7 @@ pub fn where_ids(values: &[Value]) -> Vec<UserId> {
 }
 
 /// Stores one value per user (users_auth, users_data); returns OK(rows, last id) as the reference does.
-pub async fn put_values(
+pub(crate) async fn put_values(
     ctx: &Ctx,
     caller: Caller,
     store: UserTable,
@@ -50,7 +50,7 @@ pub async fn put_values(
 }
 
 /// SELECT over a per-user value table (`id` plus the value column): rows only for users that have one.
-pub async fn select_values(
+pub(crate) async fn select_values(
     ctx: &Ctx,
     caller: Caller,
     table: &Table,
@@ -72,7 +72,7 @@ pub async fn select_values(
 }
 
 /// DELETE over a per-user value table; returns the users whose value was asked to go.
-pub async fn delete_values(
+pub(crate) async fn delete_values(
     ctx: &Ctx,
     caller: Caller,
     table: &Table,

@@ -11,7 +11,7 @@ use crate::ids::{DevId, UserId};
 use crate::storage::UserTable;
 use crate::tenant::{jwt, unix_now};
 
-pub const TABLE: Table = Table {
+pub(crate) const TABLE: Table = Table {
     name: "users_auth",
     columns: &["id", "hash"],
     key: "id",
@@ -23,7 +23,11 @@ fn hash_char(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'=' | b'+' | b'/' | b'_')
 }
 
-pub async fn insert(ctx: &Ctx, caller: Caller, ins: &Insert) -> Result<Outcome, CommandError> {
+pub(crate) async fn insert(
+    ctx: &Ctx,
+    caller: Caller,
+    ins: &Insert,
+) -> Result<Outcome, CommandError> {
     let mut items = Vec::new();
     for row in &ins.rows {
         let row = TABLE.insert_row(ins.columns.as_deref(), row)?;
@@ -46,12 +50,20 @@ pub async fn insert(ctx: &Ctx, caller: Caller, ins: &Insert) -> Result<Outcome, 
     put_values(ctx, caller, UserTable::Auth, &items).await
 }
 
-pub async fn select(ctx: &Ctx, caller: Caller, sel: &Select) -> Result<Outcome, CommandError> {
+pub(crate) async fn select(
+    ctx: &Ctx,
+    caller: Caller,
+    sel: &Select,
+) -> Result<Outcome, CommandError> {
     select_values(ctx, caller, &TABLE, UserTable::Auth, sel).await
 }
 
 /// Deleting a user's hash also closes every live connection of that user (reference).
-pub async fn delete(ctx: &Ctx, caller: Caller, del: &Delete) -> Result<Outcome, CommandError> {
+pub(crate) async fn delete(
+    ctx: &Ctx,
+    caller: Caller,
+    del: &Delete,
+) -> Result<Outcome, CommandError> {
     for id in delete_values(ctx, caller, &TABLE, UserTable::Auth, del).await? {
         ctx.hub.registry().close_user(caller.dev_id, id);
     }
@@ -65,7 +77,7 @@ pub async fn delete(ctx: &Ctx, caller: Caller, del: &Delete) -> Result<Outcome, 
 /// stored with the token's `exp` (extended by a later login with a longer-lived token) and authorizes no one
 /// after it. Minting stays (rather than answering JWT logins without a hash) because pages and backends of
 /// comet-server read `data` and the minted hash logs in by itself. A hash the backend stored never expires.
-pub async fn authorize(
+pub(crate) async fn authorize(
     ctx: &Ctx,
     dev_id: DevId,
     user: UserId,

@@ -7,13 +7,17 @@ use crate::cometql::{Delete, Insert, Select};
 use crate::ids::UserId;
 use crate::storage::UserTable;
 
-pub const TABLE: Table = Table {
+pub(crate) const TABLE: Table = Table {
     name: "users_data",
     columns: &["id", "data"],
     key: "id",
 };
 
-pub async fn insert(ctx: &Ctx, caller: Caller, ins: &Insert) -> Result<Outcome, CommandError> {
+pub(crate) async fn insert(
+    ctx: &Ctx,
+    caller: Caller,
+    ins: &Insert,
+) -> Result<Outcome, CommandError> {
     let mut items = Vec::new();
     for row in &ins.rows {
         let row = TABLE.insert_row(ins.columns.as_deref(), row)?;
@@ -27,13 +31,17 @@ pub async fn insert(ctx: &Ctx, caller: Caller, ins: &Insert) -> Result<Outcome, 
     put_values(ctx, caller, UserTable::Data, &items).await
 }
 
-pub async fn select(ctx: &Ctx, caller: Caller, sel: &Select) -> Result<Outcome, CommandError> {
+pub(crate) async fn select(
+    ctx: &Ctx,
+    caller: Caller,
+    sel: &Select,
+) -> Result<Outcome, CommandError> {
     select_values(ctx, caller, &TABLE, UserTable::Data, sel).await
 }
 
 /// One user's value, "" when none is stored (the browser's `user_data` command; any connection of the
 /// tenant may read it, as in the reference).
-pub async fn get(ctx: &Ctx, caller: Caller, user: UserId) -> Result<String, CommandError> {
+pub(crate) async fn get(ctx: &Ctx, caller: Caller, user: UserId) -> Result<String, CommandError> {
     let data = ctx
         .storage
         .user_value(UserTable::Data, caller.dev_id, user)
@@ -41,7 +49,11 @@ pub async fn get(ctx: &Ctx, caller: Caller, user: UserId) -> Result<String, Comm
     Ok(data.unwrap_or_default())
 }
 
-pub async fn delete(ctx: &Ctx, caller: Caller, del: &Delete) -> Result<Outcome, CommandError> {
+pub(crate) async fn delete(
+    ctx: &Ctx,
+    caller: Caller,
+    del: &Delete,
+) -> Result<Outcome, CommandError> {
     delete_values(ctx, caller, &TABLE, UserTable::Data, del).await?;
     Ok(Outcome::OK)
 }

@@ -4,7 +4,7 @@ use super::table::{where_pipes, Collector, Table, Verb};
 use super::{Caller, CommandError, Ctx, ErrorCode, Outcome};
 use crate::cometql::Select;
 
-pub const TABLE: Table = Table {
+pub(super) const TABLE: Table = Table {
     name: "users_in_pipes",
     columns: &[
         "name",
@@ -18,11 +18,11 @@ pub const TABLE: Table = Table {
     key: "name",
 };
 
-pub fn read_only() -> CommandError {
+pub(super) fn read_only() -> CommandError {
     CommandError::new(ErrorCode::ReadOnly, "Table `users_in_pipes` is read only")
 }
 
-pub fn select(ctx: &Ctx, caller: Caller, sel: &Select) -> Result<Outcome, CommandError> {
+pub(super) fn select(ctx: &Ctx, caller: Caller, sel: &Select) -> Result<Outcome, CommandError> {
     let proj = TABLE.projection(&sel.columns)?;
     let mut rows = Collector::new(ctx, sel.limit.as_ref()).projected(&proj);
     let names = TABLE.key_values(&sel.filter, "name", Verb::Select)?;

@@ -7,25 +7,33 @@ use super::{Caller, CommandError, Ctx, ErrorCode, Outcome};
 use crate::cometql::Select;
 use crate::ids::{DevId, UserId};
 
-pub const TABLE: Table = Table {
+pub(crate) const TABLE: Table = Table {
     name: "users_time",
     columns: &["id", "time"],
     key: "id",
 };
 
-pub fn read_only() -> CommandError {
+pub(crate) fn read_only() -> CommandError {
     CommandError::new(ErrorCode::ReadOnly, "Table `users_time` is read only")
 }
 
 /// The users_time value of one user (also the `user_status` answer).
-pub async fn last_online(ctx: &Ctx, dev_id: DevId, user: UserId) -> Result<i64, CommandError> {
+pub(crate) async fn last_online(
+    ctx: &Ctx,
+    dev_id: DevId,
+    user: UserId,
+) -> Result<i64, CommandError> {
     if ctx.hub.registry().user_online(dev_id, user) {
         return Ok(0);
     }
     Ok(ctx.storage.last_online(dev_id, user).await?.unwrap_or(-1))
 }
 
-pub async fn select(ctx: &Ctx, caller: Caller, sel: &Select) -> Result<Outcome, CommandError> {
+pub(crate) async fn select(
+    ctx: &Ctx,
+    caller: Caller,
+    sel: &Select,
+) -> Result<Outcome, CommandError> {
     let proj = TABLE.projection(&sel.columns)?;
     let mut rows = Collector::new(ctx, sel.limit.as_ref()).projected(&proj);
     for id in where_ids(TABLE.key_values(&sel.filter, "id", Verb::Select)?) {

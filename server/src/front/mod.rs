@@ -7,5 +7,5 @@
 //! - `http`: the one router on the HTTP port (the SDK, `/info`, `/metrics`, the dashboard and its API).
 pub mod cometql;
 pub mod http;
-pub mod listen;
-pub mod websocket;
+pub(crate) mod listen;
+pub(crate) mod websocket;

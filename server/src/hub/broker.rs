@@ -6,17 +6,17 @@ use std::sync::Arc;
 
 use super::{Publication, Registry};
 
-pub trait Broker: Send + Sync {
+pub(crate) trait Broker: Send + Sync {
     /// Returns the number of local deliveries (remote ones are not counted synchronously).
     fn publish(&self, publication: Publication) -> usize;
 }
 
-pub struct InProcessBroker {
+pub(crate) struct InProcessBroker {
     registry: Arc<Registry>,
 }
 
 impl InProcessBroker {
-    pub fn new(registry: Arc<Registry>) -> InProcessBroker {
+    pub(crate) fn new(registry: Arc<Registry>) -> InProcessBroker {
         InProcessBroker { registry }
     }
 }

@@ -15,21 +15,21 @@ use bytes::Bytes;
 use super::{ConnId, Era, Frame, Outbox, Pushed};
 
 /// Below this many subscribers, handing a share to another thread costs more than it saves.
-pub const PARALLEL_MIN: usize = 256;
+pub(super) const PARALLEL_MIN: usize = 256;
 
 /// Most publications to one pipe sent together (see `Registry::deliver`).
-pub const MAX_BATCH: usize = 32;
+pub(super) const MAX_BATCH: usize = 32;
 
 /// One publication on its way: its frame, and the connection that must not get it (a web_pipe2 sender).
 #[derive(Clone)]
-pub struct Item {
+pub(super) struct Item {
     pub frame: Frame,
     pub except: Option<ConnId>,
 }
 
 /// What a share of a delivery came to.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Tally {
+pub(super) struct Tally {
     pub delivered: usize,
     pub slow: u64,
 }
@@ -43,7 +43,7 @@ impl Tally {
 
 /// Sends each item of `batch` (at most `MAX_BATCH`) to each outbox but its `except`, in order, encoding
 /// each dialect of each item at most once. Several items go to a socket in one vectored send.
-pub fn deliver_all<'a>(
+pub(super) fn deliver_all<'a>(
     outboxes: impl IntoIterator<Item = &'a Outbox>,
     batch: &[Item],
 ) -> Vec<Tally> {
@@ -124,7 +124,7 @@ struct Job {
 /// Helper threads, one per core beyond the first, started on the first big delivery and stopped when the
 /// registry is dropped (their queues close).
 #[derive(Default)]
-pub struct Helpers {
+pub(super) struct Helpers {
     queues: OnceLock<Vec<Mutex<Sender<Job>>>>,
 }
 
@@ -148,7 +148,7 @@ impl Helpers {
 
     /// Delivers `batch` to every outbox of `subscribers`, sharing the sends with the helpers when there are
     /// many. One tally per item.
-    pub fn deliver<'a, I>(&self, subscribers: I, batch: &[Item]) -> Vec<Tally>
+    pub(super) fn deliver<'a, I>(&self, subscribers: I, batch: &[Item]) -> Vec<Tally>
     where
         I: ExactSizeIterator<Item = &'a Outbox>,
     {

@@ -13,7 +13,7 @@
 //! Publishing goes through the `broker` so that a multi-node broker can be swapped in later; the broker
 //! calls back into `Registry::deliver` on every node that has subscribers.
 
-pub mod broker;
+pub(crate) mod broker;
 mod fanout;
 mod outbox;
 pub mod outgoing;

@@ -34,7 +34,7 @@ use crate::ids::{ConnId, DevId, UserId};
 
 /// Connections linked to one user at most (docs/reference-cppcomet.md 2.3; docs/compatibility.md §5); more stay
 /// anonymous.
-pub const MAX_CONNECTIONS_PER_USER: usize = 16;
+pub(super) const MAX_CONNECTIONS_PER_USER: usize = 16;
 
 const SHARDS: usize = 64;
 

@@ -15,8 +15,8 @@ pub mod auth;
 pub mod command;
 pub mod handshake;
 pub mod packet;
-pub mod response;
-pub mod wire;
+pub(crate) mod response;
+pub(crate) mod wire;
 
 /// Capability flags (protocol constants, `CLIENT_*`).
 pub mod caps {
@@ -65,15 +65,15 @@ pub const NATIVE_PASSWORD: &str = "mysql_native_password";
 pub const SALT_LEN: usize = 20;
 
 /// The error codes this module sends on its own (the handler's errors carry their own codes).
-pub mod codes {
+pub(crate) mod codes {
     /// CometQL's "not implemented" code: unsupported commands and prepared statements.
-    pub const NOT_SUPPORTED: u16 = 2;
+    pub(crate) const NOT_SUPPORTED: u16 = 2;
     /// CometQL's "too long" code: a command bigger than `ConnConfig::max_packet`.
-    pub const TOO_LONG: u16 = 11;
+    pub(crate) const TOO_LONG: u16 = 11;
     /// MySQL's ER_HANDSHAKE_ERROR: bytes that are not a handshake response.
-    pub const BAD_HANDSHAKE: u16 = 1043;
+    pub(crate) const BAD_HANDSHAKE: u16 = 1043;
     /// MySQL's CR_SSL_CONNECTION_ERROR: what clients print for TLS trouble.
-    pub const SSL_ERROR: u16 = 2026;
+    pub(crate) const SSL_ERROR: u16 = 2026;
 }
 
 /// An ERR packet. The SQLSTATE is always "HY000", as in the original.

@@ -12,7 +12,7 @@ const FLAG_NOT_NULL: u16 = 0x0001;
 const MIN_COLUMN_LENGTH: u32 = 256;
 
 /// OK packet (protocol 4.1): affected rows, last insert id, status flags, warnings.
-pub fn ok(w: &mut PacketWriter, affected_rows: u64, last_insert_id: u64) {
+pub(crate) fn ok(w: &mut PacketWriter, affected_rows: u64, last_insert_id: u64) {
     w.packet_with(|out| {
         out.push(0x00);
         put_lenenc_int(out, affected_rows);
@@ -23,7 +23,7 @@ pub fn ok(w: &mut PacketWriter, affected_rows: u64, last_insert_id: u64) {
 }
 
 /// ERR packet: 0xFF, code, '#', SQLSTATE "HY000", message.
-pub fn err(w: &mut PacketWriter, e: &ErrorPacket) {
+pub(crate) fn err(w: &mut PacketWriter, e: &ErrorPacket) {
     w.packet_with(|out| {
         out.push(0xFF);
         put_u16(out, e.code);
@@ -33,7 +33,7 @@ pub fn err(w: &mut PacketWriter, e: &ErrorPacket) {
 }
 
 /// EOF packet: 0xFE, warnings, status flags.
-pub fn eof(w: &mut PacketWriter) {
+pub(crate) fn eof(w: &mut PacketWriter) {
     w.packet_with(|out| {
         out.push(0xFE);
         put_u16(out, 0);
@@ -41,7 +41,7 @@ pub fn eof(w: &mut PacketWriter) {
     });
 }
 
-pub fn reply(w: &mut PacketWriter, r: &Reply) {
+pub(crate) fn reply(w: &mut PacketWriter, r: &Reply) {
     match r {
         Reply::Ok {
             affected_rows,
@@ -58,7 +58,7 @@ pub fn reply(w: &mut PacketWriter, r: &Reply) {
 
 /// A text result set. Rows are written with exactly one value per column (see [`ResultSet`]). A result set
 /// without columns cannot be sent (its column-count packet would read as an OK), so it is sent as OK(0, 0).
-pub fn result_set(w: &mut PacketWriter, rs: &ResultSet) {
+pub(crate) fn result_set(w: &mut PacketWriter, rs: &ResultSet) {
     if rs.columns.is_empty() {
         ok(w, 0, 0);
         return;
@@ -82,7 +82,7 @@ pub fn result_set(w: &mut PacketWriter, rs: &ResultSet) {
 
 /// The start of a streamed result: column definitions with the declared widths, EOF, the first rows. The
 /// caller adds the later rows ([`rows`]) and ends with [`eof`] (or [`err`]). Needs at least one column.
-pub fn stream_start(w: &mut PacketWriter, s: &RowStream) {
+pub(crate) fn stream_start(w: &mut PacketWriter, s: &RowStream) {
     head(w, &s.columns, &s.widths);
     rows(w, &s.rows, s.columns.len());
 }
@@ -98,7 +98,7 @@ fn head(w: &mut PacketWriter, columns: &[String], widths: &[u32]) {
 }
 
 /// Row packets, each with exactly `width` values.
-pub fn rows(w: &mut PacketWriter, rows: &[Vec<String>], width: usize) {
+pub(crate) fn rows(w: &mut PacketWriter, rows: &[Vec<String>], width: usize) {
     for row in rows {
         w.packet_with(|out| {
             for i in 0..width {

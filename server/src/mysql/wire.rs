@@ -14,24 +14,24 @@ pub enum WireError {
 
 /// A cursor over one payload.
 #[derive(Debug, Clone)]
-pub struct Reader<'a> {
+pub(crate) struct Reader<'a> {
     buf: &'a [u8],
 }
 
 impl<'a> Reader<'a> {
-    pub fn new(buf: &'a [u8]) -> Self {
+    pub(crate) fn new(buf: &'a [u8]) -> Self {
         Self { buf }
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.buf.is_empty()
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.buf.len()
     }
 
-    pub fn bytes(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], WireError> {
+    pub(crate) fn bytes(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], WireError> {
         if self.buf.len() < n {
             return Err(WireError::Truncated(what));
         }
@@ -40,22 +40,22 @@ impl<'a> Reader<'a> {
         Ok(head)
     }
 
-    pub fn u8(&mut self, what: &'static str) -> Result<u8, WireError> {
+    pub(crate) fn u8(&mut self, what: &'static str) -> Result<u8, WireError> {
         Ok(self.bytes(1, what)?[0])
     }
 
-    pub fn u16(&mut self, what: &'static str) -> Result<u16, WireError> {
+    pub(crate) fn u16(&mut self, what: &'static str) -> Result<u16, WireError> {
         let b = self.bytes(2, what)?;
         Ok(u16::from_le_bytes([b[0], b[1]]))
     }
 
-    pub fn u32(&mut self, what: &'static str) -> Result<u32, WireError> {
+    pub(crate) fn u32(&mut self, what: &'static str) -> Result<u32, WireError> {
         let b = self.bytes(4, what)?;
         Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
     }
 
     /// A NUL-terminated string; the NUL is consumed and not returned.
-    pub fn nul_str(&mut self, what: &'static str) -> Result<&'a [u8], WireError> {
+    pub(crate) fn nul_str(&mut self, what: &'static str) -> Result<&'a [u8], WireError> {
         let end = self
             .buf
             .iter()
@@ -67,7 +67,7 @@ impl<'a> Reader<'a> {
     }
 
     /// A NUL-terminated string whose NUL some clients leave out when it ends the packet.
-    pub fn nul_str_or_rest(&mut self) -> &'a [u8] {
+    pub(crate) fn nul_str_or_rest(&mut self) -> &'a [u8] {
         match self.buf.iter().position(|&b| b == 0) {
             Some(end) => {
                 let s = &self.buf[..end];
@@ -78,12 +78,12 @@ impl<'a> Reader<'a> {
         }
     }
 
-    pub fn rest(&mut self) -> &'a [u8] {
+    pub(crate) fn rest(&mut self) -> &'a [u8] {
         std::mem::take(&mut self.buf)
     }
 
     /// A length-encoded integer. 0xFB (NULL) and 0xFF (ERR) are not integers in what a client sends.
-    pub fn lenenc_int(&mut self, what: &'static str) -> Result<u64, WireError> {
+    pub(crate) fn lenenc_int(&mut self, what: &'static str) -> Result<u64, WireError> {
         let prefix = self.u8(what)?;
         let width = match prefix {
             0..=0xFA => return Ok(u64::from(prefix)),
@@ -98,23 +98,23 @@ impl<'a> Reader<'a> {
         Ok(u64::from_le_bytes(le))
     }
 
-    pub fn lenenc_bytes(&mut self, what: &'static str) -> Result<&'a [u8], WireError> {
+    pub(crate) fn lenenc_bytes(&mut self, what: &'static str) -> Result<&'a [u8], WireError> {
         let len = self.lenenc_int(what)?;
         let len = usize::try_from(len).map_err(|_| WireError::Truncated(what))?;
         self.bytes(len, what)
     }
 }
 
-pub fn put_u16(out: &mut Vec<u8>, v: u16) {
+pub(crate) fn put_u16(out: &mut Vec<u8>, v: u16) {
     out.extend_from_slice(&v.to_le_bytes());
 }
 
-pub fn put_u32(out: &mut Vec<u8>, v: u32) {
+pub(crate) fn put_u32(out: &mut Vec<u8>, v: u32) {
     out.extend_from_slice(&v.to_le_bytes());
 }
 
 /// Length-encoded integer: 1 byte below 251, else 0xFC + 2 bytes, 0xFD + 3 bytes or 0xFE + 8 bytes.
-pub fn put_lenenc_int(out: &mut Vec<u8>, v: u64) {
+pub(crate) fn put_lenenc_int(out: &mut Vec<u8>, v: u64) {
     let le = v.to_le_bytes();
     match v {
         0..=0xFA => out.push(le[0]),
@@ -133,12 +133,12 @@ pub fn put_lenenc_int(out: &mut Vec<u8>, v: u64) {
     }
 }
 
-pub fn put_lenenc_bytes(out: &mut Vec<u8>, b: &[u8]) {
+pub(crate) fn put_lenenc_bytes(out: &mut Vec<u8>, b: &[u8]) {
     put_lenenc_int(out, b.len() as u64);
     out.extend_from_slice(b);
 }
 
-pub fn put_nul_str(out: &mut Vec<u8>, b: &[u8]) {
+pub(crate) fn put_nul_str(out: &mut Vec<u8>, b: &[u8]) {
     out.extend_from_slice(b);
     out.push(0);
 }

@@ -9,10 +9,10 @@ use crate::storage::{AccountRow, StorageError};
 /// A dashboard account as the domain hands it to the doors: dev_id, email, password hash, creation time.
 pub use crate::storage::AccountRow as Account;
 
-pub const MIN_PASSWORD_CHARS: usize = 10;
+pub(crate) const MIN_PASSWORD_CHARS: usize = 10;
 /// argon2 accepts any length; a cap keeps a megabyte "password" from being a cheap way to burn CPU.
-pub const MAX_PASSWORD_BYTES: usize = 1024;
-pub const MAX_KEY_NAME_CHARS: usize = 64;
+pub(crate) const MAX_PASSWORD_BYTES: usize = 1024;
+pub(crate) const MAX_KEY_NAME_CHARS: usize = 64;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AccountError {
@@ -54,11 +54,11 @@ pub struct KeyInfo {
 }
 
 /// Emails are compared as typed but without case or surrounding spaces: `Ann@Example.com ` is `ann@example.com`.
-pub fn normalize_email(email: &str) -> String {
+pub(crate) fn normalize_email(email: &str) -> String {
     email.trim().to_lowercase()
 }
 
-pub fn check_password_rules(password: &str) -> Result<(), AccountError> {
+pub(crate) fn check_password_rules(password: &str) -> Result<(), AccountError> {
     if password.len() > MAX_PASSWORD_BYTES {
         Err(AccountError::PasswordTooLong)
     } else if password.chars().count() < MIN_PASSWORD_CHARS {

@@ -17,10 +17,10 @@ use tokio::sync::Semaphore;
 /// Too many password checks are waiting already.
 #[derive(Debug, thiserror::Error)]
 #[error("too many password checks are waiting")]
-pub struct Busy;
+pub(crate) struct Busy;
 
 #[derive(Debug)]
-pub struct Argon2Gate {
+pub(crate) struct Argon2Gate {
     permits: Arc<Semaphore>,
     waiting: AtomicUsize,
     max_waiting: usize,
@@ -38,7 +38,7 @@ impl Drop for Waiting<'_> {
 }
 
 impl Argon2Gate {
-    pub fn new(concurrency: usize, max_waiting: usize) -> Argon2Gate {
+    pub(crate) fn new(concurrency: usize, max_waiting: usize) -> Argon2Gate {
         Argon2Gate {
             permits: Arc::new(Semaphore::new(concurrency.max(1))),
             waiting: AtomicUsize::new(0),
@@ -49,7 +49,7 @@ impl Argon2Gate {
 
     /// Runs `work` on a blocking thread once a permit is free, with the permit's reusable memory buffer. The
     /// permit moves into the blocking task, so a client that hangs up mid-hash does not free its slot first.
-    pub async fn run<T, F>(&self, work: F) -> Result<Option<T>, Busy>
+    pub(crate) async fn run<T, F>(&self, work: F) -> Result<Option<T>, Busy>
     where
         F: FnOnce(&mut Vec<Block>) -> T + Send + 'static,
         T: Send + 'static,

@@ -8,23 +8,23 @@ use serde_json::Value;
 use crate::ids::{DevId, UserId};
 
 /// Longest token considered; anything longer is not a token of ours.
-pub const MAX_TOKEN_LEN: usize = 4096;
+pub(crate) const MAX_TOKEN_LEN: usize = 4096;
 
 /// Looks like a JWT (three base64url parts) rather than a users_auth hash.
-pub fn looks_like_jwt(key: &str) -> bool {
+pub(crate) fn looks_like_jwt(key: &str) -> bool {
     key.len() <= MAX_TOKEN_LEN && key.split('.').count() == 3 && key.len() > 32
 }
 
 /// A valid token: the user it names and when it expires (unix seconds).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Verified {
+pub(crate) struct Verified {
     pub user: UserId,
     pub exp: i64,
 }
 
 /// The user the token names, if it is valid for this tenant under one of `secret_keys`. `user` restricts it
 /// to that user (browser login); None accepts any user (revoking a token).
-pub fn verify(
+pub(crate) fn verify(
     secret_keys: &[String],
     dev_id: DevId,
     token: &str,
@@ -34,7 +34,7 @@ pub fn verify(
 }
 
 /// As `verify`, with the token's expiry.
-pub fn verify_claims(
+pub(crate) fn verify_claims(
     secret_keys: &[String],
     dev_id: DevId,
     token: &str,

@@ -13,7 +13,7 @@ use rand::{Rng, RngCore};
 use crate::ids::DevId;
 
 /// Length of a generated secret key (docs/compatibility.md §1: 64 characters of `[A-Za-z0-9]`).
-pub const KEY_LEN: usize = 64;
+pub(crate) const KEY_LEN: usize = 64;
 const NONCE_LEN: usize = 24;
 
 #[derive(Debug, thiserror::Error)]

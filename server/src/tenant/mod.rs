@@ -1,14 +1,14 @@
 //! Who is calling: tenant creation, CometQL credential checks and the keys behind browser JWTs.
 //! The failure of a login is one error whatever its cause, and costs the same work whatever its cause.
 
-pub mod account;
-pub mod argon2_gate;
-pub mod jwt;
-pub mod keys;
-pub mod limits;
+pub(crate) mod account;
+pub(crate) mod argon2_gate;
+pub(crate) mod jwt;
+pub(crate) mod keys;
+pub(crate) mod limits;
 mod origins;
 mod password;
-pub mod quota;
+pub(crate) mod quota;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

@@ -78,7 +78,10 @@ fn dummy_hash(memory: &mut Vec<Block>) -> &'static str {
 }
 
 /// argon2 takes tens of milliseconds of CPU and ~19 MiB on purpose: off the async workers, through the gate.
-pub async fn hash_password(gate: &Argon2Gate, password: String) -> Result<String, AccountError> {
+pub(super) async fn hash_password(
+    gate: &Argon2Gate,
+    password: String,
+) -> Result<String, AccountError> {
     gate.run(move |memory| new_hash(password.as_bytes(), memory))
         .await
         .map_err(|_| AccountError::Busy)?
@@ -87,7 +90,7 @@ pub async fn hash_password(gate: &Argon2Gate, password: String) -> Result<String
 }
 
 /// Busy when the gate's queue is full: the caller learns nothing about the password then.
-pub async fn verify_password(
+pub(super) async fn verify_password(
     gate: &Argon2Gate,
     password: String,
     hash: Option<String>,

@@ -17,9 +17,6 @@ pub const MAX_CONTROL_PAYLOAD: usize = 125;
 /// Longest frame header: 2 bytes + 8-byte length + 4-byte mask.
 pub const MAX_HEADER: usize = 14;
 
-/// The subprotocol the reference answers when a client asks for any.
-pub const SUBPROTOCOL: &str = "chat";
-
 const GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
 /// Close codes, named once (RFC 6455 7.4.1).
@@ -35,12 +32,12 @@ pub mod close_code {
 }
 
 pub(crate) mod opcode {
-    pub const CONTINUATION: u8 = 0x0;
-    pub const TEXT: u8 = 0x1;
-    pub const BINARY: u8 = 0x2;
-    pub const CLOSE: u8 = 0x8;
-    pub const PING: u8 = 0x9;
-    pub const PONG: u8 = 0xA;
+    pub(crate) const CONTINUATION: u8 = 0x0;
+    pub(crate) const TEXT: u8 = 0x1;
+    pub(crate) const BINARY: u8 = 0x2;
+    pub(crate) const CLOSE: u8 = 0x8;
+    pub(crate) const PING: u8 = 0x9;
+    pub(crate) const PONG: u8 = 0xA;
 }
 
 /// A client broke the protocol; the connection is closed with [`WsError::close_code`].

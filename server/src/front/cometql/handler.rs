@@ -92,10 +92,6 @@ impl CometQl {
         }
     }
 
-    pub fn limits(&self) -> &crate::tenant::limits::Limits {
-        &self.ctx.limits
-    }
-
     /// Closes every session (server shutdown).
     pub fn close_all(&self) {
         for (_, notify) in lock(&self.sessions.live).values() {
@@ -110,10 +106,6 @@ impl CometQl {
                 notify.notify_one();
             }
         }
-    }
-
-    pub fn live_sessions(&self) -> usize {
-        lock(&self.sessions.live).len()
     }
 
     async fn query_inner(

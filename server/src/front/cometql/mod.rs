@@ -2,7 +2,7 @@
 //! logging in with `login`) that knows a [`Handler`] and not the commands, and the one handler
 //! (`handler::CometQl`) that runs each query through `commands` and maps every outcome to packets.
 mod conn;
-pub mod handler;
+pub(crate) mod handler;
 mod login;
 
 use std::future::Future;

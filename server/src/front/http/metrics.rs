@@ -17,7 +17,7 @@ type Family = (
 );
 
 /// The whole `/metrics` page but the cache sizes (`render_caches`).
-pub fn render(stats: &Stats, subscriptions: usize) -> String {
+pub(super) fn render(stats: &Stats, subscriptions: usize) -> String {
     let mut out = String::with_capacity(4096);
     let scalars: [(&str, &str, &str, u64); 5] = [
         (
@@ -125,7 +125,7 @@ fn render_histogram(out: &mut String, name: &str, h: &HistogramReading) {
 }
 
 /// The sizes of the bounded caches in front of storage, appended to the page.
-pub fn render_caches(out: &mut String, c: CacheSizes) {
+pub(super) fn render_caches(out: &mut String, c: CacheSizes) {
     let rows: [(&str, &str, &str, u64); 5] = [
         (
             "halley_history_lengths_cached",

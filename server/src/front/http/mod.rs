@@ -16,7 +16,7 @@ use axum::{Json, Router};
 
 mod metrics;
 mod sdk;
-pub mod serve;
+pub(crate) mod serve;
 
 use crate::browser::url::is_ws_path;
 use crate::commands::Ctx;

@@ -48,14 +48,14 @@ fn serve(headers: &HeaderMap, body: &'static str, content_type: &'static str) ->
     response
 }
 
-pub async fn module(headers: HeaderMap) -> Response {
+pub(super) async fn module(headers: HeaderMap) -> Response {
     serve(&headers, MODULE, "text/javascript; charset=utf-8")
 }
 
-pub async fn classic(headers: HeaderMap) -> Response {
+pub(super) async fn classic(headers: HeaderMap) -> Response {
     serve(&headers, CLASSIC, "text/javascript; charset=utf-8")
 }
 
-pub async fn types(headers: HeaderMap) -> Response {
+pub(super) async fn types(headers: HeaderMap) -> Response {
     serve(&headers, TYPES, "application/typescript; charset=utf-8")
 }

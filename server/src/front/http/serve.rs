@@ -19,7 +19,7 @@ use tower::ServiceExt;
 
 use crate::front::listen::{accept, Admission};
 
-pub struct HttpServer {
+pub(crate) struct HttpServer {
     pub router: Router,
     pub admission: Arc<Admission>,
     pub header_timeout: Duration,
@@ -29,7 +29,7 @@ pub struct HttpServer {
 }
 
 impl HttpServer {
-    pub async fn run(
+    pub(crate) async fn run(
         self,
         listener: TcpListener,
         tasks: TaskTracker,

@@ -83,12 +83,14 @@ impl OpenSockets {
         })
     }
 
-    pub fn count(&self) -> usize {
+    #[cfg(test)]
+    fn count(&self) -> usize {
         self.stats.open_sockets.load(Ordering::Relaxed)
     }
 
     /// Sockets open from `ip`'s address (its /64 for IPv6).
-    pub fn count_from(&self, ip: IpAddr) -> usize {
+    #[cfg(test)]
+    fn count_from(&self, ip: IpAddr) -> usize {
         lock(&self.per_ip)
             .get(&ClientIp::from(ip))
             .copied()
@@ -127,10 +129,6 @@ impl Admission {
             limits,
             log: RefusalLog::default(),
         }
-    }
-
-    pub fn sockets(&self) -> &Arc<OpenSockets> {
-        &self.sockets
     }
 
     /// A new connection from `ip`: its guard, or the limit that refuses it (counted and logged in summary).
@@ -287,7 +285,7 @@ mod tests {
         assert_eq!(refused.get(AcceptRefusal::IpConnections), 1);
         assert_eq!(refused.get(AcceptRefusal::IpNewConnections), 1);
         assert_eq!(refused.get(AcceptRefusal::ServerConnections), 0);
-        assert_eq!(adm.sockets().count(), 1);
+        assert_eq!(adm.sockets.count(), 1);
     }
 
     #[test]

@@ -5,16 +5,15 @@ mod admission;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use axum::extract::ConnectInfo;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-pub use admission::{Admission, OpenSockets, SocketGuard};
+pub(crate) use admission::{Admission, OpenSockets, SocketGuard};
 
 /// The next connection to serve, admitted by the accept-time limits; None once shutdown is asked. Accept
 /// errors (out of file descriptors and the like) back off instead of spinning; refused connections are
 /// closed unserved, without a byte (a refusal costs the server nothing more than the accept).
-pub async fn accept(
+pub(crate) async fn accept(
     listener: &TcpListener,
     admission: &Admission,
     shutdown: &mut watch::Receiver<bool>,
@@ -42,11 +41,4 @@ pub async fn accept(
             }
         }
     }
-}
-
-/// The address a request came from, as the accept loop recorded it.
-pub fn peer(req: &axum::extract::Request) -> Option<SocketAddr> {
-    req.extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0)
 }

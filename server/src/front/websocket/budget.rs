@@ -22,7 +22,7 @@ use crate::browser::Command;
 use crate::config::WebsocketConfig;
 
 /// The close reason of a connection that ignored its refusals (with code 1008).
-pub const CLOSE_REASON: &str = "command rate limit exceeded";
+pub(super) const CLOSE_REASON: &str = "command rate limit exceeded";
 
 /// A direct limiter on the zero-sized std clock: 40 bytes, against 72 with governor's default clock, on
 /// every connection twice.

@@ -144,10 +144,6 @@ impl WsService {
         }
     }
 
-    pub fn live_connections(&self) -> usize {
-        lock(&self.live).len()
-    }
-
     /// The tenant's connection limit and its per-address count (docs/compatibility.md §5); the address's rate was
     /// applied at accept. The slot keeps the connection counted against its address until it ends.
     fn admit(&self, dev_id: DevId, peer: SocketAddr) -> Result<Option<WebsocketSlot>, Refused> {

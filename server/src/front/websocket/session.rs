@@ -13,7 +13,7 @@ use crate::ids::{ConnId, DevId, PipeName, UserId};
 use crate::tenant::unix_now;
 
 /// What handling a command asks the socket task to do.
-pub struct Answer {
+pub(super) struct Answer {
     pub frames: Vec<Frame>,
     /// History entries to send after `frames`, made frames one by one as the client takes them
     /// (`ConnLoop::drain_input`).
@@ -39,7 +39,7 @@ impl Answer {
     }
 
     /// The command's error frame; closes when the reference closes for that error.
-    pub fn refuse(e: CommandError) -> Answer {
+    pub(super) fn refuse(e: CommandError) -> Answer {
         Answer {
             frames: vec![e.frame(unix_now())],
             history: None,
@@ -48,7 +48,7 @@ impl Answer {
     }
 }
 
-pub struct Session {
+pub(super) struct Session {
     pub dev_id: DevId,
     /// UserId(0) unless authorized.
     pub user: UserId,
@@ -57,7 +57,7 @@ pub struct Session {
 }
 
 impl Session {
-    pub fn new(dev_id: DevId, user: UserId, outbox: Outbox) -> Session {
+    pub(super) fn new(dev_id: DevId, user: UserId, outbox: Outbox) -> Session {
         Session {
             dev_id,
             user,
@@ -85,7 +85,7 @@ impl Session {
         self.client().caller()
     }
 
-    pub async fn handle(&mut self, ctx: &Ctx, command: Command<'_>) -> Answer {
+    pub(super) async fn handle(&mut self, ctx: &Ctx, command: Command<'_>) -> Answer {
         let now = unix_now();
         match command {
             Command::Subscription(sub) => {
@@ -201,7 +201,7 @@ impl Session {
     }
 
     /// Leaves every pipe: the connection is going.
-    pub fn unsubscribe_all(&mut self, ctx: &Ctx) {
+    pub(super) fn unsubscribe_all(&mut self, ctx: &Ctx) {
         self.subscriptions.clear(ctx, self.client(), &self.outbox);
     }
 }

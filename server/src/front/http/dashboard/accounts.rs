@@ -17,13 +17,13 @@ use crate::tenant::account::normalize_email;
 use crate::tenant::Account;
 
 #[derive(Deserialize)]
-pub struct Credentials {
+pub(super) struct Credentials {
     email: String,
     password: String,
 }
 
 #[derive(Deserialize)]
-pub struct PasswordChange {
+pub(super) struct PasswordChange {
     current_password: String,
     new_password: String,
 }
@@ -53,7 +53,7 @@ fn signup_open(api: &Api) -> bool {
 }
 
 /// Whether the page should offer the sign-up form (`[dashboard] signup`).
-pub async fn sign_up_status(State(api): State<Api>) -> Json<serde_json::Value> {
+pub(super) async fn sign_up_status(State(api): State<Api>) -> Json<serde_json::Value> {
     Json(if signup_open(&api) {
         json!({"signup": "open"})
     } else {
@@ -61,7 +61,7 @@ pub async fn sign_up_status(State(api): State<Api>) -> Json<serde_json::Value> {
     })
 }
 
-pub async fn sign_up(
+pub(super) async fn sign_up(
     State(api): State<Api>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     JsonBody(c): JsonBody<Credentials>,
@@ -85,7 +85,7 @@ pub async fn sign_up(
     ))
 }
 
-pub async fn log_in(
+pub(super) async fn log_in(
     State(api): State<Api>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     JsonBody(c): JsonBody<Credentials>,
@@ -108,7 +108,10 @@ pub async fn log_in(
 
 /// Always succeeds, logged in or not: the browser forgets the cookie, and a valid session is recorded as
 /// ended so that a copy of the cookie is refused from now on.
-pub async fn log_out(State(api): State<Api>, headers: HeaderMap) -> Result<Response, ApiError> {
+pub(super) async fn log_out(
+    State(api): State<Api>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     if let Some(claims) = session_token(&headers).and_then(|t| api.sessions().decode(t).ok()) {
         api.ctx()
             .tenants
@@ -122,12 +125,12 @@ pub async fn log_out(State(api): State<Api>, headers: HeaderMap) -> Result<Respo
         .into_response())
 }
 
-pub async fn me(State(api): State<Api>, owner: Owner) -> Json<serde_json::Value> {
+pub(super) async fn me(State(api): State<Api>, owner: Owner) -> Json<serde_json::Value> {
     Json(me_body(&api, &owner.account, &owner.claims))
 }
 
 /// Every other session of the account ends (they carry the old password's stamp); this one is renewed.
-pub async fn change_password(
+pub(super) async fn change_password(
     State(api): State<Api>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     owner: Owner,

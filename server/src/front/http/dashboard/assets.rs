@@ -42,11 +42,11 @@ fn serve(path: &str) -> Response {
     }
 }
 
-pub async fn index() -> Response {
+pub(super) async fn index() -> Response {
     serve("index.html")
 }
 
-pub async fn file(Path(file): Path<String>) -> Response {
+pub(super) async fn file(Path(file): Path<String>) -> Response {
     serve(&file)
 }
 

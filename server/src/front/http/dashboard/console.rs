@@ -16,7 +16,7 @@ use crate::commands::pipes_messages::{publish, Message};
 use crate::commands::{Caller, ErrorCode};
 
 #[derive(Deserialize)]
-pub struct TestMessage {
+pub(super) struct TestMessage {
     pipe: String,
     event: String,
     message: String,
@@ -24,7 +24,7 @@ pub struct TestMessage {
 
 /// The server's own counters: live connections and sessions from the node's stats, messages from the usage book
 /// (stored per day plus what this node counted since its last flush).
-pub async fn usage(
+pub(super) async fn usage(
     State(api): State<Api>,
     owner: Owner,
 ) -> Result<Json<serde_json::Value>, ApiError> {
@@ -54,7 +54,7 @@ fn storage_usage(ctx: &crate::commands::Ctx, dev_id: crate::ids::DevId) -> serde
     })
 }
 
-pub async fn test_message(
+pub(super) async fn test_message(
     State(api): State<Api>,
     owner: Owner,
     JsonBody(t): JsonBody<TestMessage>,

@@ -142,7 +142,7 @@ impl From<AccountError> for ApiError {
 
 /// `Json<T>` whose rejections (wrong content type, bad JSON, missing field) are `ApiError`s with a clear
 /// message. Requiring `application/json` also means a cross-site HTML form cannot post here.
-pub struct JsonBody<T>(pub T);
+pub(super) struct JsonBody<T>(pub T);
 
 impl<S, T> FromRequest<S> for JsonBody<T>
 where

@@ -19,7 +19,7 @@ fn key_id(text: &str) -> Result<i64, ApiError> {
 }
 
 #[derive(Deserialize)]
-pub struct NewKey {
+pub(super) struct NewKey {
     name: String,
 }
 
@@ -29,7 +29,7 @@ struct Revoke {
     confirm_last: bool,
 }
 
-pub async fn list(
+pub(super) async fn list(
     State(api): State<Api>,
     owner: Owner,
 ) -> Result<Json<serde_json::Value>, ApiError> {
@@ -37,7 +37,7 @@ pub async fn list(
     Ok(Json(json!({ "keys": keys })))
 }
 
-pub async fn create(
+pub(super) async fn create(
     State(api): State<Api>,
     owner: Owner,
     JsonBody(k): JsonBody<NewKey>,
@@ -48,7 +48,7 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
-pub async fn reveal(
+pub(super) async fn reveal(
     State(api): State<Api>,
     owner: Owner,
     Path(id): Path<String>,
@@ -59,7 +59,7 @@ pub async fn reveal(
 }
 
 /// The body is optional: `{"confirm_last": true}` is needed only to revoke the last active key.
-pub async fn revoke(
+pub(super) async fn revoke(
     State(api): State<Api>,
     owner: Owner,
     Path(id): Path<String>,

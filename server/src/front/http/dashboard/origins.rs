@@ -11,15 +11,15 @@ use super::error::{ApiError, JsonBody};
 use super::session::Owner;
 use super::Api;
 
-pub const MAX_ORIGINS: usize = 100;
+pub(super) const MAX_ORIGINS: usize = 100;
 
 #[derive(Deserialize)]
-pub struct Origins {
+pub(super) struct Origins {
     origins: Vec<String>,
 }
 
 /// `https://App.example.com/` → `https://app.example.com`: how browsers send it (scheme, host, port only).
-pub fn normalize_origin(text: &str) -> Option<String> {
+pub(super) fn normalize_origin(text: &str) -> Option<String> {
     let text = text.trim().trim_end_matches('/').to_ascii_lowercase();
     let (scheme, host) = text.split_once("://")?;
     let host_ok = !host.is_empty()
@@ -30,7 +30,7 @@ pub fn normalize_origin(text: &str) -> Option<String> {
     ((scheme == "http" || scheme == "https") && host_ok).then_some(text)
 }
 
-pub async fn get(
+pub(super) async fn get(
     State(api): State<Api>,
     owner: Owner,
 ) -> Result<Json<serde_json::Value>, ApiError> {
@@ -38,7 +38,7 @@ pub async fn get(
     Ok(Json(json!({ "origins": origins })))
 }
 
-pub async fn put(
+pub(super) async fn put(
     State(api): State<Api>,
     owner: Owner,
     JsonBody(body): JsonBody<Origins>,

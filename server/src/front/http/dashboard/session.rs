@@ -25,11 +25,11 @@ use crate::ids::DevId;
 use crate::tenant::unix_now;
 use crate::tenant::{Account, AccountError};
 
-pub const SESSION_COOKIE: &str = "halley_session";
-pub const CSRF_HEADER: &str = "x-halley-csrf";
+pub(super) const SESSION_COOKIE: &str = "halley_session";
+pub(super) const CSRF_HEADER: &str = "x-halley-csrf";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Claims {
+pub(super) struct Claims {
     /// The tenant's dev_id.
     pub sub: String,
     pub iat: i64,
@@ -42,7 +42,7 @@ pub struct Claims {
     pub sid: String,
 }
 
-pub struct SessionKeys {
+pub(super) struct SessionKeys {
     encoding: EncodingKey,
     decoding: DecodingKey,
     lifetime_secs: i64,
@@ -64,7 +64,7 @@ fn password_stamp(account: &Account) -> String {
 }
 
 impl SessionKeys {
-    pub fn new(secret: &[u8; 32], lifetime_hours: u64, secure: bool) -> SessionKeys {
+    pub(super) fn new(secret: &[u8; 32], lifetime_hours: u64, secure: bool) -> SessionKeys {
         SessionKeys {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
@@ -74,7 +74,7 @@ impl SessionKeys {
     }
 
     /// A new session for the account: the claims and the `Set-Cookie` value.
-    pub fn issue(&self, account: &Account) -> Result<(Claims, HeaderValue), ApiError> {
+    pub(super) fn issue(&self, account: &Account) -> Result<(Claims, HeaderValue), ApiError> {
         let now = unix_now();
         let claims = Claims {
             sub: account.dev_id.0.to_string(),
@@ -93,7 +93,7 @@ impl SessionKeys {
     }
 
     /// The `Set-Cookie` value that removes the session cookie.
-    pub fn clear(&self) -> HeaderValue {
+    pub(super) fn clear(&self) -> HeaderValue {
         self.cookie("", 0)
     }
 
@@ -105,7 +105,7 @@ impl SessionKeys {
         HeaderValue::from_str(&text).expect("cookie text is ASCII without control characters")
     }
 
-    pub fn decode(&self, token: &str) -> Result<Claims, ApiError> {
+    pub(super) fn decode(&self, token: &str) -> Result<Claims, ApiError> {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 0;
         validation.set_required_spec_claims(&["exp", "sub"]);
@@ -121,7 +121,7 @@ impl SessionKeys {
 }
 
 /// The session cookie's value, when the request carries one.
-pub fn session_token(headers: &HeaderMap) -> Option<&str> {
+pub(super) fn session_token(headers: &HeaderMap) -> Option<&str> {
     cookie(headers, SESSION_COOKIE)
 }
 
@@ -136,13 +136,13 @@ fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v)
 }
 
-pub fn is_state_changing(method: &Method) -> bool {
+pub(super) fn is_state_changing(method: &Method) -> bool {
     !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
 }
 
 /// A browser sends `Origin` with every state-changing fetch; it must name the host the request was sent to.
 /// No `Origin` (a script, curl) is allowed: such a caller can set any header it likes anyway.
-pub fn check_origin(headers: &HeaderMap) -> Result<(), ApiError> {
+pub(super) fn check_origin(headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(origin) = headers.get(header::ORIGIN) else {
         return Ok(());
     };
@@ -163,7 +163,7 @@ pub fn check_origin(headers: &HeaderMap) -> Result<(), ApiError> {
 
 /// A logged-in owner. Extracting it checks the session cookie, and for state-changing methods the CSRF
 /// header; the tenant must still exist with the password the session was issued for.
-pub struct Owner {
+pub(super) struct Owner {
     pub dev_id: DevId,
     pub account: Account,
     pub claims: Claims,

@@ -14,13 +14,13 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use super::error::ApiError;
 use crate::ids::{ClientIp, DevId};
 
-pub const LOGINS_PER_MINUTE: u32 = 5;
+pub(super) const LOGINS_PER_MINUTE: u32 = 5;
 /// Each sign-up creates a tenant and runs argon2 (about 19 MiB, a blocking thread): bounded per address.
-pub const SIGNUPS_PER_MINUTE: u32 = 10;
+pub(super) const SIGNUPS_PER_MINUTE: u32 = 10;
 /// Past this many remembered keys, entries that have fully recovered are dropped.
 const MAX_KEYS: usize = 10_000;
 
-pub struct Throttle {
+pub(super) struct Throttle {
     by_ip: DefaultKeyedRateLimiter<ClientIp>,
     by_email: DefaultKeyedRateLimiter<String>,
     signups: DefaultKeyedRateLimiter<ClientIp>,
@@ -47,7 +47,7 @@ impl Default for Throttle {
 
 impl Throttle {
     /// Counts one sign-up from `ip`; 429 past the per-address quota.
-    pub fn sign_up_attempt(&self, ip: IpAddr) -> Result<(), ApiError> {
+    pub(super) fn sign_up_attempt(&self, ip: IpAddr) -> Result<(), ApiError> {
         if self.signups.len() > MAX_KEYS {
             self.signups.retain_recent();
         }
@@ -64,7 +64,7 @@ impl Throttle {
     }
 
     /// Counts one login attempt from `ip` for `email` (normalized); 429 when either has used its quota.
-    pub fn login_attempt(&self, ip: IpAddr, email: &str) -> Result<(), ApiError> {
+    pub(super) fn login_attempt(&self, ip: IpAddr, email: &str) -> Result<(), ApiError> {
         if self.by_email.len() > MAX_KEYS {
             self.by_email.retain_recent();
         }
@@ -77,7 +77,7 @@ impl Throttle {
     }
 
     /// Counts one check of the current password (a password change) from `ip` on `account`.
-    pub fn password_attempt(&self, ip: IpAddr, account: DevId) -> Result<(), ApiError> {
+    pub(super) fn password_attempt(&self, ip: IpAddr, account: DevId) -> Result<(), ApiError> {
         if self.password_by_account.len() > MAX_KEYS {
             self.password_by_account.retain_recent();
         }
