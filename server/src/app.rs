@@ -88,6 +88,12 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let (shutdown, shutdown_rx) = watch::channel(false);
     let tasks = TaskTracker::new();
 
+    let tls = crate::front::tls::Tls::from_config(&config.tls, stats.clone())
+        .context("loading the TLS certificate")?;
+    if let Some(tls) = &tls {
+        let every = Duration::from_secs(config.tls.reload_check_secs);
+        tasks.spawn(tls.clone().watch(every, shutdown_rx.clone()));
+    }
     let sockets = Arc::new(OpenSockets::new(stats.clone()));
     let admission = Arc::new(Admission::new(sockets.clone(), ctx.limits.clone()));
     tasks.spawn(
@@ -107,6 +113,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         cometql.clone(),
         Arc::new(conn_config),
         admission.clone(),
+        tls.clone(),
         tasks.clone(),
         shutdown_rx.clone(),
     ));

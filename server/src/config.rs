@@ -19,6 +19,9 @@ pub struct Config {
     pub http_addr: SocketAddr,
     /// Tenants' backends: CometQL over the MySQL protocol.
     pub cometql_addr: SocketAddr,
+    /// HTTPS and WSS (the same routes as `http_addr`, over TLS); needs `[tls]`. Unset: no HTTPS listener
+    /// (with `[tls]` set, CometQL still offers TLS).
+    pub https_addr: Option<SocketAddr>,
     /// 32-byte key (64 hex digits) that encrypts tenants' secret keys at rest; empty means
     /// `<data_dir>/master.key`, generated with mode 0600 on first start.
     pub master_key_file: PathBuf,
@@ -33,7 +36,41 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub dashboard: DashboardConfig,
     pub cache: CacheConfig,
+    pub tls: TlsConfig,
     pub log: String,
+}
+
+/// The certificate both ports use for TLS. Without it, nothing is offered over TLS and CometQL does not
+/// advertise CLIENT_SSL.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM: the certificate, then its intermediates.
+    pub cert_file: PathBuf,
+    /// PEM: the private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
+    /// Seconds between checks of the two files; a change (or SIGHUP) loads them again, open sessions
+    /// keep theirs.
+    pub reload_check_secs: u64,
+    /// TLS handshakes computed at once; more wait for a slot within their handshake deadline.
+    pub max_concurrent_handshakes: usize,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig {
+            cert_file: PathBuf::new(),
+            key_file: PathBuf::new(),
+            reload_check_secs: 5,
+            max_concurrent_handshakes: 64,
+        }
+    }
+}
+
+impl TlsConfig {
+    pub fn enabled(&self) -> bool {
+        !self.cert_file.as_os_str().is_empty()
+    }
 }
 
 /// In-memory caches in front of storage, each bounded so that its memory does not grow with the number of
@@ -242,6 +279,7 @@ impl Default for Config {
             database_url: String::new(),
             http_addr: SocketAddr::from(([0, 0, 0, 0], 8087)),
             cometql_addr: SocketAddr::from(([0, 0, 0, 0], 3300)),
+            https_addr: None,
             master_key_file: PathBuf::new(),
             node_name: "halley".into(),
             metrics_token: String::new(),
@@ -251,6 +289,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             dashboard: DashboardConfig::default(),
             cache: CacheConfig::default(),
+            tls: TlsConfig::default(),
             log: "info".into(),
         }
     }
@@ -318,6 +357,9 @@ pub const ENV_VARS: &[&str] = &[
     "HALLEY_LOG",
     "HALLEY_DASHBOARD_SECURE_COOKIES",
     "HALLEY_DASHBOARD_SIGNUP",
+    "HALLEY_TLS_CERT_FILE",
+    "HALLEY_TLS_KEY_FILE",
+    "HALLEY_HTTPS_ADDR",
 ];
 
 impl Config {
@@ -366,6 +408,15 @@ impl Config {
         }
         if let Some(v) = lookup("HALLEY_COMETQL_ADDR") {
             self.cometql_addr = addr("HALLEY_COMETQL_ADDR", v)?;
+        }
+        if let Some(v) = lookup("HALLEY_HTTPS_ADDR") {
+            self.https_addr = Some(addr("HALLEY_HTTPS_ADDR", v)?);
+        }
+        if let Some(v) = lookup("HALLEY_TLS_CERT_FILE") {
+            self.tls.cert_file = v.into();
+        }
+        if let Some(v) = lookup("HALLEY_TLS_KEY_FILE") {
+            self.tls.key_file = v.into();
         }
         if let Some(v) = lookup("HALLEY_MASTER_KEY_FILE") {
             self.master_key_file = v.into();
@@ -456,6 +507,23 @@ impl Config {
         {
             return Err(ConfigError::Invalid(
                 "limits: storage quotas must not be negative".into(),
+            ));
+        }
+        let t = &self.tls;
+        if t.cert_file.as_os_str().is_empty() != t.key_file.as_os_str().is_empty() {
+            return Err(ConfigError::Invalid(
+                "tls: cert_file and key_file go together (set both, or neither)".into(),
+            ));
+        }
+        if self.https_addr.is_some() && !t.enabled() {
+            return Err(ConfigError::Invalid(
+                "https_addr needs a certificate: set tls.cert_file and tls.key_file".into(),
+            ));
+        }
+        if t.reload_check_secs == 0 || t.max_concurrent_handshakes == 0 {
+            return Err(ConfigError::Invalid(
+                "tls: reload_check_secs >= 1 and max_concurrent_handshakes >= 1 are required"
+                    .into(),
             ));
         }
         let q = &self.cometql;

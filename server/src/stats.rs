@@ -49,6 +49,11 @@ pub struct Figures {
     pub cometql_query_seconds: Histogram,
     /// Connections closed at accept, by the limit that refused them (the log only summarizes them).
     pub connections_refused: RefusedConnections,
+    /// TLS handshakes completed and failed (garbage, a stalled client, a protocol mismatch), both ports.
+    pub tls_handshakes: AtomicU64,
+    pub tls_handshake_failures: AtomicU64,
+    /// Certificates loaded again after start (a renewal or SIGHUP).
+    pub tls_reloads: AtomicU64,
 }
 
 /// Live per-tenant figures, read by SHOW STATUS, the dashboard, `/metrics` and the usage book.

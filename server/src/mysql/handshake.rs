@@ -6,12 +6,14 @@ use super::caps;
 use super::wire::{put_nul_str, put_u16, put_u32, Reader, WireError};
 use super::{CHARSET_UTF8MB4, NATIVE_PASSWORD, SALT_LEN, SERVER_STATUS};
 
-/// HandshakeV10 payload.
+/// HandshakeV10 payload, advertising `capabilities` (`caps::SERVER`, plus `caps::SSL` when TLS is
+/// offered).
 pub fn encode_greeting(
     out: &mut Vec<u8>,
     server_version: &str,
     conn_id: u32,
     salt: &[u8; SALT_LEN],
+    capabilities: u32,
 ) {
     out.push(10);
     // The version is a C string: a NUL inside it would end it early and shift every later field.
@@ -20,10 +22,10 @@ pub fn encode_greeting(
     put_u32(out, conn_id);
     out.extend_from_slice(&salt[..8]);
     out.push(0);
-    put_u16(out, (caps::SERVER & 0xFFFF) as u16);
+    put_u16(out, (capabilities & 0xFFFF) as u16);
     out.push(CHARSET_UTF8MB4);
     put_u16(out, SERVER_STATUS);
-    put_u16(out, (caps::SERVER >> 16) as u16);
+    put_u16(out, (capabilities >> 16) as u16);
     out.push(SALT_LEN as u8 + 1);
     out.extend_from_slice(&[0; 10]);
     out.extend_from_slice(&salt[8..]);
@@ -88,7 +90,7 @@ pub fn parse_response(payload: &[u8]) -> Result<ClientHello<'_>, HandshakeError>
         return Err(HandshakeError::OldProtocol);
     }
     // An SSLRequest is the first 32 bytes of a response, sent alone. A longer packet with the SSL bit set
-    // is a client that ignored our flags; the bit is meaningless then, as we never advertised it.
+    // is a full response: sent inside TLS, or by a client that ignored our flags.
     if client_caps & caps::SSL != 0 && payload.len() == SSL_REQUEST_LEN {
         return Ok(ClientHello::SslRequest);
     }
@@ -152,13 +154,26 @@ mod tests {
     #[test]
     fn greeting_bytes() {
         let mut out = Vec::new();
-        encode_greeting(&mut out, "5.7.99-Halley-0.1.0", 7, SALT);
+        encode_greeting(&mut out, "5.7.99-Halley-0.1.0", 7, SALT, caps::SERVER);
         let mut want = b"\x0a5.7.99-Halley-0.1.0\x00\x07\x00\x00\x00ABCDEFGH\x00".to_vec();
         // caps low 0xA20F (no SSL 0x0800, no COMPRESS 0x20), charset 45, status 0x0202, caps high 0x003A
         want.extend_from_slice(b"\x0f\xa2\x2d\x02\x02\x3a\x00\x15");
         want.extend_from_slice(&[0; 10]);
         want.extend_from_slice(b"IJKLMNOPQRST\x00mysql_native_password\x00");
         assert_eq!(out, want);
+
+        // With TLS offered: the same bytes but for SSL (0x0800) in the low flags.
+        let mut tls = Vec::new();
+        encode_greeting(
+            &mut tls,
+            "5.7.99-Halley-0.1.0",
+            7,
+            SALT,
+            caps::SERVER | caps::SSL,
+        );
+        let at = b"\x0a5.7.99-Halley-0.1.0\x00\x07\x00\x00\x00ABCDEFGH\x00".len();
+        want[at..at + 2].copy_from_slice(b"\x0f\xaa");
+        assert_eq!(tls, want);
     }
 
     #[test]
@@ -176,7 +191,7 @@ mod tests {
     #[test]
     fn greeting_strips_nul_from_the_version() {
         let mut out = Vec::new();
-        encode_greeting(&mut out, "5.7\0x", 1, SALT);
+        encode_greeting(&mut out, "5.7\0x", 1, SALT, caps::SERVER);
         assert_eq!(&out[..7], b"\x0a5.7x\x00\x01");
     }
 

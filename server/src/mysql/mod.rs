@@ -36,8 +36,9 @@ pub mod caps {
     pub const PLUGIN_AUTH_LENENC_CLIENT_DATA: u32 = 1 << 21;
     pub const DEPRECATE_EOF: u32 = 1 << 24;
 
-    /// What this server advertises. Never SSL (not implemented here), never DEPRECATE_EOF (we always send
-    /// EOF packets), never MULTI_STATEMENTS, never COMPRESS: advertising them would make clients use them.
+    /// What this server advertises, plus SSL when a certificate is configured (the front door adds it).
+    /// Never DEPRECATE_EOF (we always send EOF packets), never MULTI_STATEMENTS, never COMPRESS:
+    /// advertising them would make clients use them.
     pub const SERVER: u32 = LONG_PASSWORD
         | FOUND_ROWS
         | LONG_FLAG

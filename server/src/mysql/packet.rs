@@ -61,6 +61,12 @@ impl PacketDecoder {
         self.buf.len()
     }
 
+    /// Takes every byte received and not yet returned as a packet: what a client sent after its
+    /// SSLRequest, which belongs to the TLS stream.
+    pub fn take_buffered(&mut self) -> Bytes {
+        self.buf.split().freeze()
+    }
+
     /// Appends received bytes. Take every complete packet with [`Self::next_packet`] before feeding more:
     /// the buffer is capped at one maximal packet plus one read.
     pub fn feed(&mut self, chunk: &[u8]) -> Result<(), PacketError> {

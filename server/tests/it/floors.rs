@@ -25,6 +25,7 @@ const FLOORS: &[(&str, &[&str])] = &[
         &[
             "front",
             "front/listen",
+            "front/tls",
             "front/cometql",
             "front/websocket",
             "front/http",

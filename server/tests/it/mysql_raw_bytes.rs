@@ -2,6 +2,7 @@
 //! command, timeouts and the closer.
 
 mod support;
+mod tls;
 
 use std::time::Duration;
 
@@ -291,7 +292,10 @@ async fn ssl_request_gets_a_clear_error() {
     c.send(1, &ssl).await;
     assert_eq!(
         c.expect_packet(2).await,
-        err(2026, "SSL is not supported by this server")
+        err(
+            2026,
+            "TLS is not offered by this server (no certificate is configured); connect without SSL"
+        )
     );
     c.expect_closed().await;
     drop(c);

@@ -1,18 +1,19 @@
-//! One connection: greeting and login (see `login`), then one command at a time until the client quits or
-//! hangs up, the session is closed from outside (`Handler::closer`), or a timeout fires.
+//! One connection: greeting, TLS when the client asks for it and a certificate is configured, login (see
+//! `login`), then one command at a time until the client quits or hangs up, the session is closed from
+//! outside (`Handler::closer`), or a timeout fires.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::Notify;
-use tokio::time::{sleep, timeout};
+use tokio::time::{sleep, timeout, timeout_at, Instant};
 
 use super::login;
-use super::{ConnConfig, Handler};
+use super::{ConnConfig, ConnInfo, Handler};
+use crate::front::tls::{self, Rewind, Tls};
 use crate::mysql::command::{self, Command, CommandError, COM_STMT_CLOSE, COM_STMT_SEND_LONG_DATA};
-use crate::mysql::handshake::HandshakeError;
+use crate::mysql::handshake::{self, ClientHello, HandshakeError};
 use crate::mysql::packet::{Packet, PacketDecoder, PacketError, PacketWriter};
 use crate::mysql::{auth, codes, response};
 use crate::mysql::{ErrorPacket, Reply, SALT_LEN};
@@ -49,6 +50,8 @@ pub enum ConnError {
     Handshake(#[from] HandshakeError),
     #[error("the client asked for TLS, which this server does not offer")]
     SslRequested,
+    #[error(transparent)]
+    Tls(#[from] tls::HandshakeError),
     #[error("login refused: {} {}", .0.code, .0.message)]
     Refused(ErrorPacket),
     #[error(transparent)]
@@ -57,17 +60,58 @@ pub enum ConnError {
 
 /// Serves one client connection until it ends. The caller owns accepting, the connection id and logging
 /// the outcome; `Ok` means the client quit or hung up, or the session was closed through its closer.
+/// With `tls`, the greeting offers TLS and an SSLRequest upgrades the connection in place; everything up
+/// to the logged-in session (TLS handshake included) shares one `handshake_timeout`.
 pub async fn serve_connection<H: Handler, S: AsyncRead + AsyncWrite + Unpin + Send>(
     stream: S,
-    peer: SocketAddr,
+    conn: ConnInfo,
     conn_id: u32,
     handler: &H,
     cfg: &ConnConfig,
+    tls: Option<&Tls>,
 ) -> Result<(), ConnError> {
+    let deadline = Instant::now() + cfg.handshake_timeout;
     let mut io = Io::new(stream, cfg.max_packet);
     let salt = auth::new_salt();
-    let handshake = login::handshake(&mut io, handler, peer, conn_id, &salt, cfg);
-    let logged_in = timeout(cfg.handshake_timeout, handshake)
+    let greet = login::greet(&mut io, conn_id, &salt, cfg, tls.is_some());
+    let first = timeout_at(deadline, greet)
+        .await
+        .map_err(|_| ConnError::HandshakeTimeout)??;
+    let wants_tls = matches!(
+        handshake::parse_response(&first.payload),
+        Ok(ClientHello::SslRequest)
+    );
+    match tls {
+        Some(tls) if wants_tls => {
+            // What the client sent after its SSLRequest (often the start of its ClientHello, in the same
+            // segment) is already in the packet reader: the TLS stream reads it first.
+            let (stream, buffered) = io.into_parts();
+            let stream = tls
+                .accept(tls::Port::Cometql, Rewind::new(buffered, stream), deadline)
+                .await?;
+            let mut io = Io::new(stream, cfg.max_packet);
+            let response = timeout_at(deadline, login::read_response(&mut io, cfg))
+                .await
+                .map_err(|_| ConnError::HandshakeTimeout)??;
+            let conn = ConnInfo { tls: true, ..conn };
+            serve_session(io, response, conn, handler, cfg, &salt, deadline).await
+        }
+        _ => serve_session(io, first, conn, handler, cfg, &salt, deadline).await,
+    }
+}
+
+/// Login with the client's handshake response, then commands until the end.
+async fn serve_session<H: Handler, S: AsyncRead + AsyncWrite + Unpin + Send>(
+    mut io: Io<S>,
+    response: Packet,
+    conn: ConnInfo,
+    handler: &H,
+    cfg: &ConnConfig,
+    salt: &[u8; SALT_LEN],
+    deadline: Instant,
+) -> Result<(), ConnError> {
+    let login = login::login(&mut io, response, handler, conn, salt, cfg);
+    let logged_in = timeout_at(deadline, login)
         .await
         .map_err(|_| ConnError::HandshakeTimeout)??;
     let mut guard = SessionGuard {
@@ -79,15 +123,7 @@ pub async fn serve_connection<H: Handler, S: AsyncRead + AsyncWrite + Unpin + Se
     timeout(cfg.handshake_timeout, io.flush())
         .await
         .map_err(|_| ConnError::WriteTimeout)??;
-    command_loop(
-        &mut io,
-        &mut guard,
-        logged_in.capabilities,
-        &salt,
-        peer,
-        cfg,
-    )
-    .await
+    command_loop(&mut io, &mut guard, logged_in.capabilities, salt, conn, cfg).await
 }
 
 async fn command_loop<H: Handler, S: AsyncRead + AsyncWrite + Unpin + Send>(
@@ -95,7 +131,7 @@ async fn command_loop<H: Handler, S: AsyncRead + AsyncWrite + Unpin + Send>(
     guard: &mut SessionGuard<'_, H>,
     capabilities: u32,
     salt: &[u8; SALT_LEN],
-    peer: SocketAddr,
+    conn: ConnInfo,
     cfg: &ConnConfig,
 ) -> Result<(), ConnError> {
     let handler = guard.handler;
@@ -147,7 +183,7 @@ async fn command_loop<H: Handler, S: AsyncRead + AsyncWrite + Unpin + Send>(
                 &ErrorPacket::new(codes::NOT_SUPPORTED, PREPARE_NOT_SUPPORTED),
             ),
             Ok(Command::ChangeUser(cu)) => {
-                login::change_user(io, guard, cu, salt, peer, cfg).await?;
+                login::change_user(io, guard, cu, salt, conn, cfg).await?;
             }
             // These two never get a reply, not even an error: the client does not read one.
             Ok(Command::Other(COM_STMT_CLOSE | COM_STMT_SEND_LONG_DATA)) => continue,
@@ -251,6 +287,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Io<S> {
             read_buf: vec![0; READ_CHUNK].into_boxed_slice(),
             out: PacketWriter::new(),
         }
+    }
+
+    /// The socket and the bytes read from it but not yet taken as packets.
+    fn into_parts(mut self) -> (S, bytes::Bytes) {
+        let buffered = self.decoder.take_buffered();
+        (self.stream, buffered)
     }
 
     pub(super) fn set_max_packet(&mut self, max_packet: usize) {

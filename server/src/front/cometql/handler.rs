@@ -2,13 +2,12 @@
 //! `cometql` and executed by `commands`. Errors become ERR packets here and nowhere else.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
 
-use super::Handler;
+use super::{ConnInfo, Handler};
 use crate::commands::{execute, Caller, CommandError, Ctx, ErrorCode, Outcome};
 use crate::ids::DevId;
 use crate::mysql::{ErrorPacket, LoginRequest, Reply, ResultSet, RowStream};
@@ -143,8 +142,8 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl Handler for CometQl {
     type Session = Session;
 
-    async fn login(&self, req: LoginRequest<'_>, peer: SocketAddr) -> Result<Session, ErrorPacket> {
-        let limits = &self.ctx.limits;
+    async fn login(&self, req: LoginRequest<'_>, conn: ConnInfo) -> Result<Session, ErrorPacket> {
+        let (limits, peer) = (&self.ctx.limits, conn.peer);
         // Past the failed-login limit the key is not even checked: same error, no oracle, no work.
         if limits.login_blocked(peer.ip()) {
             return Err(auth_failure());

@@ -1,18 +1,16 @@
 //! Logging in: the handshake at connect time and COM_CHANGE_USER later. Both end in `Handler::login`; a
 //! client that answered for another plugin is first asked for a `mysql_native_password` scramble.
 
-use std::net::SocketAddr;
-
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::timeout;
 
 use super::conn::{ConnError, Io, SessionGuard};
-use super::{ConnConfig, Handler};
+use super::{ConnConfig, ConnInfo, Handler};
 use crate::mysql::command::ChangeUser;
 use crate::mysql::handshake::{self, needs_auth_switch, ClientHello};
 use crate::mysql::packet::{Packet, PacketError};
-use crate::mysql::{auth, codes, response};
+use crate::mysql::{auth, caps, codes, response};
 use crate::mysql::{ErrorPacket, LoginRequest, SALT_LEN};
 
 /// The largest handshake answer accepted. Real ones are well under 1 KiB (connection attributes are
@@ -32,28 +30,59 @@ fn bad_handshake() -> ErrorPacket {
     ErrorPacket::new(codes::BAD_HANDSHAKE, "Bad handshake")
 }
 
-/// Greeting, handshake response, optional auth switch, `Handler::login`. On success the caller sends the
-/// OK; on failure the ERR has been sent.
-pub(super) async fn handshake<H: Handler, S: AsyncRead + AsyncWrite + Unpin>(
+/// Sends the greeting (offering TLS when a certificate is configured) and reads the client's answer: a
+/// handshake response, or an SSLRequest.
+pub(super) async fn greet<S: AsyncRead + AsyncWrite + Unpin>(
     io: &mut Io<S>,
-    handler: &H,
-    peer: SocketAddr,
     conn_id: u32,
     salt: &[u8; SALT_LEN],
     cfg: &ConnConfig,
-) -> Result<LoggedIn<H::Session>, ConnError> {
+    offer_tls: bool,
+) -> Result<Packet, ConnError> {
+    let capabilities = match offer_tls {
+        true => caps::SERVER | caps::SSL,
+        false => caps::SERVER,
+    };
     io.out.set_seq(0);
-    io.out
-        .packet_with(|out| handshake::encode_greeting(out, &cfg.server_version, conn_id, salt));
+    io.out.packet_with(|out| {
+        handshake::encode_greeting(out, &cfg.server_version, conn_id, salt, capabilities)
+    });
     io.flush().await?;
+    read_response(io, cfg).await
+}
+
+/// Reads a handshake response (after the greeting, or inside TLS after an SSLRequest).
+pub(super) async fn read_response<S: AsyncRead + AsyncWrite + Unpin>(
+    io: &mut Io<S>,
+    cfg: &ConnConfig,
+) -> Result<Packet, ConnError> {
     io.set_max_packet(cfg.max_packet.min(HANDSHAKE_MAX_PACKET));
-    let packet = read_auth_packet(io).await?;
+    read_auth_packet(io).await
+}
+
+/// The handshake response, optional auth switch, `Handler::login`. On success the caller sends the OK; on
+/// failure the ERR has been sent.
+pub(super) async fn login<H: Handler, S: AsyncRead + AsyncWrite + Unpin>(
+    io: &mut Io<S>,
+    packet: Packet,
+    handler: &H,
+    conn: ConnInfo,
+    salt: &[u8; SALT_LEN],
+    cfg: &ConnConfig,
+) -> Result<LoggedIn<H::Session>, ConnError> {
     let reply_seq = packet.seq.wrapping_add(1);
     let resp = match handshake::parse_response(&packet.payload) {
         Ok(ClientHello::Response(resp)) => resp,
         Ok(ClientHello::SslRequest) => {
-            let e = ErrorPacket::new(codes::SSL_ERROR, "SSL is not supported by this server");
-            io.fail(reply_seq, &e).await;
+            let msg = match conn.tls {
+                true => "TLS is already on: a second SSLRequest is not allowed",
+                false => {
+                    "TLS is not offered by this server (no certificate is configured); connect \
+                     without SSL"
+                }
+            };
+            io.fail(reply_seq, &ErrorPacket::new(codes::SSL_ERROR, msg))
+                .await;
             return Err(ConnError::SslRequested);
         }
         Err(e) => {
@@ -77,7 +106,7 @@ pub(super) async fn handshake<H: Handler, S: AsyncRead + AsyncWrite + Unpin>(
         salt,
         auth_response,
     };
-    match handler.login(req, peer).await {
+    match handler.login(req, conn).await {
         Ok(session) => Ok(LoggedIn {
             session,
             capabilities: resp.capabilities,
@@ -99,7 +128,7 @@ pub(super) async fn change_user<H: Handler, S: AsyncRead + AsyncWrite + Unpin>(
     guard: &mut SessionGuard<'_, H>,
     cu: ChangeUser<'_>,
     salt: &[u8; SALT_LEN],
-    peer: SocketAddr,
+    conn: ConnInfo,
     cfg: &ConnConfig,
 ) -> Result<(), ConnError> {
     let handler = guard.handler;
@@ -121,7 +150,7 @@ pub(super) async fn change_user<H: Handler, S: AsyncRead + AsyncWrite + Unpin>(
             salt,
             auth_response,
         };
-        Ok::<_, ConnError>((handler.login(req, peer).await, seq))
+        Ok::<_, ConnError>((handler.login(req, conn).await, seq))
     };
     let (result, seq) = timeout(cfg.handshake_timeout, attempt)
         .await

@@ -17,15 +17,26 @@ use tokio_util::task::TaskTracker;
 pub use conn::{serve_connection, ConnError};
 
 use crate::front::listen::{accept, Admission};
+use crate::front::tls::Tls;
 use crate::mysql::{ErrorPacket, LoginRequest, Reply};
 
+/// Who is on the other end of a connection: what a login may depend on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnInfo {
+    /// The client's address (behind a trusted proxy: the one the proxy reported).
+    pub peer: SocketAddr,
+    /// Whether the connection switched to TLS before logging in.
+    pub tls: bool,
+}
+
 /// Serves CometQL connections until shutdown: each admitted connection gets its own task and a connection
-/// id (MySQL's thread id, never 0).
+/// id (MySQL's thread id, never 0). With `tls`, clients may ask for TLS.
 pub async fn serve(
     listener: TcpListener,
     handler: Arc<handler::CometQl>,
     config: Arc<ConnConfig>,
     admission: Arc<Admission>,
+    tls: Option<Arc<Tls>>,
     tasks: TaskTracker,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -33,14 +44,14 @@ pub async fn serve(
     while let Some((stream, peer, guard)) =
         accept(&listener, &admission, &mut shutdown, "CometQL").await
     {
-        let (handler, config) = (handler.clone(), config.clone());
+        let (handler, config, tls) = (handler.clone(), config.clone(), tls.clone());
         let conn_id = next_id;
         next_id = next_id.wrapping_add(1).max(1);
         tasks.spawn(async move {
-            if let Err(e) =
-                crate::front::cometql::serve_connection(stream, peer, conn_id, &*handler, &config)
-                    .await
-            {
+            let conn = ConnInfo { peer, tls: false };
+            let served =
+                serve_connection(stream, conn, conn_id, &*handler, &config, tls.as_deref());
+            if let Err(e) = served.await {
                 tracing::debug!(%peer, error = %e, "CometQL connection ended with an error");
             }
             drop(guard);
@@ -81,7 +92,7 @@ pub trait Handler: Send + Sync + 'static {
     fn login(
         &self,
         req: LoginRequest<'_>,
-        peer: SocketAddr,
+        conn: ConnInfo,
     ) -> impl Future<Output = Result<Self::Session, ErrorPacket>> + Send;
 
     /// COM_INIT_DB. `Err` is sent to the client; the connection stays open.

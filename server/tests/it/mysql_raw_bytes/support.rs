@@ -5,7 +5,8 @@ use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use halley::front::cometql::{serve_connection, ConnConfig, ConnError, Handler};
+use halley::front::cometql::{serve_connection, ConnConfig, ConnError, ConnInfo, Handler};
+use halley::front::tls::Tls;
 use halley::mysql::{auth, ErrorPacket, LoginRequest, Reply, ResultSet};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, Notify};
@@ -20,6 +21,8 @@ pub struct Toy {
     pub logins: AtomicUsize,
     pub closed: AtomicUsize,
     pub last_salt: std::sync::Mutex<Option<[u8; 20]>>,
+    /// Whether the last login came over TLS.
+    pub last_tls: std::sync::atomic::AtomicBool,
 }
 
 pub struct ToySession {
@@ -44,8 +47,9 @@ impl Handler for Toy {
     async fn login(
         &self,
         req: LoginRequest<'_>,
-        _peer: SocketAddr,
+        conn: ConnInfo,
     ) -> Result<ToySession, ErrorPacket> {
+        self.last_tls.store(conn.tls, Ordering::SeqCst);
         *self.last_salt.lock().unwrap() = Some(*req.salt);
         let verifier = auth::verifier(KEY.as_bytes());
         if req.user != b"1" || !auth::check_scramble(req.salt, req.auth_response, &verifier) {
@@ -112,6 +116,11 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn start(cfg: ConnConfig) -> TestServer {
+        Self::start_with_tls(cfg, None).await
+    }
+
+    /// Offers TLS with `tls` (see `halley::front::tls`).
+    pub async fn start_with_tls(cfg: ConnConfig, tls: Option<Arc<Tls>>) -> TestServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let handler = Arc::new(Toy::default());
@@ -121,10 +130,12 @@ impl TestServer {
         let accept = tokio::spawn(async move {
             let ids = AtomicU32::new(1);
             while let Ok((stream, peer)) = listener.accept().await {
-                let (h, cfg, tx) = (h.clone(), cfg.clone(), tx.clone());
+                let (h, cfg, tx, tls) = (h.clone(), cfg.clone(), tx.clone(), tls.clone());
                 let id = ids.fetch_add(1, Ordering::SeqCst);
                 tokio::spawn(async move {
-                    let outcome = serve_connection(stream, peer, id, &*h, &cfg).await;
+                    let conn = ConnInfo { peer, tls: false };
+                    let outcome =
+                        serve_connection(stream, conn, id, &*h, &cfg, tls.as_deref()).await;
                     let _ = tx.send(outcome);
                 });
             }
