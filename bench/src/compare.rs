@@ -25,9 +25,9 @@ pub struct Plan {
 /// Each scenario must finish well within this, set-up and teardown included.
 const SCENARIO_LIMIT: Duration = Duration::from_secs(100);
 
-fn start(kind: Kind, plan: &Plan) -> anyhow::Result<Target> {
+fn start(kind: Kind, plan: &Plan, tls: bool) -> anyhow::Result<Target> {
     let server = match kind {
-        Kind::Halley => servers::start_halley(&plan.server_bin, &plan.server_wrap)?,
+        Kind::Halley => servers::start_halley(&plan.server_bin, &plan.server_wrap, tls)?,
         Kind::Raw => servers::start_raw()?,
         Kind::Nchan => servers::start_nchan(&plan.nginx, plan.nchan_workers)?,
     };
@@ -53,7 +53,7 @@ pub async fn run(plan: &Plan) -> Vec<Record> {
                     kind.name(),
                     load_average()
                 );
-                let record = match start(kind, plan) {
+                let record = match start(kind, plan, s.uses_tls()) {
                     Ok(target) => {
                         let result = tokio::time::timeout(
                             SCENARIO_LIMIT,

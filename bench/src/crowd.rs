@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::bail;
+use anyhow::{bail, Context as _};
 use tokio::sync::{watch, Notify, Semaphore};
 use tokio::task::JoinHandle;
 
@@ -121,6 +121,8 @@ pub struct CrowdSpec<'a> {
     pub concurrency: usize,
     pub sources: &'a [IpAddr],
     pub record_latency: bool,
+    /// Connect over WSS (the server's HTTPS port) instead of WS.
+    pub tls: bool,
 }
 
 /// Opens every connection; fails if any could not connect, be greeted or subscribe within the time limit.
@@ -135,7 +137,16 @@ pub async fn open(target: &Target, spec: CrowdSpec<'_>) -> anyhow::Result<Crowd>
         let path = target.ws_path(pipe.as_deref().unwrap_or("idle"), i as u64);
         let command = pipe.as_deref().and_then(|p| target.subscribe_command(p));
         let greets = target.greets();
-        let server = target.server.http;
+        let (server, tls) = match spec.tls {
+            true => (
+                target
+                    .server
+                    .https
+                    .context("the server has no HTTPS port")?,
+                target.server.tls.clone(),
+            ),
+            false => (target.server.http, None),
+        };
         let source = (!spec.sources.is_empty()).then(|| spec.sources[i % spec.sources.len()]);
         let shared = shared.clone();
         let gate = gate.clone();
@@ -144,7 +155,7 @@ pub async fn open(target: &Target, spec: CrowdSpec<'_>) -> anyhow::Result<Crowd>
         tasks.push(tokio::spawn(async move {
             let setup = async {
                 let _permit = gate.acquire().await.map_err(|e| e.to_string())?;
-                let mut conn = WsConn::connect(server, source, &path, i as u64)
+                let mut conn = WsConn::connect(server, source, &path, i as u64, tls.as_ref())
                     .await
                     .map_err(|e| format!("connect: {e}"))?;
                 if greets {

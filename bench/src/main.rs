@@ -19,6 +19,7 @@ mod scenarios;
 mod servers;
 mod stats;
 mod target;
+mod tls;
 mod wsclient;
 mod wsproto;
 
@@ -65,7 +66,9 @@ struct CompareArgs {
     #[arg(long, value_delimiter = ',', default_value = "halley,raw,nchan")]
     targets: Vec<String>,
     /// Scenarios (or `all`): connect-5k, idle-10k, idle-18k, fanout-1k, fanout-10k,
-    /// fanout-10k-pipelined, fanout-10k-publishers, pipes-10k, latency-1k, publish-1conn.
+    /// fanout-10k-pipelined, fanout-10k-publishers, pipes-10k, latency-1k, publish-1conn; and TLS
+    /// side by side (Halley only): connect-5k-wss, idle-10k-wss, cometql-connect-2k,
+    /// cometql-connect-2k-tls.
     #[arg(long, value_delimiter = ',', default_value = "all")]
     scenarios: Vec<String>,
     /// Repetitions of the whole set (medians are taken over them).

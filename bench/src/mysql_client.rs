@@ -9,11 +9,12 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::mysql_codec::{self as codec, Reply};
+use crate::tls::{ClientTls, Stream};
 
 const TIMEOUT: Duration = Duration::from_secs(15);
 
 pub struct MysqlConn {
-    stream: TcpStream,
+    stream: Stream,
     buf: BytesMut,
 }
 
@@ -22,24 +23,39 @@ fn other(e: impl std::fmt::Display) -> io::Error {
 }
 
 impl MysqlConn {
+    /// Connects and logs in; with `tls`, asks for TLS first (SSLRequest) and logs in inside it.
     pub async fn connect(
         addr: SocketAddr,
         user: &str,
         password: &str,
         db: &str,
+        tls: Option<&ClientTls>,
     ) -> io::Result<MysqlConn> {
-        let stream = tokio::time::timeout(TIMEOUT, TcpStream::connect(addr))
+        let tcp = tokio::time::timeout(TIMEOUT, TcpStream::connect(addr))
             .await
             .map_err(|_| other("CometQL connect timed out"))??;
-        stream.set_nodelay(true)?;
+        tcp.set_nodelay(true)?;
         let mut conn = MysqlConn {
-            stream,
+            stream: Stream::Plain(tcp),
             buf: BytesMut::with_capacity(4096),
         };
         let (_, greeting) = conn.read_packet().await?;
         let greeting = codec::parse_greeting(&greeting).map_err(other)?;
-        let response = codec::handshake_response(user, password, db, &greeting.scramble);
-        conn.write_packet(1, &response).await?;
+        let mut seq = 1;
+        if let Some(config) = tls {
+            conn.write_packet(1, &codec::ssl_request()).await?;
+            let Stream::Plain(tcp) = conn.stream else {
+                unreachable!("a new connection is plain")
+            };
+            let upgraded = tokio::time::timeout(TIMEOUT, Stream::tls(tcp, config))
+                .await
+                .map_err(|_| other("CometQL TLS handshake timed out"))??;
+            conn.stream = upgraded;
+            seq = 2;
+        }
+        let response =
+            codec::handshake_response(user, password, db, &greeting.scramble, tls.is_some());
+        conn.write_packet(seq, &response).await?;
         let mut seq;
         let mut reply;
         (seq, reply) = conn.read_packet().await?;

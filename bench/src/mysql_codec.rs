@@ -9,6 +9,7 @@ const CLIENT_PROTOCOL_41: u32 = 0x200;
 const CLIENT_TRANSACTIONS: u32 = 0x2000;
 const CLIENT_SECURE_CONNECTION: u32 = 0x8000;
 const CLIENT_PLUGIN_AUTH: u32 = 0x80000;
+const CLIENT_SSL: u32 = 0x800;
 const UTF8MB4: u8 = 45;
 pub const NATIVE_PASSWORD: &str = "mysql_native_password";
 
@@ -91,18 +92,41 @@ pub fn native_password(password: &str, scramble: &[u8]) -> [u8; 20] {
     std::array::from_fn(|i| stage1[i] ^ mix[i])
 }
 
-pub fn handshake_response(user: &str, password: &str, db: &str, scramble: &[u8]) -> Vec<u8> {
-    let caps = CLIENT_LONG_PASSWORD
-        | CLIENT_CONNECT_WITH_DB
-        | CLIENT_PROTOCOL_41
-        | CLIENT_TRANSACTIONS
-        | CLIENT_SECURE_CONNECTION
-        | CLIENT_PLUGIN_AUTH;
+const CLIENT_CAPS: u32 = CLIENT_LONG_PASSWORD
+    | CLIENT_CONNECT_WITH_DB
+    | CLIENT_PROTOCOL_41
+    | CLIENT_TRANSACTIONS
+    | CLIENT_SECURE_CONNECTION
+    | CLIENT_PLUGIN_AUTH;
+
+/// The 32 bytes every response starts with: flags, max packet, charset, reserved.
+fn response_head(caps: u32) -> Vec<u8> {
     let mut p = Vec::with_capacity(128);
     p.extend_from_slice(&caps.to_le_bytes());
     p.extend_from_slice(&(16u32 << 20).to_le_bytes());
     p.push(UTF8MB4);
     p.extend_from_slice(&[0; 23]);
+    p
+}
+
+/// SSLRequest: the response's head alone, with CLIENT_SSL; the TLS handshake follows.
+pub fn ssl_request() -> Vec<u8> {
+    response_head(CLIENT_CAPS | CLIENT_SSL)
+}
+
+/// HandshakeResponse41; `tls` when it follows an SSLRequest (inside TLS).
+pub fn handshake_response(
+    user: &str,
+    password: &str,
+    db: &str,
+    scramble: &[u8],
+    tls: bool,
+) -> Vec<u8> {
+    let mut p = response_head(if tls {
+        CLIENT_CAPS | CLIENT_SSL
+    } else {
+        CLIENT_CAPS
+    });
     p.extend_from_slice(user.as_bytes());
     p.push(0);
     p.push(20);

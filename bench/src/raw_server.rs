@@ -286,6 +286,7 @@ mod tests {
                 None,
                 "/ws/sesion=&myid=0&devid=1&v=4.08&uuid=x&api=js",
                 1,
+                None,
             )
             .await
             {

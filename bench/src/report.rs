@@ -8,7 +8,9 @@ use crate::target::Kind;
 /// The figures shown for a scenario, and whether more is better.
 fn shown(scenario: &str) -> &'static [(&'static str, bool)] {
     match scenario {
-        "connect-5k" => &[("conns_per_s", true), ("server_cpu_us_per_conn", false)],
+        s if s.starts_with("connect") || s.starts_with("cometql-connect") => {
+            &[("conns_per_s", true), ("server_cpu_us_per_conn", false)]
+        }
         s if s.starts_with("idle") => &[
             ("kb_per_conn", false),
             ("server_mem_after_mb", false),

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 
 use crate::crowd::{self, CrowdResult, CrowdSpec};
+use crate::mysql_client::MysqlConn;
 use crate::payload;
 use crate::procstat;
 use crate::record::Record;
@@ -38,10 +39,14 @@ pub enum Scenario {
     Pipes10k,
     Latency1k,
     PublishOneConn,
+    ConnectWss,
+    Idle10kWss,
+    CometqlConnect,
+    CometqlConnectTls,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 10] = [
+    pub const ALL: [Scenario; 14] = [
         Scenario::Connect,
         Scenario::Idle10k,
         Scenario::Idle18k,
@@ -52,6 +57,10 @@ impl Scenario {
         Scenario::Pipes10k,
         Scenario::Latency1k,
         Scenario::PublishOneConn,
+        Scenario::ConnectWss,
+        Scenario::Idle10kWss,
+        Scenario::CometqlConnect,
+        Scenario::CometqlConnectTls,
     ];
 
     pub fn name(self) -> &'static str {
@@ -66,6 +75,10 @@ impl Scenario {
             Scenario::Pipes10k => "pipes-10k",
             Scenario::Latency1k => "latency-1k",
             Scenario::PublishOneConn => "publish-1conn",
+            Scenario::ConnectWss => "connect-5k-wss",
+            Scenario::Idle10kWss => "idle-10k-wss",
+            Scenario::CometqlConnect => "cometql-connect-2k",
+            Scenario::CometqlConnectTls => "cometql-connect-2k-tls",
         }
     }
 
@@ -73,18 +86,37 @@ impl Scenario {
         Scenario::ALL.into_iter().find(|x| x.name() == s)
     }
 
-    /// The raw baseline has no real publish protocol to compare.
+    /// The raw baseline has no real publish protocol to compare; TLS and CometQL logins are Halley's own.
     pub fn applies_to(self, kind: Kind) -> bool {
-        !(self == Scenario::PublishOneConn && kind == Kind::Raw)
+        match self {
+            Scenario::PublishOneConn => kind != Kind::Raw,
+            Scenario::ConnectWss
+            | Scenario::Idle10kWss
+            | Scenario::CometqlConnect
+            | Scenario::CometqlConnectTls => kind == Kind::Halley,
+            _ => true,
+        }
+    }
+
+    /// Whether the server must be started with a certificate.
+    pub fn uses_tls(self) -> bool {
+        matches!(
+            self,
+            Scenario::ConnectWss | Scenario::Idle10kWss | Scenario::CometqlConnectTls
+        )
     }
 }
 
 pub async fn run(s: Scenario, t: &Target, o: &Options) -> anyhow::Result<Record> {
     let mut r = Record::new(s.name(), t.kind);
     match s {
-        Scenario::Connect => connect(t, o, 5_000, &mut r).await?,
-        Scenario::Idle10k => idle(t, o, 10_000, &mut r).await?,
-        Scenario::Idle18k => idle(t, o, 18_000, &mut r).await?,
+        Scenario::Connect => connect(t, o, 5_000, false, &mut r).await?,
+        Scenario::Idle10k => idle(t, o, 10_000, false, &mut r).await?,
+        Scenario::Idle18k => idle(t, o, 18_000, false, &mut r).await?,
+        Scenario::ConnectWss => connect(t, o, 5_000, true, &mut r).await?,
+        Scenario::Idle10kWss => idle(t, o, 10_000, true, &mut r).await?,
+        Scenario::CometqlConnect => cometql_connect(t, o, 2_000, false, &mut r).await?,
+        Scenario::CometqlConnectTls => cometql_connect(t, o, 2_000, true, &mut r).await?,
         Scenario::Fanout1k => fanout(t, o, 1_000, 1_000, (1, 1), &mut r).await?,
         Scenario::Fanout10k => fanout(t, o, 10_000, 100, (1, 1), &mut r).await?,
         Scenario::Fanout10kPipelined => fanout(t, o, 10_000, 200, (1, o.window), &mut r).await?,
@@ -141,6 +173,7 @@ fn spec<'a>(
         concurrency: o.concurrency,
         sources: &o.sources,
         record_latency,
+        tls: false,
     }
 }
 
@@ -326,12 +359,20 @@ async fn latency(
     Ok(())
 }
 
-/// N connections, each subscribed to its own pipe, then left idle: memory per connection.
-async fn idle(t: &Target, o: &Options, n: usize, r: &mut Record) -> anyhow::Result<()> {
+/// N connections (over WSS with `tls`), each subscribed to its own pipe, then left idle: memory per
+/// connection.
+async fn idle(t: &Target, o: &Options, n: usize, tls: bool, r: &mut Record) -> anyhow::Result<()> {
     let before = t.server.child.memory_kb()?;
     let pipes: Vec<String> = (0..n).map(|i| format!("idle{i}")).collect();
     let pipe_of = |i: usize| Some(pipes[i].clone());
-    let crowd = crowd::open(t, spec(o, n, &pipe_of, false)).await?;
+    let crowd = crowd::open(
+        t,
+        CrowdSpec {
+            tls,
+            ..spec(o, n, &pipe_of, false)
+        },
+    )
+    .await?;
     let mut publisher = t.publisher().await?;
     crowd::wait_subscribed(&mut publisher, &pipes, n as u64).await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -353,14 +394,74 @@ async fn idle(t: &Target, o: &Options, n: usize, r: &mut Record) -> anyhow::Resu
     Ok(())
 }
 
-/// N connections opened as fast as the server takes them (upgrade and greeting), then closed.
-async fn connect(t: &Target, o: &Options, n: usize, r: &mut Record) -> anyhow::Result<()> {
+/// N connections (over WSS with `tls`) opened as fast as the server takes them (upgrade and greeting),
+/// then closed.
+async fn connect(
+    t: &Target,
+    o: &Options,
+    n: usize,
+    tls: bool,
+    r: &mut Record,
+) -> anyhow::Result<()> {
     let meter = Meter::start(t)?;
     let no_pipe = |_: usize| None;
-    let crowd = crowd::open(t, spec(o, n, &no_pipe, false)).await?;
+    let crowd = crowd::open(
+        t,
+        CrowdSpec {
+            tls,
+            ..spec(o, n, &no_pipe, false)
+        },
+    )
+    .await?;
     let (_, cpu) = meter.finish(t, r)?;
     let setup = crowd.setup.as_secs_f64();
     crowd.finish().await;
+    r.set("connections", n as f64);
+    r.set("conns_per_s", n as f64 / setup);
+    r.set("server_cpu_us_per_conn", cpu * 1e6 / n as f64);
+    Ok(())
+}
+
+/// N CometQL logins (TLS first with `tls`), at most 32 at once, each closed after its OK: what a PHP
+/// backend that connects per request costs.
+async fn cometql_connect(
+    t: &Target,
+    o: &Options,
+    n: usize,
+    tls: bool,
+    r: &mut Record,
+) -> anyhow::Result<()> {
+    let s = &t.server;
+    let client_tls = match tls {
+        true => Some(s.tls.clone().context("the server has no certificate")?),
+        false => None,
+    };
+    let user = s.dev_id.to_string();
+    let gate = Arc::new(tokio::sync::Semaphore::new(o.concurrency.clamp(1, 32)));
+    let meter = Meter::start(t)?;
+    let started = Instant::now();
+    let mut tasks = Vec::with_capacity(n);
+    for _ in 0..n {
+        let (gate, tls) = (gate.clone(), client_tls.clone());
+        let (addr, user, key) = (s.publish, user.clone(), s.key.clone());
+        tasks.push(tokio::spawn(async move {
+            let _permit = gate.acquire().await;
+            MysqlConn::connect(addr, &user, &key, "CometQL_v1", tls.as_ref())
+                .await
+                .map(drop)
+        }));
+    }
+    let mut failed = 0;
+    for task in tasks {
+        if task.await.context("login task")?.is_err() {
+            failed += 1;
+        }
+    }
+    let setup = started.elapsed().as_secs_f64();
+    let (_, cpu) = meter.finish(t, r)?;
+    if failed > 0 {
+        anyhow::bail!("{failed} of {n} CometQL logins failed");
+    }
     r.set("connections", n as f64);
     r.set("conns_per_s", n as f64 / setup);
     r.set("server_cpu_us_per_conn", cpu * 1e6 / n as f64);

@@ -9,6 +9,7 @@ use anyhow::{bail, Context as _};
 
 use crate::child::{free_addr, MemoryRule, ServerChild, TempDir};
 use crate::nchan_conf::{NchanConf, MODULE};
+use crate::tls::{self, ClientTls};
 
 /// A running server and where to reach it.
 pub struct Server {
@@ -19,6 +20,10 @@ pub struct Server {
     pub publish: SocketAddr,
     pub dev_id: u64,
     pub key: String,
+    /// HTTPS/WSS, when the server was started with TLS.
+    pub https: Option<SocketAddr>,
+    /// A client configuration trusting the server's certificate, when it has one.
+    pub tls: Option<ClientTls>,
 }
 
 /// The defaults guard a hosted node against one tenant or one address taking it over, which is exactly what a
@@ -36,8 +41,9 @@ websocket_connections_per_ip_per_tenant = 1000000
 ";
 
 /// `halley tenant create`, then `halley serve` on two free loopback ports, with a fresh data directory;
-/// `serve` runs under `wrap` (a profiler) when it is not empty.
-pub fn start_halley(bin: &Path, wrap: &[String]) -> anyhow::Result<Server> {
+/// `serve` runs under `wrap` (a profiler) when it is not empty. With `with_tls`, a fresh certificate too:
+/// CometQL offers TLS and a third port serves HTTPS/WSS.
+pub fn start_halley(bin: &Path, wrap: &[String], with_tls: bool) -> anyhow::Result<Server> {
     let dir = TempDir::new("halley")?;
     let out = Command::new(bin)
         .args(["tenant", "create", "--email", "b@example.com"])
@@ -64,6 +70,10 @@ pub fn start_halley(bin: &Path, wrap: &[String]) -> anyhow::Result<Server> {
     let publish = free_addr()?;
     let config = dir.path().join("halley.toml");
     std::fs::write(&config, HALLEY_LIMITS).context("writing the benchmark's halley.toml")?;
+    let (https, client_tls) = match with_tls {
+        true => (Some(free_addr()?), Some(tls::make_certs(dir.path())?)),
+        false => (None, None),
+    };
     let mut cmd = match wrap.split_first() {
         Some((tool, tool_args)) => {
             let mut c = Command::new(tool);
@@ -79,6 +89,11 @@ pub fn start_halley(bin: &Path, wrap: &[String]) -> anyhow::Result<Server> {
         .env("HALLEY_HTTP_ADDR", http.to_string())
         .env("HALLEY_COMETQL_ADDR", publish.to_string())
         .env("HALLEY_LOG", "warn");
+    if let Some(https) = https {
+        cmd.env("HALLEY_HTTPS_ADDR", https.to_string())
+            .env("HALLEY_TLS_CERT_FILE", dir.path().join("cert.pem"))
+            .env("HALLEY_TLS_KEY_FILE", dir.path().join("key.pem"));
+    }
     let child = ServerChild::start(
         "halley",
         cmd,
@@ -93,6 +108,8 @@ pub fn start_halley(bin: &Path, wrap: &[String]) -> anyhow::Result<Server> {
         publish,
         dev_id,
         key,
+        https,
+        tls: client_tls,
     })
 }
 
@@ -116,6 +133,8 @@ pub fn start_raw() -> anyhow::Result<Server> {
         publish,
         dev_id: 0,
         key: String::new(),
+        https: None,
+        tls: None,
     })
 }
 
@@ -149,5 +168,7 @@ pub fn start_nchan(nginx: &Path, workers: usize) -> anyhow::Result<Server> {
         publish: http,
         dev_id: 0,
         key: String::new(),
+        https: None,
+        tls: None,
     })
 }

@@ -65,7 +65,8 @@ impl Target {
         let s = &self.server;
         Ok(match self.kind {
             Kind::Halley => Publisher::CometQl(
-                MysqlConn::connect(s.publish, &s.dev_id.to_string(), &s.key, "CometQL_v1").await?,
+                MysqlConn::connect(s.publish, &s.dev_id.to_string(), &s.key, "CometQL_v1", None)
+                    .await?,
             ),
             Kind::Raw => Publisher::Raw(RawControl::connect(s.publish).await?),
             Kind::Nchan => Publisher::Http(HttpConn::connect(s.publish).await?),

@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpSocket;
 
+use crate::tls::{ClientTls, Stream};
 use crate::wsproto::{self, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT};
 
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(20);
@@ -19,7 +20,7 @@ pub enum Message {
 }
 
 pub struct WsConn {
-    stream: TcpStream,
+    stream: Stream,
     buf: BytesMut,
     mask: u32,
 }
@@ -29,13 +30,15 @@ fn timed_out(what: &str) -> io::Error {
 }
 
 impl WsConn {
-    /// TCP connect from `source` (port chosen by the kernel) and the upgrade handshake on `path`.
-    /// The socket closes with RST when dropped, so that repeated runs leave no TIME_WAIT behind.
+    /// TCP connect from `source` (port chosen by the kernel), the TLS handshake with `tls`, and the
+    /// upgrade handshake on `path`. The socket closes with RST when dropped, so that repeated runs leave no
+    /// TIME_WAIT behind.
     pub async fn connect(
         server: SocketAddr,
         source: Option<IpAddr>,
         path: &str,
         n: u64,
+        tls: Option<&ClientTls>,
     ) -> io::Result<WsConn> {
         let work = async {
             let socket = TcpSocket::new_v4()?;
@@ -43,8 +46,12 @@ impl WsConn {
                 socket.bind(SocketAddr::new(ip, 0))?;
             }
             socket.set_zero_linger()?;
-            let stream = socket.connect(server).await?;
-            stream.set_nodelay(true)?;
+            let tcp = socket.connect(server).await?;
+            tcp.set_nodelay(true)?;
+            let stream = match tls {
+                Some(config) => Stream::tls(tcp, config).await?,
+                None => Stream::Plain(tcp),
+            };
             let mut conn = WsConn {
                 stream,
                 buf: BytesMut::with_capacity(1024),
