@@ -143,7 +143,9 @@ impl Users {
                 server.set_nonblocking(true).expect("nonblocking");
                 client.set_nonblocking(true).expect("nonblocking");
                 let _guard = runtime.enter();
-                rx.attach(tokio::net::TcpStream::from_std(server).expect("tokio socket"));
+                rx.attach(Box::new(
+                    tokio::net::TcpStream::from_std(server).expect("tokio socket"),
+                ));
                 clients.push(client);
             }
             registry

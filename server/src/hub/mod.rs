@@ -20,7 +20,7 @@ pub mod outgoing;
 mod registry;
 mod users;
 
-pub use outbox::{CloseReason, Flush, Outbox, OutboxRx, Pushed};
+pub use outbox::{CloseReason, Flush, Outbox, OutboxRx, Pushed, Socket};
 pub use registry::Registry;
 pub use users::LinkError;
 

@@ -1,5 +1,6 @@
 //! A connection's outbox: it owns the connection's socket once attached (its writes, and the reads of the
-//! connection's task), and frames come into it from any thread.
+//! connection's task), and frames come into it from any thread. The socket is a [`Socket`]: the TCP
+//! socket itself, or TLS over it (`front::tls::TlsSocket`), whose records are sealed under the same lock.
 //!
 //! It is not a channel to the connection's task. When nothing is waiting, a frame is written to the
 //! socket in place by the thread that delivers it, a publisher's (one non-blocking send, as a hand-written
@@ -30,6 +31,48 @@ use super::Era;
 
 /// Frames handed to one vectored write at most.
 const WRITE_BATCH: usize = 64;
+
+/// What an outbox writes to and its connection's task reads from. Every call returns at once
+/// (`WouldBlock` when the kernel has no room or nothing to read). A socket may take bytes it has not yet
+/// sent (TLS seals a frame into records and keeps what the kernel did not take): `pending` says so, and
+/// nothing else is written before `try_flush` has sent them.
+pub trait Socket: Send + 'static {
+    fn try_write(&mut self, buf: &[u8]) -> io::Result<usize>;
+    fn try_write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize>;
+    /// Bytes taken but not yet on the wire.
+    fn pending(&self) -> bool {
+        false
+    }
+    /// Sends what is pending; `WouldBlock` while some remains.
+    fn try_flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+    fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+    fn try_read_buf(&mut self, buf: &mut BytesMut) -> io::Result<usize>;
+}
+
+impl Socket for TcpStream {
+    fn try_write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        TcpStream::try_write(self, buf)
+    }
+
+    fn try_write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        TcpStream::try_write_vectored(self, bufs)
+    }
+
+    fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        TcpStream::poll_write_ready(self, cx)
+    }
+
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        TcpStream::poll_read_ready(self, cx)
+    }
+
+    fn try_read_buf(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
+        TcpStream::try_read_buf(self, buf)
+    }
+}
 
 /// Why the server closes a connection; the socket task maps it to a close code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,7 +110,7 @@ struct State {
     frames: VecDeque<Bytes>,
     /// Bytes of `frames` still to be written.
     bytes: usize,
-    socket: Option<TcpStream>,
+    socket: Option<Box<dyn Socket>>,
     waker: Option<Waker>,
     closing: Option<CloseReason>,
     gone: bool,
@@ -95,10 +138,20 @@ impl Conn {
         let was_empty = s.frames.is_empty();
         let mut written = 0;
         if was_empty {
-            if let Some(socket) = &s.socket {
+            if let Some(socket) = s.socket.as_mut() {
                 match socket.try_write(frame) {
                     // The common case costs no reference count: the shared frame is not cloned.
-                    Ok(n) if n == frame.len() => return Pushed::Accepted,
+                    Ok(n) if n == frame.len() => {
+                        if socket.pending() {
+                            // Taken but not all sent (TLS): the task sends the rest when it can.
+                            let waker = s.waker.take();
+                            drop(s);
+                            if let Some(w) = waker {
+                                w.wake();
+                            }
+                        }
+                        return Pushed::Accepted;
+                    }
                     Ok(n) => written = n,
                     // WouldBlock, or a broken socket that the task finds when it writes the rest.
                     Err(_) => {}
@@ -134,8 +187,9 @@ impl Conn {
         let was_empty = s.frames.is_empty();
         // Frames fully written, and bytes written of the next one.
         let (mut sent, mut offset) = (0, 0);
+        let mut pending = false;
         if was_empty {
-            if let Some(socket) = &s.socket {
+            if let Some(socket) = s.socket.as_mut() {
                 let mut slices = [IoSlice::new(&[]); WRITE_BATCH];
                 let n = frames.len().min(WRITE_BATCH);
                 for (slot, frame) in slices.iter_mut().zip(frames) {
@@ -148,10 +202,18 @@ impl Conn {
                     }
                     offset = written;
                 }
+                pending = socket.pending();
             }
         }
         let rest = frames.len() - sent;
         if rest == 0 {
+            if pending {
+                let waker = s.waker.take();
+                drop(s);
+                if let Some(w) = waker {
+                    w.wake();
+                }
+            }
             return (sent, false);
         }
         let fits = rest.min(
@@ -171,7 +233,7 @@ impl Conn {
         if overflowed {
             s.closing = Some(CloseReason::SlowConsumer);
         }
-        let waker = if (was_empty && fits > 0) || overflowed {
+        let waker = if (was_empty && fits > 0) || overflowed || pending {
             s.waker.take()
         } else {
             None
@@ -267,7 +329,7 @@ pub struct OutboxRx(Arc<Conn>);
 impl OutboxRx {
     /// From now on frames go straight to `socket` when nothing is waiting. Frames queued before are
     /// written first, by the next `poll_flush`.
-    pub fn attach(&self, socket: TcpStream) {
+    pub fn attach(&self, socket: Box<dyn Socket>) {
         self.0.lock().socket = Some(socket);
     }
 
@@ -293,15 +355,29 @@ impl OutboxRx {
         register(&mut s.waker, cx);
         let mut progressed = false;
         loop {
-            if s.frames.is_empty() {
-                if s.frames.capacity() > 16 {
+            let state = &mut *s;
+            // Bytes a socket took earlier go before any frame (TLS records partly sent).
+            if let Some(socket) = state.socket.as_mut().filter(|s| s.pending()) {
+                match socket.try_flush() {
+                    Ok(()) => progressed = true,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        match socket.poll_write_ready(cx) {
+                            Poll::Ready(Ok(())) => continue,
+                            Poll::Ready(Err(e)) => return Err(e),
+                            Poll::Pending => return Ok(Flush::Blocked { progressed }),
+                        }
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            if state.frames.is_empty() {
+                if state.frames.capacity() > 16 {
                     // Give a burst's buffer back: idle connections stay small.
-                    s.frames = VecDeque::new();
+                    state.frames = VecDeque::new();
                 }
                 return Ok(Flush::Done);
             }
-            let state = &mut *s;
-            let Some(socket) = &state.socket else {
+            let Some(socket) = state.socket.as_mut() else {
                 return Ok(Flush::Blocked { progressed });
             };
             let mut slices = [IoSlice::new(&[]); WRITE_BATCH];
@@ -353,7 +429,7 @@ impl OutboxRx {
 
     /// Reads what the socket has without waiting; `WouldBlock` when nothing.
     pub fn try_read_buf(&self, buf: &mut BytesMut) -> io::Result<usize> {
-        match &self.0.lock().socket {
+        match self.0.lock().socket.as_mut() {
             Some(socket) => socket.try_read_buf(buf),
             None => Err(io::ErrorKind::NotConnected.into()),
         }
@@ -457,7 +533,7 @@ mod tests {
         let (o, rx) = outbox(1, 8);
         o.push(&Bytes::from_static(b"one "));
         o.push(&Bytes::from_static(b"two "));
-        rx.attach(server);
+        rx.attach(Box::new(server));
         // Something is waiting, so this one queues behind it rather than overtaking it.
         o.push(&Bytes::from_static(b"three "));
         flush(&rx).await;
@@ -478,7 +554,7 @@ mod tests {
     async fn late_reader_gets_everything(publish: impl FnOnce(&Outbox) + Send + 'static) {
         let (server, mut client) = pair().await;
         let (o, rx) = outbox(1, 1 << 20);
-        rx.attach(server);
+        rx.attach(Box::new(server));
         let publisher = std::thread::spawn(move || {
             publish(&o);
             o
@@ -529,7 +605,7 @@ mod tests {
     async fn a_waiting_task_is_woken_by_a_frame_that_did_not_fit() {
         let (server, mut client) = pair().await;
         let (o, rx) = outbox(1, 1 << 20);
-        rx.attach(server);
+        rx.attach(Box::new(server));
         // Fill the socket's buffers without reading.
         let big = Bytes::from(vec![7u8; 1 << 20]);
         let mut waiting = false;
@@ -564,7 +640,7 @@ mod tests {
     async fn dropping_the_receiver_closes_the_socket() {
         let (server, mut client) = pair().await;
         let (o, rx) = outbox(1, 8);
-        rx.attach(server);
+        rx.attach(Box::new(server));
         drop(rx);
         let mut buf = [0; 8];
         assert_eq!(client.read(&mut buf).await.unwrap(), 0, "EOF");

@@ -8,6 +8,7 @@
 //! `max_concurrent_handshakes` at once: past that, new handshakes wait (inside their deadline) instead of
 //! taking every core.
 mod rewind;
+mod socket;
 
 use std::fmt;
 use std::io;
@@ -29,6 +30,7 @@ use tokio::time::Instant;
 use tokio_rustls::server::TlsStream;
 
 pub(crate) use rewind::Rewind;
+pub(crate) use socket::TlsSocket;
 
 use crate::config::TlsConfig;
 use crate::stats::Stats;

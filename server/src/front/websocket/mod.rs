@@ -4,8 +4,10 @@
 mod budget;
 mod conn_loop;
 mod session;
+mod upgraded;
 
 use std::collections::HashMap;
+use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -17,9 +19,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::BytesMut;
 use hyper::upgrade::OnUpgrade;
-use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
 
@@ -37,6 +37,7 @@ use crate::tenant::{unix_now, TenantError};
 use budget::CommandBudget;
 use conn_loop::{write_all, ConnLoop};
 use session::Session;
+use upgraded::Upgraded;
 
 /// Room for a command's own text around its message (`web_pipe2\n@<pipe>\n<event>\n<auth>\n` is at most
 /// 143 bytes): a message of exactly `max_message_bytes` fits in a frame, and one byte more reaches the
@@ -280,16 +281,11 @@ impl WsService {
     /// and short-lived, and inline they would be part of every idle connection's task for its whole life.
     async fn connection(self: Arc<Self>, on_upgrade: OnUpgrade, accepted: Box<Accepted>) {
         let peer = accepted.peer;
-        let (io, early) = match on_upgrade.await {
-            // Our accept loop serves plain TCP, so this is the socket itself: the outbox writes to it from
-            // the publishing thread (see hub::Outbox).
-            Ok(upgraded) => match upgraded.downcast::<TokioIo<TcpStream>>() {
-                Ok(parts) => (parts.io.into_inner(), BytesMut::from(&parts.read_buf[..])),
-                Err(_) => {
-                    tracing::error!(%peer, "WebSocket upgrade: not a TCP socket");
-                    return;
-                }
-            },
+        // The socket itself (TCP, or TLS over TCP): the outbox writes to it from the publishing thread
+        // (see hub::Outbox).
+        let upgraded = on_upgrade.await.map_err(io::Error::other);
+        let (io, early) = match upgraded.and_then(Upgraded::take) {
+            Ok(taken) => taken,
             Err(e) => {
                 tracing::debug!(%peer, error = %e, "WebSocket upgrade failed");
                 return;
@@ -307,7 +303,7 @@ impl WsService {
     /// private messages. None when the connection was refused (after its error frame) or broke.
     async fn open(
         &self,
-        mut io: TcpStream,
+        mut io: Upgraded,
         early: BytesMut,
         accepted: Box<Accepted>,
     ) -> Option<(ConnLoop<'_>, OutboxRx, Live)> {
@@ -429,7 +425,14 @@ impl WsService {
             Box::pin(self.teardown(conn_loop, live)).await;
             return None;
         }
-        rx.attach(io);
+        // Written by the outbox from here on: it must hold everything the async writes above left (a
+        // TLS stream keeps nothing between writes once flushed).
+        if io.flush().await.is_err() {
+            drop(rx);
+            Box::pin(self.teardown(conn_loop, live)).await;
+            return None;
+        }
+        rx.attach(io.into_socket());
         Some((conn_loop, rx, live))
     }
 
