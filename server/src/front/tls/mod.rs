@@ -5,8 +5,11 @@
 //!
 //! A handshake is the most expensive thing an anonymous client can make the server do, so it runs only
 //! after the accept-time limits (`front::listen`), under the connection's handshake deadline, and at most
-//! `max_concurrent_handshakes` at once: past that, new handshakes wait (inside their deadline) instead of
-//! taking every core.
+//! `max_concurrent_handshakes` compute at once: past that, new handshakes wait (inside their deadline)
+//! instead of taking every core. A slot is held only while the server computes (see `metered`), never
+//! while it waits for the client: otherwise a few clients that send half a hello and stall would hold
+//! every slot and lock everyone else out of TLS.
+mod metered;
 mod rewind;
 mod socket;
 
@@ -27,8 +30,8 @@ use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{watch, Semaphore};
 use tokio::time::Instant;
-use tokio_rustls::server::TlsStream;
 
+pub use metered::Metered;
 pub(crate) use rewind::Rewind;
 pub(crate) use socket::TlsSocket;
 
@@ -57,6 +60,10 @@ pub enum HandshakeError {
     Failed(io::Error),
 }
 
+/// A TLS stream as `Tls::accept` returns it (the socket stays wrapped in its handshake meter, which is
+/// empty and free once the handshake is done).
+pub type TlsStream<S> = tokio_rustls::server::TlsStream<Metered<S>>;
+
 /// The certificate in use, swapped whole on reload.
 struct Resolver(RwLock<Arc<CertifiedKey>>);
 
@@ -78,10 +85,10 @@ pub struct Tls {
     key_file: PathBuf,
     resolver: Arc<Resolver>,
     /// CometQL: no ALPN (MySQL clients send none).
-    cometql: tokio_rustls::TlsAcceptor,
+    cometql: Arc<ServerConfig>,
     /// HTTPS: ALPN `http/1.1` (the only HTTP this server speaks).
-    http: tokio_rustls::TlsAcceptor,
-    handshakes: Semaphore,
+    http: Arc<ServerConfig>,
+    handshakes: Arc<Semaphore>,
     stats: Stats,
     /// The files' last seen (modified, length), to notice a renewal.
     seen: std::sync::Mutex<Option<(FileStamp, FileStamp)>>,
@@ -122,13 +129,13 @@ impl Tls {
                     .with_no_client_auth()
                     .with_cert_resolver(resolver.clone());
             sc.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-            tokio_rustls::TlsAcceptor::from(Arc::new(sc))
+            Arc::new(sc)
         };
         let tls = Tls {
             cometql: acceptor(&[]),
             http: acceptor(&[b"http/1.1"]),
             resolver,
-            handshakes: Semaphore::new(config.max_concurrent_handshakes.max(1)),
+            handshakes: Arc::new(Semaphore::new(config.max_concurrent_handshakes.max(1))),
             stats,
             seen: std::sync::Mutex::new(stamps(&cert_file, &key_file)),
             cert_file,
@@ -137,23 +144,30 @@ impl Tls {
         Ok(Some(Arc::new(tls)))
     }
 
-    /// Runs the TLS handshake on `stream` by `deadline`, waiting for a handshake slot first.
+    /// Runs the TLS handshake on `stream` by `deadline`. The client's hello is read without a slot;
+    /// answering it (key exchange, signature) waits for one, which is given back as soon as the server
+    /// waits for the client again.
     pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
         &self,
         port: Port,
         stream: S,
         deadline: Instant,
     ) -> Result<TlsStream<S>, HandshakeError> {
-        let acceptor = match port {
+        let config = match port {
             Port::Cometql => &self.cometql,
             Port::Http => &self.http,
         };
+        let (io, slot) = Metered::new(stream);
         let handshake = async {
-            let _slot = self.handshakes.acquire().await;
-            acceptor.accept(stream).await
+            let acceptor = rustls::server::Acceptor::default();
+            let start = tokio_rustls::LazyConfigAcceptor::new(acceptor, io).await?;
+            let permit = self.handshakes.clone().acquire_owned().await;
+            slot.hold(permit.map_err(io::Error::other)?);
+            let mut stream = start.into_stream(config.clone()).await?;
+            stream.get_mut().0.done();
+            Ok::<_, io::Error>(stream)
         };
-        let result = tokio::time::timeout_at(deadline, handshake).await;
-        let result = match result {
+        let result = match tokio::time::timeout_at(deadline, handshake).await {
             Ok(Ok(stream)) => Ok(stream),
             Ok(Err(e)) => Err(HandshakeError::Failed(e)),
             Err(_) => Err(HandshakeError::Timeout),
@@ -164,6 +178,11 @@ impl Tls {
         };
         counter.fetch_add(1, Ordering::Relaxed);
         result
+    }
+
+    /// Handshake slots free right now (for tests).
+    pub fn free_handshake_slots(&self) -> usize {
+        self.handshakes.available_permits()
     }
 
     /// Loads the files again and, if they hold a valid pair, uses it for every new handshake. A bad pair

@@ -6,15 +6,13 @@ use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use crate::front::tls::{TlsSocket, TlsStream};
+use crate::hub::Socket;
 use bytes::BytesMut;
 use hyper::upgrade::Upgraded as HyperUpgraded;
 use hyper_util::rt::TokioIo;
 use tokio::io::AsyncWrite;
 use tokio::net::TcpStream;
-use tokio_rustls::server::TlsStream;
-
-use crate::front::tls::TlsSocket;
-use crate::hub::Socket;
 
 pub(super) enum Upgraded {
     Tcp(TcpStream),
@@ -49,7 +47,7 @@ impl Upgraded {
             Upgraded::Tcp(tcp) => Box::new(tcp),
             Upgraded::Tls(tls) => {
                 let (tcp, session) = tls.into_inner();
-                Box::new(TlsSocket::new(tcp, session))
+                Box::new(TlsSocket::new(tcp.into_inner(), session))
             }
         }
     }

@@ -25,6 +25,10 @@ struct Certs {
 }
 
 fn certs() -> Certs {
+    certs_with(TlsConfig::default())
+}
+
+fn certs_with(base: TlsConfig) -> Certs {
     let dir = tempfile::tempdir().unwrap();
     let ck = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
     let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
@@ -33,7 +37,7 @@ fn certs() -> Certs {
     let config = TlsConfig {
         cert_file: cert,
         key_file: key,
-        ..TlsConfig::default()
+        ..base
     };
     let tls = Tls::from_config(&config, Stats::default())
         .unwrap()
@@ -218,4 +222,66 @@ async fn a_stalled_tls_handshake_is_cut_at_the_handshake_deadline() {
     ));
     assert!(started.elapsed() < Duration::from_secs(5));
     c.expect_closed().await;
+}
+
+/// One handshake slot, and two clients that stall: one sent half its hello, the other its whole hello and
+/// never its Finished. Neither holds the slot while it waits, so a third client's handshake and login go
+/// through at once.
+#[tokio::test]
+async fn clients_that_stall_mid_handshake_hold_no_handshake_slot() {
+    let certs = certs_with(TlsConfig {
+        max_concurrent_handshakes: 1,
+        ..TlsConfig::default()
+    });
+    let server = TestServer::start_with_tls(config(), Some(certs.tls.clone())).await;
+    let client = client_config(&certs.ca);
+    let hello = || {
+        let name = ServerName::try_from("localhost").unwrap();
+        let mut conn = rustls::ClientConnection::new(client.clone(), name).unwrap();
+        let mut bytes = Vec::new();
+        conn.write_tls(&mut bytes).unwrap();
+        bytes
+    };
+    let mut half = Raw::connect(&server).await;
+    let mut bytes = frame(1, &ssl_request());
+    let h = hello();
+    bytes.extend_from_slice(&h[..h.len() / 2]);
+    half.write(&bytes).await;
+    let mut whole = Raw::connect(&server).await;
+    let mut bytes = frame(1, &ssl_request());
+    bytes.extend_from_slice(&hello());
+    whole.write(&bytes).await;
+    // The server answers the whole hello (its first flight) and then waits for the client's Finished.
+    let mut first_flight = [0u8; 5];
+    tokio::io::AsyncReadExt::read_exact(&mut whole.s, &mut first_flight)
+        .await
+        .unwrap();
+    assert_eq!(first_flight[0], 0x16, "a TLS handshake record");
+    let tls = certs.tls.clone();
+    let freed = async {
+        while tls.free_handshake_slots() != 1 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), freed)
+        .await
+        .expect("the slot is given back while the server waits");
+
+    let addr = server.addr;
+    let third = tokio::task::spawn_blocking(move || {
+        let mut tcp = std::net::TcpStream::connect(addr).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let (_, greeting) = read_packet(&mut tcp);
+        let salt = super::greeting_salt(&greeting);
+        tcp.write_all(&frame(1, &ssl_request())).unwrap();
+        let name = ServerName::try_from("localhost").unwrap();
+        let mut conn = rustls::ClientConnection::new(client, name).unwrap();
+        let mut tls = rustls::Stream::new(&mut conn, &mut tcp);
+        let scramble = auth::scramble(&salt, KEY.as_bytes());
+        let resp = handshake_response(b"1", &scramble, None, "mysql_native_password");
+        tls.write_all(&frame(2, &resp)).unwrap();
+        read_packet(&mut tls)
+    });
+    assert_eq!(third.await.unwrap(), (3, OK_EMPTY.to_vec()));
+    drop((half, whole));
 }
