@@ -3,10 +3,12 @@
 //! CLI with `--ssl-verify-server-cert`, PyMySQL and Node mysql2 with the CA each publish, and a WebSocket
 //! subscriber receives the frame byte for byte. Each login is proven to be TLS twice over: the tenant
 //! requires TLS (a plaintext login would get ERROR 3159) and the server's handshake counter grows.
-//! A renewed certificate is picked up by new sessions while an open one keeps working, and the per-tenant
+//! A renewed certificate is picked up by new sessions while an open one keeps working (by the file watcher,
+//! and by SIGHUP to the real binary), verifying drivers refuse a certificate for another name, and the per-tenant
 //! "require TLS" setting refuses plaintext only once the key is proven, set by the operator's storage
 //! write (the CLI's path) or by the dashboard, on both backends.
 
+use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -17,6 +19,7 @@ use halley_tests::cometql::{insert_literal_sql, login};
 use halley_tests::dashboard::Browser;
 use halley_tests::frames::check_pipe_frame;
 use halley_tests::mysql_raw::{frame, handshake_response, parse_err, RawMysql};
+use halley_tests::process::ServerProcess;
 use halley_tests::tls::TestCerts;
 use halley_tests::wait::{eventually, WAIT};
 use halley_tests::{on_both_backends, Backend, Tenant, TestServer};
@@ -198,7 +201,16 @@ impl TlsCometql {
         name: &str,
         tenant: &Tenant,
     ) -> anyhow::Result<Result<TlsCometql, (u16, String)>> {
-        let raw = RawMysql::connect(server).await?;
+        Self::login_at(server.cometql_addr(), certs, name, tenant).await
+    }
+
+    async fn login_at(
+        addr: SocketAddr,
+        certs: &TestCerts,
+        name: &str,
+        tenant: &Tenant,
+    ) -> anyhow::Result<Result<TlsCometql, (u16, String)>> {
+        let raw = RawMysql::connect_from(addr, None).await?;
         let salt = raw.salt;
         let mut tcp = raw.into_tcp()?;
         tcp.write_all(&frame(1, &ssl_request())).await?;
@@ -289,6 +301,49 @@ async fn a_renewed_certificate_reaches_new_sessions_and_open_ones_keep_working(b
     .await;
     assert_eq!(resp.step(0).unwrap().ok().unwrap(), (0, 0));
     expect_hi_frame(&ws.recv_text(WAIT).await.unwrap(), "renewed");
+    server.stop().await;
+}
+
+/// SIGHUP to the real binary reloads the certificate (the file watcher is set to check only hourly, so the
+/// signal is what does it); a session opened before keeps working.
+async fn sighup_reloads_the_certificate_in_the_real_binary(backend: Backend) {
+    let certs = TestCerts::new();
+    let toml = format!(
+        "[tls]\ncert_file = {:?}\nkey_file = {:?}\nreload_check_secs = 3600\n",
+        certs.cert_file().display().to_string(),
+        certs.key_file().display().to_string()
+    );
+    let mut server = ServerProcess::start(backend, &toml)
+        .await
+        .expect("start halley");
+    let tenant = server.tenant("hup@example.com").await.unwrap();
+    let addr = server.cometql_addr();
+    let first = current_cert(&certs);
+    let mut open = TlsCometql::login_at(addr, &certs, "localhost", &tenant)
+        .await
+        .unwrap()
+        .expect("TLS login");
+    assert_eq!(open.peer, first);
+
+    let renewed = certs.issue(&["localhost", "127.0.0.1"], "Halley after SIGHUP");
+    let status = std::process::Command::new("kill")
+        .args(["-HUP", &server.pid().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success());
+    eventually(Duration::from_secs(15), || async {
+        let s = TlsCometql::login_at(addr, &certs, "localhost", &tenant)
+            .await?
+            .map_err(|e| anyhow::anyhow!("login refused: {e:?}"))?;
+        anyhow::ensure!(s.peer == renewed, "still the old certificate");
+        Ok(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e:#}; server log: {}", server.log()));
+    assert!(server.alive(), "SIGHUP must not stop the server");
+    open.exec(&insert_literal_sql("after_hup", "msg", "'hi'"))
+        .await
+        .expect("the session opened before SIGHUP still works");
     server.stop().await;
 }
 
@@ -511,6 +566,7 @@ on_both_backends!(
     real_clients_publish_over_tls,
     verifying_clients_refuse_a_certificate_for_another_name,
     a_renewed_certificate_reaches_new_sessions_and_open_ones_keep_working,
+    sighup_reloads_the_certificate_in_the_real_binary,
     require_tls_refuses_plaintext_after_the_key_check,
     dashboard_toggles_require_tls,
     dashboard_says_when_tls_is_not_offered,
