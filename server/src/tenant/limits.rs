@@ -5,7 +5,7 @@
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::num::NonZeroU32;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -84,6 +84,9 @@ pub struct Limits {
     overrides: Mutex<HashMap<DevId, TenantOverride>>,
     /// Tenants whose CometQL logins must come over TLS (`tenant_limits.require_tls`).
     require_tls: Mutex<HashSet<DevId>>,
+    /// Changes made to `require_tls` on this node, so that a reload does not overwrite one made while it
+    /// was reading storage.
+    require_tls_changes: AtomicU64,
     new_connections: DefaultKeyedRateLimiter<ClientIp>,
     failed_logins: DefaultKeyedRateLimiter<ClientIp>,
     /// Addresses refused without a key check until the instant given.
@@ -131,6 +134,7 @@ impl Limits {
             publishes: Mutex::new(HashMap::new()),
             overrides: Mutex::new(HashMap::new()),
             require_tls: Mutex::new(HashSet::new()),
+            require_tls_changes: AtomicU64::new(0),
             blocked: Mutex::new(HashMap::new()),
             websockets_per_ip: Arc::default(),
             stats,
@@ -166,10 +170,14 @@ impl Limits {
                 },
             );
         }
-        // Replaced whole, so that turning the setting off (`--require-tls false`) is seen too.
-        let require_tls: HashSet<DevId> =
-            storage.tenants_requiring_tls().await?.into_iter().collect();
-        *lock(&self.require_tls) = require_tls;
+        // Replaced whole, so that turning the setting off (`--require-tls false`) is seen too; but not over a
+        // change this node made while the query ran (it would be undone until the next reload).
+        let before = self.require_tls_changes.load(Ordering::Acquire);
+        let stored: HashSet<DevId> = storage.tenants_requiring_tls().await?.into_iter().collect();
+        let mut current = lock(&self.require_tls);
+        if self.require_tls_changes.load(Ordering::Acquire) == before {
+            *current = stored;
+        }
         Ok(())
     }
 
@@ -182,6 +190,7 @@ impl Limits {
     /// with their next reload of the overrides).
     pub fn set_require_tls(&self, dev_id: DevId, require: bool) {
         let mut set = lock(&self.require_tls);
+        self.require_tls_changes.fetch_add(1, Ordering::AcqRel);
         match require {
             true => set.insert(dev_id),
             false => set.remove(&dev_id),
