@@ -66,6 +66,8 @@ export const api = {
   revokeKey: (id, confirmLast) => request("DELETE", `/keys/${id}`, confirmLast ? { confirm_last: true } : undefined),
   origins: () => request("GET", "/origins"),
   setOrigins: (origins) => request("PUT", "/origins", { origins }),
+  security: () => request("GET", "/security"),
+  setSecurity: (require_tls) => request("PUT", "/security", { require_tls }),
   usage: () => request("GET", "/usage"),
   testMessage: (pipe, event, message) => request("POST", "/test-message", { pipe, event, message }),
 };

@@ -1,4 +1,5 @@
-// Settings: the origins allowed to open WebSocket connections, and the account's password.
+// Settings: the origins allowed to open WebSocket connections, whether CometQL logins must use TLS, and the
+// account's password.
 
 import { api } from "./api.js";
 import { h, show, field, busy } from "./dom.js";
@@ -37,6 +38,45 @@ function originsCard() {
   return h("section", { class: "card" }, form);
 }
 
+function securityCard() {
+  const box = h("input", { type: "checkbox", name: "require_tls" });
+  const error = h("div", { class: "form-error", role: "alert" });
+  const ok = h("div", { class: "form-ok", role: "status" });
+  const warn = h("p", { class: "form-error", hidden: true },
+    "This server has no TLS certificate: with this on, every CometQL login of your dev_id would be refused.");
+  const submit = h("button", { type: "submit", class: "btn" }, "Save");
+  const form = h("form", { "aria-labelledby": "security-title" },
+    h("h2", { id: "security-title" }, "Require TLS for CometQL"),
+    h("p", { class: "muted small" },
+      "When on, a MySQL client must connect with SSL (mysqli MYSQLI_CLIENT_SSL, PDO MYSQL_ATTR_SSL_CA, mariadb --ssl): " +
+      "a plaintext login with a valid key is refused with ERROR 3159. Keeps your key's scramble and your messages off the network in clear."),
+    error, ok, warn,
+    h("div", { class: "field" }, h("label", { for: "require-tls" }, box, " Refuse CometQL logins without TLS")),
+    submit);
+  box.id = "require-tls";
+  box.disabled = true;
+  submit.disabled = true;
+  api.security().then(
+    (r) => {
+      box.checked = r.require_tls;
+      warn.hidden = r.tls_offered;
+      box.disabled = false;
+      submit.disabled = false;
+    },
+    (e) => (error.textContent = e.message),
+  );
+  form.addEventListener("submit", (e) => {
+    e.preventDefault();
+    ok.textContent = "";
+    busy(submit, error, async () => {
+      const r = await api.setSecurity(box.checked);
+      box.checked = r.require_tls;
+      ok.textContent = r.require_tls ? "Saved. CometQL logins must use TLS." : "Saved. Plaintext CometQL logins are allowed.";
+    });
+  });
+  return h("section", { class: "card" }, form);
+}
+
 function passwordCard(ctx) {
   const current = h("input", { type: "password", autocomplete: "current-password", required: true });
   const next = h("input", { type: "password", autocomplete: "new-password", minlength: "10", required: true });
@@ -68,6 +108,6 @@ function passwordCard(ctx) {
 export function render(ctx) {
   show(
     h("div", { class: "page-head" }, h("div", {}, h("h1", {}, "Settings"), h("p", {}, ctx.me.email))),
-    h("div", { class: "grid grid-2" }, originsCard(), passwordCard(ctx)),
+    h("div", { class: "grid grid-2" }, originsCard(), securityCard(), passwordCard(ctx)),
   );
 }

@@ -186,6 +186,19 @@ test("sign up, publish with mariadb, see it live, revoke the key", async () => {
   await page.getByLabel("One origin per line").fill("");
   await page.getByRole("button", { name: "Save origins" }).click();
   await page.getByRole("status").filter({ hasText: "Any origin may connect" }).waitFor();
+  // Require TLS: this server has no certificate, so the page warns; a plaintext login with the right key is
+  // then refused with ERROR 3159 until the box is cleared again.
+  await page.getByText("This server has no TLS certificate").waitFor();
+  await page.getByLabel("Refuse CometQL logins without TLS").check();
+  await page.getByRole("button", { name: "Save", exact: true }).click();
+  await page.getByRole("status").filter({ hasText: "CometQL logins must use TLS" }).waitFor();
+  const plaintext = await mariadb(devId, key, "SHOW TABLES");
+  assert.notEqual(plaintext.code, 0);
+  assert.match(plaintext.stderr, /ERROR 3159/);
+  await page.getByLabel("Refuse CometQL logins without TLS").uncheck();
+  await page.getByRole("button", { name: "Save", exact: true }).click();
+  await page.getByRole("status").filter({ hasText: "Plaintext CometQL logins are allowed" }).waitFor();
+  assert.equal((await mariadb(devId, key, "SHOW TABLES")).code, 0);
   await shot("settings");
 
   await page.getByRole("link", { name: "Keys" }).click();

@@ -59,6 +59,10 @@ enum TenantCommand {
         /// Seconds a private message (users_messages) waits for its offline user.
         #[arg(long)]
         queue_ttl_secs: Option<i64>,
+        /// `true`: CometQL logins of this tenant must come over TLS (a plaintext one with a valid key gets
+        /// ERROR 3159); `false`: plaintext allowed (the default). Omitted: left as it is.
+        #[arg(long, value_name = "true|false")]
+        require_tls: Option<bool>,
         #[command(flatten)]
         quotas: QuotaArgs,
     },
@@ -172,6 +176,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             publish_burst,
             websocket_connections,
             queue_ttl_secs,
+            require_tls,
             quotas,
         }) => {
             let tenants = halley::app::open_tenants(&config).await?;
@@ -198,6 +203,12 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                 revoked_tokens: quotas.revoked_tokens,
             };
             tenants.storage().set_tenant_quotas(&quotas).await?;
+            if let Some(require) = require_tls {
+                tenants
+                    .storage()
+                    .set_tenant_require_tls(dev_id, require)
+                    .await?;
+            }
             println!("limits of dev_id {dev_id} set");
             tenants.storage().close().await;
         }

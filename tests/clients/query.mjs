@@ -1,5 +1,6 @@
 // CometQL test driver for Node mysql2. Protocol (same for query.php and query.py): see README.md.
 // Exit code 0 whenever the driver ran: server and connection errors are reported as data.
+import { readFileSync } from 'node:fs';
 import mysql from 'mysql2';
 
 const CLIENT_ERROR = 2000;
@@ -136,6 +137,10 @@ async function main() {
     dateStrings: true,
     supportBigNumbers: true,
     bigNumberStrings: true,
+    // TLS when asked: with the CA, verified: the chain (rejectUnauthorized, mysql2's default) and the host
+    // name, which mysql2 checks only with verifyIdentity. Without a CA, rejectUnauthorized off.
+    ssl: req.tls == null ? undefined
+      : req.tls.ca ? { ca: readFileSync(req.tls.ca), verifyIdentity: true } : { rejectUnauthorized: false },
   });
   // A fatal error with no command waiting is emitted here; without a listener it would crash the script.
   conn.on('error', () => {});

@@ -116,13 +116,28 @@ if (!is_array($req) || !isset($req['host'], $req['port'], $req['user']) || !is_a
 $db = mysqli_init();
 $db->options(MYSQLI_OPT_CONNECT_TIMEOUT, 10);
 $db->options(MYSQLI_OPT_READ_TIMEOUT, 10);
+// TLS when asked: with a CA, mysqli_ssl_set + certificate and host name verification; without, encrypted
+// but unverified (MYSQLI_CLIENT_SSL alone). mysqlnd then fails rather than fall back to plaintext.
+$tls = isset($req['tls']) && is_array($req['tls']) ? $req['tls'] : null;
+$flags = 0;
+if ($tls !== null) {
+    $flags = MYSQLI_CLIENT_SSL;
+    if (isset($tls['ca'])) {
+        $db->ssl_set(null, null, (string)$tls['ca'], null, null);
+        $db->options(MYSQLI_OPT_SSL_VERIFY_SERVER_CERT, true);
+    } else {
+        $flags |= MYSQLI_CLIENT_SSL_DONT_VERIFY_SERVER_CERT;
+    }
+}
 try {
     $db->real_connect(
         (string)$req['host'],
         (string)$req['user'],
         (string)($req['password'] ?? ''),
         isset($req['database']) ? (string)$req['database'] : null,
-        (int)$req['port']
+        (int)$req['port'],
+        null,
+        $flags
     );
 } catch (Throwable $e) {
     emit(['connect' => error_of($e)]);
@@ -138,11 +153,22 @@ function pdo_of(array $req): PDO
     if (isset($req['database'])) {
         $dsn .= ';dbname=' . (string)$req['database'];
     }
-    return new PDO($dsn, (string)$req['user'], (string)($req['password'] ?? ''), [
+    $options = [
         PDO::ATTR_EMULATE_PREPARES => true,
         PDO::ATTR_ERRMODE => PDO::ERRMODE_EXCEPTION,
         PDO::ATTR_TIMEOUT => 10,
-    ]);
+    ];
+    // TLS as for mysqli: PDO::MYSQL_ATTR_SSL_CA verifies the certificate against the CA.
+    if (isset($req['tls']) && is_array($req['tls'])) {
+        if (isset($req['tls']['ca'])) {
+            $options[PDO::MYSQL_ATTR_SSL_CA] = (string)$req['tls']['ca'];
+            $options[PDO::MYSQL_ATTR_SSL_VERIFY_SERVER_CERT] = true;
+        } else {
+            // pdo_mysql asks for TLS once any SSL option is set; this one alone means "unverified".
+            $options[PDO::MYSQL_ATTR_SSL_VERIFY_SERVER_CERT] = false;
+        }
+    }
+    return new PDO($dsn, (string)$req['user'], (string)($req['password'] ?? ''), $options);
 }
 
 function run_params(PDO $pdo, array $params): array

@@ -101,6 +101,16 @@ def run_step(conn, step):
     fail(f"unknown step: {json.dumps(step)}")
 
 
+def ssl_of(tls):
+    """None: plaintext. With a CA: PyMySQL verifies the certificate and the host name; without: encrypted,
+    unverified (an empty dict would mean no TLS at all)."""
+    if tls is None:
+        return None
+    if tls.get("ca"):
+        return {"ca": tls["ca"]}
+    return {"verify_mode": False}
+
+
 def emit(response):
     # ASCII JSON: emoji become surrogate-pair escapes, which every JSON parser decodes exactly.
     sys.stdout.write(json.dumps(response, ensure_ascii=True) + "\n")
@@ -126,6 +136,7 @@ def main():
             read_timeout=TIMEOUT,
             write_timeout=TIMEOUT,
             conv=conv,
+            ssl=ssl_of(req.get("tls")),
         )
     except Exception as exc:  # noqa: BLE001
         emit({"connect": error_of(exc)})

@@ -16,7 +16,8 @@ use tokio::process::Command;
 
 pub use cli::{mariadb, mariadb_query, query_args, CliOutput};
 pub use protocol::{
-    ChangeUser, Connected, Login, Outcome, Request, Response, Row, SqlError, Step, StepResult,
+    ChangeUser, ClientTls, Connected, Login, Outcome, Request, Response, Row, SqlError, Step,
+    StepResult,
 };
 
 /// Drivers connect with a 10 s timeout and read with 10 s timeouts: 30 s means the driver itself hangs.

@@ -199,6 +199,18 @@ impl RawMysql {
         Self::connect_from(server.cometql_addr(), None).await
     }
 
+    /// The socket, right after the greeting (for a client that goes on in TLS); an error if the server sent
+    /// more than the greeting.
+    pub fn into_tcp(self) -> anyhow::Result<TcpStream> {
+        if !self.buf.is_empty() {
+            bail!(
+                "the server sent {} bytes after the greeting",
+                self.buf.len()
+            );
+        }
+        Ok(self.stream)
+    }
+
     /// Sends the handshake response; `Ok(Err((code, message)))` when the server refuses the login.
     pub async fn handshake(
         mut self,

@@ -26,6 +26,8 @@ pub enum ErrorCode {
     Internal = 500,
     /// MySQL's ER_RECORD_FILE_FULL ("The table is full"): a storage quota of the tenant is reached.
     QuotaExceeded = 1114,
+    /// MySQL's ER_SECURE_TRANSPORT_REQUIRED: the tenant accepts CometQL logins over TLS only.
+    InsecureTransport = 3159,
 }
 
 impl ErrorCode {
@@ -48,6 +50,7 @@ impl ErrorCode {
             429 => ErrorCode::RateLimited,
             500 => ErrorCode::Internal,
             1114 => ErrorCode::QuotaExceeded,
+            3159 => ErrorCode::InsecureTransport,
             _ => ErrorCode::Syntax,
         }
     }

@@ -290,3 +290,42 @@ impl Storage {
         Ok(())
     }
 }
+
+impl Storage {
+    /// The tenants that refuse plaintext CometQL logins (`tenant_limits.require_tls`).
+    pub async fn tenants_requiring_tls(&self) -> Result<Vec<DevId>, StorageError> {
+        let rows = sqlx::query("SELECT dev_id FROM tenant_limits WHERE require_tls = 1")
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter().map(dev).collect()
+    }
+
+    /// Whether the tenant refuses plaintext CometQL logins (false when it has no `tenant_limits` row).
+    pub async fn tenant_requires_tls(&self, dev_id: DevId) -> Result<bool, StorageError> {
+        let row = sqlx::query("SELECT require_tls FROM tenant_limits WHERE dev_id = $1")
+            .bind(dev_id.0 as i64)
+            .fetch_optional(self.pool())
+            .await?;
+        Ok(match row {
+            Some(r) => get::<i64>(&r, "require_tls")? != 0,
+            None => false,
+        })
+    }
+
+    /// Sets the tenant's require-TLS flag, leaving its other limits as they are.
+    pub async fn set_tenant_require_tls(
+        &self,
+        dev_id: DevId,
+        require: bool,
+    ) -> Result<(), StorageError> {
+        sqlx::query(
+            "INSERT INTO tenant_limits (dev_id, require_tls) VALUES ($1, $2) \
+             ON CONFLICT (dev_id) DO UPDATE SET require_tls = excluded.require_tls",
+        )
+        .bind(dev_id.0 as i64)
+        .bind(i64::from(require))
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+}

@@ -2,10 +2,10 @@
 //! §5). Rate limits are `governor` GCRA limiters: keyed by IP address for the per-address limits, and one limiter
 //! per tenant for publishes so that a tenant's own override can apply. Every refusal is counted.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::num::NonZeroU32;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -82,6 +82,11 @@ pub struct Limits {
     clock: DefaultClock,
     publishes: Mutex<HashMap<DevId, Arc<DefaultDirectRateLimiter>>>,
     overrides: Mutex<HashMap<DevId, TenantOverride>>,
+    /// Tenants whose CometQL logins must come over TLS (`tenant_limits.require_tls`).
+    require_tls: Mutex<HashSet<DevId>>,
+    /// Changes made to `require_tls` on this node, so that a reload does not overwrite one made while it
+    /// was reading storage.
+    require_tls_changes: AtomicU64,
     new_connections: DefaultKeyedRateLimiter<ClientIp>,
     failed_logins: DefaultKeyedRateLimiter<ClientIp>,
     /// Addresses refused without a key check until the instant given.
@@ -128,6 +133,8 @@ impl Limits {
             clock: DefaultClock::default(),
             publishes: Mutex::new(HashMap::new()),
             overrides: Mutex::new(HashMap::new()),
+            require_tls: Mutex::new(HashSet::new()),
+            require_tls_changes: AtomicU64::new(0),
             blocked: Mutex::new(HashMap::new()),
             websockets_per_ip: Arc::default(),
             stats,
@@ -163,7 +170,31 @@ impl Limits {
                 },
             );
         }
+        // Replaced whole, so that turning the setting off (`--require-tls false`) is seen too; but not over a
+        // change this node made while the query ran (it would be undone until the next reload).
+        let before = self.require_tls_changes.load(Ordering::Acquire);
+        let stored: HashSet<DevId> = storage.tenants_requiring_tls().await?.into_iter().collect();
+        let mut current = lock(&self.require_tls);
+        if self.require_tls_changes.load(Ordering::Acquire) == before {
+            *current = stored;
+        }
         Ok(())
+    }
+
+    /// Whether the tenant refuses CometQL logins that do not come over TLS.
+    pub fn requires_tls(&self, dev_id: DevId) -> bool {
+        lock(&self.require_tls).contains(&dev_id)
+    }
+
+    /// Records the tenant's require-TLS setting (just stored: takes effect at once on this node, on the others
+    /// with their next reload of the overrides).
+    pub fn set_require_tls(&self, dev_id: DevId, require: bool) {
+        let mut set = lock(&self.require_tls);
+        self.require_tls_changes.fetch_add(1, Ordering::AcqRel);
+        match require {
+            true => set.insert(dev_id),
+            false => set.remove(&dev_id),
+        };
     }
 
     fn refuse(&self, limit: Limit, retry_after: Duration) -> Refused {
@@ -404,6 +435,17 @@ mod tests {
             assert_eq!(e.limit, Limit::IpTenantConnections);
         }
         assert!(lock(&l.websockets_per_ip).is_empty());
+    }
+
+    #[test]
+    fn require_tls_is_per_tenant_and_can_be_turned_off() {
+        let l = Limits::new(small(), Stats::default());
+        assert!(!l.requires_tls(DevId(1)));
+        l.set_require_tls(DevId(1), true);
+        assert!(l.requires_tls(DevId(1)));
+        assert!(!l.requires_tls(DevId(2)));
+        l.set_require_tls(DevId(1), false);
+        assert!(!l.requires_tls(DevId(1)));
     }
 
     #[test]

@@ -224,6 +224,24 @@ impl Tenants {
         Ok(())
     }
 
+    /// Whether the tenant refuses plaintext CometQL logins, as stored.
+    pub async fn require_tls(&self, dev_id: DevId) -> Result<bool, TenantError> {
+        Ok(self.storage.tenant_requires_tls(dev_id).await?)
+    }
+
+    /// Stores the tenant's require-TLS setting and applies it to this node's logins at once (other nodes
+    /// read it with their next reload of the limits, within a minute).
+    pub async fn set_require_tls(
+        &self,
+        dev_id: DevId,
+        require: bool,
+        limits: &limits::Limits,
+    ) -> Result<(), TenantError> {
+        self.storage.set_tenant_require_tls(dev_id, require).await?;
+        limits.set_require_tls(dev_id, require);
+        Ok(())
+    }
+
     fn is_known(&self, dev_id: DevId) -> bool {
         self.known
             .read()

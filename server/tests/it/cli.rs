@@ -480,3 +480,50 @@ fn bad_configuration_is_named() {
     );
     assert!(out.stdout.contains("configuration OK"), "{}", out.stdout);
 }
+
+/// Whether the tenant requires TLS, as `halley` stored it in the data directory.
+fn stored_require_tls(data: &Path, dev_id: u64) -> bool {
+    let config = halley::config::Config {
+        data_dir: data.to_owned(),
+        ..halley::config::Config::default()
+    };
+    tokio::runtime::Runtime::new()
+        .expect("runtime")
+        .block_on(async {
+            let tenants = halley::app::open_tenants(&config).await.expect("open");
+            let stored = tenants
+                .require_tls(halley::ids::DevId(dev_id))
+                .await
+                .expect("read require_tls");
+            tenants.storage().close().await;
+            stored
+        })
+}
+
+/// `tenant limits --require-tls true|false` stores the setting; leaving the option out keeps it (unlike the
+/// numeric limits, which fall back to the default); anything but true/false is a usage error.
+#[test]
+fn tenant_limits_require_tls() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let (dev_id, _) = create_tenant(dir.path(), "tls@example.com");
+    let limits = |extra: &[&str]| {
+        let mut cmd = halley(dir.path());
+        cmd.args(["tenant", "limits", "--dev-id", &dev_id.to_string()])
+            .args(extra);
+        run(cmd)
+    };
+    assert!(!stored_require_tls(dir.path(), dev_id));
+    let out = limits(&["--require-tls", "true"]);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(stored_require_tls(dir.path(), dev_id));
+    let out = limits(&["--publish-burst", "50"]);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(stored_require_tls(dir.path(), dev_id), "left as it was");
+    let out = limits(&["--require-tls", "yes"]);
+    assert_eq!(out.status.code(), Some(2), "{}", out.stderr);
+    assert!(out.stderr.contains("--require-tls"), "{}", out.stderr);
+    assert!(stored_require_tls(dir.path(), dev_id));
+    let out = limits(&["--require-tls", "false"]);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(!stored_require_tls(dir.path(), dev_id));
+}

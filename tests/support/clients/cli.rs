@@ -47,10 +47,26 @@ fn parse_error_line(line: &str) -> Option<(u16, String)> {
 }
 
 /// The arguments users pass: `--skip-ssl -h HOST -P PORT -u USER --password=PASS [-D DB] -N -B -e SQL`.
-/// `--password=` rather than `-p`: a bare `-p` (empty password) prompts on the terminal.
+/// `--password=` rather than `-p`: a bare `-p` (empty password) prompts on the terminal. With TLS, `--ssl`
+/// (and `--ssl-ca=CA --ssl-verify-server-cert` when a CA is given) instead of `--skip-ssl`.
 pub fn query_args(login: &Login, sql: &str) -> Vec<String> {
-    let mut args = vec![
-        "--skip-ssl".to_owned(),
+    let mut args = match &login.tls {
+        None => vec!["--skip-ssl".to_owned()],
+        Some(tls) => {
+            // TCP even for `-h localhost`, which the CLI would otherwise take as the Unix socket.
+            let mut a = vec!["--protocol=TCP".to_owned(), "--ssl".to_owned()];
+            match &tls.ca {
+                Some(ca) => a.extend([
+                    format!("--ssl-ca={ca}"),
+                    "--ssl-verify-server-cert".to_owned(),
+                ]),
+                // MariaDB 11.4+ verifies by default; unverified must be asked for.
+                None => a.push("--disable-ssl-verify-server-cert".to_owned()),
+            }
+            a
+        }
+    };
+    args.extend([
         "--connect-timeout=10".to_owned(),
         "-h".to_owned(),
         login.host.clone(),
@@ -59,7 +75,7 @@ pub fn query_args(login: &Login, sql: &str) -> Vec<String> {
         "-u".to_owned(),
         login.user.clone(),
         format!("--password={}", login.password),
-    ];
+    ]);
     if let Some(db) = &login.database {
         args.push("-D".to_owned());
         args.push(db.clone());

@@ -12,6 +12,20 @@ pub struct Login {
     pub password: String,
     /// `None`: connect without selecting a database.
     pub database: Option<String>,
+    /// `None`: plaintext, as before. `Some`: the driver asks for TLS (SSLRequest) and fails rather than fall
+    /// back to plaintext.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<ClientTls>,
+}
+
+/// How a driver uses TLS.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ClientTls {
+    /// A CA file (PEM): the driver verifies the server's certificate and host name against it. `None`:
+    /// encrypted but unverified (mysqli `MYSQLI_CLIENT_SSL` alone, PyMySQL without a CA, mysql2
+    /// `rejectUnauthorized: false`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca: Option<String>,
 }
 
 impl Login {
@@ -23,7 +37,22 @@ impl Login {
             user: user.into(),
             password: password.into(),
             database: Some("CometQL_v1".into()),
+            tls: None,
         }
+    }
+
+    /// TLS without checking the server's certificate.
+    pub fn tls_unverified(mut self) -> Self {
+        self.tls = Some(ClientTls { ca: None });
+        self
+    }
+
+    /// TLS, verifying the server's certificate and host name against the CA in `ca_file`.
+    pub fn tls_verified(mut self, ca_file: &std::path::Path) -> Self {
+        self.tls = Some(ClientTls {
+            ca: Some(ca_file.display().to_string()),
+        });
+        self
     }
 
     pub fn host(mut self, host: impl Into<String>) -> Self {

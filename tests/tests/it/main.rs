@@ -35,3 +35,4 @@ mod limits_publish;
 mod limits_slow_consumers;
 mod limits_unknown_tenants;
 mod origins_self;
+mod tls_cometql;

@@ -70,6 +70,14 @@ fn auth_failure() -> ErrorPacket {
     CommandError::new(ErrorCode::Auth, "Authentication failure").into()
 }
 
+/// MySQL's own code for `require_secure_transport`, with the reason named: the tenant's setting.
+pub(crate) const INSECURE_TRANSPORT: &str = "Connections using insecure transport are prohibited: \
+     this tenant requires TLS (require_tls); connect with SSL";
+
+fn insecure_transport() -> ErrorPacket {
+    CommandError::new(ErrorCode::InsecureTransport, INSECURE_TRANSPORT).into()
+}
+
 fn select_db_failure() -> ErrorPacket {
     CommandError::new(ErrorCode::NoTable, "Select database failure").into()
 }
@@ -164,6 +172,11 @@ impl Handler for CometQl {
                 return Err(auth_failure());
             }
         };
+        // Checked only once the key is proven: an unauthenticated client learns nothing about the tenant
+        // (its refusal stays `Authentication failure`), and a right key over plaintext is not a failed login.
+        if !conn.tls && limits.requires_tls(login.dev_id) {
+            return Err(insecure_transport());
+        }
         if let Some(db) = req.database.filter(|d| !d.is_empty()) {
             if !database_allowed(db, login.dev_id) {
                 return Err(select_db_failure());
