@@ -95,7 +95,10 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         tasks.spawn(tls.clone().watch(every, shutdown_rx.clone()));
     }
     let sockets = Arc::new(OpenSockets::new(stats.clone()));
-    let admission = Arc::new(Admission::new(sockets.clone(), ctx.limits.clone()));
+    let admission = Arc::new(
+        Admission::new(sockets.clone(), ctx.limits.clone())
+            .with_trusted_proxies(config.trusted_proxies.clone()),
+    );
     tasks.spawn(
         admission
             .clone()

@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::cidr::Cidr;
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
@@ -30,6 +32,11 @@ pub struct Config {
     /// `/metrics` answers loopback clients, and others that send `Authorization: Bearer <metrics_token>`
     /// when this is set (per-tenant figures are not for the public).
     pub metrics_token: String,
+    /// Balancers and proxies (CIDR networks, IPv4 or IPv6) whose word on the client's address is taken: from
+    /// these peers both ports read a PROXY protocol header (v1 or v2; required on the CometQL port), and
+    /// the HTTP port reads `X-Forwarded-For` and `Forwarded: for=`. From anyone else those are ignored or
+    /// refused. Empty: every peer is the client.
+    pub trusted_proxies: Vec<Cidr>,
     pub cometql: CometqlConfig,
     pub websocket: WebsocketConfig,
     pub messages: MessagesConfig,
@@ -283,6 +290,7 @@ impl Default for Config {
             master_key_file: PathBuf::new(),
             node_name: "halley".into(),
             metrics_token: String::new(),
+            trusted_proxies: Vec::new(),
             cometql: CometqlConfig::default(),
             websocket: WebsocketConfig::default(),
             messages: MessagesConfig::default(),
@@ -360,6 +368,7 @@ pub const ENV_VARS: &[&str] = &[
     "HALLEY_TLS_CERT_FILE",
     "HALLEY_TLS_KEY_FILE",
     "HALLEY_HTTPS_ADDR",
+    "HALLEY_TRUSTED_PROXIES",
 ];
 
 impl Config {
@@ -417,6 +426,19 @@ impl Config {
         }
         if let Some(v) = lookup("HALLEY_TLS_KEY_FILE") {
             self.tls.key_file = v.into();
+        }
+        if let Some(v) = lookup("HALLEY_TRUSTED_PROXIES") {
+            self.trusted_proxies = v
+                .split(',')
+                .map(str::trim)
+                .filter(|n| !n.is_empty())
+                .map(str::parse)
+                .collect::<Result<_, String>>()
+                .map_err(|reason| ConfigError::Env {
+                    name: "HALLEY_TRUSTED_PROXIES",
+                    value: v.clone(),
+                    reason,
+                })?;
         }
         if let Some(v) = lookup("HALLEY_MASTER_KEY_FILE") {
             self.master_key_file = v.into();
@@ -640,6 +662,28 @@ mod tests {
         assert!(toml::from_str::<Config>("unknown_key = 1").is_err());
         c.database_url = "mysql://x".into();
         assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn trusted_proxies_from_the_file_or_the_environment() {
+        let c: Config =
+            toml::from_str("trusted_proxies = [\"10.0.0.0/8\", \"2001:db8::/32\", \"127.0.0.1\"]")
+                .unwrap();
+        let shown: Vec<String> = c.trusted_proxies.iter().map(|n| n.to_string()).collect();
+        assert_eq!(shown, ["10.0.0.0/8", "2001:db8::/32", "127.0.0.1/32"]);
+        assert!(toml::from_str::<Config>("trusted_proxies = [\"10.0.0.0/40\"]").is_err());
+        let mut c = Config::default();
+        c.apply_env(|k| (k == "HALLEY_TRUSTED_PROXIES").then(|| " 10.0.0.0/8, ::1 ,".into()))
+            .unwrap();
+        let shown: Vec<String> = c.trusted_proxies.iter().map(|n| n.to_string()).collect();
+        assert_eq!(shown, ["10.0.0.0/8", "::1/128"]);
+        c.apply_env(|k| (k == "HALLEY_TRUSTED_PROXIES").then(String::new))
+            .unwrap();
+        assert!(c.trusted_proxies.is_empty());
+        let err = c
+            .apply_env(|k| (k == "HALLEY_TRUSTED_PROXIES").then(|| "10.0.0.0/8,nope".into()))
+            .unwrap_err();
+        assert!(err.to_string().contains("HALLEY_TRUSTED_PROXIES"), "{err}");
     }
 
     #[test]

@@ -1,22 +1,25 @@
 //! Halley: a hosted, multi-tenant Comet (WebSocket push) server, drop-in compatible with comet-server.
 //!
 //! Three floors, imports only ever running down or along one (`tests/floors.rs` checks it):
-//! - protocols, pure (bytes or text in, typed values out): [`mysql`], [`cometql`], [`browser`];
+//! - protocols, pure (bytes or text in, typed values out): [`mysql`], [`cometql`], [`browser`], [`proxy`]
+//!   (what a balancer says about the client);
 //! - the domain, every rule for every front door: [`ids`], [`commands`], [`tenant`], [`hub`], [`storage`],
 //!   [`stats`], [`usage`];
 //! - the front doors, I/O only: [`front`] (`listen`, `cometql`, `websocket`, `http`).
 //!
-//! [`config`] is read by all; [`app`] wires the floors together. The publish path through them, step by
+//! [`config`] (with [`cidr`], its networks) is read by all; [`app`] wires the floors together. The publish path through them, step by
 //! step, is in README.md ("The publish path").
 
 #![warn(unreachable_pub)]
 
+pub mod cidr;
 pub mod config;
 
 // The protocol floor: pure codecs, bytes or text in, typed values out.
 pub mod browser;
 pub mod cometql;
 pub mod mysql;
+pub mod proxy;
 
 // The domain floor: every rule, for every front door.
 pub mod commands;

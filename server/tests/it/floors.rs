@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 
 /// Floors, bottom up. A unit is a top-level module, or one folder under `front/`.
 const FLOORS: &[(&str, &[&str])] = &[
-    ("base", &["config", "logging"]),
-    ("protocol", &["mysql", "cometql", "browser"]),
+    ("base", &["config", "cidr", "logging"]),
+    ("protocol", &["mysql", "cometql", "browser", "proxy"]),
     (
         "domain",
         &[

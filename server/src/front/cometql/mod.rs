@@ -16,7 +16,7 @@ use tokio_util::task::TaskTracker;
 
 pub use conn::{serve_connection, ConnError};
 
-use crate::front::listen::{accept, Admission};
+use crate::front::listen::{accept, connection_client, Admission, Header};
 use crate::front::tls::Tls;
 use crate::mysql::{ErrorPacket, LoginRequest, Reply};
 
@@ -45,9 +45,28 @@ pub async fn serve(
         accept(&listener, &admission, &mut shutdown, "CometQL").await
     {
         let (handler, config, tls) = (handler.clone(), config.clone(), tls.clone());
+        let admission = admission.clone();
         let conn_id = next_id;
         next_id = next_id.wrapping_add(1).max(1);
         tasks.spawn(async move {
+            let (mut stream, mut guard) = (stream, guard);
+            // From a trusted proxy, its PROXY header first: the client it names is the peer from here on.
+            let deadline = tokio::time::Instant::now() + config.handshake_timeout;
+            let client = connection_client(
+                &admission,
+                &mut stream,
+                peer,
+                &mut guard,
+                Header::Required,
+                deadline,
+            );
+            let peer = match client.await {
+                Ok(client) => client,
+                Err(e) if e.is_misconfiguration() => {
+                    return tracing::warn!(%peer, "CometQL connection from a trusted proxy: {e}")
+                }
+                Err(e) => return tracing::debug!(%peer, "CometQL connection closed: {e}"),
+            };
             let conn = ConnInfo { peer, tls: false };
             let served =
                 serve_connection(stream, conn, conn_id, &*handler, &config, tls.as_deref());

@@ -14,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 
+mod client;
 mod metrics;
 mod sdk;
 pub(crate) mod serve;

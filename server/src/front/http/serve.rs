@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::ConnectInfo;
 use axum::Router;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -17,7 +16,8 @@ use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
-use crate::front::listen::{accept, Admission};
+use super::client;
+use crate::front::listen::{accept, connection_client, Admission, Header};
 
 pub(crate) struct HttpServer {
     pub router: Router,
@@ -39,14 +39,38 @@ impl HttpServer {
             accept(&listener, &self.admission, &mut shutdown, "HTTP").await
         {
             let router = self.router.clone();
+            let admission = self.admission.clone();
             let (header_timeout, max_head) = (self.header_timeout, self.max_head_bytes);
             let mut stop = shutdown.clone();
             tasks.spawn(async move {
+                let (mut stream, mut guard) = (stream, guard);
+                // From a trusted proxy, an optional PROXY header before the first request.
+                let deadline = tokio::time::Instant::now() + header_timeout;
+                let client = connection_client(
+                    &admission,
+                    &mut stream,
+                    peer,
+                    &mut guard,
+                    Header::Optional,
+                    deadline,
+                );
+                let client = match client.await {
+                    Ok(client) => client,
+                    Err(e) if e.is_misconfiguration() => {
+                        return tracing::warn!(%peer, "HTTP connection from a trusted proxy: {e}")
+                    }
+                    Err(e) => return tracing::debug!(%peer, "HTTP connection closed: {e}"),
+                };
                 let guard = Arc::new(guard);
                 let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
-                    req.extensions_mut().insert(ConnectInfo(peer));
-                    req.extensions_mut().insert(guard.clone());
-                    router.clone().oneshot(req.map(Body::new))
+                    let admitted = client::admit(&admission, client, &guard, &mut req);
+                    let router = router.clone();
+                    async move {
+                        match admitted {
+                            Ok(_held_for_the_request) => router.oneshot(req.map(Body::new)).await,
+                            Err(refused) => Ok(refused),
+                        }
+                    }
                 });
                 let conn = http1::Builder::new()
                     .timer(TokioTimer::new())

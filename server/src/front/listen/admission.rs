@@ -3,6 +3,10 @@
 //! connections, and the server's total as a last resort. A refused socket is closed at once, so an address
 //! at its limit holds no more than its share of sockets and request buffers, and everyone else is served.
 //!
+//! A peer in `trusted_proxies` is a balancer speaking for many clients: at accept its socket counts in the
+//! total only, and the per-IP checks wait for the client it names (its PROXY header: [`Admission::rekey`];
+//! an HTTP request's forwarding headers: [`Admission::admit_request`]).
+//!
 //! Refusals are counted by reason in the node's `Stats` (shown by `/metrics`), and so are the open sockets; the log gets one summary line per reason and interval
 //! instead of a line per refusal (under a flood, per-refusal lines would be the attack's amplifier).
 
@@ -14,6 +18,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+use crate::cidr::{self, Cidr};
 use crate::ids::ClientIp;
 use crate::stats::{AcceptRefusal, Stats};
 use crate::tenant::limits::{Limit, Limits};
@@ -42,11 +47,17 @@ pub struct OpenSockets {
     per_ip: Mutex<HashMap<ClientIp, usize>>,
 }
 
-/// One open socket; the counts drop when the last clone is gone (a WebSocket task keeps a clone).
+/// One open socket, or one request through a trusted proxy; the counts drop when the last clone is gone
+/// (a WebSocket task keeps a clone).
 #[derive(Debug)]
 pub struct SocketGuard {
     sockets: Arc<OpenSockets>,
-    ip: ClientIp,
+    /// The address counted; None for a trusted proxy's socket while it names no client.
+    ip: Option<ClientIp>,
+    /// Whether this guard holds a place in the total: a socket's does, a request's does not.
+    socket: bool,
+    /// A request's guard keeps its connection's socket counted (a WebSocket outlives the HTTP connection).
+    _connection: Option<Arc<SocketGuard>>,
 }
 
 impl OpenSockets {
@@ -64,27 +75,77 @@ impl OpenSockets {
         max: usize,
         max_per_ip: usize,
     ) -> Result<SocketGuard, Limit> {
-        let ip = ClientIp::from(ip);
+        self.count(Some((ClientIp::from(ip), max_per_ip)), Some(max), None)
+    }
+
+    /// Counts a trusted proxy's socket in the total only (at most `max` open).
+    fn open_unkeyed(self: &Arc<Self>, max: usize) -> Result<SocketGuard, Limit> {
+        self.count(None, Some(max), None)
+    }
+
+    /// Counts one request from `ip` through `connection` (a trusted proxy's), in the address's count only.
+    fn open_request(
+        self: &Arc<Self>,
+        ip: IpAddr,
+        max_per_ip: usize,
+        connection: Arc<SocketGuard>,
+    ) -> Result<SocketGuard, Limit> {
+        let key = (ClientIp::from(ip), max_per_ip);
+        self.count(Some(key), None, Some(connection))
+    }
+
+    /// Counts a new guard: in `ip`'s count unless `max_per_ip` are open from it, in the total unless `max`
+    /// are open in all.
+    fn count(
+        self: &Arc<Self>,
+        ip: Option<(ClientIp, usize)>,
+        total: Option<usize>,
+        connection: Option<Arc<SocketGuard>>,
+    ) -> Result<SocketGuard, Limit> {
         // Both counts change under this lock (the total is atomic for readers only): a short critical
         // section per accept and per close.
         let mut per_ip = lock(&self.per_ip);
-        let from_ip = per_ip.get(&ip).copied().unwrap_or(0);
-        if from_ip >= max_per_ip {
-            return Err(Limit::IpOpenConnections);
+        if let Some((ip, max_per_ip)) = ip {
+            if per_ip.get(&ip).copied().unwrap_or(0) >= max_per_ip {
+                return Err(Limit::IpOpenConnections);
+            }
         }
-        if self.stats.open_sockets.load(Ordering::Relaxed) >= max {
-            return Err(Limit::TotalConnections);
+        if let Some(max) = total {
+            if self.stats.open_sockets.load(Ordering::Relaxed) >= max {
+                return Err(Limit::TotalConnections);
+            }
+            self.stats.open_sockets.fetch_add(1, Ordering::Relaxed);
         }
-        per_ip.insert(ip, from_ip + 1);
-        self.stats.open_sockets.fetch_add(1, Ordering::Relaxed);
+        if let Some((ip, _)) = ip {
+            *per_ip.entry(ip).or_default() += 1;
+        }
         Ok(SocketGuard {
             sockets: self.clone(),
-            ip,
+            ip: ip.map(|(ip, _)| ip),
+            socket: total.is_some(),
+            _connection: connection,
         })
     }
 
+    /// Counts an unkeyed socket's guard under `ip` from now on, unless `max_per_ip` are open from it.
+    fn key(&self, guard: &mut SocketGuard, ip: IpAddr, max_per_ip: usize) -> Result<(), Limit> {
+        debug_assert!(guard.ip.is_none(), "a guard is keyed once");
+        let ip = ClientIp::from(ip);
+        let mut per_ip = lock(&self.per_ip);
+        let from_ip = per_ip.entry(ip).or_default();
+        if *from_ip >= max_per_ip {
+            if *from_ip == 0 {
+                per_ip.remove(&ip);
+            }
+            return Err(Limit::IpOpenConnections);
+        }
+        *from_ip += 1;
+        guard.ip = Some(ip);
+        Ok(())
+    }
+
     #[cfg(test)]
-    fn count(&self) -> usize {
+    fn total(&self) -> usize {
         self.stats.open_sockets.load(Ordering::Relaxed)
     }
 
@@ -98,19 +159,30 @@ impl OpenSockets {
     }
 }
 
+impl SocketGuard {
+    /// Whether this socket is counted under a client's address (false: a trusted proxy's, naming none).
+    pub(crate) fn is_keyed(&self) -> bool {
+        self.ip.is_some()
+    }
+}
+
 impl Drop for SocketGuard {
     fn drop(&mut self) {
         let mut per_ip = lock(&self.sockets.per_ip);
-        if let Some(n) = per_ip.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                per_ip.remove(&self.ip);
+        if let Some(ip) = &self.ip {
+            if let Some(n) = per_ip.get_mut(ip) {
+                *n -= 1;
+                if *n == 0 {
+                    per_ip.remove(ip);
+                }
             }
         }
-        self.sockets
-            .stats
-            .open_sockets
-            .fetch_sub(1, Ordering::Relaxed);
+        if self.socket {
+            self.sockets
+                .stats
+                .open_sockets
+                .fetch_sub(1, Ordering::Relaxed);
+        }
     }
 }
 
@@ -119,6 +191,7 @@ pub struct Admission {
     sockets: Arc<OpenSockets>,
     limits: Arc<Limits>,
     log: RefusalLog,
+    trusted_proxies: Vec<Cidr>,
 }
 
 impl Admission {
@@ -128,25 +201,86 @@ impl Admission {
             sockets,
             limits,
             log: RefusalLog::default(),
+            trusted_proxies: Vec::new(),
         }
+    }
+
+    /// Peers whose word on the client's address is taken (`trusted_proxies`).
+    pub fn with_trusted_proxies(mut self, nets: Vec<Cidr>) -> Admission {
+        self.trusted_proxies = nets;
+        self
+    }
+
+    /// Whether `ip` is a trusted proxy.
+    pub fn is_trusted(&self, ip: IpAddr) -> bool {
+        cidr::any_contains(&self.trusted_proxies, ip)
     }
 
     /// A new connection from `ip`: its guard, or the limit that refuses it (counted and logged in summary).
     /// The counts come before the rate, so that a connection refused for the count costs no rate budget.
+    /// A trusted proxy's connection is counted in the total only, and unkeyed until it names its client.
     pub fn admit(&self, ip: IpAddr) -> Result<SocketGuard, Limit> {
+        let config = self.limits.config();
+        let admitted = if self.is_trusted(ip) {
+            self.sockets.open_unkeyed(config.max_connections)
+        } else {
+            self.sockets
+                .open(ip, config.max_connections, config.connections_per_ip)
+                .and_then(|guard| self.new_connection(ip).map(|()| guard))
+        };
+        self.refused(admitted, ip)
+    }
+
+    /// A trusted proxy's connection names its client `ip` (its PROXY header): the per-IP checks of
+    /// [`Admission::admit`] apply to `ip` now, and the socket counts under it until it closes.
+    pub fn rekey(&self, guard: &mut SocketGuard, ip: IpAddr) -> Result<(), Limit> {
+        let config = self.limits.config();
+        let keyed = self
+            .sockets
+            .key(guard, ip, config.connections_per_ip)
+            .and_then(|()| self.new_connection(ip));
+        if keyed.is_err() {
+            // Refused: the guard is closed with its socket, so its key no longer matters.
+            if let Some(key) = guard.ip.take() {
+                let mut per_ip = lock(&self.sockets.per_ip);
+                if let Some(n) = per_ip.get_mut(&key) {
+                    *n -= 1;
+                    if *n == 0 {
+                        per_ip.remove(&key);
+                    }
+                }
+            }
+        }
+        self.refused(keyed, ip)
+    }
+
+    /// One HTTP request from client `ip` on `connection`, a trusted proxy's connection that names no client
+    /// itself: admitted as a new connection from `ip` would be (open count and rate), counted under `ip` for
+    /// as long as the guard lives (a WebSocket keeps it), without a second place in the total.
+    pub fn admit_request(
+        &self,
+        ip: IpAddr,
+        connection: &Arc<SocketGuard>,
+    ) -> Result<SocketGuard, Limit> {
         let config = self.limits.config();
         let admitted = self
             .sockets
-            .open(ip, config.max_connections, config.connections_per_ip)
-            .and_then(|guard| match self.limits.new_connection(ip) {
-                Ok(()) => Ok(guard),
-                Err(refused) => Err(refused.limit),
-            });
-        if let Err(limit) = admitted {
-            if let Some((_, why)) = REFUSING.iter().find(|(l, _)| *l == limit) {
+            .open_request(ip, config.connections_per_ip, connection.clone())
+            .and_then(|guard| self.new_connection(ip).map(|()| guard));
+        self.refused(admitted, ip)
+    }
+
+    fn new_connection(&self, ip: IpAddr) -> Result<(), Limit> {
+        self.limits.new_connection(ip).map_err(|refused| refused.limit)
+    }
+
+    /// Counts and logs a refusal.
+    fn refused<T>(&self, admitted: Result<T, Limit>, ip: IpAddr) -> Result<T, Limit> {
+        if let Err(limit) = &admitted {
+            if let Some((_, why)) = REFUSING.iter().find(|(l, _)| l == limit) {
                 self.sockets.stats.connections_refused.add(*why);
             }
-            self.log.record(limit, ip);
+            self.log.record(*limit, ip);
         }
         admitted
     }
@@ -238,12 +372,12 @@ mod tests {
             s.open(ip("10.0.0.3"), 3, 2).unwrap_err(),
             Limit::TotalConnections
         );
-        assert_eq!((s.count(), s.count_from(ip("10.0.0.1"))), (3, 2));
+        assert_eq!((s.total(), s.count_from(ip("10.0.0.1"))), (3, 2));
         drop(a);
-        assert_eq!((s.count(), s.count_from(ip("10.0.0.1"))), (2, 1));
+        assert_eq!((s.total(), s.count_from(ip("10.0.0.1"))), (2, 1));
         let again = s.open(ip("10.0.0.1"), 3, 2).unwrap();
         drop((b, c, again));
-        assert_eq!(s.count(), 0);
+        assert_eq!(s.total(), 0);
         assert!(lock(&s.per_ip).is_empty(), "closed addresses are forgotten");
     }
 
@@ -285,7 +419,56 @@ mod tests {
         assert_eq!(refused.get(AcceptRefusal::IpConnections), 1);
         assert_eq!(refused.get(AcceptRefusal::IpNewConnections), 1);
         assert_eq!(refused.get(AcceptRefusal::ServerConnections), 0);
-        assert_eq!(adm.sockets.count(), 1);
+        assert_eq!(adm.sockets.total(), 1);
+    }
+
+    #[test]
+    fn a_trusted_proxy_counts_in_the_total_and_its_clients_per_address() {
+        let stats = Stats::default();
+        let limits = Arc::new(Limits::new(
+            LimitsConfig {
+                connections_per_ip: 2,
+                max_connections: 10,
+                ..LimitsConfig::default()
+            },
+            stats.clone(),
+        ));
+        let adm = Admission::new(Arc::new(OpenSockets::new(stats.clone())), limits)
+            .with_trusted_proxies(vec!["10.0.0.0/8".parse().unwrap()]);
+        let proxy = ip("10.0.0.1");
+        // More sockets from the proxy than one address may hold: none is counted under its address.
+        let mut conns: Vec<SocketGuard> = (0..4).map(|_| adm.admit(proxy).unwrap()).collect();
+        assert!(conns.iter().all(|g| !g.is_keyed()));
+        assert_eq!((adm.sockets.total(), adm.sockets.count_from(proxy)), (4, 0));
+
+        // Each names its client (a PROXY header): the per-address count applies to the client.
+        let client = ip("203.0.113.7");
+        adm.rekey(&mut conns[0], client).unwrap();
+        adm.rekey(&mut conns[1], client).unwrap();
+        assert_eq!(adm.rekey(&mut conns[2], client), Err(Limit::IpOpenConnections));
+        assert!(!conns[2].is_keyed());
+        assert_eq!(adm.sockets.count_from(client), 2);
+        adm.rekey(&mut conns[2], ip("203.0.113.8")).unwrap();
+
+        // Requests on a connection that names no client: counted per address, not in the total.
+        let shared = Arc::new(conns.pop().unwrap());
+        let other = ip("198.51.100.1");
+        let r1 = adm.admit_request(other, &shared).unwrap();
+        let r2 = adm.admit_request(other, &shared).unwrap();
+        assert_eq!(adm.admit_request(other, &shared).unwrap_err(), Limit::IpOpenConnections);
+        assert_eq!((adm.sockets.total(), adm.sockets.count_from(other)), (4, 2));
+        // A request's guard keeps its connection counted after the connection lets go (a WebSocket).
+        drop((shared, r1));
+        assert_eq!((adm.sockets.total(), adm.sockets.count_from(other)), (4, 1));
+        drop(r2);
+        assert_eq!(adm.sockets.total(), 3);
+        drop(conns);
+        assert_eq!(adm.sockets.total(), 0);
+        assert!(lock(&adm.sockets.per_ip).is_empty());
+        assert_eq!(stats.connections_refused.get(AcceptRefusal::IpConnections), 2);
+
+        // An untrusted peer is counted under its own address at accept, as before.
+        assert!(adm.admit(ip("192.0.2.1")).unwrap().is_keyed());
     }
 
     #[test]

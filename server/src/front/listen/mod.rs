@@ -1,6 +1,9 @@
 //! Where every connection of both ports comes in: the accept loop with the accept-time limits of
-//! `admission` (per-IP caps, open-socket count) that a connection passes before it costs anything more.
+//! `admission` (per-IP caps, open-socket count) that a connection passes before it costs anything more,
+//! and, for a trusted proxy's connection, the client its PROXY header names (`proxy`, read in the
+//! connection's task).
 mod admission;
+mod proxy;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -9,6 +12,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 pub(crate) use admission::{Admission, OpenSockets, SocketGuard};
+pub(crate) use proxy::{connection_client, Header};
 
 /// The next connection to serve, admitted by the accept-time limits; None once shutdown is asked. Accept
 /// errors (out of file descriptors and the like) back off instead of spinning; refused connections are
