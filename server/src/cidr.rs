@@ -140,7 +140,15 @@ mod tests {
 
     #[test]
     fn bad_networks_are_named() {
-        for bad in ["", "10.0.0.0/33", "::/129", "10.0.0/8", "10.0.0.0/", "x/8", "10.0.0.0/-1"] {
+        for bad in [
+            "",
+            "10.0.0.0/33",
+            "::/129",
+            "10.0.0/8",
+            "10.0.0.0/",
+            "x/8",
+            "10.0.0.0/-1",
+        ] {
             let err = bad.parse::<Cidr>().unwrap_err();
             assert!(err.contains(bad.trim()), "{bad}: {err}");
         }

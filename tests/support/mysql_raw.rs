@@ -175,6 +175,15 @@ impl RawMysql {
             .await
             .map_err(|_| anyhow!("CometQL connect timed out"))?
             .context("CometQL connect")?;
+        Self::over_at(stream, connected_at).await
+    }
+
+    /// Reads the greeting on a connection already made (one that sent a PROXY protocol header first).
+    pub async fn over(stream: TcpStream) -> anyhow::Result<RawMysql> {
+        Self::over_at(stream, Instant::now()).await
+    }
+
+    async fn over_at(stream: TcpStream, connected_at: Instant) -> anyhow::Result<RawMysql> {
         let mut m = RawMysql {
             stream,
             buf: Vec::new(),

@@ -167,12 +167,25 @@ mod tests {
         assert_eq!(xff(&[]), None);
         assert_eq!(xff(&["203.0.113.7"]), Some(ip("203.0.113.7")));
         // The client claimed 1.1.1.1; our balancer appended what it saw; an inner proxy is trusted.
-        assert_eq!(xff(&["1.1.1.1, 203.0.113.7, 10.1.2.3"]), Some(ip("203.0.113.7")));
-        assert_eq!(xff(&["1.1.1.1", "203.0.113.7,10.1.2.3"]), Some(ip("203.0.113.7")));
-        assert_eq!(xff(&["10.0.0.5, 10.0.0.6"]), Some(ip("10.0.0.5")), "all trusted");
+        assert_eq!(
+            xff(&["1.1.1.1, 203.0.113.7, 10.1.2.3"]),
+            Some(ip("203.0.113.7"))
+        );
+        assert_eq!(
+            xff(&["1.1.1.1", "203.0.113.7,10.1.2.3"]),
+            Some(ip("203.0.113.7"))
+        );
+        assert_eq!(
+            xff(&["10.0.0.5, 10.0.0.6"]),
+            Some(ip("10.0.0.5")),
+            "all trusted"
+        );
         assert_eq!(xff(&["198.51.100.1:4711"]), Some(ip("198.51.100.1")));
         assert_eq!(xff(&["[2001:db8::1]:443"]), Some(ip("2001:db8::1")));
-        assert_eq!(xff(&["2001:db8::1 , 2001:db8:ffff::9"]), Some(ip("2001:db8::1")));
+        assert_eq!(
+            xff(&["2001:db8::1 , 2001:db8:ffff::9"]),
+            Some(ip("2001:db8::1"))
+        );
         assert_eq!(xff(&["1.1.1.1,,203.0.113.7,"]), Some(ip("203.0.113.7")));
     }
 
@@ -181,16 +194,15 @@ mod tests {
         assert_eq!(xff(&["203.0.113.7, unknown, 10.0.0.1"]), None);
         assert_eq!(xff(&["203.0.113.7, garbage"]), None);
         assert_eq!(xff(&["unknown, 203.0.113.7"]), Some(ip("203.0.113.7")));
-        assert_eq!(
-            client([&b"\xff\xfe"[..]], [], trusted),
-            None,
-            "not UTF-8"
-        );
+        assert_eq!(client([&b"\xff\xfe"[..]], [], trusted), None, "not UTF-8");
     }
 
     #[test]
     fn forwarded_for() {
-        assert_eq!(fwd(&["for=192.0.2.60;proto=http;by=203.0.113.43"]), Some(ip("192.0.2.60")));
+        assert_eq!(
+            fwd(&["for=192.0.2.60;proto=http;by=203.0.113.43"]),
+            Some(ip("192.0.2.60"))
+        );
         assert_eq!(
             fwd(&["For=\"[2001:db8:cafe::17]:4711\""]),
             Some(ip("2001:db8:cafe::17"))
@@ -199,7 +211,10 @@ mod tests {
             fwd(&["for=192.0.2.43, for=198.51.100.17;by=\"a,b;c\", for=10.0.0.1"]),
             Some(ip("198.51.100.17"))
         );
-        assert_eq!(fwd(&["for=192.0.2.43", "for=10.9.9.9"]), Some(ip("192.0.2.43")));
+        assert_eq!(
+            fwd(&["for=192.0.2.43", "for=10.9.9.9"]),
+            Some(ip("192.0.2.43"))
+        );
         assert_eq!(fwd(&["for=_hidden, for=10.0.0.1"]), None);
         assert_eq!(fwd(&["for=unknown"]), None);
         assert_eq!(fwd(&["proto=https;by=10.0.0.1"]), None, "no for=");
@@ -209,7 +224,10 @@ mod tests {
     #[test]
     fn both_headers_must_agree() {
         let both = |x: &str, f: &str| client([x.as_bytes()], [f.as_bytes()], trusted);
-        assert_eq!(both("203.0.113.7", "for=203.0.113.7"), Some(ip("203.0.113.7")));
+        assert_eq!(
+            both("203.0.113.7", "for=203.0.113.7"),
+            Some(ip("203.0.113.7"))
+        );
         // One of them was written by the client: which, we cannot tell.
         assert_eq!(both("203.0.113.7", "for=198.51.100.1"), None);
         // A header that names no client does not make the other believable.

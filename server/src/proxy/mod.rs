@@ -93,9 +93,15 @@ mod tests {
     fn signatures_and_their_prefixes() {
         assert_eq!(parse(b""), Ok(Parsed::Incomplete { committed: false }));
         assert_eq!(parse(b"PROX"), Ok(Parsed::Incomplete { committed: false }));
-        assert_eq!(parse(b"\r\n\r\n\0"), Ok(Parsed::Incomplete { committed: false }));
+        assert_eq!(
+            parse(b"\r\n\r\n\0"),
+            Ok(Parsed::Incomplete { committed: false })
+        );
         assert_eq!(parse(b"PROXY "), Ok(Parsed::Incomplete { committed: true }));
-        assert_eq!(parse(V2_SIGNATURE), Ok(Parsed::Incomplete { committed: true }));
+        assert_eq!(
+            parse(V2_SIGNATURE),
+            Ok(Parsed::Incomplete { committed: true })
+        );
         // An HTTP request, a MySQL packet, a TLS ClientHello, a request after a blank line.
         for other in [
             &b"GET / HTTP/1.1\r\n"[..],

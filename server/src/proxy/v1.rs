@@ -19,7 +19,9 @@ pub(super) fn parse(buf: &[u8]) -> Result<Parsed, ProxyError> {
         };
     };
     let Some(line) = window[..lf].strip_suffix(b"\r") else {
-        return Err(ProxyError::V1Malformed("a line feed without carriage return"));
+        return Err(ProxyError::V1Malformed(
+            "a line feed without carriage return",
+        ));
     };
     let line = std::str::from_utf8(&line[super::V1_SIGNATURE.len()..])
         .map_err(|_| ProxyError::V1Malformed("not ASCII"))?;
@@ -42,7 +44,11 @@ fn header(line: &str) -> Result<ProxyHeader, ProxyError> {
         match family {
             "TCP4" => s.parse::<Ipv4Addr>().map(IpAddr::V4),
             "TCP6" => s.parse::<Ipv6Addr>().map(IpAddr::V6),
-            _ => return Err(ProxyError::V1Malformed("protocol not TCP4, TCP6 or UNKNOWN")),
+            _ => {
+                return Err(ProxyError::V1Malformed(
+                    "protocol not TCP4, TCP6 or UNKNOWN",
+                ))
+            }
         }
         .map_err(|_| ProxyError::V1Malformed("bad address"))
     };

@@ -157,7 +157,10 @@ mod tests {
         assert_eq!(complete(&header(0, 0x11, &[0; 12])).0, ProxyHeader::Local);
         assert_eq!(complete(&header(0, 0x77, b"xyz")).0, ProxyHeader::Local);
         assert_eq!(complete(&header(1, 0x00, b"")).0, ProxyHeader::Local);
-        assert_eq!(complete(&header(1, 0x00, b"\x04\x00\x00")).0, ProxyHeader::Local);
+        assert_eq!(
+            complete(&header(1, 0x00, b"\x04\x00\x00")).0,
+            ProxyHeader::Local
+        );
         assert_eq!(complete(&header(1, 0x31, &[0; 216])).0, ProxyHeader::Local);
         assert_eq!(complete(&header(1, 0x12, &[1; 12])).0, ProxyHeader::Local);
     }
@@ -178,12 +181,30 @@ mod tests {
         let mut v1 = header(1, 0x11, &[0; 12]);
         v1[12] = 0x11;
         assert_eq!(parse(&v1), Err(ProxyError::V2Version(1)));
-        assert_eq!(parse(&header(2, 0x11, &[0; 12])), Err(ProxyError::V2Command(2)));
-        assert_eq!(parse(&header(1, 0x11, &[0; 11])), Err(ProxyError::V2ShortAddresses));
-        assert_eq!(parse(&header(1, 0x21, &[0; 35])), Err(ProxyError::V2ShortAddresses));
-        assert_eq!(parse(&header(1, 0x31, &[0; 100])), Err(ProxyError::V2ShortAddresses));
-        assert_eq!(parse(&header(1, 0x13, &[0; 12])), Err(ProxyError::V2Family(0x13)));
-        assert_eq!(parse(&header(1, 0x41, &[0; 12])), Err(ProxyError::V2Family(0x41)));
+        assert_eq!(
+            parse(&header(2, 0x11, &[0; 12])),
+            Err(ProxyError::V2Command(2))
+        );
+        assert_eq!(
+            parse(&header(1, 0x11, &[0; 11])),
+            Err(ProxyError::V2ShortAddresses)
+        );
+        assert_eq!(
+            parse(&header(1, 0x21, &[0; 35])),
+            Err(ProxyError::V2ShortAddresses)
+        );
+        assert_eq!(
+            parse(&header(1, 0x31, &[0; 100])),
+            Err(ProxyError::V2ShortAddresses)
+        );
+        assert_eq!(
+            parse(&header(1, 0x13, &[0; 12])),
+            Err(ProxyError::V2Family(0x13))
+        );
+        assert_eq!(
+            parse(&header(1, 0x41, &[0; 12])),
+            Err(ProxyError::V2Family(0x41))
+        );
         let mut tlv = [0u8; 12].to_vec();
         tlv.extend_from_slice(b"\x01\x00\x05ab");
         assert_eq!(parse(&header(1, 0x11, &tlv)), Err(ProxyError::V2Tlv));

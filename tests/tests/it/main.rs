@@ -35,4 +35,5 @@ mod limits_publish;
 mod limits_slow_consumers;
 mod limits_unknown_tenants;
 mod origins_self;
+mod proxies;
 mod tls_cometql;

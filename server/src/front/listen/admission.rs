@@ -271,7 +271,9 @@ impl Admission {
     }
 
     fn new_connection(&self, ip: IpAddr) -> Result<(), Limit> {
-        self.limits.new_connection(ip).map_err(|refused| refused.limit)
+        self.limits
+            .new_connection(ip)
+            .map_err(|refused| refused.limit)
     }
 
     /// Counts and logs a refusal.
@@ -445,7 +447,10 @@ mod tests {
         let client = ip("203.0.113.7");
         adm.rekey(&mut conns[0], client).unwrap();
         adm.rekey(&mut conns[1], client).unwrap();
-        assert_eq!(adm.rekey(&mut conns[2], client), Err(Limit::IpOpenConnections));
+        assert_eq!(
+            adm.rekey(&mut conns[2], client),
+            Err(Limit::IpOpenConnections)
+        );
         assert!(!conns[2].is_keyed());
         assert_eq!(adm.sockets.count_from(client), 2);
         adm.rekey(&mut conns[2], ip("203.0.113.8")).unwrap();
@@ -455,7 +460,10 @@ mod tests {
         let other = ip("198.51.100.1");
         let r1 = adm.admit_request(other, &shared).unwrap();
         let r2 = adm.admit_request(other, &shared).unwrap();
-        assert_eq!(adm.admit_request(other, &shared).unwrap_err(), Limit::IpOpenConnections);
+        assert_eq!(
+            adm.admit_request(other, &shared).unwrap_err(),
+            Limit::IpOpenConnections
+        );
         assert_eq!((adm.sockets.total(), adm.sockets.count_from(other)), (4, 2));
         // A request's guard keeps its connection counted after the connection lets go (a WebSocket).
         drop((shared, r1));
@@ -465,7 +473,10 @@ mod tests {
         drop(conns);
         assert_eq!(adm.sockets.total(), 0);
         assert!(lock(&adm.sockets.per_ip).is_empty());
-        assert_eq!(stats.connections_refused.get(AcceptRefusal::IpConnections), 2);
+        assert_eq!(
+            stats.connections_refused.get(AcceptRefusal::IpConnections),
+            2
+        );
 
         // An untrusted peer is counted under its own address at accept, as before.
         assert!(adm.admit(ip("192.0.2.1")).unwrap().is_keyed());
