@@ -14,15 +14,16 @@ use axum::response::{IntoResponse, Response};
 
 use crate::front::listen::{Admission, SocketGuard};
 use crate::proxy::forwarded;
+use crate::tenant::limits::Limit;
 
 /// Sets the request's `ConnectInfo` to its client and its `Arc<SocketGuard>` to the guard counting it;
-/// returns that guard (hold it until the response is made), or the answer refusing the request.
+/// returns that guard (hold it until the response is made), or the limit refusing the request.
 pub(super) fn admit<B>(
     admission: &Admission,
     conn_client: SocketAddr,
     conn: &Arc<SocketGuard>,
     req: &mut Request<B>,
-) -> Result<Arc<SocketGuard>, Response> {
+) -> Result<Arc<SocketGuard>, Limit> {
     let (client, guard) = if conn.is_keyed() {
         (conn_client, conn.clone())
     } else {
@@ -40,17 +41,23 @@ pub(super) fn admit<B>(
             Ok(guard) => (client, Arc::new(guard)),
             Err(limit) => {
                 tracing::debug!(%client, "HTTP request refused: {}", limit.describe());
-                let text = format!("too many connections: {}\n", limit.describe());
-                return Err((
-                    StatusCode::TOO_MANY_REQUESTS,
-                    [(header::RETRY_AFTER, "1")],
-                    text,
-                )
-                    .into_response());
+                return Err(limit);
             }
         }
     };
     req.extensions_mut().insert(ConnectInfo(client));
     req.extensions_mut().insert(guard.clone());
     Ok(guard)
+}
+
+/// The answer to a request refused by a per-IP limit. The connection stays open: it is the balancer's,
+/// shared with other clients.
+pub(super) fn refused(limit: Limit) -> Response {
+    let text = format!("too many connections: {}\n", limit.describe());
+    (
+        StatusCode::TOO_MANY_REQUESTS,
+        [(header::RETRY_AFTER, "1")],
+        text,
+    )
+        .into_response()
 }

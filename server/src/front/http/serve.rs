@@ -68,7 +68,7 @@ impl HttpServer {
                     async move {
                         match admitted {
                             Ok(_held_for_the_request) => router.oneshot(req.map(Body::new)).await,
-                            Err(refused) => Ok(refused),
+                            Err(limit) => Ok(client::refused(limit)),
                         }
                     }
                 });
