@@ -18,7 +18,7 @@ if ! [[ $secs =~ ^[0-9]+$ ]] || ((secs < 1)); then
     exit 2
 fi
 cd "$(dirname "$0")/.."
-all_targets=(mysql_packet cometql ws_url client_command ws_frame)
+all_targets=(mysql_packet cometql ws_url client_command ws_frame proxy_header)
 targets=("$@")
 ((${#targets[@]})) || targets=("${all_targets[@]}")
 
