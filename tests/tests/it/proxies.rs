@@ -9,7 +9,7 @@ use std::net::{IpAddr, SocketAddr};
 use anyhow::Context;
 use halley::config::Config;
 use halley::stats::AcceptRefusal;
-use halley_tests::browser::{ws_connections, Browser};
+use halley_tests::browser::{wait_ws_connections, ws_connections, Browser};
 use halley_tests::mysql_raw::RawMysql;
 use halley_tests::wait::{eventually, read_until_closed, WAIT};
 use halley_tests::ws::raw::{upgrade_request, RawWs};
@@ -388,5 +388,43 @@ async fn a_malformed_header_from_a_trusted_peer_closes_that_connection_only() {
     ws_through(&server, t.dev_id, &ok)
         .await
         .expect("a WebSocket");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_forwarded_request_is_admitted_for_its_client() {
+    let server = TestServer::start_with(Backend::Sqlite, |c| {
+        trust_loopback(c);
+        c.limits.connections_per_ip = 2;
+    })
+    .await;
+    let t = server.tenant("a@example.com").await;
+    let url = server.ws_url(t.dev_id, 0, "");
+    // More sockets from the balancer than one address may open: its clients are counted, not it.
+    let mut open = Vec::new();
+    for xff in ["203.0.113.1", "203.0.113.2", "203.0.113.3"] {
+        let h = [("X-Forwarded-For", xff)];
+        open.push(WsClient::connect_with_headers(&url, &h).await.expect(xff));
+    }
+    let same = [("X-Forwarded-For", "198.51.100.7")];
+    for _ in 0..2 {
+        open.push(WsClient::connect_with_headers(&url, &same).await.unwrap());
+    }
+    // The two WebSockets keep their client's count after their HTTP connections ended in the upgrade.
+    let before = refused_per_ip(&server);
+    assert_eq!(upgrade_status(&url, &same).await.unwrap(), 429);
+    assert_eq!(refused_per_ip(&server) - before, 1);
+    wait_ws_connections(&server, t.dev_id, 5).await;
+    // Once one closes, the client may connect again.
+    open.pop().unwrap().close().await.unwrap();
+    eventually(WAIT, || async {
+        match upgrade_status(&url, &same).await? {
+            101 => Ok(()),
+            other => anyhow::bail!("HTTP {other}"),
+        }
+    })
+    .await
+    .unwrap();
+    drop(open);
     server.stop().await;
 }
