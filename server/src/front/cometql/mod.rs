@@ -52,20 +52,18 @@ pub async fn serve(
             let (mut stream, mut guard) = (stream, guard);
             // From a trusted proxy, its PROXY header first: the client it names is the peer from here on.
             let deadline = tokio::time::Instant::now() + config.handshake_timeout;
-            let client = connection_client(
+            let Some(peer) = connection_client(
                 &admission,
                 &mut stream,
                 peer,
                 &mut guard,
                 Header::Required,
                 deadline,
-            );
-            let peer = match client.await {
-                Ok(client) => client,
-                Err(e) if e.is_misconfiguration() => {
-                    return tracing::warn!(%peer, "CometQL connection from a trusted proxy: {e}")
-                }
-                Err(e) => return tracing::debug!(%peer, "CometQL connection closed: {e}"),
+                "CometQL",
+            )
+            .await
+            else {
+                return;
             };
             let conn = ConnInfo { peer, tls: false };
             let served =

@@ -46,20 +46,18 @@ impl HttpServer {
                 let (mut stream, mut guard) = (stream, guard);
                 // From a trusted proxy, an optional PROXY header before the first request.
                 let deadline = tokio::time::Instant::now() + header_timeout;
-                let client = connection_client(
+                let Some(client) = connection_client(
                     &admission,
                     &mut stream,
                     peer,
                     &mut guard,
                     Header::Optional,
                     deadline,
-                );
-                let client = match client.await {
-                    Ok(client) => client,
-                    Err(e) if e.is_misconfiguration() => {
-                        return tracing::warn!(%peer, "HTTP connection from a trusted proxy: {e}")
-                    }
-                    Err(e) => return tracing::debug!(%peer, "HTTP connection closed: {e}"),
+                    "HTTP",
+                )
+                .await
+                else {
+                    return;
                 };
                 let guard = Arc::new(guard);
                 let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {

@@ -35,7 +35,7 @@ pub(crate) enum Header {
 
 /// Why a trusted proxy's connection is closed before it is served.
 #[derive(Debug, Error)]
-pub(crate) enum IntakeError {
+enum IntakeError {
     #[error("a trusted proxy sent no PROXY protocol header")]
     Missing,
     #[error(transparent)]
@@ -52,7 +52,7 @@ pub(crate) enum IntakeError {
 
 impl IntakeError {
     /// A trusted proxy that speaks the protocol wrongly is misconfigured: worth the operator's attention.
-    pub(crate) fn is_misconfiguration(&self) -> bool {
+    fn is_misconfiguration(&self) -> bool {
         matches!(self, IntakeError::Missing | IntakeError::Malformed(_))
     }
 }
@@ -61,8 +61,31 @@ impl IntakeError {
 /// PROXY header names (the proxy itself for LOCAL or UNKNOWN, or, on HTTP, when it sends none). A client
 /// that is not itself a trusted proxy (and, on CometQL, any client) is admitted by the per-IP checks and
 /// `guard` counts under it; on HTTP, a connection still naming a trusted proxy stays unkeyed and each
-/// request is admitted for the client its forwarding headers name.
+/// request is admitted for the client its forwarding headers name. None: the connection is to be closed
+/// (logged here, `what` naming the port).
 pub(crate) async fn connection_client(
+    admission: &Admission,
+    stream: &mut TcpStream,
+    peer: SocketAddr,
+    guard: &mut SocketGuard,
+    header: Header,
+    deadline: Instant,
+    what: &'static str,
+) -> Option<SocketAddr> {
+    match client_of(admission, stream, peer, guard, header, deadline).await {
+        Ok(client) => Some(client),
+        Err(e) if e.is_misconfiguration() => {
+            tracing::warn!(%peer, "{what} connection from a trusted proxy closed: {e}");
+            None
+        }
+        Err(e) => {
+            tracing::debug!(%peer, "{what} connection from a trusted proxy closed: {e}");
+            None
+        }
+    }
+}
+
+async fn client_of(
     admission: &Admission,
     stream: &mut TcpStream,
     peer: SocketAddr,
