@@ -138,6 +138,10 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                 "dashboard: {}",
                 dashboard_url(running.http_addr)
             );
+            if let Some(https) = running.https_addr {
+                let url = dashboard_url(https).replacen("http://", "https://", 1);
+                let _ = writeln!(std::io::stdout(), "https+wss: {url}");
+            }
             halley::logging::wait_for_signal().await?;
             running.shutdown().await;
         }

@@ -2,7 +2,12 @@
 //! not offer: a deadline and a size cap for the request head (a half-open, trickling or bloated client is
 //! dropped), the accept-time limits of `admission`, and a count of open sockets that follows a connection
 //! into its WebSocket task.
+//!
+//! The same loop serves HTTPS (with a `Tls`): the handshake runs in the connection's own task, after the
+//! accept-time limits and by the header deadline, never in the accept loop, so a client that stalls its
+//! handshake holds only its own connection. Handlers learn which it was from the `Scheme` extension.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,13 +17,18 @@ use axum::Router;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
-use crate::front::listen::{accept, Admission};
+use super::Scheme;
+use crate::front::listen::{accept, Admission, SocketGuard};
+use crate::front::tls::{self, Tls};
 
+#[derive(Clone)]
 pub(crate) struct HttpServer {
     pub router: Router,
     pub admission: Arc<Admission>,
@@ -26,6 +36,8 @@ pub(crate) struct HttpServer {
     /// hyper's read buffer: a request head that does not fit gets 431 (WebSocket upgrades and the
     /// dashboard's requests need a few KiB).
     pub max_head_bytes: usize,
+    /// Set: this listener speaks HTTPS (and WSS) with this certificate.
+    pub tls: Option<Arc<Tls>>,
 }
 
 impl HttpServer {
@@ -35,38 +47,69 @@ impl HttpServer {
         tasks: TaskTracker,
         mut shutdown: watch::Receiver<bool>,
     ) {
+        let what = if self.tls.is_some() { "HTTPS" } else { "HTTP" };
         while let Some((stream, peer, guard)) =
-            accept(&listener, &self.admission, &mut shutdown, "HTTP").await
+            accept(&listener, &self.admission, &mut shutdown, what).await
         {
-            let router = self.router.clone();
-            let (header_timeout, max_head) = (self.header_timeout, self.max_head_bytes);
+            let server = self.clone();
             let mut stop = shutdown.clone();
             tasks.spawn(async move {
-                let guard = Arc::new(guard);
-                let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
-                    req.extensions_mut().insert(ConnectInfo(peer));
-                    req.extensions_mut().insert(guard.clone());
-                    router.clone().oneshot(req.map(Body::new))
-                });
-                let conn = http1::Builder::new()
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(header_timeout)
-                    .max_buf_size(max_head)
-                    .serve_connection(TokioIo::new(stream), service)
-                    .with_upgrades();
-                tokio::pin!(conn);
-                tokio::select! {
-                    r = conn.as_mut() => {
-                        if let Err(e) = r {
-                            tracing::debug!(%peer, error = %e, "HTTP connection ended with an error");
+                let Some(tls) = &server.tls else {
+                    return server.serve(stream, peer, guard, Scheme::Http, stop).await;
+                };
+                let deadline = Instant::now() + server.header_timeout;
+                let handshake = tls.accept(tls::Port::Http, stream, deadline);
+                let stream = tokio::select! {
+                    r = handshake => match r {
+                        Ok(stream) => stream,
+                        Err(e) => {
+                            tracing::debug!(%peer, error = %e, "HTTPS connection ended before a request");
+                            return;
                         }
-                    }
-                    _ = async { let _ = stop.wait_for(|s| *s).await; } => {
-                        conn.as_mut().graceful_shutdown();
-                        let _ = tokio::time::timeout(Duration::from_secs(5), conn).await;
-                    }
-                }
+                    },
+                    _ = stop.wait_for(|s| *s) => return,
+                };
+                server.serve(stream, peer, guard, Scheme::Https, stop).await
             });
+        }
+    }
+
+    /// One connection's requests (and its upgrade), until it ends or the server shuts down.
+    async fn serve<S>(
+        self,
+        stream: S,
+        peer: SocketAddr,
+        guard: SocketGuard,
+        scheme: Scheme,
+        mut stop: watch::Receiver<bool>,
+    ) where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let router = self.router;
+        let guard = Arc::new(guard);
+        let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+            req.extensions_mut().insert(ConnectInfo(peer));
+            req.extensions_mut().insert(guard.clone());
+            req.extensions_mut().insert(scheme);
+            router.clone().oneshot(req.map(Body::new))
+        });
+        let conn = http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.header_timeout)
+            .max_buf_size(self.max_head_bytes)
+            .serve_connection(TokioIo::new(stream), service)
+            .with_upgrades();
+        tokio::pin!(conn);
+        tokio::select! {
+            r = conn.as_mut() => {
+                if let Err(e) = r {
+                    tracing::debug!(%peer, error = %e, "HTTP connection ended with an error");
+                }
+            }
+            _ = async { let _ = stop.wait_for(|s| *s).await; } => {
+                conn.as_mut().graceful_shutdown();
+                let _ = tokio::time::timeout(Duration::from_secs(5), conn).await;
+            }
         }
     }
 }
