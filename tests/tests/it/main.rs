@@ -36,3 +36,4 @@ mod limits_slow_consumers;
 mod limits_unknown_tenants;
 mod origins_self;
 mod tls_cometql;
+mod tls_https;
