@@ -4,8 +4,10 @@
 //! into its WebSocket task.
 //!
 //! The same loop serves HTTPS (with a `Tls`): the handshake runs in the connection's own task, after the
-//! accept-time limits and by the header deadline, never in the accept loop, so a client that stalls its
-//! handshake holds only its own connection. Handlers learn which it was from the `Scheme` extension.
+//! accept-time limits and within `header_timeout` (the request head then has its own `header_timeout`),
+//! never in the accept loop, so a client that stalls its handshake holds only its own connection. Handlers
+//! learn which it was from the `Scheme` request extension; WebSocket upgrades get the TLS stream itself
+//! (`front::websocket`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
