@@ -136,8 +136,16 @@ async fn a_wss_subscriber_receives_what_cometql_publishes(backend: Backend) {
     ws.send_text("user_status\n987654321").await.unwrap();
     let answer = ws.recv_text(WAIT).await.expect("the user_status answer");
     assert!(answer.contains("user_status_987654321"), "{answer}");
+
+    // A shutdown closes WSS connections as it does plain ones: 1001, sent through TLS.
+    let mut other = wss_subscriber(&server, &tls, tenant.dev_id, "news", 1).await;
     ws.close().await.expect("clean close");
     server.stop().await;
+    let closed = other
+        .expect_closed(WAIT)
+        .await
+        .expect("closed by the shutdown");
+    assert_eq!(closed.map(|(code, _)| code), Some(1001));
 }
 
 on_both_backends!(a_late_wss_reader_gets_everything_in_order);
