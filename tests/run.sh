@@ -45,6 +45,8 @@ python3 -m pip --version >/dev/null 2>&1 || need_apt python3-pip
 # Browser tests: Debian's chromium, driven by playwright-core with executablePath /usr/bin/chromium
 # (a browser download cannot work on these machines).
 [ -x /usr/bin/chromium ] || need_apt chromium
+# The sdk-js HTTPS browser test makes its certificate with the openssl CLI.
+command -v openssl >/dev/null 2>&1 || need_apt openssl
 
 PG_PORT=${HALLEY_PG_PORT:-5432}
 pg_answers() { timeout 3 bash -c "exec 3<>/dev/tcp/127.0.0.1/$PG_PORT" 2>/dev/null; }

@@ -1,5 +1,5 @@
 //! Composition root: the only place that wires things together. Loads nothing itself (the caller hands it a
-//! validated `Config`), opens storage, migrates, starts both listeners and shuts them down cleanly.
+//! validated `Config`), opens storage, migrates, starts the listeners and shuts them down cleanly.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -53,6 +53,8 @@ pub fn redact(url: &str) -> String {
 /// A running server. Dropping it does not stop it; call `shutdown`.
 pub struct Running {
     pub http_addr: SocketAddr,
+    /// The HTTPS/WSS address actually bound, when `https_addr` is configured.
+    pub https_addr: Option<SocketAddr>,
     pub cometql_addr: SocketAddr,
     pub ctx: Ctx,
     shutdown: watch::Sender<bool>,
@@ -83,7 +85,19 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let cometql_listener = TcpListener::bind(config.cometql_addr)
         .await
         .with_context(|| format!("binding the CometQL address {}", config.cometql_addr))?;
+    let https_listener = match config.https_addr {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding the HTTPS/WSS address {addr}"))?,
+        ),
+        None => None,
+    };
     let http_addr = http_listener.local_addr()?;
+    let https_addr = https_listener
+        .as_ref()
+        .map(TcpListener::local_addr)
+        .transpose()?;
     let cometql_addr = cometql_listener.local_addr()?;
     let (shutdown, shutdown_rx) = watch::channel(false);
     let tasks = TaskTracker::new();
@@ -143,15 +157,32 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         admission,
         header_timeout: config.websocket.handshake_timeout(),
         max_head_bytes: config.limits.max_request_head_bytes,
+        tls: None,
     };
+    // Config validation makes sure a certificate comes with `https_addr`.
+    if let (Some(listener), Some(tls)) = (https_listener, &tls) {
+        let https = HttpServer {
+            tls: Some(tls.clone()),
+            ..http.clone()
+        };
+        tasks.spawn(https.run(listener, tasks.clone(), shutdown_rx.clone()));
+    }
     tasks.spawn(http.run(http_listener, tasks.clone(), shutdown_rx.clone()));
     tasks.spawn(crate::commands::maintenance::run(
         ctx.clone(),
         shutdown_rx.clone(),
     ));
-    tracing::info!(%http_addr, %cometql_addr, database = %redact(&config.database_url()), "Halley is serving");
+    let https_url = https_addr.map(|a| format!("https://{a}/"));
+    tracing::info!(
+        %http_addr,
+        https = https_url.as_deref().unwrap_or("off"),
+        %cometql_addr,
+        database = %redact(&config.database_url()),
+        "Halley is serving"
+    );
     Ok(Running {
         http_addr,
+        https_addr,
         cometql_addr,
         ctx,
         shutdown,

@@ -190,8 +190,8 @@ impl Default for MessagesConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DashboardConfig {
-    /// Mark the session cookie `Secure` (sent over HTTPS only). Turn on whenever browsers reach the server
-    /// over TLS, directly or through a TLS-terminating proxy.
+    /// Mark the session cookie `Secure` (sent over HTTPS only) on plain HTTP too: for browsers that reach
+    /// the server through a TLS-terminating proxy. Cookies set over `https_addr` are always `Secure`.
     pub secure_cookies: bool,
     /// How long a dashboard login lasts.
     pub session_hours: u64,
@@ -266,7 +266,8 @@ pub struct WebsocketConfig {
     pub outbox_frames: usize,
     /// The server pings a connection idle for this long; one that stays silent for two intervals is dropped.
     pub ping_interval_secs: u64,
-    /// Time allowed for the HTTP upgrade request to arrive.
+    /// Time allowed for the HTTP upgrade request to arrive (on `https_addr`, also for the TLS handshake
+    /// before it).
     pub handshake_timeout_secs: u64,
     /// A stalled socket write is abandoned (and the connection closed) after this long.
     pub write_timeout_secs: u64,

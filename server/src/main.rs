@@ -136,8 +136,12 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             let _ = writeln!(
                 std::io::stdout(),
                 "dashboard: {}",
-                dashboard_url(running.http_addr)
+                dashboard_url("http", running.http_addr)
             );
+            if let Some(https) = running.https_addr {
+                let url = dashboard_url("https", https);
+                let _ = writeln!(std::io::stdout(), "https+wss: {url}");
+            }
             halley::logging::wait_for_signal().await?;
             running.shutdown().await;
         }
@@ -220,6 +224,9 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             );
             println!("http_addr = {}", config.http_addr);
             println!("cometql_addr = {}", config.cometql_addr);
+            if let Some(https) = config.https_addr {
+                println!("https_addr = {https}");
+            }
             println!("master_key_file = {}", config.master_key_path().display());
             println!("configuration OK");
         }
@@ -228,11 +235,11 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
 }
 
 /// Where a browser on this machine finds the dashboard: a wildcard bind is reached through loopback.
-fn dashboard_url(http: std::net::SocketAddr) -> String {
-    let ip = match http.ip() {
+fn dashboard_url(scheme: &str, addr: std::net::SocketAddr) -> String {
+    let ip = match addr.ip() {
         std::net::IpAddr::V4(ip) if ip.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
         std::net::IpAddr::V6(ip) if ip.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
         ip => ip,
     };
-    format!("http://{}/", std::net::SocketAddr::new(ip, http.port()))
+    format!("{scheme}://{}/", std::net::SocketAddr::new(ip, addr.port()))
 }

@@ -1,12 +1,13 @@
 //! The dashboard as its page uses it: a deliberately small HTTP/1.1 client (one request per connection,
 //! `Connection: close`, from a chosen loopback address) and a `Browser` tab that keeps the session cookie
-//! and anti-CSRF token the way the page does.
+//! and anti-CSRF token the way the page does, over plain HTTP or HTTPS.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 use crate::wait::WAIT;
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpSocket;
 
 #[derive(Debug)]
@@ -43,12 +44,47 @@ pub async fn send(
     headers: &[(&str, &str)],
     body: Option<&str>,
 ) -> Resp {
+    send_tls(addr, from, None, method, path, headers, body).await
+}
+
+/// `send`, in TLS with `tls` (HTTPS to `localhost`, the name the test certificate carries).
+pub async fn send_tls(
+    addr: SocketAddr,
+    from: IpAddr,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> Resp {
     let socket = TcpSocket::new_v4().unwrap();
     socket.bind(SocketAddr::new(from, 0)).unwrap();
-    let mut stream = tokio::time::timeout(WAIT, socket.connect(addr))
+    let stream = tokio::time::timeout(WAIT, socket.connect(addr))
         .await
         .expect("connect in time")
         .expect("connect");
+    match tls {
+        None => exchange(stream, addr, method, path, headers, body).await,
+        Some(config) => {
+            let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+            let connect = tokio_rustls::TlsConnector::from(config).connect(name, stream);
+            let stream = tokio::time::timeout(WAIT, connect)
+                .await
+                .expect("TLS handshake in time")
+                .expect("TLS handshake");
+            exchange(stream, addr, method, path, headers, body).await
+        }
+    }
+}
+
+async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> Resp {
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
@@ -61,10 +97,17 @@ pub async fn send(
     req.push_str(body);
     stream.write_all(req.as_bytes()).await.unwrap();
     let mut raw = Vec::new();
-    tokio::time::timeout(WAIT, stream.read_to_end(&mut raw))
+    let read = tokio::time::timeout(WAIT, stream.read_to_end(&mut raw))
         .await
-        .expect("answer in time")
-        .expect("read answer");
+        .expect("answer in time");
+    // A TLS peer that closes without close_notify ends the stream with UnexpectedEof: the answer is whole.
+    if let Err(e) = read {
+        assert_eq!(
+            e.kind(),
+            std::io::ErrorKind::UnexpectedEof,
+            "read answer: {e}"
+        );
+    }
     parse(&raw)
 }
 
@@ -119,6 +162,8 @@ pub struct Browser {
     pub from: IpAddr,
     pub cookie: Option<String>,
     pub csrf: Option<String>,
+    /// Set: the tab talks HTTPS (its page is `https://`).
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Browser {
@@ -128,11 +173,23 @@ impl Browser {
             from: "127.0.0.1".parse().unwrap(),
             cookie: None,
             csrf: None,
+            tls: None,
+        }
+    }
+
+    /// A tab on the HTTPS port, trusting `tls`'s roots.
+    pub fn https(addr: SocketAddr, tls: Arc<rustls::ClientConfig>) -> Browser {
+        Browser {
+            tls: Some(tls),
+            ..Browser::new(addr)
         }
     }
 
     pub fn origin(&self) -> String {
-        format!("http://{}", self.addr)
+        match self.tls {
+            Some(_) => format!("https://{}", self.addr),
+            None => format!("http://{}", self.addr),
+        }
     }
 
     /// Sends with the page's headers (Origin, JSON, cookie, CSRF token) plus `extra`, keeping any new cookie.
@@ -162,9 +219,10 @@ impl Browser {
         headers.retain(|(_, v)| !v.is_empty());
         let text = body.map(|b| b.to_string());
         let path = format!("/api/dashboard/v1{path}");
-        let resp = send(
+        let resp = send_tls(
             self.addr,
             self.from,
+            self.tls.clone(),
             method,
             &path,
             &headers,

@@ -94,6 +94,13 @@ impl TestServer {
         self.running().http_addr
     }
 
+    /// The HTTPS/WSS address; panics unless the test configured `https_addr` (and a certificate).
+    pub fn https_addr(&self) -> SocketAddr {
+        self.running()
+            .https_addr
+            .expect("the test server has an https_addr")
+    }
+
     /// The comet-server connect URL a browser page would open.
     pub fn ws_url(&self, dev_id: u64, user_id: u64, user_key: &str) -> String {
         crate::browser::url(

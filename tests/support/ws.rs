@@ -1,21 +1,28 @@
 //! WebSocket client for the browser-side tests: a well-behaved client (tokio-tungstenite) with bounded
-//! waits, plus [`raw`] for hand-built upgrades and frames.
+//! waits, over TCP or TLS (`wss://`, [`WsClient::connect_tls`]), plus [`raw`] for hand-built upgrades
+//! and frames.
 
 pub mod raw;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
 use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::{self, Message};
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_tungstenite::WebSocketStream;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-type Stream = WebSocketStream<MaybeTlsStream<TcpStream>>;
+/// The connection under a WebSocket: TCP, or TLS over it.
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+type Stream = WebSocketStream<Box<dyn Io>>;
 
 pub struct WsClient {
     stream: Stream,
@@ -39,12 +46,33 @@ fn request(
     Ok(req)
 }
 
-/// Connects, or returns the refused upgrade's HTTP status (101 when it went through).
-async fn handshake(url: &str, headers: &[(&str, &str)]) -> anyhow::Result<Result<Stream, u16>> {
+/// Connects (in TLS with `tls`, for `wss://`), or returns the refused upgrade's HTTP status (101 when it
+/// went through).
+async fn handshake(
+    url: &str,
+    headers: &[(&str, &str)],
+    tls: Option<Arc<rustls::ClientConfig>>,
+) -> anyhow::Result<Result<Stream, u16>> {
     let req = request(url, headers)?;
-    let attempt = tokio::time::timeout(CONNECT_TIMEOUT, tokio_tungstenite::connect_async(req))
+    let host = req.uri().host().context("no host in the URL")?.to_owned();
+    let port = req.uri().port_u16().context("no port in the URL")?;
+    let connect = async {
+        let tcp = TcpStream::connect((host.as_str(), port)).await?;
+        let _ = tcp.set_nodelay(true);
+        let io: Box<dyn Io> = match tls {
+            None => Box::new(tcp),
+            Some(config) => {
+                let name = rustls::pki_types::ServerName::try_from(host.clone())?;
+                let tls = tokio_rustls::TlsConnector::from(config).connect(name, tcp);
+                Box::new(tls.await.context("TLS handshake")?)
+            }
+        };
+        anyhow::Ok(tokio_tungstenite::client_async(req, io).await)
+    };
+    let attempt = tokio::time::timeout(CONNECT_TIMEOUT, connect)
         .await
-        .map_err(|_| anyhow!("WebSocket connect to {url} timed out after {CONNECT_TIMEOUT:?}"))?;
+        .map_err(|_| anyhow!("WebSocket connect to {url} timed out after {CONNECT_TIMEOUT:?}"))?
+        .with_context(|| format!("WebSocket connect to {url}"))?;
     match attempt {
         Ok((stream, _)) => Ok(Ok(stream)),
         Err(tungstenite::Error::Http(resp)) => Ok(Err(resp.status().as_u16())),
@@ -54,7 +82,20 @@ async fn handshake(url: &str, headers: &[(&str, &str)]) -> anyhow::Result<Result
 
 /// The HTTP status the server answers an upgrade with: 101 when it accepts it, else e.g. 403 or 429.
 pub async fn upgrade_status(url: &str, headers: &[(&str, &str)]) -> anyhow::Result<u16> {
-    Ok(match handshake(url, headers).await? {
+    status_of(handshake(url, headers, None).await?).await
+}
+
+/// `upgrade_status` on `wss://`, in TLS with `tls`.
+pub async fn upgrade_status_tls(
+    url: &str,
+    headers: &[(&str, &str)],
+    tls: Arc<rustls::ClientConfig>,
+) -> anyhow::Result<u16> {
+    status_of(handshake(url, headers, Some(tls)).await?).await
+}
+
+async fn status_of(attempt: Result<Stream, u16>) -> anyhow::Result<u16> {
+    Ok(match attempt {
         Ok(mut stream) => {
             let _ = tokio::time::timeout(Duration::from_secs(2), stream.close(None)).await;
             101
@@ -81,7 +122,16 @@ impl WsClient {
     }
 
     pub async fn connect_with_headers(url: &str, headers: &[(&str, &str)]) -> anyhow::Result<Self> {
-        match handshake(url, headers).await? {
+        Self::connect_tls(url, headers, None).await
+    }
+
+    /// Connects to `wss://host:port/...` in TLS with `tls` (with None, plain as `connect_with_headers`).
+    pub async fn connect_tls(
+        url: &str,
+        headers: &[(&str, &str)],
+        tls: Option<Arc<rustls::ClientConfig>>,
+    ) -> anyhow::Result<Self> {
+        match handshake(url, headers, tls).await? {
             Ok(stream) => Ok(Self { stream }),
             Err(status) => bail!("WebSocket upgrade to {url} refused with HTTP {status}"),
         }
@@ -91,7 +141,7 @@ impl WsClient {
     /// before connecting, to act as another client address).
     pub async fn over(socket: TcpStream, url: &str) -> anyhow::Result<Self> {
         let req = request(url, &[])?;
-        let upgrade = tokio_tungstenite::client_async(req, MaybeTlsStream::Plain(socket));
+        let upgrade = tokio_tungstenite::client_async(req, Box::new(socket) as Box<dyn Io>);
         let (stream, _) = tokio::time::timeout(CONNECT_TIMEOUT, upgrade)
             .await
             .map_err(|_| anyhow!("WebSocket upgrade to {url} timed out"))?

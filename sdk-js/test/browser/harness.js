@@ -58,15 +58,18 @@ export async function newTenant() {
 
 /**
  * Starts `halley serve` on the tenant's data dir. `httpPort` 0 picks a free port; pass the previous port to
- * restart on the same address. Resolves once the server prints its listening line.
+ * restart on the same address. `env` adds settings (HALLEY_HTTPS_ADDR and the certificate for HTTPS). Resolves
+ * once the server prints its listening line (and, with HTTPS, its https+wss line).
  */
-export function startHalley(tenant, { httpPort = 0, cometqlPort = 0 } = {}) {
+export function startHalley(tenant, { httpPort = 0, cometqlPort = 0, env: extra = {} } = {}) {
   const env = {
     ...process.env,
     HALLEY_DATA_DIR: tenant.dataDir,
     HALLEY_HTTP_ADDR: `127.0.0.1:${httpPort}`,
     HALLEY_COMETQL_ADDR: `127.0.0.1:${cometqlPort}`,
+    ...extra,
   };
+  const https = Boolean(env.HALLEY_HTTPS_ADDR);
   const proc = spawn(halleyBin(), ["serve"], { env, stdio: ["ignore", "pipe", "pipe"] });
   let stderr = "";
   proc.stderr.on("data", (d) => {
@@ -85,7 +88,8 @@ export function startHalley(tenant, { httpPort = 0, cometqlPort = 0 } = {}) {
     proc.stdout.on("data", (d) => {
       buf += d;
       const m = /halley listening: http\+ws 127\.0\.0\.1:(\d+) cometql 127\.0\.0\.1:(\d+)/.exec(buf);
-      if (!m) return;
+      const s = /https\+wss: https:\/\/127\.0\.0\.1:(\d+)\//.exec(buf);
+      if (!m || (https && !s)) return;
       clearTimeout(timer);
       proc.removeAllListeners("exit");
       resolve({
@@ -93,6 +97,7 @@ export function startHalley(tenant, { httpPort = 0, cometqlPort = 0 } = {}) {
         httpPort: Number(m[1]),
         cometqlPort: Number(m[2]),
         node: `127.0.0.1:${m[1]}`,
+        httpsNode: s ? `127.0.0.1:${s[1]}` : null,
         stderr: () => stderr,
         stop: () => stopProcess(proc),
       });
@@ -181,8 +186,13 @@ export async function startStatic() {
 }
 
 /** Headless Debian Chromium; playwright gives each launch a fresh temporary profile (--user-data-dir). */
-export function launchChromium() {
-  return chromium.launch({ executablePath: "/usr/bin/chromium", headless: true, args: CHROMIUM_FLAGS, timeout: 30000 });
+export function launchChromium(extraArgs = []) {
+  return chromium.launch({
+    executablePath: "/usr/bin/chromium",
+    headless: true,
+    args: [...CHROMIUM_FLAGS, ...extraArgs],
+    timeout: 30000,
+  });
 }
 
 /** Everything a test file needs, started once; `stop()` ends it all. */

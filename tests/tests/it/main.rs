@@ -37,3 +37,4 @@ mod limits_unknown_tenants;
 mod origins_self;
 mod proxies;
 mod tls_cometql;
+mod tls_https;

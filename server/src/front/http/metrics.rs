@@ -19,11 +19,11 @@ type Family = (
 /// The whole `/metrics` page but the cache sizes (`render_caches`).
 pub(super) fn render(stats: &Stats, subscriptions: usize) -> String {
     let mut out = String::with_capacity(4096);
-    let scalars: [(&str, &str, &str, u64); 5] = [
+    let scalars: [(&str, &str, &str, u64); 8] = [
         (
             "halley_open_sockets",
             "gauge",
-            "Open TCP connections on both listeners.",
+            "Open TCP connections on all listeners.",
             stats.open_sockets.load(Ordering::Relaxed) as u64,
         ),
         (
@@ -49,6 +49,24 @@ pub(super) fn render(stats: &Stats, subscriptions: usize) -> String {
             "counter",
             "Failed CometQL logins.",
             stats.cometql_logins_failed.load(Ordering::Relaxed),
+        ),
+        (
+            "halley_tls_handshakes_total",
+            "counter",
+            "TLS handshakes completed (CometQL and HTTPS).",
+            stats.tls_handshakes.load(Ordering::Relaxed),
+        ),
+        (
+            "halley_tls_handshake_failures_total",
+            "counter",
+            "TLS handshakes that failed or did not finish in time.",
+            stats.tls_handshake_failures.load(Ordering::Relaxed),
+        ),
+        (
+            "halley_tls_reloads_total",
+            "counter",
+            "Times the TLS certificate was loaded again (file change or SIGHUP).",
+            stats.tls_reloads.load(Ordering::Relaxed),
         ),
     ];
     for (name, kind, help, value) in scalars {

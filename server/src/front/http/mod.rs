@@ -23,6 +23,14 @@ use crate::browser::url::is_ws_path;
 use crate::commands::Ctx;
 use crate::front::websocket::WsService;
 
+/// Which protocol a request came in on, a request extension set by the accept loop: `Https` when this
+/// server terminated TLS itself (a proxy's TLS is not seen here; `dashboard.secure_cookies` covers it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Scheme {
+    Http,
+    Https,
+}
+
 #[derive(Clone)]
 struct HttpState {
     ctx: Ctx,

@@ -2,7 +2,14 @@
 //! not offer: a deadline and a size cap for the request head (a half-open, trickling or bloated client is
 //! dropped), the accept-time limits of `admission`, and a count of open sockets that follows a connection
 //! into its WebSocket task.
+//!
+//! The same loop serves HTTPS (with a `Tls`): the handshake runs in the connection's own task, after the
+//! accept-time limits and within `header_timeout` (the request head then has its own `header_timeout`),
+//! never in the accept loop, so a client that stalls its handshake holds only its own connection. Handlers
+//! learn which it was from the `Scheme` request extension; WebSocket upgrades get the TLS stream itself
+//! (`front::websocket`).
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,14 +18,18 @@ use axum::Router;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
-use super::client;
-use crate::front::listen::{accept, connection_client, Admission, Header};
+use super::{client, Scheme};
+use crate::front::listen::{accept, connection_client, Admission, Header, SocketGuard};
+use crate::front::tls::{self, Tls};
 
+#[derive(Clone)]
 pub(crate) struct HttpServer {
     pub router: Router,
     pub admission: Arc<Admission>,
@@ -26,6 +37,8 @@ pub(crate) struct HttpServer {
     /// hyper's read buffer: a request head that does not fit gets 431 (WebSocket upgrades and the
     /// dashboard's requests need a few KiB).
     pub max_head_bytes: usize,
+    /// Set: this listener speaks HTTPS (and WSS) with this certificate.
+    pub tls: Option<Arc<Tls>>,
 }
 
 impl HttpServer {
@@ -35,60 +48,91 @@ impl HttpServer {
         tasks: TaskTracker,
         mut shutdown: watch::Receiver<bool>,
     ) {
+        let what = if self.tls.is_some() { "HTTPS" } else { "HTTP" };
         while let Some((stream, peer, guard)) =
-            accept(&listener, &self.admission, &mut shutdown, "HTTP").await
+            accept(&listener, &self.admission, &mut shutdown, what).await
         {
-            let router = self.router.clone();
-            let admission = self.admission.clone();
-            let (header_timeout, max_head) = (self.header_timeout, self.max_head_bytes);
+            let server = self.clone();
             let mut stop = shutdown.clone();
             tasks.spawn(async move {
                 let (mut stream, mut guard) = (stream, guard);
-                // From a trusted proxy, an optional PROXY header before the first request.
-                let deadline = tokio::time::Instant::now() + header_timeout;
-                let Some(client) = connection_client(
-                    &admission,
+                let deadline = Instant::now() + server.header_timeout;
+                // From a trusted proxy, an optional PROXY header first (before TLS: a balancer sends it in
+                // clear); the client it names is the connection's from here on.
+                let (admission, header) = (&server.admission, Header::Optional);
+                let client = connection_client(
+                    admission,
                     &mut stream,
                     peer,
                     &mut guard,
-                    Header::Optional,
+                    header,
                     deadline,
-                    "HTTP",
-                )
-                .await
-                else {
+                    what,
+                );
+                let Some(peer) = client.await else {
                     return;
                 };
-                let guard = Arc::new(guard);
-                let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
-                    let admitted = client::admit(&admission, client, &guard, &mut req);
-                    let router = router.clone();
-                    async move {
-                        match admitted {
-                            Ok(_held_for_the_request) => router.oneshot(req.map(Body::new)).await,
-                            Err(limit) => Ok(client::refused(limit)),
+                let Some(tls) = &server.tls else {
+                    return server.serve(stream, peer, guard, Scheme::Http, stop).await;
+                };
+                let handshake = tls.accept(tls::Port::Http, stream, deadline);
+                let stream = tokio::select! {
+                    r = handshake => match r {
+                        Ok(stream) => stream,
+                        Err(e) => {
+                            tracing::debug!(%peer, error = %e, "HTTPS connection ended before a request");
+                            return;
                         }
-                    }
-                });
-                let conn = http1::Builder::new()
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(header_timeout)
-                    .max_buf_size(max_head)
-                    .serve_connection(TokioIo::new(stream), service)
-                    .with_upgrades();
-                tokio::pin!(conn);
-                tokio::select! {
-                    r = conn.as_mut() => {
-                        if let Err(e) = r {
-                            tracing::debug!(%peer, error = %e, "HTTP connection ended with an error");
-                        }
-                    }
-                    _ = async { let _ = stop.wait_for(|s| *s).await; } => {
-                        conn.as_mut().graceful_shutdown();
-                        let _ = tokio::time::timeout(Duration::from_secs(5), conn).await;
-                    }
-                }
+                    },
+                    _ = stop.wait_for(|s| *s) => return,
+                };
+                server.serve(stream, peer, guard, Scheme::Https, stop).await
             });
+        }
+    }
+
+    /// One connection's requests (and its upgrade), until it ends or the server shuts down.
+    async fn serve<S>(
+        self,
+        stream: S,
+        peer: SocketAddr,
+        guard: SocketGuard,
+        scheme: Scheme,
+        mut stop: watch::Receiver<bool>,
+    ) where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let (router, admission) = (self.router, self.admission);
+        let guard = Arc::new(guard);
+        let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+            // The request's client (`ConnectInfo`) and the guard counting it (see `client`).
+            let admitted = client::admit(&admission, peer, &guard, &mut req);
+            req.extensions_mut().insert(scheme);
+            let router = router.clone();
+            async move {
+                match admitted {
+                    Ok(_held_for_the_request) => router.oneshot(req.map(Body::new)).await,
+                    Err(limit) => Ok(client::refused(limit)),
+                }
+            }
+        });
+        let conn = http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.header_timeout)
+            .max_buf_size(self.max_head_bytes)
+            .serve_connection(TokioIo::new(stream), service)
+            .with_upgrades();
+        tokio::pin!(conn);
+        tokio::select! {
+            r = conn.as_mut() => {
+                if let Err(e) = r {
+                    tracing::debug!(%peer, error = %e, "HTTP connection ended with an error");
+                }
+            }
+            _ = async { let _ = stop.wait_for(|s| *s).await; } => {
+                conn.as_mut().graceful_shutdown();
+                let _ = tokio::time::timeout(Duration::from_secs(5), conn).await;
+            }
         }
     }
 }

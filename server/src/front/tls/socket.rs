@@ -198,6 +198,57 @@ mod tests {
         Outbox::new(info, capacity)
     }
 
+    struct Flag(std::sync::atomic::AtomicBool);
+
+    impl std::task::Wake for Flag {
+        fn wake(self: Arc<Self>) {
+            self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    /// A publisher's frame that the session took whole but the kernel did not (the client is not
+    /// reading) leaves records behind with nothing in the outbox's queue: the idle task must be woken to
+    /// send them, or the client would never get that frame. Then everything arrives, in order.
+    #[tokio::test]
+    async fn records_left_behind_wake_the_idle_task() {
+        use std::sync::atomic::Ordering::SeqCst;
+        let (socket, mut client) = pair().await;
+        let (outbox, rx) = outbox(1 << 16);
+        rx.attach(Box::new(socket));
+        let flag = Arc::new(Flag(false.into()));
+        let waker = std::task::Waker::from(flag.clone());
+        // The task, idle: nothing to write, its waker registered.
+        let idle = rx.poll_flush(&mut Context::from_waker(&waker));
+        assert!(matches!(idle, Ok(Flush::Done)));
+        let frame = |i: usize| Bytes::from(format!("{i:08}").repeat(2048));
+        let mut sent = 0;
+        while !flag.0.load(SeqCst) {
+            assert!(sent < 10_000, "the socket never filled");
+            assert_eq!(outbox.push(&frame(sent)), Pushed::Accepted);
+            sent += 1;
+        }
+        assert_eq!(rx.backlog(), 0, "woken for records, not for a queued frame");
+        let reader = tokio::spawn(async move {
+            let mut got = vec![0u8; sent * 16 * 1024];
+            client.read_exact(&mut got).await.unwrap();
+            got
+        });
+        let flushed = std::future::poll_fn(|cx| match rx.poll_flush(cx) {
+            Ok(Flush::Done) => Poll::Ready(()),
+            Ok(Flush::Blocked { .. }) => Poll::Pending,
+            Err(e) => panic!("flush failed: {e}"),
+        });
+        let limit = std::time::Duration::from_secs(20);
+        tokio::time::timeout(limit, flushed).await.expect("flushed");
+        let got = tokio::time::timeout(limit, reader)
+            .await
+            .expect("read")
+            .unwrap();
+        for (i, chunk) in got.chunks(16 * 1024).enumerate() {
+            assert_eq!(chunk, &frame(i)[..], "frame {i}");
+        }
+    }
+
     /// Far more than the socket buffers hold, pushed at once by "publishers" while the client is not
     /// reading: the first frames go in place, the session keeps at most what the kernel refused, the rest
     /// queue; the task's flushes send it all, whole and in order.

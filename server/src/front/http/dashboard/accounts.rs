@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::error::{ApiError, JsonBody};
-use super::session::{session_token, Claims, Owner};
+use super::session::{session_token, Claims, Owner, SecureCookie};
 use super::Api;
 use crate::config::Signup;
 use crate::tenant::account::normalize_email;
@@ -63,6 +63,7 @@ pub(super) async fn sign_up_status(State(api): State<Api>) -> Json<serde_json::V
 
 pub(super) async fn sign_up(
     State(api): State<Api>,
+    secure: SecureCookie,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     JsonBody(c): JsonBody<Credentials>,
 ) -> Result<Response, ApiError> {
@@ -77,7 +78,7 @@ pub(super) async fn sign_up(
     api.0.throttle.sign_up_attempt(peer.ip())?;
     let (account, _first_key) = api.ctx().tenants.sign_up(&c.email, &c.password).await?;
     tracing::info!(dev_id = %account.dev_id, "new tenant signed up");
-    let (claims, cookie) = api.sessions().issue(&account)?;
+    let (claims, cookie) = api.sessions().issue(&account, secure)?;
     Ok(with_cookie(
         StatusCode::CREATED,
         cookie,
@@ -87,6 +88,7 @@ pub(super) async fn sign_up(
 
 pub(super) async fn log_in(
     State(api): State<Api>,
+    secure: SecureCookie,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     JsonBody(c): JsonBody<Credentials>,
 ) -> Result<Response, ApiError> {
@@ -98,7 +100,7 @@ pub(super) async fn log_in(
         .tenants
         .check_password(&c.email, &c.password)
         .await?;
-    let (claims, cookie) = api.sessions().issue(&account)?;
+    let (claims, cookie) = api.sessions().issue(&account, secure)?;
     Ok(with_cookie(
         StatusCode::OK,
         cookie,
@@ -110,6 +112,7 @@ pub(super) async fn log_in(
 /// ended so that a copy of the cookie is refused from now on.
 pub(super) async fn log_out(
     State(api): State<Api>,
+    secure: SecureCookie,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     if let Some(claims) = session_token(&headers).and_then(|t| api.sessions().decode(t).ok()) {
@@ -120,7 +123,7 @@ pub(super) async fn log_out(
     }
     Ok((
         StatusCode::NO_CONTENT,
-        [(header::SET_COOKIE, api.sessions().clear())],
+        [(header::SET_COOKIE, api.sessions().clear(secure))],
     )
         .into_response())
 }
@@ -132,6 +135,7 @@ pub(super) async fn me(State(api): State<Api>, owner: Owner) -> Json<serde_json:
 /// Every other session of the account ends (they carry the old password's stamp); this one is renewed.
 pub(super) async fn change_password(
     State(api): State<Api>,
+    secure: SecureCookie,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     owner: Owner,
     JsonBody(p): JsonBody<PasswordChange>,
@@ -150,7 +154,7 @@ pub(super) async fn change_password(
             ),
             other => other.into(),
         })?;
-    let (claims, cookie) = api.sessions().issue(&account)?;
+    let (claims, cookie) = api.sessions().issue(&account, secure)?;
     Ok(with_cookie(
         StatusCode::OK,
         cookie,

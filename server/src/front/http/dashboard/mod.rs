@@ -114,7 +114,8 @@ pub fn router(api: Api) -> Router {
 /// Every state-changing API request from a browser must come from this site's own pages.
 async fn api_guard(req: Request, next: Next) -> Response {
     if session::is_state_changing(req.method()) {
-        if let Err(e) = session::check_origin(req.headers()) {
+        let scheme = req.extensions().get::<super::Scheme>().copied();
+        if let Err(e) = session::check_origin(req.headers(), scheme) {
             return e.into_response();
         }
     }

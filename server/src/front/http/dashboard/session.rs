@@ -21,6 +21,7 @@ use subtle::ConstantTimeEq;
 
 use super::error::ApiError;
 use super::Api;
+use crate::front::http::Scheme;
 use crate::ids::DevId;
 use crate::tenant::unix_now;
 use crate::tenant::{Account, AccountError};
@@ -46,7 +47,25 @@ pub(super) struct SessionKeys {
     encoding: EncodingKey,
     decoding: DecodingKey,
     lifetime_secs: i64,
-    secure: bool,
+    /// `dashboard.secure_cookies`: every cookie `Secure`, for TLS terminated by a proxy in front.
+    always_secure: bool,
+}
+
+/// Whether this request's cookie is marked `Secure` (sent back over HTTPS only): it came over this
+/// server's own TLS, or the configuration says browsers always use HTTPS.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct SecureCookie(pub bool);
+
+impl FromRequestParts<Api> for SecureCookie {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        api: &Api,
+    ) -> Result<SecureCookie, Self::Rejection> {
+        let tls = parts.extensions.get::<Scheme>() == Some(&Scheme::Https);
+        Ok(SecureCookie(api.sessions().always_secure || tls))
+    }
 }
 
 fn random_token() -> String {
@@ -64,17 +83,21 @@ fn password_stamp(account: &Account) -> String {
 }
 
 impl SessionKeys {
-    pub(super) fn new(secret: &[u8; 32], lifetime_hours: u64, secure: bool) -> SessionKeys {
+    pub(super) fn new(secret: &[u8; 32], lifetime_hours: u64, always_secure: bool) -> SessionKeys {
         SessionKeys {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
             lifetime_secs: (lifetime_hours * 3600) as i64,
-            secure,
+            always_secure,
         }
     }
 
     /// A new session for the account: the claims and the `Set-Cookie` value.
-    pub(super) fn issue(&self, account: &Account) -> Result<(Claims, HeaderValue), ApiError> {
+    pub(super) fn issue(
+        &self,
+        account: &Account,
+        secure: SecureCookie,
+    ) -> Result<(Claims, HeaderValue), ApiError> {
         let now = unix_now();
         let claims = Claims {
             sub: account.dev_id.0.to_string(),
@@ -89,20 +112,12 @@ impl SessionKeys {
             tracing::error!(error = %e, "could not sign a dashboard session");
             ApiError::internal()
         })?;
-        Ok((claims, self.cookie(&token, self.lifetime_secs)))
+        Ok((claims, set_cookie(&token, self.lifetime_secs, secure)))
     }
 
     /// The `Set-Cookie` value that removes the session cookie.
-    pub(super) fn clear(&self) -> HeaderValue {
-        self.cookie("", 0)
-    }
-
-    fn cookie(&self, value: &str, max_age: i64) -> HeaderValue {
-        let secure = if self.secure { "; Secure" } else { "" };
-        let text = format!(
-            "{SESSION_COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}"
-        );
-        HeaderValue::from_str(&text).expect("cookie text is ASCII without control characters")
+    pub(super) fn clear(&self, secure: SecureCookie) -> HeaderValue {
+        set_cookie("", 0, secure)
     }
 
     pub(super) fn decode(&self, token: &str) -> Result<Claims, ApiError> {
@@ -118,6 +133,15 @@ impl SessionKeys {
             Err(_) => Err(ApiError::not_logged_in()),
         }
     }
+}
+
+/// The session cookie's `Set-Cookie` value.
+fn set_cookie(value: &str, max_age: i64, SecureCookie(secure): SecureCookie) -> HeaderValue {
+    let secure = if secure { "; Secure" } else { "" };
+    let text = format!(
+        "{SESSION_COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}"
+    );
+    HeaderValue::from_str(&text).expect("cookie text is ASCII without control characters")
 }
 
 /// The session cookie's value, when the request carries one.
@@ -140,9 +164,10 @@ pub(super) fn is_state_changing(method: &Method) -> bool {
     !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
 }
 
-/// A browser sends `Origin` with every state-changing fetch; it must name the host the request was sent to.
-/// No `Origin` (a script, curl) is allowed: such a caller can set any header it likes anyway.
-pub(super) fn check_origin(headers: &HeaderMap) -> Result<(), ApiError> {
+/// A browser sends `Origin` with every state-changing fetch; it must name the host the request was sent to,
+/// and over this server's TLS an https page (over plain HTTP either: a TLS-terminating proxy's pages are
+/// https). No `Origin` (a script, curl) is allowed: such a caller can set any header it likes anyway.
+pub(super) fn check_origin(headers: &HeaderMap, scheme: Option<Scheme>) -> Result<(), ApiError> {
     let Some(origin) = headers.get(header::ORIGIN) else {
         return Ok(());
     };
@@ -150,10 +175,12 @@ pub(super) fn check_origin(headers: &HeaderMap) -> Result<(), ApiError> {
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .unwrap_or("");
+    let tls = scheme == Some(Scheme::Https);
     let authority = origin
         .to_str()
         .ok()
         .and_then(|o| o.split_once("://"))
+        .filter(|(origin_scheme, _)| !tls || origin_scheme.eq_ignore_ascii_case("https"))
         .map(|(_, rest)| rest);
     match authority {
         Some(a) if !host.is_empty() && a.eq_ignore_ascii_case(host) => Ok(()),
@@ -225,7 +252,7 @@ mod tests {
     #[test]
     fn cookie_attributes() {
         let keys = SessionKeys::new(&[1; 32], 12, false);
-        let (claims, cookie) = keys.issue(&account()).unwrap();
+        let (claims, cookie) = keys.issue(&account(), SecureCookie(false)).unwrap();
         let text = cookie.to_str().unwrap();
         assert!(
             text.contains("HttpOnly; SameSite=Strict; Max-Age=43200"),
@@ -233,14 +260,16 @@ mod tests {
         );
         assert!(!text.contains("Secure"));
         assert_eq!(claims.exp - claims.iat, 43200);
-        let secure = SessionKeys::new(&[1; 32], 1, true).clear();
+        let secure = keys.clear(SecureCookie(true));
         assert!(secure.to_str().unwrap().ends_with("Max-Age=0; Secure"));
+        let (_, secure) = keys.issue(&account(), SecureCookie(true)).unwrap();
+        assert!(secure.to_str().unwrap().ends_with("Max-Age=43200; Secure"));
     }
 
     #[test]
     fn tokens_round_trip_and_forgeries_fail() {
         let keys = SessionKeys::new(&[1; 32], 12, false);
-        let (claims, cookie) = keys.issue(&account()).unwrap();
+        let (claims, cookie) = keys.issue(&account(), SecureCookie(false)).unwrap();
         let token = cookie
             .to_str()
             .unwrap()
@@ -261,14 +290,24 @@ mod tests {
 
     #[test]
     fn origin_must_name_this_host() {
+        let (http, https) = (Some(Scheme::Http), Some(Scheme::Https));
         let mut h = HeaderMap::new();
         h.insert(header::HOST, "127.0.0.1:8087".parse().unwrap());
-        assert!(check_origin(&h).is_ok());
+        assert!(check_origin(&h, http).is_ok());
         h.insert(header::ORIGIN, "http://127.0.0.1:8087".parse().unwrap());
-        assert!(check_origin(&h).is_ok());
+        assert!(check_origin(&h, http).is_ok());
+        assert!(check_origin(&h, https).is_err(), "an http page over TLS");
+        h.insert(header::ORIGIN, "https://127.0.0.1:8087".parse().unwrap());
+        assert!(check_origin(&h, https).is_ok());
+        assert!(
+            check_origin(&h, http).is_ok(),
+            "behind a TLS-terminating proxy"
+        );
         h.insert(header::ORIGIN, "http://evil.example".parse().unwrap());
-        assert!(check_origin(&h).is_err());
+        assert!(check_origin(&h, http).is_err());
+        h.insert(header::ORIGIN, "https://evil.example".parse().unwrap());
+        assert!(check_origin(&h, https).is_err());
         h.insert(header::ORIGIN, "null".parse().unwrap());
-        assert!(check_origin(&h).is_err());
+        assert!(check_origin(&h, http).is_err());
     }
 }
