@@ -428,3 +428,64 @@ async fn each_forwarded_request_is_admitted_for_its_client() {
     drop(open);
     server.stop().await;
 }
+
+/// The status line of what `stream` answers to `GET path`, read until the server closes.
+async fn get_status<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    stream: &mut S,
+    path: &str,
+    headers: &str,
+) -> String {
+    use tokio::io::AsyncReadExt;
+    let req =
+        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n{headers}\r\n");
+    stream.write_all(req.as_bytes()).await.expect("send");
+    let mut got = Vec::new();
+    let read = async {
+        let mut chunk = [0u8; 4096];
+        // A reset or a missing close_notify ends the answer as well as a FIN.
+        while let Ok(n @ 1..) = stream.read(&mut chunk).await {
+            got.extend_from_slice(&chunk[..n]);
+        }
+    };
+    tokio::time::timeout(WAIT, read)
+        .await
+        .expect("an answer in time");
+    let text = String::from_utf8_lossy(&got);
+    text.lines().next().unwrap_or("").to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_see_the_client_a_local_proxy_names_over_http_and_https() {
+    let certs = halley_tests::tls::TestCerts::new();
+    let server = TestServer::start_with(Backend::Sqlite, |c| {
+        trust_loopback(c);
+        certs.configure(c);
+        c.https_addr = Some("127.0.0.1:0".parse().unwrap());
+    })
+    .await;
+    // /metrics answers loopback clients only: through a proxy on this host, only a loopback client.
+    let https = server.https_addr();
+    for (client, want) in [("203.0.113.5:1", "403"), ("127.0.0.9:1", "200")] {
+        let tcp = with_header(https, &v1(addr(client), https)).await;
+        let connector = tokio_rustls::TlsConnector::from(certs.client_config());
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let mut tls = tokio::time::timeout(WAIT, connector.connect(name, tcp))
+            .await
+            .expect("TLS in time")
+            .expect("TLS after the PROXY header");
+        let status = get_status(&mut tls, "/metrics", "").await;
+        assert!(status.contains(want), "HTTPS from {client}: {status}");
+    }
+    let http = server.http_addr();
+    for (xff, want) in [
+        (Some("203.0.113.5"), "403"),
+        (Some("127.0.0.9, 127.0.0.1"), "200"),
+        (None, "200"),
+    ] {
+        let mut tcp = TcpStream::connect(http).await.unwrap();
+        let header = xff.map_or(String::new(), |x| format!("X-Forwarded-For: {x}\r\n"));
+        let status = get_status(&mut tcp, "/metrics", &header).await;
+        assert!(status.contains(want), "HTTP with {xff:?}: {status}");
+    }
+    server.stop().await;
+}
