@@ -1,6 +1,7 @@
 //! Client addresses behind a balancer (`trusted_proxies`): from a trusted peer, a PROXY protocol header (v1
 //! text, v2 binary) on either port and `X-Forwarded-For` / `Forwarded` on HTTP requests name the client, and
-//! the per-IP limits, `users_in_pipes` and the WebSocket limits count that client, not the balancer. From any
+//! the per-IP limits, `users_in_pipes`, the WebSocket limits and `/metrics`' loopback check (over HTTPS too,
+//! where the header precedes the TLS handshake) see that client, not the balancer. From any
 //! other peer the HTTP headers are ignored and a PROXY header is refused. A trusted peer's malformed or
 //! stalled header closes that connection only. The tests connect from 127.0.0.1, trusted or not as each says.
 
