@@ -61,7 +61,8 @@ pub enum ConnError {
 /// Serves one client connection until it ends. The caller owns accepting, the connection id and logging
 /// the outcome; `Ok` means the client quit or hung up, or the session was closed through its closer.
 /// With `tls`, the greeting offers TLS and an SSLRequest upgrades the connection in place; everything up
-/// to the logged-in session (TLS handshake included) shares one `handshake_timeout`.
+/// to the logged-in session (a PROXY header read before, the TLS handshake included) must be done by
+/// `deadline`, `handshake_timeout` after the accept.
 pub async fn serve_connection<H: Handler, S: AsyncRead + AsyncWrite + Unpin + Send>(
     stream: S,
     conn: ConnInfo,
@@ -69,8 +70,8 @@ pub async fn serve_connection<H: Handler, S: AsyncRead + AsyncWrite + Unpin + Se
     handler: &H,
     cfg: &ConnConfig,
     tls: Option<&Tls>,
+    deadline: Instant,
 ) -> Result<(), ConnError> {
-    let deadline = Instant::now() + cfg.handshake_timeout;
     let mut io = Io::new(stream, cfg.max_packet);
     let salt = auth::new_salt();
     let greet = login::greet(&mut io, conn_id, &salt, cfg, tls.is_some());

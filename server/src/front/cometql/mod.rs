@@ -66,8 +66,8 @@ pub async fn serve(
                 return;
             };
             let conn = ConnInfo { peer, tls: false };
-            let served =
-                serve_connection(stream, conn, conn_id, &*handler, &config, tls.as_deref());
+            let (tls, cfg) = (tls.as_deref(), &*config);
+            let served = serve_connection(stream, conn, conn_id, &*handler, cfg, tls, deadline);
             if let Err(e) = served.await {
                 tracing::debug!(%peer, error = %e, "CometQL connection ended with an error");
             }

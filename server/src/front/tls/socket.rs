@@ -33,6 +33,15 @@ impl TlsSocket {
     }
 }
 
+impl Drop for TlsSocket {
+    /// Ends the TLS stream properly (close_notify) if the kernel takes it now; a peer that is not reading
+    /// gets the TCP close alone.
+    fn drop(&mut self) {
+        self.tls.send_close_notify();
+        let _ = self.try_flush();
+    }
+}
+
 /// The TCP socket as blocking-style I/O that never blocks: `WouldBlock` instead.
 struct NoWait<'a>(&'a TcpStream);
 

@@ -134,8 +134,10 @@ impl TestServer {
                 let id = ids.fetch_add(1, Ordering::SeqCst);
                 tokio::spawn(async move {
                     let conn = ConnInfo { peer, tls: false };
+                    let deadline = tokio::time::Instant::now() + cfg.handshake_timeout;
+                    let tls = tls.as_deref();
                     let outcome =
-                        serve_connection(stream, conn, id, &*h, &cfg, tls.as_deref()).await;
+                        serve_connection(stream, conn, id, &*h, &cfg, tls, deadline).await;
                     let _ = tx.send(outcome);
                 });
             }
