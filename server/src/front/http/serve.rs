@@ -54,6 +54,13 @@ impl HttpServer {
         {
             let server = self.clone();
             let mut stop = shutdown.clone();
+            // The common case (plain HTTP, a client that is not a proxy) spawns only what it runs: a task
+            // sized for the PROXY header and TLS handshake states would be the first allocation of every
+            // connection, and freed between long-lived WebSocket allocations it fragments the heap.
+            if server.tls.is_none() && guard.is_keyed() {
+                tasks.spawn(server.serve(stream, peer, guard, Scheme::Http, stop));
+                continue;
+            }
             tasks.spawn(async move {
                 let (mut stream, mut guard) = (stream, guard);
                 let deadline = Instant::now() + server.header_timeout;
