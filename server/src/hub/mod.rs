@@ -18,10 +18,12 @@ mod fanout;
 mod outbox;
 pub mod outgoing;
 mod registry;
+mod socket;
 mod users;
 
-pub use outbox::{CloseReason, Flush, Outbox, OutboxRx, Pushed, Socket};
+pub use outbox::{CloseReason, Flush, Outbox, OutboxRx, Pushed};
 pub use registry::Registry;
+pub use socket::Socket;
 pub use users::LinkError;
 
 use std::sync::Arc;
