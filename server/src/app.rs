@@ -69,7 +69,11 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let tenants = open_tenants(&config).await?;
     // The node's one set of figures: the hub, the limits, the commands and the listeners count into it.
     let stats = Stats::default();
-    let ctx = Ctx::new(config.clone(), tenants, Hub::with_stats(stats.clone()));
+    let ctx = Ctx::new(
+        config.clone(),
+        tenants,
+        Hub::with_windows(stats.clone(), window_limits(&config.recovery)),
+    );
     // What each tenant keeps stored, for its quotas: counted once here, then kept by every write.
     ctx.storage
         .load_totals()
@@ -214,6 +218,16 @@ impl Running {
         }
         self.ctx.storage.close().await;
         tracing::info!("stopped");
+    }
+}
+
+/// The hub's recovery windows, from `[recovery]`.
+fn window_limits(c: &crate::config::RecoveryConfig) -> crate::hub::WindowLimits {
+    crate::hub::WindowLimits {
+        messages: c.window_messages,
+        max_age: std::time::Duration::from_secs(c.window_secs),
+        max_bytes: c.window_bytes,
+        replay_max: c.replay_max,
     }
 }
 

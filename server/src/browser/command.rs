@@ -26,6 +26,9 @@ const UNKNOWN_KEPT: usize = 64;
 pub enum Command<'a> {
     /// Replaces the connection's whole subscription set.
     Subscription(Subscription<'a>),
+    /// `subscription` with positions: the same set replacement, and the connection gets offsets and a
+    /// `subscribed` frame per pipe (with a replay when its position can be honoured).
+    Subscription2(Subscription2<'a>),
     /// Publish from the browser; `anonymous` when the pipe was written `@web_...` (the sender's
     /// id is then hidden: 0). A `webauth_` pipe needs an authorized sender: the session checks
     /// that ([`CommandError::WebauthAnonymous`]).
@@ -75,12 +78,36 @@ pub struct Subscription<'a> {
     pub notice: Option<CommandError>,
 }
 
+/// One pipe of a `subscription2`: `<pipe>` or `<pipe>\t<epoch>\t<offset>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Positioned<'a> {
+    pub pipe: &'a str,
+    /// The last position the client processed.
+    pub position: Option<(&'a str, u64)>,
+}
+
+/// The pipes of a `subscription2`, in order, without duplicates (the first line of a pipe wins).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subscription2<'a> {
+    pub pipes: Vec<Positioned<'a>>,
+    /// Set when the list was cut to the limit: send its error frame, keep the connection.
+    pub notice: Option<CommandError>,
+}
+
+/// Longest epoch a client may send back (the server's are 16 hex digits).
+pub(crate) const MAX_EPOCH_BYTES: usize = 64;
+/// Bytes of `subscription2` text allowed per pipe: a name, an epoch, an offset and separators.
+pub(crate) const SUBSCRIPTION2_TEXT_PER_PIPE: usize = 64 + 1 + MAX_EPOCH_BYTES + 1 + 20 + 1;
+
 /// A refused command: the reference's error text, the frame to send, and whether the
 /// connection is then closed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
 pub enum CommandError {
     #[error("Too many letters")]
     TooManyLetters,
+    /// A `subscription2` line that is neither `<pipe>` nor `<pipe>\t<epoch>\t<offset>`.
+    #[error("[subscription2] Invalid line. Expected <pipe> or <pipe>\\t<epoch>\\t<offset>")]
+    InvalidPosition,
     #[error("Channel name is too long")]
     ChannelNameTooLong,
     #[error("The channel name can only contain characters A-Za-z0-9_-")]
@@ -140,7 +167,7 @@ impl CommandError {
     pub fn frame(self, now: i64) -> Frame {
         let text = self.to_string();
         match self {
-            Self::TooManyLetters | Self::ChannelNameTooLong => {
+            Self::TooManyLetters | Self::ChannelNameTooLong | Self::InvalidPosition => {
                 frames::subscription_error(&text, now)
             }
             Self::PipeNameChars
@@ -177,6 +204,9 @@ pub fn parse_command_with(text: &str, limits: CommandLimits) -> Result<Command<'
     let (word, args) = text.split_once('\n').unwrap_or((text, ""));
     match word {
         "subscription" => subscription(args, limits.max_subscriptions).map(Command::Subscription),
+        "subscription2" => {
+            subscription2(args, limits.max_subscriptions).map(Command::Subscription2)
+        }
         "web_pipe2" => web_pipe2(args),
         "pipe_log" => {
             let (pipe, marker) = pipe_and_marker(args);
@@ -255,6 +285,59 @@ fn subscription(args: &str, max: usize) -> Result<Subscription<'_>, CommandError
         pipes.push(name);
     }
     Ok(Subscription { pipes, notice })
+}
+
+/// One line per pipe, `<pipe>` or `<pipe>\t<epoch>\t<offset>`; empty lines (a trailing newline) are
+/// skipped. Stricter than `subscription` (a new command has no old clients to tolerate): a line that is not
+/// one of the two forms refuses the whole command and nothing changes.
+fn subscription2(args: &str, max: usize) -> Result<Subscription2<'_>, CommandError> {
+    if args.len() > max.saturating_mul(SUBSCRIPTION2_TEXT_PER_PIPE) {
+        return Err(CommandError::TooManyLetters);
+    }
+    let mut pipes: Vec<Positioned<'_>> = Vec::new();
+    let mut notice = None;
+    for line in args.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l)) {
+        if line.is_empty() {
+            continue;
+        }
+        let mut fields = line.split('\t');
+        let pipe = fields.next().unwrap_or("");
+        let position = match (fields.next(), fields.next(), fields.next()) {
+            (None, _, _) => None,
+            (Some(epoch), Some(offset), None) => Some((epoch, offset)),
+            _ => return Err(CommandError::InvalidPosition),
+        };
+        if pipe.len() >= WS_PIPE_NAME_REFUSED {
+            return Err(CommandError::ChannelNameTooLong);
+        }
+        if pipe.len() < WS_PIPE_NAME_MIN || !pipe.bytes().all(is_name_byte) {
+            return Err(CommandError::InvalidPosition);
+        }
+        let position = match position {
+            None => None,
+            Some((epoch, offset)) => {
+                let epoch_ok = !epoch.is_empty()
+                    && epoch.len() <= MAX_EPOCH_BYTES
+                    && epoch.bytes().all(is_name_byte);
+                let offset = (!offset.is_empty() && offset.bytes().all(|b| b.is_ascii_digit()))
+                    .then(|| offset.parse::<u64>().ok())
+                    .flatten();
+                match offset {
+                    Some(offset) if epoch_ok => Some((epoch, offset)),
+                    _ => return Err(CommandError::InvalidPosition),
+                }
+            }
+        };
+        if pipes.iter().any(|p| p.pipe == pipe) {
+            continue;
+        }
+        if pipes.len() >= max {
+            notice = Some(CommandError::TooManyLetters);
+            break;
+        }
+        pipes.push(Positioned { pipe, position });
+    }
+    Ok(Subscription2 { pipes, notice })
 }
 
 /// `<pipe>\n<event>\n<auth_type>\n<message>`, checked in the reference's order.

@@ -422,3 +422,85 @@ fn random_input_never_panics() {
         }
     }
 }
+
+fn subs2(text: &str) -> Subscription2<'_> {
+    match parse_command(text) {
+        Ok(Command::Subscription2(s)) => s,
+        other => panic!("{text:?}: {other:?}"),
+    }
+}
+
+#[test]
+fn subscription2_lines_with_and_without_positions() {
+    let s = subs2("subscription2\nweb_a\nweb_b\t3f2a\t17\n");
+    assert_eq!(
+        s.pipes,
+        [
+            Positioned {
+                pipe: "web_a",
+                position: None
+            },
+            Positioned {
+                pipe: "web_b",
+                position: Some(("3f2a", 17))
+            },
+        ]
+    );
+    assert_eq!(s.notice, None);
+    assert!(subs2("subscription2").pipes.is_empty());
+    assert!(
+        subs2("subscription2\n").pipes.is_empty(),
+        "empty set: leave all"
+    );
+    // The first line of a pipe wins; CRLF is tolerated; offset 0 is a position (nothing processed yet).
+    let s = subs2("subscription2\nweb_a\tE\t0\r\nweb_a\tF\t9");
+    assert_eq!(
+        s.pipes,
+        [Positioned {
+            pipe: "web_a",
+            position: Some(("E", 0))
+        }]
+    );
+}
+
+#[test]
+fn subscription2_refuses_malformed_lines_whole() {
+    for bad in [
+        "subscription2\nweb_a\tE",
+        "subscription2\nweb_a\tE\t1\tx",
+        "subscription2\nweb_a\t\t1",
+        "subscription2\nweb_a\tE\t",
+        "subscription2\nweb_a\tE\t-1",
+        "subscription2\nweb_a\tE\t+1",
+        "subscription2\nweb_a\tE\t18446744073709551616",
+        "subscription2\nweb_a\té\t1",
+        "subscription2\nweb.a",
+        "subscription2\na",
+        "subscription2\nweb_ok\nweb_a b",
+    ] {
+        assert_eq!(p(bad), Err(CommandError::InvalidPosition), "{bad:?}");
+    }
+    let long = format!("subscription2\n{}", "a".repeat(64));
+    assert_eq!(p(&long), Err(CommandError::ChannelNameTooLong));
+    let epoch = "e".repeat(65);
+    assert_eq!(
+        p(&format!("subscription2\nweb_a\t{epoch}\t1")),
+        Err(CommandError::InvalidPosition)
+    );
+    assert!(CommandError::InvalidPosition.closes_connection());
+    assert_eq!(
+        CommandError::InvalidPosition.frame(7).json(ApiEra::Modern),
+        r#"{"data":{"code":"403","error":"[subscription2] Invalid line. Expected <pipe> or <pipe>\\t<epoch>\\t<offset>"},"event":"error","message_send_time":7,"pipe":"sys"}"#
+    );
+}
+
+#[test]
+fn subscription2_is_cut_to_the_limit_with_a_notice() {
+    let text: String = (0..40).map(|i| format!("\nweb_{i}\tE\t{i}")).collect();
+    let text = format!("subscription2{text}");
+    let s = subs2(&text);
+    assert_eq!(s.pipes.len(), MAX_SUBSCRIPTIONS);
+    assert_eq!(s.notice, Some(CommandError::TooManyLetters));
+    let huge = format!("subscription2\n{}", "x".repeat(MAX_SUBSCRIPTIONS * 200));
+    assert_eq!(p(&huge), Err(CommandError::TooManyLetters));
+}

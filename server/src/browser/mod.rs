@@ -29,7 +29,8 @@ pub mod url;
 pub mod wsframe;
 
 pub use command::{
-    parse_command, parse_command_with, Command, CommandError, CommandLimits, Subscription,
+    parse_command, parse_command_with, Command, CommandError, CommandLimits, Positioned,
+    Subscription, Subscription2,
 };
 pub use frames::{ApiEra, Frame, SharedFrame};
 pub use url::{is_ws_path, parse_connect_url, ConnectParams, UrlError};

@@ -21,6 +21,12 @@ pub(crate) struct Subscriptions {
     pipes: Vec<PipeName>,
 }
 
+/// One pipe asked for by `subscription2`, with the last position the client processed.
+pub(crate) struct Wanted<'a> {
+    pub name: &'a str,
+    pub position: Option<(&'a str, u64)>,
+}
+
 impl Subscriptions {
     /// `subscription` replaces the whole set (docs/reference-cppcomet.md 2.5). `private_` pipes are skipped for
     /// anonymous connections; `track_` pipes tell their other subscribers who came and went. Only real changes
@@ -28,34 +34,73 @@ impl Subscriptions {
     /// stays subscribed without a word. The reference left and re-joined every pipe, so one 20-byte command re-sent
     /// in a loop made two presence frames per subscriber of each `track_` pipe.
     pub(crate) fn replace(&mut self, ctx: &Ctx, client: Client, outbox: &Outbox, names: &[&str]) {
-        let mut wanted: Vec<PipeName> = Vec::with_capacity(names.len().min(MAX_PIPES));
-        for name in names.iter().take(MAX_PIPES) {
-            let Ok(pipe) = PipeName::parse_subscription(name) else {
+        let wanted: Vec<Wanted<'_>> = names
+            .iter()
+            .map(|name| Wanted {
+                name,
+                position: None,
+            })
+            .collect();
+        self.replace_with(ctx, client, outbox, &wanted, false);
+    }
+
+    /// `subscription2`: the same replacement, and every pipe of the new set (kept ones too) is joined
+    /// with positions: the missed frames when its position can be honoured, then its `subscribed` frame,
+    /// then live frames carrying `offset`.
+    pub(crate) fn replace_positioned(
+        &mut self,
+        ctx: &Ctx,
+        client: Client,
+        outbox: &Outbox,
+        wanted: &[Wanted<'_>],
+    ) {
+        self.replace_with(ctx, client, outbox, wanted, true);
+    }
+
+    fn replace_with(
+        &mut self,
+        ctx: &Ctx,
+        client: Client,
+        outbox: &Outbox,
+        names: &[Wanted<'_>],
+        positions: bool,
+    ) {
+        let mut wanted: Vec<(PipeName, Option<(&str, u64)>)> =
+            Vec::with_capacity(names.len().min(MAX_PIPES));
+        for w in names.iter().take(MAX_PIPES) {
+            let Ok(pipe) = PipeName::parse_subscription(w.name) else {
                 continue;
             };
-            if (is_private(pipe.as_str()) && !client.authorized()) || wanted.contains(&pipe) {
+            if (is_private(pipe.as_str()) && !client.authorized())
+                || wanted.iter().any(|(p, _)| *p == pipe)
+            {
                 continue;
             }
-            wanted.push(pipe);
+            wanted.push((pipe, w.position));
         }
         for pipe in std::mem::take(&mut self.pipes) {
-            if wanted.contains(&pipe) {
+            if wanted.iter().any(|(p, _)| *p == pipe) {
                 self.pipes.push(pipe);
             } else {
                 leave(ctx, client.dev_id, outbox, pipe);
             }
         }
-        for pipe in wanted {
-            if self.pipes.contains(&pipe) {
-                continue;
-            }
-            if is_track(pipe.as_str()) {
+        let registry = ctx.hub.registry();
+        for (pipe, position) in wanted {
+            let kept = self.pipes.contains(&pipe);
+            if !kept && is_track(pipe.as_str()) {
                 track(ctx, client.dev_id, outbox, &pipe, TrackEvent::Subscription);
             }
-            ctx.hub
-                .registry()
-                .subscribe(client.dev_id, &pipe, outbox.clone());
-            self.pipes.push(pipe);
+            if positions {
+                // A kept pipe is joined again too: the client asks where it stands (after a gap).
+                registry.subscribe_positioned(client.dev_id, &pipe, outbox.clone(), position);
+            } else {
+                // (Re)subscribing a kept pipe turns a positioned subscription back into a plain one.
+                registry.subscribe(client.dev_id, &pipe, outbox.clone());
+            }
+            if !kept {
+                self.pipes.push(pipe);
+            }
         }
     }
 

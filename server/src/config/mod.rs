@@ -12,8 +12,8 @@ use crate::cidr::Cidr;
 mod sections;
 
 pub use sections::{
-    CacheConfig, CometqlConfig, DashboardConfig, LimitsConfig, MessagesConfig, Signup, TlsConfig,
-    WebsocketConfig,
+    CacheConfig, CometqlConfig, DashboardConfig, LimitsConfig, MessagesConfig, RecoveryConfig,
+    Signup, TlsConfig, WebsocketConfig,
 };
 
 #[derive(Debug, Clone, Deserialize)]
@@ -49,6 +49,7 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub dashboard: DashboardConfig,
     pub cache: CacheConfig,
+    pub recovery: RecoveryConfig,
     pub tls: TlsConfig,
     pub log: String,
 }
@@ -71,6 +72,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             dashboard: DashboardConfig::default(),
             cache: CacheConfig::default(),
+            recovery: RecoveryConfig::default(),
             tls: TlsConfig::default(),
             log: "info".into(),
         }

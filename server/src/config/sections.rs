@@ -64,6 +64,32 @@ impl Default for CacheConfig {
     }
 }
 
+/// Recovery windows (docs/websocket.md, "Positions and recovery"): what a pipe that some connection asked
+/// positions for keeps so that a client reconnecting with its last position gets what it missed.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RecoveryConfig {
+    /// Messages kept per pipe (the newest).
+    pub window_messages: usize,
+    /// Seconds a message is kept; whichever of the two limits is smaller applies.
+    pub window_secs: u64,
+    /// Bytes every window of the node holds together; past it a pipe gives up its oldest messages.
+    pub window_bytes: usize,
+    /// Most messages one resubscribe replays; a client further behind gets `recovered:false`.
+    pub replay_max: u64,
+}
+
+impl Default for RecoveryConfig {
+    fn default() -> Self {
+        RecoveryConfig {
+            window_messages: 100,
+            window_secs: 120,
+            window_bytes: 64 * 1024 * 1024,
+            replay_max: 300,
+        }
+    }
+}
+
 /// Defaults of docs/compatibility.md §5; a tenant's overrides live in the database (tenant_limits).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]

@@ -20,11 +20,13 @@ pub mod outgoing;
 mod registry;
 mod socket;
 mod users;
+mod window;
 
 pub use outbox::{CloseReason, Flush, Outbox, OutboxRx, Pushed};
 pub use registry::Registry;
 pub use socket::Socket;
 pub use users::LinkError;
+pub use window::WindowLimits;
 
 use std::sync::Arc;
 
@@ -41,6 +43,12 @@ pub use crate::browser::ApiEra as Era;
 /// (return a clone of a cached `Bytes`).
 pub trait Encoded: Send + Sync {
     fn wire(&self, era: Era) -> Bytes;
+
+    /// The same frame with `"offset":N`, for connections that asked for positions (`subscription2`); made
+    /// once per publish, only for pipes that have a recovery window. `None`: the frame has no such form.
+    fn with_offset(&self, _offset: u64) -> Option<Frame> {
+        None
+    }
 }
 
 pub type Frame = Arc<dyn Encoded>;
@@ -85,7 +93,12 @@ impl Hub {
 
     /// A single node: publishes go straight to the local registry, which counts into `stats`.
     pub fn with_stats(stats: Stats) -> Hub {
-        let registry = Arc::new(Registry::new(stats.clone()));
+        Hub::with_windows(stats, WindowLimits::default())
+    }
+
+    /// A single node whose pipes keep recovery windows within `windows`.
+    pub fn with_windows(stats: Stats, windows: WindowLimits) -> Hub {
+        let registry = Arc::new(Registry::with_windows(stats.clone(), windows));
         let broker = Arc::new(InProcessBroker::new(registry.clone()));
         Hub {
             registry,

@@ -13,6 +13,10 @@ impl Encoded for SharedFrame {
     fn wire(&self, era: ApiEra) -> Bytes {
         self.bytes(era)
     }
+
+    fn with_offset(&self, offset: u64) -> Option<Frame> {
+        Some(shared(self.frame().clone().with_offset(offset)))
+    }
 }
 
 pub fn shared(frame: frames::Frame) -> Frame {

@@ -1,12 +1,20 @@
 //! The local subscription registry. Short std mutexes, never held across an await; sharded by pipe.
+//!
+//! A pipe some connection asked positions for (`subscription2`) has a `Stream`: its publishes get offsets
+//! and are kept in its recovery window, under the shard's lock, and are sent there too, so that the offset
+//! order, the window and every subscriber's order are one; a resubscribe reads the window and joins under
+//! the same lock, so that no publish falls between the replay and the live frames.
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use super::fanout::{Item, Tally, MAX_BATCH, PARALLEL_MIN};
+use super::window::{Stream, WindowLimits, Windows};
 use super::{Outbox, Publication};
+use crate::browser::frames;
 use crate::ids::{ConnId, DevId, PipeName};
 use crate::stats::Stats;
 
@@ -19,7 +27,22 @@ type Shard = Mutex<HashMap<PipeKey, Pipe>>;
 #[derive(Default)]
 struct Pipe {
     subs: HashMap<ConnId, Outbox>,
+    /// Subscribers that asked for positions: they get the frames carrying `offset`.
+    positioned: HashMap<ConnId, Outbox>,
+    /// Offsets and the recovery window, once someone asked for positions.
+    stream: Option<Stream>,
     turn: Arc<Turn>,
+}
+
+impl Pipe {
+    fn len(&self) -> usize {
+        self.subs.len() + self.positioned.len()
+    }
+
+    /// Nothing to remember: no subscriber and no stream.
+    fn unused(&self) -> bool {
+        self.subs.is_empty() && self.positioned.is_empty() && self.stream.is_none()
+    }
 }
 
 /// Publishes to one pipe are sent one batch at a time, so that every subscriber gets the pipe's messages in
@@ -45,6 +68,7 @@ pub struct Registry {
     /// Deliveries and slow consumers are counted here, once per publish.
     pub(super) stats: Stats,
     helpers: super::fanout::Helpers,
+    windows: Windows,
 }
 
 impl Default for Registry {
@@ -55,12 +79,17 @@ impl Default for Registry {
 
 impl Registry {
     pub fn new(stats: Stats) -> Registry {
+        Registry::with_windows(stats, WindowLimits::default())
+    }
+
+    pub fn with_windows(stats: Stats, windows: WindowLimits) -> Registry {
         Registry {
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
             hasher: Default::default(),
             users: Default::default(),
             stats,
             helpers: Default::default(),
+            windows: Windows::new(windows),
         }
     }
 
@@ -73,11 +102,51 @@ impl Registry {
 
     pub fn subscribe(&self, dev_id: DevId, pipe: &PipeName, outbox: Outbox) {
         let mut shard = lock(self.shard(dev_id, pipe));
-        shard
-            .entry((dev_id, pipe.clone()))
-            .or_default()
-            .subs
-            .insert(outbox.conn(), outbox);
+        let entry = shard.entry((dev_id, pipe.clone())).or_default();
+        if entry.positioned.remove(&outbox.conn()).is_some() {
+            left_positions(entry);
+        }
+        entry.subs.insert(outbox.conn(), outbox);
+    }
+
+    /// Subscribes a connection that asked for positions (`subscription2`), with the last position it
+    /// processed if it gave one: sends the frames it missed when they can all be replayed, then the pipe's
+    /// `subscribed` frame, then it is a subscriber; all under the shard's lock, so that a concurrent publish
+    /// is either replayed or delivered live, never both or neither. Returns whether it recovered.
+    pub fn subscribe_positioned(
+        &self,
+        dev_id: DevId,
+        pipe: &PipeName,
+        outbox: Outbox,
+        position: Option<(&str, u64)>,
+    ) -> bool {
+        let now = Instant::now();
+        let mut shard = lock(self.shard(dev_id, pipe));
+        let entry = shard.entry((dev_id, pipe.clone())).or_default();
+        let conn = outbox.conn();
+        entry.subs.remove(&conn);
+        entry.positioned.remove(&conn);
+        // A batch of a big pipe may still be on its way (sent outside the shard's lock): after it.
+        let _turn = lock(&entry.turn.sending);
+        let stream = entry.stream.get_or_insert_with(|| Stream::new(now));
+        let resumed = stream.resume(&self.windows, position, now);
+        let era = outbox.era();
+        let recovered = resumed.replay.is_some();
+        let mut frames: Vec<bytes::Bytes> = resumed
+            .replay
+            .unwrap_or_default()
+            .iter()
+            .map(|f| f.wire(era))
+            .collect();
+        let subscribed = frames::subscribed(pipe.as_str(), &resumed.epoch, resumed.top, recovered);
+        frames.push(subscribed.encode(era));
+        for frame in &frames {
+            if outbox.push(frame) != super::Pushed::Accepted {
+                break;
+            }
+        }
+        entry.positioned.insert(conn, outbox);
+        recovered
     }
 
     pub fn unsubscribe(&self, dev_id: DevId, pipe: &PipeName, conn: ConnId) {
@@ -85,10 +154,35 @@ impl Registry {
         let key = (dev_id, pipe.clone());
         if let Some(entry) = shard.get_mut(&key) {
             entry.subs.remove(&conn);
-            if entry.subs.is_empty() {
+            if entry.positioned.remove(&conn).is_some() {
+                left_positions(entry);
+            }
+            if entry.unused() {
                 shard.remove(&key);
             }
         }
+    }
+
+    /// Drops the streams nobody listened to with positions for a window's age, and ages out kept frames
+    /// (the periodic sweep; publishes and resubscribes trim their own pipe).
+    pub fn sweep_windows(&self) {
+        let now = Instant::now();
+        for shard in self.shards.iter() {
+            lock(shard).retain(|_, entry| {
+                if let Some(stream) = &mut entry.stream {
+                    if entry.positioned.is_empty() && stream.expired(&self.windows, now) {
+                        stream.clear(&self.windows);
+                        entry.stream = None;
+                    }
+                }
+                !entry.unused()
+            });
+        }
+    }
+
+    /// Bytes held by every recovery window of the node.
+    pub fn window_bytes(&self) -> usize {
+        self.windows.bytes()
     }
 
     /// Number of local connections subscribed to the pipe.
@@ -96,7 +190,7 @@ impl Registry {
         let shard = lock(self.shard(dev_id, pipe));
         shard
             .get(&(dev_id, pipe.clone()))
-            .map_or(0, |entry| entry.subs.len())
+            .map_or(0, |entry| entry.len())
     }
 
     /// Who is subscribed to the pipe (for users_in_pipes and track_pipe_users).
@@ -104,7 +198,10 @@ impl Registry {
         let shard = lock(self.shard(dev_id, pipe));
         shard
             .get(&(dev_id, pipe.clone()))
-            .map(|entry| entry.subs.values().cloned().collect())
+            .map(|entry| {
+                let all = entry.subs.values().chain(entry.positioned.values());
+                all.cloned().collect()
+            })
             .unwrap_or_default()
     }
 
@@ -115,11 +212,29 @@ impl Registry {
             except: p.except,
         };
         let tally = {
-            let shard = lock(self.shard(p.dev_id, &p.pipe));
-            let Some(entry) = shard.get(&(p.dev_id, p.pipe.clone())) else {
+            let mut shard = lock(self.shard(p.dev_id, &p.pipe));
+            let Some(entry) = shard.get_mut(&(p.dev_id, p.pipe.clone())) else {
                 return 0;
             };
-            if entry.subs.len() < PARALLEL_MIN {
+            if let Some(stream) = &mut entry.stream {
+                // Positions asked for: the offset, the window and the sends in one turn, under the lock.
+                let offset = stream.next();
+                let positioned = p
+                    .frame
+                    .with_offset(offset)
+                    .unwrap_or_else(|| p.frame.clone());
+                stream.keep(&self.windows, positioned.clone(), Instant::now());
+                let _turn = lock(&entry.turn.sending);
+                let mut tally = self.helpers.deliver(entry.subs.values(), &[item])[0];
+                let item = Item {
+                    frame: positioned,
+                    except: p.except,
+                };
+                let theirs = self.helpers.deliver(entry.positioned.values(), &[item])[0];
+                tally.delivered += theirs.delivered;
+                tally.slow += theirs.slow;
+                tally
+            } else if entry.subs.len() < PARALLEL_MIN {
                 // A few sends: done under the shard lock, cheaper than copying the list out.
                 let _turn = lock(&entry.turn.sending);
                 self.helpers.deliver(entry.subs.values(), &[item])[0]
@@ -174,13 +289,17 @@ impl Registry {
     pub fn total_subscriptions(&self) -> usize {
         self.shards
             .iter()
-            .map(|s| {
-                lock(s)
-                    .values()
-                    .map(|entry| entry.subs.len())
-                    .sum::<usize>()
-            })
+            .map(|s| lock(s).values().map(|entry| entry.len()).sum::<usize>())
             .sum()
+    }
+}
+
+/// A connection with positions left the pipe: when it was the last, the stream's idle time starts.
+fn left_positions(entry: &mut Pipe) {
+    if entry.positioned.is_empty() {
+        if let Some(stream) = &mut entry.stream {
+            stream.idle_since = Instant::now();
+        }
     }
 }
 
@@ -312,5 +431,160 @@ pub(crate) mod tests {
             let got: Vec<Bytes> = std::iter::from_fn(|| rx.try_recv()).collect();
             assert!(got == first, "subscriber {i} saw another order");
         }
+    }
+
+    fn message(n: u64) -> Publication {
+        let frame = crate::browser::frames::pipe_message("web_p", "e", &n.to_string(), 1);
+        Publication {
+            dev_id: DevId(1),
+            pipe: pipe("web_p"),
+            frame: crate::hub::outgoing::shared(frame),
+            except: None,
+        }
+    }
+
+    fn texts(rx: &mut crate::hub::OutboxRx) -> Vec<String> {
+        std::iter::from_fn(|| rx.try_recv())
+            .map(|b| String::from_utf8_lossy(&b[2..]).into_owned())
+            .collect()
+    }
+
+    fn subscribed(text: &str) -> Option<(String, u64, bool)> {
+        let v: serde_json::Value = serde_json::from_str(text).ok()?;
+        (v["event"] == "subscribed").then(|| {
+            let d = &v["data"];
+            let epoch = d["epoch"].as_str().unwrap().to_string();
+            (
+                epoch,
+                d["offset"].as_u64().unwrap(),
+                d["recovered"].as_bool().unwrap(),
+            )
+        })
+    }
+
+    fn offset(text: &str) -> Option<u64> {
+        let v: serde_json::Value = serde_json::from_str(text).ok()?;
+        v["offset"].as_u64()
+    }
+
+    #[tokio::test]
+    async fn positions_go_to_those_who_asked_and_legacy_bytes_stay() {
+        let r = Registry::default();
+        let (legacy, mut rl) = outbox(1, 64);
+        let (pos, mut rp) = outbox(2, 64);
+        r.subscribe(DevId(1), &pipe("web_p"), legacy);
+        r.deliver(&message(0));
+        assert_eq!(
+            texts(&mut rl),
+            [r#"{"data":"0","event":"e","message_send_time":1,"pipe":"web_p"}"#]
+        );
+        assert!(!r.subscribe_positioned(DevId(1), &pipe("web_p"), pos, None));
+        let got = texts(&mut rp);
+        let (epoch, top, recovered) = subscribed(&got[0]).unwrap();
+        assert_eq!((got.len(), top, recovered), (1, 0, false));
+        r.deliver(&message(1));
+        r.deliver(&message(2));
+        assert_eq!(
+            texts(&mut rl),
+            [
+                r#"{"data":"1","event":"e","message_send_time":1,"pipe":"web_p"}"#,
+                r#"{"data":"2","event":"e","message_send_time":1,"pipe":"web_p"}"#
+            ],
+            "legacy frames are byte-identical"
+        );
+        assert_eq!(
+            texts(&mut rp),
+            [
+                r#"{"data":"1","event":"e","message_send_time":1,"offset":1,"pipe":"web_p"}"#,
+                r#"{"data":"2","event":"e","message_send_time":1,"offset":2,"pipe":"web_p"}"#
+            ]
+        );
+        // Gone, three more published, back with its position: the three, then subscribed.
+        r.unsubscribe(DevId(1), &pipe("web_p"), ConnId(2));
+        for n in 3..=5 {
+            r.deliver(&message(n));
+        }
+        let (pos, mut rp) = outbox(3, 64);
+        assert!(r.subscribe_positioned(DevId(1), &pipe("web_p"), pos, Some((&epoch, 2))));
+        let got = texts(&mut rp);
+        let offsets: Vec<Option<u64>> = got.iter().map(|t| offset(t)).collect();
+        assert_eq!(offsets, [Some(3), Some(4), Some(5), None]);
+        assert_eq!(subscribed(&got[3]), Some((epoch.clone(), 5, true)));
+        // A wrong epoch: nothing replayed.
+        let (pos, mut rp) = outbox(4, 64);
+        assert!(!r.subscribe_positioned(DevId(1), &pipe("web_p"), pos, Some(("0", 2))));
+        let got = texts(&mut rp);
+        assert_eq!(got.len(), 1);
+        assert_eq!(subscribed(&got[0]), Some((epoch, 5, false)));
+    }
+
+    #[test]
+    fn a_stream_nobody_listens_to_is_dropped_and_the_next_has_a_new_epoch() {
+        let r = Registry::with_windows(
+            Stats::default(),
+            super::WindowLimits {
+                max_age: std::time::Duration::ZERO,
+                ..Default::default()
+            },
+        );
+        let (pos, mut rp) = outbox(1, 64);
+        r.subscribe_positioned(DevId(1), &pipe("web_p"), pos, None);
+        let (first, _, _) = subscribed(&texts(&mut rp)[0]).unwrap();
+        r.deliver(&message(1));
+        r.unsubscribe(DevId(1), &pipe("web_p"), ConnId(1));
+        assert_eq!(r.total_subscriptions(), 0);
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        r.sweep_windows();
+        assert_eq!(r.window_bytes(), 0);
+        assert!(
+            lock(r.shard(DevId(1), &pipe("web_p"))).is_empty(),
+            "entry gone"
+        );
+        let (pos, mut rp) = outbox(2, 64);
+        assert!(!r.subscribe_positioned(DevId(1), &pipe("web_p"), pos, Some((&first, 1))));
+        let (second, top, _) = subscribed(&texts(&mut rp)[0]).unwrap();
+        assert_ne!(first, second);
+        assert_eq!(top, 0);
+    }
+
+    #[test]
+    fn a_resubscribe_racing_publishes_gets_each_exactly_once() {
+        let r = Arc::new(Registry::default());
+        let (first, mut r0) = outbox(1, 1024);
+        r.subscribe_positioned(DevId(1), &pipe("web_p"), first, None);
+        let (epoch, _, _) = subscribed(&texts(&mut r0)[0]).unwrap();
+        let publisher = {
+            let r = r.clone();
+            std::thread::spawn(move || {
+                for n in 1..=60 {
+                    r.deliver(&message(n));
+                }
+            })
+        };
+        // Resubscribe repeatedly on fresh connections with the last offset seen; every message must come
+        // once, either replayed or live.
+        let mut seen: Vec<u64> = Vec::new();
+        let mut rx = r0;
+        let mut conn = 2;
+        while seen.last() != Some(&60) {
+            let got = texts(&mut rx);
+            for t in &got {
+                if let Some(o) = offset(t) {
+                    seen.push(o);
+                }
+            }
+            if conn < 40 {
+                r.unsubscribe(DevId(1), &pipe("web_p"), ConnId(conn - 1));
+                let (o, next) = outbox(conn, 1024);
+                let last = seen.last().copied().unwrap_or(0);
+                assert!(r.subscribe_positioned(DevId(1), &pipe("web_p"), o, Some((&epoch, last))));
+                rx = next;
+                conn += 1;
+            }
+            std::thread::yield_now();
+        }
+        publisher.join().unwrap();
+        seen.extend(texts(&mut rx).iter().filter_map(|t| offset(t)));
+        assert_eq!(seen, (1..=60).collect::<Vec<u64>>());
     }
 }

@@ -59,6 +59,11 @@ impl Frame {
         self
     }
 
+    /// Sets `offset`, the message's place in its pipe (for connections that asked for positions).
+    pub fn with_offset(self, offset: u64) -> Self {
+        self.with("offset", Value::UInt(offset))
+    }
+
     /// Sets `message_send_time` (unix seconds).
     pub fn at(self, unix_time: i64) -> Self {
         self.with("message_send_time", Value::Int(unix_time))

@@ -73,6 +73,17 @@ pub fn history_entry(
         .at(sent_at)
 }
 
+/// Sent once per pipe to a connection that used `subscription2`, before any live frame of the pipe:
+/// the pipe's epoch and top offset, and whether the messages after the client's position were replayed
+/// (just before this frame).
+pub fn subscribed(pipe: &str, epoch: &str, offset: u64, recovered: bool) -> Frame {
+    let data = Object::new()
+        .with("epoch", Value::str(epoch))
+        .with("offset", Value::UInt(offset))
+        .with("recovered", Value::Bool(recovered));
+    Frame::new(pipe, "subscribed", Value::Obj(data))
+}
+
 /// First live connection of a user: `online` on `user_status_<id>`.
 pub fn user_online(user_id: u64) -> Frame {
     Frame::new(user_status_pipe(user_id), "online", Value::str("online"))

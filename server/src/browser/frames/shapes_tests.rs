@@ -237,3 +237,28 @@ fn every_shape_is_valid_json_in_both_eras() {
         }
     }
 }
+
+#[test]
+fn subscribed_and_offset_frames() {
+    assert_eq!(
+        subscribed("web_a", "00ff", 12, true).json(ApiEra::Modern),
+        r#"{"data":{"epoch":"00ff","offset":12,"recovered":true},"event":"subscribed","pipe":"web_a"}"#
+    );
+    assert_eq!(
+        subscribed("web_a", "00ff", 0, false).json(ApiEra::Modern),
+        r#"{"data":{"epoch":"00ff","offset":0,"recovered":false},"event":"subscribed","pipe":"web_a"}"#
+    );
+    // `offset` takes its alphabetical place, between `message_send_time` and `pipe`.
+    assert_eq!(
+        pipe_message("web_a", "ev", "m", 5)
+            .with_offset(3)
+            .json(ApiEra::Modern),
+        r#"{"data":"m","event":"ev","message_send_time":5,"offset":3,"pipe":"web_a"}"#
+    );
+    assert_eq!(
+        web_pipe_relay("web_a", "ev", "m", 9, 5)
+            .with_offset(4)
+            .json(ApiEra::Modern),
+        r#"{"data":"m","event":"ev","message_send_time":5,"offset":4,"pipe":"web_a","user_id":9}"#
+    );
+}

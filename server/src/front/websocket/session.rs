@@ -6,7 +6,7 @@ use crate::browser::names::is_webauth;
 use crate::browser::{Command, CommandError};
 use crate::commands::history::Log;
 use crate::commands::pipes_messages::{self, Message};
-use crate::commands::presence::Subscriptions;
+use crate::commands::presence::{Subscriptions, Wanted};
 use crate::commands::{users_data, users_time, Caller, Client, Ctx, ErrorCode};
 use crate::hub::Outbox;
 use crate::ids::{ConnId, DevId, PipeName, UserId};
@@ -91,6 +91,19 @@ impl Session {
             Command::Subscription(sub) => {
                 self.subscriptions
                     .replace(ctx, self.client(), &self.outbox, &sub.pipes);
+                sub.notice.map_or_else(Answer::none, Answer::refuse)
+            }
+            Command::Subscription2(sub) => {
+                let wanted: Vec<Wanted<'_>> = sub
+                    .pipes
+                    .iter()
+                    .map(|p| Wanted {
+                        name: p.pipe,
+                        position: p.position,
+                    })
+                    .collect();
+                self.subscriptions
+                    .replace_positioned(ctx, self.client(), &self.outbox, &wanted);
                 sub.notice.map_or_else(Answer::none, Answer::refuse)
             }
             Command::WebPipe2 {

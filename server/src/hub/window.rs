@@ -1,0 +1,312 @@
+//! A pipe's positions and its recovery window: the epoch and the last offset given, and the newest frames
+//! (already carrying their `offset`) kept so that a client that reconnects with its last position gets
+//! what it missed. A pipe has one only once a connection asked for positions (`subscription2`); every other
+//! pipe publishes as before, with no offset and nothing kept.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::{Era, Frame};
+
+/// How much a window holds; the whole node's windows share `max_bytes`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WindowLimits {
+    /// Messages kept per pipe.
+    pub messages: usize,
+    /// Age past which a message is no longer kept.
+    pub max_age: Duration,
+    /// Bytes of kept frames across every pipe of the node.
+    pub max_bytes: usize,
+    /// Most messages one resubscribe replays; a client further behind is told `recovered:false`.
+    pub replay_max: u64,
+}
+
+impl Default for WindowLimits {
+    fn default() -> Self {
+        WindowLimits {
+            messages: 100,
+            max_age: Duration::from_secs(120),
+            max_bytes: 64 * 1024 * 1024,
+            replay_max: 300,
+        }
+    }
+}
+
+/// The window limits and the bytes every window of the node holds.
+#[derive(Debug, Default)]
+pub(super) struct Windows {
+    pub(super) limits: WindowLimits,
+    bytes: AtomicUsize,
+}
+
+impl Windows {
+    pub(super) fn new(limits: WindowLimits) -> Windows {
+        Windows {
+            limits,
+            bytes: AtomicUsize::new(0),
+        }
+    }
+
+    pub(super) fn bytes(&self) -> usize {
+        self.bytes.load(Ordering::Relaxed)
+    }
+}
+
+struct Kept {
+    offset: u64,
+    at: Instant,
+    frame: Frame,
+    size: usize,
+}
+
+/// One pipe's stream: created with a fresh epoch, offsets from 1.
+pub(super) struct Stream {
+    epoch: Arc<str>,
+    top: u64,
+    kept: VecDeque<Kept>,
+    bytes: usize,
+    /// When the last connection that asked for positions left (or the stream began): a stream nobody
+    /// listens to with positions is dropped one window age after that.
+    pub(super) idle_since: Instant,
+}
+
+/// What a resubscribe gets: the missed frames (in order) when the position could be honoured.
+pub(super) struct Resumed {
+    pub(super) epoch: Arc<str>,
+    pub(super) top: u64,
+    pub(super) replay: Option<Vec<Frame>>,
+}
+
+impl Stream {
+    pub(super) fn new(now: Instant) -> Stream {
+        Stream {
+            epoch: new_epoch().into(),
+            top: 0,
+            kept: VecDeque::new(),
+            bytes: 0,
+            idle_since: now,
+        }
+    }
+
+    /// The next offset, for the message being published.
+    pub(super) fn next(&mut self) -> u64 {
+        self.top += 1;
+        self.top
+    }
+
+    /// Keeps the frame of offset `self.top`, trimming the window to its limits first. The node's byte
+    /// budget is shared: when it is spent, this pipe gives up its own oldest frames, and when that is not
+    /// enough the frame is not kept (the window then ends before it, and a client that needs it is told
+    /// `recovered:false`).
+    pub(super) fn keep(&mut self, windows: &Windows, frame: Frame, now: Instant) {
+        let size = frame.wire(Era::Modern).len() + KEPT_OVERHEAD;
+        let limits = &windows.limits;
+        self.trim(windows, now);
+        while self.kept.len() >= limits.messages.max(1) {
+            self.pop(windows);
+        }
+        while windows.bytes() + size > limits.max_bytes && !self.kept.is_empty() {
+            self.pop(windows);
+        }
+        if limits.messages == 0 || windows.bytes() + size > limits.max_bytes {
+            // Not kept: nothing before it may be replayed either (never a partial replay).
+            self.clear(windows);
+            return;
+        }
+        windows.bytes.fetch_add(size, Ordering::Relaxed);
+        self.bytes += size;
+        self.kept.push_back(Kept {
+            offset: self.top,
+            at: now,
+            frame,
+            size,
+        });
+    }
+
+    /// Drops the messages older than the window's age.
+    pub(super) fn trim(&mut self, windows: &Windows, now: Instant) {
+        while self
+            .kept
+            .front()
+            .is_some_and(|k| now.saturating_duration_since(k.at) > windows.limits.max_age)
+        {
+            self.pop(windows);
+        }
+    }
+
+    fn pop(&mut self, windows: &Windows) {
+        if let Some(k) = self.kept.pop_front() {
+            self.bytes -= k.size;
+            windows.bytes.fetch_sub(k.size, Ordering::Relaxed);
+        }
+    }
+
+    /// Gives back every kept byte (the stream is dropped).
+    pub(super) fn clear(&mut self, windows: &Windows) {
+        while !self.kept.is_empty() {
+            self.pop(windows);
+        }
+    }
+
+    /// Where a client that processed up to `position` stands: the frames after it when the epoch is this
+    /// stream's, every one of them is still kept and there are at most `replay_max`; none otherwise.
+    pub(super) fn resume(
+        &mut self,
+        windows: &Windows,
+        position: Option<(&str, u64)>,
+        now: Instant,
+    ) -> Resumed {
+        self.trim(windows, now);
+        let replay = position.and_then(|(epoch, offset)| {
+            if epoch != &*self.epoch || offset > self.top {
+                return None;
+            }
+            let missed = self.top - offset;
+            if missed > windows.limits.replay_max {
+                return None;
+            }
+            if missed == 0 {
+                return Some(Vec::new());
+            }
+            let first = self.kept.front()?.offset;
+            if first > offset + 1 {
+                return None;
+            }
+            let skip = (offset + 1 - first) as usize;
+            Some(
+                self.kept
+                    .iter()
+                    .skip(skip)
+                    .map(|k| k.frame.clone())
+                    .collect(),
+            )
+        });
+        Resumed {
+            epoch: self.epoch.clone(),
+            top: self.top,
+            replay,
+        }
+    }
+
+    /// True when the stream holds nothing and nobody with positions listened for a window's age.
+    pub(super) fn expired(&mut self, windows: &Windows, now: Instant) -> bool {
+        self.trim(windows, now);
+        now.saturating_duration_since(self.idle_since) > windows.limits.max_age
+    }
+}
+
+/// Bookkeeping per kept frame beyond its bytes (the entry, the frame's `Arc`, the legacy encoding when
+/// asked), so that `max_bytes` bounds what windows really hold.
+const KEPT_OVERHEAD: usize = 128;
+
+/// An opaque string unique to this stream: random, so that two runs of the node (or a stream dropped and
+/// made again) never share one.
+fn new_epoch() -> String {
+    format!("{:016x}", rand::random::<u64>())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hub::Encoded;
+    use bytes::Bytes;
+
+    struct Fixed(Bytes);
+    impl Encoded for Fixed {
+        fn wire(&self, _: Era) -> Bytes {
+            self.0.clone()
+        }
+    }
+
+    fn frame(n: u64) -> Frame {
+        Arc::new(Fixed(Bytes::from(n.to_string())))
+    }
+
+    fn publish(s: &mut Stream, w: &Windows, n: usize, now: Instant) {
+        for _ in 0..n {
+            let offset = s.next();
+            s.keep(w, frame(offset), now);
+        }
+    }
+
+    fn offsets(r: &Resumed) -> Option<Vec<u64>> {
+        r.replay.as_ref().map(|frames| {
+            frames
+                .iter()
+                .map(|f| {
+                    String::from_utf8_lossy(&f.wire(Era::Modern))
+                        .parse()
+                        .unwrap()
+                })
+                .collect()
+        })
+    }
+
+    #[test]
+    fn replays_exactly_what_follows_a_kept_position() {
+        let w = Windows::new(WindowLimits {
+            messages: 5,
+            ..WindowLimits::default()
+        });
+        let now = Instant::now();
+        let mut s = Stream::new(now);
+        publish(&mut s, &w, 8, now);
+        let epoch = s.epoch.clone();
+        let r = s.resume(&w, Some((&epoch, 5)), now);
+        assert_eq!((r.top, offsets(&r)), (8, Some(vec![6, 7, 8])));
+        assert_eq!(
+            offsets(&s.resume(&w, Some((&epoch, 3)), now)),
+            Some(vec![4, 5, 6, 7, 8])
+        );
+        assert_eq!(offsets(&s.resume(&w, Some((&epoch, 8)), now)), Some(vec![]));
+        // 3 is gone: never a partial replay.
+        assert_eq!(offsets(&s.resume(&w, Some((&epoch, 2)), now)), None);
+        assert_eq!(offsets(&s.resume(&w, Some(("other", 5)), now)), None);
+        assert_eq!(
+            offsets(&s.resume(&w, Some((&epoch, 9)), now)),
+            None,
+            "ahead of top"
+        );
+        assert_eq!(offsets(&s.resume(&w, None, now)), None);
+    }
+
+    #[test]
+    fn age_count_cap_and_bytes_bound_the_window() {
+        let w = Windows::new(WindowLimits {
+            messages: 100,
+            max_age: Duration::from_secs(120),
+            max_bytes: 10 * (KEPT_OVERHEAD + 2),
+            replay_max: 3,
+        });
+        let t0 = Instant::now();
+        let mut s = Stream::new(t0);
+        publish(&mut s, &w, 9, t0);
+        let epoch = s.epoch.clone();
+        assert_eq!(w.bytes(), 9 * (KEPT_OVERHEAD + 1));
+        assert_eq!(
+            offsets(&s.resume(&w, Some((&epoch, 5)), t0)),
+            None,
+            "past the replay cap"
+        );
+        assert_eq!(
+            offsets(&s.resume(&w, Some((&epoch, 6)), t0)),
+            Some(vec![7, 8, 9])
+        );
+        publish(&mut s, &w, 3, t0);
+        assert!(w.bytes() <= w.limits.max_bytes, "the byte budget holds");
+        let later = t0 + Duration::from_secs(121);
+        assert_eq!(
+            offsets(&s.resume(&w, Some((&epoch, 11)), later)),
+            None,
+            "too old"
+        );
+        assert_eq!(
+            offsets(&s.resume(&w, Some((&epoch, 12)), later)),
+            Some(vec![])
+        );
+        assert_eq!(w.bytes(), 0, "aged out frames give their bytes back");
+        assert!(s.expired(&w, later));
+    }
+}
