@@ -36,5 +36,6 @@ mod limits_slow_consumers;
 mod limits_unknown_tenants;
 mod origins_self;
 mod proxies;
+mod recovery;
 mod tls_cometql;
 mod tls_https;
