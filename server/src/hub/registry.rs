@@ -128,6 +128,7 @@ impl Registry {
         entry.positioned.remove(&conn);
         // A batch of a big pipe may still be on its way (sent outside the shard's lock): after it.
         let _turn = lock(&entry.turn.sending);
+        self.flush_pending(&entry.turn, &entry.subs);
         let stream = entry.stream.get_or_insert_with(|| Stream::new(now));
         let resumed = stream.resume(&self.windows, position, now);
         let era = outbox.era();
@@ -225,6 +226,7 @@ impl Registry {
                     .unwrap_or_else(|| p.frame.clone());
                 stream.keep(&self.windows, positioned.clone(), Instant::now());
                 let _turn = lock(&entry.turn.sending);
+                self.flush_pending(&entry.turn, &entry.subs);
                 let mut tally = self.helpers.deliver(entry.subs.values(), &[item])[0];
                 let item = Item {
                     frame: positioned,
@@ -279,6 +281,28 @@ impl Registry {
             }
             let items: Vec<Item> = batch.iter().map(|w| w.item.clone()).collect();
             let tallies = self.helpers.deliver(outboxes.iter(), &items);
+            for (waiting, tally) in batch.iter().zip(tallies) {
+                *lock(&waiting.sent) = Some(tally);
+            }
+        }
+    }
+
+    /// Sends what publishes made before the pipe had a stream still wait to send (they took the big-pipe
+    /// path and have not had their turn yet), so that they do not come after a publish with an offset.
+    /// Those publishes have no offset: they go to the plain subscribers only (a positioned one joined after
+    /// them). Called with the turn held; nothing to do but one lock when nothing waits.
+    fn flush_pending(&self, turn: &Turn, subs: &HashMap<ConnId, Outbox>) {
+        loop {
+            let batch: Vec<Arc<Waiting>> = {
+                let mut pending = lock(&turn.pending);
+                let n = pending.len().min(MAX_BATCH);
+                pending.drain(..n).collect()
+            };
+            if batch.is_empty() {
+                return;
+            }
+            let items: Vec<Item> = batch.iter().map(|w| w.item.clone()).collect();
+            let tallies = self.helpers.deliver(subs.values(), &items);
             for (waiting, tally) in batch.iter().zip(tallies) {
                 *lock(&waiting.sent) = Some(tally);
             }
@@ -586,5 +610,53 @@ pub(crate) mod tests {
         publisher.join().unwrap();
         seen.extend(texts(&mut rx).iter().filter_map(|t| offset(t)));
         assert_eq!(seen, (1..=60).collect::<Vec<u64>>());
+    }
+
+    #[test]
+    fn a_big_pipe_with_positions_keeps_one_order_for_everyone() {
+        let r = Arc::new(Registry::default());
+        let n = PARALLEL_MIN as u64 + 20;
+        let mut rxs = Vec::new();
+        for conn in 0..n {
+            let (o, rx) = outbox(conn, 1024);
+            r.subscribe(DevId(1), &pipe("web_p"), o);
+            rxs.push(rx);
+        }
+        let publishers: Vec<_> = (0..2u64)
+            .map(|who| {
+                let r = r.clone();
+                std::thread::spawn(move || {
+                    for i in 0..100 {
+                        r.deliver(&message(who * 1000 + i));
+                    }
+                })
+            })
+            .collect();
+        // Positions asked for while the publishes go on: from then on, offsets, in the plain order.
+        let (pos, mut rp) = outbox(n, 1024);
+        r.subscribe_positioned(DevId(1), &pipe("web_p"), pos, None);
+        for p in publishers {
+            p.join().unwrap();
+        }
+        let first = texts(&mut rxs[0]);
+        assert_eq!(first.len(), 200);
+        for (i, rx) in rxs.iter_mut().enumerate().skip(1) {
+            assert!(texts(rx) == first, "subscriber {i} saw another order");
+        }
+        let got = texts(&mut rp);
+        let (_, top, _) = subscribed(&got[0]).unwrap();
+        let offsets: Vec<u64> = got[1..].iter().map(|t| offset(t).unwrap()).collect();
+        assert_eq!(
+            offsets,
+            (top + 1..=top + offsets.len() as u64).collect::<Vec<_>>()
+        );
+        // The same messages as the plain subscribers' last ones, in the same order.
+        let data =
+            |t: &String| serde_json::from_str::<serde_json::Value>(t).unwrap()["data"].clone();
+        let tail: Vec<_> = first[first.len() - offsets.len()..]
+            .iter()
+            .map(data)
+            .collect();
+        assert_eq!(got[1..].iter().map(data).collect::<Vec<_>>(), tail);
     }
 }
