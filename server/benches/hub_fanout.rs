@@ -74,6 +74,31 @@ fn fan_out(c: &mut Criterion) {
         })
     });
     group.finish();
+    fan_out_positioned(c, &publication);
+}
+
+/// The same 10,000 subscribers having asked for positions (`subscription2`): an offset, a second encoding
+/// and the recovery window per publish, sent under the shard's lock. Compare with `deliver_10k_and_drain`
+/// (the path every pipe nobody asked positions for keeps).
+fn fan_out_positioned(c: &mut Criterion, publication: &Publication) {
+    let registry = Registry::default();
+    let mut receivers: Vec<OutboxRx> = Vec::with_capacity(SUBSCRIBERS as usize);
+    for conn in 0..SUBSCRIBERS {
+        let (outbox, rx) = Outbox::new(info(conn), OUTBOX_FRAMES);
+        registry.subscribe_positioned(publication.dev_id, &publication.pipe, outbox, None);
+        receivers.push(rx);
+    }
+    drain(&mut receivers);
+    let mut group = c.benchmark_group("hub");
+    group.throughput(Throughput::Elements(SUBSCRIBERS));
+    group.sample_size(30);
+    group.bench_function("deliver_10k_positioned_and_drain", |b| {
+        b.iter(|| {
+            let n = registry.deliver(publication);
+            assert_eq!(drain(&mut receivers), n);
+        })
+    });
+    group.finish();
 }
 
 fn drain(receivers: &mut [OutboxRx]) -> usize {
