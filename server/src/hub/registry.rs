@@ -171,6 +171,7 @@ impl Registry {
         for shard in self.shards.iter() {
             lock(shard).retain(|_, entry| {
                 if let Some(stream) = &mut entry.stream {
+                    stream.trim(&self.windows, now);
                     if entry.positioned.is_empty() && stream.expired(&self.windows, now) {
                         stream.clear(&self.windows);
                         entry.stream = None;

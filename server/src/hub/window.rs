@@ -101,7 +101,8 @@ impl Stream {
     /// enough the frame is not kept (the window then ends before it, and a client that needs it is told
     /// `recovered:false`).
     pub(super) fn keep(&mut self, windows: &Windows, frame: Frame, now: Instant) {
-        let size = frame.wire(Era::Modern).len() + KEPT_OVERHEAD;
+        // The encoded frame, and about as much again for the message text the frame still holds.
+        let size = 2 * frame.wire(Era::Modern).len() + KEPT_OVERHEAD;
         let limits = &windows.limits;
         self.trim(windows, now);
         while self.kept.len() >= limits.messages.max(1) {
@@ -284,7 +285,7 @@ mod tests {
         let mut s = Stream::new(t0);
         publish(&mut s, &w, 9, t0);
         let epoch = s.epoch.clone();
-        assert_eq!(w.bytes(), 9 * (KEPT_OVERHEAD + 1));
+        assert_eq!(w.bytes(), 9 * (KEPT_OVERHEAD + 2));
         assert_eq!(
             offsets(&s.resume(&w, Some((&epoch, 5)), t0)),
             None,
