@@ -235,7 +235,29 @@ async fn a_restart_changes_the_epoch(backend: Backend) {
     server.stop().await;
 }
 
+/// `subscription` after `subscription2` on the same connection: back to plain frames, no `subscribed`.
+async fn a_plain_subscription_turns_offsets_off(backend: Backend) {
+    let server = server(backend, |_| {}).await;
+    let tenant = server.tenant("plain@example.com").await;
+    let mut q = RawMysql::login(&server, &tenant).await;
+    let mut b = connect(&server, &tenant, "plain").await;
+    let (_, data) = subscribe2(&mut b, None).await;
+    assert_eq!(data["offset"], 0);
+    publish(&mut q, "m1").await;
+    b.expect(&message("m1", Some(1))).await;
+    assert!(b.subscribe(&[PIPE]).await.is_empty(), "no subscribed frame");
+    publish(&mut q, "m2").await;
+    b.expect(&message("m2", None)).await;
+    // And back: the stream went on meanwhile (m2 was offset 2).
+    let (replayed, data) = subscribe2(&mut b, None).await;
+    assert!(replayed.is_empty());
+    assert_eq!(data["offset"], 2);
+    b.expect_nothing().await;
+    server.stop().await;
+}
+
 on_both_backends!(
+    a_plain_subscription_turns_offsets_off,
     offsets_and_recovery_on_reconnect,
     a_stale_position_replays_nothing,
     publishes_racing_resubscribes_arrive_exactly_once,
