@@ -29,8 +29,9 @@ struct Pipe {
     subs: HashMap<ConnId, Outbox>,
     /// Subscribers that asked for positions: they get the frames carrying `offset`.
     positioned: HashMap<ConnId, Outbox>,
-    /// Offsets and the recovery window, once someone asked for positions.
-    stream: Option<Stream>,
+    /// Offsets and the recovery window, once someone asked for positions (boxed: a pointer's worth on the
+    /// pipes nobody asked).
+    stream: Option<Box<Stream>>,
     turn: Arc<Turn>,
 }
 
@@ -129,7 +130,9 @@ impl Registry {
         // A batch of a big pipe may still be on its way (sent outside the shard's lock): after it.
         let _turn = lock(&entry.turn.sending);
         self.flush_pending(&entry.turn, &entry.subs);
-        let stream = entry.stream.get_or_insert_with(|| Stream::new(now));
+        let stream = entry
+            .stream
+            .get_or_insert_with(|| Box::new(Stream::new(now)));
         let resumed = stream.resume(&self.windows, position, now);
         let era = outbox.era();
         let recovered = resumed.replay.is_some();
