@@ -41,6 +41,8 @@ export interface StartOptions {
   share?: boolean;
   /** Reconnect delays: the n-th retry waits between ceiling/2 and ceiling, ceiling = min(maxMs, baseMs * 2^n). */
   backoff?: { baseMs?: number; maxMs?: number; factor?: number };
+  /** false: never ask a Halley server for positions (`subscription2`); default true. */
+  recovery?: boolean;
   /** 0: errors only (default); 1: warnings; 2 and more: information. */
   logLevel?: number;
 }
@@ -90,6 +92,11 @@ export declare class CometServerApi {
   onAuthFail(callback: () => void): void;
   isAuthorized(): boolean | undefined;
 
+  /** Called after every (re)subscribe of `pipe` (Halley): recovered false means messages were lost. */
+  onRecovery(pipe: string, fn: (recovered: boolean, position: Position) => void): () => void;
+  /** The last processed position of `pipe`, or null. */
+  getPosition(pipe: string): Position | null;
+
   isMaster(): boolean | undefined;
   isConnected(): boolean;
   getUserId(): number | string | undefined;
@@ -105,6 +112,12 @@ export declare class CometServerApi {
   isUseWss(): boolean;
   getLogLevel(): number;
   setLogLevel(level: number): void;
+}
+
+/** Where a page stands in a pipe's stream: offsets count the pipe's messages within one epoch. */
+export interface Position {
+  epoch: string;
+  offset: number;
 }
 
 export interface RequestOptions {
@@ -126,6 +139,8 @@ export declare class Halley {
   history<T = any>(pipe: string, callback: CometCallback<T>): () => void;
   onAuth(callback: (authorized: boolean) => void): () => void;
   onStatus(callback: (connected: boolean) => void): () => void;
+  onRecovery(pipe: string, fn: (recovered: boolean, position: Position) => void): () => void;
+  getPosition(pipe: string): Position | null;
   readonly authorized: boolean | undefined;
   readonly connected: boolean;
   readonly leader: boolean;

@@ -31,6 +31,7 @@
       navigator: nav,
       location: g2.location,
       storage: safeStorage(g2),
+      session: safeSession(g2),
       setTimeout: (fn, ms) => g2.setTimeout(fn, ms),
       clearTimeout: (id) => g2.clearTimeout(id),
       now: () => Date.now(),
@@ -52,6 +53,17 @@
     } catch {
     }
     return memoryStorage();
+  }
+  function safeSession(g2) {
+    try {
+      const s = g2.sessionStorage;
+      if (s) {
+        s.getItem("halley_positions");
+        return s;
+      }
+    } catch {
+    }
+    return null;
   }
   function memoryStorage() {
     const m = /* @__PURE__ */ new Map();
@@ -117,6 +129,9 @@
   function statisticsCommand(payload) {
     return "statistics\n" + JSON.stringify(payload);
   }
+  function subscription2Command(lines) {
+    return "subscription2\n" + lines.join("\n");
+  }
 
   // src/socket.js
   var SUBSCRIBE_BATCH_MS = 50;
@@ -124,6 +139,7 @@
   var OFFLINE_POLL_MS = 1e3;
   var CHECK_AFTER_FAILURES = 3;
   var QUEUE_LIMIT = 500;
+  var GREETING_WAIT_MS = 2e3;
   var Connection = class {
     /**
      * @param {object} o
@@ -136,6 +152,12 @@
      * @param {number} [o.stableAfterMs]
      * @param {(url: string) => Promise<string|null>} [o.checkRefused] why the server refuses `url` for good
      *   (an error to show), or null when it does not or cannot say
+     * @param {(pipes: string[]) => string} [o.subscriptionText] the command that subscribes `pipes` (default:
+     *   the original's `subscription`; the tab group sends `subscription2` with positions to a Halley server)
+     * @param {boolean} [o.waitGreeting] hold the subscription and queued commands of a new socket until
+     *   greet() (the group calls it on the server's serverInfo, which says whether it knows `subscription2`),
+     *   or GREETING_WAIT_MS
+     * @param {(ev: any) => void} [o.onClose] the close event of a socket that was ours
      */
     constructor(o) {
       this.urlFor = o.urlFor;
@@ -146,6 +168,10 @@
       this.backoff = o.backoff || new Backoff();
       this.stableAfterMs = o.stableAfterMs ?? STABLE_AFTER_MS;
       this.checkRefused = o.checkRefused || null;
+      this.subscriptionText = o.subscriptionText || subscriptionCommand;
+      this.waitGreeting = Boolean(o.waitGreeting);
+      this.onCloseHook = o.onClose || null;
+      this.greeted = false;
       this.unopened = 0;
       this.ws = null;
       this.open = false;
@@ -155,7 +181,7 @@
       this.pipes = [];
       this.sentPipes = null;
       this.queue = [];
-      this.timers = { reconnect: null, stable: null, batch: null };
+      this.timers = { reconnect: null, stable: null, batch: null, greeting: null };
     }
     start() {
       if (!this.stopped) return;
@@ -165,6 +191,7 @@
     }
     stop() {
       this.stopped = true;
+      this.greeted = false;
       for (const name of Object.keys(this.timers)) this.clearTimer(name);
       const ws = this.ws;
       this.ws = null;
@@ -187,14 +214,14 @@
     /** The whole set of pipes this socket should be subscribed to. */
     setPipes(pipes) {
       this.pipes = [...pipes];
-      if (!this.open || this.timers.batch) return;
+      if (!this.open || !this.greeted || this.timers.batch) return;
       this.timers.batch = this.env.setTimeout(() => {
         this.timers.batch = null;
         this.flushSubscription();
       }, SUBSCRIBE_BATCH_MS);
     }
     send(text) {
-      if (this.open && this.ws) {
+      if (this.open && this.greeted && this.ws) {
         this.ws.send(text);
         return true;
       }
@@ -233,11 +260,32 @@
       if (ws !== this.ws) return;
       this.unopened = 0;
       this.sentPipes = null;
+      this.greeted = false;
       this.setOpen(true);
+      if (!this.waitGreeting) {
+        this.greet();
+        return;
+      }
+      this.timers.greeting = this.env.setTimeout(() => {
+        this.timers.greeting = null;
+        this.greet();
+      }, GREETING_WAIT_MS);
+    }
+    /** The server said who it is (or did not in time): subscribe, then send what waited for the socket. */
+    greet() {
+      if (this.greeted || !this.open || !this.ws) return;
+      this.greeted = true;
+      this.clearTimer("greeting");
       this.flushSubscription();
+      const ws = this.ws;
       const queued = this.queue;
       this.queue = [];
       for (const text of queued) ws.send(text);
+    }
+    /** Sends the subscription again even when the pipe set is unchanged (after a `gap`: "where do I stand?"). */
+    resubscribe() {
+      this.sentPipes = null;
+      this.flushSubscription();
     }
     onMessage(ws, ev) {
       if (ws !== this.ws) return;
@@ -259,7 +307,10 @@
       this.ws = null;
       this.clearTimer("stable");
       this.clearTimer("batch");
+      this.clearTimer("greeting");
+      this.greeted = false;
       this.setOpen(false);
+      if (this.onCloseHook) this.onCloseHook(ev);
       if (this.stopped) return;
       if (this.fatal) {
         this.log(0, "the server refused this connection; not reconnecting (see the error above)");
@@ -290,12 +341,12 @@
       );
     }
     flushSubscription() {
-      if (!this.open || !this.ws) return;
+      if (!this.open || !this.greeted || !this.ws) return;
       const key = this.pipes.join("\n");
       if (this.sentPipes === key) return;
       if (this.sentPipes === null && this.pipes.length === 0) return;
       this.sentPipes = key;
-      this.ws.send(subscriptionCommand(this.pipes));
+      this.ws.send(this.subscriptionText(this.pipes));
     }
     setOpen(open) {
       if (this.open === open) return;
@@ -620,7 +671,75 @@
     };
   }
 
+  // src/positions.js
+  function isSubscribedFrame(frame) {
+    const d = frame.data;
+    return frame.event === "subscribed" && typeof frame.pipe === "string" && frame.offset === void 0 && d !== null && typeof d === "object" && typeof d.epoch === "string" && typeof d.recovered === "boolean" && Number.isSafeInteger(d.offset);
+  }
+  function isGapFrame(frame) {
+    const d = frame.data;
+    return frame.event === "gap" && typeof frame.pipe === "string" && frame.offset === void 0 && d !== null && typeof d === "object" && d.pipe === frame.pipe;
+  }
+  var Positions = class {
+    constructor() {
+      this.byPipe = /* @__PURE__ */ new Map();
+    }
+    /** @returns {{epoch: string, offset: number}|null} a copy; null until the pipe's epoch is known */
+    get(pipe) {
+      const p = this.byPipe.get(pipe);
+      return p && p.epoch !== null ? { epoch: p.epoch, offset: p.offset } : null;
+    }
+    /** The position a `subscribed` frame announces: everything up to it is processed or declared lost. */
+    subscribed(pipe, data) {
+      this.byPipe.set(pipe, { epoch: data.epoch, offset: data.offset });
+    }
+    /**
+     * A frame of a positioned pipe: true the first time its offset is seen (and it becomes the position),
+     * false for a repeat. Frames without an offset (legacy connection, other pipes) always pass.
+     */
+    accept(frame) {
+      if (typeof frame.pipe !== "string" || !Number.isSafeInteger(frame.offset)) return true;
+      const p = this.byPipe.get(frame.pipe);
+      if (!p) {
+        this.byPipe.set(frame.pipe, { epoch: null, offset: frame.offset });
+        return true;
+      }
+      if (frame.offset <= p.offset) return false;
+      p.offset = frame.offset;
+      return true;
+    }
+    /** Takes `other` positions this one lacks or is behind on (same epoch) — a leader hand-over. */
+    merge(entries) {
+      if (!entries || typeof entries !== "object") return;
+      for (const [pipe, pos] of Object.entries(entries)) {
+        if (!pos || typeof pos.epoch !== "string" || !Number.isSafeInteger(pos.offset)) continue;
+        const mine = this.byPipe.get(pipe);
+        if (!mine || mine.epoch === null || mine.epoch === pos.epoch && mine.offset < pos.offset) {
+          this.byPipe.set(pipe, { epoch: pos.epoch, offset: pos.offset });
+        }
+      }
+    }
+    /** The known positions of `pipes` (or all), as a plain object (posted between tabs, kept in sessionStorage). */
+    snapshot(pipes) {
+      const out = {};
+      for (const pipe of pipes || this.byPipe.keys()) {
+        const p = this.get(pipe);
+        if (p) out[pipe] = p;
+      }
+      return out;
+    }
+    /** The `subscription2` line of a pipe: with its position when one is known. */
+    line(pipe) {
+      const p = this.get(pipe);
+      return p ? pipe + "	" + p.epoch + "	" + p.offset : pipe;
+    }
+  };
+
   // src/group.js
+  var POSITIONED_PIPE = /^[A-Za-z0-9_-]{2,63}$/;
+  function knowsSubscription2(serverInfo) {
+    return typeof serverInfo.server === "string" && serverInfo.server.includes("-Halley-");
+  }
   var GROUP_PROTOCOL = "halley-tabs-1:";
   var TabGroup = class {
     /**
@@ -637,6 +756,9 @@
      * @param {(level: number, ...args: any[]) => void} o.log
      * @param {(url: string) => Promise<string|null>} [o.checkRefused] see Connection
      * @param {object} [o.backoff] Backoff instance (tests)
+     * @param {boolean} [o.recovery] false: never use `subscription2` (positions and recovery)
+     * @param {() => object} [o.positions] this tab's known positions, {pipe: {epoch, offset}}: a new leader
+     *   starts from them, a follower sends them to the leader with its pipes
      */
     constructor(o) {
       this.o = o;
@@ -651,6 +773,11 @@
       this.left = false;
       this.connected = false;
       this.early = [];
+      this.wire = new Positions();
+      this.halley = false;
+      this.v2Sent = false;
+      this.v2Confirmed = false;
+      this.v2Refused = false;
       const canShare = o.share !== false && typeof o.env.BroadcastChannel === "function" && hasLocks(o.env.locks);
       this.channel = canShare ? new o.env.BroadcastChannel(GROUP_PROTOCOL + o.key) : null;
       if (this.channel) this.channel.onmessage = (ev) => this.onChannel(ev.data);
@@ -723,7 +850,12 @@
       this.router = new Router({ now: this.o.env.now });
       this.tabPipes = /* @__PURE__ */ new Map([[this.tabId, this.pipes]]);
       this.setConnected(false);
+      this.wire = new Positions();
+      this.wire.merge(this.o.positions ? this.o.positions() : null);
       this.connection = new Connection({
+        waitGreeting: true,
+        subscriptionText: (pipes) => this.subscriptionText(pipes),
+        onClose: (ev) => this.onSocketClose(ev),
         urlFor: this.o.urlFor,
         checkRefused: this.o.checkRefused,
         env: this.o.env,
@@ -739,8 +871,24 @@
       this.connection.start();
       this.post({ t: "leader", from: this.tabId });
     }
+    /** `subscription2` with the last positions to a server that knows it, else the original's `subscription`. */
+    subscriptionText(pipes) {
+      const positioned = this.o.recovery !== false && this.halley && !this.v2Refused && pipes.every((p) => POSITIONED_PIPE.test(p));
+      if (!positioned) return subscriptionCommand(pipes);
+      this.v2Sent = true;
+      return subscription2Command(pipes.map((p) => this.wire.line(p)));
+    }
+    onSocketClose(ev) {
+      if (this.v2Sent && !this.v2Confirmed && ev && ev.code === 1008) {
+        this.v2Refused = true;
+        this.o.log(1, "the server refused subscription2; subscribing without positions (no recovery)");
+      }
+      this.v2Sent = false;
+      this.halley = false;
+    }
     announce() {
-      this.post({ t: "pipes", from: this.tabId, pipes: this.pipes });
+      const positions = this.o.positions ? this.o.positions() : void 0;
+      this.post({ t: "pipes", from: this.tabId, pipes: this.pipes, positions });
       this.post({ t: "hello", from: this.tabId });
     }
     onText(text) {
@@ -750,11 +898,23 @@
         if (isServerInfo(frame)) {
           this.lastServerInfo = frame;
           this.authorized = authorizedOf(frame);
+          this.halley = knowsSubscription2(frame);
+        }
+        if (isGapFrame(frame)) {
+          if (this.connection) this.connection.resubscribe();
+          continue;
+        }
+        if (isSubscribedFrame(frame)) {
+          this.v2Confirmed = true;
+          this.wire.subscribed(frame.pipe, frame.data);
+        } else {
+          this.wire.accept(frame);
         }
         const code = errorCode(frame);
         if (code !== null && FATAL_CONNECT_CODES.includes(code) && this.connection) this.connection.markFatal();
         const senderId = this.authorized ? Number(this.o.userId) || 0 : 0;
         for (const d of this.router.route(frame, senderId)) this.deliver(d);
+        if (isServerInfo(frame) && this.connection) this.connection.greet();
       }
     }
     deliver({ to, except, frame }) {
@@ -775,6 +935,7 @@
           break;
         case "pipes":
           this.tabPipes.set(m.from, Array.isArray(m.pipes) ? m.pipes : []);
+          this.wire.merge(m.positions);
           this.pushUnion();
           break;
         case "send":
@@ -1040,6 +1201,7 @@
   };
 
   // src/client.js
+  var POSITIONS_KEY = "halley_positions";
   var Client = class {
     /** @param {object} [env] overrides of browserEnv() (tests) */
     constructor(env) {
@@ -1063,6 +1225,9 @@
       this.answerWaiters = [];
       this.pageHooked = false;
       this.signature = null;
+      this.positions = new Positions();
+      this.recoveryListeners = /* @__PURE__ */ new Map();
+      this.loadPositions();
     }
     // ---- lifecycle -------------------------------------------------------------------------------------
     /**
@@ -1105,6 +1270,8 @@
         }),
         checkRefused: (url) => originRefused(this.env, url, this.options.dev_id),
         onFrame: (frame) => this.onFrame(frame),
+        recovery: this.options.recovery,
+        positions: () => this.positions.snapshot(),
         onStatus: (connected) => this.setConnected(connected),
         onRole: (leader) => {
           this.leader = leader;
@@ -1133,7 +1300,10 @@
     hookPage() {
       if (this.pageHooked || !this.env.addEventListener) return;
       this.pageHooked = true;
-      this.env.addEventListener("pagehide", () => this.group && this.group.hide());
+      this.env.addEventListener("pagehide", () => {
+        this.savePositions();
+        if (this.group) this.group.hide();
+      });
       this.env.addEventListener("pageshow", (ev) => ev && ev.persisted && this.group && this.group.show());
     }
     // ---- subscriptions ---------------------------------------------------------------------------------
@@ -1240,6 +1410,12 @@
         this.log.warn("ignored a frame carrying jscode");
         return;
       }
+      if (isSubscribedFrame(frame)) {
+        this.onSubscribed(frame.pipe, frame.data);
+        return;
+      }
+      if (isGapFrame(frame)) return;
+      if (!this.positions.accept(frame)) return;
       const payload = toPayload(frame);
       if (frame.uuid !== void 0 && !this.recent.firstTime("f:" + frame.uuid)) return;
       const data = payload.data;
@@ -1273,6 +1449,51 @@
       if (i < 0) return;
       const [waiter] = this.answerWaiters.splice(i, 1);
       waiter.fn(payload);
+    }
+    // ---- positions and recovery ----------------------------------------------------------------------
+    /** A (re)subscribe of `pipe` answered: the position is the server's, then the page is told. */
+    onSubscribed(pipe, data) {
+      this.positions.subscribed(pipe, data);
+      this.savePositions();
+      const fns = this.recoveryListeners.get(pipe);
+      if (!fns) return;
+      for (const fn of [...fns]) {
+        try {
+          fn(data.recovered, { epoch: data.epoch, offset: data.offset });
+        } catch (err) {
+          this.log.error("onRecovery callback:", err);
+        }
+      }
+    }
+    /** @returns {() => void} removes the listener */
+    onRecovery(pipe, fn) {
+      const name = String(pipe);
+      if (!this.recoveryListeners.has(name)) this.recoveryListeners.set(name, /* @__PURE__ */ new Set());
+      const fns = this.recoveryListeners.get(name);
+      fns.add(fn);
+      return () => {
+        fns.delete(fn);
+        if (!fns.size) this.recoveryListeners.delete(name);
+      };
+    }
+    getPosition(pipe) {
+      return this.positions.get(String(pipe));
+    }
+    loadPositions() {
+      const session = this.env.session;
+      if (!session) return;
+      try {
+        this.positions.merge(JSON.parse(session.getItem(POSITIONS_KEY) || "{}"));
+      } catch {
+      }
+    }
+    savePositions() {
+      const session = this.env.session;
+      if (!session) return;
+      try {
+        session.setItem(POSITIONS_KEY, JSON.stringify(this.positions.snapshot()));
+      } catch {
+      }
     }
     // ---- state -----------------------------------------------------------------------------------------
     /** Updates the state first, then calls the listeners (the original called them before the update). */
@@ -1452,6 +1673,19 @@
     isAuthorized() {
       return this.client.authorized;
     }
+    // ---- positions and recovery (Halley) ----
+    /**
+     * `fn(recovered, position)` after every (re)subscribe of `pipe`: recovered true when every message since the
+     * last one processed was delivered (replayed in order), false when some were lost (first subscribe, past the
+     * server's window, a server restart). Returns a function that removes the listener.
+     */
+    onRecovery(pipe, fn) {
+      return this.client.onRecovery(pipe, fn);
+    }
+    /** `{epoch, offset}` of the last message of `pipe` processed, or null (not positioned yet). */
+    getPosition(pipe) {
+      return this.client.getPosition(pipe);
+    }
     // ---- state ----
     /** true in the tab that holds the shared socket, false in the others, undefined before the election. */
     isMaster() {
@@ -1574,6 +1808,14 @@
     onStatus(callback) {
       const id = this.client.statusListeners.connect("status", callback);
       return () => this.client.statusListeners.disconnectId(id);
+    }
+    /** `fn(recovered, position)` after every (re)subscribe of `pipe`; returns its remover. */
+    onRecovery(pipe, fn) {
+      return this.client.onRecovery(pipe, fn);
+    }
+    /** `{epoch, offset}` of the last message of `pipe` processed, or null. */
+    getPosition(pipe) {
+      return this.client.getPosition(pipe);
     }
     get authorized() {
       return this.client.authorized;

@@ -13,6 +13,10 @@ import { parseSubscriptionName, ALL_SIGNAL, answeredPipe } from "./names.js";
 import { isServerInfo, isErrorFrame, authorizedOf, errorText, toPayload, frameEvent } from "./frames.js";
 import { randomString, UUID_ALPHABET } from "./random.js";
 import { Logger } from "./log.js";
+import { Positions, isSubscribedFrame, isGapFrame } from "./positions.js";
+
+/** sessionStorage key of this tab's positions, so that a reload resumes where the page was. */
+export const POSITIONS_KEY = "halley_positions";
 
 export class Client {
   /** @param {object} [env] overrides of browserEnv() (tests) */
@@ -37,6 +41,9 @@ export class Client {
     this.answerWaiters = []; // {pipe, text, fn} for web_pipe_send promises, in send order
     this.pageHooked = false;
     this.signature = null; // what the current group was started with
+    this.positions = new Positions(); // per pipe, the last message handed to callbacks (dedupe, getPosition)
+    this.recoveryListeners = new Map(); // pipe -> Set of fn(recovered, position)
+    this.loadPositions();
   }
 
   // ---- lifecycle -------------------------------------------------------------------------------------
@@ -83,6 +90,8 @@ export class Client {
         }),
       checkRefused: (url) => originRefused(this.env, url, this.options.dev_id),
       onFrame: (frame) => this.onFrame(frame),
+      recovery: this.options.recovery,
+      positions: () => this.positions.snapshot(),
       onStatus: (connected) => this.setConnected(connected),
       onRole: (leader) => {
         this.leader = leader;
@@ -114,7 +123,10 @@ export class Client {
   hookPage() {
     if (this.pageHooked || !this.env.addEventListener) return;
     this.pageHooked = true;
-    this.env.addEventListener("pagehide", () => this.group && this.group.hide());
+    this.env.addEventListener("pagehide", () => {
+      this.savePositions();
+      if (this.group) this.group.hide();
+    });
     this.env.addEventListener("pageshow", (ev) => ev && ev.persisted && this.group && this.group.show());
   }
 
@@ -237,6 +249,12 @@ export class Client {
       this.log.warn("ignored a frame carrying jscode");
       return;
     }
+    if (isSubscribedFrame(frame)) {
+      this.onSubscribed(frame.pipe, frame.data);
+      return;
+    }
+    if (isGapFrame(frame)) return; // the leader resubscribes; not a message
+    if (!this.positions.accept(frame)) return; // already handed to callbacks (a resubscribe repeated it)
     const payload = toPayload(frame);
     if (frame.uuid !== undefined && !this.recent.firstTime("f:" + frame.uuid)) return;
     const data = payload.data;
@@ -272,6 +290,59 @@ export class Client {
     if (i < 0) return;
     const [waiter] = this.answerWaiters.splice(i, 1);
     waiter.fn(payload);
+  }
+
+  // ---- positions and recovery ----------------------------------------------------------------------
+
+  /** A (re)subscribe of `pipe` answered: the position is the server's, then the page is told. */
+  onSubscribed(pipe, data) {
+    this.positions.subscribed(pipe, data);
+    this.savePositions();
+    const fns = this.recoveryListeners.get(pipe);
+    if (!fns) return;
+    for (const fn of [...fns]) {
+      try {
+        fn(data.recovered, { epoch: data.epoch, offset: data.offset });
+      } catch (err) {
+        this.log.error("onRecovery callback:", err);
+      }
+    }
+  }
+
+  /** @returns {() => void} removes the listener */
+  onRecovery(pipe, fn) {
+    const name = String(pipe);
+    if (!this.recoveryListeners.has(name)) this.recoveryListeners.set(name, new Set());
+    const fns = this.recoveryListeners.get(name);
+    fns.add(fn);
+    return () => {
+      fns.delete(fn);
+      if (!fns.size) this.recoveryListeners.delete(name);
+    };
+  }
+
+  getPosition(pipe) {
+    return this.positions.get(String(pipe));
+  }
+
+  loadPositions() {
+    const session = this.env.session;
+    if (!session) return;
+    try {
+      this.positions.merge(JSON.parse(session.getItem(POSITIONS_KEY) || "{}"));
+    } catch {
+      // Unreadable or not JSON: start without positions.
+    }
+  }
+
+  savePositions() {
+    const session = this.env.session;
+    if (!session) return;
+    try {
+      session.setItem(POSITIONS_KEY, JSON.stringify(this.positions.snapshot()));
+    } catch {
+      // Full or blocked: a reload then starts without positions, as if the option did not exist.
+    }
   }
 
   // ---- state -----------------------------------------------------------------------------------------

@@ -29,3 +29,11 @@ export function userDataCommand(userId, marker) {
 export function statisticsCommand(payload) {
   return "statistics\n" + JSON.stringify(payload);
 }
+
+/**
+ * `subscription` with positions (Halley): one line per pipe, `<pipe>` or `<pipe>\t<epoch>\t<offset>` (the last
+ * message processed), so the server replays what was missed or says it could not.
+ */
+export function subscription2Command(lines) {
+  return "subscription2\n" + lines.join("\n");
+}

@@ -179,6 +179,22 @@ export class CometServerApi {
     return this.client.authorized;
   }
 
+  // ---- positions and recovery (Halley) ----
+
+  /**
+   * `fn(recovered, position)` after every (re)subscribe of `pipe`: recovered true when every message since the
+   * last one processed was delivered (replayed in order), false when some were lost (first subscribe, past the
+   * server's window, a server restart). Returns a function that removes the listener.
+   */
+  onRecovery(pipe, fn) {
+    return this.client.onRecovery(pipe, fn);
+  }
+
+  /** `{epoch, offset}` of the last message of `pipe` processed, or null (not positioned yet). */
+  getPosition(pipe) {
+    return this.client.getPosition(pipe);
+  }
+
   // ---- state ----
 
   /** true in the tab that holds the shared socket, false in the others, undefined before the election. */

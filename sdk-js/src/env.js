@@ -14,6 +14,7 @@ export function browserEnv() {
     navigator: nav,
     location: g.location,
     storage: safeStorage(g),
+    session: safeSession(g),
     setTimeout: (fn, ms) => g.setTimeout(fn, ms),
     clearTimeout: (id) => g.clearTimeout(id),
     now: () => Date.now(),
@@ -38,6 +39,20 @@ function safeStorage(g) {
     // Fall through to memory storage.
   }
   return memoryStorage();
+}
+
+/** sessionStorage where it works (positions survive a reload of the tab), else null. */
+function safeSession(g) {
+  try {
+    const s = g.sessionStorage;
+    if (s) {
+      s.getItem("halley_positions");
+      return s;
+    }
+  } catch {
+    // Blocked: positions live in memory only.
+  }
+  return null;
 }
 
 export function memoryStorage() {

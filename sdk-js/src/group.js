@@ -1,7 +1,8 @@
 // The tabs of one browser that connect with the same node, dev_id, user_id and user_key form a group that
 // shares one WebSocket. The leader (see election.js) owns the socket; all tabs talk over a BroadcastChannel:
 //   follower -> leader  hello            "tell me the state" (answered with status and the last serverInfo)
-//                       pipes {pipes}    this tab's pipes; the socket subscribes to the union
+//                       pipes {pipes, positions?}  this tab's pipes; the socket subscribes to the union
+//                                        (positions: what the tab processed, so a new leader resumes there)
 //                       send {text, route}  a command to write to the socket
 //                       bye              this tab leaves
 //   leader -> all       leader           a new leader: send me your pipes and hello again
@@ -13,6 +14,16 @@ import { Connection } from "./socket.js";
 import { Election } from "./election.js";
 import { Router } from "./router.js";
 import { errorCode, FATAL_CONNECT_CODES, isServerInfo, authorizedOf, parseFrames } from "./frames.js";
+import { Positions, isSubscribedFrame, isGapFrame } from "./positions.js";
+import { subscriptionCommand, subscription2Command } from "./commands.js";
+
+/** Pipe names `subscription2` accepts; another name would get the whole command refused and the socket closed. */
+const POSITIONED_PIPE = /^[A-Za-z0-9_-]{2,63}$/;
+
+/** The serverInfo greeting of a server that knows `subscription2` (`"server":"5.7.99-Halley-<version>"`). */
+export function knowsSubscription2(serverInfo) {
+  return typeof serverInfo.server === "string" && serverInfo.server.includes("-Halley-");
+}
 
 /**
  * Part of the channel and lock names: tabs running an SDK that speaks another version of the messages above
@@ -35,6 +46,9 @@ export class TabGroup {
    * @param {(level: number, ...args: any[]) => void} o.log
    * @param {(url: string) => Promise<string|null>} [o.checkRefused] see Connection
    * @param {object} [o.backoff] Backoff instance (tests)
+   * @param {boolean} [o.recovery] false: never use `subscription2` (positions and recovery)
+   * @param {() => object} [o.positions] this tab's known positions, {pipe: {epoch, offset}}: a new leader
+   *   starts from them, a follower sends them to the leader with its pipes
    */
   constructor(o) {
     this.o = o;
@@ -49,6 +63,13 @@ export class TabGroup {
     this.left = false;
     this.connected = false;
     this.early = [];
+    // The leader's view of every pipe's position, updated as frames come off the socket: what a resubscribe
+    // asks for. Each tab's Client keeps its own for dedupe and getPosition().
+    this.wire = new Positions();
+    this.halley = false; // the current server greeted as Halley: subscription2 may be used
+    this.v2Sent = false; // subscription2 went out on the current socket
+    this.v2Confirmed = false; // a `subscribed` frame ever arrived: the server knows subscription2
+    this.v2Refused = false; // a socket closed 1008 after subscription2 and before any `subscribed`
     const canShare = o.share !== false && typeof o.env.BroadcastChannel === "function" && hasLocks(o.env.locks);
     this.channel = canShare ? new o.env.BroadcastChannel(GROUP_PROTOCOL + o.key) : null;
     if (this.channel) this.channel.onmessage = (ev) => this.onChannel(ev.data);
@@ -131,7 +152,12 @@ export class TabGroup {
     this.router = new Router({ now: this.o.env.now });
     this.tabPipes = new Map([[this.tabId, this.pipes]]);
     this.setConnected(false);
+    this.wire = new Positions();
+    this.wire.merge(this.o.positions ? this.o.positions() : null);
     this.connection = new Connection({
+      waitGreeting: true,
+      subscriptionText: (pipes) => this.subscriptionText(pipes),
+      onClose: (ev) => this.onSocketClose(ev),
       urlFor: this.o.urlFor,
       checkRefused: this.o.checkRefused,
       env: this.o.env,
@@ -148,8 +174,29 @@ export class TabGroup {
     this.post({ t: "leader", from: this.tabId });
   }
 
+  /** `subscription2` with the last positions to a server that knows it, else the original's `subscription`. */
+  subscriptionText(pipes) {
+    const positioned =
+      this.o.recovery !== false && this.halley && !this.v2Refused && pipes.every((p) => POSITIONED_PIPE.test(p));
+    if (!positioned) return subscriptionCommand(pipes);
+    this.v2Sent = true;
+    return subscription2Command(pipes.map((p) => this.wire.line(p)));
+  }
+
+  onSocketClose(ev) {
+    // A server that does not know the command closes with 1008 "invalid command" (comet-server does): go on
+    // without positions rather than reconnect into the same refusal.
+    if (this.v2Sent && !this.v2Confirmed && ev && ev.code === 1008) {
+      this.v2Refused = true;
+      this.o.log(1, "the server refused subscription2; subscribing without positions (no recovery)");
+    }
+    this.v2Sent = false;
+    this.halley = false;
+  }
+
   announce() {
-    this.post({ t: "pipes", from: this.tabId, pipes: this.pipes });
+    const positions = this.o.positions ? this.o.positions() : undefined;
+    this.post({ t: "pipes", from: this.tabId, pipes: this.pipes, positions });
     this.post({ t: "hello", from: this.tabId });
   }
 
@@ -160,11 +207,24 @@ export class TabGroup {
       if (isServerInfo(frame)) {
         this.lastServerInfo = frame;
         this.authorized = authorizedOf(frame);
+        this.halley = knowsSubscription2(frame);
+      }
+      if (isGapFrame(frame)) {
+        // Frames of the pipe were dropped: ask again from the last position (the server replays or says false).
+        if (this.connection) this.connection.resubscribe();
+        continue;
+      }
+      if (isSubscribedFrame(frame)) {
+        this.v2Confirmed = true;
+        this.wire.subscribed(frame.pipe, frame.data);
+      } else {
+        this.wire.accept(frame);
       }
       const code = errorCode(frame);
       if (code !== null && FATAL_CONNECT_CODES.includes(code) && this.connection) this.connection.markFatal();
       const senderId = this.authorized ? Number(this.o.userId) || 0 : 0;
       for (const d of this.router.route(frame, senderId)) this.deliver(d);
+      if (isServerInfo(frame) && this.connection) this.connection.greet();
     }
   }
 
@@ -188,6 +248,7 @@ export class TabGroup {
         break;
       case "pipes":
         this.tabPipes.set(m.from, Array.isArray(m.pipes) ? m.pipes : []);
+        this.wire.merge(m.positions);
         this.pushUnion();
         break;
       case "send":

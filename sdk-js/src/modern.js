@@ -85,6 +85,16 @@ export class Halley {
     return () => this.client.statusListeners.disconnectId(id);
   }
 
+  /** `fn(recovered, position)` after every (re)subscribe of `pipe`; returns its remover. */
+  onRecovery(pipe, fn) {
+    return this.client.onRecovery(pipe, fn);
+  }
+
+  /** `{epoch, offset}` of the last message of `pipe` processed, or null. */
+  getPosition(pipe) {
+    return this.client.getPosition(pipe);
+  }
+
   get authorized() {
     return this.client.authorized;
   }

@@ -18,6 +18,11 @@ export const OFFLINE_POLL_MS = 1000;
 export const CHECK_AFTER_FAILURES = 3;
 /** Commands kept while disconnected; past this the oldest are dropped (and logged). */
 export const QUEUE_LIMIT = 500;
+/**
+ * How long a new socket waits for the serverInfo greeting before subscribing anyway (as to a server that does
+ * not know `subscription2`): comet-server and Halley both greet at once, so this only matters on a broken link.
+ */
+export const GREETING_WAIT_MS = 2000;
 
 export class Connection {
   /**
@@ -31,6 +36,12 @@ export class Connection {
    * @param {number} [o.stableAfterMs]
    * @param {(url: string) => Promise<string|null>} [o.checkRefused] why the server refuses `url` for good
    *   (an error to show), or null when it does not or cannot say
+   * @param {(pipes: string[]) => string} [o.subscriptionText] the command that subscribes `pipes` (default:
+   *   the original's `subscription`; the tab group sends `subscription2` with positions to a Halley server)
+   * @param {boolean} [o.waitGreeting] hold the subscription and queued commands of a new socket until
+   *   greet() (the group calls it on the server's serverInfo, which says whether it knows `subscription2`),
+   *   or GREETING_WAIT_MS
+   * @param {(ev: any) => void} [o.onClose] the close event of a socket that was ours
    */
   constructor(o) {
     this.urlFor = o.urlFor;
@@ -41,6 +52,10 @@ export class Connection {
     this.backoff = o.backoff || new Backoff();
     this.stableAfterMs = o.stableAfterMs ?? STABLE_AFTER_MS;
     this.checkRefused = o.checkRefused || null;
+    this.subscriptionText = o.subscriptionText || subscriptionCommand;
+    this.waitGreeting = Boolean(o.waitGreeting);
+    this.onCloseHook = o.onClose || null;
+    this.greeted = false;
     this.unopened = 0;
     this.ws = null;
     this.open = false;
@@ -50,7 +65,7 @@ export class Connection {
     this.pipes = [];
     this.sentPipes = null;
     this.queue = [];
-    this.timers = { reconnect: null, stable: null, batch: null };
+    this.timers = { reconnect: null, stable: null, batch: null, greeting: null };
   }
 
   start() {
@@ -62,6 +77,7 @@ export class Connection {
 
   stop() {
     this.stopped = true;
+    this.greeted = false;
     for (const name of Object.keys(this.timers)) this.clearTimer(name);
     const ws = this.ws;
     this.ws = null;
@@ -88,7 +104,7 @@ export class Connection {
   /** The whole set of pipes this socket should be subscribed to. */
   setPipes(pipes) {
     this.pipes = [...pipes];
-    if (!this.open || this.timers.batch) return;
+    if (!this.open || !this.greeted || this.timers.batch) return;
     this.timers.batch = this.env.setTimeout(() => {
       this.timers.batch = null;
       this.flushSubscription();
@@ -96,7 +112,7 @@ export class Connection {
   }
 
   send(text) {
-    if (this.open && this.ws) {
+    if (this.open && this.greeted && this.ws) {
       this.ws.send(text);
       return true;
     }
@@ -139,11 +155,34 @@ export class Connection {
     if (ws !== this.ws) return;
     this.unopened = 0;
     this.sentPipes = null;
+    this.greeted = false;
     this.setOpen(true);
+    if (!this.waitGreeting) {
+      this.greet();
+      return;
+    }
+    this.timers.greeting = this.env.setTimeout(() => {
+      this.timers.greeting = null;
+      this.greet();
+    }, GREETING_WAIT_MS);
+  }
+
+  /** The server said who it is (or did not in time): subscribe, then send what waited for the socket. */
+  greet() {
+    if (this.greeted || !this.open || !this.ws) return;
+    this.greeted = true;
+    this.clearTimer("greeting");
     this.flushSubscription();
+    const ws = this.ws;
     const queued = this.queue;
     this.queue = [];
     for (const text of queued) ws.send(text);
+  }
+
+  /** Sends the subscription again even when the pipe set is unchanged (after a `gap`: "where do I stand?"). */
+  resubscribe() {
+    this.sentPipes = null;
+    this.flushSubscription();
   }
 
   onMessage(ws, ev) {
@@ -167,7 +206,10 @@ export class Connection {
     this.ws = null;
     this.clearTimer("stable");
     this.clearTimer("batch");
+    this.clearTimer("greeting");
+    this.greeted = false;
     this.setOpen(false);
+    if (this.onCloseHook) this.onCloseHook(ev);
     if (this.stopped) return;
     if (this.fatal) {
       this.log(0, "the server refused this connection; not reconnecting (see the error above)");
@@ -201,13 +243,13 @@ export class Connection {
   }
 
   flushSubscription() {
-    if (!this.open || !this.ws) return;
+    if (!this.open || !this.greeted || !this.ws) return;
     const key = this.pipes.join("\n");
     if (this.sentPipes === key) return;
     // A fresh socket is subscribed to nothing: an empty list needs no frame.
     if (this.sentPipes === null && this.pipes.length === 0) return;
     this.sentPipes = key;
-    this.ws.send(subscriptionCommand(this.pipes));
+    this.ws.send(this.subscriptionText(this.pipes));
   }
 
   setOpen(open) {
