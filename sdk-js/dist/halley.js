@@ -680,6 +680,7 @@
     const d = frame.data;
     return frame.event === "gap" && typeof frame.pipe === "string" && frame.offset === void 0 && d !== null && typeof d === "object" && d.pipe === frame.pipe;
   }
+  var EPOCH = /^[A-Za-z0-9_-]{1,64}$/;
   var Positions = class {
     constructor() {
       this.byPipe = /* @__PURE__ */ new Map();
@@ -731,7 +732,8 @@
     /** The `subscription2` line of a pipe: with its position when one is known. */
     line(pipe) {
       const p = this.get(pipe);
-      return p ? pipe + "	" + p.epoch + "	" + p.offset : pipe;
+      if (!p || !EPOCH.test(p.epoch) || !(p.offset >= 0)) return pipe;
+      return pipe + "	" + p.epoch + "	" + p.offset;
     }
   };
 

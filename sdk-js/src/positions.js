@@ -31,6 +31,9 @@ export function isGapFrame(frame) {
   );
 }
 
+/** Epochs as the server makes them (docs/websocket.md): up to 64 characters of A-Za-z0-9_-. */
+const EPOCH = /^[A-Za-z0-9_-]{1,64}$/;
+
 export class Positions {
   constructor() {
     /** @type {Map<string, {epoch: string|null, offset: number}>} */
@@ -89,6 +92,8 @@ export class Positions {
   /** The `subscription2` line of a pipe: with its position when one is known. */
   line(pipe) {
     const p = this.get(pipe);
-    return p ? pipe + "\t" + p.epoch + "\t" + p.offset : pipe;
+    // A malformed line makes the server refuse the whole command and close: send such a pipe bare instead.
+    if (!p || !EPOCH.test(p.epoch) || !(p.offset >= 0)) return pipe;
+    return pipe + "\t" + p.epoch + "\t" + p.offset;
   }
 }
