@@ -1,9 +1,11 @@
 // Positions and recovery in Chromium (issue 14): the page goes offline (CDP network emulation, its socket cut)
 // while messages are published; after reconnect every one arrives in order and onRecovery(true) fires once.
 // Offline past the server's window (100 messages): onRecovery(false) once and nothing of the hole replayed.
+// A server restart (windows in memory: a new epoch) reports false once, and the new epoch's offsets 1, 2...
+// are delivered although the page had processed higher offsets of the old one.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { startWorld, stopWorld, openPage, until, quietPeriod } from "./harness.js";
+import { startWorld, stopWorld, startHalley, openPage, until, quietPeriod } from "./harness.js";
 import { connectPage, waitSubscribers, recorded, waitRecorded } from "./util.js";
 
 let world;
@@ -97,5 +99,42 @@ test("offline while 100 messages are published: all arrive in order, onRecovery(
   );
   assert.equal(recoveries[2].position.offset, 251);
   assert.deepEqual(page.consoleErrors, []);
+  await page.context().close();
+});
+
+test("a server restart: onRecovery(false) once with a new epoch, and its small offsets are delivered", { timeout: 120000 }, async () => {
+  const pipe = "rec_restart";
+  const page = await openPage(world);
+  await page.evaluate((p) => {
+    window.recoveries = [];
+    window.CometServer().subscription(p, window.record("r"));
+    window.CometServer().onRecovery(p, (recovered, position) => window.recoveries.push({ recovered, position }));
+  }, pipe);
+  await connectPage(page, world);
+  await until(page, () => window.recoveries.length === 1);
+  await waitSubscribers(world, pipe, 1);
+  for (const m of ["a", "b", "c"]) {
+    await world.publish(`INSERT INTO pipes_messages (name, event, message) VALUES ('${pipe}', 'e', '${m}')`);
+  }
+  await waitRecorded(page, "r", 3);
+
+  const { httpPort, cometqlPort } = world.server;
+  await world.server.stop();
+  await until(page, () => window.CometServer().isConnected() === false);
+  world.server = await startHalley(world.tenant, { httpPort, cometqlPort });
+  await until(page, () => window.CometServer().isConnected() === true, undefined, 30000);
+  await until(page, () => window.recoveries.length === 2);
+  await waitSubscribers(world, pipe, 1);
+  await world.publish(`INSERT INTO pipes_messages (name, event, message) VALUES ('${pipe}', 'e', 'd')`);
+  await waitRecorded(page, "r", 4);
+  await quietPeriod();
+  assert.deepEqual((await recorded(page, "r")).map((g) => g.data), ["a", "b", "c", "d"]);
+  const recoveries = await page.evaluate(() => window.recoveries);
+  assert.deepEqual(recoveries.map((r) => r.recovered), [false, false]);
+  assert.notEqual(recoveries[1].position.epoch, recoveries[0].position.epoch);
+  assert.deepEqual(await page.evaluate((p) => window.CometServer().getPosition(p), pipe), {
+    epoch: recoveries[1].position.epoch,
+    offset: 1,
+  });
   await page.context().close();
 });
