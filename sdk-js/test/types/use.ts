@@ -26,6 +26,9 @@ api.restart({ user_key: "other" });
 api.stop();
 new cometServerApi().isMaster();
 cometApi.getUUID();
+const offRecovery: () => void = cometApi.onRecovery("web_x", (recovered: boolean, p) => void (recovered && p.epoch));
+offRecovery();
+cometApi.getPosition("web_x");
 
 const h = new Halley({ devId: 1 });
 h.publish("web_x", "e", 1).then((r) => r.number_messages);
@@ -37,8 +40,10 @@ const offs: Array<() => void> = [
   h.history("chat", (m) => m.server_info.history),
   h.onAuth((ok: boolean) => ok),
   h.onStatus((up: boolean) => up),
+  h.onRecovery("chat", (recovered: boolean, position) => recovered || position.offset > 0),
 ];
+const where: number | undefined = h.getPosition("chat")?.offset;
 offs.forEach((off) => off());
 const state: Array<boolean | undefined> = [h.authorized, h.connected, h.leader];
 h.close();
-export { flags, ids, strings, state };
+export { flags, ids, strings, state, where };
