@@ -26,7 +26,7 @@ pub use outbox::{CloseReason, Flush, Outbox, OutboxRx, Pushed};
 pub use registry::Registry;
 pub use socket::Socket;
 pub use users::LinkError;
-pub use window::WindowLimits;
+pub use window::{TenantWindow, WindowLimits};
 
 use std::sync::Arc;
 
