@@ -13,7 +13,7 @@ use crate::browser::frames::{self, Frame};
 use crate::browser::names::is_trust;
 use crate::config::CacheConfig;
 use crate::ids::{DevId, PipeName, UserId};
-use crate::storage::{HistoryRow, StorageError};
+use crate::storage::{DurablePosition, HistoryRow, StorageError};
 use crate::tenant::unix_now;
 
 /// Most history entries a read returns per pipe (reference: 99).
@@ -76,6 +76,23 @@ impl HistoryLengths {
             .unwrap_or(0);
         self.set(dev_id, pipe, n);
         Ok(n)
+    }
+}
+
+/// What a history write returns: the offset it gave its row, if any (the cache keeps it with the row).
+pub trait Placed {
+    fn pos(&self) -> Option<i64>;
+}
+
+impl Placed for () {
+    fn pos(&self) -> Option<i64> {
+        None
+    }
+}
+
+impl<R> Placed for (R, Option<DurablePosition>) {
+    fn pos(&self) -> Option<i64> {
+        self.1.as_ref().map(|p| p.top)
     }
 }
 
@@ -187,7 +204,7 @@ impl HistoryCache {
     /// cached entry up to date: the row is appended and the oldest dropped past `keep` when the entry was
     /// there before the write and no other write ran beside it (the database then holds exactly that);
     /// otherwise, or when the write failed (it may still have reached the database), the entry goes.
-    pub async fn write<T, E>(
+    pub async fn write<T: Placed, E>(
         &self,
         dev_id: DevId,
         pipe: &PipeName,
@@ -219,11 +236,15 @@ impl HistoryCache {
         let key = guard.key.take().expect("set above");
         let mut map = lock(&self.map);
         let rows = match (map.peek_mut(&key), seen, &written) {
-            (Some(Slot::Ready(e)), Some(token), Ok(_)) if e.token == token && e.writers == 1 => {
+            (Some(Slot::Ready(e)), Some(token), Ok(done)) if e.token == token && e.writers == 1 => {
                 let keep = usize::try_from(keep.min(READ_LIMIT)).unwrap_or(0);
                 let mut rows = Vec::with_capacity(keep);
                 let skip = (e.rows.len() + 1).saturating_sub(keep);
-                rows.extend(e.rows.iter().chain([row]).skip(skip).cloned());
+                let row = HistoryRow {
+                    pos: done.pos(),
+                    ..row.clone()
+                };
+                rows.extend(e.rows.iter().cloned().chain([row]).skip(skip));
                 Some(rows)
             }
             (None, _, _) => None,
@@ -348,11 +369,17 @@ pub(crate) async fn read(
 pub(crate) struct Log {
     rows: Arc<[HistoryRow]>,
     next: usize,
+    /// The connection asked positions for the pipe (`subscription2`): entries that have one carry it.
+    offsets: bool,
 }
 
 impl Log {
-    pub(crate) fn new(rows: Arc<[HistoryRow]>) -> Log {
-        Log { rows, next: 0 }
+    pub(crate) fn new(rows: Arc<[HistoryRow]>, offsets: bool) -> Log {
+        Log {
+            rows,
+            next: 0,
+            offsets,
+        }
     }
 }
 
@@ -362,28 +389,39 @@ impl Iterator for Log {
     fn next(&mut self) -> Option<Frame> {
         let h = self.rows.get(self.next)?;
         self.next += 1;
-        Some(frames::history_entry(
-            &h.pipe,
-            &h.event,
-            &h.message,
-            h.sent_at,
-            h.user_id as u64,
-        ))
+        let frame =
+            frames::history_entry(&h.pipe, &h.event, &h.message, h.sent_at, h.user_id as u64);
+        Some(match h.pos {
+            Some(pos) if self.offsets => frame.with_offset(pos as u64),
+            _ => frame,
+        })
     }
 }
 
-/// Stores a published message when its pipe keeps history (or is a `trust_` pipe).
+/// What storing a published message gave it: the time it carries, and its durable position when the
+/// pipe numbers its history.
+pub(crate) struct Recorded {
+    pub sent_at: i64,
+    pub position: Option<(Arc<str>, u64)>,
+}
+
+/// Stores a published message when its pipe keeps history (`keep`, from [`kept`]; a `trust_` pipe keeps
+/// it too). A pipe with settings numbers it (see `positions`): the caller holds the pipe's publish lock.
 pub(crate) async fn record(
     ctx: &Ctx,
     dev_id: DevId,
     pipe: &PipeName,
+    keep: i64,
     event: &str,
     message: &str,
     sender: Option<UserId>,
-) -> Result<(), CommandError> {
-    let keep = kept(ctx, dev_id, pipe).await?;
+) -> Result<Recorded, CommandError> {
+    let sent_at = unix_now();
     if keep <= 0 {
-        return Ok(());
+        return Ok(Recorded {
+            sent_at,
+            position: None,
+        });
     }
     let row = HistoryRow {
         pipe: pipe.as_str().to_string(),
@@ -391,17 +429,26 @@ pub(crate) async fn record(
         event: event.to_string(),
         message: message.to_string(),
         user_id: sender.map_or(0, |u| u.0 as i64),
-        sent_at: unix_now(),
+        sent_at,
+        pos: None,
+        sender: sender.map(|u| u.0 as i64),
     };
+    let fresh = super::positions::durable(pipe, keep).then(crate::hub::new_epoch);
     // The quota is checked on what the write changes after its trim, inside its transaction; the cache
     // follows the write.
-    let append = ctx.storage.append_history(dev_id, &row, keep, |change| {
-        super::quota::history_change(ctx, dev_id, change)
-    });
-    ctx.history_cache
+    let append = ctx
+        .storage
+        .append_history(dev_id, &row, keep, fresh.as_deref(), |change| {
+            super::quota::history_change(ctx, dev_id, change)
+        });
+    let (_, position) = ctx
+        .history_cache
         .write(dev_id, pipe, &row, keep, append)
         .await?;
-    Ok(())
+    Ok(Recorded {
+        sent_at,
+        position: position.map(|p| (p.epoch.into(), p.top as u64)),
+    })
 }
 
 /// How many entries the pipe keeps (0: a message published to it is not stored), as `record` decides.
@@ -424,6 +471,8 @@ mod tests {
             message: format!("m{i}"),
             user_id: 0,
             sent_at: 0,
+            pos: None,
+            sender: None,
         }
     }
 

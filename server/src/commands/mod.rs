@@ -9,6 +9,7 @@ pub(crate) mod meta;
 mod pipes;
 pub(crate) mod pipes_messages;
 mod pipes_settings;
+pub(crate) mod positions;
 pub(crate) mod presence;
 pub(crate) mod quota;
 mod revoked_tokens;
@@ -44,6 +45,8 @@ pub struct Ctx {
     pub history: Arc<history::HistoryLengths>,
     /// The newest history entries of recently read pipes.
     pub history_cache: Arc<history::HistoryCache>,
+    /// The publish lock of pipes that number their history (`positions`).
+    pub pipe_locks: Arc<positions::PipeLocks>,
     pub limits: Arc<Limits>,
     /// Storage quotas per tenant (what is in use: `storage.totals()`).
     pub quotas: Arc<crate::tenant::quota::Quotas>,
@@ -63,6 +66,7 @@ impl Ctx {
             room: None,
             history: Arc::new(history::HistoryLengths::new(&config.cache)),
             history_cache: Arc::new(history::HistoryCache::new(&config.cache)),
+            pipe_locks: Arc::default(),
             config,
             stats: hub.stats().clone(),
             hub,

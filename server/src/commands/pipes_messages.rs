@@ -10,7 +10,6 @@ use crate::cometql::{Delete, Insert, Select};
 use crate::hub::outgoing;
 use crate::hub::Publication;
 use crate::ids::{ConnId, EventName, PipeName, UserId};
-use crate::tenant::unix_now;
 
 pub(crate) const TABLE: Table = Table {
     name: "pipes_messages",
@@ -101,30 +100,41 @@ async fn deliver(
     m: Message,
     except: Option<ConnId>,
 ) -> Result<usize, CommandError> {
-    history::record(
+    let keep = history::kept(ctx, caller.dev_id, &m.pipe).await?;
+    // A pipe that numbers its history delivers in the order its writes took offsets (see `positions`).
+    let _order = match super::positions::durable(&m.pipe, keep) {
+        true => Some(ctx.pipe_locks.lock(caller.dev_id, &m.pipe).await),
+        false => None,
+    };
+    let stored = history::record(
         ctx,
         caller.dev_id,
         &m.pipe,
+        keep,
         m.event.as_str(),
         &m.text,
         m.sender,
     )
     .await?;
-    let frame = outgoing::pipe_message(&m.pipe, &m.event, &m.text, unix_now(), m.sender);
+    let frame = outgoing::pipe_message(&m.pipe, &m.event, &m.text, stored.sent_at, m.sender);
     Ok(ctx.hub.publish(Publication {
         dev_id: caller.dev_id,
         pipe: m.pipe,
         frame,
         except,
+        position: stored.position,
+        presence: false,
     }))
 }
 
 /// A browser's read of a pipe's history (`pipe_log`): its newest entries, oldest first, as frames. Whoever
 /// may not subscribe to a pipe may not read its history either: `private_` pipes are for authorized users.
+/// `offsets`: the connection asked positions for the pipe, so entries that have one carry `offset`.
 pub(crate) async fn log(
     ctx: &Ctx,
     client: Client,
     pipe: &PipeName,
+    offsets: bool,
 ) -> Result<history::Log, CommandError> {
     if is_private(pipe.as_str()) && !client.authorized() {
         return Err(CommandError::new(
@@ -133,7 +143,7 @@ pub(crate) async fn log(
         ));
     }
     let rows = history::read(ctx, client.dev_id, pipe).await?;
-    Ok(history::Log::new(rows))
+    Ok(history::Log::new(rows, offsets))
 }
 
 /// Where a streamed history read goes on from: the pipes asked for, the one being read and the last

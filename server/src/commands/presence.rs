@@ -19,6 +19,8 @@ pub(crate) const MAX_PIPES: usize = 32;
 #[derive(Debug, Default)]
 pub(crate) struct Subscriptions {
     pipes: Vec<PipeName>,
+    /// The set was given by `subscription2` (a set is replaced whole, so all its pipes are positioned).
+    positioned: bool,
 }
 
 /// One pipe asked for by `subscription2`, with the last position the client processed.
@@ -33,7 +35,13 @@ impl Subscriptions {
     /// count: pipes left are left (announced) first, then pipes joined are joined in order, and a pipe in both sets
     /// stays subscribed without a word. The reference left and re-joined every pipe, so one 20-byte command re-sent
     /// in a loop made two presence frames per subscriber of each `track_` pipe.
-    pub(crate) fn replace(&mut self, ctx: &Ctx, client: Client, outbox: &Outbox, names: &[&str]) {
+    pub(crate) async fn replace(
+        &mut self,
+        ctx: &Ctx,
+        client: Client,
+        outbox: &Outbox,
+        names: &[&str],
+    ) {
         let wanted: Vec<Wanted<'_>> = names
             .iter()
             .map(|name| Wanted {
@@ -41,23 +49,28 @@ impl Subscriptions {
                 position: None,
             })
             .collect();
-        self.replace_with(ctx, client, outbox, &wanted, false);
+        self.replace_with(ctx, client, outbox, &wanted, false).await;
     }
 
     /// `subscription2`: the same replacement, and every pipe of the new set (kept ones too) is joined
     /// with positions: the missed frames when its position can be honoured, then its `subscribed` frame,
     /// then live frames carrying `offset`.
-    pub(crate) fn replace_positioned(
+    pub(crate) async fn replace_positioned(
         &mut self,
         ctx: &Ctx,
         client: Client,
         outbox: &Outbox,
         wanted: &[Wanted<'_>],
     ) {
-        self.replace_with(ctx, client, outbox, wanted, true);
+        self.replace_with(ctx, client, outbox, wanted, true).await;
     }
 
-    fn replace_with(
+    /// Whether `pipe` is in the set and was asked with positions (its `pipe_log` entries carry offsets).
+    pub(crate) fn positioned(&self, pipe: &PipeName) -> bool {
+        self.positioned && self.pipes.contains(pipe)
+    }
+
+    async fn replace_with(
         &mut self,
         ctx: &Ctx,
         client: Client,
@@ -85,6 +98,7 @@ impl Subscriptions {
                 leave(ctx, client.dev_id, outbox, pipe);
             }
         }
+        self.positioned = positions;
         let registry = ctx.hub.registry();
         if positions {
             super::quota::refresh_window(ctx, client.dev_id);
@@ -96,7 +110,12 @@ impl Subscriptions {
             }
             if positions {
                 // A kept pipe is joined again too: the client asks where it stands (after a gap).
-                registry.subscribe_positioned(client.dev_id, &pipe, outbox.clone(), position);
+                if let Err(e) = super::positions::join(ctx, client, outbox, &pipe, position).await {
+                    // The history could not be read: joined from memory (no durable position), so the
+                    // page is told `recovered:false` at worst, never a hole.
+                    tracing::warn!(error = %e, "durable position unavailable");
+                    registry.subscribe_positioned(client.dev_id, &pipe, outbox.clone(), None, None);
+                }
             } else {
                 // (Re)subscribing a kept pipe turns a positioned subscription back into a plain one.
                 registry.subscribe(client.dev_id, &pipe, outbox.clone());
@@ -131,6 +150,8 @@ fn track(ctx: &Ctx, dev_id: DevId, outbox: &Outbox, pipe: &PipeName, event: Trac
         pipe: pipe.clone(),
         frame: shared(frame),
         except: Some(outbox.conn()),
+        position: None,
+        presence: true,
     });
 }
 
@@ -183,6 +204,8 @@ fn announce_status(hub: &Hub, dev_id: DevId, user: UserId, online: bool) {
             pipe,
             frame: shared(frame),
             except: None,
+            position: None,
+            presence: true,
         });
     }
 }

@@ -23,10 +23,11 @@ mod users;
 mod window;
 
 pub use outbox::{CloseReason, Flush, Outbox, OutboxRx, Pushed};
+pub use registry::Durable;
 pub use registry::Registry;
 pub use socket::Socket;
 pub use users::LinkError;
-pub use window::{TenantWindow, WindowLimits};
+pub use window::{new_epoch, TenantWindow, WindowLimits};
 
 use std::sync::Arc;
 
@@ -61,6 +62,12 @@ pub struct Publication {
     pub frame: Frame,
     /// A `web_pipe2` sender does not receive its own message.
     pub except: Option<ConnId>,
+    /// The (epoch, offset) a pipe that keeps history gave the message when it was stored; the pipe's
+    /// stream takes it instead of numbering the message itself.
+    pub position: Option<(Arc<str>, u64)>,
+    /// A presence announcement (`track_` events, `user_status_`): not stored, so on a pipe whose numbering
+    /// is durable it takes no offset (it is sent to positioned subscribers without one).
+    pub presence: bool,
 }
 
 /// What the hub knows of a connection: enough to answer `users_in_pipes` and `track_pipe_users`.

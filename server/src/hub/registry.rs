@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use super::fanout::{Item, Tally, MAX_BATCH, PARALLEL_MIN};
-use super::window::{Stream, TenantWindow, WindowLimits, Windows};
+use super::window::{new_epoch, Stream, TenantWindow, WindowLimits, Windows};
 use super::{Outbox, Publication};
 use crate::browser::frames;
 use crate::ids::{ConnId, DevId, PipeName};
@@ -22,6 +22,16 @@ const SHARDS: usize = 64;
 
 type PipeKey = (DevId, PipeName);
 type Shard = Mutex<HashMap<PipeKey, Pipe>>;
+
+/// A durable pipe's position as the database holds it, for a positioned subscribe (see
+/// `subscribe_positioned`).
+pub struct Durable {
+    pub epoch: Arc<str>,
+    pub top: u64,
+    /// The stored frames after the client's position (each carrying its offset), when the history holds
+    /// every one of them.
+    pub replay: Option<Vec<super::Frame>>,
+}
 
 /// One pipe's subscribers, and the turn its publishes take to be sent.
 #[derive(Default)]
@@ -114,12 +124,19 @@ impl Registry {
     /// processed if it gave one: sends the frames it missed when they can all be replayed, then the pipe's
     /// `subscribed` frame, then it is a subscriber; all under the shard's lock, so that a concurrent publish
     /// is either replayed or delivered live, never both or neither. Returns whether it recovered.
+    ///
+    /// `durable`: the pipe keeps history, and its epoch and top offset are the database's (read under the
+    /// pipe's publish lock, so that no publish of it is between that read and this call): the stream is
+    /// made (or set) to them, and when the window cannot serve the position the rows read from the
+    /// history are replayed instead. Without it, a stream that was durable (history since switched off)
+    /// starts a new epoch in memory. Either change tells the pipe's other positioned subscribers `gap`.
     pub fn subscribe_positioned(
         &self,
         dev_id: DevId,
         pipe: &PipeName,
         outbox: Outbox,
         position: Option<(&str, u64)>,
+        durable: Option<Durable>,
     ) -> bool {
         let now = Instant::now();
         let mut shard = lock(self.shard(dev_id, pipe));
@@ -133,11 +150,28 @@ impl Registry {
         let stream = entry
             .stream
             .get_or_insert_with(|| Box::new(Stream::new(now, self.windows.share(dev_id))));
+        let (renumbered, stored) = match durable {
+            Some(d) => {
+                let same = stream.durable && *stream.epoch() == d.epoch && stream.top() == d.top;
+                if !same {
+                    stream.reset(&self.windows, d.epoch, d.top, true);
+                }
+                (!same, d.replay)
+            }
+            None if stream.durable => {
+                stream.reset(&self.windows, new_epoch().into(), 0, false);
+                (true, None)
+            }
+            None => (false, None),
+        };
         let resumed = stream.resume(&self.windows, position, now);
+        if renumbered {
+            self.send_gap(pipe, &entry.positioned);
+        }
         let era = outbox.era();
-        let recovered = resumed.replay.is_some();
-        let mut frames: Vec<bytes::Bytes> = resumed
-            .replay
+        let replay = resumed.replay.or(stored);
+        let recovered = replay.is_some();
+        let mut frames: Vec<bytes::Bytes> = replay
             .unwrap_or_default()
             .iter()
             .map(|f| f.wire(era))
@@ -151,6 +185,35 @@ impl Registry {
         }
         entry.positioned.insert(conn, outbox);
         recovered
+    }
+
+    /// Whether the pipe's window holds everything after `offset` of `epoch` (so that a durable resubscribe
+    /// need not read the history).
+    pub fn window_covers(&self, dev_id: DevId, pipe: &PipeName, epoch: &str, offset: u64) -> bool {
+        let mut shard = lock(self.shard(dev_id, pipe));
+        shard
+            .get_mut(&(dev_id, pipe.clone()))
+            .and_then(|entry| entry.stream.as_mut())
+            .is_some_and(|s| s.covers(&self.windows, epoch, offset, Instant::now()))
+    }
+
+    /// Most messages one resubscribe replays.
+    pub fn replay_max(&self) -> u64 {
+        self.windows.limits.replay_max
+    }
+
+    /// Tells positioned subscribers that the pipe's numbering changed under them (`gap`): they ask again.
+    fn send_gap(&self, pipe: &PipeName, to: &HashMap<ConnId, Outbox>) {
+        let item = Item {
+            frame: super::outgoing::shared(frames::gap(pipe.as_str())),
+            except: None,
+        };
+        let tally = self.helpers.deliver(to.values(), &[item])[0];
+        if tally.slow > 0 {
+            self.stats
+                .slow_consumers_dropped
+                .fetch_add(tally.slow, Ordering::Relaxed);
+        }
     }
 
     pub fn unsubscribe(&self, dev_id: DevId, pipe: &PipeName, conn: ConnId) {
@@ -239,17 +302,28 @@ impl Registry {
             };
             if let Some(stream) = &mut entry.stream {
                 // Positions asked for: the offset, the window and the sends in one turn, under the lock.
-                let offset = stream.next();
-                let positioned = p
-                    .frame
-                    .with_offset(offset)
-                    .unwrap_or_else(|| p.frame.clone());
-                stream.keep(&self.windows, positioned.clone(), Instant::now());
+                let (offset, gap) = number(&self.windows, stream, p);
+                let positioned = match offset {
+                    Some(offset) => {
+                        let framed = p
+                            .frame
+                            .with_offset(offset)
+                            .unwrap_or_else(|| p.frame.clone());
+                        stream.keep(&self.windows, framed.clone(), Instant::now());
+                        framed
+                    }
+                    None => p.frame.clone(),
+                };
                 let _turn = lock(&entry.turn.sending);
                 self.flush_pending(&entry.turn, &entry.subs);
                 let mut tally = self.helpers.deliver(entry.subs.values(), &[item])[0];
                 let item = Item {
-                    frame: positioned,
+                    // A positioned subscriber that would see a hole is told instead, and asks again.
+                    frame: if gap {
+                        super::outgoing::shared(frames::gap(p.pipe.as_str()))
+                    } else {
+                        positioned
+                    },
                     except: p.except,
                 };
                 let theirs = self.helpers.deliver(entry.positioned.values(), &[item])[0];
@@ -335,6 +409,31 @@ impl Registry {
             .iter()
             .map(|s| lock(s).values().map(|entry| entry.len()).sum::<usize>())
             .sum()
+    }
+}
+
+/// The offset the publication takes in the pipe's stream (none: sent without one), and whether the
+/// stream's numbering broke (positioned subscribers get `gap` instead of the frame): a durable position of
+/// another epoch (history made anew) or not following the top (a stored message whose delivery never
+/// came), or a message with no durable position on a durable stream (history switched off: numbering
+/// goes back to memory, in a new epoch).
+fn number(windows: &Windows, stream: &mut Stream, p: &Publication) -> (Option<u64>, bool) {
+    match (&p.position, stream.durable) {
+        (Some((epoch, offset)), _) => {
+            let follows = stream.durable && epoch == stream.epoch() && *offset == stream.top() + 1;
+            if follows {
+                stream.place(windows, *offset);
+            } else {
+                stream.reset(windows, epoch.clone(), *offset, true);
+            }
+            (Some(*offset), !follows)
+        }
+        (None, true) if p.presence => (None, false),
+        (None, true) => {
+            stream.reset(windows, new_epoch().into(), 0, false);
+            (Some(stream.next()), true)
+        }
+        (None, false) => (Some(stream.next()), false),
     }
 }
 

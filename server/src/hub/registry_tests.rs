@@ -46,6 +46,8 @@ async fn delivers_same_bytes_to_each_subscriber_of_the_tenant_only() {
         pipe: pipe("chat"),
         frame: Arc::new(Fixed(frame.clone())),
         except: Some(ConnId(2)),
+        position: None,
+        presence: false,
     };
     assert_eq!(r.deliver(&p), 1);
     let got = ra.try_recv().unwrap();
@@ -69,6 +71,8 @@ async fn a_full_outbox_closes_that_connection_only() {
         pipe: pipe("chat"),
         frame: Arc::new(Fixed(Bytes::from_static(b"x"))),
         except: None,
+        position: None,
+        presence: false,
     };
     r.deliver(&p);
     r.deliver(&p);
@@ -106,6 +110,8 @@ fn concurrent_publishers_to_a_big_pipe_reach_everyone_in_one_order() {
                         pipe: pipe("big"),
                         frame: Arc::new(Fixed(Bytes::from(vec![who, i]))),
                         except: None,
+                        position: None,
+                        presence: false,
                     });
                 }
             })
@@ -129,6 +135,8 @@ fn message(n: u64) -> Publication {
         pipe: pipe("web_p"),
         frame: crate::hub::outgoing::shared(frame),
         except: None,
+        position: None,
+        presence: false,
     }
 }
 
@@ -167,7 +175,7 @@ async fn positions_go_to_those_who_asked_and_legacy_bytes_stay() {
         texts(&mut rl),
         [r#"{"data":"0","event":"e","message_send_time":1,"pipe":"web_p"}"#]
     );
-    assert!(!r.subscribe_positioned(DevId(1), &pipe("web_p"), pos, None));
+    assert!(!r.subscribe_positioned(DevId(1), &pipe("web_p"), pos, None, None));
     let got = texts(&mut rp);
     let (epoch, top, recovered) = subscribed(&got[0]).unwrap();
     assert_eq!((got.len(), top, recovered), (1, 0, false));
@@ -194,14 +202,14 @@ async fn positions_go_to_those_who_asked_and_legacy_bytes_stay() {
         r.deliver(&message(n));
     }
     let (pos, mut rp) = outbox(3, 64);
-    assert!(r.subscribe_positioned(DevId(1), &pipe("web_p"), pos, Some((&epoch, 2))));
+    assert!(r.subscribe_positioned(DevId(1), &pipe("web_p"), pos, Some((&epoch, 2)), None));
     let got = texts(&mut rp);
     let offsets: Vec<Option<u64>> = got.iter().map(|t| offset(t)).collect();
     assert_eq!(offsets, [Some(3), Some(4), Some(5), None]);
     assert_eq!(subscribed(&got[3]), Some((epoch.clone(), 5, true)));
     // A wrong epoch: nothing replayed.
     let (pos, mut rp) = outbox(4, 64);
-    assert!(!r.subscribe_positioned(DevId(1), &pipe("web_p"), pos, Some(("0", 2))));
+    assert!(!r.subscribe_positioned(DevId(1), &pipe("web_p"), pos, Some(("0", 2)), None));
     let got = texts(&mut rp);
     assert_eq!(got.len(), 1);
     assert_eq!(subscribed(&got[0]), Some((epoch, 5, false)));
@@ -217,7 +225,7 @@ fn a_stream_nobody_listens_to_is_dropped_and_the_next_has_a_new_epoch() {
         },
     );
     let (pos, mut rp) = outbox(1, 64);
-    r.subscribe_positioned(DevId(1), &pipe("web_p"), pos, None);
+    r.subscribe_positioned(DevId(1), &pipe("web_p"), pos, None, None);
     let (first, _, _) = subscribed(&texts(&mut rp)[0]).unwrap();
     r.deliver(&message(1));
     r.unsubscribe(DevId(1), &pipe("web_p"), ConnId(1));
@@ -230,7 +238,7 @@ fn a_stream_nobody_listens_to_is_dropped_and_the_next_has_a_new_epoch() {
         "entry gone"
     );
     let (pos, mut rp) = outbox(2, 64);
-    assert!(!r.subscribe_positioned(DevId(1), &pipe("web_p"), pos, Some((&first, 1))));
+    assert!(!r.subscribe_positioned(DevId(1), &pipe("web_p"), pos, Some((&first, 1)), None));
     let (second, top, _) = subscribed(&texts(&mut rp)[0]).unwrap();
     assert_ne!(first, second);
     assert_eq!(top, 0);
@@ -240,7 +248,7 @@ fn a_stream_nobody_listens_to_is_dropped_and_the_next_has_a_new_epoch() {
 fn a_resubscribe_racing_publishes_gets_each_exactly_once() {
     let r = Arc::new(Registry::default());
     let (first, mut r0) = outbox(1, 1024);
-    r.subscribe_positioned(DevId(1), &pipe("web_p"), first, None);
+    r.subscribe_positioned(DevId(1), &pipe("web_p"), first, None, None);
     let (epoch, _, _) = subscribed(&texts(&mut r0)[0]).unwrap();
     let publisher = {
         let r = r.clone();
@@ -266,7 +274,13 @@ fn a_resubscribe_racing_publishes_gets_each_exactly_once() {
             r.unsubscribe(DevId(1), &pipe("web_p"), ConnId(conn - 1));
             let (o, next) = outbox(conn, 1024);
             let last = seen.last().copied().unwrap_or(0);
-            assert!(r.subscribe_positioned(DevId(1), &pipe("web_p"), o, Some((&epoch, last))));
+            assert!(r.subscribe_positioned(
+                DevId(1),
+                &pipe("web_p"),
+                o,
+                Some((&epoch, last)),
+                None
+            ));
             rx = next;
             conn += 1;
         }
@@ -299,7 +313,7 @@ fn a_big_pipe_with_positions_keeps_one_order_for_everyone() {
         .collect();
     // Positions asked for while the publishes go on: from then on, offsets, in the plain order.
     let (pos, mut rp) = outbox(n, 1024);
-    r.subscribe_positioned(DevId(1), &pipe("web_p"), pos, None);
+    r.subscribe_positioned(DevId(1), &pipe("web_p"), pos, None, None);
     for p in publishers {
         p.join().unwrap();
     }
@@ -322,4 +336,68 @@ fn a_big_pipe_with_positions_keeps_one_order_for_everyone() {
         .map(data)
         .collect();
     assert_eq!(got[1..].iter().map(data).collect::<Vec<_>>(), tail);
+}
+
+fn stored(n: u64, epoch: &str) -> Publication {
+    Publication {
+        position: Some((epoch.into(), n)),
+        ..message(n)
+    }
+}
+
+fn durable(epoch: &str, top: u64, replay: Option<Vec<u64>>) -> Option<Durable> {
+    Some(Durable {
+        epoch: epoch.into(),
+        top,
+        replay: replay.map(|ns| {
+            ns.iter()
+                .map(|n| message(*n).frame.with_offset(*n).unwrap())
+                .collect()
+        }),
+    })
+}
+
+#[tokio::test]
+async fn a_durable_stream_takes_stored_offsets_and_tells_gaps() {
+    let r = Registry::default();
+    let (a, mut ra) = outbox(1, 64);
+    // The history holds 4..=5 of epoch "E" (the window nothing): replayed from it.
+    let d = durable("E", 5, Some(vec![4, 5]));
+    assert!(r.subscribe_positioned(DevId(1), &pipe("web_p"), a, Some(("E", 3)), d));
+    let got = texts(&mut ra);
+    let offsets: Vec<Option<u64>> = got.iter().map(|t| offset(t)).collect();
+    assert_eq!(offsets, [Some(4), Some(5), None]);
+    assert_eq!(subscribed(&got[2]), Some(("E".into(), 5, true)));
+    // Stored offsets are used as given; a presence frame takes none.
+    r.deliver(&stored(6, "E"));
+    r.deliver(&Publication {
+        presence: true,
+        ..message(100)
+    });
+    let got = texts(&mut ra);
+    assert_eq!(
+        got.iter().map(|t| offset(t)).collect::<Vec<_>>(),
+        [Some(6), None]
+    );
+    // The history made anew (another epoch), then a hole in the numbering: `gap` instead of the frame.
+    let gap = r#"{"data":{"pipe":"web_p"},"event":"gap","pipe":"web_p"}"#;
+    r.deliver(&stored(1, "F"));
+    r.deliver(&stored(2, "F"));
+    r.deliver(&stored(9, "F"));
+    assert_eq!(
+        texts(&mut ra),
+        [
+            gap,
+            r#"{"data":"2","event":"e","message_send_time":1,"offset":2,"pipe":"web_p"}"#,
+            gap
+        ]
+    );
+    // The history switched off: numbering goes back to memory, in a new epoch, told as a gap.
+    r.deliver(&message(10));
+    assert_eq!(texts(&mut ra), [gap]);
+    let (b, mut rb) = outbox(2, 64);
+    assert!(!r.subscribe_positioned(DevId(1), &pipe("web_p"), b, Some(("F", 9)), None));
+    let (epoch, top, _) = subscribed(&texts(&mut rb)[0]).unwrap();
+    assert_ne!(epoch, "F");
+    assert_eq!(top, 1);
 }

@@ -172,12 +172,15 @@ struct Kept {
     size: usize,
 }
 
-/// One pipe's stream: created with a fresh epoch, offsets from 1.
+/// One pipe's stream: created with a fresh epoch, offsets from 1; or, for a pipe that keeps history
+/// (durable), with the epoch and top offset the database holds, offsets given by its history writes.
 pub(super) struct Stream {
     epoch: Arc<str>,
     /// The tenant's share: its window limits, and where this stream's bytes are counted too.
     share: Arc<Share>,
     top: u64,
+    /// The epoch and offsets come from the database (`pipe_settings`), never from `next`.
+    pub(super) durable: bool,
     kept: VecDeque<Kept>,
     bytes: usize,
     /// When the last connection that asked for positions left (or the stream began): a stream nobody
@@ -198,10 +201,51 @@ impl Stream {
             epoch: new_epoch().into(),
             share,
             top: 0,
+            durable: false,
             kept: VecDeque::new(),
             bytes: 0,
             idle_since: now,
         }
+    }
+
+    pub(super) fn epoch(&self) -> &Arc<str> {
+        &self.epoch
+    }
+
+    pub(super) fn top(&self) -> u64 {
+        self.top
+    }
+
+    /// Starts the stream again at `epoch`, `top`: what was kept is of another numbering.
+    pub(super) fn reset(&mut self, windows: &Windows, epoch: Arc<str>, top: u64, durable: bool) {
+        self.clear(windows);
+        self.epoch = epoch;
+        self.top = top;
+        self.durable = durable;
+    }
+
+    /// The offset a durable write gave the message being published. One that does not follow the top
+    /// (a publish whose delivery never came) leaves a hole: nothing before it may be replayed.
+    pub(super) fn place(&mut self, windows: &Windows, offset: u64) {
+        if offset != self.top + 1 {
+            self.clear(windows);
+        }
+        self.top = offset;
+    }
+
+    /// True when `resume` would replay everything after `offset` of `epoch` from the window.
+    pub(super) fn covers(
+        &mut self,
+        windows: &Windows,
+        epoch: &str,
+        offset: u64,
+        now: Instant,
+    ) -> bool {
+        self.trim(windows, now);
+        if epoch != &*self.epoch || offset > self.top {
+            return false;
+        }
+        offset == self.top || self.kept.front().is_some_and(|k| k.offset <= offset + 1)
     }
 
     /// The next offset, for the message being published.
@@ -329,7 +373,7 @@ const KEPT_OVERHEAD: usize = 128;
 
 /// An opaque string unique to this stream: random, so that two runs of the node (or a stream dropped and
 /// made again) never share one.
-fn new_epoch() -> String {
+pub fn new_epoch() -> String {
     format!("{:016x}", rand::random::<u64>())
 }
 

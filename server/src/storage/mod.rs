@@ -11,7 +11,7 @@ mod usage;
 mod users;
 
 pub use accounts::AccountRow;
-pub use pipes::HistoryRow;
+pub use pipes::{DurablePosition, HistoryRow};
 pub use tenants::{KeyRow, LimitRow, NewTenantRow, QuotaRow, TenantRow};
 pub use totals::{InUse, Reservation, StoredUsage, Totals};
 pub use users::{QueuedMessage, UserTable};

@@ -17,6 +17,18 @@ pub struct HistoryRow {
     pub message: String,
     pub user_id: i64,
     pub sent_at: i64,
+    /// The row's offset in its pipe's epoch (a pipe that keeps history numbers its messages); `None` for
+    /// rows stored before positions existed and for `trust_` pipes.
+    pub pos: Option<i64>,
+    /// The `web_pipe2` sender (`None`: a CometQL publish), so that a replay is the frame sent live.
+    pub sender: Option<i64>,
+}
+
+/// A pipe's durable position: its epoch and the last offset given in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DurablePosition {
+    pub epoch: String,
+    pub top: i64,
 }
 
 fn history_row(r: &AnyRow) -> Result<HistoryRow, StorageError> {
@@ -27,6 +39,8 @@ fn history_row(r: &AnyRow) -> Result<HistoryRow, StorageError> {
         message: get(r, "message")?,
         user_id: get(r, "user_id")?,
         sent_at: get(r, "sent_at")?,
+        pos: get(r, "pos")?,
+        sender: get(r, "sender")?,
     })
 }
 
@@ -63,18 +77,42 @@ impl Storage {
     /// sees what the write changes in all (the new entry less the entries trimmed, so a write to a pipe
     /// already at its length adds no row) before the commit; an error from it rolls the write back. What it
     /// returns (a quota reservation) is handed back after the totals count the write.
+    ///
+    /// With `epoch` (a fresh one, used only if the pipe has none yet) the row takes the pipe's next offset:
+    /// its settings row's `top` goes up by one in the same transaction (whose row lock orders concurrent
+    /// writers as their commits), and the row's position is returned. No settings row: no position.
     pub async fn append_history<R, E: From<StorageError>>(
         &self,
         dev_id: DevId,
         row: &HistoryRow,
         keep: i64,
+        epoch: Option<&str>,
         admit: impl FnOnce(StoredUsage) -> Result<R, E>,
-    ) -> Result<R, E> {
+    ) -> Result<(R, Option<DurablePosition>), E> {
         let dev = dev_id.0 as i64;
         let mut tx = self.pool().begin().await.map_err(StorageError::from)?;
+        let mut position = None;
+        if let Some(epoch) = epoch {
+            let r = sqlx::query(
+                "UPDATE pipe_settings SET top = top + 1, epoch = COALESCE(epoch, $3) \
+                 WHERE dev_id = $1 AND pipe = $2 RETURNING epoch, top",
+            )
+            .bind(dev)
+            .bind(&row.pipe)
+            .bind(epoch)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(StorageError::from)?;
+            if let Some(r) = r {
+                position = Some(DurablePosition {
+                    epoch: get(&r, "epoch")?,
+                    top: get(&r, "top")?,
+                });
+            }
+        }
         sqlx::query(
-            "INSERT INTO pipe_history (dev_id, pipe, uuid, event, message, user_id, sent_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO pipe_history (dev_id, pipe, uuid, event, message, user_id, sent_at, pos, sender) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(dev)
         .bind(&row.pipe)
@@ -83,6 +121,8 @@ impl Storage {
         .bind(&row.message)
         .bind(row.user_id)
         .bind(row.sent_at)
+        .bind(position.as_ref().map(|p| p.top))
+        .bind(row.sender)
         .execute(&mut *tx)
         .await
         .map_err(StorageError::from)?;
@@ -107,7 +147,67 @@ impl Storage {
         let admitted = admit(change)?;
         tx.commit().await.map_err(StorageError::from)?;
         self.totals.apply(dev_id, change);
-        Ok(admitted)
+        Ok((admitted, position))
+    }
+
+    /// The pipe's durable position, giving it an epoch (`fresh`) if it has none yet; `None` when the pipe
+    /// has no settings row.
+    pub async fn durable_position(
+        &self,
+        dev_id: DevId,
+        pipe: &str,
+        fresh: &str,
+    ) -> Result<Option<DurablePosition>, StorageError> {
+        let dev = dev_id.0 as i64;
+        let row =
+            sqlx::query("SELECT epoch, top FROM pipe_settings WHERE dev_id = $1 AND pipe = $2")
+                .bind(dev)
+                .bind(pipe)
+                .fetch_optional(self.pool())
+                .await?;
+        let Some(row) = row else { return Ok(None) };
+        if let Some(epoch) = get::<Option<String>>(&row, "epoch")? {
+            let top = get(&row, "top")?;
+            return Ok(Some(DurablePosition { epoch, top }));
+        }
+        // The first positioned reader of the pipe names its epoch (a concurrent one may win: read it back).
+        let row = sqlx::query(
+            "UPDATE pipe_settings SET epoch = COALESCE(epoch, $3) WHERE dev_id = $1 AND pipe = $2 \
+             RETURNING epoch, top",
+        )
+        .bind(dev)
+        .bind(pipe)
+        .bind(fresh)
+        .fetch_optional(self.pool())
+        .await?;
+        row.map(|r| {
+            Ok(DurablePosition {
+                epoch: get(&r, "epoch")?,
+                top: get(&r, "top")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// The pipe's stored rows after offset `after`, in offset order, at most `limit`.
+    pub async fn history_after(
+        &self,
+        dev_id: DevId,
+        pipe: &str,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<HistoryRow>, StorageError> {
+        let rows = sqlx::query(
+            "SELECT pipe, uuid, event, message, user_id, sent_at, pos, sender FROM pipe_history \
+             WHERE dev_id = $1 AND pipe = $2 AND pos > $3 ORDER BY pos LIMIT $4",
+        )
+        .bind(dev_id.0 as i64)
+        .bind(pipe)
+        .bind(after)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(history_row).collect()
     }
 
     /// Sizes of the entries that `adding` more to the pipe would trim at its length `keep` (the oldest
@@ -157,7 +257,7 @@ impl Storage {
         limit: i64,
     ) -> Result<Vec<HistoryRow>, StorageError> {
         let rows = sqlx::query(
-            "SELECT pipe, uuid, event, message, user_id, sent_at FROM \
+            "SELECT pipe, uuid, event, message, user_id, sent_at, pos, sender FROM \
              (SELECT * FROM pipe_history WHERE dev_id = $1 AND pipe = $2 ORDER BY id DESC LIMIT $3) h \
              ORDER BY id",
         )
@@ -227,6 +327,8 @@ impl Storage {
         row.map(|r| get(&r, "length")).transpose()
     }
 
+    /// Sets the pipe's history length. Switching history off (0) forgets the pipe's epoch: messages
+    /// published meanwhile are neither stored nor numbered, so a page must not resume the old epoch later.
     pub async fn set_pipe_length(
         &self,
         dev_id: DevId,
@@ -235,7 +337,8 @@ impl Storage {
     ) -> Result<(), StorageError> {
         sqlx::query(
             "INSERT INTO pipe_settings (dev_id, pipe, length) VALUES ($1, $2, $3) \
-             ON CONFLICT (dev_id, pipe) DO UPDATE SET length = excluded.length",
+             ON CONFLICT (dev_id, pipe) DO UPDATE SET length = excluded.length, \
+             epoch = CASE WHEN excluded.length = 0 THEN NULL ELSE pipe_settings.epoch END",
         )
         .bind(dev_id.0 as i64)
         .bind(pipe)

@@ -84,6 +84,14 @@ pub fn subscribed(pipe: &str, epoch: &str, offset: u64, recovered: bool) -> Fram
     Frame::new(pipe, "subscribed", Value::Obj(data))
 }
 
+/// Sent to a connection that used `subscription2` instead of a frame of the pipe it would not be able
+/// to place (the pipe's numbering changed or broke under it): it should subscribe the pipe again with its
+/// last position.
+pub fn gap(pipe: &str) -> Frame {
+    let data = Object::new().with("pipe", Value::str(pipe));
+    Frame::new(pipe, "gap", Value::Obj(data))
+}
+
 /// First live connection of a user: `online` on `user_status_<id>`.
 pub fn user_online(user_id: u64) -> Frame {
     Frame::new(user_status_pipe(user_id), "online", Value::str("online"))

@@ -262,3 +262,17 @@ fn subscribed_and_offset_frames() {
         r#"{"data":"m","event":"ev","message_send_time":5,"offset":4,"pipe":"web_a","user_id":9}"#
     );
 }
+
+#[test]
+fn gap_frame_and_history_offsets() {
+    assert_eq!(
+        gap("web_a").json(ApiEra::Modern),
+        r#"{"data":{"pipe":"web_a"},"event":"gap","pipe":"web_a"}"#
+    );
+    assert_eq!(
+        history_entry("web_a", "ev", "m", 5, 0)
+            .with_offset(7)
+            .json(ApiEra::Modern),
+        r#"{"data":"m","event":"ev","fromQueue":true,"message_send_time":5,"offset":7,"pipe":"web_a","user_id":0}"#
+    );
+}

@@ -90,7 +90,8 @@ impl Session {
         match command {
             Command::Subscription(sub) => {
                 self.subscriptions
-                    .replace(ctx, self.client(), &self.outbox, &sub.pipes);
+                    .replace(ctx, self.client(), &self.outbox, &sub.pipes)
+                    .await;
                 sub.notice.map_or_else(Answer::none, Answer::refuse)
             }
             Command::Subscription2(sub) => {
@@ -103,7 +104,8 @@ impl Session {
                     })
                     .collect();
                 self.subscriptions
-                    .replace_positioned(ctx, self.client(), &self.outbox, &wanted);
+                    .replace_positioned(ctx, self.client(), &self.outbox, &wanted)
+                    .await;
                 sub.notice.map_or_else(Answer::none, Answer::refuse)
             }
             Command::WebPipe2 {
@@ -117,7 +119,8 @@ impl Session {
                 let Ok(pipe) = PipeName::parse_command(pipe) else {
                     return Answer::refuse(CommandError::InvalidPipeName);
                 };
-                match pipes_messages::log(ctx, self.client(), &pipe).await {
+                let offsets = self.subscriptions.positioned(&pipe);
+                match pipes_messages::log(ctx, self.client(), &pipe, offsets).await {
                     Ok(log) => Answer {
                         frames: Vec::new(),
                         history: Some(log),

@@ -1,0 +1,146 @@
+//! Durable positions: a pipe that keeps history (`pipes_settings` length > 0) numbers its messages in the
+//! database, so that its epoch and offsets outlive the node and a page that reconnects after a restart is
+//! sent what it missed from the history (docs/websocket.md, "subscription2").
+//!
+//! Order: the offset a history write takes (the database's commit order, by the settings row's lock) and
+//! the order the hub delivers in must be one, or a subscriber would see offset 7 before 6. So a publish to
+//! such a pipe holds the pipe's publish lock from its history write until the hub has delivered it, and a
+//! positioned subscribe holds it from reading the pipe's position until it has joined: a publish is then
+//! either in what the subscribe read (replayed) or delivered after the join (live). The row lock already
+//! serialises these writes, so the lock costs them no concurrency; other pipes share a stripe only by hash.
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use tokio::sync::{Mutex, MutexGuard};
+
+use super::{Client, CommandError, Ctx};
+use crate::browser::names::is_trust;
+use crate::hub::{outgoing, Durable, Outbox};
+use crate::ids::{DevId, EventName, PipeName, UserId};
+
+/// Stripes of the publish lock: pipes that share one wait for each other's history writes only.
+const STRIPES: usize = 1024;
+
+/// The per-pipe publish lock of pipes that keep history, striped by hash.
+pub struct PipeLocks {
+    stripes: Box<[Mutex<()>]>,
+}
+
+impl Default for PipeLocks {
+    fn default() -> Self {
+        PipeLocks {
+            stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
+        }
+    }
+}
+
+impl PipeLocks {
+    pub(crate) async fn lock(&self, dev_id: DevId, pipe: &PipeName) -> MutexGuard<'_, ()> {
+        let mut h = DefaultHasher::new();
+        dev_id.hash(&mut h);
+        pipe.hash(&mut h);
+        self.stripes[(h.finish() as usize) % STRIPES].lock().await
+    }
+}
+
+/// Whether a pipe keeping `keep` entries numbers them durably: `trust_` pipes keep history without
+/// settings, so they have no place for a position.
+pub(crate) fn durable(pipe: &PipeName, keep: i64) -> bool {
+    keep > 0 && !is_trust(pipe.as_str())
+}
+
+/// Joins `pipe` with positions (`subscription2`). A pipe that keeps history gets its epoch and top from
+/// the database and, when the window cannot serve the client's position, its missed messages from the
+/// history: all of them or none. Any other pipe is joined from memory alone.
+pub(crate) async fn join(
+    ctx: &Ctx,
+    client: Client,
+    outbox: &Outbox,
+    pipe: &PipeName,
+    position: Option<(&str, u64)>,
+) -> Result<bool, CommandError> {
+    let registry = ctx.hub.registry();
+    let keep = ctx.history.get(ctx, client.dev_id, pipe).await?;
+    if !durable(pipe, keep) {
+        return Ok(registry.subscribe_positioned(
+            client.dev_id,
+            pipe,
+            outbox.clone(),
+            position,
+            None,
+        ));
+    }
+    let _order = ctx.pipe_locks.lock(client.dev_id, pipe).await;
+    let fresh = crate::hub::new_epoch();
+    let Some(stored) = ctx
+        .storage
+        .durable_position(client.dev_id, pipe.as_str(), &fresh)
+        .await?
+    else {
+        // The settings went meanwhile: the pipe keeps no history after all.
+        ctx.history.set(client.dev_id, pipe, 0);
+        return Ok(registry.subscribe_positioned(
+            client.dev_id,
+            pipe,
+            outbox.clone(),
+            position,
+            None,
+        ));
+    };
+    let epoch: Arc<str> = stored.epoch.into();
+    let top = stored.top.max(0) as u64;
+    let mut replay = None;
+    if let Some((their_epoch, offset)) = position {
+        let missed = top.saturating_sub(offset);
+        if *their_epoch == *epoch
+            && offset < top
+            && missed <= registry.replay_max()
+            && !registry.window_covers(client.dev_id, pipe, &epoch, offset)
+        {
+            replay = stored_frames(ctx, client.dev_id, pipe, offset, missed).await?;
+        }
+    }
+    Ok(registry.subscribe_positioned(
+        client.dev_id,
+        pipe,
+        outbox.clone(),
+        position,
+        Some(Durable { epoch, top, replay }),
+    ))
+}
+
+/// The `missed` stored messages after `offset`, as they were sent live; `None` unless every one of them
+/// is still stored (never a partial replay).
+async fn stored_frames(
+    ctx: &Ctx,
+    dev_id: DevId,
+    pipe: &PipeName,
+    offset: u64,
+    missed: u64,
+) -> Result<Option<Vec<crate::hub::Frame>>, CommandError> {
+    let rows = ctx
+        .storage
+        .history_after(dev_id, pipe.as_str(), offset as i64, missed as i64)
+        .await?;
+    let whole = rows.len() as u64 == missed
+        && rows
+            .iter()
+            .zip(offset + 1..)
+            .all(|(r, want)| r.pos == Some(want as i64));
+    if !whole {
+        return Ok(None);
+    }
+    let mut frames = Vec::with_capacity(rows.len());
+    for r in rows {
+        let Ok(event) = EventName::parse(&r.event) else {
+            return Ok(None);
+        };
+        let sender = r.sender.map(|u| UserId(u as u64));
+        let frame = outgoing::pipe_message(pipe, &event, &r.message, r.sent_at, sender);
+        let pos = r.pos.unwrap_or_default() as u64;
+        frames.push(frame.with_offset(pos).unwrap_or(frame));
+    }
+    Ok(Some(frames))
+}
