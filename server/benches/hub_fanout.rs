@@ -48,6 +48,8 @@ fn fan_out(c: &mut Criterion) {
         pipe: pipe.clone(),
         frame: outgoing::pipe_message(&pipe, &event, "Hello, world!", 1_795_000_000, None),
         except: None,
+        position: None,
+        presence: false,
     };
     assert_eq!(registry.deliver(&publication), SUBSCRIBERS as usize);
     drain(&mut receivers);
@@ -85,7 +87,7 @@ fn fan_out_positioned(c: &mut Criterion, publication: &Publication) {
     let mut receivers: Vec<OutboxRx> = Vec::with_capacity(SUBSCRIBERS as usize);
     for conn in 0..SUBSCRIBERS {
         let (outbox, rx) = Outbox::new(info(conn), OUTBOX_FRAMES);
-        registry.subscribe_positioned(publication.dev_id, &publication.pipe, outbox, None);
+        registry.subscribe_positioned(publication.dev_id, &publication.pipe, outbox, None, None);
         receivers.push(rx);
     }
     drain(&mut receivers);

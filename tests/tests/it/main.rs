@@ -37,6 +37,7 @@ mod limits_unknown_tenants;
 mod origins_self;
 mod proxies;
 mod recovery;
+mod recovery_durable;
 mod recovery_tenant_window;
 mod tls_cometql;
 mod tls_https;
