@@ -684,6 +684,7 @@ var EPOCH = /^[A-Za-z0-9_-]{1,64}$/;
 var Positions = class {
   constructor() {
     this.byPipe = /* @__PURE__ */ new Map();
+    this.gapped = /* @__PURE__ */ new Set();
   }
   /** @returns {{epoch: string, offset: number}|null} a copy; null until the pipe's epoch is known */
   get(pipe) {
@@ -692,7 +693,17 @@ var Positions = class {
   }
   /** The position a `subscribed` frame announces: everything up to it is processed or declared lost. */
   subscribed(pipe, data) {
+    this.gapped.delete(pipe);
     this.byPipe.set(pipe, { epoch: data.epoch, offset: data.offset });
+  }
+  /** A `gap` frame for `pipe`: hold its frames back until its next `subscribed`. */
+  gap(pipe) {
+    this.gapped.add(pipe);
+  }
+  /** True for a live frame of a pipe waiting for its `subscribed` after a gap: drop it (the resubscribe
+   * replays it, or says recovered:false). History (`pipe_log`) entries are never held. */
+  held(frame) {
+    return typeof frame.pipe === "string" && this.gapped.has(frame.pipe) && Number.isSafeInteger(frame.offset) && frame.fromQueue !== true;
   }
   /**
    * A frame of a positioned pipe: true the first time its offset is seen (and it becomes the position),
@@ -700,6 +711,8 @@ var Positions = class {
    */
   accept(frame) {
     if (typeof frame.pipe !== "string" || !Number.isSafeInteger(frame.offset)) return true;
+    if (frame.fromQueue === true) return true;
+    if (this.gapped.has(frame.pipe)) return false;
     const p = this.byPipe.get(frame.pipe);
     if (!p) {
       this.byPipe.set(frame.pipe, { epoch: null, offset: frame.offset });
@@ -903,6 +916,7 @@ var TabGroup = class {
         this.halley = knowsSubscription2(frame);
       }
       if (isGapFrame(frame)) {
+        this.wire.gap(frame.pipe);
         if (this.connection) this.connection.resubscribe();
         continue;
       }
@@ -910,6 +924,7 @@ var TabGroup = class {
         this.v2Confirmed = true;
         this.wire.subscribed(frame.pipe, frame.data);
       } else {
+        if (this.wire.held(frame)) continue;
         this.wire.accept(frame);
       }
       const code = errorCode(frame);

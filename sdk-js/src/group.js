@@ -210,7 +210,9 @@ export class TabGroup {
         this.halley = knowsSubscription2(frame);
       }
       if (isGapFrame(frame)) {
-        // Frames of the pipe were dropped: ask again from the last position (the server replays or says false).
+        // Frames of the pipe were dropped: ask again from the last position (the server replays or says false),
+        // and drop the pipe's frames until that answer (they are of a numbering the position cannot place).
+        this.wire.gap(frame.pipe);
         if (this.connection) this.connection.resubscribe();
         continue;
       }
@@ -218,6 +220,7 @@ export class TabGroup {
         this.v2Confirmed = true;
         this.wire.subscribed(frame.pipe, frame.data);
       } else {
+        if (this.wire.held(frame)) continue;
         this.wire.accept(frame);
       }
       const code = errorCode(frame);

@@ -38,6 +38,9 @@ export class Positions {
   constructor() {
     /** @type {Map<string, {epoch: string|null, offset: number}>} */
     this.byPipe = new Map();
+    /** Pipes told `gap` and not yet answered by their `subscribed`: their frames are of a numbering this page
+     * cannot place (a new epoch, or after a hole), so they are dropped until the resubscribe answers. */
+    this.gapped = new Set();
   }
 
   /** @returns {{epoch: string, offset: number}|null} a copy; null until the pipe's epoch is known */
@@ -48,7 +51,24 @@ export class Positions {
 
   /** The position a `subscribed` frame announces: everything up to it is processed or declared lost. */
   subscribed(pipe, data) {
+    this.gapped.delete(pipe);
     this.byPipe.set(pipe, { epoch: data.epoch, offset: data.offset });
+  }
+
+  /** A `gap` frame for `pipe`: hold its frames back until its next `subscribed`. */
+  gap(pipe) {
+    this.gapped.add(pipe);
+  }
+
+  /** True for a live frame of a pipe waiting for its `subscribed` after a gap: drop it (the resubscribe
+   * replays it, or says recovered:false). History (`pipe_log`) entries are never held. */
+  held(frame) {
+    return (
+      typeof frame.pipe === "string" &&
+      this.gapped.has(frame.pipe) &&
+      Number.isSafeInteger(frame.offset) &&
+      frame.fromQueue !== true
+    );
   }
 
   /**
@@ -57,6 +77,9 @@ export class Positions {
    */
   accept(frame) {
     if (typeof frame.pipe !== "string" || !Number.isSafeInteger(frame.offset)) return true;
+    // A pipe_log entry carries its stored offset: history asked for, not the live stream's position.
+    if (frame.fromQueue === true) return true;
+    if (this.gapped.has(frame.pipe)) return false;
     const p = this.byPipe.get(frame.pipe);
     if (!p) {
       this.byPipe.set(frame.pipe, { epoch: null, offset: frame.offset });

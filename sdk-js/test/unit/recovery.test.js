@@ -178,6 +178,50 @@ test("a gap frame resubscribes with the last position and is not delivered", asy
   assert.deepEqual(events.filter((e) => e !== "serverInfo"), ["m"]);
 });
 
+test("Positions: after a gap a pipe's live frames are held until its subscribed; history entries pass", () => {
+  const p = new Positions();
+  p.subscribed("web_a", { epoch: "e1", offset: 4, recovered: false });
+  p.gap("web_a");
+  assert.equal(p.held({ pipe: "web_a", offset: 2 }), true, "a new epoch's frame: not placeable");
+  assert.equal(p.accept({ pipe: "web_a", offset: 9 }), false);
+  assert.equal(p.held({ pipe: "web_b", offset: 2 }), false, "other pipes go on");
+  const entry = { pipe: "web_a", offset: 1, fromQueue: true };
+  assert.equal(p.held(entry), false);
+  assert.equal(p.accept(entry), true, "a pipe_log entry is history, not the live position");
+  assert.deepEqual(p.get("web_a"), { epoch: "e1", offset: 4 });
+  assert.equal(p.line("web_a"), "web_a\te1\t4", "resubscribes with the last position processed");
+  p.subscribed("web_a", { epoch: "e2", offset: 2, recovered: false });
+  assert.equal(p.held({ pipe: "web_a", offset: 3 }), false);
+  assert.equal(p.accept({ pipe: "web_a", offset: 3 }), true);
+});
+
+test("after a gap the pipe's frames are dropped until its subscribed, then delivered again", async () => {
+  const b = browser();
+  const A = b.tab();
+  const got = [];
+  const recoveries = [];
+  A.subscription("web_a", (m) => got.push(m.data));
+  A.subscription("web_b", (m) => got.push(m.data));
+  A.onRecovery("web_a", (recovered, pos) => recoveries.push([recovered, pos.epoch, pos.offset]));
+  A.start(OPTS);
+  await settle();
+  await greet(b);
+  const ws = b.sockets.last;
+  ws.serverSend(subscribed("web_a", "e1", 3, false));
+  ws.serverSend(subscribed("web_b", "b1", 0, false));
+  ws.serverSend(msg("web_a", 4, "a4"));
+  ws.serverSend({ data: { pipe: "web_a" }, event: "gap", pipe: "web_a" });
+  ws.serverSend(msg("web_a", 2, "new epoch, before the answer"));
+  ws.serverSend(msg("web_b", 1, "b1"));
+  await settle();
+  assert.equal(ws.sent.at(-1), "subscription2\nweb_a\te1\t4\nweb_b\tb1\t0", "the whole set, at once, positions kept");
+  ws.serverSend(subscribed("web_a", "e2", 2, false));
+  ws.serverSend(msg("web_a", 3, "a3 of e2"));
+  await settle();
+  assert.deepEqual(got, ["a4", "b1", "a3 of e2"]);
+  assert.deepEqual(recoveries.at(-1), [false, "e2", 2]);
+});
+
 test("a server that is not Halley gets the original's subscription, frames unchanged", async () => {
   const b = browser();
   const A = b.tab();
