@@ -2,7 +2,9 @@
 // while messages are published; after reconnect every one arrives in order and onRecovery(true) fires once.
 // Offline past the server's window (100 messages): onRecovery(false) once and nothing of the hole replayed.
 // A server restart (windows in memory: a new epoch) reports false once, and the new epoch's offsets 1, 2...
-// are delivered although the page had processed higher offsets of the old one.
+// are delivered although the page had processed higher offsets of the old one. A pipe that keeps history
+// (pipes_settings) numbers its messages in the database: across a restart it keeps its epoch and what the page
+// missed is replayed from the history (onRecovery(true)), while a pipe without history reports false.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { startWorld, stopWorld, startHalley, openPage, until, quietPeriod } from "./harness.js";
@@ -136,5 +138,60 @@ test("a server restart: onRecovery(false) once with a new epoch, and its small o
     epoch: recoveries[1].position.epoch,
     offset: 1,
   });
+  await page.context().close();
+});
+
+test("across a server restart: durable-history pipes recover, others report false", { timeout: 180000 }, async () => {
+  const kept = "rec_kept";
+  const plain = "rec_plain";
+  await world.publish(`INSERT INTO pipes_settings (name, length) VALUES ('${kept}', 100)`);
+  const page = await openPage(world);
+  const cdp = await page.context().newCDPSession(page);
+  await cdp.send("Network.enable");
+  await page.evaluate(([k, p]) => {
+    window.recoveries = { [k]: [], [p]: [] };
+    for (const pipe of [k, p]) {
+      window.CometServer().subscription(pipe, window.record(pipe));
+      window.CometServer().onRecovery(pipe, (recovered, position) => window.recoveries[pipe].push({ recovered, position }));
+    }
+  }, [kept, plain]);
+  await connectPage(page, world);
+  await until(page, ([k, p]) => window.recoveries[k].length === 1 && window.recoveries[p].length === 1, [kept, plain]);
+  await waitSubscribers(world, kept, 1);
+  const send = async (pipe, text) =>
+    world.publish(`INSERT INTO pipes_messages (name, event, message) VALUES ('${pipe}', 'e', '${text}')`);
+  for (const m of ["a", "b"]) {
+    await send(kept, m);
+    await send(plain, m);
+  }
+  await waitRecorded(page, kept, 2);
+  await waitRecorded(page, plain, 2);
+
+  // Offline, the server restarts, messages are published to the new server, then back online.
+  await goOffline(page, cdp);
+  const { httpPort, cometqlPort } = world.server;
+  await world.server.stop();
+  world.server = await startHalley(world.tenant, { httpPort, cometqlPort });
+  for (const m of ["c", "d"]) {
+    await send(kept, m);
+    await send(plain, m);
+  }
+  await goOnline(page, cdp);
+  await until(page, ([k, p]) => window.recoveries[k].length === 2 && window.recoveries[p].length === 2, [kept, plain]);
+  await waitSubscribers(world, kept, 1);
+  await send(kept, "e");
+  await send(plain, "e");
+  await waitRecorded(page, kept, 5);
+  await waitRecorded(page, plain, 3);
+  await quietPeriod();
+  assert.deepEqual((await recorded(page, kept)).map((g) => g.data), ["a", "b", "c", "d", "e"]);
+  assert.deepEqual((await recorded(page, plain)).map((g) => g.data), ["a", "b", "e"], "no partial replay");
+  const recoveries = await page.evaluate(() => window.recoveries);
+  assert.deepEqual(recoveries[kept].map((r) => r.recovered), [false, true]);
+  assert.equal(recoveries[kept][1].position.epoch, recoveries[kept][0].position.epoch, "the same epoch");
+  assert.equal(recoveries[kept][1].position.offset, 4);
+  assert.deepEqual(recoveries[plain].map((r) => r.recovered), [false, false]);
+  assert.notEqual(recoveries[plain][1].position.epoch, recoveries[plain][0].position.epoch);
+  assert.deepEqual(page.consoleErrors, []);
   await page.context().close();
 });
