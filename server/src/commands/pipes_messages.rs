@@ -100,10 +100,15 @@ async fn deliver(
     m: Message,
     except: Option<ConnId>,
 ) -> Result<usize, CommandError> {
-    let keep = history::kept(ctx, caller.dev_id, &m.pipe).await?;
+    let mut keep = history::kept(ctx, caller.dev_id, &m.pipe).await?;
     // A pipe that numbers its history delivers in the order its writes took offsets (see `positions`).
     let _order = match super::positions::durable(&m.pipe, keep) {
-        true => Some(ctx.pipe_locks.lock(caller.dev_id, &m.pipe).await),
+        true => {
+            let order = ctx.pipe_locks.lock(caller.dev_id, &m.pipe).await;
+            // Its settings may have changed while this waited (they change under the same lock).
+            keep = history::kept(ctx, caller.dev_id, &m.pipe).await?;
+            Some(order)
+        }
         false => None,
     };
     let stored = history::record(

@@ -34,6 +34,9 @@ pub(super) async fn insert(
         settings.push((pipe, length.clamp(0, max)));
     }
     for (pipe, length) in &settings {
+        // Under the pipe's publish lock: a publish numbers its message by the length it reads under it
+        // (a length switched to 0 clears the pipe's epoch; a numbered write after that would revive it).
+        let _order = ctx.pipe_locks.lock(caller.dev_id, pipe).await;
         ctx.storage
             .set_pipe_length(caller.dev_id, pipe.as_str(), *length)
             .await?;
@@ -84,6 +87,7 @@ pub(super) async fn delete(
 ) -> Result<Outcome, CommandError> {
     let names = TABLE.key_values(&del.filter, "name", Verb::Delete)?;
     for pipe in where_pipes(names) {
+        let _order = ctx.pipe_locks.lock(caller.dev_id, &pipe).await;
         let deleted = ctx
             .storage
             .delete_pipe_settings(caller.dev_id, pipe.as_str())

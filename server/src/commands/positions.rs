@@ -73,14 +73,15 @@ pub(crate) async fn join(
         ));
     }
     let _order = ctx.pipe_locks.lock(client.dev_id, pipe).await;
+    // The settings change under this lock too: whether the pipe keeps history is read again below (a
+    // length set to 0 meanwhile reads as no position).
     let fresh = crate::hub::new_epoch();
     let Some(stored) = ctx
         .storage
         .durable_position(client.dev_id, pipe.as_str(), &fresh)
         .await?
     else {
-        // The settings went meanwhile: the pipe keeps no history after all.
-        ctx.history.set(client.dev_id, pipe, 0);
+        // The settings went (or history was switched off) meanwhile: joined from memory.
         return Ok(registry.subscribe_positioned(
             client.dev_id,
             pipe,

@@ -95,7 +95,7 @@ impl Storage {
         if let Some(epoch) = epoch {
             let r = sqlx::query(
                 "UPDATE pipe_settings SET top = top + 1, epoch = COALESCE(epoch, $3) \
-                 WHERE dev_id = $1 AND pipe = $2 RETURNING epoch, top",
+                 WHERE dev_id = $1 AND pipe = $2 AND length > 0 RETURNING epoch, top",
             )
             .bind(dev)
             .bind(&row.pipe)
@@ -151,7 +151,7 @@ impl Storage {
     }
 
     /// The pipe's durable position, giving it an epoch (`fresh`) if it has none yet; `None` when the pipe
-    /// has no settings row.
+    /// keeps no history (no settings row, or length 0: such a pipe must not get an epoch).
     pub async fn durable_position(
         &self,
         dev_id: DevId,
@@ -172,8 +172,8 @@ impl Storage {
         }
         // The first positioned reader of the pipe names its epoch (a concurrent one may win: read it back).
         let row = sqlx::query(
-            "UPDATE pipe_settings SET epoch = COALESCE(epoch, $3) WHERE dev_id = $1 AND pipe = $2 \
-             RETURNING epoch, top",
+            "UPDATE pipe_settings SET epoch = COALESCE(epoch, $3) \
+             WHERE dev_id = $1 AND pipe = $2 AND length > 0 RETURNING epoch, top",
         )
         .bind(dev)
         .bind(pipe)
