@@ -140,16 +140,29 @@ async fn a_durable_pipe_recovers_across_a_restart(backend: Backend) {
     }
     legacy.expect_nothing().await;
 
+    // A web_pipe2 relay (no subscriber to tell): stored with its sender, replayed with `user_id` as sent live.
+    let mut sender = connect(&server, &tenant, "sender").await;
+    sender.send(&format!("web_pipe2\n{KEPT}\ne\n*\nm9")).await;
+    sender
+        .expect(&format!(
+            r#"{{"data":{{"message":"m9","number_messages":0}},"event":"answer","message_send_time":T,"pipe":"_answer_to_{KEPT}"}}"#
+        ))
+        .await;
+    let relay = format!(
+        r#"{{"data":"m9","event":"e","message_send_time":T,"offset":9,"pipe":"{KEPT}","user_id":0}}"#
+    );
+
     let mut b = connect(&server, &tenant, "durable").await;
     let got = subscribe2(
         &mut b,
         &[(KEPT, Some((&epoch, 5))), (PLAIN, Some((&plain_epoch, 1)))],
     )
     .await;
-    let want: Vec<String> = (6..=8)
+    let mut want: Vec<String> = (6..=8)
         .map(|i| message(KEPT, &format!("m{i}"), Some(i)))
         .collect();
-    assert_eq!(got[0].0, want, "6..8 replayed from the history, in order");
+    want.push(relay);
+    assert_eq!(got[0].0, want, "6..9 replayed from the history, in order");
     assert_eq!(
         epoch_of(&got[0].1),
         epoch,
@@ -157,15 +170,16 @@ async fn a_durable_pipe_recovers_across_a_restart(backend: Backend) {
     );
     assert_eq!(
         (got[0].1["offset"].as_u64(), got[0].1["recovered"].as_bool()),
-        (Some(8), Some(true))
+        (Some(9), Some(true))
     );
     // A pipe without history lived in memory: not recovered.
     assert!(got[1].0.is_empty(), "{:?}", got[1].0);
     assert_eq!(got[1].1["recovered"], false);
     assert_ne!(epoch_of(&got[1].1), plain_epoch);
-    publish(&mut q, KEPT, "m9").await;
-    b.expect(&message(KEPT, "m9", Some(9))).await;
+    publish(&mut q, KEPT, "m10").await;
+    b.expect(&message(KEPT, "m10", Some(10))).await;
     b.expect_nothing().await;
+    sender.expect_nothing().await;
     server.stop().await;
 }
 
