@@ -19,6 +19,7 @@ pub(crate) async fn run(ctx: Ctx, mut shutdown: watch::Receiver<bool>) {
         let now = crate::tenant::unix_now();
         ctx.limits.sweep();
         ctx.hub.registry().sweep_windows();
+        ctx.hub.registry().sweep_private();
         if let Err(e) = ctx.limits.load_overrides(&ctx.storage).await {
             tracing::warn!(error = %e, "reloading tenant limits failed");
         }

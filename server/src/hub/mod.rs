@@ -15,6 +15,7 @@
 
 pub(crate) mod broker;
 mod fanout;
+mod inbox;
 mod outbox;
 pub mod outgoing;
 mod registry;
@@ -25,7 +26,7 @@ mod window;
 pub use outbox::{CloseReason, Flush, Outbox, OutboxRx, Pushed};
 pub use registry::Registry;
 pub use socket::Socket;
-pub use users::LinkError;
+pub use users::{LinkError, PrivateMessage};
 pub use window::WindowLimits;
 
 use std::sync::Arc;
@@ -75,6 +76,8 @@ pub struct ConnInfo {
     pub user_agent: String,
     pub origin: String,
     pub language: String,
+    /// The connection asked for private-message ids (`msg_after` in its URL): its `msg` frames carry `id`.
+    pub msg_ids: bool,
 }
 
 /// The hub handle: cheap to clone, shared by every front door.

@@ -302,8 +302,13 @@ impl ConnLoop<'_> {
     /// The user's queued private messages (`users_messages::drain`), written straight to the socket with
     /// back-pressure: only a client that takes nothing for `write_timeout` is dropped, never one that
     /// reads slowly. Everything drained goes out before anything the outbox holds, since the socket is
-    /// attached to the outbox only afterwards.
-    pub(super) async fn deliver_queue<S>(&mut self, io: &mut S) -> std::io::Result<()>
+    /// attached to the outbox only afterwards. A connection that asked for ids (`msg_after`) first gets
+    /// what it missed from the user's private-message window (`users_messages::resume`).
+    pub(super) async fn deliver_queue<S>(
+        &mut self,
+        io: &mut S,
+        msg_after: Option<&str>,
+    ) -> std::io::Result<()>
     where
         S: AsyncWrite + Unpin + Send,
     {
@@ -314,7 +319,11 @@ impl ConnLoop<'_> {
             era: self.era,
             write_timeout: self.write_timeout,
         };
-        users_messages::drain(self.ctx, dev_id, user, conn, &mut sink).await
+        if let Some(after) = msg_after {
+            users_messages::resume(self.ctx, dev_id, user, after, &mut sink).await?;
+        }
+        let ids = msg_after.is_some();
+        users_messages::drain(self.ctx, dev_id, user, conn, ids, &mut sink).await
     }
 }
 
