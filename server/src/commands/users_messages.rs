@@ -129,6 +129,29 @@ pub trait QueueSink {
     ) -> impl std::future::Future<Output = Result<(), Self::Error>> + Send;
 }
 
+/// What a connection of the user gets before live messages: with `msg_after` (it asked for ids) the
+/// messages it missed from the window ([`resume`]), then the queue ([`drain`]). Connections of the user
+/// that come at once take turns (`Registry::drain_turn`): the queue is drained by the first, and the
+/// others resume from the window behind it, rather than each claiming part of the queue.
+pub async fn on_connect<S: QueueSink>(
+    ctx: &Ctx,
+    dev_id: DevId,
+    user: UserId,
+    conn: ConnId,
+    msg_after: Option<&str>,
+    sink: &mut S,
+) -> Result<(), S::Error> {
+    let turn = ctx.hub.registry().drain_turn(dev_id, user);
+    let _turn = match &turn {
+        Some(t) => Some(t.lock().await),
+        None => None,
+    };
+    if let Some(after) = msg_after {
+        resume(ctx, dev_id, user, after, sink).await?;
+    }
+    drain(ctx, dev_id, user, conn, msg_after.is_some(), sink).await
+}
+
 /// What a connection that asked for ids gets before the queue drain: the messages after `after` (the last
 /// one it processed) from the user's window, when the window holds every one of them; otherwise nothing
 /// from the window and, for a client that gave an id, the `msg_recovery` signal. A connection that gave

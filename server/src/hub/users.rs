@@ -118,8 +118,12 @@ struct Linked {
     draining: Vec<ConnId>,
     /// A message went to the queue while every connection was draining, since the last `drained`.
     queued_while_draining: bool,
-    /// Held while a message is pushed to several connections (see the module doc).
+    /// Held while a message is pushed to the user's connections (see the module doc).
     turn: Arc<Mutex<()>>,
+    /// Held by a connection while it resumes and drains the queue: connections of the user that come at
+    /// once drain one after the other, so the second finds in the window what the first drained instead
+    /// of each claiming part of the queue.
+    drain_turn: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Linked {
@@ -338,6 +342,15 @@ impl Registry {
         self.users
             .inboxes
             .resume((dev_id, user), after, Instant::now())
+    }
+
+    /// The turn a connection of the user takes to resume and drain (`None`: the user is not linked).
+    pub fn drain_turn(&self, dev_id: DevId, user: UserId) -> Option<Arc<tokio::sync::Mutex<()>>> {
+        let key = (dev_id, user);
+        lock(&self.users.shard(&key).map)
+            .users
+            .get(&key)
+            .map(|linked| linked.drain_turn.clone())
     }
 
     /// Drops aged-out private messages (the maintenance sweep).

@@ -303,7 +303,7 @@ impl ConnLoop<'_> {
     /// back-pressure: only a client that takes nothing for `write_timeout` is dropped, never one that
     /// reads slowly. Everything drained goes out before anything the outbox holds, since the socket is
     /// attached to the outbox only afterwards. A connection that asked for ids (`msg_after`) first gets
-    /// what it missed from the user's private-message window (`users_messages::resume`).
+    /// what it missed from the user's private-message window (`users_messages::on_connect`).
     pub(super) async fn deliver_queue<S>(
         &mut self,
         io: &mut S,
@@ -319,11 +319,7 @@ impl ConnLoop<'_> {
             era: self.era,
             write_timeout: self.write_timeout,
         };
-        if let Some(after) = msg_after {
-            users_messages::resume(self.ctx, dev_id, user, after, &mut sink).await?;
-        }
-        let ids = msg_after.is_some();
-        users_messages::drain(self.ctx, dev_id, user, conn, ids, &mut sink).await
+        users_messages::on_connect(self.ctx, dev_id, user, conn, msg_after, &mut sink).await
     }
 }
 
