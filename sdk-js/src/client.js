@@ -14,6 +14,7 @@ import { isServerInfo, isErrorFrame, authorizedOf, errorText, toPayload, frameEv
 import { randomString, UUID_ALPHABET } from "./random.js";
 import { Logger } from "./log.js";
 import { Positions, isSubscribedFrame, isGapFrame } from "./positions.js";
+import { Inbox, INBOX_KEY, isMsgRecoveryFrame, msgAfterParam } from "./inbox.js";
 
 /** sessionStorage key of this tab's positions, so that a reload resumes where the page was. */
 export const POSITIONS_KEY = "halley_positions";
@@ -44,6 +45,8 @@ export class Client {
     this.positions = new Positions(); // per pipe, the last message handed to callbacks (dedupe, getPosition)
     this.recoveryListeners = new Map(); // pipe -> Set of fn(recovered, position)
     this.loadPositions();
+    this.inbox = new Inbox(); // private messages: the last id processed (resume) and the recent ones (dedupe)
+    this.loadInbox();
   }
 
   // ---- lifecycle -------------------------------------------------------------------------------------
@@ -87,7 +90,7 @@ export class Client {
           userId: this.options.user_id,
           devId: this.options.dev_id,
           uuid: this.getUUID(),
-        }),
+        }) + (this.options.recovery === false ? "" : msgAfterParam(this.inbox.last)),
       checkRefused: (url) => originRefused(this.env, url, this.options.dev_id),
       onFrame: (frame) => this.onFrame(frame),
       recovery: this.options.recovery,
@@ -108,6 +111,7 @@ export class Client {
 
   /** Leaves the socket: if this tab held it, another tab of the group takes it over. */
   stop() {
+    this.saveInbox();
     this.started = false;
     if (this.group) this.group.leave();
     this.group = null;
@@ -125,6 +129,7 @@ export class Client {
     this.pageHooked = true;
     this.env.addEventListener("pagehide", () => {
       this.savePositions();
+      this.saveInbox();
       if (this.group) this.group.hide();
     });
     this.env.addEventListener("pageshow", (ev) => ev && ev.persisted && this.group && this.group.show());
@@ -254,6 +259,11 @@ export class Client {
       return;
     }
     if (isGapFrame(frame)) return; // the leader resubscribes; not a message
+    if (isMsgRecoveryFrame(frame)) {
+      this.onMsgRecoveryFailed();
+      return;
+    }
+    if (!this.inbox.accept(frame)) return; // a private message already handed to callbacks
     if (!this.positions.accept(frame)) return; // already handed to callbacks (a resubscribe repeated it)
     const payload = toPayload(frame);
     if (frame.uuid !== undefined && !this.recent.firstTime("f:" + frame.uuid)) return;
@@ -323,6 +333,37 @@ export class Client {
 
   getPosition(pipe) {
     return this.positions.get(String(pipe));
+  }
+
+  /** The server could not replay the private messages since the last one processed: `onRecovery("msg")`. */
+  onMsgRecoveryFailed() {
+    for (const fn of [...(this.recoveryListeners.get("msg") || [])]) {
+      try {
+        fn(false, null);
+      } catch (err) {
+        this.log.error("onRecovery callback:", err);
+      }
+    }
+  }
+
+  loadInbox() {
+    const session = this.env.session;
+    if (!session) return;
+    try {
+      this.inbox.restore(JSON.parse(session.getItem(INBOX_KEY) || "null"));
+    } catch {
+      // Unreadable or not JSON: start without a last id.
+    }
+  }
+
+  saveInbox() {
+    const session = this.env.session;
+    if (!session) return;
+    try {
+      session.setItem(INBOX_KEY, JSON.stringify(this.inbox.snapshot()));
+    } catch {
+      // Full or blocked: a reload then starts without a last id (nothing replayed, the queue still drained).
+    }
   }
 
   loadPositions() {

@@ -92,6 +92,11 @@ export declare class CometServerApi {
   onAuthFail(callback: () => void): void;
   isAuthorized(): boolean | undefined;
 
+  /**
+   * "msg" (Halley): called with (false, null) when the server could not replay the private messages missed
+   * since the last one processed (unknown or too old id, a server restart); nothing is called when it could.
+   */
+  onRecovery(pipe: "msg", fn: (recovered: false, position: null) => void): () => void;
   /** Called after every (re)subscribe of `pipe` (Halley): recovered false means messages were lost. */
   onRecovery(pipe: string, fn: (recovered: boolean, position: Position) => void): () => void;
   /** The last processed position of `pipe`, or null. */
@@ -139,6 +144,8 @@ export declare class Halley {
   history<T = any>(pipe: string, callback: CometCallback<T>): () => void;
   onAuth(callback: (authorized: boolean) => void): () => void;
   onStatus(callback: (connected: boolean) => void): () => void;
+  /** "msg": (false, null) when missed private messages could not be replayed (see CometServerApi). */
+  onRecovery(pipe: "msg", fn: (recovered: false, position: null) => void): () => void;
   onRecovery(pipe: string, fn: (recovered: boolean, position: Position) => void): () => void;
   getPosition(pipe: string): Position | null;
   readonly authorized: boolean | undefined;
