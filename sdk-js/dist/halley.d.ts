@@ -41,7 +41,7 @@ export interface StartOptions {
   share?: boolean;
   /** Reconnect delays: the n-th retry waits between ceiling/2 and ceiling, ceiling = min(maxMs, baseMs * 2^n). */
   backoff?: { baseMs?: number; maxMs?: number; factor?: number };
-  /** false: never ask a Halley server for positions (`subscription2`); default true. */
+  /** false: never ask a Halley server for positions (`subscription2`) nor private-message ids (`msg_after`); default true. */
   recovery?: boolean;
   /** 0: errors only (default); 1: warnings; 2 and more: information. */
   logLevel?: number;
