@@ -442,6 +442,47 @@ mod tests {
         PrivateMessage::new(format!("id{n}"), frames::user_online(n))
     }
 
+    /// The JSON of a small server frame (a 2-byte header).
+    fn text(frame: bytes::Bytes) -> String {
+        String::from_utf8_lossy(&frame[2..]).into_owned()
+    }
+
+    /// Legacy connections get the frame of old, those that asked for ids get it with its id; the window
+    /// keeps what was sent, for a connection that comes back with the last id it processed.
+    #[tokio::test]
+    async fn ids_for_those_that_asked_and_the_window_resumes_after_an_id() {
+        let r = Registry::default();
+        let (dev, user) = (DevId(1), UserId(5));
+        let (plain, mut rp) = outbox(1, 8);
+        let mut info = plain.info().clone();
+        info.conn = ConnId(2);
+        info.msg_ids = true;
+        let (ids, mut ri) = Outbox::new(info, 8);
+        for (o, conn) in [(plain, 1), (ids, 2)] {
+            r.link_user(dev, user, o, || ()).unwrap();
+            assert!(!r.drained(dev, user, ConnId(conn)));
+        }
+        for n in 1..=3 {
+            assert_eq!(r.send_private(dev, user, &message(n)), 2);
+        }
+        assert_eq!(
+            text(rp.try_recv().unwrap()),
+            r#"{"data":"online","event":"online","pipe":"user_status_1"}"#
+        );
+        assert_eq!(
+            text(ri.try_recv().unwrap()),
+            r#"{"data":"online","event":"online","id":"id1","pipe":"user_status_1"}"#
+        );
+        let after = |id: &str| r.resume_private(dev, user, id).map(|frames| frames.len());
+        assert_eq!(after("id1"), Some(2));
+        assert_eq!(after("id3"), Some(0), "the newest: nothing missed");
+        assert_eq!(after("id9"), None, "unknown: nothing replayed");
+        assert_eq!(
+            r.resume_private(dev, UserId(6), "id1").map(|f| f.len()),
+            None
+        );
+    }
+
     /// A user whose connection is stuck in a write (its outbox held, as by a publisher writing to its
     /// socket in place) holds up the messages to that user only: another user of the same shard gets
     /// theirs meanwhile. Pushing while holding the map's lock would make the second send wait for the
