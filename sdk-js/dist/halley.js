@@ -1242,6 +1242,7 @@
 
   // src/client.js
   var POSITIONS_KEY = "halley_positions";
+  var MSG_LAST_KEY = "halley_msg_last:";
   var Client = class {
     /** @param {object} [env] overrides of browserEnv() (tests) */
     constructor(env) {
@@ -1293,6 +1294,8 @@
       if (this.group) this.group.leave();
       this.signature = signature;
       this.started = true;
+      this.groupKey = key;
+      this.wasFollower = false;
       this.hookPage();
       const secure = useSecure(this.options.wss, this.env.location);
       this.group = new TabGroup({
@@ -1309,13 +1312,14 @@
           userId: this.options.user_id,
           devId: this.options.dev_id,
           uuid: this.getUUID()
-        }) + (this.options.recovery === false ? "" : msgAfterParam(this.inbox.last)),
+        }) + (this.options.recovery === false ? "" : msgAfterParam(this.msgAfter())),
         checkRefused: (url) => originRefused(this.env, url, this.options.dev_id),
         onFrame: (frame) => this.onFrame(frame),
         recovery: this.options.recovery,
         positions: () => this.positions.snapshot(),
         onStatus: (connected) => this.setConnected(connected),
         onRole: (leader) => {
+          if (leader === false) this.wasFollower = true;
           this.leader = leader;
         },
         log: (level, ...args) => this.log.at(level, ...args)
@@ -1464,6 +1468,7 @@
         return;
       }
       if (!this.inbox.accept(frame)) return;
+      if (frame.pipe === "msg" && frame.id === this.inbox.last) this.shareLastMsg();
       if (!this.positions.accept(frame)) return;
       const payload = toPayload(frame);
       if (frame.uuid !== void 0 && !this.recent.firstTime("f:" + frame.uuid)) return;
@@ -1536,6 +1541,25 @@
         } catch (err) {
           this.log.error("onRecovery callback:", err);
         }
+      }
+    }
+    /**
+     * The private message to resume after: the last one this tab processed; for a tab that took the socket over
+     * from another tab before it processed any, the last one a tab of this browser processed (localStorage), so
+     * that a hand-over right after the tab joined does not lose what came meanwhile.
+     */
+    msgAfter() {
+      if (this.inbox.last || !this.wasFollower) return this.inbox.last;
+      try {
+        return this.env.storage.getItem(MSG_LAST_KEY + this.groupKey) || "";
+      } catch {
+        return "";
+      }
+    }
+    shareLastMsg() {
+      try {
+        this.env.storage.setItem(MSG_LAST_KEY + this.groupKey, this.inbox.last);
+      } catch {
       }
     }
     loadInbox() {

@@ -18,6 +18,8 @@ import { Inbox, INBOX_KEY, isMsgRecoveryFrame, msgAfterParam } from "./inbox.js"
 
 /** sessionStorage key of this tab's positions, so that a reload resumes where the page was. */
 export const POSITIONS_KEY = "halley_positions";
+/** localStorage key prefix (+ the group key) of the last private message a tab of this browser processed. */
+const MSG_LAST_KEY = "halley_msg_last:";
 
 export class Client {
   /** @param {object} [env] overrides of browserEnv() (tests) */
@@ -73,6 +75,8 @@ export class Client {
     if (this.group) this.group.leave();
     this.signature = signature;
     this.started = true;
+    this.groupKey = key;
+    this.wasFollower = false;
     this.hookPage();
     const secure = useSecure(this.options.wss, this.env.location);
     this.group = new TabGroup({
@@ -90,13 +94,14 @@ export class Client {
           userId: this.options.user_id,
           devId: this.options.dev_id,
           uuid: this.getUUID(),
-        }) + (this.options.recovery === false ? "" : msgAfterParam(this.inbox.last)),
+        }) + (this.options.recovery === false ? "" : msgAfterParam(this.msgAfter())),
       checkRefused: (url) => originRefused(this.env, url, this.options.dev_id),
       onFrame: (frame) => this.onFrame(frame),
       recovery: this.options.recovery,
       positions: () => this.positions.snapshot(),
       onStatus: (connected) => this.setConnected(connected),
       onRole: (leader) => {
+        if (leader === false) this.wasFollower = true;
         this.leader = leader;
       },
       log: (level, ...args) => this.log.at(level, ...args),
@@ -264,6 +269,7 @@ export class Client {
       return;
     }
     if (!this.inbox.accept(frame)) return; // a private message already handed to callbacks
+    if (frame.pipe === "msg" && frame.id === this.inbox.last) this.shareLastMsg();
     if (!this.positions.accept(frame)) return; // already handed to callbacks (a resubscribe repeated it)
     const payload = toPayload(frame);
     if (frame.uuid !== undefined && !this.recent.firstTime("f:" + frame.uuid)) return;
@@ -343,6 +349,28 @@ export class Client {
       } catch (err) {
         this.log.error("onRecovery callback:", err);
       }
+    }
+  }
+
+  /**
+   * The private message to resume after: the last one this tab processed; for a tab that took the socket over
+   * from another tab before it processed any, the last one a tab of this browser processed (localStorage), so
+   * that a hand-over right after the tab joined does not lose what came meanwhile.
+   */
+  msgAfter() {
+    if (this.inbox.last || !this.wasFollower) return this.inbox.last;
+    try {
+      return this.env.storage.getItem(MSG_LAST_KEY + this.groupKey) || "";
+    } catch {
+      return "";
+    }
+  }
+
+  shareLastMsg() {
+    try {
+      this.env.storage.setItem(MSG_LAST_KEY + this.groupKey, this.inbox.last);
+    } catch {
+      // Full or blocked: a hand-over to a tab that processed nothing resumes from nothing.
     }
   }
 

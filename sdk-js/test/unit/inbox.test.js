@@ -144,3 +144,34 @@ test("a reloaded tab resumes after its last message (sessionStorage halley_msg)"
   await settle();
   assert.deepEqual(got, ["six"]);
 });
+
+test("hand-over to a tab that processed no message yet: it resumes after the last one the browser processed", async () => {
+  const b = browser();
+  const A = b.tab();
+  A.start(OPTS);
+  await settle();
+  await greet(b);
+  b.sockets.last.serverSend(pm(1, "one"));
+  await settle();
+  const B = b.tab();
+  const gotB = [];
+  B.subscription("msg", (m) => gotB.push(m.data));
+  B.start(OPTS);
+  await settle();
+  assert.equal(B.isMaster(), false);
+  A.stop();
+  await settle();
+  assert.equal(B.isMaster(), true);
+  assert.equal(after(b.sockets.last.url), ID(1));
+  await greet(b);
+  b.sockets.last.serverSend(pm(2, "two"));
+  await settle();
+  assert.deepEqual(gotB, ["two"]);
+  B.stop();
+  await settle();
+  const fresh = b.tab();
+  fresh.start(OPTS);
+  await settle();
+  assert.equal(fresh.isMaster(), true);
+  assert.equal(after(b.sockets.last.url), "", "a page that starts alone begins with what comes next");
+});
