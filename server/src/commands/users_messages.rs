@@ -225,29 +225,30 @@ async fn drain_pass<S: QueueSink>(
             }
         };
         let full = claimed.len() as i64 == QUEUE_BATCH;
-        let with_ids: Vec<Frame> = claimed
-            .iter()
-            .map(|m| {
-                frames::queued_private_message(&m.event, &m.message, m.sent_at)
-                    .with("id", Value::str(m.uuid.as_str()))
-            })
-            .collect();
-        let batch = if ids {
-            with_ids.clone()
-        } else {
-            claimed
-                .iter()
-                .map(|m| frames::queued_private_message(&m.event, &m.message, m.sent_at))
-                .collect()
-        };
-        if let Err(e) = sink.deliver(batch).await {
-            requeue(ctx, dev_id, user, &claimed).await;
-            return Err(e);
-        }
-        for (m, frame) in claimed.iter().zip(with_ids) {
+        // Into the window before the write, not after: once the last batch is written the connection
+        // must become ready at once (a message sent meanwhile would wait in the queue). A batch that then
+        // fails goes back into the queue and may come twice, with its id.
+        for m in &claimed {
+            let frame = frames::queued_private_message(&m.event, &m.message, m.sent_at)
+                .with("id", Value::str(m.uuid.as_str()));
             ctx.hub
                 .registry()
                 .keep_private(dev_id, user, &m.uuid, frame);
+        }
+        let batch = claimed
+            .iter()
+            .map(|m| {
+                let frame = frames::queued_private_message(&m.event, &m.message, m.sent_at);
+                if ids {
+                    frame.with("id", Value::str(m.uuid.as_str()))
+                } else {
+                    frame
+                }
+            })
+            .collect();
+        if let Err(e) = sink.deliver(batch).await {
+            requeue(ctx, dev_id, user, &claimed).await;
+            return Err(e);
         }
         if !full {
             return Ok(());

@@ -95,7 +95,7 @@ impl Inboxes {
     /// user gives up their oldest messages, and when that is not enough the window is emptied (it then
     /// begins after this message: never a partial replay).
     pub(super) fn keep(&self, key: Key, id: &str, frame: Frame, now: Instant) {
-        let size = frame.encode(crate::browser::ApiEra::Modern).len() + id.len() + KEPT_OVERHEAD;
+        let size = frame.size_hint() + id.len() + KEPT_OVERHEAD;
         let limits = &self.limits;
         let mut shard = lock(self.shard(&key));
         let inbox = shard.entry(key).or_default();
