@@ -22,6 +22,8 @@ struct Cli {
     command: Option<Command>,
 }
 
+// Parsed once per run: the size of the biggest variant costs nothing worth boxing for.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Run the server (the default).
@@ -59,6 +61,12 @@ enum TenantCommand {
         /// Seconds a private message (users_messages) waits for its offline user.
         #[arg(long)]
         queue_ttl_secs: Option<i64>,
+        /// Messages each pipe keeps for recovery on reconnect ([recovery] window_messages).
+        #[arg(long, value_parser = clap::value_parser!(i64).range(0..))]
+        window_messages: Option<i64>,
+        /// Seconds each message is kept for recovery ([recovery] window_secs).
+        #[arg(long, value_parser = clap::value_parser!(i64).range(0..))]
+        window_secs: Option<i64>,
         /// `true`: CometQL logins of this tenant must come over TLS (a plaintext one with a valid key gets
         /// ERROR 3159); `false`: plaintext allowed (the default). Omitted: left as it is.
         #[arg(long, value_name = "true|false")]
@@ -180,6 +188,8 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             publish_burst,
             websocket_connections,
             queue_ttl_secs,
+            window_messages,
+            window_secs,
             require_tls,
             quotas,
         }) => {
@@ -195,6 +205,8 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                 publish_burst,
                 websocket_connections,
                 queue_ttl_secs,
+                window_messages,
+                window_secs,
             };
             tenants.storage().set_tenant_limits(&row).await?;
             let quotas = halley::storage::QuotaRow {

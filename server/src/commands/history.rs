@@ -316,6 +316,8 @@ pub(crate) struct CacheSizes {
     pub history_bytes: usize,
     pub history_hits: u64,
     pub history_misses: u64,
+    /// Bytes held by the pipes' recovery windows (`[recovery] window_bytes`).
+    pub window_bytes: usize,
 }
 
 /// What `/metrics` shows of both caches.
@@ -327,6 +329,7 @@ pub(crate) fn cache_sizes(ctx: &Ctx) -> CacheSizes {
         history_bytes: c.bytes(),
         history_hits: c.hits.load(Ordering::Relaxed),
         history_misses: c.misses.load(Ordering::Relaxed),
+        window_bytes: ctx.hub.registry().window_bytes(),
     }
 }
 

@@ -18,8 +18,6 @@ pub(crate) async fn run(ctx: Ctx, mut shutdown: watch::Receiver<bool>) {
         }
         let now = crate::tenant::unix_now();
         ctx.limits.sweep();
-        ctx.hub.registry().sweep_windows();
-        ctx.hub.registry().sweep_private();
         if let Err(e) = ctx.limits.load_overrides(&ctx.storage).await {
             tracing::warn!(error = %e, "reloading tenant limits failed");
         }
@@ -32,6 +30,12 @@ pub(crate) async fn run(ctx: Ctx, mut shutdown: watch::Receiver<bool>) {
         if let Err(e) = ctx.quotas.load_overrides(&ctx.storage).await {
             tracing::warn!(error = %e, "reloading tenant quotas failed");
         }
+        // After the reloads, so that a changed window or quota applies to the sweep's trim.
+        for dev_id in ctx.hub.registry().window_tenants() {
+            super::quota::refresh_window(&ctx, dev_id);
+        }
+        ctx.hub.registry().sweep_windows();
+        ctx.hub.registry().sweep_private();
         if let Err(e) = ctx.storage.purge_expired_messages(now).await {
             tracing::warn!(error = %e, "expiring queued private messages failed");
         }

@@ -86,6 +86,9 @@ impl Subscriptions {
             }
         }
         let registry = ctx.hub.registry();
+        if positions {
+            super::quota::refresh_window(ctx, client.dev_id);
+        }
         for (pipe, position) in wanted {
             let kept = self.pipes.contains(&pipe);
             if !kept && is_track(pipe.as_str()) {

@@ -7,9 +7,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use super::pipes_messages::Message;
 use super::{history, CommandError, Ctx, ErrorCode};
+use crate::hub::TenantWindow;
 use crate::ids::{DevId, UserId};
 use crate::storage::{Reservation, StoredUsage, UserTable};
 use crate::tenant::quota::OverQuota;
@@ -26,6 +28,28 @@ pub(crate) fn in_use(ctx: &Ctx, dev_id: DevId) -> (StoredUsage, crate::tenant::q
         ctx.storage.totals().stored(dev_id),
         ctx.quotas.for_tenant(dev_id),
     )
+}
+
+/// The tenant's recovery window: its override of `[recovery]`, holding at most the bytes its history quota
+/// leaves free, so that windows count in the storage quota. Stored history comes first: history written
+/// after this reading shrinks the windows at the next refresh (every `subscription2` and every minute).
+pub(crate) fn window(ctx: &Ctx, dev_id: DevId) -> TenantWindow {
+    let r = &ctx.config.recovery;
+    let (messages, secs) = ctx.limits.window(dev_id, r.window_messages, r.window_secs);
+    let quota = ctx.quotas.for_tenant(dev_id).history_bytes;
+    let stored = ctx.storage.totals().stored(dev_id).history_bytes;
+    TenantWindow {
+        messages,
+        max_age: Duration::from_secs(secs),
+        max_bytes: usize::try_from(quota.saturating_sub(stored).max(0)).unwrap_or(usize::MAX),
+    }
+}
+
+/// Sets the tenant's window in the hub from its current limits and quota.
+pub(crate) fn refresh_window(ctx: &Ctx, dev_id: DevId) {
+    ctx.hub
+        .registry()
+        .set_tenant_window(dev_id, window(ctx, dev_id));
 }
 
 /// Room reserved by a statement for its rows; each row's write takes its part.

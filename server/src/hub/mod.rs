@@ -27,7 +27,7 @@ pub use outbox::{CloseReason, Flush, Outbox, OutboxRx, Pushed};
 pub use registry::Registry;
 pub use socket::Socket;
 pub use users::{LinkError, PrivateMessage};
-pub use window::WindowLimits;
+pub use window::{TenantWindow, WindowLimits};
 
 use std::sync::Arc;
 

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use super::fanout::{Item, Tally, MAX_BATCH, PARALLEL_MIN};
-use super::window::{Stream, WindowLimits, Windows};
+use super::window::{Stream, TenantWindow, WindowLimits, Windows};
 use super::{Outbox, Publication};
 use crate::browser::frames;
 use crate::ids::{ConnId, DevId, PipeName};
@@ -132,7 +132,7 @@ impl Registry {
         self.flush_pending(&entry.turn, &entry.subs);
         let stream = entry
             .stream
-            .get_or_insert_with(|| Box::new(Stream::new(now)));
+            .get_or_insert_with(|| Box::new(Stream::new(now, self.windows.share(dev_id))));
         let resumed = stream.resume(&self.windows, position, now);
         let era = outbox.era();
         let recovered = resumed.replay.is_some();
@@ -183,6 +183,22 @@ impl Registry {
                 !entry.unused()
             });
         }
+        self.windows.prune();
+    }
+
+    /// Sets a tenant's window (its override of the node's, and the bytes its quota leaves free).
+    pub fn set_tenant_window(&self, dev_id: DevId, window: TenantWindow) {
+        self.windows.set_tenant(dev_id, window);
+    }
+
+    /// Bytes held by the tenant's recovery windows.
+    pub fn tenant_window_bytes(&self, dev_id: DevId) -> usize {
+        self.windows.tenant_bytes(dev_id)
+    }
+
+    /// The tenants whose windows the node bounds (those with streams).
+    pub fn window_tenants(&self) -> Vec<DevId> {
+        self.windows.tenants()
     }
 
     /// Bytes held by every recovery window of the node.

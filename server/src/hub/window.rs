@@ -3,12 +3,13 @@
 //! what it missed. A pipe has one only once a connection asked for positions (`subscription2`); every other
 //! pipe publishes as before, with no offset and nothing kept.
 
-use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::{Era, Frame};
+use crate::ids::DevId;
 
 /// How much a window holds; the whole node's windows share `max_bytes`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,11 +35,70 @@ impl Default for WindowLimits {
     }
 }
 
-/// The window limits and the bytes every window of the node holds.
+/// What one tenant's windows may hold: its own window (its `tenant_limits` override, else the node's) and
+/// the bytes its history quota leaves free, so that what a tenant keeps in windows counts in its storage
+/// quota and one tenant cannot take the node's whole budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TenantWindow {
+    pub messages: usize,
+    pub max_age: Duration,
+    pub max_bytes: usize,
+}
+
+/// A tenant's share of the windows: its limits (set by the command layer, read at every keep) and the
+/// bytes its streams hold.
+#[derive(Debug)]
+pub(super) struct Share {
+    messages: AtomicUsize,
+    max_age_ms: AtomicU64,
+    max_bytes: AtomicUsize,
+    bytes: AtomicUsize,
+}
+
+impl Share {
+    fn new(w: TenantWindow) -> Share {
+        let share = Share {
+            messages: AtomicUsize::new(0),
+            max_age_ms: AtomicU64::new(0),
+            max_bytes: AtomicUsize::new(0),
+            bytes: AtomicUsize::new(0),
+        };
+        share.set(w);
+        share
+    }
+
+    fn set(&self, w: TenantWindow) {
+        self.messages.store(w.messages, Ordering::Relaxed);
+        let ms = u64::try_from(w.max_age.as_millis()).unwrap_or(u64::MAX);
+        self.max_age_ms.store(ms, Ordering::Relaxed);
+        self.max_bytes.store(w.max_bytes, Ordering::Relaxed);
+    }
+
+    fn messages(&self) -> usize {
+        self.messages.load(Ordering::Relaxed)
+    }
+
+    fn max_age(&self) -> Duration {
+        Duration::from_millis(self.max_age_ms.load(Ordering::Relaxed))
+    }
+
+    fn max_bytes(&self) -> usize {
+        self.max_bytes.load(Ordering::Relaxed)
+    }
+
+    fn bytes(&self) -> usize {
+        self.bytes.load(Ordering::Relaxed)
+    }
+}
+
+/// The window limits, the bytes every window of the node holds, and each tenant's share.
 #[derive(Debug, Default)]
 pub(super) struct Windows {
     pub(super) limits: WindowLimits,
     bytes: AtomicUsize,
+    /// Tenants with streams (or whose window was set): bounded by the tenants that use positions, and
+    /// pruned by the sweep once a tenant's streams are gone.
+    tenants: Mutex<HashMap<DevId, Arc<Share>>>,
 }
 
 impl Windows {
@@ -46,11 +106,62 @@ impl Windows {
         Windows {
             limits,
             bytes: AtomicUsize::new(0),
+            tenants: Mutex::default(),
         }
     }
 
     pub(super) fn bytes(&self) -> usize {
         self.bytes.load(Ordering::Relaxed)
+    }
+
+    /// The node's window for a tenant nobody set one for (its quota not applied yet: the command layer
+    /// sets it before the tenant's first stream is made).
+    fn default_window(&self) -> TenantWindow {
+        TenantWindow {
+            messages: self.limits.messages,
+            max_age: self.limits.max_age,
+            max_bytes: self.limits.max_bytes,
+        }
+    }
+
+    /// The tenant's share, made with the node's window when it has none yet.
+    pub(super) fn share(&self, dev_id: DevId) -> Arc<Share> {
+        let mut tenants = super::registry::lock(&self.tenants);
+        tenants
+            .entry(dev_id)
+            .or_insert_with(|| Arc::new(Share::new(self.default_window())))
+            .clone()
+    }
+
+    /// Sets the tenant's window: kept frames over it go with the pipe's next publish or the sweep.
+    pub(super) fn set_tenant(&self, dev_id: DevId, window: TenantWindow) {
+        let mut tenants = super::registry::lock(&self.tenants);
+        match tenants.get(&dev_id) {
+            Some(share) => share.set(window),
+            None => {
+                tenants.insert(dev_id, Arc::new(Share::new(window)));
+            }
+        }
+    }
+
+    pub(super) fn tenant_bytes(&self, dev_id: DevId) -> usize {
+        super::registry::lock(&self.tenants)
+            .get(&dev_id)
+            .map_or(0, |share| share.bytes())
+    }
+
+    /// The tenants that have a share (for the periodic refresh of their windows).
+    pub(super) fn tenants(&self) -> Vec<DevId> {
+        super::registry::lock(&self.tenants)
+            .keys()
+            .copied()
+            .collect()
+    }
+
+    /// Forgets the shares no stream holds any more.
+    pub(super) fn prune(&self) {
+        super::registry::lock(&self.tenants)
+            .retain(|_, share| Arc::strong_count(share) > 1 || share.bytes() > 0);
     }
 }
 
@@ -64,6 +175,8 @@ struct Kept {
 /// One pipe's stream: created with a fresh epoch, offsets from 1.
 pub(super) struct Stream {
     epoch: Arc<str>,
+    /// The tenant's share: its window limits, and where this stream's bytes are counted too.
+    share: Arc<Share>,
     top: u64,
     kept: VecDeque<Kept>,
     bytes: usize,
@@ -80,9 +193,10 @@ pub(super) struct Resumed {
 }
 
 impl Stream {
-    pub(super) fn new(now: Instant) -> Stream {
+    pub(super) fn new(now: Instant, share: Arc<Share>) -> Stream {
         Stream {
             epoch: new_epoch().into(),
+            share,
             top: 0,
             kept: VecDeque::new(),
             bytes: 0,
@@ -96,27 +210,32 @@ impl Stream {
         self.top
     }
 
-    /// Keeps the frame of offset `self.top`, trimming the window to its limits first. The node's byte
-    /// budget is shared: when it is spent, this pipe gives up its own oldest frames, and when that is not
-    /// enough the frame is not kept (the window then ends before it, and a client that needs it is told
-    /// `recovered:false`).
+    /// Keeps the frame of offset `self.top`, trimming the window to its tenant's limits first. The byte
+    /// budgets (the node's, and the tenant's share of its quota) are shared between pipes: when one is
+    /// spent, this pipe gives up its own oldest frames, and when that is not enough the frame is not kept
+    /// (the window then ends before it, and a client that needs it is told `recovered:false`).
     pub(super) fn keep(&mut self, windows: &Windows, frame: Frame, now: Instant) {
         // The encoded frame, and about as much again for the message text the frame still holds.
         let size = 2 * frame.wire(Era::Modern).len() + KEPT_OVERHEAD;
-        let limits = &windows.limits;
+        let messages = self.share.messages();
+        let over = |s: &Stream| {
+            windows.bytes() + size > windows.limits.max_bytes
+                || s.share.bytes() + size > s.share.max_bytes()
+        };
         self.trim(windows, now);
-        while self.kept.len() >= limits.messages.max(1) {
+        while self.kept.len() >= messages.max(1) {
             self.pop(windows);
         }
-        while windows.bytes() + size > limits.max_bytes && !self.kept.is_empty() {
+        while over(self) && !self.kept.is_empty() {
             self.pop(windows);
         }
-        if limits.messages == 0 || windows.bytes() + size > limits.max_bytes {
+        if messages == 0 || over(self) {
             // Not kept: nothing before it may be replayed either (never a partial replay).
             self.clear(windows);
             return;
         }
         windows.bytes.fetch_add(size, Ordering::Relaxed);
+        self.share.bytes.fetch_add(size, Ordering::Relaxed);
         self.bytes += size;
         self.kept.push_back(Kept {
             offset: self.top,
@@ -126,13 +245,18 @@ impl Stream {
         });
     }
 
-    /// Drops the messages older than the window's age.
+    /// Drops the messages older than the window's age, and those past its count when the tenant's window
+    /// was made smaller.
     pub(super) fn trim(&mut self, windows: &Windows, now: Instant) {
+        let max_age = self.share.max_age();
         while self
             .kept
             .front()
-            .is_some_and(|k| now.saturating_duration_since(k.at) > windows.limits.max_age)
+            .is_some_and(|k| now.saturating_duration_since(k.at) > max_age)
         {
+            self.pop(windows);
+        }
+        while self.kept.len() > self.share.messages() {
             self.pop(windows);
         }
     }
@@ -141,6 +265,7 @@ impl Stream {
         if let Some(k) = self.kept.pop_front() {
             self.bytes -= k.size;
             windows.bytes.fetch_sub(k.size, Ordering::Relaxed);
+            self.share.bytes.fetch_sub(k.size, Ordering::Relaxed);
         }
     }
 
@@ -194,7 +319,7 @@ impl Stream {
     /// True when the stream holds nothing and nobody with positions listened for a window's age.
     pub(super) fn expired(&mut self, windows: &Windows, now: Instant) -> bool {
         self.trim(windows, now);
-        now.saturating_duration_since(self.idle_since) > windows.limits.max_age
+        now.saturating_duration_since(self.idle_since) > self.share.max_age()
     }
 }
 
@@ -252,7 +377,7 @@ mod tests {
             ..WindowLimits::default()
         });
         let now = Instant::now();
-        let mut s = Stream::new(now);
+        let mut s = Stream::new(now, w.share(DevId(1)));
         publish(&mut s, &w, 8, now);
         let epoch = s.epoch.clone();
         let r = s.resume(&w, Some((&epoch, 5)), now);
@@ -282,7 +407,7 @@ mod tests {
             replay_max: 3,
         });
         let t0 = Instant::now();
-        let mut s = Stream::new(t0);
+        let mut s = Stream::new(t0, w.share(DevId(1)));
         publish(&mut s, &w, 9, t0);
         let epoch = s.epoch.clone();
         assert_eq!(w.bytes(), 9 * (KEPT_OVERHEAD + 2));
@@ -309,5 +434,65 @@ mod tests {
         );
         assert_eq!(w.bytes(), 0, "aged out frames give their bytes back");
         assert!(s.expired(&w, later));
+    }
+
+    #[test]
+    fn a_tenant_window_bounds_its_streams_and_its_bytes() {
+        let w = Windows::new(WindowLimits::default());
+        // What a kept frame of offset `n` counts (its text is the offset's digits).
+        let size_of = |n: u64| 2 * n.to_string().len() + KEPT_OVERHEAD;
+        let size = size_of(1);
+        w.set_tenant(
+            DevId(1),
+            TenantWindow {
+                messages: 3,
+                max_age: Duration::from_secs(10),
+                max_bytes: 5 * size,
+            },
+        );
+        let t0 = Instant::now();
+        let mut a = Stream::new(t0, w.share(DevId(1)));
+        let mut b = Stream::new(t0, w.share(DevId(1)));
+        let mut other = Stream::new(t0, w.share(DevId(2)));
+        publish(&mut a, &w, 5, t0);
+        let ea = a.epoch.clone();
+        assert_eq!(
+            offsets(&a.resume(&w, Some((&ea, 2)), t0)),
+            Some(vec![3, 4, 5])
+        );
+        assert_eq!(offsets(&a.resume(&w, Some((&ea, 1)), t0)), None, "count");
+        publish(&mut b, &w, 3, t0);
+        assert!(
+            w.tenant_bytes(DevId(1)) <= 5 * size,
+            "the tenant's bytes hold"
+        );
+        assert_eq!(w.tenant_bytes(DevId(1)), 5 * size);
+        // The other tenant has the node's window: 50 kept.
+        publish(&mut other, &w, 50, t0);
+        let fifty: usize = (1..=50).map(size_of).sum();
+        assert_eq!(w.tenant_bytes(DevId(2)), fifty);
+        assert_eq!(w.bytes(), 5 * size + fifty);
+        // Made smaller: the next trim gives the bytes back.
+        w.set_tenant(
+            DevId(2),
+            TenantWindow {
+                messages: 10,
+                max_age: Duration::from_secs(120),
+                max_bytes: usize::MAX,
+            },
+        );
+        other.trim(&w, t0);
+        assert_eq!(
+            w.tenant_bytes(DevId(2)),
+            (41..=50).map(size_of).sum::<usize>()
+        );
+        // The tenant's own age.
+        let later = t0 + Duration::from_secs(11);
+        a.trim(&w, later);
+        b.trim(&w, later);
+        assert_eq!(w.tenant_bytes(DevId(1)), 0);
+        drop((a, b));
+        w.prune();
+        assert_eq!(w.tenants(), vec![DevId(2)]);
     }
 }

@@ -189,13 +189,16 @@ pub struct LimitRow {
     pub publish_burst: Option<i64>,
     pub websocket_connections: Option<i64>,
     pub queue_ttl_secs: Option<i64>,
+    /// The tenant's recovery window: messages kept per pipe, and for how long.
+    pub window_messages: Option<i64>,
+    pub window_secs: Option<i64>,
 }
 
 impl Storage {
     pub async fn tenant_limits(&self) -> Result<Vec<LimitRow>, StorageError> {
         let rows = sqlx::query(
-            "SELECT dev_id, publishes_per_sec, publish_burst, websocket_connections, queue_ttl_secs \
-             FROM tenant_limits",
+            "SELECT dev_id, publishes_per_sec, publish_burst, websocket_connections, queue_ttl_secs, \
+             window_messages, window_secs FROM tenant_limits",
         )
         .fetch_all(self.pool())
         .await?;
@@ -207,6 +210,8 @@ impl Storage {
                     publish_burst: get(r, "publish_burst")?,
                     websocket_connections: get(r, "websocket_connections")?,
                     queue_ttl_secs: get(r, "queue_ttl_secs")?,
+                    window_messages: get(r, "window_messages")?,
+                    window_secs: get(r, "window_secs")?,
                 })
             })
             .collect()
@@ -215,17 +220,21 @@ impl Storage {
     pub async fn set_tenant_limits(&self, l: &LimitRow) -> Result<(), StorageError> {
         sqlx::query(
             "INSERT INTO tenant_limits \
-             (dev_id, publishes_per_sec, publish_burst, websocket_connections, queue_ttl_secs) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (dev_id) DO UPDATE SET \
+             (dev_id, publishes_per_sec, publish_burst, websocket_connections, queue_ttl_secs, \
+             window_messages, window_secs) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (dev_id) DO UPDATE SET \
              publishes_per_sec = excluded.publishes_per_sec, publish_burst = excluded.publish_burst, \
              websocket_connections = excluded.websocket_connections, \
-             queue_ttl_secs = excluded.queue_ttl_secs",
+             queue_ttl_secs = excluded.queue_ttl_secs, window_messages = excluded.window_messages, \
+             window_secs = excluded.window_secs",
         )
         .bind(l.dev_id.0 as i64)
         .bind(l.publishes_per_sec)
         .bind(l.publish_burst)
         .bind(l.websocket_connections)
         .bind(l.queue_ttl_secs)
+        .bind(l.window_messages)
+        .bind(l.window_secs)
         .execute(self.pool())
         .await?;
         Ok(())

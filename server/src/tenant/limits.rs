@@ -75,6 +75,9 @@ pub struct TenantOverride {
     pub websocket_connections: Option<i64>,
     /// Seconds a private message waits for its offline user.
     pub queue_ttl_secs: Option<u64>,
+    /// The recovery window: messages kept per pipe, and seconds each is kept.
+    pub window_messages: Option<usize>,
+    pub window_secs: Option<u64>,
 }
 
 pub struct Limits {
@@ -167,6 +170,8 @@ impl Limits {
                     publish_burst: clamp(row.publish_burst),
                     websocket_connections: row.websocket_connections,
                     queue_ttl_secs: row.queue_ttl_secs.map(|n| n.max(1) as u64),
+                    window_messages: row.window_messages.map(|n| n.max(0) as usize),
+                    window_secs: row.window_secs.map(|n| n.max(0) as u64),
                 },
             );
         }
@@ -241,6 +246,18 @@ impl Limits {
             .get(&dev_id)
             .and_then(|o| o.queue_ttl_secs)
             .unwrap_or(default)
+    }
+
+    /// The tenant's recovery window (messages per pipe, seconds): its overrides, else the defaults given.
+    pub fn window(&self, dev_id: DevId, messages: usize, secs: u64) -> (usize, u64) {
+        let o = lock(&self.overrides)
+            .get(&dev_id)
+            .copied()
+            .unwrap_or_default();
+        (
+            o.window_messages.unwrap_or(messages),
+            o.window_secs.unwrap_or(secs),
+        )
     }
 
     /// A new WebSocket connection of the tenant from `ip`, with `open` connections already open. The slot
@@ -460,6 +477,20 @@ mod tests {
         );
         assert_eq!(l.queue_ttl_secs(DevId(1), 120), 600);
         assert_eq!(l.queue_ttl_secs(DevId(2), 120), 120);
+    }
+
+    #[test]
+    fn a_window_override_replaces_what_it_sets() {
+        let l = Limits::new(small(), Stats::default());
+        l.set_override(
+            DevId(1),
+            TenantOverride {
+                window_messages: Some(5),
+                ..Default::default()
+            },
+        );
+        assert_eq!(l.window(DevId(1), 100, 120), (5, 120));
+        assert_eq!(l.window(DevId(2), 100, 120), (100, 120));
     }
 
     #[test]

@@ -106,6 +106,8 @@ async fn websocket_connections_per_tenant(backend: Backend) {
             publish_burst: None,
             websocket_connections: Some(3),
             queue_ttl_secs: None,
+            window_messages: None,
+            window_secs: None,
         },
     )
     .await;

@@ -216,6 +216,8 @@ async fn override_raises_one_tenant_only(backend: Backend) {
                 publish_burst: Some(i64::from(RAISED)),
                 websocket_connections: None,
                 queue_ttl_secs: None,
+                window_messages: None,
+                window_secs: None,
             },
         )
         .await;
@@ -261,6 +263,8 @@ async fn override_applies_to_web_pipe2(backend: Backend) {
                 publish_burst: Some(15),
                 websocket_connections: None,
                 queue_ttl_secs: None,
+                window_messages: None,
+                window_secs: None,
             },
         )
         .await;

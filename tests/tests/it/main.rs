@@ -38,5 +38,6 @@ mod origins_self;
 mod private_recovery;
 mod proxies;
 mod recovery;
+mod recovery_tenant_window;
 mod tls_cometql;
 mod tls_https;

@@ -144,7 +144,7 @@ fn render_histogram(out: &mut String, name: &str, h: &HistogramReading) {
 
 /// The sizes of the bounded caches in front of storage, appended to the page.
 pub(super) fn render_caches(out: &mut String, c: CacheSizes) {
-    let rows: [(&str, &str, &str, u64); 5] = [
+    let rows: [(&str, &str, &str, u64); 6] = [
         (
             "halley_history_lengths_cached",
             "gauge",
@@ -174,6 +174,12 @@ pub(super) fn render_caches(out: &mut String, c: CacheSizes) {
             "counter",
             "History reads that went to the database.",
             c.history_misses,
+        ),
+        (
+            "halley_recovery_window_bytes",
+            "gauge",
+            "Bytes the pipes' recovery windows hold ([recovery] window_bytes).",
+            c.window_bytes as u64,
         ),
     ];
     for (name, kind, help, value) in rows {
