@@ -41,7 +41,7 @@ export interface StartOptions {
   share?: boolean;
   /** Reconnect delays: the n-th retry waits between ceiling/2 and ceiling, ceiling = min(maxMs, baseMs * 2^n). */
   backoff?: { baseMs?: number; maxMs?: number; factor?: number };
-  /** false: never ask a Halley server for positions (`subscription2`); default true. */
+  /** false: never ask a Halley server for positions (`subscription2`) nor private-message ids (`msg_after`); default true. */
   recovery?: boolean;
   /** 0: errors only (default); 1: warnings; 2 and more: information. */
   logLevel?: number;
@@ -92,6 +92,11 @@ export declare class CometServerApi {
   onAuthFail(callback: () => void): void;
   isAuthorized(): boolean | undefined;
 
+  /**
+   * "msg" (Halley): called with (false, null) when the server could not replay the private messages missed
+   * since the last one processed (unknown or too old id, a server restart); nothing is called when it could.
+   */
+  onRecovery(pipe: "msg", fn: (recovered: false, position: null) => void): () => void;
   /** Called after every (re)subscribe of `pipe` (Halley): recovered false means messages were lost. */
   onRecovery(pipe: string, fn: (recovered: boolean, position: Position) => void): () => void;
   /** The last processed position of `pipe`, or null. */
@@ -139,6 +144,8 @@ export declare class Halley {
   history<T = any>(pipe: string, callback: CometCallback<T>): () => void;
   onAuth(callback: (authorized: boolean) => void): () => void;
   onStatus(callback: (connected: boolean) => void): () => void;
+  /** "msg": (false, null) when missed private messages could not be replayed (see CometServerApi). */
+  onRecovery(pipe: "msg", fn: (recovered: false, position: null) => void): () => void;
   onRecovery(pipe: string, fn: (recovered: boolean, position: Position) => void): () => void;
   getPosition(pipe: string): Position | null;
   readonly authorized: boolean | undefined;

@@ -1217,8 +1217,47 @@
     }
   };
 
+  // src/inbox.js
+  var INBOX_KEY = "halley_msg";
+  var ID = /^[0-9a-f-]{1,36}$/;
+  function isMsgRecoveryFrame(frame) {
+    const d = frame.data;
+    return frame.pipe === "msg" && frame.event === "msg_recovery" && frame.id === void 0 && d !== null && typeof d === "object" && d.recovered === false;
+  }
+  function msgAfterParam(last) {
+    return "&msg_after=" + (ID.test(last) ? last : "");
+  }
+  var Inbox = class {
+    /** @param {{max?: number}} [o] how many recent ids are remembered for the dedupe */
+    constructor({ max = 1e3 } = {}) {
+      this.max = max;
+      this.last = "";
+      this.ids = /* @__PURE__ */ new Set();
+    }
+    /** A `msg` frame: true the first time its id is seen (it becomes the last), false for a repeat. */
+    accept(frame) {
+      if (frame.pipe !== "msg" || typeof frame.id !== "string" || !ID.test(frame.id)) return true;
+      if (this.ids.has(frame.id)) return false;
+      this.ids.add(frame.id);
+      if (this.ids.size > this.max) this.ids.delete(this.ids.values().next().value);
+      this.last = frame.id;
+      return true;
+    }
+    /** As a plain object (kept in sessionStorage). */
+    snapshot() {
+      return { last: this.last, ids: [...this.ids] };
+    }
+    /** Takes a snapshot back (a reload of the tab); ignored when malformed. */
+    restore(s) {
+      if (!s || typeof s !== "object" || typeof s.last !== "string" || !Array.isArray(s.ids)) return;
+      for (const id of s.ids.slice(-this.max)) if (typeof id === "string" && ID.test(id)) this.ids.add(id);
+      if (ID.test(s.last)) this.last = s.last;
+    }
+  };
+
   // src/client.js
   var POSITIONS_KEY = "halley_positions";
+  var MSG_LAST_KEY = "halley_msg_last:";
   var Client = class {
     /** @param {object} [env] overrides of browserEnv() (tests) */
     constructor(env) {
@@ -1245,6 +1284,8 @@
       this.positions = new Positions();
       this.recoveryListeners = /* @__PURE__ */ new Map();
       this.loadPositions();
+      this.inbox = new Inbox();
+      this.loadInbox();
     }
     // ---- lifecycle -------------------------------------------------------------------------------------
     /**
@@ -1268,6 +1309,8 @@
       if (this.group) this.group.leave();
       this.signature = signature;
       this.started = true;
+      this.groupKey = key;
+      this.wasFollower = false;
       this.hookPage();
       const secure = useSecure(this.options.wss, this.env.location);
       this.group = new TabGroup({
@@ -1284,13 +1327,14 @@
           userId: this.options.user_id,
           devId: this.options.dev_id,
           uuid: this.getUUID()
-        }),
+        }) + (this.options.recovery === false ? "" : msgAfterParam(this.msgAfter())),
         checkRefused: (url) => originRefused(this.env, url, this.options.dev_id),
         onFrame: (frame) => this.onFrame(frame),
         recovery: this.options.recovery,
         positions: () => this.positions.snapshot(),
         onStatus: (connected) => this.setConnected(connected),
         onRole: (leader) => {
+          if (leader === false) this.wasFollower = true;
           this.leader = leader;
         },
         log: (level, ...args) => this.log.at(level, ...args)
@@ -1304,6 +1348,7 @@
     }
     /** Leaves the socket: if this tab held it, another tab of the group takes it over. */
     stop() {
+      this.saveInbox();
       this.started = false;
       if (this.group) this.group.leave();
       this.group = null;
@@ -1319,6 +1364,7 @@
       this.pageHooked = true;
       this.env.addEventListener("pagehide", () => {
         this.savePositions();
+        this.saveInbox();
         if (this.group) this.group.hide();
       });
       this.env.addEventListener("pageshow", (ev) => ev && ev.persisted && this.group && this.group.show());
@@ -1432,6 +1478,12 @@
         return;
       }
       if (isGapFrame(frame)) return;
+      if (isMsgRecoveryFrame(frame)) {
+        this.onMsgRecoveryFailed();
+        return;
+      }
+      if (!this.inbox.accept(frame)) return;
+      if (frame.pipe === "msg" && frame.id === this.inbox.last) this.shareLastMsg();
       if (!this.positions.accept(frame)) return;
       const payload = toPayload(frame);
       if (frame.uuid !== void 0 && !this.recent.firstTime("f:" + frame.uuid)) return;
@@ -1495,6 +1547,51 @@
     }
     getPosition(pipe) {
       return this.positions.get(String(pipe));
+    }
+    /** The server could not replay the private messages since the last one processed: `onRecovery("msg")`. */
+    onMsgRecoveryFailed() {
+      for (const fn of [...this.recoveryListeners.get("msg") || []]) {
+        try {
+          fn(false, null);
+        } catch (err) {
+          this.log.error("onRecovery callback:", err);
+        }
+      }
+    }
+    /**
+     * The private message to resume after: the last one this tab processed; for a tab that took the socket over
+     * from another tab before it processed any, the last one a tab of this browser processed (localStorage), so
+     * that a hand-over right after the tab joined does not lose what came meanwhile.
+     */
+    msgAfter() {
+      if (this.inbox.last || !this.wasFollower) return this.inbox.last;
+      try {
+        return this.env.storage.getItem(MSG_LAST_KEY + this.groupKey) || "";
+      } catch {
+        return "";
+      }
+    }
+    shareLastMsg() {
+      try {
+        this.env.storage.setItem(MSG_LAST_KEY + this.groupKey, this.inbox.last);
+      } catch {
+      }
+    }
+    loadInbox() {
+      const session = this.env.session;
+      if (!session) return;
+      try {
+        this.inbox.restore(JSON.parse(session.getItem(INBOX_KEY) || "null"));
+      } catch {
+      }
+    }
+    saveInbox() {
+      const session = this.env.session;
+      if (!session) return;
+      try {
+        session.setItem(INBOX_KEY, JSON.stringify(this.inbox.snapshot()));
+      } catch {
+      }
     }
     loadPositions() {
       const session = this.env.session;

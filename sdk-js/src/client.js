@@ -14,9 +14,12 @@ import { isServerInfo, isErrorFrame, authorizedOf, errorText, toPayload, frameEv
 import { randomString, UUID_ALPHABET } from "./random.js";
 import { Logger } from "./log.js";
 import { Positions, isSubscribedFrame, isGapFrame } from "./positions.js";
+import { Inbox, INBOX_KEY, isMsgRecoveryFrame, msgAfterParam } from "./inbox.js";
 
 /** sessionStorage key of this tab's positions, so that a reload resumes where the page was. */
 export const POSITIONS_KEY = "halley_positions";
+/** localStorage key prefix (+ the group key) of the last private message a tab of this browser processed. */
+const MSG_LAST_KEY = "halley_msg_last:";
 
 export class Client {
   /** @param {object} [env] overrides of browserEnv() (tests) */
@@ -44,6 +47,8 @@ export class Client {
     this.positions = new Positions(); // per pipe, the last message handed to callbacks (dedupe, getPosition)
     this.recoveryListeners = new Map(); // pipe -> Set of fn(recovered, position)
     this.loadPositions();
+    this.inbox = new Inbox(); // private messages: the last id processed (resume) and the recent ones (dedupe)
+    this.loadInbox();
   }
 
   // ---- lifecycle -------------------------------------------------------------------------------------
@@ -70,6 +75,8 @@ export class Client {
     if (this.group) this.group.leave();
     this.signature = signature;
     this.started = true;
+    this.groupKey = key;
+    this.wasFollower = false;
     this.hookPage();
     const secure = useSecure(this.options.wss, this.env.location);
     this.group = new TabGroup({
@@ -87,13 +94,14 @@ export class Client {
           userId: this.options.user_id,
           devId: this.options.dev_id,
           uuid: this.getUUID(),
-        }),
+        }) + (this.options.recovery === false ? "" : msgAfterParam(this.msgAfter())),
       checkRefused: (url) => originRefused(this.env, url, this.options.dev_id),
       onFrame: (frame) => this.onFrame(frame),
       recovery: this.options.recovery,
       positions: () => this.positions.snapshot(),
       onStatus: (connected) => this.setConnected(connected),
       onRole: (leader) => {
+        if (leader === false) this.wasFollower = true;
         this.leader = leader;
       },
       log: (level, ...args) => this.log.at(level, ...args),
@@ -108,6 +116,7 @@ export class Client {
 
   /** Leaves the socket: if this tab held it, another tab of the group takes it over. */
   stop() {
+    this.saveInbox();
     this.started = false;
     if (this.group) this.group.leave();
     this.group = null;
@@ -125,6 +134,7 @@ export class Client {
     this.pageHooked = true;
     this.env.addEventListener("pagehide", () => {
       this.savePositions();
+      this.saveInbox();
       if (this.group) this.group.hide();
     });
     this.env.addEventListener("pageshow", (ev) => ev && ev.persisted && this.group && this.group.show());
@@ -254,6 +264,12 @@ export class Client {
       return;
     }
     if (isGapFrame(frame)) return; // the leader resubscribes; not a message
+    if (isMsgRecoveryFrame(frame)) {
+      this.onMsgRecoveryFailed();
+      return;
+    }
+    if (!this.inbox.accept(frame)) return; // a private message already handed to callbacks
+    if (frame.pipe === "msg" && frame.id === this.inbox.last) this.shareLastMsg();
     if (!this.positions.accept(frame)) return; // already handed to callbacks (a resubscribe repeated it)
     const payload = toPayload(frame);
     if (frame.uuid !== undefined && !this.recent.firstTime("f:" + frame.uuid)) return;
@@ -323,6 +339,59 @@ export class Client {
 
   getPosition(pipe) {
     return this.positions.get(String(pipe));
+  }
+
+  /** The server could not replay the private messages since the last one processed: `onRecovery("msg")`. */
+  onMsgRecoveryFailed() {
+    for (const fn of [...(this.recoveryListeners.get("msg") || [])]) {
+      try {
+        fn(false, null);
+      } catch (err) {
+        this.log.error("onRecovery callback:", err);
+      }
+    }
+  }
+
+  /**
+   * The private message to resume after: the last one this tab processed; for a tab that took the socket over
+   * from another tab before it processed any, the last one a tab of this browser processed (localStorage), so
+   * that a hand-over right after the tab joined does not lose what came meanwhile.
+   */
+  msgAfter() {
+    if (this.inbox.last || !this.wasFollower) return this.inbox.last;
+    try {
+      return this.env.storage.getItem(MSG_LAST_KEY + this.groupKey) || "";
+    } catch {
+      return "";
+    }
+  }
+
+  shareLastMsg() {
+    try {
+      this.env.storage.setItem(MSG_LAST_KEY + this.groupKey, this.inbox.last);
+    } catch {
+      // Full or blocked: a hand-over to a tab that processed nothing resumes from nothing.
+    }
+  }
+
+  loadInbox() {
+    const session = this.env.session;
+    if (!session) return;
+    try {
+      this.inbox.restore(JSON.parse(session.getItem(INBOX_KEY) || "null"));
+    } catch {
+      // Unreadable or not JSON: start without a last id.
+    }
+  }
+
+  saveInbox() {
+    const session = this.env.session;
+    if (!session) return;
+    try {
+      session.setItem(INBOX_KEY, JSON.stringify(this.inbox.snapshot()));
+    } catch {
+      // Full or blocked: a reload then starts without a last id (nothing replayed, the queue still drained).
+    }
   }
 
   loadPositions() {

@@ -25,6 +25,7 @@ fn info(conn: u64) -> ConnInfo {
         user_agent: String::new(),
         origin: String::new(),
         language: String::new(),
+        msg_ids: false,
     }
 }
 
@@ -192,7 +193,10 @@ impl Users {
 
     /// One message to every user, the users split between `senders` threads; the time until all are sent.
     fn send_round(&self, senders: usize) -> Duration {
-        let frame = outgoing::shared(halley::browser::frames::private_message("event", "Hello!"));
+        let frame = halley::hub::PrivateMessage::new(
+            uuid::Uuid::now_v7().to_string(),
+            halley::browser::frames::private_message("event", "Hello!"),
+        );
         let share = self.users.div_ceil(senders as u64);
         let start = Instant::now();
         std::thread::scope(|s| {
@@ -201,7 +205,7 @@ impl Users {
                 s.spawn(move || {
                     let first = 1 + t * share;
                     for user in first..(first + share).min(self.users + 1) {
-                        assert_eq!(registry.send_to_user(DEV, UserId(user), frame), 1);
+                        assert_eq!(registry.send_private(DEV, UserId(user), frame), 1);
                     }
                 });
             }

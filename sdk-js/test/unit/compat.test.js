@@ -39,7 +39,7 @@ test("the connect URL and the getters", () => {
   const uuid = t.api.getUUID();
   assert.match(uuid, /^[A-Za-z0-9_-]{32}$/);
   assert.equal(t.env.storage.getItem("comet_server_uuid"), uuid);
-  assert.equal(t.sockets.last.url, `ws://127.0.0.1:8087/ws/sesion=hash5&myid=5&devid=7&v=4.08&uuid=${uuid}&api=js`);
+  assert.equal(t.sockets.last.url, `ws://127.0.0.1:8087/ws/sesion=hash5&myid=5&devid=7&v=4.08&uuid=${uuid}&api=js&msg_after=`);
   assert.equal(t.api.getUserId(), 5);
   assert.equal(t.api.getUserKey(), "hash5");
   assert.equal(t.api.getDevId(), 7);

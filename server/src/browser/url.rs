@@ -15,6 +15,8 @@ pub const WS_PREFIXES: [&str; 4] = ["/ws", "//ws", "/comet-server/ws", "//comet-
 pub const UUID_MAX: usize = 32;
 /// Longest `api` value kept (the reference ignores it; we keep it for metrics).
 pub const API_MAX: usize = 32;
+/// Longest `msg_after` id (a uuid in its 36-character form).
+pub const MSG_ID_MAX: usize = 36;
 
 /// What a browser says about itself when it connects.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,6 +32,10 @@ pub struct ConnectParams {
     /// At most 32 characters of `[A-Za-z0-9_-]`, else empty.
     pub uuid: String,
     pub api: Option<String>,
+    /// `msg_after`: `None` when absent (a legacy client: `msg` frames without `id`); `Some("")` when the
+    /// client asks for ids but has processed none yet; else the id of the last private message it
+    /// processed (a malformed one is kept as `-`, an id no message has: nothing can be replayed after it).
+    pub msg_after: Option<String>,
 }
 
 /// Why a connect URL was refused; the reference still upgrades, sends one error frame built from
@@ -82,6 +88,7 @@ pub fn parse_connect_url(path_and_query: &str) -> Result<ConnectParams, UrlError
             "v" => &mut found.v,
             "uuid" => &mut found.uuid,
             "api" => &mut found.api,
+            "msg_after" => &mut found.msg_after,
             _ => continue,
         };
         // The first occurrence wins, as the reference reads the first one it meets.
@@ -125,6 +132,7 @@ pub fn parse_connect_url(path_and_query: &str) -> Result<ConnectParams, UrlError
         api: found
             .api
             .map(|a| percent_decode(a).chars().take(API_MAX).collect()),
+        msg_after: found.msg_after.map(|m| msg_id(&percent_decode(m))),
     })
 }
 
@@ -136,6 +144,7 @@ struct Found<'a> {
     v: Option<&'a str>,
     uuid: Option<&'a str>,
     api: Option<&'a str>,
+    msg_after: Option<&'a str>,
 }
 
 /// The text after the WebSocket prefix and its `/` or `?` (or both), None when the path is not
@@ -171,6 +180,16 @@ fn uuid(raw: &str) -> String {
         cut
     } else {
         String::new()
+    }
+}
+
+fn msg_id(raw: &str) -> String {
+    let well_formed =
+        raw.len() <= MSG_ID_MAX && raw.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-');
+    if well_formed {
+        raw.to_ascii_lowercase()
+    } else {
+        "-".into()
     }
 }
 
@@ -229,7 +248,23 @@ mod tests {
             api_version: (4, 8),
             uuid: UUID.into(),
             api: Some("js".into()),
+            msg_after: None,
         }
+    }
+
+    #[test]
+    fn msg_after_asks_for_ids_with_or_without_a_last_id() {
+        let after = |q: &str| ok(&format!("/ws/sesion=a&myid=1&devid=2&v=4.08{q}")).msg_after;
+        assert_eq!(after(""), None, "a legacy client");
+        assert_eq!(after("&msg_after="), Some(String::new()));
+        let id = "01890a5d-ac96-774b-bcce-b302099a8057";
+        assert_eq!(after(&format!("&msg_after={id}")), Some(id.into()));
+        assert_eq!(
+            after("&msg_after=01890A5D-AC96-774B-BCCE-B302099A8057"),
+            Some(id.into())
+        );
+        assert_eq!(after("&msg_after=%3Cscript%3E"), Some("-".into()));
+        assert_eq!(after(&format!("&msg_after={id}0")), Some("-".into()));
     }
 
     #[test]

@@ -35,6 +35,7 @@ pub(crate) async fn run(ctx: Ctx, mut shutdown: watch::Receiver<bool>) {
             super::quota::refresh_window(&ctx, dev_id);
         }
         ctx.hub.registry().sweep_windows();
+        ctx.hub.registry().sweep_private();
         if let Err(e) = ctx.storage.purge_expired_messages(now).await {
             tracing::warn!(error = %e, "expiring queued private messages failed");
         }

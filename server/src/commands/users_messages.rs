@@ -6,8 +6,9 @@ use super::table::{required, streamed, Collector, Table, Verb, STREAM_AT, STREAM
 use super::users::{insert_id, where_ids};
 use super::{Caller, CommandError, Ctx, Outcome};
 use crate::browser::frames::{self, Frame};
+use crate::browser::json::Value;
 use crate::cometql::{Delete, Insert, Select};
-use crate::hub::outgoing;
+use crate::hub::PrivateMessage;
 use crate::ids::{ConnId, DevId, EventName, UserId};
 use crate::storage::QueuedMessage;
 use crate::tenant::unix_now;
@@ -77,14 +78,17 @@ async fn deliver(
     event: &str,
     message: &str,
 ) -> Result<(), CommandError> {
-    let frame = outgoing::shared(frames::private_message(event, message));
-    if ctx.hub.registry().send_to_user(dev_id, user, &frame) > 0 {
+    // One id for the message wherever it goes (live, queued, drained, replayed from the window): what a
+    // client dedupes on and resumes after.
+    let id = uuid::Uuid::now_v7().to_string();
+    let frame = PrivateMessage::new(id.clone(), frames::private_message(event, message));
+    if ctx.hub.registry().send_private(dev_id, user, &frame) > 0 {
         return Ok(());
     }
     let now = unix_now();
     let queued = QueuedMessage {
         id: 0,
-        uuid: uuid::Uuid::now_v7().to_string(),
+        uuid: id,
         event: event.to_string(),
         message: message.to_string(),
         sent_at: now,
@@ -103,7 +107,7 @@ async fn deliver(
     // user is still draining, `queued` makes the drain read the queue once more before it ends.
     if ctx.hub.registry().queued(dev_id, user)
         && ctx.storage.claim_queued_uuid(dev_id, &queued.uuid).await?
-        && ctx.hub.registry().send_to_user(dev_id, user, &frame) == 0
+        && ctx.hub.registry().send_private(dev_id, user, &frame) == 0
     {
         // The user's last ready connection went away between the two looks: back into the queue, for
         // their next connect, rather than lost.
@@ -125,8 +129,56 @@ pub trait QueueSink {
     ) -> impl std::future::Future<Output = Result<(), Self::Error>> + Send;
 }
 
+/// What a connection of the user gets before live messages: with `msg_after` (it asked for ids) the
+/// messages it missed from the window ([`resume`]), then the queue ([`drain`]). Connections of the user
+/// that come at once take turns (`Registry::drain_turn`): the queue is drained by the first, and the
+/// others resume from the window behind it, rather than each claiming part of the queue.
+pub async fn on_connect<S: QueueSink>(
+    ctx: &Ctx,
+    dev_id: DevId,
+    user: UserId,
+    conn: ConnId,
+    msg_after: Option<&str>,
+    sink: &mut S,
+) -> Result<(), S::Error> {
+    let turn = ctx.hub.registry().drain_turn(dev_id, user);
+    let _turn = match &turn {
+        Some(t) => Some(t.lock().await),
+        None => None,
+    };
+    if let Some(after) = msg_after {
+        resume(ctx, dev_id, user, after, sink).await?;
+    }
+    drain(ctx, dev_id, user, conn, msg_after.is_some(), sink).await
+}
+
+/// What a connection that asked for ids gets before the queue drain: the messages after `after` (the last
+/// one it processed) from the user's window, when the window holds every one of them; otherwise nothing
+/// from the window and, for a client that gave an id, the `msg_recovery` signal. A connection that gave
+/// no id (it processed none yet) gets neither. Messages the window and the drain or a live send both
+/// carry reach the client twice, with the same id: at least once on the wire.
+pub async fn resume<S: QueueSink>(
+    ctx: &Ctx,
+    dev_id: DevId,
+    user: UserId,
+    after: &str,
+    sink: &mut S,
+) -> Result<(), S::Error> {
+    if after.is_empty() {
+        return Ok(());
+    }
+    let batch = match ctx.hub.registry().resume_private(dev_id, user, after) {
+        Some(missed) if missed.is_empty() => return Ok(()),
+        Some(missed) => missed,
+        None => vec![frames::msg_recovery_failed()],
+    };
+    sink.deliver(batch).await
+}
+
 /// Private messages queued while the user was away, in order and all of them, handed to `sink` batch by
-/// batch (a client that reads slowly slows the drain). The connection was linked to its user *draining*
+/// batch (a client that reads slowly slows the drain), with their `id` when the connection asked for ids
+/// (`ids`); each batch delivered is kept in the user's private-message window, so that the user's other
+/// devices can resume from it. The connection was linked to its user *draining*
 /// (`presence::connect`): live messages sent meanwhile are queued behind these instead of reaching it
 /// first. Once a read finds the queue empty the connection stops draining, unless a sender queued a
 /// message meanwhile (it finds the user draining after committing it): then it reads the queue again,
@@ -140,10 +192,11 @@ pub async fn drain<S: QueueSink>(
     dev_id: DevId,
     user: UserId,
     conn: ConnId,
+    ids: bool,
     sink: &mut S,
 ) -> Result<(), S::Error> {
     loop {
-        drain_pass(ctx, dev_id, user, sink).await?;
+        drain_pass(ctx, dev_id, user, ids, sink).await?;
         if !ctx.hub.registry().drained(dev_id, user, conn) {
             return Ok(());
         }
@@ -156,6 +209,7 @@ async fn drain_pass<S: QueueSink>(
     ctx: &Ctx,
     dev_id: DevId,
     user: UserId,
+    ids: bool,
     sink: &mut S,
 ) -> Result<(), S::Error> {
     loop {
@@ -171,9 +225,26 @@ async fn drain_pass<S: QueueSink>(
             }
         };
         let full = claimed.len() as i64 == QUEUE_BATCH;
+        // Into the window before the write, not after: once the last batch is written the connection
+        // must become ready at once (a message sent meanwhile would wait in the queue). A batch that then
+        // fails goes back into the queue and may come twice, with its id.
+        for m in &claimed {
+            let frame = frames::queued_private_message(&m.event, &m.message, m.sent_at)
+                .with("id", Value::str(m.uuid.as_str()));
+            ctx.hub
+                .registry()
+                .keep_private(dev_id, user, &m.uuid, frame);
+        }
         let batch = claimed
             .iter()
-            .map(|m| frames::queued_private_message(&m.event, &m.message, m.sent_at))
+            .map(|m| {
+                let frame = frames::queued_private_message(&m.event, &m.message, m.sent_at);
+                if ids {
+                    frame.with("id", Value::str(m.uuid.as_str()))
+                } else {
+                    frame
+                }
+            })
             .collect();
         if let Err(e) = sink.deliver(batch).await {
             requeue(ctx, dev_id, user, &claimed).await;
@@ -346,6 +417,7 @@ mod tests {
             user_agent: String::new(),
             origin: String::new(),
             language: String::new(),
+            msg_ids: false,
         };
         let (outbox, _rx) = Outbox::new(info, 16);
         presence::connect(ctx, DEV, USER, outbox.clone())
@@ -417,7 +489,7 @@ mod tests {
         let outbox = connect(&ctx, 1).await;
         assert!(!ctx.hub.registry().user_ready(DEV, USER), "draining");
         let mut sink = Sink::new(&ctx);
-        drain(&ctx, DEV, USER, outbox.conn(), &mut sink)
+        drain(&ctx, DEV, USER, outbox.conn(), false, &mut sink)
             .await
             .unwrap();
         assert_eq!(sink.sizes(), vec![100, 100, 50]);
@@ -433,7 +505,7 @@ mod tests {
         let outbox = connect(&ctx, 1).await;
         let mut sink = Sink::new(&ctx);
         sink.fail_at = Some(1);
-        let e = drain(&ctx, DEV, USER, outbox.conn(), &mut sink).await;
+        let e = drain(&ctx, DEV, USER, outbox.conn(), false, &mut sink).await;
         assert_eq!(e, Err("the socket broke"));
         assert_eq!(sink.texts(), texts(0..100), "the first batch arrived");
         assert_eq!(
@@ -449,7 +521,7 @@ mod tests {
         presence::disconnect(&ctx, DEV, USER, outbox.conn()).await;
         let outbox = connect(&ctx, 2).await;
         let mut sink = Sink::new(&ctx);
-        drain(&ctx, DEV, USER, outbox.conn(), &mut sink)
+        drain(&ctx, DEV, USER, outbox.conn(), false, &mut sink)
             .await
             .unwrap();
         assert_eq!(sink.texts(), texts(100..150));
@@ -462,7 +534,7 @@ mod tests {
         let outbox = connect(&ctx, 1).await;
         let mut sink = Sink::new(&ctx);
         sink.fail_at = Some(1);
-        let e = drain(&ctx, DEV, USER, outbox.conn(), &mut sink).await;
+        let e = drain(&ctx, DEV, USER, outbox.conn(), false, &mut sink).await;
         assert_eq!(e, Err("the socket broke"));
         assert_eq!(
             queued(&ctx).await,
@@ -472,7 +544,7 @@ mod tests {
         presence::disconnect(&ctx, DEV, USER, outbox.conn()).await;
         let outbox = connect(&ctx, 2).await;
         let mut sink = Sink::new(&ctx);
-        drain(&ctx, DEV, USER, outbox.conn(), &mut sink)
+        drain(&ctx, DEV, USER, outbox.conn(), false, &mut sink)
             .await
             .unwrap();
         assert_eq!(sink.texts(), texts(100..250), "in the order they were sent");
@@ -485,7 +557,7 @@ mod tests {
         let outbox = connect(&ctx, 1).await;
         let mut sink = Sink::new(&ctx);
         sink.send_during = Some(0);
-        drain(&ctx, DEV, USER, outbox.conn(), &mut sink)
+        drain(&ctx, DEV, USER, outbox.conn(), false, &mut sink)
             .await
             .unwrap();
         let mut want = texts(0..3);

@@ -65,7 +65,8 @@ impl Default for CacheConfig {
 }
 
 /// Recovery windows (docs/websocket.md, "Positions and recovery"): what a pipe that some connection asked
-/// positions for keeps so that a client reconnecting with its last position gets what it missed.
+/// positions for keeps so that a client reconnecting with its last position gets what it missed; and each
+/// user's private-message window (same count and age, a byte budget of its own), for `msg_after`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RecoveryConfig {

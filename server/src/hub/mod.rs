@@ -15,6 +15,7 @@
 
 pub(crate) mod broker;
 mod fanout;
+mod inbox;
 mod outbox;
 pub mod outgoing;
 mod registry;
@@ -26,7 +27,7 @@ pub use outbox::{CloseReason, Flush, Outbox, OutboxRx, Pushed};
 pub use registry::Durable;
 pub use registry::Registry;
 pub use socket::Socket;
-pub use users::LinkError;
+pub use users::{LinkError, PrivateMessage};
 pub use window::{new_epoch, TenantWindow, WindowLimits};
 
 use std::sync::Arc;
@@ -82,6 +83,8 @@ pub struct ConnInfo {
     pub user_agent: String,
     pub origin: String,
     pub language: String,
+    /// The connection asked for private-message ids (`msg_after` in its URL): its `msg` frames carry `id`.
+    pub msg_ids: bool,
 }
 
 /// The hub handle: cheap to clone, shared by every front door.

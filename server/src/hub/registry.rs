@@ -97,7 +97,7 @@ impl Registry {
         Registry {
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
             hasher: Default::default(),
-            users: Default::default(),
+            users: super::users::Users::new(&windows),
             stats,
             helpers: Default::default(),
             windows: Windows::new(windows),

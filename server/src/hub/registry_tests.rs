@@ -26,6 +26,7 @@ pub(crate) fn outbox(conn: u64, capacity: usize) -> (Outbox, crate::hub::OutboxR
             user_agent: String::new(),
             origin: String::new(),
             language: String::new(),
+            msg_ids: false,
         },
         capacity,
     )

@@ -3,7 +3,7 @@
 //!
 //! A connection is linked *draining*: it is still writing the user's queued private messages straight to
 //! its socket (with back-pressure), and its outbox is not attached yet. While every connection of a user is
-//! draining, `send_to_user` delivers nothing, so a live message goes to the queue, behind the ones being
+//! draining, `send_private` delivers nothing, so a live message goes to the queue, behind the ones being
 //! drained, instead of into an outbox that nobody writes until the drain ends (which overflowed it and
 //! closed a reading client as a slow consumer). `drained` ends that state; see `commands::users_messages::drain`
 //! for why no message is lost or delivered twice around it.
@@ -11,15 +11,15 @@
 //! Lock discipline. The map is sharded by user, and a shard's lock is held only to read or change the
 //! map, never while anything is pushed into an outbox: a push may write to the socket in place (`Outbox`),
 //! and one slow write (a big frame, a publisher descheduled mid-write, the socket task's vectored write
-//! holding the outbox) would otherwise hold up every user of the shard. So `send_to_user` and
+//! holding the outbox) would otherwise hold up every user of the shard. So `send_private` and
 //! `close_user` copy the user's outboxes (reference counts) under the lock and push after releasing it.
 //! The drain protocol needs no more than that: whether a user is ready is decided under the lock, a
 //! connection never goes back to draining, a push to an outbox not attached yet waits behind its drain,
 //! and a push to a connection that went away meanwhile is not counted (its sender queues the message, as
 //! if it had found the user offline). What the lock used to give on top is kept by two turns: sends to a
-//! user with several connections take the user's `turn`, so that all of them get the user's messages in
-//! one order; and presence announcements, made after the lock is released, go out in the order of the
-//! changes they announce (`Shard::announce_in_turn`).
+//! user take the user's `turn`, so that all of their connections get the user's messages in one order,
+//! the order of the user's private-message window (`inbox`); and presence announcements, made after the
+//! lock is released, go out in the order of the changes they announce (`Shard::announce_in_turn`).
 
 use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
@@ -27,9 +27,13 @@ use std::hash::BuildHasher;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex};
 
+use std::time::Instant;
+
 use super::fanout::{deliver_all, Item};
+use super::inbox::Inboxes;
 use super::registry::lock;
-use super::{CloseReason, Frame, Outbox, Registry};
+use super::{CloseReason, Frame, Outbox, Registry, WindowLimits};
+use crate::browser::frames;
 use crate::ids::{ConnId, DevId, UserId};
 
 /// Connections linked to one user at most (docs/reference-cppcomet.md 2.3; docs/compatibility.md §5); more stay
@@ -43,18 +47,19 @@ type Key = (DevId, UserId);
 pub(super) struct Users {
     shards: Box<[Shard]>,
     hasher: RandomState,
-}
-
-impl Default for Users {
-    fn default() -> Self {
-        Users {
-            shards: (0..SHARDS).map(|_| Shard::default()).collect(),
-            hasher: RandomState::new(),
-        }
-    }
+    /// The private messages recently sent to each user, for connections that reconnect (`inbox`).
+    inboxes: Inboxes,
 }
 
 impl Users {
+    pub(super) fn new(windows: &WindowLimits) -> Users {
+        Users {
+            shards: (0..SHARDS).map(|_| Shard::default()).collect(),
+            hasher: RandomState::new(),
+            inboxes: Inboxes::new(windows.into()),
+        }
+    }
+
     fn shard(&self, key: &Key) -> &Shard {
         &self.shards[(self.hasher.hash_one(key) as usize) % SHARDS]
     }
@@ -113,8 +118,12 @@ struct Linked {
     draining: Vec<ConnId>,
     /// A message went to the queue while every connection was draining, since the last `drained`.
     queued_while_draining: bool,
-    /// Held while a message is pushed to several connections (see the module doc).
+    /// Held while a message is pushed to the user's connections (see the module doc).
     turn: Arc<Mutex<()>>,
+    /// Held by a connection while it resumes and drains the queue: connections of the user that come at
+    /// once drain one after the other, so the second finds in the window what the first drained instead
+    /// of each claiming part of the queue.
+    drain_turn: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Linked {
@@ -124,11 +133,27 @@ impl Linked {
     }
 }
 
-/// Whom a private message goes to, copied out of the map.
-enum Targets {
-    /// The common case: one connection, whose outbox keeps its frames in order by itself.
-    One(Outbox),
-    Several(Vec<Outbox>, Arc<Mutex<()>>),
+/// A private message as it goes out: without its id for the connections that did not ask for ids
+/// (byte-identical to what they always got), with it for the others and for the window.
+pub struct PrivateMessage {
+    pub id: String,
+    pub plain: Frame,
+    pub with_id: frames::Frame,
+    pub with_id_shared: Frame,
+}
+
+impl PrivateMessage {
+    pub fn new(id: String, plain: frames::Frame) -> PrivateMessage {
+        let with_id = plain
+            .clone()
+            .with("id", crate::browser::json::Value::str(id.as_str()));
+        PrivateMessage {
+            plain: super::outgoing::shared(plain),
+            with_id_shared: super::outgoing::shared(with_id.clone()),
+            with_id,
+            id,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -184,7 +209,7 @@ impl Registry {
         false
     }
 
-    /// A message to the user has been queued (committed) because `send_to_user` delivered it to nobody.
+    /// A message to the user has been queued (committed) because `send_private` delivered it to nobody.
     /// `true` when a connection of the user is ready now: the caller claims it back from the queue and
     /// delivers it. Otherwise a draining connection reads the queue once more before it is ready.
     pub fn queued(&self, dev_id: DevId, user: UserId) -> bool {
@@ -238,7 +263,7 @@ impl Registry {
         lock(&self.users.shard(&key).map).users.contains_key(&key)
     }
 
-    /// Whether `send_to_user` would deliver now (a connection of the user is past its drain).
+    /// Whether `send_private` would deliver now (a connection of the user is past its drain).
     pub fn user_ready(&self, dev_id: DevId, user: UserId) -> bool {
         let key = (dev_id, user);
         lock(&self.users.shard(&key).map)
@@ -247,41 +272,90 @@ impl Registry {
             .is_some_and(Linked::ready)
     }
 
-    /// Queues `frame` on every live connection of the user; returns how many got it. 0 while every
-    /// connection of the user is still draining the queue, or when those it was pushed to are gone: the
-    /// caller queues the message behind the drain (or for the next connection).
-    pub fn send_to_user(&self, dev_id: DevId, user: UserId, frame: &Frame) -> usize {
+    /// Queues a private message on every live connection of the user (with its id to those that asked
+    /// for ids) and keeps it in the user's window; returns how many got it. 0 while every connection of
+    /// the user is still draining the queue, or when those it was pushed to are gone: the caller queues the
+    /// message behind the drain (or for the next connection).
+    ///
+    /// The user's turn is taken before the window is written and held until every push is done, so that
+    /// the window's order is the order every connection got the messages in: a client that processed a
+    /// message has been sent every one the window holds before it. And the message is kept before the
+    /// connections are looked up: one that links after that finds it in the window when it resumes.
+    pub fn send_private(&self, dev_id: DevId, user: UserId, message: &PrivateMessage) -> usize {
         let key = (dev_id, user);
+        let shard = self.users.shard(&key);
+        let turn = match lock(&shard.map).users.get(&key) {
+            Some(linked) if linked.ready() => linked.turn.clone(),
+            _ => return 0,
+        };
+        let _turn = lock(&turn);
         let targets = {
-            let map = lock(&self.users.shard(&key).map);
+            let map = lock(&shard.map);
             let Some(linked) = map.users.get(&key) else {
                 return 0;
             };
             if !linked.ready() {
                 return 0;
             }
-            match linked.conns.as_slice() {
-                [one] => Targets::One(one.clone()),
-                several => Targets::Several(several.to_vec(), linked.turn.clone()),
-            }
+            self.users
+                .inboxes
+                .keep(key, &message.id, message.with_id.clone(), Instant::now());
+            linked.conns.clone()
         };
-        let item = [Item {
-            frame: frame.clone(),
-            except: None,
-        }];
-        let tally = match &targets {
-            Targets::One(outbox) => deliver_all(std::slice::from_ref(outbox), &item)[0],
-            Targets::Several(outboxes, turn) => {
-                let _turn = lock(turn);
-                deliver_all(outboxes, &item)[0]
+        let (with_ids, plain): (Vec<Outbox>, Vec<Outbox>) =
+            targets.into_iter().partition(|o| o.info().msg_ids);
+        let mut delivered = 0;
+        for (outboxes, frame) in [(plain, &message.plain), (with_ids, &message.with_id_shared)] {
+            if outboxes.is_empty() {
+                continue;
             }
-        };
-        if tally.slow > 0 {
-            self.stats
-                .slow_consumers_dropped
-                .fetch_add(tally.slow, Ordering::Relaxed);
+            let item = [Item {
+                frame: frame.clone(),
+                except: None,
+            }];
+            let tally = deliver_all(&outboxes, &item)[0];
+            if tally.slow > 0 {
+                self.stats
+                    .slow_consumers_dropped
+                    .fetch_add(tally.slow, Ordering::Relaxed);
+            }
+            delivered += tally.delivered;
         }
-        tally.delivered
+        delivered
+    }
+
+    /// Keeps a private message drained from the queue to one of the user's connections in their window.
+    pub fn keep_private(&self, dev_id: DevId, user: UserId, id: &str, with_id: frames::Frame) {
+        self.users
+            .inboxes
+            .keep((dev_id, user), id, with_id, Instant::now());
+    }
+
+    /// The private messages after `after` (the id of the last one a client processed), from the user's
+    /// window: `None` when the window cannot tell what followed it (see `inbox`).
+    pub fn resume_private(
+        &self,
+        dev_id: DevId,
+        user: UserId,
+        after: &str,
+    ) -> Option<Vec<frames::Frame>> {
+        self.users
+            .inboxes
+            .resume((dev_id, user), after, Instant::now())
+    }
+
+    /// The turn a connection of the user takes to resume and drain (`None`: the user is not linked).
+    pub fn drain_turn(&self, dev_id: DevId, user: UserId) -> Option<Arc<tokio::sync::Mutex<()>>> {
+        let key = (dev_id, user);
+        lock(&self.users.shard(&key).map)
+            .users
+            .get(&key)
+            .map(|linked| linked.drain_turn.clone())
+    }
+
+    /// Drops aged-out private messages (the maintenance sweep).
+    pub fn sweep_private(&self) {
+        self.users.inboxes.sweep(Instant::now());
     }
 
     /// Closes every live connection of the user (users_auth DELETE, a revoked token).
@@ -335,12 +409,12 @@ mod tests {
     async fn nothing_is_delivered_while_every_connection_drains() {
         let r = Registry::default();
         let (dev, user) = (DevId(1), UserId(5));
-        let frame = crate::hub::outgoing::shared(crate::browser::frames::user_online(1));
+        let frame = message(1);
         let (a, mut ra) = outbox(1, 4);
         let (b, mut rb) = outbox(2, 4);
         r.link_user(dev, user, a, || ()).unwrap();
         assert!(r.user_online(dev, user) && !r.user_ready(dev, user));
-        assert_eq!(r.send_to_user(dev, user, &frame), 0, "goes to the queue");
+        assert_eq!(r.send_private(dev, user, &frame), 0, "goes to the queue");
         assert!(!r.queued(dev, user), "the drain delivers it");
         assert!(r.drained(dev, user, ConnId(1)), "read the queue again");
         assert!(!r.user_ready(dev, user), "still draining meanwhile");
@@ -354,7 +428,7 @@ mod tests {
         assert!(r.queued(dev, user), "its sender delivers it");
         // A second connection drains behind a ready one: it gets live messages after its queue.
         r.link_user(dev, user, b, || ()).unwrap();
-        assert_eq!(r.send_to_user(dev, user, &frame), 2);
+        assert_eq!(r.send_private(dev, user, &frame), 2);
         assert!(
             !r.drained(dev, user, ConnId(2)),
             "nothing was queued meanwhile"
@@ -364,8 +438,49 @@ mod tests {
         assert!(r.user_ready(dev, user), "the one left is past its drain");
     }
 
-    fn frame(n: u64) -> Frame {
-        crate::hub::outgoing::shared(crate::browser::frames::user_online(n))
+    fn message(n: u64) -> PrivateMessage {
+        PrivateMessage::new(format!("id{n}"), frames::user_online(n))
+    }
+
+    /// The JSON of a small server frame (a 2-byte header).
+    fn text(frame: bytes::Bytes) -> String {
+        String::from_utf8_lossy(&frame[2..]).into_owned()
+    }
+
+    /// Legacy connections get the frame of old, those that asked for ids get it with its id; the window
+    /// keeps what was sent, for a connection that comes back with the last id it processed.
+    #[tokio::test]
+    async fn ids_for_those_that_asked_and_the_window_resumes_after_an_id() {
+        let r = Registry::default();
+        let (dev, user) = (DevId(1), UserId(5));
+        let (plain, mut rp) = outbox(1, 8);
+        let mut info = plain.info().clone();
+        info.conn = ConnId(2);
+        info.msg_ids = true;
+        let (ids, mut ri) = Outbox::new(info, 8);
+        for (o, conn) in [(plain, 1), (ids, 2)] {
+            r.link_user(dev, user, o, || ()).unwrap();
+            assert!(!r.drained(dev, user, ConnId(conn)));
+        }
+        for n in 1..=3 {
+            assert_eq!(r.send_private(dev, user, &message(n)), 2);
+        }
+        assert_eq!(
+            text(rp.try_recv().unwrap()),
+            r#"{"data":"online","event":"online","pipe":"user_status_1"}"#
+        );
+        assert_eq!(
+            text(ri.try_recv().unwrap()),
+            r#"{"data":"online","event":"online","id":"id1","pipe":"user_status_1"}"#
+        );
+        let after = |id: &str| r.resume_private(dev, user, id).map(|frames| frames.len());
+        assert_eq!(after("id1"), Some(2));
+        assert_eq!(after("id3"), Some(0), "the newest: nothing missed");
+        assert_eq!(after("id9"), None, "unknown: nothing replayed");
+        assert_eq!(
+            r.resume_private(dev, UserId(6), "id1").map(|f| f.len()),
+            None
+        );
     }
 
     /// A user whose connection is stuck in a write (its outbox held, as by a publisher writing to its
@@ -390,14 +505,14 @@ mod tests {
         let writing = a.busy();
         let to_stuck = {
             let r = r.clone();
-            std::thread::spawn(move || r.send_to_user(dev, stuck, &frame(1)))
+            std::thread::spawn(move || r.send_private(dev, stuck, &message(1)))
         };
         // Let that send reach the stuck outbox (and, were it held, the map's lock).
         std::thread::sleep(std::time::Duration::from_millis(200));
         let (done, sent) = std::sync::mpsc::channel();
         {
             let r = r.clone();
-            std::thread::spawn(move || done.send(r.send_to_user(dev, other, &frame(2))));
+            std::thread::spawn(move || done.send(r.send_private(dev, other, &message(2))));
         }
         let got = sent.recv_timeout(std::time::Duration::from_secs(5));
         drop(writing);
@@ -428,7 +543,7 @@ mod tests {
                 let r = r.clone();
                 std::thread::spawn(move || {
                     for i in 0..5_000 {
-                        assert_eq!(r.send_to_user(dev, user, &frame(who * 10_000 + i)), 3);
+                        assert_eq!(r.send_private(dev, user, &message(who * 10_000 + i)), 3);
                     }
                 })
             })

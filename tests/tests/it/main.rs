@@ -35,6 +35,7 @@ mod limits_publish;
 mod limits_slow_consumers;
 mod limits_unknown_tenants;
 mod origins_self;
+mod private_recovery;
 mod proxies;
 mod recovery;
 mod recovery_durable;

@@ -77,6 +77,11 @@ impl Frame {
         self.text("event")
     }
 
+    /// About the bytes of its encoding, without encoding it.
+    pub fn size_hint(&self) -> usize {
+        self.fields.size_hint()
+    }
+
     pub fn get(&self, key: &str) -> Option<&Value> {
         self.fields.get(key)
     }

@@ -54,6 +54,14 @@ pub fn queued_private_message(event: &str, message: &str, sent_at: i64) -> Frame
         .at(sent_at)
 }
 
+/// Told to a connection that asked for private-message ids (`msg_after`) with a last id the node cannot
+/// resume after (unknown, too old, from before a restart): messages may have been missed, and none were
+/// replayed. The queue drain still follows.
+pub fn msg_recovery_failed() -> Frame {
+    let data = Object::new().with("recovered", Value::Bool(false));
+    Frame::new(MSG_PIPE, "msg_recovery", Value::Obj(data))
+}
+
 /// One stored message of a pipe, answering `pipe_log`.
 pub fn history_entry(
     pipe: &str,

@@ -59,6 +59,10 @@ fn private_messages() {
         modern(&queued_private_message("alert", "hello", 1_600_000_000)),
         r#"{"data":"hello","event":"alert","fromQueue":true,"message_send_time":1600000000,"pipe":"msg"}"#
     );
+    assert_eq!(
+        modern(&msg_recovery_failed()),
+        r#"{"data":{"recovered":false},"event":"msg_recovery","pipe":"msg"}"#
+    );
 }
 
 #[test]

@@ -203,6 +203,7 @@ mod tests {
             user_agent: String::new(),
             origin: String::new(),
             language: String::new(),
+            msg_ids: false,
         };
         Outbox::new(info, capacity)
     }

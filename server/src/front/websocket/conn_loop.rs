@@ -302,8 +302,13 @@ impl ConnLoop<'_> {
     /// The user's queued private messages (`users_messages::drain`), written straight to the socket with
     /// back-pressure: only a client that takes nothing for `write_timeout` is dropped, never one that
     /// reads slowly. Everything drained goes out before anything the outbox holds, since the socket is
-    /// attached to the outbox only afterwards.
-    pub(super) async fn deliver_queue<S>(&mut self, io: &mut S) -> std::io::Result<()>
+    /// attached to the outbox only afterwards. A connection that asked for ids (`msg_after`) first gets
+    /// what it missed from the user's private-message window (`users_messages::on_connect`).
+    pub(super) async fn deliver_queue<S>(
+        &mut self,
+        io: &mut S,
+        msg_after: Option<&str>,
+    ) -> std::io::Result<()>
     where
         S: AsyncWrite + Unpin + Send,
     {
@@ -314,7 +319,7 @@ impl ConnLoop<'_> {
             era: self.era,
             write_timeout: self.write_timeout,
         };
-        users_messages::drain(self.ctx, dev_id, user, conn, &mut sink).await
+        users_messages::on_connect(self.ctx, dev_id, user, conn, msg_after, &mut sink).await
     }
 }
 

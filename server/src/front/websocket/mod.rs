@@ -360,6 +360,7 @@ impl WsService {
                 user_agent: headers.user_agent.clone(),
                 origin: headers.origin.clone(),
                 language: headers.language.clone(),
+                msg_ids: params.msg_after.is_some(),
             };
             Outbox::new(info, self.ctx.config.websocket.outbox_frames)
         };
@@ -409,7 +410,10 @@ impl WsService {
         let mut ok = write_all(&mut io, &hello, write_timeout).await.is_ok();
         drop(hello);
         if ok && authorized {
-            ok = conn_loop.deliver_queue(&mut io).await.is_ok();
+            ok = conn_loop
+                .deliver_queue(&mut io, params.msg_after.as_deref())
+                .await
+                .is_ok();
         }
         let live = Live {
             dev_id,

@@ -269,6 +269,7 @@ fn draining_connection(server: &TestServer, dev_id: u64, user: u64) -> halley::h
             user_agent: String::new(),
             origin: String::new(),
             language: String::new(),
+            msg_ids: false,
         },
         16,
     );
