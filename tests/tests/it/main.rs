@@ -37,5 +37,6 @@ mod limits_unknown_tenants;
 mod origins_self;
 mod proxies;
 mod recovery;
+mod recovery_property;
 mod tls_cometql;
 mod tls_https;
