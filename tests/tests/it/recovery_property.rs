@@ -76,6 +76,8 @@ struct World<'a> {
     server: Option<TestServer>,
     tenant: Tenant,
     q: Option<RawMysql>,
+    /// A second session, for publishes that race a client's (re)subscribe.
+    q2: Option<RawMysql>,
     names: Vec<String>,
     published: Published,
     streams: Streams,
@@ -133,6 +135,7 @@ impl<'a> World<'a> {
         .await;
         let tenant = server.tenant("property@example.com").await;
         let q = RawMysql::login(&server, &tenant).await;
+        let q2 = RawMysql::login(&server, &tenant).await;
         let mut world = World {
             case,
             names: (0..case.pipes).map(|p| format!("web_prop{p}")).collect(),
@@ -150,6 +153,7 @@ impl<'a> World<'a> {
             server: Some(server),
             tenant,
             q: Some(q),
+            q2: Some(q2),
         };
         for c in 0..case.clients.len() {
             world.reconnect(c).await?;
@@ -212,6 +216,11 @@ impl<'a> World<'a> {
             Op::Reset { client } => self.gone(client).abort(true),
             Op::Reconnect { client } => self.reconnect(client).await?,
             Op::Resubscribe { client } => self.subscribe(client).await?,
+            Op::Race {
+                client,
+                pipe,
+                count,
+            } => self.race(client, pipe, count).await?,
             Op::Restart => self.restart().await?,
             Op::Age => {
                 let secs = self.case.window_secs.expect("Age only in ageing cases");
@@ -287,10 +296,24 @@ impl<'a> World<'a> {
     /// `subscription2` with the client's positions; reads up to every pipe's `subscribed` frame (the
     /// frames before them included) and checks each against what the streams must answer.
     async fn subscribe(&mut self, c: usize) -> Result<(), String> {
+        self.subscribe_racing(c, None).await
+    }
+
+    /// `subscribe`, while `racing` = (pipe, count) messages are being published to that pipe.
+    async fn subscribe_racing(
+        &mut self,
+        c: usize,
+        racing: Option<(usize, u64)>,
+    ) -> Result<(), String> {
         self.clients[c].wants_resubscribe = false;
         let mut want = std::collections::HashMap::new();
         for &p in &self.clients[c].pipes {
-            want.insert(p, self.streams.expect(p, self.clients[c].positions.get(&p)));
+            let at = self.clients[c].positions.get(&p);
+            let w = match racing {
+                Some((pipe, count)) if pipe == p => self.streams.expect_racing(p, at, count),
+                _ => self.streams.expect(p, at),
+            };
+            want.insert(p, w);
         }
         let command = self.clients[c].subscription2(&self.names);
         let conn = self.conns[c].as_mut().expect("an open connection");
@@ -331,6 +354,74 @@ impl<'a> World<'a> {
         Ok(())
     }
 
+    /// `count` messages on `pipe` from the second session while client `c` reconnects (when gone) or
+    /// resubscribes: each one must be either replayed or delivered live after its `subscribed` frame.
+    async fn race(&mut self, c: usize, pipe: usize, count: usize) -> Result<(), String> {
+        let seed = self.case.seed;
+        let sqls: Vec<String> = (0..count)
+            .map(|_| insert_sql(&self.names[pipe], "e", &self.published.next(seed, pipe)))
+            .collect();
+        let mut q2 = self.q2.take().expect("the second CometQL session");
+        let before = self.streams.top(pipe);
+        let burst = async move {
+            for sql in &sqls {
+                q2.query(sql).await.assert_ok();
+            }
+            q2
+        };
+        let join = async {
+            if self.conns[c].is_none() {
+                let tag = format!("client{c}");
+                self.conns[c] = Some(Conn::open(self.server(), &self.tenant, &tag).await);
+            }
+            self.subscribe_racing(c, Some((pipe, count as u64))).await
+        };
+        let (q2, joined) = tokio::join!(burst, join);
+        self.q2 = Some(q2);
+        joined?;
+        // Every raced message is in the client's outbox by now: the answer to a probe comes after them.
+        self.drain(c).await?;
+        for (o, client) in self.clients.iter().enumerate() {
+            if o != c && self.conns[o].is_some() && client.pipes.contains(&pipe) {
+                self.pending[o] += count;
+            }
+        }
+        if self.clients[c].pipes.contains(&pipe) {
+            let top = self.clients[c].positions[&pipe].1;
+            self.streams
+                .settle(pipe, top, before, count as u64)
+                .map_err(|e| format!("client {c}, pipe {pipe}: {e}"))?;
+        } else {
+            (0..count).for_each(|_| self.streams.published(pipe));
+        }
+        Ok(())
+    }
+
+    /// Reads everything sent to the client so far: commands are answered in order, so once the answer
+    /// to a `user_status` probe is back, every frame pushed before the probe was read.
+    async fn drain(&mut self, c: usize) -> Result<(), String> {
+        const PROBE: &str = r#""event":"user_status_987654321""#;
+        let conn = self.conns[c].as_mut().expect("an open connection");
+        conn.ws
+            .send_text("user_status\n987654321")
+            .await
+            .expect("send a probe");
+        loop {
+            let conn = self.conns[c].as_mut().expect("an open connection");
+            let text = conn
+                .ws
+                .recv_text(WAIT)
+                .await
+                .expect("frames up to the probe's answer");
+            if text.contains(PROBE) {
+                break;
+            }
+            self.process(c, &text)?;
+        }
+        self.pending[c] = 0;
+        Ok(())
+    }
+
     /// Every connection reads what the server sends until the server closes it, while the server stops
     /// (so that close handshakes are answered); then it starts again on the same data: new epochs.
     async fn restart(&mut self) -> Result<(), String> {
@@ -351,6 +442,7 @@ impl<'a> World<'a> {
             }
         }
         drop(self.q.take());
+        drop(self.q2.take());
         self.server.as_mut().expect("the server").restart().await;
         for (c, drain) in drains {
             for text in drain.await.expect("drain") {
@@ -360,12 +452,14 @@ impl<'a> World<'a> {
         self.streams.restarted();
         self.tally.restarts += 1;
         self.q = Some(RawMysql::login(self.server(), &self.tenant).await);
+        self.q2 = Some(RawMysql::login(self.server(), &self.tenant).await);
         Ok(())
     }
 
     async fn finish(mut self) {
         self.conns.iter_mut().for_each(|c| drop(c.take()));
         drop(self.q.take());
+        drop(self.q2.take());
         if let Some(server) = self.server.take() {
             server.stop().await;
         }

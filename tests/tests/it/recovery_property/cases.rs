@@ -53,6 +53,13 @@ pub enum Op {
     Reconnect { client: usize },
     /// `subscription2` with its positions again on the open connection (what the SDK does after a `gap`).
     Resubscribe { client: usize },
+    /// `count` messages on the pipe from a second CometQL session while the client reconnects (when it is
+    /// gone) or resubscribes (when it is connected): publishes racing the replay and the join.
+    Race {
+        client: usize,
+        pipe: usize,
+        count: usize,
+    },
     /// The server restarts: every stream begins a new epoch.
     Restart,
     /// Waits past `window_secs`: every message published so far has aged out of the windows.
@@ -127,6 +134,11 @@ impl Case {
                     ages += 1;
                     Op::Age
                 }
+                81..=86 => Op::Race {
+                    client: rng.range(0, clients.len() as u64 - 1) as usize,
+                    pipe: rng.range(0, pipes as u64 - 1) as usize,
+                    count: rng.range(2, 6) as usize,
+                },
                 _ if !off.is_empty() => Op::Reconnect {
                     client: rng.pick(&off),
                 },
@@ -136,7 +148,7 @@ impl Case {
                 Op::Close { client } | Op::Drop { client } | Op::Reset { client } => {
                     connected[client] = false
                 }
-                Op::Reconnect { client } => connected[client] = true,
+                Op::Reconnect { client } | Op::Race { client, .. } => connected[client] = true,
                 Op::Restart => connected.iter_mut().for_each(|c| *c = false),
                 _ => {}
             }

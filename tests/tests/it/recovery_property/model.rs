@@ -278,6 +278,58 @@ impl Streams {
         want
     }
 
+    /// `expect` for a subscribe made while `extra` messages are being published to `pipe`: the answer must
+    /// hold with none of them before it and with all of them, else it is not certain; the top never is.
+    pub fn expect_racing(
+        &mut self,
+        pipe: usize,
+        position: Option<&(String, u64)>,
+        extra: u64,
+    ) -> Expect {
+        let fresh = self.streams[pipe].is_none();
+        let before = self.expect(pipe, position);
+        let s = self.streams[pipe].as_mut().expect("made by expect");
+        s.top += extra;
+        let after = self.expect(pipe, position);
+        let s = self.streams[pipe].as_mut().expect("made by expect");
+        s.top -= extra;
+        Expect {
+            recovered: if fresh || before.recovered == after.recovered {
+                before.recovered
+            } else {
+                None
+            },
+            top: None,
+            epoch: before.epoch,
+        }
+    }
+
+    /// The stream's top as far as certain: None when there is no stream or messages age in this case.
+    pub fn top(&self, pipe: usize) -> Option<u64> {
+        self.streams[pipe]
+            .as_ref()
+            .filter(|_| !self.ageing)
+            .map(|s| s.top)
+    }
+
+    /// After a race on `pipe`: the client that subscribed during it read everything, so its position is the
+    /// stream's top; with a stream before the race, that is the top before plus every message raced.
+    pub fn settle(
+        &mut self,
+        pipe: usize,
+        top: u64,
+        before: Option<u64>,
+        raced: u64,
+    ) -> Result<(), String> {
+        if let Some(b) = before.filter(|b| b + raced != top) {
+            return Err(format!("top {top} after {raced} raced on {b}"));
+        }
+        self.streams[pipe]
+            .get_or_insert_with(StreamModel::default)
+            .top = top;
+        Ok(())
+    }
+
     /// The stream as a `subscribed` frame showed it.
     pub fn learn(&mut self, s: &Subscribed) {
         let m = self.streams[s.pipe].get_or_insert_with(StreamModel::default);
