@@ -1,7 +1,8 @@
 //! The recovery property (issue 14), over generated interleavings: several clients on 2-3 pipes, publishes
 //! over CometQL, clean closes, dropped and reset sockets, reconnects and resubscribes with the clients'
 //! last positions (`subscription2`), windows trimmed by a small message count (and, in some cases, by age),
-//! and server restarts (a new epoch). For every client and pipe: what the client accepted is the published
+//! and server restarts (a new epoch), and publishes from a second session racing a client's reconnect or
+//! resubscribe. For every client and pipe: what the client accepted is the published
 //! sequence with no repeat, and with no hole unless a `recovered:false` (or a `gap`) came before the first
 //! message after it. Where the case's settings make it certain, each `subscribed` frame's `recovered`,
 //! epoch and top offset are checked too, so a server that gave up when it could have recovered fails.

@@ -208,6 +208,12 @@ impl Expect {
 }
 
 /// The server's streams: None until a `subscription2` makes one, and after a restart.
+///
+/// Durable history (a pipe with `pipes_settings`, recovered across restarts) fits here as a kind of pipe:
+/// the case marks some pipes durable (and the world sets their `pipes_settings` length before the first
+/// step); `restarted` keeps such a pipe's epoch and top instead of dropping its stream, and `expect` bounds
+/// what it can replay by the history's length rather than the window. `check` and the client need nothing
+/// new: a durable pipe only turns some `recovered:false` into `true`.
 pub struct Streams {
     streams: Vec<Option<StreamModel>>,
     window_messages: u64,
