@@ -184,8 +184,9 @@ impl<'a> World<'a> {
         for pipe in 0..self.case.pipes {
             self.publish(pipe, 1, false).await;
         }
+        // Read up to a probe's answer, not just the frames counted: a frame sent twice is read and judged.
         for c in 0..self.clients.len() {
-            self.read(c, usize::MAX).await?;
+            self.drain(c).await?;
         }
         self.tally.messages = self.published.per_pipe.iter().map(Vec::len).sum();
         self.tally.repeats = (self.clients.iter())
@@ -290,6 +291,7 @@ impl<'a> World<'a> {
     async fn reconnect(&mut self, c: usize) -> Result<(), String> {
         let conn = Conn::open(self.server(), &self.tenant, &format!("client{c}")).await;
         self.conns[c] = Some(conn);
+        self.clients[c].new_connection();
         self.pending[c] = 0;
         self.subscribe(c).await
     }
@@ -316,6 +318,7 @@ impl<'a> World<'a> {
             };
             want.insert(p, w);
         }
+        self.clients[c].resubscribing();
         let command = self.clients[c].subscription2(&self.names);
         let conn = self.conns[c].as_mut().expect("an open connection");
         conn.ws
@@ -374,6 +377,7 @@ impl<'a> World<'a> {
             if self.conns[c].is_none() {
                 let tag = format!("client{c}");
                 self.conns[c] = Some(Conn::open(self.server(), &self.tenant, &tag).await);
+                self.clients[c].new_connection();
             }
             self.subscribe_racing(c, Some((pipe, count as u64))).await
         };

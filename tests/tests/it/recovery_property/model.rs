@@ -65,6 +65,10 @@ pub struct Client {
     pub seen: Vec<Vec<Seen>>,
     /// A `gap` arrived: the SDK resubscribes with its positions.
     pub wants_resubscribe: bool,
+    /// This connection already sent `subscription2`.
+    joined: bool,
+    /// ... and sent it again: only then may a frame come twice (one on its way live, again in the replay).
+    may_repeat: bool,
 }
 
 impl Client {
@@ -74,7 +78,21 @@ impl Client {
             positions: HashMap::new(),
             seen: vec![Vec::new(); pipe_count],
             wants_resubscribe: false,
+            joined: false,
+            may_repeat: false,
         }
+    }
+
+    /// A new connection: nothing was sent on it yet.
+    pub fn new_connection(&mut self) {
+        self.joined = false;
+        self.may_repeat = false;
+    }
+
+    /// `subscription2` is about to be sent on the connection.
+    pub fn resubscribing(&mut self) {
+        self.may_repeat |= self.joined;
+        self.joined = true;
     }
 
     /// Processes one frame; returns the `subscribed` frame it was, if it was one. `names` are the pipes'
@@ -157,6 +175,13 @@ impl Client {
                     format!("a message before the pipe's subscribed frame: {text}")
                 })?;
                 if offset <= position.1 {
+                    if !self.may_repeat {
+                        // A replay starts after the position given: a repeat on a connection that
+                        // subscribed once means the server sent something the client had.
+                        return Err(format!(
+                            "a repeat on a connection that never resubscribed: {text}"
+                        ));
+                    }
                     seen.push(Seen::Repeat { offset });
                 } else {
                     position.1 = offset;
