@@ -14,6 +14,7 @@ mod procstat;
 mod raw_control;
 mod raw_server;
 mod record;
+mod recovery;
 mod report;
 mod scenarios;
 mod servers;
@@ -68,7 +69,7 @@ struct CompareArgs {
     /// Scenarios (or `all`): connect-5k, idle-10k, idle-18k, fanout-1k, fanout-10k,
     /// fanout-10k-pipelined, fanout-10k-publishers, pipes-10k, latency-1k, publish-1conn; and TLS
     /// side by side (Halley only): connect-5k-wss, idle-10k-wss, cometql-connect-2k,
-    /// cometql-connect-2k-tls.
+    /// cometql-connect-2k-tls; and recovery (Halley only): reconnect-storm-10k, windows-10k.
     #[arg(long, value_delimiter = ',', default_value = "all")]
     scenarios: Vec<String>,
     /// Repetitions of the whole set (medians are taken over them).
@@ -103,6 +104,12 @@ struct CompareArgs {
     /// Size of each message's payload, bytes.
     #[arg(long, default_value_t = 64)]
     payload_bytes: usize,
+    /// reconnect-storm-10k: the number of clients that drop and come back (the name keeps its 10k).
+    #[arg(long, default_value_t = 10_000)]
+    storm_clients: usize,
+    /// windows-10k: the number of pipes whose window is filled (the name keeps its 10k).
+    #[arg(long, default_value_t = 10_000)]
+    windows_pipes: usize,
 }
 
 /// Raises the soft limit on open files to the hard limit: the tool holds one socket per client.
@@ -158,6 +165,8 @@ fn plan(args: &CompareArgs) -> anyhow::Result<compare::Plan> {
             window: args.window.max(1),
             publishers: args.publishers,
             payload_bytes: args.payload_bytes,
+            storm_clients: args.storm_clients.max(1),
+            windows_pipes: args.windows_pipes.max(1),
         },
     })
 }

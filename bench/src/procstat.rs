@@ -49,6 +49,11 @@ pub fn vm_rss_kb(pid: i32) -> io::Result<u64> {
     parse_kb(&read(format!("/proc/{pid}/status"))?, "VmRSS").ok_or_else(|| bad("VmRSS", pid))
 }
 
+/// The peak resident set (VmHWM) since the process started or since `clear_refs` was written 5.
+pub fn vm_hwm_kb(pid: i32) -> io::Result<u64> {
+    parse_kb(&read(format!("/proc/{pid}/status"))?, "VmHWM").ok_or_else(|| bad("VmHWM", pid))
+}
+
 pub fn pss_kb(pid: i32) -> io::Result<u64> {
     parse_kb(&read(format!("/proc/{pid}/smaps_rollup"))?, "Pss").ok_or_else(|| bad("Pss", pid))
 }

@@ -36,6 +36,18 @@ fn shown(scenario: &str) -> &'static [(&'static str, bool)] {
             ("p50_ms", false),
             ("p99_ms", false),
         ],
+        s if s.starts_with("reconnect-storm") => &[
+            ("all_recovered_s", false),
+            ("p99_ms", false),
+            ("server_cpu_s", false),
+            ("server_peak_mb", false),
+            ("recovered_false", false),
+        ],
+        s if s.starts_with("windows") => &[
+            ("kb_per_window", false),
+            ("bytes_per_message", false),
+            ("server_cpu_us_per_publish", false),
+        ],
         _ => &[],
     }
 }

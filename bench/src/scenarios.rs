@@ -13,6 +13,7 @@ use crate::mysql_client::MysqlConn;
 use crate::payload;
 use crate::procstat;
 use crate::record::Record;
+use crate::recovery;
 use crate::stats::quantile;
 use crate::target::{Kind, Target};
 
@@ -25,6 +26,10 @@ pub struct Options {
     /// Many pipes: CometQL / HTTP publishing connections.
     pub publishers: usize,
     pub payload_bytes: usize,
+    /// reconnect-storm-10k: clients (10,000 unless told).
+    pub storm_clients: usize,
+    /// windows-10k: pipes with a full window (10,000 unless told).
+    pub windows_pipes: usize,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,10 +48,12 @@ pub enum Scenario {
     Idle10kWss,
     CometqlConnect,
     CometqlConnectTls,
+    ReconnectStorm,
+    Windows,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 14] = [
+    pub const ALL: [Scenario; 16] = [
         Scenario::Connect,
         Scenario::Idle10k,
         Scenario::Idle18k,
@@ -61,6 +68,8 @@ impl Scenario {
         Scenario::Idle10kWss,
         Scenario::CometqlConnect,
         Scenario::CometqlConnectTls,
+        Scenario::ReconnectStorm,
+        Scenario::Windows,
     ];
 
     pub fn name(self) -> &'static str {
@@ -79,6 +88,8 @@ impl Scenario {
             Scenario::Idle10kWss => "idle-10k-wss",
             Scenario::CometqlConnect => "cometql-connect-2k",
             Scenario::CometqlConnectTls => "cometql-connect-2k-tls",
+            Scenario::ReconnectStorm => "reconnect-storm-10k",
+            Scenario::Windows => "windows-10k",
         }
     }
 
@@ -93,7 +104,9 @@ impl Scenario {
             Scenario::ConnectWss
             | Scenario::Idle10kWss
             | Scenario::CometqlConnect
-            | Scenario::CometqlConnectTls => kind == Kind::Halley,
+            | Scenario::CometqlConnectTls
+            | Scenario::ReconnectStorm
+            | Scenario::Windows => kind == Kind::Halley,
             _ => true,
         }
     }
@@ -126,19 +139,24 @@ pub async fn run(s: Scenario, t: &Target, o: &Options) -> anyhow::Result<Record>
         Scenario::Pipes10k => many_pipes(t, o, 10_000, 100_000, &mut r).await?,
         Scenario::Latency1k => latency(t, o, 1_000, 20, 10, &mut r).await?,
         Scenario::PublishOneConn => publish_one_conn(t, Duration::from_secs(5), &mut r).await?,
+        Scenario::ReconnectStorm => {
+            let spread = Duration::from_secs(1);
+            recovery::reconnect_storm(t, o, o.storm_clients, 100, (5, 20), spread, &mut r).await?
+        }
+        Scenario::Windows => recovery::windows(t, o, o.windows_pipes, (100, 100), &mut r).await?,
     }
     Ok(r)
 }
 
 /// Server and load-tool CPU time and wall time around the measured part.
-struct Meter {
+pub(crate) struct Meter {
     t0: Instant,
     server0: f64,
     client0: f64,
 }
 
 impl Meter {
-    fn start(t: &Target) -> anyhow::Result<Meter> {
+    pub(crate) fn start(t: &Target) -> anyhow::Result<Meter> {
         Ok(Meter {
             t0: Instant::now(),
             server0: t.server.child.cpu_seconds()?,
@@ -147,7 +165,7 @@ impl Meter {
     }
 
     /// Records elapsed_s, server_cpu_s, client_cpu_s; returns (elapsed, server CPU) seconds.
-    fn finish(&self, t: &Target, r: &mut Record) -> anyhow::Result<(f64, f64)> {
+    pub(crate) fn finish(&self, t: &Target, r: &mut Record) -> anyhow::Result<(f64, f64)> {
         let elapsed = self.t0.elapsed().as_secs_f64();
         let server = t.server.child.cpu_seconds()? - self.server0;
         r.set("elapsed_s", elapsed);

@@ -103,6 +103,27 @@ impl Publisher {
         }
     }
 
+    /// Several messages to one pipe in one statement (a multi-row INSERT); CometQL only.
+    pub async fn publish_rows(
+        &mut self,
+        pipe: &str,
+        event: &str,
+        payloads: &[String],
+    ) -> io::Result<()> {
+        let Publisher::CometQl(c) = self else {
+            return Err(io::Error::other("multi-row publishes are CometQL only"));
+        };
+        let rows: Vec<String> = payloads
+            .iter()
+            .map(|p| format!("('{pipe}','{event}','{p}')"))
+            .collect();
+        let sql = format!(
+            "INSERT INTO pipes_messages (name, event, message) VALUES {}",
+            rows.join(",")
+        );
+        c.query(&sql).await.map(drop)
+    }
+
     /// The total number of subscriptions to `pipes` the server reports.
     pub async fn subscribers(&mut self, pipes: &[String]) -> io::Result<u64> {
         let mut total = 0;

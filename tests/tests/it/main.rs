@@ -39,6 +39,7 @@ mod private_recovery;
 mod proxies;
 mod recovery;
 mod recovery_durable;
+mod recovery_property;
 mod recovery_tenant_window;
 mod tls_cometql;
 mod tls_https;
