@@ -339,6 +339,8 @@ pub(crate) struct CacheSizes {
     pub history_misses: u64,
     /// Bytes held by the pipes' recovery windows (`[recovery] window_bytes`).
     pub window_bytes: usize,
+    /// Bytes held by the users' private-message windows.
+    pub private_window_bytes: usize,
 }
 
 /// What `/metrics` shows of both caches.
@@ -351,6 +353,7 @@ pub(crate) fn cache_sizes(ctx: &Ctx) -> CacheSizes {
         history_hits: c.hits.load(Ordering::Relaxed),
         history_misses: c.misses.load(Ordering::Relaxed),
         window_bytes: ctx.hub.registry().window_bytes(),
+        private_window_bytes: ctx.hub.registry().private_window_bytes(),
     }
 }
 

@@ -141,6 +141,8 @@ pub async fn on_connect<S: QueueSink>(
     msg_after: Option<&str>,
     sink: &mut S,
 ) -> Result<(), S::Error> {
+    // The user's window follows the tenant's (its override and its quota's room) from the first message.
+    super::quota::refresh_window(ctx, dev_id);
     let turn = ctx.hub.registry().drain_turn(dev_id, user);
     let _turn = match &turn {
         Some(t) => Some(t.lock().await),

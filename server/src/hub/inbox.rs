@@ -7,16 +7,20 @@
 //! stands: an id the window does not know (too old, from before a restart, forged) is never honoured, and
 //! nothing from the window is replayed then (never a partial replay). The node's windows keep nothing
 //! across a restart; only the database queue does.
+//!
+//! A user's window follows their tenant's window (count and age: its `tenant_limits` override, else the
+//! node's `[recovery]` values) and its bytes count in the tenant's share with its pipes' windows, so they
+//! count in the tenant's storage quota too; the node's private windows together have a budget of their own.
 
 use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use super::registry::lock;
-use super::WindowLimits;
+use super::window::Share;
 use crate::browser::frames::Frame;
 use crate::ids::{DevId, UserId};
 
@@ -24,29 +28,12 @@ const SHARDS: usize = 64;
 
 type Key = (DevId, UserId);
 
-/// How much the private windows hold: per user the newest `messages` for `max_age`, and `max_bytes`
-/// across every user of the node (a budget of its own, next to the pipe windows').
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct InboxLimits {
-    pub(super) messages: usize,
-    pub(super) max_age: Duration,
-    pub(super) max_bytes: usize,
-}
-
-impl From<&WindowLimits> for InboxLimits {
-    fn from(w: &WindowLimits) -> Self {
-        InboxLimits {
-            messages: w.messages,
-            max_age: w.max_age,
-            max_bytes: w.max_bytes,
-        }
-    }
-}
-
 pub(super) struct Inboxes {
     shards: Box<[Mutex<HashMap<Key, Inbox>>]>,
     hasher: RandomState,
-    limits: InboxLimits,
+    /// Bytes every private window of the node holds together (a budget of its own, next to the pipe
+    /// windows').
+    max_bytes: usize,
     bytes: AtomicUsize,
 }
 
@@ -58,8 +45,9 @@ struct Kept {
 }
 
 /// One user's window.
-#[derive(Default)]
 struct Inbox {
+    /// The tenant's window limits, and where its bytes count.
+    share: Arc<Share>,
     kept: VecDeque<Kept>,
     /// The id of the newest message sent, kept or not, and when: a client that processed it missed
     /// nothing even once the window has aged out.
@@ -73,11 +61,11 @@ struct Inbox {
 const KEPT_OVERHEAD: usize = 192;
 
 impl Inboxes {
-    pub(super) fn new(limits: InboxLimits) -> Inboxes {
+    pub(super) fn new(max_bytes: usize) -> Inboxes {
         Inboxes {
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
             hasher: RandomState::new(),
-            limits,
+            max_bytes,
             bytes: AtomicUsize::new(0),
         }
     }
@@ -93,24 +81,41 @@ impl Inboxes {
     /// Keeps `frame` (carrying its `id`) as the user's newest message. A message kept already (a batch put
     /// back into the queue and drained again) stays where it was. When the node's budget is spent the
     /// user gives up their oldest messages, and when that is not enough the window is emptied (it then
-    /// begins after this message: never a partial replay).
-    pub(super) fn keep(&self, key: Key, id: &str, frame: Frame, now: Instant) {
+    /// begins after this message: never a partial replay). The same for the tenant's share. `share` is
+    /// asked for only when the user has no window yet.
+    pub(super) fn keep(
+        &self,
+        key: Key,
+        id: &str,
+        frame: Frame,
+        now: Instant,
+        share: impl FnOnce() -> Arc<Share>,
+    ) {
         let size = frame.size_hint() + id.len() + KEPT_OVERHEAD;
-        let limits = &self.limits;
         let mut shard = lock(self.shard(&key));
-        let inbox = shard.entry(key).or_default();
+        let inbox = shard.entry(key).or_insert_with(|| Inbox {
+            share: share(),
+            kept: VecDeque::new(),
+            newest: None,
+            before: None,
+        });
         self.trim(inbox, now);
         if inbox.kept.iter().any(|k| k.id == id) {
             return;
         }
         inbox.newest = Some((id.to_string(), now));
-        while inbox.kept.len() >= limits.messages.max(1) {
+        let messages = inbox.share.messages();
+        let over = |inbox: &Inbox| {
+            self.bytes() + size > self.max_bytes
+                || inbox.share.bytes() + size > inbox.share.max_bytes()
+        };
+        while inbox.kept.len() >= messages.max(1) {
             self.pop(inbox);
         }
-        while self.bytes() + size > limits.max_bytes && !inbox.kept.is_empty() {
+        while over(inbox) && !inbox.kept.is_empty() {
             self.pop(inbox);
         }
-        if limits.messages == 0 || self.bytes() + size > limits.max_bytes {
+        if messages == 0 || over(inbox) {
             while !inbox.kept.is_empty() {
                 self.pop(inbox);
             }
@@ -118,6 +123,7 @@ impl Inboxes {
             return;
         }
         self.bytes.fetch_add(size, Ordering::Relaxed);
+        inbox.share.add(size);
         inbox.kept.push_back(Kept {
             id: id.to_string(),
             at: now,
@@ -156,25 +162,31 @@ impl Inboxes {
             let mut shard = lock(shard);
             shard.retain(|_, inbox| {
                 self.trim(inbox, now);
-                inbox.newest.as_ref().is_some_and(|(_, at)| {
-                    now.saturating_duration_since(*at) <= self.limits.max_age
-                })
+                let max_age = inbox.share.max_age();
+                inbox
+                    .newest
+                    .as_ref()
+                    .is_some_and(|(_, at)| now.saturating_duration_since(*at) <= max_age)
             });
         }
     }
 
     fn trim(&self, inbox: &mut Inbox, now: Instant) {
+        let max_age = inbox.share.max_age();
         while inbox
             .kept
             .front()
-            .is_some_and(|k| now.saturating_duration_since(k.at) > self.limits.max_age)
+            .is_some_and(|k| now.saturating_duration_since(k.at) > max_age)
         {
+            self.pop(inbox);
+        }
+        while inbox.kept.len() > inbox.share.messages() {
             self.pop(inbox);
         }
         if inbox
             .newest
             .as_ref()
-            .is_some_and(|(_, at)| now.saturating_duration_since(*at) > self.limits.max_age)
+            .is_some_and(|(_, at)| now.saturating_duration_since(*at) > max_age)
         {
             inbox.newest = None;
         }
@@ -183,6 +195,7 @@ impl Inboxes {
     fn pop(&self, inbox: &mut Inbox) {
         if let Some(k) = inbox.kept.pop_front() {
             self.bytes.fetch_sub(k.size, Ordering::Relaxed);
+            inbox.share.sub(k.size);
             inbox.before = Some(k.id);
         }
     }
@@ -192,13 +205,16 @@ impl Inboxes {
 mod tests {
     use super::*;
     use crate::browser::frames;
+    use crate::hub::TenantWindow;
+    use std::time::Duration;
 
     const KEY: Key = (DevId(1), UserId(5));
 
-    fn kept(inboxes: &Inboxes, n: std::ops::Range<u32>, now: Instant) {
+    fn kept(inboxes: &Inboxes, share: &Arc<Share>, n: std::ops::Range<u32>, now: Instant) {
         for i in n {
             let id = format!("id{i}");
-            inboxes.keep(KEY, &id, frames::private_message("e", &id), now);
+            let message = frames::private_message("e", &id);
+            inboxes.keep(KEY, &id, message, now, || share.clone());
         }
     }
 
@@ -217,19 +233,20 @@ mod tests {
         Some(n.map(|i| format!("id{i}")).collect())
     }
 
-    fn limits(messages: usize) -> InboxLimits {
-        InboxLimits {
+    fn share(messages: usize, max_bytes: usize) -> Arc<Share> {
+        Arc::new(Share::new(TenantWindow {
             messages,
             max_age: Duration::from_secs(120),
-            max_bytes: 1 << 20,
-        }
+            max_bytes,
+        }))
     }
 
     #[test]
     fn replays_exactly_what_follows_a_kept_id_and_nothing_for_an_unknown_one() {
-        let w = Inboxes::new(limits(5));
+        let w = Inboxes::new(1 << 20);
+        let s = share(5, usize::MAX);
         let now = Instant::now();
-        kept(&w, 0..8, now);
+        kept(&w, &s, 0..8, now);
         assert_eq!(texts(w.resume(KEY, "id4", now)), ids(5..8));
         assert_eq!(texts(w.resume(KEY, "id3", now)), ids(4..8));
         assert_eq!(texts(w.resume(KEY, "id7", now)), ids(8..8), "the newest");
@@ -241,29 +258,28 @@ mod tests {
         assert_eq!(texts(w.resume(KEY, "id1", now)), None, "gone: no partial");
         assert_eq!(texts(w.resume(KEY, "other", now)), None);
         assert_eq!(texts(w.resume((DevId(1), UserId(6)), "id7", now)), None);
-        kept(&w, 6..7, now);
+        kept(&w, &s, 6..7, now);
         assert_eq!(texts(w.resume(KEY, "id5", now)), ids(6..8), "kept once");
+        assert_eq!(s.bytes(), w.bytes(), "counted in the tenant's share");
     }
 
     #[test]
     fn age_and_bytes_bound_the_windows_and_the_newest_id_outlives_its_message_for_a_while() {
-        let w = Inboxes::new(InboxLimits {
-            max_bytes: 4_000,
-            ..limits(100)
-        });
         let t0 = Instant::now();
-        kept(&w, 0..100, t0);
-        assert!(w.bytes() <= 4_000, "the budget holds");
-        assert_eq!(texts(w.resume(KEY, "id0", t0)), None, "given up for bytes");
-        assert_eq!(texts(w.resume(KEY, "id98", t0)), ids(99..100));
-        let w = Inboxes::new(InboxLimits {
-            messages: 10,
-            max_age: Duration::from_secs(120),
-            max_bytes: 1 << 20,
-        });
-        kept(&w, 0..3, t0);
+        for (node, tenant) in [(4_000, usize::MAX), (1 << 20, 4_000)] {
+            let w = Inboxes::new(node);
+            let s = share(100, tenant);
+            kept(&w, &s, 0..100, t0);
+            assert!(w.bytes() <= 4_000, "the budget holds");
+            assert!(s.bytes() <= 4_000, "the tenant's budget holds");
+            assert_eq!(texts(w.resume(KEY, "id0", t0)), None, "given up for bytes");
+            assert_eq!(texts(w.resume(KEY, "id98", t0)), ids(99..100));
+        }
+        let w = Inboxes::new(1 << 20);
+        let s = share(10, usize::MAX);
+        kept(&w, &s, 0..3, t0);
         let t1 = t0 + Duration::from_secs(60);
-        kept(&w, 3..4, t1);
+        kept(&w, &s, 3..4, t1);
         let t2 = t0 + Duration::from_secs(121);
         assert_eq!(
             texts(w.resume(KEY, "id1", t2)),

@@ -79,7 +79,7 @@ pub struct Registry {
     /// Deliveries and slow consumers are counted here, once per publish.
     pub(super) stats: Stats,
     helpers: super::fanout::Helpers,
-    windows: Windows,
+    pub(super) windows: Windows,
 }
 
 impl Default for Registry {

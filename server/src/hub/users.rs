@@ -56,7 +56,7 @@ impl Users {
         Users {
             shards: (0..SHARDS).map(|_| Shard::default()).collect(),
             hasher: RandomState::new(),
-            inboxes: Inboxes::new(windows.into()),
+            inboxes: Inboxes::new(windows.max_bytes),
         }
     }
 
@@ -297,9 +297,13 @@ impl Registry {
             if !linked.ready() {
                 return 0;
             }
-            self.users
-                .inboxes
-                .keep(key, &message.id, message.with_id.clone(), Instant::now());
+            self.users.inboxes.keep(
+                key,
+                &message.id,
+                message.with_id.clone(),
+                Instant::now(),
+                || self.windows.share(dev_id),
+            );
             linked.conns.clone()
         };
         let (with_ids, plain): (Vec<Outbox>, Vec<Outbox>) =
@@ -328,7 +332,9 @@ impl Registry {
     pub fn keep_private(&self, dev_id: DevId, user: UserId, id: &str, with_id: frames::Frame) {
         self.users
             .inboxes
-            .keep((dev_id, user), id, with_id, Instant::now());
+            .keep((dev_id, user), id, with_id, Instant::now(), || {
+                self.windows.share(dev_id)
+            });
     }
 
     /// The private messages after `after` (the id of the last one a client processed), from the user's
@@ -351,6 +357,11 @@ impl Registry {
             .users
             .get(&key)
             .map(|linked| linked.drain_turn.clone())
+    }
+
+    /// Bytes held by the private-message windows of the node.
+    pub fn private_window_bytes(&self) -> usize {
+        self.users.inboxes.bytes()
     }
 
     /// Drops aged-out private messages (the maintenance sweep).

@@ -56,7 +56,7 @@ pub(super) struct Share {
 }
 
 impl Share {
-    fn new(w: TenantWindow) -> Share {
+    pub(super) fn new(w: TenantWindow) -> Share {
         let share = Share {
             messages: AtomicUsize::new(0),
             max_age_ms: AtomicU64::new(0),
@@ -74,20 +74,29 @@ impl Share {
         self.max_bytes.store(w.max_bytes, Ordering::Relaxed);
     }
 
-    fn messages(&self) -> usize {
+    pub(super) fn messages(&self) -> usize {
         self.messages.load(Ordering::Relaxed)
     }
 
-    fn max_age(&self) -> Duration {
+    pub(super) fn max_age(&self) -> Duration {
         Duration::from_millis(self.max_age_ms.load(Ordering::Relaxed))
     }
 
-    fn max_bytes(&self) -> usize {
+    pub(super) fn max_bytes(&self) -> usize {
         self.max_bytes.load(Ordering::Relaxed)
     }
 
-    fn bytes(&self) -> usize {
+    pub(super) fn bytes(&self) -> usize {
         self.bytes.load(Ordering::Relaxed)
+    }
+
+    /// Counts bytes kept elsewhere for the tenant (its users' private-message windows).
+    pub(super) fn add(&self, n: usize) {
+        self.bytes.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub(super) fn sub(&self, n: usize) {
+        self.bytes.fetch_sub(n, Ordering::Relaxed);
     }
 }
 

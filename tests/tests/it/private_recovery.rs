@@ -7,8 +7,11 @@
 
 use std::collections::{HashMap, HashSet};
 
+use halley::ids::DevId;
+use halley::storage::LimitRow;
 use halley_tests::browser::{url, uuid_of, wait_ws_connections, Browser};
 use halley_tests::frames::{json, pin};
+use halley_tests::limits::set_tenant_limits;
 use halley_tests::mysql_raw::RawMysql;
 use halley_tests::wait::WAIT;
 use halley_tests::ws::WsClient;
@@ -340,7 +343,67 @@ async fn an_unknown_id_replays_nothing(backend: Backend) {
     server.stop().await;
 }
 
+/// A tenant's own window (`halley tenant limits --window-messages`) bounds its users' private windows
+/// too, and their bytes count in the tenant's share (on `/metrics` as `halley_private_window_bytes`).
+async fn a_tenant_window_bounds_private_windows(backend: Backend) {
+    const SIGNAL: &str = r#"{"data":{"recovered":false},"event":"msg_recovery","pipe":"msg"}"#;
+    let server = server(backend, |_| {}).await;
+    let (tenant, mut q) = setup(&server, "tenantwin@example.com").await;
+    set_tenant_limits(
+        &server,
+        LimitRow {
+            dev_id: DevId(tenant.dev_id),
+            publishes_per_sec: None,
+            publish_burst: None,
+            websocket_connections: None,
+            queue_ttl_secs: None,
+            window_messages: Some(2),
+            window_secs: None,
+        },
+    )
+    .await;
+    let mut a = Device::new(open(&server, &tenant, Some(""), "tw").await);
+    for i in 1..=5 {
+        send(&mut q, &format!("m{i}")).await;
+    }
+    a.until(5).await;
+    let id_of = |d: &Device, text: &str| {
+        d.ids
+            .iter()
+            .find(|(_, t)| t.as_str() == text)
+            .map(|(i, _)| i.clone())
+            .expect("seen")
+    };
+    let (m2, m3) = (id_of(&a, "m2"), id_of(&a, "m3"));
+    assert!(server.ctx().hub.registry().private_window_bytes() > 0);
+    assert_eq!(
+        server
+            .ctx()
+            .hub
+            .registry()
+            .tenant_window_bytes(DevId(tenant.dev_id)),
+        server.ctx().hub.registry().private_window_bytes(),
+        "counted in the tenant's share"
+    );
+    a.reset();
+    wait_ws_connections(&server, tenant.dev_id, 0).await;
+
+    // Two kept (m4, m5; m3 just before them): after m2 cannot be honoured, after m3 can.
+    let mut b = open(&server, &tenant, Some(&m2), "tw-old").await;
+    b.expect(SIGNAL).await;
+    b.expect_nothing().await;
+    drop(b);
+    wait_ws_connections(&server, tenant.dev_id, 0).await;
+    let mut c = Device::new(open(&server, &tenant, Some(&m3), "tw-recent").await);
+    c.until(2).await;
+    assert_eq!(c.texts, ["m4", "m5"]);
+    c.nothing_new().await;
+    assert!(c.signals.is_empty());
+    server.stop().await;
+}
+
 on_both_backends!(
+    a_tenant_window_bounds_private_windows,
     offline_messages_reach_every_device_once,
     a_reset_connection_gets_the_unread_messages_again,
     legacy_connections_keep_their_frames_and_drain,

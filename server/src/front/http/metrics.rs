@@ -144,7 +144,7 @@ fn render_histogram(out: &mut String, name: &str, h: &HistogramReading) {
 
 /// The sizes of the bounded caches in front of storage, appended to the page.
 pub(super) fn render_caches(out: &mut String, c: CacheSizes) {
-    let rows: [(&str, &str, &str, u64); 6] = [
+    let rows: [(&str, &str, &str, u64); 7] = [
         (
             "halley_history_lengths_cached",
             "gauge",
@@ -180,6 +180,12 @@ pub(super) fn render_caches(out: &mut String, c: CacheSizes) {
             "gauge",
             "Bytes the pipes' recovery windows hold ([recovery] window_bytes).",
             c.window_bytes as u64,
+        ),
+        (
+            "halley_private_window_bytes",
+            "gauge",
+            "Bytes the users' private-message windows hold ([recovery] window_bytes, a budget of its own).",
+            c.private_window_bytes as u64,
         ),
     ];
     for (name, kind, help, value) in rows {
