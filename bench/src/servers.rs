@@ -38,6 +38,8 @@ new_connections_per_ip_per_sec = 1000000
 new_connections_per_ip_burst = 1000000
 connections_per_ip = 1000000
 websocket_connections_per_ip_per_tenant = 1000000
+# A tenant's recovery windows count in its history quota (100 MiB by default): room for windows-10k's.
+history_bytes_per_tenant = 4294967296
 
 # windows-10k fills 10,000 windows of 100 messages (about 500 MB as the node counts them): room for all of
 # them, so that the figure is a full window's cost, not the node's 64 MiB budget at work.

@@ -57,8 +57,9 @@ struct Inbox {
     before: Option<String>,
 }
 
-/// Bookkeeping per kept message beyond its encoded bytes (the entry, the id, the frame's fields).
-const KEPT_OVERHEAD: usize = 192;
+/// Bookkeeping per kept message beyond its text (the entry, the id, the frame's fields and encodings):
+/// the overhead measured for a kept pipe frame (`hub/window.rs`), which has the same shape.
+const KEPT_OVERHEAD: usize = 768;
 
 impl Inboxes {
     pub(super) fn new(max_bytes: usize) -> Inboxes {
