@@ -13,7 +13,7 @@ mod sections;
 
 pub use sections::{
     CacheConfig, CometqlConfig, DashboardConfig, LimitsConfig, MessagesConfig, RecoveryConfig,
-    Signup, TlsConfig, WebsocketConfig,
+    Signup, StorageConfig, Synchronous, TlsConfig, WebsocketConfig,
 };
 
 #[derive(Debug, Clone, Deserialize)]
@@ -50,6 +50,7 @@ pub struct Config {
     pub dashboard: DashboardConfig,
     pub cache: CacheConfig,
     pub recovery: RecoveryConfig,
+    pub storage: StorageConfig,
     pub tls: TlsConfig,
     pub log: String,
 }
@@ -73,6 +74,7 @@ impl Default for Config {
             dashboard: DashboardConfig::default(),
             cache: CacheConfig::default(),
             recovery: RecoveryConfig::default(),
+            storage: StorageConfig::default(),
             tls: TlsConfig::default(),
             log: "info".into(),
         }
@@ -276,6 +278,12 @@ impl Config {
         {
             return Err(ConfigError::Invalid(
                 "limits: storage quotas must not be negative".into(),
+            ));
+        }
+        let st = &self.storage;
+        if st.batch_max == 0 || st.queue == 0 || st.users_time_pending == 0 {
+            return Err(ConfigError::Invalid(
+                "storage: batch_max, queue and users_time_pending >= 1 are required".into(),
             ));
         }
         let t = &self.tls;

@@ -64,6 +64,47 @@ impl Default for CacheConfig {
     }
 }
 
+/// How durable state is written (docs/production.md, "Durability"): history, queued private messages and
+/// users_time go through one writer that commits whatever is waiting in one transaction (group commit).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// `normal`: a write acknowledged to a client survives a crash of Halley (`kill -9`), not necessarily
+    /// a crash of the operating system or a power cut (SQLite: `synchronous = NORMAL` in WAL mode;
+    /// PostgreSQL: the writer's `synchronous_commit = off`, the last ~0.6 s at most). `full`: it survives
+    /// those too, at the price of a flush per batch (SQLite `FULL`, PostgreSQL's own setting).
+    pub synchronous: Synchronous,
+    /// Connections in the pool for reads and the writes that do not batch; 0: 4 for SQLite (readers
+    /// beside the one writer, which has its own connection), 10 for PostgreSQL.
+    pub pool_size: u32,
+    /// Most writes committed in one transaction.
+    pub batch_max: usize,
+    /// Writes waiting for the writer; a publisher waits when it is full (back-pressure, never a drop).
+    pub queue: usize,
+    /// users_time changes waiting to be written (one per user, the newest wins); past it a connect or
+    /// disconnect is not recorded (counted in `/metrics` as `halley_users_time_dropped_total`).
+    pub users_time_pending: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Synchronous {
+    Normal,
+    Full,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            synchronous: Synchronous::Normal,
+            pool_size: 0,
+            batch_max: 256,
+            queue: 4096,
+            users_time_pending: 100_000,
+        }
+    }
+}
+
 /// Recovery windows (docs/websocket.md, "Positions and recovery"): what a pipe that some connection asked
 /// positions for keeps so that a client reconnecting with its last position gets what it missed; and each
 /// user's private-message window (same count and age, a byte budget of its own), for `msg_after`.

@@ -5,6 +5,7 @@
 mod accounts;
 mod origins;
 mod pipes;
+mod queue;
 mod tenants;
 mod totals;
 mod usage;
@@ -12,9 +13,10 @@ mod users;
 
 pub use accounts::AccountRow;
 pub use pipes::{DurablePosition, HistoryRow};
+pub use queue::QueuedMessage;
 pub use tenants::{KeyRow, LimitRow, NewTenantRow, QuotaRow, TenantRow};
 pub use totals::{InUse, Reservation, StoredUsage, Totals};
-pub use users::{QueuedMessage, UserTable};
+pub use users::UserTable;
 
 use std::path::Path;
 use std::sync::Arc;
