@@ -28,7 +28,7 @@ const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Storage and tenants, without listeners: what the `tenant` and `migrate` subcommands need.
 pub async fn open_tenants(config: &Config) -> anyhow::Result<Tenants> {
-    let storage = Storage::open(&config.database_url())
+    let storage = Storage::open_with(&config.database_url(), &config.storage)
         .await
         .with_context(|| format!("opening the database {}", redact(&config.database_url())))?;
     storage.migrate().await.context("applying migrations")?;

@@ -63,11 +63,6 @@ impl<K: Hash + Eq + Clone, V> Lru<K, V> {
         self.map.get(key).map(|s| &s.value)
     }
 
-    /// The value, to change in place without touching the recency order (its weight stays as it was).
-    pub(super) fn peek_mut(&mut self, key: &K) -> Option<&mut V> {
-        self.map.get_mut(key).map(|s| &mut s.value)
-    }
-
     /// Inserts (or replaces) as the most recently used, then evicts the least recently used entries until
     /// both bounds hold. An entry heavier than the whole weight bound is not kept.
     pub(super) fn insert(&mut self, key: K, value: V, weight: usize) {

@@ -3,6 +3,7 @@
 
 mod error;
 pub(crate) mod history;
+mod history_cache;
 mod lru;
 pub(crate) mod maintenance;
 pub(crate) mod meta;

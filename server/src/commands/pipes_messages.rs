@@ -10,6 +10,8 @@ use crate::cometql::{Delete, Insert, Select};
 use crate::hub::outgoing;
 use crate::hub::Publication;
 use crate::ids::{ConnId, EventName, PipeName, UserId};
+use crate::storage::HistoryRow;
+use crate::tenant::unix_now;
 
 pub(crate) const TABLE: Table = Table {
     name: "pipes_messages",
@@ -93,7 +95,8 @@ pub(crate) async fn publish(
     deliver(ctx, caller, m, except).await
 }
 
-/// [`publish`] of a message already paid for.
+/// [`publish`] of a message already paid for. A message to a pipe that keeps history is delivered by
+/// the storage writer once its entry is committed (`history::record`): the OK means stored.
 async fn deliver(
     ctx: &Ctx,
     caller: Caller,
@@ -102,7 +105,7 @@ async fn deliver(
 ) -> Result<usize, CommandError> {
     let mut keep = history::kept(ctx, caller.dev_id, &m.pipe).await?;
     // A pipe that numbers its history delivers in the order its writes took offsets (see `positions`).
-    let _order = match super::positions::durable(&m.pipe, keep) {
+    let order = match super::positions::durable(&m.pipe, keep) {
         true => {
             let order = ctx.pipe_locks.lock(caller.dev_id, &m.pipe).await;
             // Its settings may have changed while this waited (they change under the same lock).
@@ -111,25 +114,35 @@ async fn deliver(
         }
         false => None,
     };
-    let stored = history::record(
-        ctx,
-        caller.dev_id,
-        &m.pipe,
-        keep,
-        m.event.as_str(),
-        &m.text,
-        m.sender,
-    )
-    .await?;
-    let frame = outgoing::pipe_message(&m.pipe, &m.event, &m.text, stored.sent_at, m.sender);
-    Ok(ctx.hub.publish(Publication {
+    let sent_at = unix_now();
+    let frame = outgoing::pipe_message(&m.pipe, &m.event, &m.text, sent_at, m.sender);
+    let publication = Publication {
         dev_id: caller.dev_id,
-        pipe: m.pipe,
+        pipe: m.pipe.clone(),
         frame,
         except,
-        position: stored.position,
+        position: None,
         presence: false,
-    }))
+    };
+    if keep <= 0 {
+        return Ok(ctx.hub.publish(publication));
+    }
+    let row = HistoryRow {
+        pipe: m.pipe.as_str().to_string(),
+        uuid: uuid::Uuid::now_v7().to_string(),
+        event: m.event.as_str().to_string(),
+        message: m.text,
+        user_id: m.sender.map_or(0, |u| u.0 as i64),
+        sent_at,
+        pos: None,
+        sender: m.sender.map(|u| u.0 as i64),
+    };
+    let delivered = history::record(ctx, caller.dev_id, keep, row, publication).await?;
+    // Handed over in lock order: the next publish of the pipe may be handed over while this one commits.
+    drop(order);
+    delivered.await.map_err(|_| {
+        CommandError::from(crate::storage::StorageError::Conflict("storage is closed"))
+    })?
 }
 
 /// A browser's read of a pipe's history (`pipe_log`): its newest entries, oldest first, as frames. Whoever

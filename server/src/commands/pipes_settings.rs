@@ -37,6 +37,8 @@ pub(super) async fn insert(
         // Under the pipe's publish lock: a publish numbers its message by the length it reads under it
         // (a length switched to 0 clears the pipe's epoch; a numbered write after that would revive it).
         let _order = ctx.pipe_locks.lock(caller.dev_id, pipe).await;
+        // Publishes handed over with the old length are stored (and trimmed) before it changes.
+        ctx.storage.barrier().await?;
         ctx.storage
             .set_pipe_length(caller.dev_id, pipe.as_str(), *length)
             .await?;
@@ -88,6 +90,7 @@ pub(super) async fn delete(
     let names = TABLE.key_values(&del.filter, "name", Verb::Delete)?;
     for pipe in where_pipes(names) {
         let _order = ctx.pipe_locks.lock(caller.dev_id, &pipe).await;
+        ctx.storage.barrier().await?;
         let deleted = ctx
             .storage
             .delete_pipe_settings(caller.dev_id, pipe.as_str())

@@ -2,12 +2,13 @@
 //! database, so that its epoch and offsets outlive the node and a page that reconnects after a restart is
 //! sent what it missed from the history (docs/websocket.md, "subscription2").
 //!
-//! Order: the offset a history write takes (the database's commit order, by the settings row's lock) and
-//! the order the hub delivers in must be one, or a subscriber would see offset 7 before 6. So a publish to
-//! such a pipe holds the pipe's publish lock from its history write until the hub has delivered it, and a
-//! positioned subscribe holds it from reading the pipe's position until it has joined: a publish is then
-//! either in what the subscribe read (replayed) or delivered after the join (live). The row lock already
-//! serialises these writes, so the lock costs them no concurrency; other pipes share a stripe only by hash.
+//! Order: the offset a history write takes and the order the hub delivers in must be one, or a subscriber
+//! would see offset 7 before 6. A publish to such a pipe hands its write to the storage writer under the
+//! pipe's publish lock; the writer numbers, commits and delivers in the order writes were handed over, so
+//! the lock is held only for the hand-over and publishes of one pipe commit together. A positioned
+//! subscribe holds the lock, waits for the writer to finish what was handed over before (`barrier`), reads
+//! the pipe's position and joins: a publish is then either in what the subscribe read (replayed) or
+//! delivered after the join (live). Other pipes share a stripe only by hash.
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
@@ -73,6 +74,10 @@ pub(crate) async fn join(
         ));
     }
     let _order = ctx.pipe_locks.lock(client.dev_id, pipe).await;
+    // Publishes handed to the storage writer before the lock was taken are committed and delivered
+    // before the position is read: each is then in what is read (replayed) or reached the hub before
+    // the join; none can be handed over until the join is done.
+    ctx.storage.barrier().await?;
     // The settings change under this lock too: whether the pipe keeps history is read again below (a
     // length set to 0 meanwhile reads as no position).
     let fresh = crate::hub::new_epoch();

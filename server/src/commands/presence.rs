@@ -168,7 +168,7 @@ pub(crate) async fn connect(
     let hub = &ctx.hub;
     let announce = || announce_status(hub, dev_id, user, true);
     if hub.registry().link_user(dev_id, user, outbox, announce)? {
-        record_status(ctx, dev_id, user, true).await;
+        record_status(ctx, dev_id, user, true);
     }
     Ok(())
 }
@@ -178,16 +178,15 @@ pub(crate) async fn connect(
 pub(crate) async fn disconnect(ctx: &Ctx, dev_id: DevId, user: UserId, conn: ConnId) {
     let announce = || announce_status(&ctx.hub, dev_id, user, false);
     if user.0 != 0 && ctx.hub.registry().unlink_user(dev_id, user, conn, announce) {
-        record_status(ctx, dev_id, user, false).await;
+        record_status(ctx, dev_id, user, false);
     }
 }
 
-/// The durable users_time value: 0 while online, the disconnect time after.
-async fn record_status(ctx: &Ctx, dev_id: DevId, user: UserId, online: bool) {
+/// The durable users_time value: 0 while online, the disconnect time after. Noted for the storage
+/// writer, not waited for: a connect never waits for the database (reads see the value at once).
+fn record_status(ctx: &Ctx, dev_id: DevId, user: UserId, online: bool) {
     let time = if online { 0 } else { unix_now() };
-    if let Err(e) = ctx.storage.set_last_online(dev_id, user, time).await {
-        tracing::error!(error = %e, "could not record users_time");
-    }
+    ctx.storage.note_last_online(dev_id, user, time);
 }
 
 /// `online` / `offline` on `user_status_<id>`. Called by the hub under its users lock, so that the

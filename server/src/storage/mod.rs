@@ -3,6 +3,7 @@
 //! are understood by both. One file per concern.
 
 mod accounts;
+mod batch;
 mod origins;
 mod pipes;
 mod queue;
@@ -10,6 +11,7 @@ mod tenants;
 mod totals;
 mod usage;
 mod users;
+mod writer;
 
 pub use accounts::AccountRow;
 pub use pipes::{DurablePosition, HistoryRow};
@@ -17,6 +19,7 @@ pub use queue::QueuedMessage;
 pub use tenants::{KeyRow, LimitRow, NewTenantRow, QuotaRow, TenantRow};
 pub use totals::{InUse, Reservation, StoredUsage, Totals};
 pub use users::UserTable;
+pub use writer::{HistoryCommit, HistoryWrite, WriterStats};
 
 use std::path::Path;
 use std::sync::Arc;
@@ -25,6 +28,8 @@ use std::time::Duration;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::Migrator;
 use sqlx::AnyPool;
+
+use crate::config::{StorageConfig, Synchronous};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/postgres");
@@ -39,6 +44,9 @@ pub enum StorageError {
     DataDir(String, std::io::Error),
     #[error("{0}")]
     Conflict(&'static str),
+    /// A batch of writes failed as a whole (the writer's error, for each write in it).
+    #[error("database error: {0}")]
+    Batch(String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,12 +55,14 @@ pub enum Backend {
     Postgres,
 }
 
-/// Cheap to clone: a pool handle, and the running totals its writes keep (see `totals.rs`).
+/// Cheap to clone: a pool handle, the writer that batches the writes made per message (`writer.rs`),
+/// and the running totals their writes keep (see `totals.rs`).
 #[derive(Clone)]
 pub struct Storage {
     pool: AnyPool,
     backend: Backend,
     totals: Arc<Totals>,
+    writer: Arc<writer::Writer>,
 }
 
 impl std::fmt::Debug for Storage {
@@ -66,6 +76,10 @@ impl std::fmt::Debug for Storage {
 
 impl Storage {
     pub async fn open(url: &str) -> Result<Storage, StorageError> {
+        Storage::open_with(url, &StorageConfig::default()).await
+    }
+
+    pub async fn open_with(url: &str, config: &StorageConfig) -> Result<Storage, StorageError> {
         sqlx::any::install_default_drivers();
         let backend = if url.starts_with("sqlite:") {
             Backend::Sqlite
@@ -80,16 +94,29 @@ impl Storage {
                 }
             }
         }
-        // sqlx's SQLite defaults are what we want: WAL (readers beside the one writer), a 5 s busy timeout
-        // (writers queue instead of failing) and foreign keys on.
-        let options = AnyPoolOptions::new()
-            .max_connections(if backend == Backend::Sqlite { 4 } else { 10 })
-            .acquire_timeout(Duration::from_secs(10));
-        let pool = options.connect(url).await?;
+        // SQLite: WAL (sqlx's default: readers never wait for the writer), a 5 s busy timeout (the rare
+        // writes outside the writer queue behind it instead of failing), foreign keys on. The pool serves
+        // reads; its size is what concurrent readers need, not writers (there is one).
+        let size = match (config.pool_size, backend) {
+            (0, Backend::Sqlite) => 4,
+            (0, Backend::Postgres) => 10,
+            (n, _) => n,
+        };
+        let pool = options(backend, config.synchronous, false)
+            .max_connections(size)
+            .connect(url)
+            .await?;
+        let writer_pool = options(backend, config.synchronous, true)
+            .max_connections(1)
+            .connect(url)
+            .await?;
+        let totals: Arc<Totals> = Arc::default();
+        let writer = writer::Writer::start(writer_pool, totals.clone(), config);
         Ok(Storage {
             pool,
             backend,
-            totals: Arc::default(),
+            totals,
+            writer: Arc::new(writer),
         })
     }
 
@@ -110,14 +137,58 @@ impl Storage {
         &self.totals
     }
 
-    /// Waits for in-flight statements and closes every connection (SQLite checkpoints its WAL on close).
+    /// Writes what the writer holds, waits for in-flight statements and closes every connection (SQLite
+    /// checkpoints its WAL on close).
     pub async fn close(&self) {
+        self.writer.close().await;
         self.pool.close().await;
+    }
+
+    /// Waits until every write handed to the writer so far is committed and finished.
+    pub async fn barrier(&self) -> Result<(), StorageError> {
+        self.writer.barrier().await
+    }
+
+    /// Hands a history append to the writer (see [`HistoryWrite`]).
+    pub async fn append(&self, write: HistoryWrite) -> Result<(), StorageError> {
+        self.writer.append(write).await
+    }
+
+    /// users_time changes not recorded because too many were waiting for the database.
+    pub fn users_time_dropped(&self) -> u64 {
+        self.writer.times_dropped()
+    }
+
+    /// What the writer has committed.
+    pub fn writer_stats(&self) -> &WriterStats {
+        self.writer.stats()
     }
 
     pub(crate) fn pool(&self) -> &AnyPool {
         &self.pool
     }
+}
+
+/// Pool options: with `synchronous = normal`, SQLite connections sync at checkpoints only (WAL), and the
+/// writer's PostgreSQL session does not wait for the WAL flush at commit (see `StorageConfig`).
+fn options(backend: Backend, sync: Synchronous, writer: bool) -> AnyPoolOptions {
+    AnyPoolOptions::new()
+        .acquire_timeout(Duration::from_secs(10))
+        .after_connect(move |conn, _| {
+            Box::pin(async move {
+                use sqlx::Executor;
+                let sql = match (backend, sync, writer) {
+                    (Backend::Sqlite, Synchronous::Normal, _) => "PRAGMA synchronous = NORMAL",
+                    (Backend::Sqlite, Synchronous::Full, _) => "PRAGMA synchronous = FULL",
+                    (Backend::Postgres, Synchronous::Normal, true) => {
+                        "SET synchronous_commit = off"
+                    }
+                    (Backend::Postgres, _, _) => return Ok(()),
+                };
+                conn.execute(sql).await?;
+                Ok(())
+            })
+        })
 }
 
 fn sqlite_file(url: &str) -> Option<&Path> {

@@ -57,97 +57,11 @@ fn removed_history(rows: &[AnyRow]) -> Result<HashMap<DevId, StoredUsage>, Stora
     Ok(out)
 }
 
-/// Deletes all but the newest `$3` entries of pipe `$2` of tenant `$1`.
-fn trim_sql() -> String {
-    format!(
-        "DELETE FROM pipe_history WHERE dev_id = $1 AND pipe = $2 AND id NOT IN \
-         (SELECT id FROM pipe_history WHERE dev_id = $1 AND pipe = $2 ORDER BY id DESC LIMIT $3) \
-         RETURNING dev_id, {ENTRY_BYTES} AS bytes"
-    )
-}
-
 impl Storage {
     fn apply_removed(&self, removed: HashMap<DevId, StoredUsage>) {
         for (dev_id, d) in removed {
             self.totals.apply(dev_id, d);
         }
-    }
-
-    /// Appends to a pipe's history and trims it to the newest `keep` entries, in one transaction. `admit`
-    /// sees what the write changes in all (the new entry less the entries trimmed, so a write to a pipe
-    /// already at its length adds no row) before the commit; an error from it rolls the write back. What it
-    /// returns (a quota reservation) is handed back after the totals count the write.
-    ///
-    /// With `epoch` (a fresh one, used only if the pipe has none yet) the row takes the pipe's next offset:
-    /// its settings row's `top` goes up by one in the same transaction (whose row lock orders concurrent
-    /// writers as their commits), and the row's position is returned. No settings row: no position.
-    pub async fn append_history<R, E: From<StorageError>>(
-        &self,
-        dev_id: DevId,
-        row: &HistoryRow,
-        keep: i64,
-        epoch: Option<&str>,
-        admit: impl FnOnce(StoredUsage) -> Result<R, E>,
-    ) -> Result<(R, Option<DurablePosition>), E> {
-        let dev = dev_id.0 as i64;
-        let mut tx = self.pool().begin().await.map_err(StorageError::from)?;
-        let mut position = None;
-        if let Some(epoch) = epoch {
-            let r = sqlx::query(
-                "UPDATE pipe_settings SET top = top + 1, epoch = COALESCE(epoch, $3) \
-                 WHERE dev_id = $1 AND pipe = $2 AND length > 0 RETURNING epoch, top",
-            )
-            .bind(dev)
-            .bind(&row.pipe)
-            .bind(epoch)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(StorageError::from)?;
-            if let Some(r) = r {
-                position = Some(DurablePosition {
-                    epoch: get(&r, "epoch")?,
-                    top: get(&r, "top")?,
-                });
-            }
-        }
-        sqlx::query(
-            "INSERT INTO pipe_history (dev_id, pipe, uuid, event, message, user_id, sent_at, pos, sender) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
-        .bind(dev)
-        .bind(&row.pipe)
-        .bind(&row.uuid)
-        .bind(&row.event)
-        .bind(&row.message)
-        .bind(row.user_id)
-        .bind(row.sent_at)
-        .bind(position.as_ref().map(|p| p.top))
-        .bind(row.sender)
-        .execute(&mut *tx)
-        .await
-        .map_err(StorageError::from)?;
-        let trimmed = sqlx::query(&trim_sql())
-            .bind(dev)
-            .bind(&row.pipe)
-            .bind(keep)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(StorageError::from)?;
-        let removed = removed_history(&trimmed)?;
-        let mut change = StoredUsage {
-            history_rows: 1,
-            history_bytes: row.message.len() as i64,
-            ..StoredUsage::default()
-        };
-        if let Some(r) = removed.get(&dev_id) {
-            change.history_rows += r.history_rows;
-            change.history_bytes += r.history_bytes;
-        }
-        // Dropping the transaction unadmitted rolls it back.
-        let admitted = admit(change)?;
-        tx.commit().await.map_err(StorageError::from)?;
-        self.totals.apply(dev_id, change);
-        Ok((admitted, position))
     }
 
     /// The pipe's durable position, giving it an epoch (`fresh`) if it has none yet; `None` when the pipe
@@ -220,8 +134,8 @@ impl Storage {
         adding: i64,
     ) -> Result<Vec<i64>, StorageError> {
         let rows = sqlx::query(&format!(
-            "SELECT {ENTRY_BYTES} AS bytes FROM pipe_history WHERE dev_id = $1 AND pipe = $2 AND id NOT IN \
-             (SELECT id FROM pipe_history WHERE dev_id = $1 AND pipe = $2 ORDER BY id DESC LIMIT $3) \
+            "SELECT {ENTRY_BYTES} AS bytes FROM pipe_history WHERE dev_id = $1 AND pipe = $2 AND id <= \
+             (SELECT id FROM pipe_history WHERE dev_id = $1 AND pipe = $2 ORDER BY id DESC LIMIT 1 OFFSET $3) \
              ORDER BY id"
         ))
         .bind(dev_id.0 as i64)
@@ -239,7 +153,7 @@ impl Storage {
         pipe: &str,
         keep: i64,
     ) -> Result<u64, StorageError> {
-        let rows = sqlx::query(&trim_sql())
+        let rows = sqlx::query(&super::batch::trim_by_id_sql())
             .bind(dev_id.0 as i64)
             .bind(pipe)
             .bind(keep)

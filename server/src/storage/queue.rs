@@ -1,5 +1,6 @@
 //! The queue of private messages (users_messages): what waits for a user who is not connected. Enqueues
-//! and claims go through the writer (`writer.rs`), batched with other writes; these are the statements.
+//! and claims go through the writer (`writer.rs`, their statements in `batch.rs`), batched with other
+//! writes; reads and the rare deletes run here.
 
 use std::collections::HashMap;
 
@@ -17,7 +18,7 @@ pub struct QueuedMessage {
 }
 
 impl QueuedMessage {
-    fn from_row(r: &sqlx::any::AnyRow) -> Result<Self, StorageError> {
+    pub(super) fn from_row(r: &sqlx::any::AnyRow) -> Result<Self, StorageError> {
         Ok(QueuedMessage {
             id: get(r, "id")?,
             uuid: get(r, "uuid")?,
@@ -29,6 +30,7 @@ impl QueuedMessage {
 }
 
 impl Storage {
+    /// Queues a message for the user (through the writer: committed before this returns).
     pub async fn enqueue_message(
         &self,
         dev_id: DevId,
@@ -36,21 +38,9 @@ impl Storage {
         msg: &QueuedMessage,
         expires_at: i64,
     ) -> Result<(), StorageError> {
-        sqlx::query(
-            "INSERT INTO user_messages (dev_id, user_id, uuid, event, message, sent_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(dev_id.0 as i64)
-        .bind(user.0 as i64)
-        .bind(&msg.uuid)
-        .bind(&msg.event)
-        .bind(&msg.message)
-        .bind(msg.sent_at)
-        .bind(expires_at)
-        .execute(self.pool())
-        .await?;
-        self.totals.apply_queued(dev_id, user, 1);
-        Ok(())
+        self.writer
+            .enqueue(dev_id, user, msg.clone(), expires_at)
+            .await
     }
 
     /// Puts claimed messages back where they were: under their own ids, so that they come before the
@@ -121,8 +111,9 @@ impl Storage {
     }
 
     /// Takes the user's oldest unexpired queued messages (at most `limit`) out of the queue in one
-    /// statement, oldest first: the caller now owns their delivery. A message a concurrent sender claimed
-    /// first (`claim_queued_uuid`) is not among them, and one in them is not claimed by anyone else.
+    /// statement (through the writer), oldest first: the caller now owns their delivery. A message a
+    /// concurrent sender claimed first (`claim_queued_uuid`) is not among them, and one in them is not
+    /// claimed by anyone else.
     pub async fn claim_queued_batch(
         &self,
         dev_id: DevId,
@@ -130,41 +121,14 @@ impl Storage {
         now: i64,
         limit: i64,
     ) -> Result<Vec<QueuedMessage>, StorageError> {
-        let rows = sqlx::query(
-            "DELETE FROM user_messages WHERE id IN (SELECT id FROM user_messages \
-             WHERE dev_id = $1 AND user_id = $2 AND expires_at > $3 ORDER BY id LIMIT $4) \
-             RETURNING id, uuid, event, message, sent_at",
-        )
-        .bind(dev_id.0 as i64)
-        .bind(user.0 as i64)
-        .bind(now)
-        .bind(limit)
-        .fetch_all(self.pool())
-        .await?;
-        let mut batch = rows
-            .iter()
-            .map(QueuedMessage::from_row)
-            .collect::<Result<Vec<_>, StorageError>>()?;
-        // RETURNING promises no order.
-        batch.sort_by_key(|m| m.id);
-        self.totals
-            .apply_queued(dev_id, user, -(batch.len() as i64));
-        Ok(batch)
+        self.writer.claim(dev_id, user, now, limit).await
     }
 
     /// Takes one queued message out of the queue by its uuid (known to its sender); `true` for the one
     /// caller that removed it, who then owns its delivery (a connecting user's drain and the sender race
     /// for it).
     pub async fn claim_queued_uuid(&self, dev_id: DevId, uuid: &str) -> Result<bool, StorageError> {
-        let rows = sqlx::query(
-            "DELETE FROM user_messages WHERE dev_id = $1 AND uuid = $2 RETURNING dev_id, user_id",
-        )
-        .bind(dev_id.0 as i64)
-        .bind(uuid)
-        .fetch_all(self.pool())
-        .await?;
-        self.unqueued(&rows)?;
-        Ok(rows.len() == 1)
+        self.writer.claim_uuid(dev_id, uuid).await
     }
 
     /// Removes queued messages up to and including `through_id` (those just delivered).

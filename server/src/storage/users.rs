@@ -213,30 +213,21 @@ impl Storage {
         Ok(r.rows_affected())
     }
 
-    /// 0 while online, the last disconnect time after.
-    pub async fn set_last_online(
-        &self,
-        dev_id: DevId,
-        user: UserId,
-        time: i64,
-    ) -> Result<(), StorageError> {
-        sqlx::query(
-            "INSERT INTO users_time (dev_id, user_id, last_online) VALUES ($1, $2, $3) \
-             ON CONFLICT (dev_id, user_id) DO UPDATE SET last_online = excluded.last_online",
-        )
-        .bind(dev_id.0 as i64)
-        .bind(user.0 as i64)
-        .bind(time)
-        .execute(self.pool())
-        .await?;
-        Ok(())
+    /// Notes the users_time value (0 while online, the last disconnect time after), written by the
+    /// writer's next batch: a connect or disconnect never waits for the database.
+    pub fn note_last_online(&self, dev_id: DevId, user: UserId, time: i64) {
+        self.writer.note_time(dev_id, user, time);
     }
 
+    /// The users_time value: one noted and not yet written first.
     pub async fn last_online(
         &self,
         dev_id: DevId,
         user: UserId,
     ) -> Result<Option<i64>, StorageError> {
+        if let Some(t) = self.writer.pending_time(dev_id, user) {
+            return Ok(Some(t));
+        }
         let row =
             sqlx::query("SELECT last_online FROM users_time WHERE dev_id = $1 AND user_id = $2")
                 .bind(dev_id.0 as i64)

@@ -144,7 +144,7 @@ fn render_histogram(out: &mut String, name: &str, h: &HistogramReading) {
 
 /// The sizes of the bounded caches in front of storage, appended to the page.
 pub(super) fn render_caches(out: &mut String, c: CacheSizes) {
-    let rows: [(&str, &str, &str, u64); 7] = [
+    let rows: [(&str, &str, &str, u64); 11] = [
         (
             "halley_history_lengths_cached",
             "gauge",
@@ -186,6 +186,30 @@ pub(super) fn render_caches(out: &mut String, c: CacheSizes) {
             "gauge",
             "Bytes the users' private-message windows hold ([recovery] window_bytes, a budget of its own).",
             c.private_window_bytes as u64,
+        ),
+        (
+            "halley_storage_batches_total",
+            "counter",
+            "Transactions the storage writer committed (history, queued messages, users_time).",
+            c.writer_batches,
+        ),
+        (
+            "halley_storage_batched_writes_total",
+            "counter",
+            "Writes in those transactions (writes per transaction: this over halley_storage_batches_total).",
+            c.writer_writes,
+        ),
+        (
+            "halley_storage_failed_batches_total",
+            "counter",
+            "Transactions of the storage writer that failed (each of their writes got the error).",
+            c.writer_failed,
+        ),
+        (
+            "halley_users_time_dropped_total",
+            "counter",
+            "users_time changes not recorded because [storage] users_time_pending were waiting.",
+            c.users_time_dropped,
         ),
     ];
     for (name, kind, help, value) in rows {

@@ -1,0 +1,520 @@
+//! The one writer of durable state that changes with every message: history appends, queued private
+//! messages (enqueue and claim) and users_time. Writers hand their write over and wait; the writer takes
+//! whatever is waiting (up to `[storage] batch_max`) and commits it in one transaction (group commit), so
+//! a burst of publishes costs one commit, not one each, and SQLite's single write lock is never fought
+//! over by a pool of connections. The answer (and a publish's delivery, see `HistoryCommit`) comes only
+//! after the commit: an acknowledged write is stored.
+//!
+//! users_time is not waited for: a connect or disconnect notes the user's newest value, which the next
+//! batch writes (one row per user however often they came and went), so a stalled database never holds up
+//! the WebSocket accept path.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use sqlx::AnyPool;
+use tokio::sync::{mpsc, oneshot, Notify};
+
+use super::batch::{self, Append, Enqueue, Placed};
+use super::queue::QueuedMessage;
+use super::totals::Totals;
+use super::{DurablePosition, HistoryRow, StorageError, StoredUsage};
+use crate::ids::{DevId, UserId};
+
+/// How long a batch is tried again while the database is locked by someone else.
+const BUSY_PATIENCE: Duration = Duration::from_secs(60);
+
+/// SQLite's "database is locked" (SQLITE_BUSY and its extended codes).
+fn busy(e: &StorageError) -> bool {
+    match e {
+        StorageError::Db(sqlx::Error::Database(d)) => d
+            .code()
+            .is_some_and(|c| c == "5" || c.parse::<u32>().is_ok_and(|n| n & 0xff == 5)),
+        _ => false,
+    }
+}
+
+/// users_time changes alone are written at most this often (they ride along with any other batch).
+const TIMES_EVERY: Duration = Duration::from_millis(50);
+
+/// What a history append asks of its writer: room for what the write changes, before the commit, and
+/// what to do once it is committed (or not). `finish` runs on the writer, in commit order, so the
+/// caller's delivery of a numbered message follows the numbering: it must not block.
+pub trait HistoryCommit: Send + Sync + 'static {
+    /// Takes room for what the write changes (its row less what its trim removed); `false` refuses
+    /// it: the write is left out of the batch. Called again when the batch runs again without a refused
+    /// write: the room taken before is given back first.
+    fn admit(&mut self, change: StoredUsage) -> bool;
+    /// The write committed (with its position, when its pipe numbers its history), was refused by
+    /// `admit`, or failed.
+    fn finish(
+        self: Box<Self>,
+        row: HistoryRow,
+        result: Result<Option<DurablePosition>, StorageError>,
+    );
+}
+
+/// A history append for the writer.
+pub struct HistoryWrite {
+    pub dev_id: DevId,
+    pub row: HistoryRow,
+    /// Entries the pipe keeps.
+    pub keep: i64,
+    /// `Some`: the row takes the pipe's next offset (this epoch if the pipe has none yet).
+    pub epoch: Option<String>,
+    pub commit: Box<dyn HistoryCommit>,
+}
+
+type Reply<T> = oneshot::Sender<Result<T, StorageError>>;
+
+enum Op {
+    History(HistoryWrite),
+    Enqueue {
+        dev_id: DevId,
+        user: UserId,
+        msg: QueuedMessage,
+        expires_at: i64,
+        done: Reply<()>,
+    },
+    Claim {
+        dev_id: DevId,
+        user: UserId,
+        now: i64,
+        limit: i64,
+        done: Reply<Vec<QueuedMessage>>,
+    },
+    ClaimUuid {
+        dev_id: DevId,
+        uuid: String,
+        done: Reply<bool>,
+    },
+    /// Answered once everything handed over before it is committed and finished.
+    Barrier(oneshot::Sender<()>),
+}
+
+/// users_time values not yet written: the newest per user.
+struct Times {
+    map: Mutex<HashMap<(DevId, UserId), i64>>,
+    max: usize,
+    wake: Notify,
+    dropped: AtomicU64,
+}
+
+/// What the writer has done, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct WriterStats {
+    /// Transactions committed.
+    pub batches: AtomicU64,
+    /// Writes in them (history appends, enqueues, claims, users_time rows).
+    pub writes: AtomicU64,
+    /// Batches that failed (every write in them got the error).
+    pub failed: AtomicU64,
+}
+
+impl Times {
+    fn lock(&self) -> MutexGuard<'_, HashMap<(DevId, UserId), i64>> {
+        self.map.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The handle every `Storage` clone shares.
+pub(super) struct Writer {
+    ops: Mutex<Option<mpsc::Sender<Op>>>,
+    times: Arc<Times>,
+    stats: Arc<WriterStats>,
+    stopped: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+fn closed() -> StorageError {
+    StorageError::Conflict("storage is closed")
+}
+
+impl Writer {
+    /// Starts the writer on `pool` (its own connection), keeping `totals` up to date with what it commits.
+    pub(super) fn start(
+        pool: AnyPool,
+        totals: Arc<Totals>,
+        config: &crate::config::StorageConfig,
+    ) -> Writer {
+        let (tx, rx) = mpsc::channel(config.queue);
+        let times = Arc::new(Times {
+            map: Mutex::default(),
+            max: config.users_time_pending,
+            wake: Notify::new(),
+            dropped: AtomicU64::new(0),
+        });
+        let stats = Arc::new(WriterStats::default());
+        let task = Task {
+            pool,
+            totals,
+            times: times.clone(),
+            stats: stats.clone(),
+            batch_max: config.batch_max,
+        };
+        let handle = tokio::spawn(task.run(rx));
+        Writer {
+            ops: Mutex::new(Some(tx)),
+            times,
+            stats,
+            stopped: Mutex::new(Some(handle)),
+        }
+    }
+
+    fn sender(&self) -> Option<mpsc::Sender<Op>> {
+        self.ops.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    async fn submit(&self, op: Op) -> Result<(), StorageError> {
+        let tx = self.sender().ok_or_else(closed)?;
+        tx.send(op).await.map_err(|_| closed())
+    }
+
+    async fn ask<T>(&self, op: impl FnOnce(Reply<T>) -> Op) -> Result<T, StorageError> {
+        let (done, answer) = oneshot::channel();
+        self.submit(op(done)).await?;
+        answer.await.map_err(|_| closed())?
+    }
+
+    /// Hands an append over: its outcome goes to its `commit`. Waits only while the writer's queue is
+    /// full (back-pressure); an error here means it was not taken (and `commit` was not called).
+    pub(super) async fn append(&self, write: HistoryWrite) -> Result<(), StorageError> {
+        self.submit(Op::History(write)).await
+    }
+
+    pub(super) async fn enqueue(
+        &self,
+        dev_id: DevId,
+        user: UserId,
+        msg: QueuedMessage,
+        expires_at: i64,
+    ) -> Result<(), StorageError> {
+        self.ask(|done| Op::Enqueue {
+            dev_id,
+            user,
+            msg,
+            expires_at,
+            done,
+        })
+        .await
+    }
+
+    pub(super) async fn claim(
+        &self,
+        dev_id: DevId,
+        user: UserId,
+        now: i64,
+        limit: i64,
+    ) -> Result<Vec<QueuedMessage>, StorageError> {
+        self.ask(|done| Op::Claim {
+            dev_id,
+            user,
+            now,
+            limit,
+            done,
+        })
+        .await
+    }
+
+    pub(super) async fn claim_uuid(&self, dev_id: DevId, uuid: &str) -> Result<bool, StorageError> {
+        let uuid = uuid.to_string();
+        self.ask(|done| Op::ClaimUuid { dev_id, uuid, done }).await
+    }
+
+    /// Waits until everything handed over so far is committed and finished.
+    pub(super) async fn barrier(&self) -> Result<(), StorageError> {
+        let (done, answer) = oneshot::channel();
+        self.submit(Op::Barrier(done)).await?;
+        answer.await.map_err(|_| closed())
+    }
+
+    /// Notes a user's users_time value, written by the next batch; never waits.
+    pub(super) fn note_time(&self, dev_id: DevId, user: UserId, time: i64) {
+        let mut map = self.times.lock();
+        if map.len() >= self.times.max && !map.contains_key(&(dev_id, user)) {
+            drop(map);
+            self.times.dropped.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!("users_time not recorded: too many changes waiting for the database");
+            return;
+        }
+        map.insert((dev_id, user), time);
+        drop(map);
+        self.times.wake.notify_one();
+    }
+
+    /// A users_time value noted and not yet written.
+    pub(super) fn pending_time(&self, dev_id: DevId, user: UserId) -> Option<i64> {
+        self.times.lock().get(&(dev_id, user)).copied()
+    }
+
+    /// users_time changes not recorded because too many were waiting.
+    pub(super) fn times_dropped(&self) -> u64 {
+        self.times.dropped.load(Ordering::Relaxed)
+    }
+
+    pub(super) fn stats(&self) -> &WriterStats {
+        &self.stats
+    }
+
+    /// Writes everything handed over and noted, then stops the writer: later writes get an error.
+    pub(super) async fn close(&self) {
+        let tx = self.ops.lock().unwrap_or_else(|e| e.into_inner()).take();
+        drop(tx);
+        let handle = self
+            .stopped
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(h) = handle {
+            self.times.wake.notify_one();
+            let _ = h.await;
+        }
+    }
+}
+
+struct Task {
+    pool: AnyPool,
+    totals: Arc<Totals>,
+    times: Arc<Times>,
+    stats: Arc<WriterStats>,
+    batch_max: usize,
+}
+
+impl Task {
+    async fn run(self, mut rx: mpsc::Receiver<Op>) {
+        let mut open = true;
+        while open {
+            let mut ops = Vec::new();
+            tokio::select! {
+                op = rx.recv() => match op {
+                    Some(op) => ops.push(op),
+                    None => open = false,
+                },
+                // users_time alone: let a few more connects and disconnects join it.
+                _ = async {
+                    self.times.wake.notified().await;
+                    tokio::time::sleep(TIMES_EVERY).await;
+                } => {}
+            }
+            while ops.len() < self.batch_max {
+                match rx.try_recv() {
+                    Ok(op) => ops.push(op),
+                    Err(_) => break,
+                }
+            }
+            self.commit(ops).await;
+        }
+    }
+
+    /// Commits one batch and hands every write its outcome, in the order they came.
+    async fn commit(&self, mut ops: Vec<Op>) {
+        let times: Vec<((DevId, UserId), i64)> = std::mem::take(&mut *self.times.lock())
+            .into_iter()
+            .collect();
+        if ops.is_empty() && times.is_empty() {
+            return;
+        }
+        // An append refused by its quota check is taken out and the rest run again.
+        let mut refused = vec![false; ops.len()];
+        let began = tokio::time::Instant::now();
+        let outcome = loop {
+            match self.attempt(&mut ops, &refused, &times).await {
+                Ok(Attempt::Done(done)) => break Ok(done),
+                Ok(Attempt::Refused(i)) => refused[i] = true,
+                // Another process holds SQLite's write lock past the busy timeout: nothing of the batch
+                // was written, so it runs again (its writers keep waiting) rather than failing them.
+                Err(e) if busy(&e) && began.elapsed() < BUSY_PATIENCE => {
+                    tracing::warn!(error = %e, "the database is locked; writing again");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => break Err(e),
+            }
+        };
+        let writes = (ops.len() + times.len()) as u64;
+        match outcome {
+            Ok(mut done) => {
+                self.stats.batches.fetch_add(1, Ordering::Relaxed);
+                self.stats.writes.fetch_add(writes, Ordering::Relaxed);
+                for (i, op) in ops.into_iter().enumerate() {
+                    self.hand_out(op, refused[i], &mut done, i);
+                }
+            }
+            Err(e) => {
+                self.stats.failed.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(error = %e, writes = ops.len(), "a batch of writes failed");
+                let message = e.to_string();
+                // users_time values are tried again with the next batch (unless newer ones came).
+                let mut map = self.times.lock();
+                for (k, t) in times {
+                    map.entry(k).or_insert(t);
+                }
+                drop(map);
+                for (i, op) in ops.into_iter().enumerate() {
+                    fail(op, refused[i], &message);
+                }
+            }
+        }
+    }
+
+    async fn attempt(
+        &self,
+        ops: &mut [Op],
+        refused: &[bool],
+        times: &[((DevId, UserId), i64)],
+    ) -> Result<Attempt, StorageError> {
+        let mut tx = self.pool.begin().await?;
+        let mut done = Committed::default();
+        let appends: Vec<(usize, Append)> = ops
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !refused[*i])
+            .filter_map(|(i, op)| match op {
+                Op::History(w) => Some((
+                    i,
+                    Append {
+                        dev_id: w.dev_id,
+                        row: &w.row,
+                        keep: w.keep,
+                        epoch: w.epoch.as_deref(),
+                    },
+                )),
+                _ => None,
+            })
+            .collect();
+        if !appends.is_empty() {
+            let only: Vec<Append> = appends.iter().map(|(_, a)| *a).collect();
+            let placed = batch::history(&mut tx, &only).await?;
+            for ((i, _), p) in appends.iter().zip(placed) {
+                done.placed.insert(*i, p);
+            }
+        }
+        let enqueues: Vec<Enqueue> = ops
+            .iter()
+            .filter_map(|op| match op {
+                Op::Enqueue {
+                    dev_id,
+                    user,
+                    msg,
+                    expires_at,
+                    ..
+                } => Some(Enqueue {
+                    dev_id: *dev_id,
+                    user: *user,
+                    msg,
+                    expires_at: *expires_at,
+                }),
+                _ => None,
+            })
+            .collect();
+        batch::enqueue(&mut tx, &enqueues).await?;
+        for (i, op) in ops.iter().enumerate() {
+            match op {
+                Op::Claim {
+                    dev_id,
+                    user,
+                    now,
+                    limit,
+                    ..
+                } => {
+                    let got = batch::claim(&mut tx, *dev_id, *user, *now, *limit).await?;
+                    done.claimed.insert(i, got);
+                }
+                Op::ClaimUuid { dev_id, uuid, .. } => {
+                    let got = batch::claim_uuid(&mut tx, *dev_id, uuid).await?;
+                    done.claimed_uuid.insert(i, got);
+                }
+                _ => {}
+            }
+        }
+        batch::users_time(&mut tx, times).await?;
+        // Room for each append's change, in order: one that does not fit is taken out (rolled back with
+        // the rest, which run again).
+        for (i, op) in ops.iter_mut().enumerate() {
+            if let (Op::History(w), Some(p)) = (op, done.placed.get(&i)) {
+                if !w.commit.admit(p.change) {
+                    return Ok(Attempt::Refused(i));
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(Attempt::Done(done))
+    }
+
+    fn hand_out(&self, op: Op, refused: bool, done: &mut Committed, i: usize) {
+        match op {
+            Op::History(w) => {
+                if refused {
+                    w.commit
+                        .finish(w.row, Err(StorageError::Conflict("refused")));
+                    return;
+                }
+                let p = done.placed.remove(&i).unwrap_or_default();
+                self.totals.apply(w.dev_id, p.change);
+                w.commit.finish(w.row, Ok(p.position));
+            }
+            Op::Enqueue {
+                dev_id,
+                user,
+                done: reply,
+                ..
+            } => {
+                self.totals.apply_queued(dev_id, user, 1);
+                let _ = reply.send(Ok(()));
+            }
+            Op::Claim {
+                dev_id,
+                user,
+                done: reply,
+                ..
+            } => {
+                let got = done.claimed.remove(&i).unwrap_or_default();
+                self.totals.apply_queued(dev_id, user, -(got.len() as i64));
+                let _ = reply.send(Ok(got));
+            }
+            Op::ClaimUuid {
+                dev_id,
+                done: reply,
+                ..
+            } => {
+                let got = done.claimed_uuid.remove(&i).flatten();
+                if let Some(user) = got {
+                    self.totals.apply_queued(dev_id, user, -1);
+                }
+                let _ = reply.send(Ok(got.is_some()));
+            }
+            Op::Barrier(reply) => {
+                let _ = reply.send(());
+            }
+        }
+    }
+}
+
+/// Every write of a failed batch gets the error (none of it was stored).
+fn fail(op: Op, refused: bool, message: &str) {
+    let err = || StorageError::Batch(message.to_string());
+    match op {
+        Op::History(w) if refused => w
+            .commit
+            .finish(w.row, Err(StorageError::Conflict("refused"))),
+        Op::History(w) => w.commit.finish(w.row, Err(err())),
+        Op::Enqueue { done, .. } => drop(done.send(Err(err()))),
+        Op::Claim { done, .. } => drop(done.send(Err(err()))),
+        Op::ClaimUuid { done, .. } => drop(done.send(Err(err()))),
+        Op::Barrier(done) => drop(done.send(())),
+    }
+}
+
+enum Attempt {
+    Done(Committed),
+    /// This op's quota check refused it.
+    Refused(usize),
+}
+
+/// What a batch's statements gave each op, by its index in the batch.
+#[derive(Default)]
+struct Committed {
+    placed: HashMap<usize, Placed>,
+    claimed: HashMap<usize, Vec<QueuedMessage>>,
+    claimed_uuid: HashMap<usize, Option<UserId>>,
+}
