@@ -126,10 +126,20 @@ async fn stored_frames(
     offset: u64,
     missed: u64,
 ) -> Result<Option<Vec<crate::hub::Frame>>, CommandError> {
-    let rows = ctx
-        .storage
-        .history_after(dev_id, pipe.as_str(), offset as i64, missed as i64)
-        .await?;
+    // The newest entries are usually in the history cache (kept by every publish): no query then.
+    let newest = super::history::read(ctx, dev_id, pipe).await?;
+    let from_cache: Vec<_> = newest
+        .iter()
+        .filter(|r| r.pos.is_some_and(|p| p > offset as i64))
+        .cloned()
+        .collect();
+    let rows = if from_cache.len() as u64 == missed {
+        from_cache
+    } else {
+        ctx.storage
+            .history_after(dev_id, pipe.as_str(), offset as i64, missed as i64)
+            .await?
+    };
     let whole = rows.len() as u64 == missed
         && rows
             .iter()
