@@ -7,13 +7,15 @@ use std::time::Duration;
 
 use crate::record::Record;
 use crate::scenarios::{self, Options, Scenario};
-use crate::servers;
+use crate::servers::{self, Database};
 use crate::target::{Kind, Target};
 
 pub struct Plan {
     pub server_bin: PathBuf,
     /// A wrapper command for `halley serve` (a profiler), empty for none.
     pub server_wrap: Vec<String>,
+    /// The PostgreSQL server halley-pg creates its fresh databases on (a URL without a database name).
+    pub postgres: String,
     pub nginx: PathBuf,
     pub nchan_workers: usize,
     pub targets: Vec<Kind>,
@@ -27,7 +29,15 @@ const SCENARIO_LIMIT: Duration = Duration::from_secs(100);
 
 fn start(kind: Kind, plan: &Plan, tls: bool) -> anyhow::Result<Target> {
     let server = match kind {
-        Kind::Halley => servers::start_halley(&plan.server_bin, &plan.server_wrap, tls)?,
+        Kind::Halley => {
+            servers::start_halley(&plan.server_bin, &plan.server_wrap, tls, Database::Sqlite)?
+        }
+        Kind::HalleyPg => servers::start_halley(
+            &plan.server_bin,
+            &plan.server_wrap,
+            tls,
+            Database::Postgres(&plan.postgres),
+        )?,
         Kind::Raw => servers::start_raw()?,
         Kind::Nchan => servers::start_nchan(&plan.nginx, plan.nchan_workers)?,
     };

@@ -5,6 +5,7 @@
 mod child;
 mod compare;
 mod crowd;
+mod durable;
 mod http_client;
 mod mysql_client;
 mod mysql_codec;
@@ -63,18 +64,24 @@ struct CompareArgs {
     /// The halley binary (target/release/halley).
     #[arg(long)]
     server_bin: PathBuf,
-    /// Servers: halley, raw, nchan.
+    /// Servers: halley (on SQLite), halley-pg (on PostgreSQL: see --postgres), raw, nchan.
     #[arg(long, value_delimiter = ',', default_value = "halley,raw,nchan")]
     targets: Vec<String>,
     /// Scenarios (or `all`): connect-5k, idle-10k, idle-18k, fanout-1k, fanout-10k,
     /// fanout-10k-pipelined, fanout-10k-publishers, pipes-10k, latency-1k, publish-1conn; and TLS
     /// side by side (Halley only): connect-5k-wss, idle-10k-wss, cometql-connect-2k,
-    /// cometql-connect-2k-tls; and recovery (Halley only): reconnect-storm-10k, windows-10k.
+    /// cometql-connect-2k-tls; and recovery (Halley only): reconnect-storm-10k, windows-10k; and durable
+    /// writes (Halley only, on halley and halley-pg side by side): plain-1conn, history-1conn,
+    /// plain-4conn, history-4conn, queue-1conn, queue-4conn, auth-churn-1k.
     #[arg(long, value_delimiter = ',', default_value = "all")]
     scenarios: Vec<String>,
     /// Repetitions of the whole set (medians are taken over them).
     #[arg(long, default_value_t = 3)]
     repeats: usize,
+    /// The PostgreSQL server the halley-pg target gets a fresh database on (created before each start,
+    /// dropped after it; `createdb`/`dropdb` must be installed). A URL without a database name.
+    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432")]
+    postgres: String,
     /// A command that `halley serve` runs under (split on spaces), e.g. "valgrind --tool=callgrind".
     #[arg(long)]
     server_wrap: Option<String>,
@@ -138,7 +145,7 @@ fn plan(args: &CompareArgs) -> anyhow::Result<compare::Plan> {
             .map(|s| Scenario::parse(s).with_context(|| format!("unknown scenario {s}")))
             .collect::<anyhow::Result<Vec<_>>>()?
     };
-    if !args.server_bin.exists() && targets.contains(&Kind::Halley) {
+    if !args.server_bin.exists() && targets.iter().any(|k| k.is_halley()) {
         bail!(
             "{} does not exist: cargo build --release -p halley-server",
             args.server_bin.display()
@@ -154,6 +161,7 @@ fn plan(args: &CompareArgs) -> anyhow::Result<compare::Plan> {
             .as_deref()
             .map(|w| w.split_whitespace().map(str::to_owned).collect())
             .unwrap_or_default(),
+        postgres: args.postgres.trim_end_matches('/').to_owned(),
         nginx: args.nginx.clone(),
         nchan_workers: args.nchan_workers,
         targets,
@@ -185,11 +193,19 @@ fn compare_cmd(args: CompareArgs) -> anyhow::Result<()> {
     let records = runtime.block_on(compare::run(&plan));
     let names: Vec<&str> = plan.scenarios.iter().map(|s| s.name()).collect();
     let mut text = format!(
-        "## Results (medians of {} runs)\n\n{}\n## Targets\n\n{}\n## Every run\n\n```\n",
+        "## Results (medians of {} runs)\n\n{}\n## Targets\n\n{}\n",
         plan.repeats,
         report::table(&records, &names),
         report::targets(&records)
     );
+    if plan.scenarios.iter().any(|s| s.is_durable()) {
+        text.push_str(&format!(
+            "## Durable writes (medians of {} runs)\n\n{}\n",
+            plan.repeats,
+            report::durable_table(&records, &names)
+        ));
+    }
+    text.push_str("## Every run\n\n```\n");
     for r in &records {
         text.push_str(&r.line());
         text.push('\n');

@@ -66,8 +66,13 @@ fn median_of(v: &[Option<f64>]) -> Option<f64> {
 
 /// Median over repetitions of halley[i] / other[i].
 fn ratio(records: &[Record], scenario: &str, name: &str, other: Kind) -> Option<f64> {
-    let h = values(records, scenario, Kind::Halley, name);
-    let o = values(records, scenario, other, name);
+    ratio_of(records, (scenario, Kind::Halley), (scenario, other), name)
+}
+
+/// Median over repetitions of a[i] / b[i]: each ratio within one repetition.
+fn ratio_of(records: &[Record], a: (&str, Kind), b: (&str, Kind), name: &str) -> Option<f64> {
+    let h = values(records, a.0, a.1, name);
+    let o = values(records, b.0, b.1, name);
     let per_run: Vec<f64> = h
         .iter()
         .zip(&o)
@@ -105,6 +110,60 @@ pub fn table(records: &[Record], scenarios: &[&str]) -> String {
         out.push_str(&format!("\n{failures} run(s) failed: see the log.\n"));
     }
     out
+}
+
+/// The durable-write scenarios (issue 17), per scenario and database: medians, and for history and queue
+/// the rate in percent of the same number of connections publishing to a pipe without history (the goal:
+/// >= 50%).
+pub fn durable_table(records: &[Record], scenarios: &[&str]) -> String {
+    let kinds = [(Kind::Halley, "SQLite"), (Kind::HalleyPg, "PostgreSQL")];
+    let med = |s: &str, k: Kind, n: &str| cell(median_of(&values(records, s, k, n)));
+    let mut out = String::from(
+        "| scenario | backend | INSERT/s | p50 ms | p99 ms | server CPU-s per 1,000 | % of plain | errors | runs |\n\
+         |---|---|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    let mut churn = String::from(
+        "| scenario | backend | connects done | connects/s | p50 ms | p99 ms | max ms | errors | unauthorized | server CPU us/connect | runs |\n\
+         |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for &s in scenarios {
+        for (k, backend) in kinds {
+            let runs = values(records, s, k, "p50_ms").iter().flatten().count();
+            if runs == 0 {
+                continue;
+            }
+            if s.starts_with("auth-churn") {
+                churn.push_str(&format!(
+                    "| {s} | {backend} | {} | {} | {} | {} | {} | {} | {} | {} | {runs} |\n",
+                    med(s, k, "done"),
+                    med(s, k, "connects_per_s"),
+                    med(s, k, "p50_ms"),
+                    med(s, k, "p99_ms"),
+                    med(s, k, "max_ms"),
+                    med(s, k, "errors"),
+                    med(s, k, "unauthorized"),
+                    med(s, k, "server_cpu_us_per_connect"),
+                ));
+                continue;
+            }
+            let plain = s
+                .strip_prefix("history-")
+                .or_else(|| s.strip_prefix("queue-"))
+                .map(|conns| format!("plain-{conns}"));
+            let vs_plain = plain
+                .and_then(|p| ratio_of(records, (s, k), (&p, k), "inserts_per_s"))
+                .map_or("-".into(), |r| format!("{:.1}%", r * 100.0));
+            out.push_str(&format!(
+                "| {s} | {backend} | {} | {} | {} | {} | {vs_plain} | {} | {runs} |\n",
+                med(s, k, "inserts_per_s"),
+                med(s, k, "p50_ms"),
+                med(s, k, "p99_ms"),
+                med(s, k, "server_cpu_s_per_1k"),
+                med(s, k, "errors"),
+            ));
+        }
+    }
+    format!("{out}\n{churn}")
 }
 
 /// The issue's targets, each judged on the medians above.
@@ -241,5 +300,40 @@ mod tests {
             "{t}"
         );
         assert!(targets(&records).contains("Halley / Nchan >= 1.1 | 2.00 | met |"));
+    }
+
+    fn ins(scenario: &'static str, kind: Kind, rate: f64) -> Record {
+        let mut r = Record::new(scenario, kind);
+        r.set("inserts_per_s", rate);
+        r.set("p50_ms", 1.0);
+        r
+    }
+
+    #[test]
+    fn durable_rows_compare_with_plain_on_the_same_backend_and_run() {
+        let records = vec![
+            ins("plain-1conn", Kind::Halley, 1000.0),
+            ins("plain-1conn", Kind::HalleyPg, 2000.0),
+            ins("history-1conn", Kind::Halley, 100.0),
+            ins("history-1conn", Kind::HalleyPg, 1000.0),
+            ins("plain-1conn", Kind::Halley, 500.0),
+            ins("plain-1conn", Kind::HalleyPg, 2000.0),
+            ins("history-1conn", Kind::Halley, 100.0),
+            ins("history-1conn", Kind::HalleyPg, 1000.0),
+        ];
+        let t = durable_table(&records, &["plain-1conn", "history-1conn"]);
+        // SQLite: per-run ratios 10% and 20%, median 15%; PostgreSQL 50% both times.
+        assert!(
+            t.contains("| history-1conn | SQLite | 100 | 1 | - | - | 15.0% | - | 2 |"),
+            "{t}"
+        );
+        assert!(
+            t.contains("| history-1conn | PostgreSQL | 1000 | 1 | - | - | 50.0% | - | 2 |"),
+            "{t}"
+        );
+        assert!(
+            t.contains("| plain-1conn | SQLite | 750 | 1 | - | - | - | - | 2 |"),
+            "{t}"
+        );
     }
 }

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 
 use crate::crowd::{self, CrowdResult, CrowdSpec};
+use crate::durable::{self, Write};
 use crate::mysql_client::MysqlConn;
 use crate::payload;
 use crate::procstat;
@@ -50,10 +51,17 @@ pub enum Scenario {
     CometqlConnectTls,
     ReconnectStorm,
     Windows,
+    HistoryOneConn,
+    HistoryFourConn,
+    PlainOneConn,
+    PlainFourConn,
+    QueueOneConn,
+    QueueFourConn,
+    AuthChurn,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 16] = [
+    pub const ALL: [Scenario; 23] = [
         Scenario::Connect,
         Scenario::Idle10k,
         Scenario::Idle18k,
@@ -70,6 +78,13 @@ impl Scenario {
         Scenario::CometqlConnectTls,
         Scenario::ReconnectStorm,
         Scenario::Windows,
+        Scenario::PlainOneConn,
+        Scenario::HistoryOneConn,
+        Scenario::PlainFourConn,
+        Scenario::HistoryFourConn,
+        Scenario::QueueOneConn,
+        Scenario::QueueFourConn,
+        Scenario::AuthChurn,
     ];
 
     pub fn name(self) -> &'static str {
@@ -90,6 +105,13 @@ impl Scenario {
             Scenario::CometqlConnectTls => "cometql-connect-2k-tls",
             Scenario::ReconnectStorm => "reconnect-storm-10k",
             Scenario::Windows => "windows-10k",
+            Scenario::HistoryOneConn => "history-1conn",
+            Scenario::HistoryFourConn => "history-4conn",
+            Scenario::PlainOneConn => "plain-1conn",
+            Scenario::PlainFourConn => "plain-4conn",
+            Scenario::QueueOneConn => "queue-1conn",
+            Scenario::QueueFourConn => "queue-4conn",
+            Scenario::AuthChurn => "auth-churn-1k",
         }
     }
 
@@ -106,9 +128,30 @@ impl Scenario {
             | Scenario::CometqlConnect
             | Scenario::CometqlConnectTls
             | Scenario::ReconnectStorm
-            | Scenario::Windows => kind == Kind::Halley,
+            | Scenario::Windows
+            | Scenario::HistoryOneConn
+            | Scenario::HistoryFourConn
+            | Scenario::PlainOneConn
+            | Scenario::PlainFourConn
+            | Scenario::QueueOneConn
+            | Scenario::QueueFourConn
+            | Scenario::AuthChurn => kind.is_halley(),
             _ => true,
         }
+    }
+
+    /// Issue 17's scenarios, reported in their own table (per database).
+    pub fn is_durable(self) -> bool {
+        matches!(
+            self,
+            Scenario::HistoryOneConn
+                | Scenario::HistoryFourConn
+                | Scenario::PlainOneConn
+                | Scenario::PlainFourConn
+                | Scenario::QueueOneConn
+                | Scenario::QueueFourConn
+                | Scenario::AuthChurn
+        )
     }
 
     /// Whether the server must be started with a certificate.
@@ -119,6 +162,9 @@ impl Scenario {
         )
     }
 }
+
+/// How long the durable-write scenarios INSERT (the issue's 5 s).
+const FIVE_S: Duration = Duration::from_secs(5);
 
 pub async fn run(s: Scenario, t: &Target, o: &Options) -> anyhow::Result<Record> {
     let mut r = Record::new(s.name(), t.kind);
@@ -144,6 +190,17 @@ pub async fn run(s: Scenario, t: &Target, o: &Options) -> anyhow::Result<Record>
             recovery::reconnect_storm(t, o, o.storm_clients, 100, (5, 20), spread, &mut r).await?
         }
         Scenario::Windows => recovery::windows(t, o, o.windows_pipes, (100, 100), &mut r).await?,
+        Scenario::HistoryOneConn => {
+            durable::inserts(t, o, Write::History, 1, FIVE_S, &mut r).await?
+        }
+        Scenario::HistoryFourConn => {
+            durable::inserts(t, o, Write::History, 4, FIVE_S, &mut r).await?
+        }
+        Scenario::PlainOneConn => durable::inserts(t, o, Write::Plain, 1, FIVE_S, &mut r).await?,
+        Scenario::PlainFourConn => durable::inserts(t, o, Write::Plain, 4, FIVE_S, &mut r).await?,
+        Scenario::QueueOneConn => durable::inserts(t, o, Write::Queue, 1, FIVE_S, &mut r).await?,
+        Scenario::QueueFourConn => durable::inserts(t, o, Write::Queue, 4, FIVE_S, &mut r).await?,
+        Scenario::AuthChurn => durable::auth_churn(t, o, 1_000, 1_000, 10, &mut r).await?,
     }
     Ok(r)
 }

@@ -24,6 +24,74 @@ pub struct Server {
     pub https: Option<SocketAddr>,
     /// A client configuration trusting the server's certificate, when it has one.
     pub tls: Option<ClientTls>,
+    /// Declared after `child`, so dropped after it: the database is dropped once the server has stopped.
+    pub _db: Option<PgDatabase>,
+}
+
+/// Which database Halley is started on.
+#[derive(Clone, Copy, Debug)]
+pub enum Database<'a> {
+    /// Its default: a file in the fresh data directory.
+    Sqlite,
+    /// A fresh database created on this server (`postgres://user@host:port`, no database name) for this start
+    /// only, and dropped after it.
+    Postgres(&'a str),
+}
+
+/// A database created with `createdb` and dropped with `dropdb --force` when dropped.
+pub struct PgDatabase {
+    server: String,
+    name: String,
+}
+
+impl PgDatabase {
+    pub fn create(server: &str) -> anyhow::Result<PgDatabase> {
+        let name = format!(
+            "halley_load_{}_{}",
+            std::process::id(),
+            crate::payload::now_us()
+        );
+        let out = Command::new("createdb")
+            .args(["--maintenance-db", &format!("{server}/postgres"), &name])
+            .output()
+            .context("running createdb (apt-get install -y postgresql-client)")?;
+        if !out.status.success() {
+            bail!(
+                "createdb {name} on {server} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(PgDatabase {
+            server: server.to_owned(),
+            name,
+        })
+    }
+
+    pub fn url(&self) -> String {
+        format!("{}/{}", self.server, self.name)
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        let out = Command::new("dropdb")
+            .args([
+                "--force",
+                "--maintenance-db",
+                &format!("{}/postgres", self.server),
+                &self.name,
+            ])
+            .output();
+        match out {
+            Ok(o) if o.status.success() => {}
+            Ok(o) => eprintln!(
+                "dropdb {} failed: {}",
+                self.name,
+                String::from_utf8_lossy(&o.stderr)
+            ),
+            Err(e) => eprintln!("dropdb {}: {e}", self.name),
+        }
+    }
 }
 
 /// The defaults guard a hosted node against one tenant or one address taking it over, which is exactly what a
@@ -47,14 +115,26 @@ history_bytes_per_tenant = 4294967296
 window_bytes = 4294967296
 ";
 
-/// `halley tenant create`, then `halley serve` on two free loopback ports, with a fresh data directory;
-/// `serve` runs under `wrap` (a profiler) when it is not empty. With `with_tls`, a fresh certificate too:
-/// CometQL offers TLS and a third port serves HTTPS/WSS.
-pub fn start_halley(bin: &Path, wrap: &[String], with_tls: bool) -> anyhow::Result<Server> {
+/// `halley tenant create`, then `halley serve` on two free loopback ports, with a fresh data directory (and
+/// on PostgreSQL a fresh database); `serve` runs under `wrap` (a profiler) when it is not empty. With
+/// `with_tls`, a fresh certificate too: CometQL offers TLS and a third port serves HTTPS/WSS.
+pub fn start_halley(
+    bin: &Path,
+    wrap: &[String],
+    with_tls: bool,
+    database: Database,
+) -> anyhow::Result<Server> {
     let dir = TempDir::new("halley")?;
+    let db = match database {
+        Database::Sqlite => None,
+        Database::Postgres(server) => Some(PgDatabase::create(server)?),
+    };
+    // Empty: Halley's default, SQLite in the data directory.
+    let db_url = db.as_ref().map(PgDatabase::url).unwrap_or_default();
     let out = Command::new(bin)
         .args(["tenant", "create", "--email", "b@example.com"])
         .env("HALLEY_DATA_DIR", dir.path())
+        .env("HALLEY_DATABASE_URL", &db_url)
         .env("HALLEY_LOG", "warn")
         .output()
         .with_context(|| format!("running {} tenant create", bin.display()))?;
@@ -93,6 +173,7 @@ pub fn start_halley(bin: &Path, wrap: &[String], with_tls: bool) -> anyhow::Resu
         .arg(&config)
         .arg("serve")
         .env("HALLEY_DATA_DIR", dir.path())
+        .env("HALLEY_DATABASE_URL", &db_url)
         .env("HALLEY_HTTP_ADDR", http.to_string())
         .env("HALLEY_COMETQL_ADDR", publish.to_string())
         .env("HALLEY_LOG", "warn");
@@ -117,6 +198,7 @@ pub fn start_halley(bin: &Path, wrap: &[String], with_tls: bool) -> anyhow::Resu
         key,
         https,
         tls: client_tls,
+        _db: db,
     })
 }
 
@@ -142,6 +224,7 @@ pub fn start_raw() -> anyhow::Result<Server> {
         key: String::new(),
         https: None,
         tls: None,
+        _db: None,
     })
 }
 
@@ -177,5 +260,6 @@ pub fn start_nchan(nginx: &Path, workers: usize) -> anyhow::Result<Server> {
         key: String::new(),
         https: None,
         tls: None,
+        _db: None,
     })
 }

@@ -10,7 +10,10 @@ use crate::servers::Server;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Kind {
+    /// Halley on SQLite (its default database).
     Halley,
+    /// Halley on PostgreSQL (a fresh database per server start).
+    HalleyPg,
     Raw,
     Nchan,
 }
@@ -19,15 +22,21 @@ impl Kind {
     pub fn name(self) -> &'static str {
         match self {
             Kind::Halley => "halley",
+            Kind::HalleyPg => "halley-pg",
             Kind::Raw => "raw",
             Kind::Nchan => "nchan",
         }
     }
 
     pub fn parse(s: &str) -> Option<Kind> {
-        [Kind::Halley, Kind::Raw, Kind::Nchan]
+        [Kind::Halley, Kind::HalleyPg, Kind::Raw, Kind::Nchan]
             .into_iter()
             .find(|k| k.name() == s)
+    }
+
+    /// Halley on either database.
+    pub fn is_halley(self) -> bool {
+        matches!(self, Kind::Halley | Kind::HalleyPg)
     }
 }
 
@@ -41,7 +50,7 @@ impl Target {
     pub fn ws_path(&self, pipe: &str, n: u64) -> String {
         match self.kind {
             Kind::Nchan => format!("/sub/{pipe}"),
-            Kind::Halley | Kind::Raw => format!(
+            Kind::Halley | Kind::HalleyPg | Kind::Raw => format!(
                 "/ws/sesion=&myid=0&devid={}&v=4.08&uuid={n:032x}&api=js",
                 self.server.dev_id
             ),
@@ -57,14 +66,14 @@ impl Target {
     pub fn subscribe_command(&self, pipe: &str) -> Option<String> {
         match self.kind {
             Kind::Nchan => None,
-            Kind::Halley | Kind::Raw => Some(format!("subscription\n{pipe}")),
+            Kind::Halley | Kind::HalleyPg | Kind::Raw => Some(format!("subscription\n{pipe}")),
         }
     }
 
     pub async fn publisher(&self) -> io::Result<Publisher> {
         let s = &self.server;
         Ok(match self.kind {
-            Kind::Halley => Publisher::CometQl(
+            Kind::Halley | Kind::HalleyPg => Publisher::CometQl(
                 MysqlConn::connect(s.publish, &s.dev_id.to_string(), &s.key, "CometQL_v1", None)
                     .await?,
             ),
