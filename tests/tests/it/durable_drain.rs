@@ -20,7 +20,7 @@ const ROWS: usize = 500;
 /// Live messages still sent once the page has seen the first live one (after the drain).
 const AFTER_DRAIN: usize = 50;
 const USER: u64 = 77;
-const HASH: &str = "drain-hash";
+const HASH: &str = "drainhash";
 
 async fn server(backend: Backend) -> TestServer {
     TestServer::start_with(backend, |c| {
@@ -56,6 +56,7 @@ fn body(frame: &str) -> (String, bool) {
 }
 
 async fn a_long_queue_drains_under_live_messages(backend: Backend) {
+    let started = std::time::Instant::now();
     let server = server(backend).await;
     let tenant = server.tenant("drain@example.com").await;
     let mut q = RawMysql::login(&server, &tenant).await;
@@ -101,6 +102,7 @@ async fn a_long_queue_drains_under_live_messages(backend: Backend) {
         })
     };
     tokio::time::sleep(Duration::from_millis(50)).await;
+    let filled = started.elapsed();
 
     let mut b = Browser::connect(&server, tenant.dev_id, USER, HASH, "drain").await;
     assert!(b.authorized());
@@ -156,6 +158,12 @@ async fn a_long_queue_drains_under_live_messages(backend: Backend) {
             &repeated[..repeated.len().min(10)],
         );
     }
+    eprintln!(
+        "{backend:?}: {QUEUED} queued + {sent} live, {} of the live ones joined the queue; \
+         queue filled in {filled:?}, drained with live traffic in {:?} (informational)",
+        live_at - 1 - QUEUED,
+        started.elapsed() - filled
+    );
     // The queue came marked as such; after the first live message, none is.
     assert!(got[..QUEUED].iter().all(|(_, queued)| *queued));
     assert!(got[live_at..].iter().all(|(_, queued)| !*queued));
