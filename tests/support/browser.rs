@@ -3,6 +3,7 @@
 //! JWTs a tenant's backend mints for them, subscriptions that are known to be registered by the hub
 //! before anything is published, and the hub's own counters to wait on (no sleeps).
 
+use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 
 use anyhow::anyhow;
@@ -42,9 +43,20 @@ pub fn url(
     version: &str,
     uuid: &str,
 ) -> String {
+    url_at(server.http_addr(), dev_id, user_id, key, version, uuid)
+}
+
+/// [`url`] for a server known by its HTTP address (a [`crate::process::ServerProcess`]).
+pub fn url_at(
+    http: SocketAddr,
+    dev_id: u64,
+    user_id: u64,
+    key: &str,
+    version: &str,
+    uuid: &str,
+) -> String {
     format!(
-        "ws://{}/ws/sesion={key}&myid={user_id}&devid={dev_id}&v={version}&uuid={uuid}&api=js",
-        server.http_addr()
+        "ws://{http}/ws/sesion={key}&myid={user_id}&devid={dev_id}&v={version}&uuid={uuid}&api=js"
     )
 }
 
@@ -113,6 +125,24 @@ impl Browser {
         )
         .await
         .expect("WebSocket connect");
+        let hello = ws.recv_text(WAIT).await.expect("the serverInfo frame");
+        assert!(hello.contains(r#""event":"serverInfo""#), "{hello}");
+        Browser { ws, hello, uuid }
+    }
+
+    /// [`Browser::connect`] to a server known by its HTTP address (a
+    /// [`crate::process::ServerProcess`]).
+    pub async fn connect_at(
+        http: SocketAddr,
+        dev_id: u64,
+        user_id: u64,
+        key: &str,
+        tag: &str,
+    ) -> Browser {
+        let uuid = uuid_of(tag);
+        let mut ws = WsClient::connect(&url_at(http, dev_id, user_id, key, "4.08", &uuid))
+            .await
+            .expect("WebSocket connect");
         let hello = ws.recv_text(WAIT).await.expect("the serverInfo frame");
         assert!(hello.contains(r#""event":"serverInfo""#), "{hello}");
         Browser { ws, hello, uuid }
