@@ -94,9 +94,9 @@ impl Storage {
                 }
             }
         }
-        // SQLite: WAL (sqlx's default: readers never wait for the writer), a 5 s busy timeout (the rare
-        // writes outside the writer queue behind it instead of failing), foreign keys on. The pool serves
-        // reads; its size is what concurrent readers need, not writers (there is one).
+        // SQLite: WAL (set in `options`: readers never wait for the writer), sqlx's 5 s busy timeout (the
+        // rare writes outside the writer queue behind it instead of failing), foreign keys on. The pool
+        // serves reads; its size is what concurrent readers need, not writers (there is one).
         let size = match (config.pool_size, backend) {
             (0, Backend::Sqlite) => 4,
             (0, Backend::Postgres) => 10,
@@ -177,6 +177,11 @@ fn options(backend: Backend, sync: Synchronous, writer: bool) -> AnyPoolOptions 
         .after_connect(move |conn, _| {
             Box::pin(async move {
                 use sqlx::Executor;
+                if backend == Backend::Sqlite {
+                    // sqlx 0.8 leaves the journal mode alone: without this, SQLite keeps a rollback
+                    // journal, whose commits fsync several times and whose writer blocks readers.
+                    conn.execute("PRAGMA journal_mode = WAL").await?;
+                }
                 let sql = match (backend, sync, writer) {
                     (Backend::Sqlite, Synchronous::Normal, _) => "PRAGMA synchronous = NORMAL",
                     (Backend::Sqlite, Synchronous::Full, _) => "PRAGMA synchronous = FULL",
@@ -210,6 +215,31 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn sqlite_runs_in_wal_mode_with_the_chosen_sync() {
+        use sqlx::Row;
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("w.db").display());
+        for (sync, want) in [(Synchronous::Normal, 1), (Synchronous::Full, 2)] {
+            let config = StorageConfig {
+                synchronous: sync,
+                ..StorageConfig::default()
+            };
+            let s = Storage::open_with(&url, &config).await.unwrap();
+            let mode = sqlx::query("PRAGMA journal_mode")
+                .fetch_one(s.pool())
+                .await
+                .unwrap();
+            assert_eq!(mode.get::<String, _>(0), "wal");
+            let level = sqlx::query("PRAGMA synchronous")
+                .fetch_one(s.pool())
+                .await
+                .unwrap();
+            assert_eq!(level.get::<i64, _>(0), want, "{sync:?}");
+            s.close().await;
+        }
+    }
 
     #[test]
     fn sqlite_file_from_url() {
