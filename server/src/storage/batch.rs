@@ -1,20 +1,27 @@
 //! The statements of one group commit (`writer.rs` decides what goes in a batch and when): every history
-//! append, enqueue, claim and users_time change waiting, run on one transaction. Rows of one pipe are
-//! numbered with one UPDATE, all rows go in with multi-row INSERTs, and each pipe is trimmed once per batch,
-//! by position (an index range), not once per message.
+//! append, enqueue, claim and users_time change waiting, in one transaction. Rows of one pipe are numbered
+//! with one UPDATE, all rows go in with multi-row INSERTs, and each pipe is trimmed once per batch, by
+//! position (an index range), not once per message.
+//!
+//! Round trips are what a commit costs here (each is a hand-over to the database's thread or process and
+//! back), so SQLite gets the whole batch as one script: `BEGIN IMMEDIATE` and every statement in one
+//! round trip, then `COMMIT` once the quota checks have seen what it did. PostgreSQL cannot take several
+//! statements with parameters at once; it gets them one by one, each a prepared statement it reuses.
+//! Statements that return rows tag them with their number (`stmt`), so that one stream of rows can be
+//! told apart.
 
 use std::collections::HashMap;
 
+use futures_util::TryStreamExt;
 use sqlx::any::AnyRow;
-use sqlx::AnyConnection;
+use sqlx::{AnyConnection, Either, Executor};
 
 use super::queue::QueuedMessage;
 use super::totals::ENTRY_BYTES;
-use super::{get, DurablePosition, HistoryRow, StorageError, StoredUsage};
+use super::{get, Backend, DurablePosition, HistoryRow, StorageError, StoredUsage};
 use crate::ids::{DevId, UserId};
 
-/// Rows per multi-row INSERT: few distinct statements for the connection's statement cache, and far below
-/// either database's bind limit.
+/// Rows per multi-row INSERT: well below either database's bind limit.
 const CHUNK: usize = 32;
 
 /// One history append of a batch, as the batch needs it.
@@ -27,6 +34,32 @@ pub(super) struct Append<'a> {
     pub epoch: Option<&'a str>,
 }
 
+/// One private message to queue.
+pub(super) struct Enqueue<'a> {
+    pub dev_id: DevId,
+    pub user: UserId,
+    pub msg: &'a QueuedMessage,
+    pub expires_at: i64,
+}
+
+/// A claim of the user's oldest unexpired queued messages (at most `limit`).
+pub(super) struct Claim {
+    pub dev_id: DevId,
+    pub user: UserId,
+    pub now: i64,
+    pub limit: i64,
+}
+
+/// Everything one transaction writes; `usize` keys are the writes' places in the batch.
+#[derive(Default)]
+pub(super) struct Batch<'a> {
+    pub appends: Vec<(usize, Append<'a>)>,
+    pub enqueues: Vec<Enqueue<'a>>,
+    pub claims: Vec<(usize, Claim)>,
+    pub claim_uuids: Vec<(usize, DevId, &'a str)>,
+    pub times: &'a [((DevId, UserId), i64)],
+}
+
 /// What one append did: its row with the trim it caused (apportioned), and its position.
 #[derive(Debug, Clone, Default)]
 pub(super) struct Placed {
@@ -34,8 +67,16 @@ pub(super) struct Placed {
     pub position: Option<DurablePosition>,
 }
 
+/// What the batch's statements gave each write, by its place in the batch.
+#[derive(Default)]
+pub(super) struct Results {
+    pub placed: HashMap<usize, Placed>,
+    pub claimed: HashMap<usize, Vec<QueuedMessage>>,
+    pub claimed_uuid: HashMap<usize, Option<UserId>>,
+}
+
 /// Deletes the rows of pipe `$2` of tenant `$1` older than its newest `$3`, walking the pipe's index from
-/// the newest: for pipes whose rows have no positions (`trust_` pipes).
+/// the newest: for pipes whose rows have no positions (`trust_` pipes), and for a length shortened.
 pub(super) fn trim_by_id_sql() -> String {
     format!(
         "DELETE FROM pipe_history WHERE dev_id = $1 AND pipe = $2 AND id <= \
@@ -44,12 +85,66 @@ pub(super) fn trim_by_id_sql() -> String {
     )
 }
 
-/// Deletes the rows of pipe `$2` of tenant `$1` at or below position `$3`.
-fn trim_by_pos_sql() -> String {
-    format!(
-        "DELETE FROM pipe_history WHERE dev_id = $1 AND pipe = $2 AND pos <= $3 \
-         RETURNING dev_id, {ENTRY_BYTES} AS bytes"
-    )
+#[derive(Debug, Clone, Copy)]
+enum Bind<'a> {
+    Int(i64),
+    OptInt(Option<i64>),
+    Str(&'a str),
+    OptStr(Option<&'a str>),
+}
+
+/// What a statement's rows are.
+#[derive(Debug, Clone, Copy)]
+enum Yields {
+    Nothing,
+    /// The numbering of pipe `n` (in `Plan::pipes`).
+    Top(usize),
+    Trim(usize),
+    Claim(usize),
+    ClaimUuid(usize),
+}
+
+/// One statement, its parameters numbered `$1...` in its own text.
+struct Stmt<'a> {
+    sql: String,
+    binds: Vec<Bind<'a>>,
+    yields: Yields,
+}
+
+impl<'a> Stmt<'a> {
+    fn new(sql: String, binds: Vec<Bind<'a>>, yields: Yields) -> Self {
+        Stmt { sql, binds, yields }
+    }
+}
+
+/// `$n` placeholders renumbered from `$1 + offset`, for statements joined into one script (SQLite numbers
+/// the parameters of a script as one list).
+fn shifted(sql: &str, offset: usize) -> String {
+    if offset == 0 {
+        return sql.to_string();
+    }
+    let mut out = String::with_capacity(sql.len() + 16);
+    let mut chars = sql.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        out.push(c);
+        if c != '$' {
+            continue;
+        }
+        let start = i + 1;
+        let mut end = start;
+        while let Some(&(j, d)) = chars.peek() {
+            if !d.is_ascii_digit() {
+                break;
+            }
+            end = j + 1;
+            chars.next();
+        }
+        if end > start {
+            let n: usize = sql[start..end].parse().expect("digits");
+            out.push_str(&(n + offset).to_string());
+        }
+    }
+    out
 }
 
 fn values(rows: usize, cols: usize) -> String {
@@ -62,225 +157,340 @@ fn values(rows: usize, cols: usize) -> String {
         .join(", ")
 }
 
-fn trimmed(rows: &[AnyRow]) -> Result<Vec<i64>, StorageError> {
-    rows.iter().map(|r| get::<i64>(r, "bytes")).collect()
+/// The statements of a batch, and the pipes its appends go to (in first-seen order, each with its
+/// appends' places in `Batch::appends`).
+struct Plan<'a> {
+    stmts: Vec<Stmt<'a>>,
+    pipes: Vec<(DevId, &'a str, Vec<usize>)>,
 }
 
-/// Runs the appends in order: per pipe one numbering UPDATE, then every row, then one trim per pipe.
-/// Returns per append what it changed and its position.
-pub(super) async fn history(
-    tx: &mut AnyConnection,
-    appends: &[Append<'_>],
-) -> Result<Vec<Placed>, StorageError> {
-    let mut placed = vec![Placed::default(); appends.len()];
-    // Pipes in the order they first appear, each with its appends in order.
-    let mut pipes: Vec<(DevId, &str, Vec<usize>)> = Vec::new();
+const TOP_OF: &str =
+    "(SELECT top FROM pipe_settings WHERE dev_id = $1 AND pipe = $2 AND length > 0)";
+
+fn plan<'a>(batch: &Batch<'a>) -> Plan<'a> {
+    let mut stmts = Vec::new();
+    let mut pipes: Vec<(DevId, &'a str, Vec<usize>)> = Vec::new();
     let mut index: HashMap<(DevId, &str), usize> = HashMap::new();
-    for (i, a) in appends.iter().enumerate() {
+    for (k, (_, a)) in batch.appends.iter().enumerate() {
         let key = (a.dev_id, a.row.pipe.as_str());
         let at = *index.entry(key).or_insert_with(|| {
             pipes.push((key.0, key.1, Vec::new()));
             pipes.len() - 1
         });
-        pipes[at].2.push(i);
+        pipes[at].2.push(k);
     }
-    // Positions: the settings row's `top` goes up by the pipe's numbered appends at once; its row lock
-    // orders this batch after any other writer of the pipe.
-    let mut tops: Vec<Option<i64>> = vec![None; pipes.len()];
+    let tag = |n: usize| Bind::Int(n as i64);
+    // Positions: the settings row's `top` goes up by the pipe's numbered appends at once. A pipe's appends
+    // are all numbered or none (the lock and barrier in `commands::positions` see to it).
+    let numbered = |members: &[usize]| members.iter().all(|&k| batch.appends[k].1.epoch.is_some());
     for (p, (dev_id, pipe, members)) in pipes.iter().enumerate() {
-        let numbered: Vec<usize> = members
-            .iter()
-            .copied()
-            .filter(|&i| appends[i].epoch.is_some())
-            .collect();
-        let Some(&first) = numbered.first() else {
+        if !numbered(members) {
             continue;
-        };
-        let r = sqlx::query(
-            "UPDATE pipe_settings SET top = top + $4, epoch = COALESCE(epoch, $3) \
-             WHERE dev_id = $1 AND pipe = $2 AND length > 0 RETURNING epoch, top",
-        )
-        .bind(dev_id.0 as i64)
-        .bind(*pipe)
-        .bind(appends[first].epoch)
-        .bind(numbered.len() as i64)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if let Some(r) = r {
-            let epoch: String = get(&r, "epoch")?;
-            let top: i64 = get(&r, "top")?;
-            let base = top - numbered.len() as i64;
-            for (k, &i) in numbered.iter().enumerate() {
-                placed[i].position = Some(DurablePosition {
-                    epoch: epoch.clone(),
-                    top: base + 1 + k as i64,
-                });
-            }
-            // Trimmed by position only when every append of the batch got one.
-            if numbered.len() == members.len() {
-                tops[p] = Some(top);
+        }
+        let epoch = batch.appends[members[0]].1.epoch;
+        let n = stmts.len();
+        stmts.push(Stmt::new(
+            "UPDATE pipe_settings SET top = top + $3, epoch = COALESCE(epoch, $4) \
+             WHERE dev_id = $1 AND pipe = $2 AND length > 0 \
+             RETURNING CAST($5 AS BIGINT) AS stmt, epoch, top"
+                .into(),
+            vec![
+                Bind::Int(dev_id.0 as i64),
+                Bind::Str(pipe),
+                Bind::Int(members.len() as i64),
+                Bind::OptStr(epoch),
+                tag(n),
+            ],
+            Yields::Top(p),
+        ));
+    }
+    // Every row, in batch order, so that ids (the read order) follow positions; a numbered row's
+    // position is the pipe's new top less the numbered rows after it in this batch.
+    let mut after: HashMap<usize, i64> = HashMap::new();
+    for (_, _, members) in &pipes {
+        if numbered(members) {
+            for (i, &k) in members.iter().enumerate() {
+                after.insert(k, (members.len() - 1 - i) as i64);
             }
         }
     }
-    // Every row, in submission order, so that ids (the read order) follow positions.
-    for chunk in (0..appends.len()).collect::<Vec<_>>().chunks(CHUNK) {
-        let sql = format!(
-            "INSERT INTO pipe_history (dev_id, pipe, uuid, event, message, user_id, sent_at, pos, sender) \
-             VALUES {}",
-            values(chunk.len(), 9)
-        );
-        let mut q = sqlx::query(&sql);
-        for &i in chunk {
-            let (a, row) = (&appends[i], appends[i].row);
-            q = q
-                .bind(a.dev_id.0 as i64)
-                .bind(&row.pipe)
-                .bind(&row.uuid)
-                .bind(&row.event)
-                .bind(&row.message)
-                .bind(row.user_id)
-                .bind(row.sent_at)
-                .bind(placed[i].position.as_ref().map(|p| p.top))
-                .bind(row.sender);
+    for chunk in (0..batch.appends.len()).collect::<Vec<_>>().chunks(CHUNK) {
+        let mut tuples = Vec::new();
+        let mut binds = Vec::new();
+        for &k in chunk {
+            let (a, row) = (&batch.appends[k].1, batch.appends[k].1.row);
+            let b = binds.len();
+            let pos = match after.get(&k) {
+                Some(_) => format!(
+                    "(SELECT top FROM pipe_settings WHERE dev_id = ${} AND pipe = ${} AND length > 0) - ${}",
+                    b + 1,
+                    b + 2,
+                    b + 8
+                ),
+                None => format!("${}", b + 8),
+            };
+            tuples.push(format!(
+                "(${}, ${}, ${}, ${}, ${}, ${}, ${}, {pos}, ${})",
+                b + 1,
+                b + 2,
+                b + 3,
+                b + 4,
+                b + 5,
+                b + 6,
+                b + 7,
+                b + 9
+            ));
+            binds.extend([
+                Bind::Int(a.dev_id.0 as i64),
+                Bind::Str(&row.pipe),
+                Bind::Str(&row.uuid),
+                Bind::Str(&row.event),
+                Bind::Str(&row.message),
+                Bind::Int(row.user_id),
+                Bind::Int(row.sent_at),
+                match after.get(&k) {
+                    Some(&back) => Bind::Int(back),
+                    None => Bind::OptInt(None),
+                },
+                Bind::OptInt(row.sender),
+            ]);
         }
-        q.execute(&mut *tx).await?;
+        stmts.push(Stmt::new(
+            format!(
+                "INSERT INTO pipe_history (dev_id, pipe, uuid, event, message, user_id, sent_at, pos, sender) \
+                 VALUES {}",
+                tuples.join(", ")
+            ),
+            binds,
+            Yields::Nothing,
+        ));
     }
-    // One trim per pipe, to the length its last append saw; what it removed is shared out over the
-    // pipe's appends in order (one entry each, the rest on the last), so each append's change is what
-    // it would have changed alone as long as the pipe was at its length.
+    // One trim per pipe, to the length its last append saw.
     for (p, (dev_id, pipe, members)) in pipes.iter().enumerate() {
-        let keep = appends[*members.last().expect("a pipe has appends")].keep;
-        let rows = match tops[p] {
-            Some(top) => {
-                sqlx::query(&trim_by_pos_sql())
-                    .bind(dev_id.0 as i64)
-                    .bind(*pipe)
-                    .bind(top - keep)
-                    .fetch_all(&mut *tx)
-                    .await?
-            }
-            None => {
-                sqlx::query(&trim_by_id_sql())
-                    .bind(dev_id.0 as i64)
-                    .bind(*pipe)
-                    .bind(keep)
-                    .fetch_all(&mut *tx)
-                    .await?
-            }
+        let keep = batch.appends[*members.last().expect("a pipe has appends")]
+            .1
+            .keep;
+        let n = stmts.len();
+        let sql = if numbered(members) {
+            format!(
+                "DELETE FROM pipe_history WHERE dev_id = $1 AND pipe = $2 AND pos <= {TOP_OF} - $3 \
+                 RETURNING CAST($4 AS BIGINT) AS stmt, {ENTRY_BYTES} AS bytes"
+            )
+        } else {
+            format!(
+                "DELETE FROM pipe_history WHERE dev_id = $1 AND pipe = $2 AND id <= \
+                 (SELECT id FROM pipe_history WHERE dev_id = $1 AND pipe = $2 ORDER BY id DESC LIMIT 1 OFFSET $3) \
+                 RETURNING CAST($4 AS BIGINT) AS stmt, {ENTRY_BYTES} AS bytes"
+            )
         };
-        let mut removed = trimmed(&rows)?.into_iter();
-        for (k, &i) in members.iter().enumerate() {
-            let c = &mut placed[i].change;
-            c.history_rows = 1;
-            c.history_bytes = appends[i].row.message.len() as i64;
-            let take = if k + 1 == members.len() {
-                removed.by_ref().collect::<Vec<_>>()
+        stmts.push(Stmt::new(
+            sql,
+            vec![
+                Bind::Int(dev_id.0 as i64),
+                Bind::Str(pipe),
+                Bind::Int(keep),
+                tag(n),
+            ],
+            Yields::Trim(p),
+        ));
+    }
+    for chunk in batch.enqueues.chunks(CHUNK) {
+        let mut binds = Vec::new();
+        for e in chunk {
+            binds.extend([
+                Bind::Int(e.dev_id.0 as i64),
+                Bind::Int(e.user.0 as i64),
+                Bind::Str(&e.msg.uuid),
+                Bind::Str(&e.msg.event),
+                Bind::Str(&e.msg.message),
+                Bind::Int(e.msg.sent_at),
+                Bind::Int(e.expires_at),
+            ]);
+        }
+        stmts.push(Stmt::new(
+            format!(
+                "INSERT INTO user_messages (dev_id, user_id, uuid, event, message, sent_at, expires_at) \
+                 VALUES {}",
+                values(chunk.len(), 7)
+            ),
+            binds,
+            Yields::Nothing,
+        ));
+    }
+    for (i, c) in &batch.claims {
+        let n = stmts.len();
+        stmts.push(Stmt::new(
+            "DELETE FROM user_messages WHERE id IN (SELECT id FROM user_messages \
+             WHERE dev_id = $1 AND user_id = $2 AND expires_at > $3 ORDER BY id LIMIT $4) \
+             RETURNING CAST($5 AS BIGINT) AS stmt, id, uuid, event, message, sent_at"
+                .into(),
+            vec![
+                Bind::Int(c.dev_id.0 as i64),
+                Bind::Int(c.user.0 as i64),
+                Bind::Int(c.now),
+                Bind::Int(c.limit),
+                tag(n),
+            ],
+            Yields::Claim(*i),
+        ));
+    }
+    for (i, dev_id, uuid) in &batch.claim_uuids {
+        let n = stmts.len();
+        stmts.push(Stmt::new(
+            "DELETE FROM user_messages WHERE dev_id = $1 AND uuid = $2 \
+             RETURNING CAST($3 AS BIGINT) AS stmt, user_id"
+                .into(),
+            vec![Bind::Int(dev_id.0 as i64), Bind::Str(uuid), tag(n)],
+            Yields::ClaimUuid(*i),
+        ));
+    }
+    // One row per user (the map the times come from has unique keys: one upsert never meets a key twice).
+    for chunk in batch.times.chunks(CHUNK * 4) {
+        let mut binds = Vec::new();
+        for ((dev_id, user), t) in chunk {
+            binds.extend([
+                Bind::Int(dev_id.0 as i64),
+                Bind::Int(user.0 as i64),
+                Bind::Int(*t),
+            ]);
+        }
+        stmts.push(Stmt::new(
+            format!(
+                "INSERT INTO users_time (dev_id, user_id, last_online) VALUES {} \
+                 ON CONFLICT (dev_id, user_id) DO UPDATE SET last_online = excluded.last_online",
+                values(chunk.len(), 3)
+            ),
+            binds,
+            Yields::Nothing,
+        ));
+    }
+    Plan { stmts, pipes }
+}
+
+fn bind_all<'q>(
+    mut q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    binds: &[Bind<'q>],
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    for b in binds {
+        q = match *b {
+            Bind::Int(v) => q.bind(v),
+            Bind::OptInt(v) => q.bind(v),
+            Bind::Str(v) => q.bind(v),
+            Bind::OptStr(v) => q.bind(v),
+        };
+    }
+    q
+}
+
+/// Begins the batch's transaction and runs its statements; the caller commits (`finish`) or rolls back.
+pub(super) async fn run(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    batch: &Batch<'_>,
+) -> Result<Results, StorageError> {
+    let plan = plan(batch);
+    let mut rows: Vec<Vec<AnyRow>> = (0..plan.stmts.len()).map(|_| Vec::new()).collect();
+    match backend {
+        Backend::Sqlite => {
+            let mut script = String::from("BEGIN IMMEDIATE");
+            let mut binds = Vec::new();
+            for s in &plan.stmts {
+                script.push_str(";\n");
+                script.push_str(&shifted(&s.sql, binds.len()));
+                binds.extend_from_slice(&s.binds);
+            }
+            // A script is rarely the same twice: not kept among the connection's prepared statements.
+            let q = bind_all(sqlx::query(&script), &binds).persistent(false);
+            let mut stream = conn.fetch_many(q);
+            while let Some(item) = stream.try_next().await? {
+                if let Either::Right(row) = item {
+                    let n: i64 = get(&row, "stmt")?;
+                    rows[n as usize].push(row);
+                }
+            }
+        }
+        Backend::Postgres => {
+            conn.execute("BEGIN").await?;
+            for (n, s) in plan.stmts.iter().enumerate() {
+                rows[n] = conn
+                    .fetch_all(bind_all(sqlx::query(&s.sql), &s.binds))
+                    .await?;
+            }
+        }
+    }
+    results(batch, &plan, rows)
+}
+
+/// Ends the transaction `run` began.
+pub(super) async fn finish(conn: &mut AnyConnection, commit: bool) -> Result<(), StorageError> {
+    conn.execute(if commit { "COMMIT" } else { "ROLLBACK" })
+        .await?;
+    Ok(())
+}
+
+fn results(
+    batch: &Batch<'_>,
+    plan: &Plan<'_>,
+    rows: Vec<Vec<AnyRow>>,
+) -> Result<Results, StorageError> {
+    let mut out = Results::default();
+    let mut tops: HashMap<usize, (String, i64)> = HashMap::new();
+    let mut trims: HashMap<usize, Vec<i64>> = HashMap::new();
+    for (s, rows) in plan.stmts.iter().zip(rows) {
+        match s.yields {
+            Yields::Nothing => {}
+            Yields::Top(p) => {
+                if let Some(r) = rows.first() {
+                    tops.insert(p, (get(r, "epoch")?, get(r, "top")?));
+                }
+            }
+            Yields::Trim(p) => {
+                let bytes = rows
+                    .iter()
+                    .map(|r| get::<i64>(r, "bytes"))
+                    .collect::<Result<_, _>>()?;
+                trims.insert(p, bytes);
+            }
+            Yields::Claim(i) => {
+                let mut got = rows
+                    .iter()
+                    .map(QueuedMessage::from_row)
+                    .collect::<Result<Vec<_>, _>>()?;
+                // RETURNING promises no order.
+                got.sort_by_key(|m| m.id);
+                out.claimed.insert(i, got);
+            }
+            Yields::ClaimUuid(i) => {
+                let user = rows.first().map(|r| get::<i64>(r, "user_id")).transpose()?;
+                out.claimed_uuid.insert(i, user.map(|u| UserId(u as u64)));
+            }
+        }
+    }
+    for (p, (_, _, members)) in plan.pipes.iter().enumerate() {
+        let top = tops.get(&p);
+        // What the trim removed is shared out over the pipe's appends in order (one entry each, the rest
+        // on the last), so each append's change is what it would have changed alone at its length.
+        let mut removed = trims.remove(&p).unwrap_or_default().into_iter();
+        for (k, &m) in members.iter().enumerate() {
+            let (place, a) = &batch.appends[m];
+            let take: Vec<i64> = if k + 1 == members.len() {
+                removed.by_ref().collect()
             } else {
                 removed.next().into_iter().collect()
             };
-            c.history_rows -= take.len() as i64;
-            c.history_bytes -= take.iter().sum::<i64>();
+            let position = top.map(|(epoch, top)| DurablePosition {
+                epoch: epoch.clone(),
+                top: top - (members.len() - 1 - k) as i64,
+            });
+            let change = StoredUsage {
+                history_rows: 1 - take.len() as i64,
+                history_bytes: a.row.message.len() as i64 - take.iter().sum::<i64>(),
+                ..StoredUsage::default()
+            };
+            out.placed.insert(*place, Placed { change, position });
         }
     }
-    Ok(placed)
-}
-
-/// One private message to queue.
-pub(super) struct Enqueue<'a> {
-    pub dev_id: DevId,
-    pub user: UserId,
-    pub msg: &'a QueuedMessage,
-    pub expires_at: i64,
-}
-
-pub(super) async fn enqueue(
-    tx: &mut AnyConnection,
-    items: &[Enqueue<'_>],
-) -> Result<(), StorageError> {
-    for chunk in items.chunks(CHUNK) {
-        let sql = format!(
-            "INSERT INTO user_messages (dev_id, user_id, uuid, event, message, sent_at, expires_at) \
-             VALUES {}",
-            values(chunk.len(), 7)
-        );
-        let mut q = sqlx::query(&sql);
-        for e in chunk {
-            q = q
-                .bind(e.dev_id.0 as i64)
-                .bind(e.user.0 as i64)
-                .bind(&e.msg.uuid)
-                .bind(&e.msg.event)
-                .bind(&e.msg.message)
-                .bind(e.msg.sent_at)
-                .bind(e.expires_at);
-        }
-        q.execute(&mut *tx).await?;
-    }
-    Ok(())
-}
-
-/// Takes the user's oldest unexpired queued messages (at most `limit`) out of the queue, oldest first.
-pub(super) async fn claim(
-    tx: &mut AnyConnection,
-    dev_id: DevId,
-    user: UserId,
-    now: i64,
-    limit: i64,
-) -> Result<Vec<QueuedMessage>, StorageError> {
-    let rows = sqlx::query(
-        "DELETE FROM user_messages WHERE id IN (SELECT id FROM user_messages \
-         WHERE dev_id = $1 AND user_id = $2 AND expires_at > $3 ORDER BY id LIMIT $4) \
-         RETURNING id, uuid, event, message, sent_at",
-    )
-    .bind(dev_id.0 as i64)
-    .bind(user.0 as i64)
-    .bind(now)
-    .bind(limit)
-    .fetch_all(&mut *tx)
-    .await?;
-    let mut batch = rows
-        .iter()
-        .map(QueuedMessage::from_row)
-        .collect::<Result<Vec<_>, StorageError>>()?;
-    // RETURNING promises no order.
-    batch.sort_by_key(|m| m.id);
-    Ok(batch)
-}
-
-/// Takes one queued message out by its uuid: the user it was queued for, if it was still there.
-pub(super) async fn claim_uuid(
-    tx: &mut AnyConnection,
-    dev_id: DevId,
-    uuid: &str,
-) -> Result<Option<UserId>, StorageError> {
-    let row =
-        sqlx::query("DELETE FROM user_messages WHERE dev_id = $1 AND uuid = $2 RETURNING user_id")
-            .bind(dev_id.0 as i64)
-            .bind(uuid)
-            .fetch_optional(&mut *tx)
-            .await?;
-    row.map(|r| Ok(UserId(get::<i64>(&r, "user_id")? as u64)))
-        .transpose()
-}
-
-/// The newest users_time value of each user, in one upsert per chunk.
-pub(super) async fn users_time(
-    tx: &mut AnyConnection,
-    times: &[((DevId, UserId), i64)],
-) -> Result<(), StorageError> {
-    for chunk in times.chunks(CHUNK * 4) {
-        let sql = format!(
-            "INSERT INTO users_time (dev_id, user_id, last_online) VALUES {} \
-             ON CONFLICT (dev_id, user_id) DO UPDATE SET last_online = excluded.last_online",
-            values(chunk.len(), 3)
-        );
-        let mut q = sqlx::query(&sql);
-        for ((dev_id, user), t) in chunk {
-            q = q.bind(dev_id.0 as i64).bind(user.0 as i64).bind(*t);
-        }
-        q.execute(&mut *tx).await?;
-    }
-    Ok(())
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -291,5 +501,15 @@ mod tests {
     fn values_number_placeholders_row_by_row() {
         assert_eq!(values(2, 3), "($1, $2, $3), ($4, $5, $6)");
         assert_eq!(values(1, 1), "($1)");
+    }
+
+    #[test]
+    fn a_script_numbers_its_statements_parameters_as_one_list() {
+        assert_eq!(shifted("a = $1 AND b = $12", 0), "a = $1 AND b = $12");
+        assert_eq!(
+            shifted("a = $1 AND b = $12 - $3", 10),
+            "a = $11 AND b = $22 - $13"
+        );
+        assert_eq!(shifted("no parameters", 5), "no parameters");
     }
 }

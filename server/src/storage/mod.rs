@@ -111,7 +111,7 @@ impl Storage {
             .connect(url)
             .await?;
         let totals: Arc<Totals> = Arc::default();
-        let writer = writer::Writer::start(writer_pool, totals.clone(), config);
+        let writer = writer::Writer::start(writer_pool, backend, totals.clone(), config);
         Ok(Storage {
             pool,
             backend,

@@ -17,10 +17,10 @@ use std::time::Duration;
 use sqlx::AnyPool;
 use tokio::sync::{mpsc, oneshot, Notify};
 
-use super::batch::{self, Append, Enqueue, Placed};
+use super::batch::{self, Append, Batch, Claim, Enqueue, Results};
 use super::queue::QueuedMessage;
 use super::totals::Totals;
-use super::{DurablePosition, HistoryRow, StorageError, StoredUsage};
+use super::{Backend, DurablePosition, HistoryRow, StorageError, StoredUsage};
 use crate::ids::{DevId, UserId};
 
 /// How long a batch is tried again while the database is locked by someone else.
@@ -35,6 +35,9 @@ fn busy(e: &StorageError) -> bool {
         _ => false,
     }
 }
+
+/// users_time rows one batch writes at most (a statement's parameters stay well under SQLite's limit).
+const TIMES_PER_BATCH: usize = 1024;
 
 /// users_time changes alone are written at most this often (they ride along with any other batch).
 const TIMES_EVERY: Duration = Duration::from_millis(50);
@@ -117,6 +120,22 @@ impl Times {
     fn lock(&self) -> MutexGuard<'_, HashMap<(DevId, UserId), i64>> {
         self.map.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    /// At most `n` of the values waiting (the next batch takes the rest: it is woken for them).
+    fn take(&self, n: usize) -> Vec<((DevId, UserId), i64)> {
+        let mut map = self.lock();
+        if map.len() <= n {
+            return std::mem::take(&mut *map).into_iter().collect();
+        }
+        let keys: Vec<_> = map.keys().take(n).copied().collect();
+        let out = keys
+            .into_iter()
+            .filter_map(|k| map.remove(&k).map(|t| (k, t)))
+            .collect();
+        drop(map);
+        self.wake.notify_one();
+        out
+    }
 }
 
 /// The handle every `Storage` clone shares.
@@ -135,6 +154,7 @@ impl Writer {
     /// Starts the writer on `pool` (its own connection), keeping `totals` up to date with what it commits.
     pub(super) fn start(
         pool: AnyPool,
+        backend: Backend,
         totals: Arc<Totals>,
         config: &crate::config::StorageConfig,
     ) -> Writer {
@@ -148,6 +168,7 @@ impl Writer {
         let stats = Arc::new(WriterStats::default());
         let task = Task {
             pool,
+            backend,
             totals,
             times: times.clone(),
             stats: stats.clone(),
@@ -275,6 +296,7 @@ impl Writer {
 
 struct Task {
     pool: AnyPool,
+    backend: Backend,
     totals: Arc<Totals>,
     times: Arc<Times>,
     stats: Arc<WriterStats>,
@@ -309,9 +331,7 @@ impl Task {
 
     /// Commits one batch and hands every write its outcome, in the order they came.
     async fn commit(&self, mut ops: Vec<Op>) {
-        let times: Vec<((DevId, UserId), i64)> = std::mem::take(&mut *self.times.lock())
-            .into_iter()
-            .collect();
+        let times = self.times.take(TIMES_PER_BATCH);
         if ops.is_empty() && times.is_empty() {
             return;
         }
@@ -363,14 +383,13 @@ impl Task {
         refused: &[bool],
         times: &[((DevId, UserId), i64)],
     ) -> Result<Attempt, StorageError> {
-        let mut tx = self.pool.begin().await?;
-        let mut done = Committed::default();
-        let appends: Vec<(usize, Append)> = ops
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| !refused[*i])
-            .filter_map(|(i, op)| match op {
-                Op::History(w) => Some((
+        let mut batch = Batch {
+            times,
+            ..Batch::default()
+        };
+        for (i, op) in ops.iter().enumerate() {
+            match op {
+                Op::History(w) if !refused[i] => batch.appends.push((
                     i,
                     Append {
                         dev_id: w.dev_id,
@@ -379,69 +398,62 @@ impl Task {
                         epoch: w.epoch.as_deref(),
                     },
                 )),
-                _ => None,
-            })
-            .collect();
-        if !appends.is_empty() {
-            let only: Vec<Append> = appends.iter().map(|(_, a)| *a).collect();
-            let placed = batch::history(&mut tx, &only).await?;
-            for ((i, _), p) in appends.iter().zip(placed) {
-                done.placed.insert(*i, p);
-            }
-        }
-        let enqueues: Vec<Enqueue> = ops
-            .iter()
-            .filter_map(|op| match op {
                 Op::Enqueue {
                     dev_id,
                     user,
                     msg,
                     expires_at,
                     ..
-                } => Some(Enqueue {
+                } => batch.enqueues.push(Enqueue {
                     dev_id: *dev_id,
                     user: *user,
                     msg,
                     expires_at: *expires_at,
                 }),
-                _ => None,
-            })
-            .collect();
-        batch::enqueue(&mut tx, &enqueues).await?;
-        for (i, op) in ops.iter().enumerate() {
-            match op {
                 Op::Claim {
                     dev_id,
                     user,
                     now,
                     limit,
                     ..
-                } => {
-                    let got = batch::claim(&mut tx, *dev_id, *user, *now, *limit).await?;
-                    done.claimed.insert(i, got);
-                }
-                Op::ClaimUuid { dev_id, uuid, .. } => {
-                    let got = batch::claim_uuid(&mut tx, *dev_id, uuid).await?;
-                    done.claimed_uuid.insert(i, got);
-                }
+                } => batch.claims.push((
+                    i,
+                    Claim {
+                        dev_id: *dev_id,
+                        user: *user,
+                        now: *now,
+                        limit: *limit,
+                    },
+                )),
+                Op::ClaimUuid { dev_id, uuid, .. } => batch.claim_uuids.push((i, *dev_id, uuid)),
                 _ => {}
             }
         }
-        batch::users_time(&mut tx, times).await?;
+        let mut conn = self.pool.acquire().await?;
+        let done = match batch::run(&mut conn, self.backend, &batch).await {
+            Ok(done) => done,
+            Err(e) => {
+                // Whatever ran is undone (an error before the transaction began makes this a no-op).
+                let _ = batch::finish(&mut conn, false).await;
+                return Err(e);
+            }
+        };
+        drop(batch);
         // Room for each append's change, in order: one that does not fit is taken out (rolled back with
         // the rest, which run again).
         for (i, op) in ops.iter_mut().enumerate() {
             if let (Op::History(w), Some(p)) = (op, done.placed.get(&i)) {
                 if !w.commit.admit(p.change) {
+                    batch::finish(&mut conn, false).await?;
                     return Ok(Attempt::Refused(i));
                 }
             }
         }
-        tx.commit().await?;
+        batch::finish(&mut conn, true).await?;
         Ok(Attempt::Done(done))
     }
 
-    fn hand_out(&self, op: Op, refused: bool, done: &mut Committed, i: usize) {
+    fn hand_out(&self, op: Op, refused: bool, done: &mut Results, i: usize) {
         match op {
             Op::History(w) => {
                 if refused {
@@ -506,15 +518,7 @@ fn fail(op: Op, refused: bool, message: &str) {
 }
 
 enum Attempt {
-    Done(Committed),
+    Done(Results),
     /// This op's quota check refused it.
     Refused(usize),
-}
-
-/// What a batch's statements gave each op, by its index in the batch.
-#[derive(Default)]
-struct Committed {
-    placed: HashMap<usize, Placed>,
-    claimed: HashMap<usize, Vec<QueuedMessage>>,
-    claimed_uuid: HashMap<usize, Option<UserId>>,
 }
