@@ -399,8 +399,9 @@ pub(super) async fn run(
                 script.push_str(&shifted(&s.sql, binds.len()));
                 binds.extend_from_slice(&s.binds);
             }
-            // A script is rarely the same twice: not kept among the connection's prepared statements.
-            let q = bind_all(sqlx::query(&script), &binds).persistent(false);
+            // Kept prepared: the scripts of the common batches (one publish, one enqueue) recur, and
+            // parsing one costs more than running it; the connection's cache evicts the rare ones.
+            let q = bind_all(sqlx::query(&script), &binds);
             let mut stream = conn.fetch_many(q);
             while let Some(item) = stream.try_next().await? {
                 if let Either::Right(row) = item {

@@ -106,8 +106,11 @@ impl Storage {
             .max_connections(size)
             .connect(url)
             .await?;
+        // The writer keeps its one connection between batches (no health check per batch: a broken
+        // connection fails its batch and is replaced).
         let writer_pool = options(backend, config.synchronous, true)
             .max_connections(1)
+            .test_before_acquire(false)
             .connect(url)
             .await?;
         let totals: Arc<Totals> = Arc::default();

@@ -14,7 +14,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use sqlx::AnyPool;
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, AnyPool};
 use tokio::sync::{mpsc, oneshot, Notify};
 
 use super::batch::{self, Append, Batch, Claim, Enqueue, Results};
@@ -168,6 +169,7 @@ impl Writer {
         let stats = Arc::new(WriterStats::default());
         let task = Task {
             pool,
+            conn: None,
             backend,
             totals,
             times: times.clone(),
@@ -296,6 +298,8 @@ impl Writer {
 
 struct Task {
     pool: AnyPool,
+    /// The writer's connection, kept between batches (given back after an error, for a fresh one).
+    conn: Option<PoolConnection<Any>>,
     backend: Backend,
     totals: Arc<Totals>,
     times: Arc<Times>,
@@ -304,7 +308,7 @@ struct Task {
 }
 
 impl Task {
-    async fn run(self, mut rx: mpsc::Receiver<Op>) {
+    async fn run(mut self, mut rx: mpsc::Receiver<Op>) {
         let mut open = true;
         while open {
             let mut ops = Vec::new();
@@ -330,7 +334,7 @@ impl Task {
     }
 
     /// Commits one batch and hands every write its outcome, in the order they came.
-    async fn commit(&self, mut ops: Vec<Op>) {
+    async fn commit(&mut self, mut ops: Vec<Op>) {
         let times = self.times.take(TIMES_PER_BATCH);
         if ops.is_empty() && times.is_empty() {
             return;
@@ -378,7 +382,7 @@ impl Task {
     }
 
     async fn attempt(
-        &self,
+        &mut self,
         ops: &mut [Op],
         refused: &[bool],
         times: &[((DevId, UserId), i64)],
@@ -429,11 +433,15 @@ impl Task {
                 _ => {}
             }
         }
-        let mut conn = self.pool.acquire().await?;
+        let mut conn = match self.conn.take() {
+            Some(c) => c,
+            None => self.pool.acquire().await?,
+        };
         let done = match batch::run(&mut conn, self.backend, &batch).await {
             Ok(done) => done,
             Err(e) => {
-                // Whatever ran is undone (an error before the transaction began makes this a no-op).
+                // Whatever ran is undone (an error before the transaction began makes this a no-op);
+                // the connection goes back to the pool, which drops it if it is broken.
                 let _ = batch::finish(&mut conn, false).await;
                 return Err(e);
             }
@@ -445,11 +453,13 @@ impl Task {
             if let (Op::History(w), Some(p)) = (op, done.placed.get(&i)) {
                 if !w.commit.admit(p.change) {
                     batch::finish(&mut conn, false).await?;
+                    self.conn = Some(conn);
                     return Ok(Attempt::Refused(i));
                 }
             }
         }
         batch::finish(&mut conn, true).await?;
+        self.conn = Some(conn);
         Ok(Attempt::Done(done))
     }
 
