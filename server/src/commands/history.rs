@@ -214,8 +214,9 @@ struct Commit {
     ctx: Ctx,
     ticket: Ticket,
     keep: i64,
-    /// The room its change takes, held until the totals count it (they do before `finish`).
-    held: Option<Reservation>,
+    /// The room its change takes (and that change), held until the totals count it (they do before
+    /// `finish`).
+    held: Option<(Reservation, StoredUsage)>,
     refusal: Option<CommandError>,
     publication: Publication,
     reply: oneshot::Sender<Result<usize, CommandError>>,
@@ -223,11 +224,19 @@ struct Commit {
 
 impl HistoryCommit for Commit {
     fn admit(&mut self, change: StoredUsage) -> bool {
+        // Run again (another write of the batch was refused): the room already taken is kept when it
+        // covers the change, rather than given back where another writer could take it first.
+        if let Some((_, had)) = &self.held {
+            if had.history_rows >= change.history_rows && had.history_bytes >= change.history_bytes
+            {
+                return true;
+            }
+        }
         self.held = None;
         let dev_id = self.publication.dev_id;
         match super::quota::history_change(&self.ctx, dev_id, change) {
             Ok(room) => {
-                self.held = Some(room);
+                self.held = Some((room, change));
                 true
             }
             Err(e) => {

@@ -143,10 +143,23 @@ impl HistoryCache {
         let mut map = lock(&self.map);
         let rows = match (map.peek(&key), ticket.0) {
             (Some(Slot::Ready(e)), Some(token)) if e.token == token => {
+                // The database trims a numbered pipe by position (what is above `top - keep` stays,
+                // fewer than `keep` after a deleted entry), any other by count: so does this.
+                let floor = row.pos.map(|p| p - keep);
+                let newer = |r: &HistoryRow| match (floor, r.pos) {
+                    (Some(floor), Some(pos)) => pos > floor,
+                    _ => true,
+                };
+                let kept: Vec<HistoryRow> = e
+                    .rows
+                    .iter()
+                    .filter(|r| newer(r))
+                    .cloned()
+                    .chain([row])
+                    .collect();
                 let keep = usize::try_from(keep.min(READ_LIMIT)).unwrap_or(0);
-                let skip = (e.rows.len() + 1).saturating_sub(keep);
-                let rows: Arc<[HistoryRow]> =
-                    e.rows.iter().cloned().chain([row]).skip(skip).collect();
+                let skip = kept.len().saturating_sub(keep);
+                let rows: Arc<[HistoryRow]> = kept.into_iter().skip(skip).collect();
                 Some((rows, token))
             }
             (None, _) => None,
@@ -275,6 +288,25 @@ mod tests {
         let got = messages(&cache, &key).unwrap();
         assert_eq!(got.len(), READ_LIMIT as usize);
         assert_eq!((got[0].as_str(), got[98].as_str()), ("m1", "m500"));
+    }
+
+    #[test]
+    fn a_numbered_pipe_is_trimmed_by_position_as_in_the_database() {
+        let cache = HistoryCache::default();
+        let key = (DevId(1), PipeName::parse("web_t").unwrap());
+        // Positions 1 and 3 (2 was deleted), length 3: position 4 trims 1, leaving 3 and 4.
+        let at = |p: i64| HistoryRow {
+            pos: Some(p),
+            ..row(p as usize)
+        };
+        let entry = Entry {
+            token: cache.token(),
+            rows: [at(1), at(3)].into_iter().collect(),
+        };
+        lock(&cache.map).insert(key.clone(), Slot::Ready(entry), 1);
+        let t = cache.will_write(key.0, &key.1);
+        cache.committed(key.0, &key.1, t, at(4), 3);
+        assert_eq!(messages(&cache, &key), Some(vec!["m3".into(), "m4".into()]));
     }
 
     #[test]

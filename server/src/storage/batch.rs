@@ -271,16 +271,19 @@ fn plan<'a>(batch: &Batch<'a>) -> Plan<'a> {
             .1
             .keep;
         let n = stmts.len();
+        // A numbered pipe whose settings went meanwhile (a stale length) stored its rows unnumbered:
+        // they go with the trim, as the pipe keeps no history.
         let sql = if numbered(members) {
             format!(
-                "DELETE FROM pipe_history WHERE dev_id = $1 AND pipe = $2 AND pos <= {TOP_OF} - $3 \
-                 RETURNING CAST($4 AS BIGINT) AS stmt, {ENTRY_BYTES} AS bytes"
+                "DELETE FROM pipe_history WHERE dev_id = $1 AND pipe = $2 AND \
+                 (pos <= {TOP_OF} - $3 OR (pos IS NULL AND {TOP_OF} IS NULL)) \
+                 RETURNING CAST($4 AS BIGINT) AS stmt, id, {ENTRY_BYTES} AS bytes"
             )
         } else {
             format!(
                 "DELETE FROM pipe_history WHERE dev_id = $1 AND pipe = $2 AND id <= \
                  (SELECT id FROM pipe_history WHERE dev_id = $1 AND pipe = $2 ORDER BY id DESC LIMIT 1 OFFSET $3) \
-                 RETURNING CAST($4 AS BIGINT) AS stmt, {ENTRY_BYTES} AS bytes"
+                 RETURNING CAST($4 AS BIGINT) AS stmt, id, {ENTRY_BYTES} AS bytes"
             )
         };
         stmts.push(Stmt::new(
@@ -446,11 +449,14 @@ fn results(
                 }
             }
             Yields::Trim(p) => {
-                let bytes = rows
+                // Oldest first (RETURNING promises no order), so each append is charged the entry its
+                // write pushed out.
+                let mut removed = rows
                     .iter()
-                    .map(|r| get::<i64>(r, "bytes"))
-                    .collect::<Result<_, _>>()?;
-                trims.insert(p, bytes);
+                    .map(|r| Ok((get::<i64>(r, "id")?, get::<i64>(r, "bytes")?)))
+                    .collect::<Result<Vec<_>, StorageError>>()?;
+                removed.sort_unstable();
+                trims.insert(p, removed.into_iter().map(|(_, b)| b).collect());
             }
             Yields::Claim(i) => {
                 let mut got = rows

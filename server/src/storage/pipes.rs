@@ -288,3 +288,59 @@ impl Storage {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The trim-by-position migration numbers rows stored before positions existed 0, -1, -2... newest
+    /// first, per pipe, and leaves trust_ pipes alone (run again here on rows stored without positions).
+    #[tokio::test]
+    async fn legacy_rows_are_numbered_below_the_first_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("m.db").display());
+        let s = Storage::open(&url).await.unwrap();
+        s.migrate().await.unwrap();
+        for (pipe, n) in [("web_a", 3), ("web_b", 2), ("trust_x", 2)] {
+            for i in 0..n {
+                sqlx::query(
+                    "INSERT INTO pipe_history (dev_id, pipe, uuid, event, message, user_id, sent_at) \
+                     VALUES (1, $1, $2, 'e', 'm', 0, 0)",
+                )
+                .bind(pipe)
+                .bind(format!("{pipe}{i}"))
+                .execute(s.pool())
+                .await
+                .unwrap();
+            }
+        }
+        let migration =
+            include_str!("../../../migrations/sqlite/20261204000001_history_by_position.sql")
+                .replace(
+                    "CREATE INDEX pipe_history_by_pos ON pipe_history (dev_id, pipe, pos);",
+                    "",
+                );
+        sqlx::raw_sql(&migration).execute(s.pool()).await.unwrap();
+        let rows = sqlx::query("SELECT pipe, pos FROM pipe_history ORDER BY id")
+            .fetch_all(s.pool())
+            .await
+            .unwrap();
+        let got: Vec<(String, Option<i64>)> = rows
+            .iter()
+            .map(|r| (get(r, "pipe").unwrap(), get(r, "pos").unwrap()))
+            .collect();
+        let want = [
+            ("web_a", Some(-2)),
+            ("web_a", Some(-1)),
+            ("web_a", Some(0)),
+            ("web_b", Some(-1)),
+            ("web_b", Some(0)),
+            ("trust_x", None),
+            ("trust_x", None),
+        ];
+        let want: Vec<(String, Option<i64>)> =
+            want.iter().map(|(p, n)| (p.to_string(), *n)).collect();
+        assert_eq!(got, want);
+        s.close().await;
+    }
+}

@@ -10,7 +10,7 @@
 //! the WebSocket accept path.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -27,13 +27,17 @@ use crate::ids::{DevId, UserId};
 /// How long a batch is tried again while the database is locked by someone else.
 const BUSY_PATIENCE: Duration = Duration::from_secs(60);
 
-/// SQLite's "database is locked" (SQLITE_BUSY and its extended codes).
-fn busy(e: &StorageError) -> bool {
-    match e {
-        StorageError::Db(sqlx::Error::Database(d)) => d
-            .code()
-            .is_some_and(|c| c == "5" || c.parse::<u32>().is_ok_and(|n| n & 0xff == 5)),
-        _ => false,
+/// An error after which the batch can simply run again (its transaction was rolled back): SQLite's
+/// "database is locked" (SQLITE_BUSY and its extended codes), PostgreSQL's deadlock and serialization
+/// failures.
+fn transient(e: &StorageError, backend: Backend) -> bool {
+    let StorageError::Db(sqlx::Error::Database(d)) = e else {
+        return false;
+    };
+    let Some(code) = d.code() else { return false };
+    match backend {
+        Backend::Sqlite => code.parse::<u32>().is_ok_and(|n| n & 0xff == 5),
+        Backend::Postgres => code == "40P01" || code == "40001",
     }
 }
 
@@ -98,9 +102,16 @@ enum Op {
     Barrier(oneshot::Sender<()>),
 }
 
-/// users_time values not yet written: the newest per user.
+/// users_time values not yet written: the newest per user, waiting, and those the batch being written
+/// took (still what a read must see until it commits).
+#[derive(Default)]
+struct TimesMaps {
+    waiting: HashMap<(DevId, UserId), i64>,
+    flight: HashMap<(DevId, UserId), i64>,
+}
+
 struct Times {
-    map: Mutex<HashMap<(DevId, UserId), i64>>,
+    map: Mutex<TimesMaps>,
     max: usize,
     wake: Notify,
     dropped: AtomicU64,
@@ -118,30 +129,52 @@ pub struct WriterStats {
 }
 
 impl Times {
-    fn lock(&self) -> MutexGuard<'_, HashMap<(DevId, UserId), i64>> {
+    fn lock(&self) -> MutexGuard<'_, TimesMaps> {
         self.map.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// At most `n` of the values waiting (the next batch takes the rest: it is woken for them).
+    /// At most `n` of the values waiting, now in flight (the next batch takes the rest: it is woken for
+    /// them).
     fn take(&self, n: usize) -> Vec<((DevId, UserId), i64)> {
-        let mut map = self.lock();
-        if map.len() <= n {
-            return std::mem::take(&mut *map).into_iter().collect();
-        }
-        let keys: Vec<_> = map.keys().take(n).copied().collect();
-        let out = keys
+        let mut m = self.lock();
+        let more = m.waiting.len() > n;
+        let keys: Vec<_> = m.waiting.keys().take(n).copied().collect();
+        let out: Vec<_> = keys
             .into_iter()
-            .filter_map(|k| map.remove(&k).map(|t| (k, t)))
+            .filter_map(|k| m.waiting.remove(&k).map(|t| (k, t)))
             .collect();
-        drop(map);
-        self.wake.notify_one();
+        m.flight = out.iter().copied().collect();
+        drop(m);
+        if more {
+            self.wake.notify_one();
+        }
         out
+    }
+
+    /// The batch that took the values in flight ended: written, or back to waiting (unless a newer
+    /// value came meanwhile) for the next batch.
+    fn settle(&self, written: bool) {
+        let mut m = self.lock();
+        let flight = std::mem::take(&mut m.flight);
+        if !written {
+            for (k, t) in flight {
+                m.waiting.entry(k).or_insert(t);
+            }
+        }
+    }
+
+    fn get(&self, key: (DevId, UserId)) -> Option<i64> {
+        let m = self.lock();
+        m.waiting.get(&key).or_else(|| m.flight.get(&key)).copied()
     }
 }
 
 /// The handle every `Storage` clone shares.
 pub(super) struct Writer {
     ops: Mutex<Option<mpsc::Sender<Op>>>,
+    /// History appends handed over and not yet finished (delivered): a barrier with none has nothing
+    /// to wait for.
+    appending: Arc<AtomicUsize>,
     times: Arc<Times>,
     stats: Arc<WriterStats>,
     stopped: Mutex<Option<tokio::task::JoinHandle<()>>>,
@@ -167,7 +200,9 @@ impl Writer {
             dropped: AtomicU64::new(0),
         });
         let stats = Arc::new(WriterStats::default());
+        let appending = Arc::new(AtomicUsize::new(0));
         let task = Task {
+            appending: appending.clone(),
             pool,
             conn: None,
             backend,
@@ -179,6 +214,7 @@ impl Writer {
         let handle = tokio::spawn(task.run(rx));
         Writer {
             ops: Mutex::new(Some(tx)),
+            appending,
             times,
             stats,
             stopped: Mutex::new(Some(handle)),
@@ -203,7 +239,12 @@ impl Writer {
     /// Hands an append over: its outcome goes to its `commit`. Waits only while the writer's queue is
     /// full (back-pressure); an error here means it was not taken (and `commit` was not called).
     pub(super) async fn append(&self, write: HistoryWrite) -> Result<(), StorageError> {
-        self.submit(Op::History(write)).await
+        self.appending.fetch_add(1, Ordering::SeqCst);
+        let sent = self.submit(Op::History(write)).await;
+        if sent.is_err() {
+            self.appending.fetch_sub(1, Ordering::SeqCst);
+        }
+        sent
     }
 
     pub(super) async fn enqueue(
@@ -245,8 +286,11 @@ impl Writer {
         self.ask(|done| Op::ClaimUuid { dev_id, uuid, done }).await
     }
 
-    /// Waits until everything handed over so far is committed and finished.
+    /// Waits until every history append handed over so far is committed and finished (delivered).
     pub(super) async fn barrier(&self) -> Result<(), StorageError> {
+        if self.appending.load(Ordering::SeqCst) == 0 {
+            return Ok(());
+        }
         let (done, answer) = oneshot::channel();
         self.submit(Op::Barrier(done)).await?;
         answer.await.map_err(|_| closed())
@@ -254,21 +298,21 @@ impl Writer {
 
     /// Notes a user's users_time value, written by the next batch; never waits.
     pub(super) fn note_time(&self, dev_id: DevId, user: UserId, time: i64) {
-        let mut map = self.times.lock();
-        if map.len() >= self.times.max && !map.contains_key(&(dev_id, user)) {
-            drop(map);
+        let mut m = self.times.lock();
+        if m.waiting.len() >= self.times.max && !m.waiting.contains_key(&(dev_id, user)) {
+            drop(m);
             self.times.dropped.fetch_add(1, Ordering::Relaxed);
             tracing::warn!("users_time not recorded: too many changes waiting for the database");
             return;
         }
-        map.insert((dev_id, user), time);
-        drop(map);
+        m.waiting.insert((dev_id, user), time);
+        drop(m);
         self.times.wake.notify_one();
     }
 
     /// A users_time value noted and not yet written.
     pub(super) fn pending_time(&self, dev_id: DevId, user: UserId) -> Option<i64> {
-        self.times.lock().get(&(dev_id, user)).copied()
+        self.times.get((dev_id, user))
     }
 
     /// users_time changes not recorded because too many were waiting.
@@ -297,6 +341,7 @@ impl Writer {
 }
 
 struct Task {
+    appending: Arc<AtomicUsize>,
     pool: AnyPool,
     /// The writer's connection, kept between batches (given back after an error, for a fresh one).
     conn: Option<PoolConnection<Any>>,
@@ -334,49 +379,92 @@ impl Task {
     }
 
     /// Commits one batch and hands every write its outcome, in the order they came.
-    async fn commit(&mut self, mut ops: Vec<Op>) {
+    async fn commit(&mut self, ops: Vec<Op>) {
         let times = self.times.take(TIMES_PER_BATCH);
-        if ops.is_empty() && times.is_empty() {
+        // Barriers alone need no transaction.
+        if times.is_empty() && ops.iter().all(|op| matches!(op, Op::Barrier(_))) {
+            let mut done = Results::default();
+            for (i, op) in ops.into_iter().enumerate() {
+                self.hand_out(op, false, &mut done, i);
+            }
             return;
         }
-        // An append refused by its quota check is taken out and the rest run again.
+        let failed = self.commit_batch(ops, &times).await;
+        self.times.settle(failed.is_none());
+        let Some(Failed {
+            ops,
+            refused,
+            message,
+        }) = failed
+        else {
+            return;
+        };
+        if ops.len() > 1 {
+            // One write whose data the database refuses must not fail the others with it (they may
+            // be other tenants'): each goes again on its own.
+            tracing::warn!(writes = ops.len(), error = %message, "a batch failed; writing its writes one by one");
+            for (op, refused) in ops.into_iter().zip(refused) {
+                if refused {
+                    self.fail(op, true, &message);
+                } else if let Some(f) = self.commit_batch(vec![op], &[]).await {
+                    for (op, r) in f.ops.into_iter().zip(f.refused) {
+                        self.fail(op, r, &f.message);
+                    }
+                }
+            }
+            return;
+        }
+        for (op, r) in ops.into_iter().zip(refused) {
+            self.fail(op, r, &message);
+        }
+    }
+
+    /// Runs one batch until it commits, leaving out appends their quota check refuses and running again
+    /// while SQLite is locked by someone else. Committed: every write has its outcome. Failed: the writes
+    /// back, which were refused, and the error.
+    async fn commit_batch(
+        &mut self,
+        mut ops: Vec<Op>,
+        times: &[((DevId, UserId), i64)],
+    ) -> Option<Failed> {
         let mut refused = vec![false; ops.len()];
         let began = tokio::time::Instant::now();
         let outcome = loop {
-            match self.attempt(&mut ops, &refused, &times).await {
+            match self.attempt(&mut ops, &refused, times).await {
                 Ok(Attempt::Done(done)) => break Ok(done),
-                Ok(Attempt::Refused(i)) => refused[i] = true,
-                // Another process holds SQLite's write lock past the busy timeout: nothing of the batch
-                // was written, so it runs again (its writers keep waiting) rather than failing them.
-                Err(e) if busy(&e) && began.elapsed() < BUSY_PATIENCE => {
+                Ok(Attempt::Refused(these)) => {
+                    for i in these {
+                        refused[i] = true;
+                    }
+                }
+                // Another process holds SQLite's write lock past the busy timeout (or PostgreSQL broke a
+                // deadlock): nothing of the batch was written, so it runs again (its writers keep
+                // waiting) rather than failing them.
+                Err(e) if transient(&e, self.backend) && began.elapsed() < BUSY_PATIENCE => {
                     tracing::warn!(error = %e, "the database is locked; writing again");
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
                 Err(e) => break Err(e),
             }
         };
-        let writes = (ops.len() + times.len()) as u64;
         match outcome {
             Ok(mut done) => {
+                let writes = (ops.len() + times.len()) as u64;
                 self.stats.batches.fetch_add(1, Ordering::Relaxed);
                 self.stats.writes.fetch_add(writes, Ordering::Relaxed);
                 for (i, op) in ops.into_iter().enumerate() {
                     self.hand_out(op, refused[i], &mut done, i);
                 }
+                None
             }
             Err(e) => {
                 self.stats.failed.fetch_add(1, Ordering::Relaxed);
                 tracing::error!(error = %e, writes = ops.len(), "a batch of writes failed");
-                let message = e.to_string();
-                // users_time values are tried again with the next batch (unless newer ones came).
-                let mut map = self.times.lock();
-                for (k, t) in times {
-                    map.entry(k).or_insert(t);
-                }
-                drop(map);
-                for (i, op) in ops.into_iter().enumerate() {
-                    fail(op, refused[i], &message);
-                }
+                Some(Failed {
+                    ops,
+                    refused,
+                    message: e.to_string(),
+                })
             }
         }
     }
@@ -447,20 +535,42 @@ impl Task {
             }
         };
         drop(batch);
-        // Room for each append's change, in order: one that does not fit is taken out (rolled back with
-        // the rest, which run again).
+        // Room for each append's change: those that do not fit are taken out (rolled back with the rest,
+        // which run again, once).
+        let mut refusals = Vec::new();
         for (i, op) in ops.iter_mut().enumerate() {
             if let (Op::History(w), Some(p)) = (op, done.placed.get(&i)) {
                 if !w.commit.admit(p.change) {
-                    batch::finish(&mut conn, false).await?;
-                    self.conn = Some(conn);
-                    return Ok(Attempt::Refused(i));
+                    refusals.push(i);
                 }
             }
+        }
+        if !refusals.is_empty() {
+            batch::finish(&mut conn, false).await?;
+            self.conn = Some(conn);
+            return Ok(Attempt::Refused(refusals));
         }
         batch::finish(&mut conn, true).await?;
         self.conn = Some(conn);
         Ok(Attempt::Done(done))
+    }
+
+    /// Every write of a failed batch gets the error (none of it was stored).
+    fn fail(&self, op: Op, refused: bool, message: &str) {
+        if matches!(op, Op::History(_)) {
+            self.appending.fetch_sub(1, Ordering::SeqCst);
+        }
+        let err = || StorageError::Batch(message.to_string());
+        match op {
+            Op::History(w) if refused => w
+                .commit
+                .finish(w.row, Err(StorageError::Conflict("refused"))),
+            Op::History(w) => w.commit.finish(w.row, Err(err())),
+            Op::Enqueue { done, .. } => drop(done.send(Err(err()))),
+            Op::Claim { done, .. } => drop(done.send(Err(err()))),
+            Op::ClaimUuid { done, .. } => drop(done.send(Err(err()))),
+            Op::Barrier(done) => drop(done.send(())),
+        }
     }
 
     fn hand_out(&self, op: Op, refused: bool, done: &mut Results, i: usize) {
@@ -469,11 +579,13 @@ impl Task {
                 if refused {
                     w.commit
                         .finish(w.row, Err(StorageError::Conflict("refused")));
+                    self.appending.fetch_sub(1, Ordering::SeqCst);
                     return;
                 }
                 let p = done.placed.remove(&i).unwrap_or_default();
                 self.totals.apply(w.dev_id, p.change);
                 w.commit.finish(w.row, Ok(p.position));
+                self.appending.fetch_sub(1, Ordering::SeqCst);
             }
             Op::Enqueue {
                 dev_id,
@@ -512,23 +624,15 @@ impl Task {
     }
 }
 
-/// Every write of a failed batch gets the error (none of it was stored).
-fn fail(op: Op, refused: bool, message: &str) {
-    let err = || StorageError::Batch(message.to_string());
-    match op {
-        Op::History(w) if refused => w
-            .commit
-            .finish(w.row, Err(StorageError::Conflict("refused"))),
-        Op::History(w) => w.commit.finish(w.row, Err(err())),
-        Op::Enqueue { done, .. } => drop(done.send(Err(err()))),
-        Op::Claim { done, .. } => drop(done.send(Err(err()))),
-        Op::ClaimUuid { done, .. } => drop(done.send(Err(err()))),
-        Op::Barrier(done) => drop(done.send(())),
-    }
+/// A batch that did not commit: its writes, which of them were refused, and the error.
+struct Failed {
+    ops: Vec<Op>,
+    refused: Vec<bool>,
+    message: String,
 }
 
 enum Attempt {
     Done(Results),
-    /// This op's quota check refused it.
-    Refused(usize),
+    /// These appends' quota checks refused them.
+    Refused(Vec<usize>),
 }

@@ -23,6 +23,7 @@ mod dashboard_signup;
 mod docs_links;
 mod durable_drain;
 mod durable_kill;
+mod durable_poison;
 mod durable_stall;
 mod durable_trim;
 mod hardening_accept;
