@@ -237,6 +237,7 @@ impl HistoryCommit for Commit {
         match super::quota::history_change(&self.ctx, dev_id, change) {
             Ok(room) => {
                 self.held = Some((room, change));
+                self.refusal = None;
                 true
             }
             Err(e) => {

@@ -385,11 +385,14 @@ fn bind_all<'q>(
     q
 }
 
-/// Begins the batch's transaction and runs its statements; the caller commits (`finish`) or rolls back.
+/// Begins the batch's transaction and runs its statements. With `commit` (every write was admitted
+/// before) it commits too, in the same round trip on SQLite; otherwise the caller commits (`finish`) or
+/// rolls back once it has seen what the statements did.
 pub(super) async fn run(
     conn: &mut AnyConnection,
     backend: Backend,
     batch: &Batch<'_>,
+    commit: bool,
 ) -> Result<Results, StorageError> {
     let plan = plan(batch);
     let mut rows: Vec<Vec<AnyRow>> = (0..plan.stmts.len()).map(|_| Vec::new()).collect();
@@ -401,6 +404,9 @@ pub(super) async fn run(
                 script.push_str(";\n");
                 script.push_str(&shifted(&s.sql, binds.len()));
                 binds.extend_from_slice(&s.binds);
+            }
+            if commit {
+                script.push_str(";\nCOMMIT");
             }
             // Kept prepared: the scripts of the common batches (one publish, one enqueue) recur, and
             // parsing one costs more than running it; the connection's cache evicts the rare ones.
@@ -419,6 +425,9 @@ pub(super) async fn run(
                 rows[n] = conn
                     .fetch_all(bind_all(sqlx::query(&s.sql), &s.binds))
                     .await?;
+            }
+            if commit {
+                conn.execute("COMMIT").await?;
             }
         }
     }

@@ -475,6 +475,17 @@ impl Task {
         refused: &[bool],
         times: &[((DevId, UserId), i64)],
     ) -> Result<Attempt, StorageError> {
+        // Room for the most each append can change (its row, nothing trimmed) is usually there: then
+        // the batch commits in the same round trip. Otherwise each append's real change is checked
+        // before the commit.
+        let admitted = ops.iter_mut().enumerate().all(|(i, op)| match op {
+            Op::History(w) if !refused[i] => w.commit.admit(StoredUsage {
+                history_rows: 1,
+                history_bytes: w.row.message.len() as i64,
+                ..StoredUsage::default()
+            }),
+            _ => true,
+        });
         let mut batch = Batch {
             times,
             ..Batch::default()
@@ -525,7 +536,11 @@ impl Task {
             Some(c) => c,
             None => self.pool.acquire().await?,
         };
-        let done = match batch::run(&mut conn, self.backend, &batch).await {
+        let done = match batch::run(&mut conn, self.backend, &batch, admitted).await {
+            Ok(done) if admitted => {
+                self.conn = Some(conn);
+                return Ok(Attempt::Done(done));
+            }
             Ok(done) => done,
             Err(e) => {
                 // Whatever ran is undone (an error before the transaction began makes this a no-op);
