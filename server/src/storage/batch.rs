@@ -419,6 +419,14 @@ pub(super) async fn run(
                 }
             }
         }
+        // One statement that commits at once needs no transaction around it: one round trip (a lone
+        // enqueue, a lone users_time flush). `finish` then has nothing to end.
+        Backend::Postgres if commit && plan.stmts.len() == 1 => {
+            let s = &plan.stmts[0];
+            rows[0] = conn
+                .fetch_all(bind_all(sqlx::query(&s.sql), &s.binds))
+                .await?;
+        }
         Backend::Postgres => {
             conn.execute("BEGIN").await?;
             for (n, s) in plan.stmts.iter().enumerate() {
