@@ -162,12 +162,14 @@ fn values(rows: usize, cols: usize) -> String {
 struct Plan<'a> {
     stmts: Vec<Stmt<'a>>,
     pipes: Vec<(DevId, &'a str, Vec<usize>)>,
+    /// Planned as one statement: a numbered pipe's rows past its length were not inserted.
+    one: bool,
 }
 
 const TOP_OF: &str =
     "(SELECT top FROM pipe_settings WHERE dev_id = $1 AND pipe = $2 AND length > 0)";
 
-fn plan<'a>(batch: &Batch<'a>) -> Plan<'a> {
+fn plan<'a>(batch: &Batch<'a>, one: bool) -> Plan<'a> {
     let mut stmts = Vec::new();
     let mut pipes: Vec<(DevId, &'a str, Vec<usize>)> = Vec::new();
     let mut index: HashMap<(DevId, &str), usize> = HashMap::new();
@@ -183,12 +185,18 @@ fn plan<'a>(batch: &Batch<'a>) -> Plan<'a> {
     // Positions: the settings row's `top` goes up by the pipe's numbered appends at once. A pipe's appends
     // are all numbered or none (the lock and barrier in `commands::positions` see to it).
     let numbered = |members: &[usize]| members.iter().all(|&k| batch.appends[k].1.epoch.is_some());
+    // In one statement (`one`), the statements are CTEs that all see the database as it was before it:
+    // the new top is read from the UPDATE's CTE, not the table.
+    let mut top_of: HashMap<usize, String> = HashMap::new();
     for (p, (dev_id, pipe, members)) in pipes.iter().enumerate() {
         if !numbered(members) {
             continue;
         }
         let epoch = batch.appends[members[0]].1.epoch;
         let n = stmts.len();
+        if one {
+            top_of.insert(p, format!("(SELECT top FROM s{n})"));
+        }
         stmts.push(Stmt::new(
             "UPDATE pipe_settings SET top = top + $3, epoch = COALESCE(epoch, $4) \
              WHERE dev_id = $1 AND pipe = $2 AND length > 0 \
@@ -206,27 +214,39 @@ fn plan<'a>(batch: &Batch<'a>) -> Plan<'a> {
     }
     // Every row, in batch order, so that ids (the read order) follow positions; a numbered row's
     // position is the pipe's new top less the numbered rows after it in this batch.
-    let mut after: HashMap<usize, i64> = HashMap::new();
-    for (_, _, members) in &pipes {
+    let mut after: HashMap<usize, (usize, i64)> = HashMap::new();
+    for (p, (_, _, members)) in pipes.iter().enumerate() {
         if numbered(members) {
             for (i, &k) in members.iter().enumerate() {
-                after.insert(k, (members.len() - 1 - i) as i64);
+                after.insert(k, (p, (members.len() - 1 - i) as i64));
             }
         }
     }
-    for chunk in (0..batch.appends.len()).collect::<Vec<_>>().chunks(CHUNK) {
+    // In one statement the trim cannot see the rows inserted with it: the rows it would trim at once
+    // are not inserted (they are numbered and delivered all the same).
+    let stored: Vec<usize> = (0..batch.appends.len())
+        .filter(|k| {
+            !one || after
+                .get(k)
+                .is_none_or(|(_, back)| *back < batch.appends[*k].1.keep)
+        })
+        .collect();
+    for chunk in stored.chunks(CHUNK) {
         let mut tuples = Vec::new();
         let mut binds = Vec::new();
         for &k in chunk {
             let (a, row) = (&batch.appends[k].1, batch.appends[k].1.row);
             let b = binds.len();
             let pos = match after.get(&k) {
-                Some(_) => format!(
-                    "(SELECT top FROM pipe_settings WHERE dev_id = ${} AND pipe = ${} AND length > 0) - ${}",
-                    b + 1,
-                    b + 2,
-                    b + 8
-                ),
+                Some((p, _)) => match top_of.get(p) {
+                    Some(top) => format!("{top} - ${}", b + 8),
+                    None => format!(
+                        "(SELECT top FROM pipe_settings WHERE dev_id = ${} AND pipe = ${} AND length > 0) - ${}",
+                        b + 1,
+                        b + 2,
+                        b + 8
+                    ),
+                },
                 None => format!("${}", b + 8),
             };
             tuples.push(format!(
@@ -249,7 +269,7 @@ fn plan<'a>(batch: &Batch<'a>) -> Plan<'a> {
                 Bind::Int(row.user_id),
                 Bind::Int(row.sent_at),
                 match after.get(&k) {
-                    Some(&back) => Bind::Int(back),
+                    Some(&(_, back)) => Bind::Int(back),
                     None => Bind::OptInt(None),
                 },
                 Bind::OptInt(row.sender),
@@ -274,9 +294,10 @@ fn plan<'a>(batch: &Batch<'a>) -> Plan<'a> {
         // A numbered pipe whose settings went meanwhile (a stale length) stored its rows unnumbered:
         // they go with the trim, as the pipe keeps no history.
         let sql = if numbered(members) {
+            let top = top_of.get(&p).map_or(TOP_OF, |t| t.as_str());
             format!(
                 "DELETE FROM pipe_history WHERE dev_id = $1 AND pipe = $2 AND \
-                 (pos <= {TOP_OF} - $3 OR (pos IS NULL AND {TOP_OF} IS NULL)) \
+                 (pos <= {top} - $3 OR (pos IS NULL AND {top} IS NULL)) \
                  RETURNING CAST($4 AS BIGINT) AS stmt, id, {ENTRY_BYTES} AS bytes"
             )
         } else {
@@ -367,7 +388,7 @@ fn plan<'a>(batch: &Batch<'a>) -> Plan<'a> {
             Yields::Nothing,
         ));
     }
-    Plan { stmts, pipes }
+    Plan { stmts, pipes, one }
 }
 
 fn bind_all<'q>(
@@ -394,9 +415,47 @@ pub(super) async fn run(
     batch: &Batch<'_>,
     commit: bool,
 ) -> Result<Results, StorageError> {
-    let plan = plan(batch);
+    // PostgreSQL takes a committing batch as one statement of CTEs (one round trip, no transaction
+    // around it) unless it claims queued messages (two claims in one statement could meet the same row)
+    // or writes to a pipe that is not numbered (its trim by count would not see the rows inserted).
+    let one = backend == Backend::Postgres
+        && commit
+        && batch.claims.is_empty()
+        && batch.claim_uuids.is_empty()
+        && batch.appends.iter().all(|(_, a)| a.epoch.is_some());
+    let plan = plan(batch, one);
     let mut rows: Vec<Vec<AnyRow>> = (0..plan.stmts.len()).map(|_| Vec::new()).collect();
     match backend {
+        Backend::Postgres if one && plan.stmts.len() > 1 => {
+            let mut sql = String::from("WITH ");
+            let mut binds = Vec::new();
+            let mut tail = Vec::new();
+            for (n, s) in plan.stmts.iter().enumerate() {
+                if n > 0 {
+                    sql.push_str(",\n");
+                }
+                sql.push_str(&format!("s{n} AS ({})", shifted(&s.sql, binds.len())));
+                binds.extend_from_slice(&s.binds);
+                match s.yields {
+                    Yields::Top(_) => tail.push(format!(
+                        "SELECT stmt, epoch, top, NULL::BIGINT AS id, NULL::BIGINT AS bytes FROM s{n}"
+                    )),
+                    Yields::Trim(_) => tail.push(format!(
+                        "SELECT stmt, NULL::TEXT AS epoch, NULL::BIGINT AS top, id, bytes FROM s{n}"
+                    )),
+                    _ => {}
+                }
+            }
+            if tail.is_empty() {
+                tail.push("SELECT NULL::BIGINT AS stmt WHERE false".into());
+            }
+            sql.push('\n');
+            sql.push_str(&tail.join("\nUNION ALL "));
+            for row in conn.fetch_all(bind_all(sqlx::query(&sql), &binds)).await? {
+                let n: i64 = get(&row, "stmt")?;
+                rows[n as usize].push(row);
+            }
+        }
         Backend::Sqlite => {
             let mut script = String::from("BEGIN IMMEDIATE");
             let mut binds = Vec::new();
@@ -497,7 +556,11 @@ fn results(
         let mut removed = trims.remove(&p).unwrap_or_default().into_iter();
         for (k, &m) in members.iter().enumerate() {
             let (place, a) = &batch.appends[m];
-            let take: Vec<i64> = if k + 1 == members.len() {
+            let back = (members.len() - 1 - k) as i64;
+            let take: Vec<i64> = if plan.one && back >= a.keep {
+                // Not inserted: as if written and trimmed at once.
+                vec![a.row.message.len() as i64]
+            } else if k + 1 == members.len() {
                 removed.by_ref().collect()
             } else {
                 removed.next().into_iter().collect()
