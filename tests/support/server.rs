@@ -44,6 +44,18 @@ impl TestServer {
         Self::start_with(backend, |_| {}).await
     }
 
+    /// A server for tests that publish in bulk from many connections: publish and new-connection rate
+    /// limits lifted (the limits themselves have their own tests).
+    pub async fn start_unthrottled(backend: Backend) -> TestServer {
+        Self::start_with(backend, |c| {
+            c.limits.publishes_per_sec = 1_000_000;
+            c.limits.publish_burst = 1_000_000;
+            c.limits.new_connections_per_ip_per_sec = 10_000;
+            c.limits.new_connections_per_ip_burst = 10_000;
+        })
+        .await
+    }
+
     /// `tweak` adjusts the configuration (limits, timeouts) before the server starts.
     pub async fn start_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -> TestServer {
         let dir = tempfile::tempdir().expect("temporary data directory");

@@ -7,7 +7,7 @@
 use std::net::SocketAddr;
 
 use halley_tests::browser::Browser;
-use halley_tests::cometql::{insert_sql, quote};
+use halley_tests::cometql::{history, insert_sql, quote};
 use halley_tests::frames::json;
 use halley_tests::mysql_raw::RawMysql;
 use halley_tests::process::ServerProcess;
@@ -71,19 +71,6 @@ async fn burst(mut q: RawMysql, p: usize) {
         .await
         .assert_ok();
     }
-}
-
-/// The history of `pipe` as `SELECT message FROM pipes_messages` lists it (oldest first).
-async fn history(q: &mut RawMysql, pipe: &str) -> Vec<String> {
-    q.query(&format!(
-        "SELECT message FROM pipes_messages WHERE name = {}",
-        quote(pipe)
-    ))
-    .await
-    .rows()
-    .iter()
-    .map(|r| r[0].clone())
-    .collect()
 }
 
 /// Per pipe, what must be in the history after the kill: every acknowledged publish.

@@ -13,13 +13,7 @@ const CONNS: usize = 4;
 const EACH: usize = 60;
 
 async fn server(backend: Backend) -> TestServer {
-    TestServer::start_with(backend, |c| {
-        c.limits.publishes_per_sec = 1_000_000;
-        c.limits.publish_burst = 1_000_000;
-        c.limits.new_connections_per_ip_per_sec = 10_000;
-        c.limits.new_connections_per_ip_burst = 10_000;
-    })
-    .await
+    TestServer::start_unthrottled(backend).await
 }
 
 async fn keep_history(server: &TestServer, t: &Tenant, pipe: &str) {

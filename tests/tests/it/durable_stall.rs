@@ -26,13 +26,7 @@ const HASH: &str = "h42";
 const KEPT_DURING: usize = 3;
 
 async fn server(backend: Backend) -> TestServer {
-    TestServer::start_with(backend, |c| {
-        c.limits.publishes_per_sec = 100_000;
-        c.limits.publish_burst = 100_000;
-        c.limits.new_connections_per_ip_per_sec = 10_000;
-        c.limits.new_connections_per_ip_burst = 10_000;
-    })
-    .await
+    TestServer::start_unthrottled(backend).await
 }
 
 /// Another client of the server's database, holding it.

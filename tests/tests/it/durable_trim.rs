@@ -41,13 +41,7 @@ fn final_length(pipe: &str) -> usize {
 }
 
 async fn server(backend: Backend) -> TestServer {
-    TestServer::start_with(backend, |c| {
-        c.limits.publishes_per_sec = 1_000_000;
-        c.limits.publish_burst = 1_000_000;
-        c.limits.new_connections_per_ip_per_sec = 10_000;
-        c.limits.new_connections_per_ip_burst = 10_000;
-    })
-    .await
+    TestServer::start_unthrottled(backend).await
 }
 
 /// Publisher `c` sends `c{c}-{i}` to every pipe, `i` ascending; publisher 0 says when it is a third of the

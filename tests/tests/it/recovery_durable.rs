@@ -15,13 +15,7 @@ const KEPT: &str = "web_kept";
 const PLAIN: &str = "web_plain";
 
 async fn server(backend: Backend) -> TestServer {
-    TestServer::start_with(backend, |c| {
-        c.limits.publishes_per_sec = 100_000;
-        c.limits.publish_burst = 100_000;
-        c.limits.new_connections_per_ip_per_sec = 10_000;
-        c.limits.new_connections_per_ip_burst = 10_000;
-    })
-    .await
+    TestServer::start_unthrottled(backend).await
 }
 
 async fn sql(q: &mut RawMysql, statement: &str) {
