@@ -85,12 +85,7 @@ pub fn assert_quota(reply: &Reply, expected: &str) {
 /// What the tables hold for the tenant, read directly with sqlx (not through the server's totals):
 /// history entries, bytes of their message text, queued messages, users_data rows, revoked_tokens rows.
 pub async fn counted_in_tables(server: &TestServer, dev_id: u64) -> StoredUsage {
-    sqlx::any::install_default_drivers();
-    let pool = sqlx::any::AnyPoolOptions::new()
-        .max_connections(1)
-        .connect(&server.config().database_url())
-        .await
-        .expect("open the database");
+    let pool = server.database().await;
     let dev = dev_id as i64;
     let messages: Vec<(String,)> =
         sqlx::query_as("SELECT message FROM pipe_history WHERE dev_id = $1")

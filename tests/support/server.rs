@@ -44,6 +44,17 @@ impl TestServer {
         Self::start_with(backend, |_| {}).await
     }
 
+    /// A connection to the server's own database, beside it: what the tables really hold, read without
+    /// going through the server.
+    pub async fn database(&self) -> sqlx::AnyPool {
+        sqlx::any::install_default_drivers();
+        sqlx::any::AnyPoolOptions::new()
+            .max_connections(1)
+            .connect(&self.config().database_url())
+            .await
+            .expect("open the database")
+    }
+
     /// A server for tests that publish in bulk from many connections: publish and new-connection rate
     /// limits lifted (the limits themselves have their own tests).
     pub async fn start_unthrottled(backend: Backend) -> TestServer {

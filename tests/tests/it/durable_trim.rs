@@ -65,12 +65,7 @@ async fn publish(mut q: RawMysql, c: usize, third: Option<oneshot::Sender<()>>) 
 /// Every entry the database holds for `pipe`, `(position, message)` by position, read with sqlx beside the
 /// server: CometQL's SELECT and pipe_log list only the 99 newest.
 async fn stored_entries(server: &TestServer, dev_id: u64, pipe: &str) -> Vec<(u64, String)> {
-    sqlx::any::install_default_drivers();
-    let pool = sqlx::any::AnyPoolOptions::new()
-        .max_connections(1)
-        .connect(&server.config().database_url())
-        .await
-        .expect("open the database");
+    let pool = server.database().await;
     let rows: Vec<(i64, String)> = sqlx::query_as(
         "SELECT pos, message FROM pipe_history WHERE dev_id = $1 AND pipe = $2 ORDER BY pos",
     )
