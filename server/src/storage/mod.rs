@@ -8,6 +8,7 @@ mod origins;
 mod pipes;
 mod queue;
 mod tenants;
+mod times;
 mod totals;
 mod usage;
 mod users;

@@ -9,17 +9,17 @@
 //! batch writes (one row per user however often they came and went), so a stalled database never holds up
 //! the WebSocket accept path.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyPool};
-use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::sync::{mpsc, oneshot};
 
 use super::batch::{self, Append, Batch, Claim, Enqueue, Results};
 use super::queue::QueuedMessage;
+use super::times::Times;
 use super::totals::Totals;
 use super::{Backend, DurablePosition, HistoryRow, StorageError, StoredUsage};
 use crate::ids::{DevId, UserId};
@@ -102,21 +102,6 @@ enum Op {
     Barrier(oneshot::Sender<()>),
 }
 
-/// users_time values not yet written: the newest per user, waiting, and those the batch being written
-/// took (still what a read must see until it commits).
-#[derive(Default)]
-struct TimesMaps {
-    waiting: HashMap<(DevId, UserId), i64>,
-    flight: HashMap<(DevId, UserId), i64>,
-}
-
-struct Times {
-    map: Mutex<TimesMaps>,
-    max: usize,
-    wake: Notify,
-    dropped: AtomicU64,
-}
-
 /// What the writer has done, for `/metrics`.
 #[derive(Debug, Default)]
 pub struct WriterStats {
@@ -126,47 +111,6 @@ pub struct WriterStats {
     pub writes: AtomicU64,
     /// Batches that failed (every write in them got the error).
     pub failed: AtomicU64,
-}
-
-impl Times {
-    fn lock(&self) -> MutexGuard<'_, TimesMaps> {
-        self.map.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// At most `n` of the values waiting, now in flight (the next batch takes the rest: it is woken for
-    /// them).
-    fn take(&self, n: usize) -> Vec<((DevId, UserId), i64)> {
-        let mut m = self.lock();
-        let more = m.waiting.len() > n;
-        let keys: Vec<_> = m.waiting.keys().take(n).copied().collect();
-        let out: Vec<_> = keys
-            .into_iter()
-            .filter_map(|k| m.waiting.remove(&k).map(|t| (k, t)))
-            .collect();
-        m.flight = out.iter().copied().collect();
-        drop(m);
-        if more {
-            self.wake.notify_one();
-        }
-        out
-    }
-
-    /// The batch that took the values in flight ended: written, or back to waiting (unless a newer
-    /// value came meanwhile) for the next batch.
-    fn settle(&self, written: bool) {
-        let mut m = self.lock();
-        let flight = std::mem::take(&mut m.flight);
-        if !written {
-            for (k, t) in flight {
-                m.waiting.entry(k).or_insert(t);
-            }
-        }
-    }
-
-    fn get(&self, key: (DevId, UserId)) -> Option<i64> {
-        let m = self.lock();
-        m.waiting.get(&key).or_else(|| m.flight.get(&key)).copied()
-    }
 }
 
 /// The handle every `Storage` clone shares.
@@ -193,12 +137,7 @@ impl Writer {
         config: &crate::config::StorageConfig,
     ) -> Writer {
         let (tx, rx) = mpsc::channel(config.queue);
-        let times = Arc::new(Times {
-            map: Mutex::default(),
-            max: config.users_time_pending,
-            wake: Notify::new(),
-            dropped: AtomicU64::new(0),
-        });
+        let times = Arc::new(Times::new(config.users_time_pending));
         let stats = Arc::new(WriterStats::default());
         let appending = Arc::new(AtomicUsize::new(0));
         let task = Task {
@@ -298,16 +237,9 @@ impl Writer {
 
     /// Notes a user's users_time value, written by the next batch; never waits.
     pub(super) fn note_time(&self, dev_id: DevId, user: UserId, time: i64) {
-        let mut m = self.times.lock();
-        if m.waiting.len() >= self.times.max && !m.waiting.contains_key(&(dev_id, user)) {
-            drop(m);
-            self.times.dropped.fetch_add(1, Ordering::Relaxed);
+        if !self.times.note((dev_id, user), time) {
             tracing::warn!("users_time not recorded: too many changes waiting for the database");
-            return;
         }
-        m.waiting.insert((dev_id, user), time);
-        drop(m);
-        self.times.wake.notify_one();
     }
 
     /// A users_time value noted and not yet written.
@@ -317,7 +249,7 @@ impl Writer {
 
     /// users_time changes not recorded because too many were waiting.
     pub(super) fn times_dropped(&self) -> u64 {
-        self.times.dropped.load(Ordering::Relaxed)
+        self.times.dropped()
     }
 
     pub(super) fn stats(&self) -> &WriterStats {
