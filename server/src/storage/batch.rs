@@ -3,12 +3,9 @@
 //! with one UPDATE, all rows go in with multi-row INSERTs, and each pipe is trimmed once per batch, by
 //! position (an index range), not once per message.
 //!
-//! Round trips are what a commit costs here (each is a hand-over to the database's thread or process and
-//! back), so SQLite gets the whole batch as one script: `BEGIN IMMEDIATE` and every statement in one
-//! round trip, then `COMMIT` once the quota checks have seen what it did. PostgreSQL cannot take several
-//! statements with parameters at once; it gets them one by one, each a prepared statement it reuses.
-//! Statements that return rows tag them with their number (`stmt`), so that one stream of rows can be
-//! told apart.
+//! Round trips are what a commit costs here (each a hand-over to the database's thread or process and
+//! back): a batch is one round trip when it can be (see `run`). Statements that return rows tag them with
+//! their number (`stmt`), so that one stream of rows can be told apart.
 
 use std::collections::HashMap;
 
