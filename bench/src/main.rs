@@ -72,7 +72,7 @@ struct CompareArgs {
     /// side by side (Halley only): connect-5k-wss, idle-10k-wss, cometql-connect-2k,
     /// cometql-connect-2k-tls; and recovery (Halley only): reconnect-storm-10k, windows-10k; and durable
     /// writes (Halley only, on halley and halley-pg side by side): plain-1conn, history-1conn,
-    /// plain-4conn, history-4conn, queue-1conn, queue-4conn, auth-churn-1k.
+    /// plain-4conn, history-4conn, queue-1conn, queue-4conn, plain-32conn, history-32conn, auth-churn-1k.
     #[arg(long, value_delimiter = ',', default_value = "all")]
     scenarios: Vec<String>,
     /// Repetitions of the whole set (medians are taken over them).

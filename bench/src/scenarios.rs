@@ -57,11 +57,13 @@ pub enum Scenario {
     PlainFourConn,
     QueueOneConn,
     QueueFourConn,
+    History32Conn,
+    Plain32Conn,
     AuthChurn,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 23] = [
+    pub const ALL: [Scenario; 25] = [
         Scenario::Connect,
         Scenario::Idle10k,
         Scenario::Idle18k,
@@ -84,6 +86,8 @@ impl Scenario {
         Scenario::HistoryFourConn,
         Scenario::QueueOneConn,
         Scenario::QueueFourConn,
+        Scenario::Plain32Conn,
+        Scenario::History32Conn,
         Scenario::AuthChurn,
     ];
 
@@ -111,6 +115,8 @@ impl Scenario {
             Scenario::PlainFourConn => "plain-4conn",
             Scenario::QueueOneConn => "queue-1conn",
             Scenario::QueueFourConn => "queue-4conn",
+            Scenario::History32Conn => "history-32conn",
+            Scenario::Plain32Conn => "plain-32conn",
             Scenario::AuthChurn => "auth-churn-1k",
         }
     }
@@ -135,6 +141,8 @@ impl Scenario {
             | Scenario::PlainFourConn
             | Scenario::QueueOneConn
             | Scenario::QueueFourConn
+            | Scenario::History32Conn
+            | Scenario::Plain32Conn
             | Scenario::AuthChurn => kind.is_halley(),
             _ => true,
         }
@@ -150,6 +158,8 @@ impl Scenario {
                 | Scenario::PlainFourConn
                 | Scenario::QueueOneConn
                 | Scenario::QueueFourConn
+                | Scenario::History32Conn
+                | Scenario::Plain32Conn
                 | Scenario::AuthChurn
         )
     }
@@ -200,6 +210,11 @@ pub async fn run(s: Scenario, t: &Target, o: &Options) -> anyhow::Result<Record>
         Scenario::PlainFourConn => durable::inserts(t, o, Write::Plain, 4, FIVE_S, &mut r).await?,
         Scenario::QueueOneConn => durable::inserts(t, o, Write::Queue, 1, FIVE_S, &mut r).await?,
         Scenario::QueueFourConn => durable::inserts(t, o, Write::Queue, 4, FIVE_S, &mut r).await?,
+        // Many backends at once: what group commit is for.
+        Scenario::History32Conn => {
+            durable::inserts(t, o, Write::History, 32, FIVE_S, &mut r).await?
+        }
+        Scenario::Plain32Conn => durable::inserts(t, o, Write::Plain, 32, FIVE_S, &mut r).await?,
         Scenario::AuthChurn => durable::auth_churn(t, o, 1_000, 1_000, 10, &mut r).await?,
     }
     Ok(r)
