@@ -134,16 +134,8 @@ impl Scenario {
             | Scenario::CometqlConnect
             | Scenario::CometqlConnectTls
             | Scenario::ReconnectStorm
-            | Scenario::Windows
-            | Scenario::HistoryOneConn
-            | Scenario::HistoryFourConn
-            | Scenario::PlainOneConn
-            | Scenario::PlainFourConn
-            | Scenario::QueueOneConn
-            | Scenario::QueueFourConn
-            | Scenario::History32Conn
-            | Scenario::Plain32Conn
-            | Scenario::AuthChurn => kind.is_halley(),
+            | Scenario::Windows => kind.is_halley(),
+            s if s.is_durable() => kind.is_halley(),
             _ => true,
         }
     }
