@@ -63,15 +63,12 @@ pub(crate) async fn join(
     position: Option<(&str, u64)>,
 ) -> Result<bool, CommandError> {
     let registry = ctx.hub.registry();
+    // Joined from memory alone: the pipe keeps no durable position.
+    let from_memory =
+        || registry.subscribe_positioned(client.dev_id, pipe, outbox.clone(), position, None);
     let keep = ctx.history.get(ctx, client.dev_id, pipe).await?;
     if !durable(pipe, keep) {
-        return Ok(registry.subscribe_positioned(
-            client.dev_id,
-            pipe,
-            outbox.clone(),
-            position,
-            None,
-        ));
+        return Ok(from_memory());
     }
     let _order = ctx.pipe_locks.lock(client.dev_id, pipe).await;
     // Publishes handed to the storage writer before the lock was taken are committed and delivered
@@ -86,14 +83,8 @@ pub(crate) async fn join(
         .durable_position(client.dev_id, pipe.as_str(), &fresh)
         .await?
     else {
-        // The settings went (or history was switched off) meanwhile: joined from memory.
-        return Ok(registry.subscribe_positioned(
-            client.dev_id,
-            pipe,
-            outbox.clone(),
-            position,
-            None,
-        ));
+        // The settings went (or history was switched off) meanwhile.
+        return Ok(from_memory());
     };
     let epoch: Arc<str> = stored.epoch.into();
     let top = stored.top.max(0) as u64;
