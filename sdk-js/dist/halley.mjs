@@ -146,7 +146,8 @@ var Connection = class {
    * @param {(failures: number) => string} o.urlFor the URL of the next attempt
    * @param {{WebSocket: any, setTimeout: Function, clearTimeout: Function, navigator?: any}} o.env
    * @param {(text: string) => void} o.onText one received text frame
-   * @param {(open: boolean) => void} o.onStatus
+   * @param {(connected: boolean) => void} o.onStatus connected once the server greeted the socket (or did not
+   *   in GREETING_WAIT_MS), not at its open: the server links the connection to its user before it greets
    * @param {(level: number, ...args: any[]) => void} o.log
    * @param {Backoff} [o.backoff]
    * @param {number} [o.stableAfterMs]
@@ -175,6 +176,7 @@ var Connection = class {
     this.unopened = 0;
     this.ws = null;
     this.open = false;
+    this.connected = false;
     this.stopped = true;
     this.fatal = false;
     this.failures = 0;
@@ -202,7 +204,7 @@ var Connection = class {
       } catch {
       }
     }
-    this.setOpen(false);
+    this.setClosed();
   }
   /** The server refused us for a reason a retry cannot fix (bad URL, unknown dev_id): do not reconnect. */
   markFatal() {
@@ -261,7 +263,7 @@ var Connection = class {
     this.unopened = 0;
     this.sentPipes = null;
     this.greeted = false;
-    this.setOpen(true);
+    this.open = true;
     if (!this.waitGreeting) {
       this.greet();
       return;
@@ -276,6 +278,7 @@ var Connection = class {
     if (this.greeted || !this.open || !this.ws) return;
     this.greeted = true;
     this.clearTimer("greeting");
+    this.setStatus(true);
     this.flushSubscription();
     const ws = this.ws;
     const queued = this.queue;
@@ -309,7 +312,7 @@ var Connection = class {
     this.clearTimer("batch");
     this.clearTimer("greeting");
     this.greeted = false;
-    this.setOpen(false);
+    this.setClosed();
     if (this.onCloseHook) this.onCloseHook(ev);
     if (this.stopped) return;
     if (this.fatal) {
@@ -348,10 +351,15 @@ var Connection = class {
     this.sentPipes = key;
     this.ws.send(this.subscriptionText(this.pipes));
   }
-  setOpen(open) {
-    if (this.open === open) return;
-    this.open = open;
-    this.onStatus(open);
+  setClosed() {
+    this.open = false;
+    this.setStatus(false);
+  }
+  /** Tells the owner once per change: connected (greeted) or not. */
+  setStatus(connected) {
+    if (this.connected === connected) return;
+    this.connected = connected;
+    this.onStatus(connected);
   }
   clearTimer(name) {
     if (this.timers[name]) {

@@ -30,7 +30,8 @@ export class Connection {
    * @param {(failures: number) => string} o.urlFor the URL of the next attempt
    * @param {{WebSocket: any, setTimeout: Function, clearTimeout: Function, navigator?: any}} o.env
    * @param {(text: string) => void} o.onText one received text frame
-   * @param {(open: boolean) => void} o.onStatus
+   * @param {(connected: boolean) => void} o.onStatus connected once the server greeted the socket (or did not
+   *   in GREETING_WAIT_MS), not at its open: the server links the connection to its user before it greets
    * @param {(level: number, ...args: any[]) => void} o.log
    * @param {Backoff} [o.backoff]
    * @param {number} [o.stableAfterMs]
@@ -59,6 +60,7 @@ export class Connection {
     this.unopened = 0;
     this.ws = null;
     this.open = false;
+    this.connected = false;
     this.stopped = true;
     this.fatal = false;
     this.failures = 0;
@@ -89,7 +91,7 @@ export class Connection {
         // Already closing: nothing to do.
       }
     }
-    this.setOpen(false);
+    this.setClosed();
   }
 
   /** The server refused us for a reason a retry cannot fix (bad URL, unknown dev_id): do not reconnect. */
@@ -156,7 +158,7 @@ export class Connection {
     this.unopened = 0;
     this.sentPipes = null;
     this.greeted = false;
-    this.setOpen(true);
+    this.open = true;
     if (!this.waitGreeting) {
       this.greet();
       return;
@@ -172,6 +174,10 @@ export class Connection {
     if (this.greeted || !this.open || !this.ws) return;
     this.greeted = true;
     this.clearTimer("greeting");
+    // Connected from here, not from the socket's open: the server sends its greeting once it has linked
+    // the connection to its user, so a private message sent after `isConnected()` turned true reaches it
+    // (at the open it could still go to the user's other devices only, and never to this one).
+    this.setStatus(true);
     this.flushSubscription();
     const ws = this.ws;
     const queued = this.queue;
@@ -208,7 +214,7 @@ export class Connection {
     this.clearTimer("batch");
     this.clearTimer("greeting");
     this.greeted = false;
-    this.setOpen(false);
+    this.setClosed();
     if (this.onCloseHook) this.onCloseHook(ev);
     if (this.stopped) return;
     if (this.fatal) {
@@ -252,10 +258,16 @@ export class Connection {
     this.ws.send(this.subscriptionText(this.pipes));
   }
 
-  setOpen(open) {
-    if (this.open === open) return;
-    this.open = open;
-    this.onStatus(open);
+  setClosed() {
+    this.open = false;
+    this.setStatus(false);
+  }
+
+  /** Tells the owner once per change: connected (greeted) or not. */
+  setStatus(connected) {
+    if (this.connected === connected) return;
+    this.connected = connected;
+    this.onStatus(connected);
   }
 
   clearTimer(name) {

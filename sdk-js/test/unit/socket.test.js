@@ -1,10 +1,10 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { Connection, SUBSCRIBE_BATCH_MS, STABLE_AFTER_MS, CHECK_AFTER_FAILURES } from "../../src/socket.js";
+import { Connection, SUBSCRIBE_BATCH_MS, STABLE_AFTER_MS, CHECK_AFTER_FAILURES, GREETING_WAIT_MS } from "../../src/socket.js";
 import { Backoff } from "../../src/backoff.js";
 import { FakeClock, SocketLog } from "../support/fakes.js";
 
-function setup({ random = () => 0.999999 } = {}) {
+function setup({ random = () => 0.999999, waitGreeting = false } = {}) {
   const clock = new FakeClock();
   const sockets = new SocketLog();
   const texts = [];
@@ -22,6 +22,7 @@ function setup({ random = () => 0.999999 } = {}) {
     onText: (t) => texts.push(t),
     onStatus: (s) => statuses.push(s),
     log: () => {},
+    waitGreeting,
   });
   return { clock, sockets, texts, statuses, conn, env };
 }
@@ -228,4 +229,21 @@ test("a socket that opened resets the count; an unknown answer keeps retrying", 
   const made = sockets.sockets.length;
   clock.advance(60000);
   assert.equal(sockets.sockets.length, made + 1, "still retrying");
+});
+
+test("connected only once the server greeted the socket (it links the user first), or after the wait", () => {
+  const { clock, sockets, conn, statuses } = setup({ waitGreeting: true });
+  conn.start();
+  sockets.last.serverOpen();
+  assert.deepEqual(statuses, [], "open but not greeted: a private message could still miss this connection");
+  conn.greet();
+  assert.deepEqual(statuses, [true]);
+  sockets.last.serverClose(1006);
+  assert.deepEqual(statuses, [true, false]);
+  clock.advance(1000);
+  sockets.last.serverOpen();
+  clock.advance(GREETING_WAIT_MS - 1);
+  assert.deepEqual(statuses, [true, false]);
+  clock.advance(1);
+  assert.deepEqual(statuses, [true, false, true], "a server that never greets: connected after the wait");
 });
