@@ -40,7 +40,7 @@ enum Command {
 
 #[derive(Subcommand)]
 enum TenantCommand {
-    /// Create a tenant; prints `dev_id=<n>` and `key=<key>`.
+    /// Create a tenant; prints `dev_id=<n>`, `key=<key>` and `app_key=<public Pusher app key>`.
     Create {
         #[arg(long)]
         email: String,
@@ -169,15 +169,16 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                 .context("creating the tenant")?;
             println!("dev_id={}", created.dev_id);
             println!("key={}", created.key);
+            println!("app_key={}", created.app_key);
             tenants.storage().close().await;
         }
         Command::Tenant(TenantCommand::List) => {
             let tenants = halley::app::open_tenants(&config).await?;
-            println!("dev_id\temail\tactive_keys\tcreated_at");
+            println!("dev_id\temail\tactive_keys\tcreated_at\tapp_key");
             for t in tenants.storage().list_tenants().await? {
                 println!(
-                    "{}\t{}\t{}\t{}",
-                    t.dev_id, t.email, t.active_keys, t.created_at
+                    "{}\t{}\t{}\t{}\t{}",
+                    t.dev_id, t.email, t.active_keys, t.created_at, t.app_key
                 );
             }
             tenants.storage().close().await;

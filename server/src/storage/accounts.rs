@@ -13,9 +13,11 @@ pub struct AccountRow {
     /// None for a tenant created from the command line: it cannot log in until a password is set.
     pub password_hash: Option<String>,
     pub created_at: i64,
+    /// The public Pusher app key (every tenant has one since migration 20261205000001).
+    pub app_key: String,
 }
 
-const ACCOUNT_COLUMNS: &str = "dev_id, email, password_hash, created_at";
+const ACCOUNT_COLUMNS: &str = "dev_id, email, password_hash, created_at, app_key";
 
 fn account(row: &sqlx::any::AnyRow) -> Result<AccountRow, StorageError> {
     Ok(AccountRow {
@@ -23,6 +25,7 @@ fn account(row: &sqlx::any::AnyRow) -> Result<AccountRow, StorageError> {
         email: get(row, "email")?,
         password_hash: get(row, "password_hash")?,
         created_at: get(row, "created_at")?,
+        app_key: get::<Option<String>>(row, "app_key")?.unwrap_or_default(),
     })
 }
 

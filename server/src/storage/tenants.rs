@@ -11,6 +11,7 @@ pub struct TenantRow {
     pub email: String,
     pub created_at: i64,
     pub active_keys: i64,
+    pub app_key: String,
 }
 
 #[derive(Debug, Clone)]
@@ -29,6 +30,8 @@ pub struct KeyRow {
 pub struct NewTenantRow<'a> {
     pub email: &'a str,
     pub password_hash: Option<&'a str>,
+    /// The public Pusher app key (unique across tenants).
+    pub app_key: &'a str,
     pub key_name: &'a str,
     pub verifier: &'a [u8],
     pub now: i64,
@@ -58,11 +61,13 @@ impl Storage {
     ) -> Result<(DevId, i64), StorageError> {
         let mut tx = self.pool().begin().await?;
         let row = sqlx::query(
-            "INSERT INTO tenants (email, password_hash, created_at) VALUES ($1, $2, $3) RETURNING dev_id",
+            "INSERT INTO tenants (email, password_hash, created_at, app_key) VALUES ($1, $2, $3, $4) \
+             RETURNING dev_id",
         )
         .bind(new.email)
         .bind(new.password_hash)
         .bind(new.now)
+        .bind(new.app_key)
         .fetch_one(&mut *tx)
         .await
         .map_err(conflict_on_email)?;
@@ -85,7 +90,7 @@ impl Storage {
 
     pub async fn list_tenants(&self) -> Result<Vec<TenantRow>, StorageError> {
         let rows = sqlx::query(
-            "SELECT t.dev_id, t.email, t.created_at, \
+            "SELECT t.dev_id, t.email, t.created_at, t.app_key, \
                     (SELECT COUNT(*) FROM tenant_keys k WHERE k.dev_id = t.dev_id AND k.revoked_at IS NULL) AS active_keys \
              FROM tenants t ORDER BY t.dev_id",
         )
@@ -98,6 +103,7 @@ impl Storage {
                     email: get(r, "email")?,
                     created_at: get(r, "created_at")?,
                     active_keys: get(r, "active_keys")?,
+                    app_key: get::<Option<String>>(r, "app_key")?.unwrap_or_default(),
                 })
             })
             .collect()
@@ -336,5 +342,48 @@ impl Storage {
         .execute(self.pool())
         .await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Tenants created before app keys existed get one each from the migration, all different (run
+    /// again here on rows stored without one).
+    #[tokio::test]
+    async fn tenants_from_before_get_distinct_app_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+        let s = Storage::open(&url).await.unwrap();
+        s.migrate().await.unwrap();
+        for i in 0..50 {
+            sqlx::query("INSERT INTO tenants (email, created_at) VALUES ($1, 0)")
+                .bind(format!("t{i}@example.com"))
+                .execute(s.pool())
+                .await
+                .unwrap();
+        }
+        let migration = include_str!("../../../migrations/sqlite/20261205000001_app_key.sql")
+            .replace("ALTER TABLE tenants ADD COLUMN app_key TEXT;", "")
+            .replace(
+                "CREATE UNIQUE INDEX tenants_app_key ON tenants (app_key);",
+                "",
+            );
+        sqlx::raw_sql(&migration).execute(s.pool()).await.unwrap();
+        let keys: Vec<String> = s
+            .list_tenants()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|t| t.app_key)
+            .collect();
+        assert_eq!(keys.len(), 50);
+        assert!(keys
+            .iter()
+            .all(|k| k.len() == 20 && k.bytes().all(|c| c.is_ascii_hexdigit())));
+        let distinct: std::collections::HashSet<&String> = keys.iter().collect();
+        assert_eq!(distinct.len(), 50);
+        s.close().await;
     }
 }

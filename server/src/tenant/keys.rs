@@ -32,6 +32,14 @@ pub fn generate_key() -> String {
         .collect()
 }
 
+/// A tenant's public Pusher app key: 20 lowercase hex characters, the shape pusher-js and Laravel's
+/// configuration expect. Public, so only uniqueness matters; drawn from the OS like the secret keys so that
+/// two never meet in practice (the unique index refuses the one in 2^80 that would).
+pub fn generate_app_key() -> String {
+    let bytes: [u8; 10] = OsRng.gen();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// The master key, able to seal and open tenants' keys. Holds no other state.
 #[derive(Clone)]
 pub struct KeyBox {
@@ -173,6 +181,16 @@ mod tests {
         assert_eq!(k.len(), KEY_LEN);
         assert!(k.bytes().all(|b| b.is_ascii_alphanumeric()));
         assert_ne!(k, generate_key());
+    }
+
+    #[test]
+    fn app_keys_are_twenty_lowercase_hex_characters() {
+        let k = generate_app_key();
+        assert_eq!(k.len(), 20);
+        assert!(k
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
+        assert_ne!(k, generate_app_key());
     }
 
     #[test]

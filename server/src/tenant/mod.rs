@@ -16,7 +16,7 @@ use crate::ids::DevId;
 use crate::mysql::auth::{check_scramble, verifier};
 use crate::storage::{KeyRow, NewTenantRow, Storage, StorageError};
 pub use account::{Account, AccountError, KeyInfo};
-pub use keys::{generate_key, KeyBox, KeyError};
+pub use keys::{generate_app_key, generate_key, KeyBox, KeyError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TenantError {
@@ -49,6 +49,8 @@ pub struct Login {
 pub struct NewTenant {
     pub dev_id: DevId,
     pub key: String,
+    /// The public Pusher app key (`/app/{key}`, the HTTP API's `auth_key`).
+    pub app_key: String,
 }
 
 #[derive(Clone, Debug)]
@@ -116,9 +118,11 @@ impl Tenants {
             return Err(TenantError::InvalidEmail);
         }
         let key = generate_key();
+        let app_key = generate_app_key();
         let new = NewTenantRow {
             email,
             password_hash,
+            app_key: &app_key,
             key_name: "default",
             verifier: &verifier(key.as_bytes()),
             now: unix_now(),
@@ -127,7 +131,11 @@ impl Tenants {
             .storage
             .create_tenant_with_key(new, |dev_id| self.keys.seal(dev_id, &key))
             .await?;
-        Ok(NewTenant { dev_id, key })
+        Ok(NewTenant {
+            dev_id,
+            key,
+            app_key,
+        })
     }
 
     /// Creates and stores a new key, returning it in clear; refused past `keys_per_tenant` active keys.

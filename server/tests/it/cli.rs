@@ -88,13 +88,13 @@ fn sigterm(child: &Child) {
     assert!(status.success(), "kill -TERM failed");
 }
 
-fn create_tenant(data: &Path, email: &str) -> (u64, String) {
+fn create_tenant(data: &Path, email: &str) -> (u64, String, String) {
     let mut cmd = halley(data);
     cmd.args(["tenant", "create", "--email", email]);
     let out = run(cmd);
     assert!(out.status.success(), "tenant create: {}", out.stderr);
     let lines: Vec<&str> = out.stdout.lines().collect();
-    assert_eq!(lines.len(), 2, "{}", out.stdout);
+    assert_eq!(lines.len(), 3, "{}", out.stdout);
     let dev_id = lines[0]
         .strip_prefix("dev_id=")
         .and_then(|v| v.parse().ok())
@@ -105,17 +105,29 @@ fn create_tenant(data: &Path, email: &str) -> (u64, String) {
         .to_owned();
     assert_eq!(key.len(), 64, "{key}");
     assert!(key.chars().all(|c| c.is_ascii_alphanumeric()), "{key}");
-    (dev_id, key)
+    let app_key = lines[2]
+        .strip_prefix("app_key=")
+        .unwrap_or_else(|| panic!("third line: {:?}", lines[2]))
+        .to_owned();
+    assert_eq!(app_key.len(), 20, "{app_key}");
+    assert!(
+        app_key
+            .chars()
+            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()),
+        "{app_key}"
+    );
+    (dev_id, key, app_key)
 }
 
 #[test]
 fn tenant_create_and_list() {
     let dir = tempfile::tempdir().expect("temporary directory");
-    let (dev_id, key) = create_tenant(dir.path(), "a@example.com");
+    let (dev_id, key, app_key) = create_tenant(dir.path(), "a@example.com");
     assert_eq!(dev_id, 1);
-    let (dev_id2, key2) = create_tenant(dir.path(), "b@example.com");
+    let (dev_id2, key2, app_key2) = create_tenant(dir.path(), "b@example.com");
     assert_eq!(dev_id2, 2);
     assert_ne!(key, key2);
+    assert_ne!(app_key, app_key2);
 
     let mut cmd = halley(dir.path());
     cmd.args(["tenant", "list"]);
@@ -128,13 +140,16 @@ fn tenant_create_and_list() {
         .collect();
     assert_eq!(
         lines[0],
-        ["dev_id", "email", "active_keys", "created_at"],
+        ["dev_id", "email", "active_keys", "created_at", "app_key"],
         "{}",
         out.stdout
     );
     assert_eq!(lines.len(), 3, "{}", out.stdout);
     assert_eq!(lines[1][..3], ["1", "a@example.com", "1"], "{}", out.stdout);
     assert_eq!(lines[2][..3], ["2", "b@example.com", "1"], "{}", out.stdout);
+    // The public app key is listed (the operator hands it out with the dev_id).
+    assert_eq!(lines[1][4], app_key, "{}", out.stdout);
+    assert_eq!(lines[2][4], app_key2, "{}", out.stdout);
     // The secret key is never listed.
     assert!(!out.stdout.contains(&key), "tenant list prints a key");
 
@@ -361,7 +376,7 @@ fn jwt(key: &str, dev_id: u64, user_id: u64) -> String {
 #[test]
 fn serve_stops_cleanly_on_sigterm_and_restarts_on_the_same_data() {
     let dir = tempfile::tempdir().expect("temporary directory");
-    let (dev_id, key) = create_tenant(dir.path(), "a@example.com");
+    let (dev_id, key, _) = create_tenant(dir.path(), "a@example.com");
     let master_key = std::fs::read(dir.path().join("master.key")).expect("master.key");
 
     let mut server = serve(dir.path());
@@ -505,7 +520,7 @@ fn stored_require_tls(data: &Path, dev_id: u64) -> bool {
 #[test]
 fn tenant_limits_require_tls() {
     let dir = tempfile::tempdir().expect("temporary directory");
-    let (dev_id, _) = create_tenant(dir.path(), "tls@example.com");
+    let (dev_id, _, _) = create_tenant(dir.path(), "tls@example.com");
     let limits = |extra: &[&str]| {
         let mut cmd = halley(dir.path());
         cmd.args(["tenant", "limits", "--dev-id", &dev_id.to_string()])

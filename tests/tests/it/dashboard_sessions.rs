@@ -58,6 +58,16 @@ async fn sign_up_log_in_log_out(backend: Backend) {
         (r.status, r.json()["dev_id"].clone()),
         (200, me["dev_id"].clone())
     );
+    // The public Pusher app key: 20 lowercase hex characters, the same on every answer.
+    let app_key = r.json()["app_key"].as_str().unwrap_or_default().to_owned();
+    assert!(
+        app_key.len() == 20
+            && app_key
+                .bytes()
+                .all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')),
+        "{app_key:?}"
+    );
+    assert_eq!(me["app_key"].as_str(), Some(app_key.as_str()));
 
     let mut other = Browser::new(server.http_addr());
     let r = other.sign_up("ann@example.com", PASSWORD).await;

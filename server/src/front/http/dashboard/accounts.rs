@@ -33,6 +33,7 @@ fn me_body(api: &Api, account: &Account, claims: &Claims) -> serde_json::Value {
     json!({
         "dev_id": account.dev_id.0,
         "email": account.email,
+        "app_key": account.app_key,
         "created_at": account.created_at,
         "csrf_token": claims.csrf,
         "session_expires_at": claims.exp,

@@ -246,6 +246,7 @@ mod tests {
             email: "a@example.com".into(),
             password_hash: Some("$argon2id$x".into()),
             created_at: 0,
+            app_key: "0123456789abcdef0123".into(),
         }
     }
 
