@@ -106,7 +106,10 @@ impl From<Refused> for CommandError {
             crate::tenant::limits::Limit::PublishBurst => r.to_string(),
             _ => format!("{r} (retry in {} ms)", r.retry_after.as_millis().max(1)),
         };
-        CommandError::new(ErrorCode::RateLimited, message)
+        CommandError {
+            retry_after: Some(r.retry_after),
+            ..CommandError::new(ErrorCode::RateLimited, message)
+        }
     }
 }
 
