@@ -99,6 +99,20 @@ pub(crate) async fn send_all(
     Ok(reached)
 }
 
+/// Live to every connection of the user, or queued when none is online (one message, already valid).
+pub async fn send(
+    ctx: &Ctx,
+    dev_id: DevId,
+    user: UserId,
+    event: &str,
+    message: &str,
+) -> Result<(), CommandError> {
+    let ctx = &super::quota::queue_statement(ctx, dev_id, &[user])?;
+    ctx.spend_publish(dev_id)?;
+    deliver(ctx, dev_id, user, event, message).await?;
+    Ok(())
+}
+
 /// A message already paid for: the connections of the user it reached live (0: queued for their next
 /// connect).
 async fn deliver(
