@@ -549,6 +549,41 @@ async fn budget_is_shared_and_refusals_say_when(backend: Backend) {
     server.stop().await;
 }
 
+async fn storage_quotas_answer_507(backend: Backend) {
+    let server = TestServer::start_with(backend, |c| {
+        c.limits.history_rows_per_tenant = 2;
+        c.limits.queued_messages_per_user = 1;
+    })
+    .await;
+    let t = server.tenant("http-quota@example.com").await;
+    Cql::new(&server, &t)
+        .run(["INSERT INTO pipes_settings (name, length) VALUES ('hist', 10)"])
+        .await;
+    let m = |text: &str| json!({"pipe": "hist", "event": "e", "message": text});
+    assert_eq!(publish(&server, &t, &m("1")).await.status, 200);
+    assert_eq!(publish(&server, &t, &m("2")).await.status, 200);
+    let full = publish(&server, &t, &m("3")).await;
+    assert!(
+        full.error(507, "quota_exceeded")
+            .starts_with("Quota exceeded"),
+        "{}",
+        full.body
+    );
+    // A batch that does not fit is refused whole.
+    let other = json!({"messages": [{"pipe": "chat", "event": "e", "message": "x"}, m("4")]});
+    publish(&server, &t, &other)
+        .await
+        .error(507, "quota_exceeded");
+
+    let u = json!({"user_id": 5, "event": "e", "message": "x"});
+    assert_eq!(
+        to_users(&server, &t, &u).await.body,
+        json!({"delivered": 0, "queued": true})
+    );
+    to_users(&server, &t, &u).await.error(507, "quota_exceeded");
+    server.stop().await;
+}
+
 /// docs/http-api.md: every ```sh block runs as written (with HALLEY, DEV_ID and KEY set as the page says)
 /// and prints what the ```json block after it shows (an epoch, which is random, aside).
 async fn the_docs_examples_run_as_written(backend: Backend) {
@@ -632,5 +667,6 @@ on_both_backends!(
     repeated_failures_block_the_address,
     malformed_and_oversized_requests,
     budget_is_shared_and_refusals_say_when,
+    storage_quotas_answer_507,
     the_docs_examples_run_as_written,
 );
