@@ -1,8 +1,8 @@
 //! Halley: a hosted, multi-tenant Comet (WebSocket push) server, drop-in compatible with comet-server.
 //!
 //! Three floors, imports only ever running down or along one (`tests/floors.rs` checks it):
-//! - protocols, pure (bytes or text in, typed values out): [`mysql`], [`cometql`], [`browser`], [`proxy`]
-//!   (what a balancer says about the client);
+//! - protocols, pure (bytes or text in, typed values out): [`mysql`], [`cometql`], [`browser`], [`pusher`]
+//!   (the Pusher Channels protocol), [`proxy`] (what a balancer says about the client);
 //! - the domain, every rule for every front door: [`ids`], [`commands`], [`tenant`], [`hub`], [`storage`],
 //!   [`stats`], [`usage`];
 //! - the front doors, I/O only: [`front`] (`listen`, `cometql`, `websocket`, `http`).
@@ -20,6 +20,7 @@ pub mod browser;
 pub mod cometql;
 pub mod mysql;
 pub mod proxy;
+pub mod pusher;
 
 // The domain floor: every rule, for every front door.
 pub mod commands;

@@ -61,6 +61,8 @@ impl ErrorCode {
 pub struct CommandError {
     pub code: ErrorCode,
     pub message: Cow<'static, str>,
+    /// When a refusal by a rate limit ends: what an HTTP answer's `Retry-After` says.
+    pub retry_after: Option<std::time::Duration>,
 }
 
 impl CommandError {
@@ -68,6 +70,7 @@ impl CommandError {
         CommandError {
             code,
             message: message.into(),
+            retry_after: None,
         }
     }
 

@@ -9,6 +9,7 @@ use tokio::sync::oneshot;
 
 use super::history_cache::Ticket;
 use super::lru::Lru;
+use super::pipes_messages::{Position, Published};
 use super::{CommandError, Ctx};
 use crate::browser::frames::{self, Frame};
 use crate::browser::names::is_trust;
@@ -168,9 +169,9 @@ impl Iterator for Log {
     }
 }
 
-/// What a publish to a pipe that keeps history waits for: the number of local receivers once its entry
-/// is committed and it is delivered, or why it was not stored (and not delivered).
-pub(crate) type Delivered = oneshot::Receiver<Result<usize, CommandError>>;
+/// What a publish to a pipe that keeps history waits for: the number of local receivers (and the position
+/// it took) once its entry is committed and it is delivered, or why it was not stored (and not delivered).
+pub(crate) type Delivered = oneshot::Receiver<Result<Published, CommandError>>;
 
 /// Stores `row`, a message published to a pipe that keeps `keep` entries (from [`kept`]; a `trust_` pipe
 /// keeps history too), and delivers `publication` once it is committed: hands it to the storage writer,
@@ -219,7 +220,7 @@ struct Commit {
     held: Option<(Reservation, StoredUsage)>,
     refusal: Option<CommandError>,
     publication: Publication,
-    reply: oneshot::Sender<Result<usize, CommandError>>,
+    reply: oneshot::Sender<Result<Published, CommandError>>,
 }
 
 impl HistoryCommit for Commit {
@@ -271,7 +272,14 @@ impl HistoryCommit for Commit {
                 ctx.history_cache
                     .committed(dev_id, &pipe, ticket, row, keep);
                 publication.position = position.map(|p| (p.epoch.into(), p.top as u64));
-                Ok(ctx.hub.publish(publication))
+                let position = publication
+                    .position
+                    .clone()
+                    .map(|(epoch, offset)| Position { epoch, offset });
+                Ok(Published {
+                    delivered: ctx.hub.publish(publication),
+                    position,
+                })
             }
             (Err(_), Some(refused)) => Err(refused),
             (Err(e), None) => {

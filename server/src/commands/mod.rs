@@ -106,7 +106,12 @@ impl From<Refused> for CommandError {
             crate::tenant::limits::Limit::PublishBurst => r.to_string(),
             _ => format!("{r} (retry in {} ms)", r.retry_after.as_millis().max(1)),
         };
-        CommandError::new(ErrorCode::RateLimited, message)
+        // A statement larger than the burst never fits: no time to wait for.
+        let retry_after = (!r.retry_after.is_zero()).then_some(r.retry_after);
+        CommandError {
+            retry_after,
+            ..CommandError::new(ErrorCode::RateLimited, message)
+        }
     }
 }
 

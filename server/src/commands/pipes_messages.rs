@@ -69,26 +69,53 @@ pub(crate) async fn insert(
             Message::new(name, event, message, max)
         })
         .collect::<Result<Vec<_>, _>>()?;
-    // Room for every row first, then pay for every row, before publishing any: a statement over the
-    // quota or the budget publishes nothing, and one refused by the quota costs no budget.
-    let ctx = &super::quota::history_statement(ctx, caller.dev_id, &messages).await?;
-    ctx.spend_publishes(caller.dev_id, messages.len())?;
-    for m in messages {
-        deliver(ctx, caller, m, None).await?;
-    }
+    publish_all(ctx, caller, messages).await?;
     // The number of receivers is deliberately not returned (reference): OK(0, 0).
     Ok(Outcome::OK)
 }
 
+/// What one publish did: the local connections it reached and, on a pipe that numbers its history
+/// (`positions`), the place it took there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Published {
+    pub delivered: usize,
+    pub position: Option<Position>,
+}
+
+/// A message's place in a pipe that numbers its history: what a `subscription2` client resumes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Position {
+    pub epoch: std::sync::Arc<str>,
+    pub offset: u64,
+}
+
+/// Publishes validated messages as one statement: room for every one first, then the budget for every
+/// one, before any is published, so a batch over the quota or the budget publishes nothing, and one
+/// refused by the quota costs no budget. Then each is delivered in order. A multi-row INSERT and an HTTP
+/// batch both come here.
+pub(crate) async fn publish_all(
+    ctx: &Ctx,
+    caller: Caller,
+    messages: Vec<Message>,
+) -> Result<Vec<Published>, CommandError> {
+    let ctx = &super::quota::history_statement(ctx, caller.dev_id, &messages).await?;
+    ctx.spend_publishes(caller.dev_id, messages.len())?;
+    let mut published = Vec::with_capacity(messages.len());
+    for m in messages {
+        published.push(deliver(ctx, caller, m, None).await?);
+    }
+    Ok(published)
+}
+
 /// Records history when the pipe keeps it, encodes the frame once and hands it to the hub. Returns the
-/// number of local receivers. A message its history has no room for is refused whole (not delivered live
+/// number of local receivers (and the message's position, see [`Published`]). A message its history has no room for is refused whole (not delivered live
 /// either: the sender learns it was not stored, and the budget is not spent on it).
 pub(crate) async fn publish(
     ctx: &Ctx,
     caller: Caller,
     m: Message,
     except: Option<ConnId>,
-) -> Result<usize, CommandError> {
+) -> Result<Published, CommandError> {
     let ctx =
         &super::quota::history_statement(ctx, caller.dev_id, std::slice::from_ref(&m)).await?;
     ctx.spend_publish(caller.dev_id)?;
@@ -102,7 +129,7 @@ async fn deliver(
     caller: Caller,
     m: Message,
     except: Option<ConnId>,
-) -> Result<usize, CommandError> {
+) -> Result<Published, CommandError> {
     let mut keep = history::kept(ctx, caller.dev_id, &m.pipe).await?;
     // A pipe that numbers its history delivers in the order its writes took offsets (see `positions`).
     let order = match super::positions::durable(&m.pipe, keep) {
@@ -125,7 +152,10 @@ async fn deliver(
         presence: false,
     };
     if keep <= 0 {
-        return Ok(ctx.hub.publish(publication));
+        return Ok(Published {
+            delivered: ctx.hub.publish(publication),
+            position: None,
+        });
     }
     let row = HistoryRow {
         pipe: m.pipe.as_str().to_string(),

@@ -26,38 +26,80 @@ const QUEUE_BATCH: i64 = 100;
 const SELECT_PAGE: i64 = 32;
 
 pub async fn insert(ctx: &Ctx, caller: Caller, ins: &Insert) -> Result<Outcome, CommandError> {
-    let max = ctx.config.websocket.max_message_bytes;
-    let mut items = Vec::new();
-    for row in &ins.rows {
-        let row = TABLE.insert_row(ins.columns.as_deref(), row)?;
-        let id = insert_id(required(&row, "id")?, true)?;
-        let event = EventName::parse(required(&row, "event")?)?;
-        let message = required(&row, "message")?;
-        if message.len() > max {
-            return Err(CommandError::new(
-                super::ErrorCode::TooLong,
-                "Data is too long",
-            ));
-        }
-        items.push((id, event, message));
-    }
-    // Room for every row first, then pay for every row, before sending any: a statement over the quota
-    // or the budget sends nothing, and one refused by the quota costs no budget.
-    let users: Vec<UserId> = items.iter().map(|(id, _, _)| *id).collect();
-    let ctx = &super::quota::queue_statement(ctx, caller.dev_id, &users)?;
-    ctx.spend_publishes(caller.dev_id, items.len())?;
-    let mut last = 0;
-    for (id, event, message) in items {
-        deliver(ctx, caller.dev_id, id, event.as_str(), message).await?;
-        last = id.0;
-    }
+    let items = ins
+        .rows
+        .iter()
+        .map(|row| {
+            let row = TABLE.insert_row(ins.columns.as_deref(), row)?;
+            Letter::new(
+                ctx,
+                required(&row, "id")?,
+                required(&row, "event")?,
+                required(&row, "message")?,
+            )
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let last = items.last().map_or(0, |l| l.user.0);
+    send_all(ctx, caller, items).await?;
     Ok(Outcome::Done {
         affected_rows: 0,
         last_insert_id: last,
     })
 }
 
-/// Live to every connection of the user, or queued when none is online.
+/// One private message to send, validated. Shared by every front door that sends them.
+#[derive(Debug, Clone)]
+pub(crate) struct Letter {
+    pub user: UserId,
+    pub event: EventName,
+    pub text: String,
+}
+
+impl Letter {
+    /// Validates in the reference's order: the user id, the event, then the message size.
+    pub(crate) fn new(
+        ctx: &Ctx,
+        user: &str,
+        event: &str,
+        text: &str,
+    ) -> Result<Letter, CommandError> {
+        let user = insert_id(user, true)?;
+        let event = EventName::parse(event)?;
+        if text.len() > ctx.config.websocket.max_message_bytes {
+            return Err(CommandError::new(
+                super::ErrorCode::TooLong,
+                "Data is too long",
+            ));
+        }
+        Ok(Letter {
+            user,
+            event,
+            text: text.to_owned(),
+        })
+    }
+}
+
+/// Sends validated messages as one statement: room for every one first, then the budget for every one,
+/// before any is sent (a statement over the quota or the budget sends nothing, and one refused by the
+/// quota costs no budget). Each goes live to every connection of its user, or is queued when none is
+/// online; returns, per message, the connections it reached (0: queued). A multi-row INSERT and an HTTP
+/// batch both come here.
+pub(crate) async fn send_all(
+    ctx: &Ctx,
+    caller: Caller,
+    letters: Vec<Letter>,
+) -> Result<Vec<usize>, CommandError> {
+    let users: Vec<UserId> = letters.iter().map(|l| l.user).collect();
+    let ctx = &super::quota::queue_statement(ctx, caller.dev_id, &users)?;
+    ctx.spend_publishes(caller.dev_id, letters.len())?;
+    let mut reached = Vec::with_capacity(letters.len());
+    for l in letters {
+        reached.push(deliver(ctx, caller.dev_id, l.user, l.event.as_str(), &l.text).await?);
+    }
+    Ok(reached)
+}
+
+/// Live to every connection of the user, or queued when none is online (one message, already valid).
 pub async fn send(
     ctx: &Ctx,
     dev_id: DevId,
@@ -67,23 +109,26 @@ pub async fn send(
 ) -> Result<(), CommandError> {
     let ctx = &super::quota::queue_statement(ctx, dev_id, &[user])?;
     ctx.spend_publish(dev_id)?;
-    deliver(ctx, dev_id, user, event, message).await
+    deliver(ctx, dev_id, user, event, message).await?;
+    Ok(())
 }
 
-/// [`send`] of a message already paid for.
+/// A message already paid for: the connections of the user it reached live (0: queued for their next
+/// connect).
 async fn deliver(
     ctx: &Ctx,
     dev_id: DevId,
     user: UserId,
     event: &str,
     message: &str,
-) -> Result<(), CommandError> {
+) -> Result<usize, CommandError> {
     // One id for the message wherever it goes (live, queued, drained, replayed from the window): what a
     // client dedupes on and resumes after.
     let id = uuid::Uuid::now_v7().to_string();
     let frame = PrivateMessage::new(id.clone(), frames::private_message(event, message));
-    if ctx.hub.registry().send_private(dev_id, user, &frame) > 0 {
-        return Ok(());
+    let reached = ctx.hub.registry().send_private(dev_id, user, &frame);
+    if reached > 0 {
+        return Ok(reached);
     }
     let now = unix_now();
     let queued = QueuedMessage {
@@ -107,15 +152,18 @@ async fn deliver(
     // user is still draining, `queued` makes the drain read the queue once more before it ends.
     if ctx.hub.registry().queued(dev_id, user)
         && ctx.storage.claim_queued_uuid(dev_id, &queued.uuid).await?
-        && ctx.hub.registry().send_private(dev_id, user, &frame) == 0
     {
+        let reached = ctx.hub.registry().send_private(dev_id, user, &frame);
+        if reached > 0 {
+            return Ok(reached);
+        }
         // The user's last ready connection went away between the two looks: back into the queue, for
         // their next connect, rather than lost.
         ctx.storage
             .enqueue_message(dev_id, user, &queued, expires)
             .await?;
     }
-    Ok(())
+    Ok(0)
 }
 
 /// Where a drain writes the user's queued messages: a connection's socket, written with back-pressure.

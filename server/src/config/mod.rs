@@ -12,8 +12,8 @@ use crate::cidr::Cidr;
 mod sections;
 
 pub use sections::{
-    CacheConfig, CometqlConfig, DashboardConfig, LimitsConfig, MessagesConfig, RecoveryConfig,
-    Signup, StorageConfig, Synchronous, TlsConfig, WebsocketConfig,
+    CacheConfig, CometqlConfig, DashboardConfig, HttpApiConfig, LimitsConfig, MessagesConfig,
+    RecoveryConfig, Signup, StorageConfig, Synchronous, TlsConfig, WebsocketConfig,
 };
 
 #[derive(Debug, Clone, Deserialize)]
@@ -46,6 +46,7 @@ pub struct Config {
     pub cometql: CometqlConfig,
     pub websocket: WebsocketConfig,
     pub messages: MessagesConfig,
+    pub http_api: HttpApiConfig,
     pub limits: LimitsConfig,
     pub dashboard: DashboardConfig,
     pub cache: CacheConfig,
@@ -70,6 +71,7 @@ impl Default for Config {
             cometql: CometqlConfig::default(),
             websocket: WebsocketConfig::default(),
             messages: MessagesConfig::default(),
+            http_api: HttpApiConfig::default(),
             limits: LimitsConfig::default(),
             dashboard: DashboardConfig::default(),
             cache: CacheConfig::default(),
@@ -235,6 +237,12 @@ impl Config {
         if ws.max_message_bytes < 1024 || ws.outbox_frames == 0 || ws.ping_interval_secs == 0 {
             return Err(ConfigError::Invalid(
                 "websocket: max_message_bytes >= 1024, outbox_frames >= 1 and ping_interval_secs >= 1 are required".into(),
+            ));
+        }
+        let h = &self.http_api;
+        if h.max_body_bytes < 1024 || h.max_batch_messages == 0 {
+            return Err(ConfigError::Invalid(
+                "http_api: max_body_bytes >= 1024 and max_batch_messages >= 1 are required".into(),
             ));
         }
         if self.dashboard.session_hours == 0 {

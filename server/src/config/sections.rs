@@ -193,6 +193,27 @@ impl Default for LimitsConfig {
     }
 }
 
+/// The native HTTP publish API (`POST /api/v1/publish`, `/api/v1/users_messages`; docs/http-api.md).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpApiConfig {
+    /// Largest request body; larger gets 413. Room for a batch of messages of
+    /// `websocket.max_message_bytes` each, JSON-escaped.
+    pub max_body_bytes: usize,
+    /// Most messages in one batch (`{"messages": [...]}`); more gets 400. One batch is paid from the
+    /// publish budget as a whole, like a multi-row INSERT.
+    pub max_batch_messages: usize,
+}
+
+impl Default for HttpApiConfig {
+    fn default() -> Self {
+        HttpApiConfig {
+            max_body_bytes: 1024 * 1024,
+            max_batch_messages: 100,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MessagesConfig {

@@ -13,7 +13,10 @@ use std::path::{Path, PathBuf};
 /// Floors, bottom up. A unit is a top-level module, or one folder under `front/`.
 const FLOORS: &[(&str, &[&str])] = &[
     ("base", &["config", "cidr", "logging"]),
-    ("protocol", &["mysql", "cometql", "browser", "proxy"]),
+    (
+        "protocol",
+        &["mysql", "cometql", "browser", "proxy", "pusher"],
+    ),
     (
         "domain",
         &[

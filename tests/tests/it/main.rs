@@ -32,6 +32,7 @@ mod hardening_browser;
 mod hardening_injection;
 mod hardening_quota;
 mod hardening_results;
+mod http_publish;
 mod isolation_browser;
 mod isolation_cometql;
 mod limits_connections;

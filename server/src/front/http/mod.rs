@@ -1,7 +1,8 @@
 //! The one router on the HTTP port: every route is listed here. WebSocket upgrades arrive on the
 //! comet-server URL forms (`/ws/...`, `//ws/...`, `/comet-server/ws/...`), which are not ordinary routes
 //! (the parameters sit in the path), so the fallback recognises them before answering 404. The dashboard's
-//! pages (`/`, `/dashboard/...`) and API (`/api/dashboard/v1/...`) are listed in `dashboard::router`.
+//! pages (`/`, `/dashboard/...`) and API (`/api/dashboard/v1/...`) are listed in `dashboard::router`, the
+//! HTTP publish API (`/api/v1/...`) in `publish::router`.
 
 pub mod dashboard;
 
@@ -16,6 +17,7 @@ use axum::{Json, Router};
 
 mod client;
 mod metrics;
+mod publish;
 mod sdk;
 pub(crate) mod serve;
 
@@ -48,7 +50,11 @@ pub fn router(ctx: Ctx, ws: Arc<WsService>, dashboard: dashboard::Api) -> Router
         .route("/comet-server/CometServerApi.js", get(sdk::classic))
         .route("/comet-server/info", get(info))
         .fallback(fallback)
-        .with_state(HttpState { ctx, ws })
+        .with_state(HttpState {
+            ctx: ctx.clone(),
+            ws,
+        })
+        .merge(publish::router(ctx))
         .merge(dashboard::router(dashboard))
 }
 

@@ -200,10 +200,10 @@ impl Session {
         let pipe = m.pipe.clone();
         // The text is relayed exactly as sent (the reference mysql-escaped it).
         match pipes_messages::publish(ctx, self.caller(), m, Some(self.conn())).await {
-            Ok(n) => Answer::one(frames::web_pipe_answer(
+            Ok(published) => Answer::one(frames::web_pipe_answer(
                 pipe.as_str(),
                 message,
-                n as u64,
+                published.delivered as u64,
                 unix_now(),
             )),
             // Past the tenant's publish budget (shared with CometQL): an error frame naming the limit and

@@ -78,5 +78,5 @@ pub(super) async fn test_message(
             ),
             _ => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.message),
         })?;
-    Ok(Json(json!({ "receivers": receivers })))
+    Ok(Json(json!({ "receivers": receivers.delivered })))
 }
