@@ -13,7 +13,7 @@ use super::{CommandError, Ctx};
 use crate::browser::frames::{self, Frame};
 use crate::browser::names::is_trust;
 use crate::config::CacheConfig;
-use crate::hub::Publication;
+use crate::hub::{Publication, Sent};
 use crate::ids::{DevId, PipeName};
 use crate::storage::{
     DurablePosition, HistoryCommit, HistoryRow, HistoryWrite, Reservation, StorageError,
@@ -271,7 +271,18 @@ impl HistoryCommit for Commit {
                 ctx.history_cache
                     .committed(dev_id, &pipe, ticket, row, keep);
                 publication.position = position.map(|p| (p.epoch.into(), p.top as u64));
-                Ok(ctx.hub.publish(publication))
+                match ctx.hub.publish_sent(publication) {
+                    Sent::Delivered(n) => Ok(n),
+                    Sent::Pending(taken) => {
+                        // A cluster: the answer once Redis took it. Stored either way; a publish Redis
+                        // refused is in the history, and its subscribers learn of it from the gap.
+                        drop(held);
+                        tokio::spawn(async move {
+                            let _ = reply.send(taken.await.map_err(CommandError::from));
+                        });
+                        return;
+                    }
+                }
             }
             (Err(_), Some(refused)) => Err(refused),
             (Err(e), None) => {

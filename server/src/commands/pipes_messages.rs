@@ -125,7 +125,7 @@ async fn deliver(
         presence: false,
     };
     if keep <= 0 {
-        return Ok(ctx.hub.publish(publication));
+        return Ok(ctx.hub.publish(publication).await?);
     }
     let row = HistoryRow {
         pipe: m.pipe.as_str().to_string(),
