@@ -275,6 +275,49 @@ async fn tenants_stay_apart_through_redis() {
     cluster.stop().await;
 }
 
+/// A node holds a pipe's channel only while it has subscribers of the pipe: the last one leaving
+/// unsubscribes it, the next one subscribes it again (and gets what is published then).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_channel_is_held_only_while_the_node_has_subscribers() {
+    let cluster = TestCluster::start(2).await;
+    let t = cluster.tenant("a@example.com").await;
+    let mut q = RawMysql::login(cluster.node(0), &t).await;
+    let mut page = connect(cluster.node(1), &t, "page").await;
+    for round in 0..3 {
+        page.subscribe(&["web_on_off"]).await;
+        assert_eq!(channels(cluster.node(1)).await, 1.0);
+        q.query(&insert_sql("web_on_off", "e", &format!("r{round}")))
+            .await
+            .assert_ok();
+        assert_eq!(
+            messages(&mut page, "web_on_off", 1).await,
+            vec![format!("r{round}")]
+        );
+        page.subscribe(&[]).await;
+        halley_tests::wait::eventually(halley_tests::wait::WAIT, || async {
+            match channels(cluster.node(1)).await {
+                0.0 => Ok(()),
+                n => Err(anyhow::anyhow!("{n} channels")),
+            }
+        })
+        .await
+        .unwrap();
+    }
+    cluster.stop().await;
+}
+
+async fn channels(node: &TestServer) -> f64 {
+    let text = metrics(node).await;
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("halley_cluster_channels "))
+        .expect("halley_cluster_channels");
+    line["halley_cluster_channels ".len()..]
+        .trim()
+        .parse()
+        .unwrap()
+}
+
 /// Garbage on a pipe's channel (not decodable, or naming another tenant than its channel's): counted
 /// and dropped, the node goes on delivering.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
