@@ -119,6 +119,10 @@ impl Subscriptions {
             } else {
                 // (Re)subscribing a kept pipe turns a positioned subscription back into a plain one.
                 registry.subscribe(client.dev_id, &pipe, outbox.clone());
+                // A cluster: answered once the pipe's messages reach this node.
+                if let Err(e) = ctx.hub.listen(client.dev_id, &pipe).await {
+                    tracing::warn!(error = %e, "subscribed while the cluster is unavailable");
+                }
             }
             if !kept {
                 self.pipes.push(pipe);
@@ -145,7 +149,7 @@ fn leave(ctx: &Ctx, dev_id: DevId, outbox: &Outbox, pipe: PipeName) {
 fn track(ctx: &Ctx, dev_id: DevId, outbox: &Outbox, pipe: &PipeName, event: TrackEvent) {
     let info = outbox.info();
     let frame = frames::track_event(pipe.as_str(), event, info.user_id.0, &info.uuid, unix_now());
-    ctx.hub.publish(Publication {
+    ctx.hub.publish_local(Publication {
         dev_id,
         pipe: pipe.clone(),
         frame: shared(frame),
@@ -198,7 +202,7 @@ fn announce_status(hub: &Hub, dev_id: DevId, user: UserId, online: bool) {
         frames::user_offline(user.0)
     };
     if let Ok(pipe) = PipeName::parse_subscription(frame.pipe()) {
-        hub.publish(Publication {
+        hub.publish_local(Publication {
             dev_id,
             pipe,
             frame: shared(frame),

@@ -10,10 +10,10 @@
 //! shard's lock (cheaper than copying the list out) and to a big one outside it (`registry`); the users
 //! map never pushes under its lock (`users`).
 //!
-//! Publishing goes through the `broker` so that a multi-node broker can be swapped in later; the broker
-//! calls back into `Registry::deliver` on every node that has subscribers.
+//! Publishing goes through the `broker`: the in-process one, or a cluster's (`crate::cluster`), which calls
+//! back into `Registry::deliver` on every node that has subscribers.
 
-pub(crate) mod broker;
+pub mod broker;
 mod fanout;
 mod inbox;
 mod outbox;
@@ -37,6 +37,7 @@ use bytes::Bytes;
 use crate::ids::{ConnId, DevId, PipeName, UserId};
 use crate::stats::Stats;
 use broker::{Broker, InProcessBroker};
+pub use broker::{BrokerError, Interest, Join, Sent, StoredReplay};
 
 /// Which frame dialect a connection speaks: clients older than API 4.0 get the reference's transform.
 pub use crate::browser::ApiEra as Era;
@@ -49,6 +50,11 @@ pub trait Encoded: Send + Sync {
     /// The same frame with `"offset":N`, for connections that asked for positions (`subscription2`); made
     /// once per publish, only for pipes that have a recovery window. `None`: the frame has no such form.
     fn with_offset(&self, _offset: u64) -> Option<Frame> {
+        None
+    }
+
+    /// The typed frame, for a broker that sends its content to other nodes. `None`: bytes only.
+    fn frame(&self) -> Option<&crate::browser::frames::Frame> {
         None
     }
 }
@@ -93,6 +99,7 @@ pub struct Hub {
     registry: Arc<Registry>,
     broker: Arc<dyn Broker>,
     stats: Stats,
+    clustered: bool,
 }
 
 impl Hub {
@@ -114,12 +121,74 @@ impl Hub {
             registry,
             broker,
             stats,
+            clustered: false,
         }
     }
 
-    /// Sends `publication` to every subscriber of its pipe; returns how many local connections got it.
-    pub fn publish(&self, publication: Publication) -> usize {
+    /// A node whose publishes go through `broker` (a cluster's), made from the registry it delivers into.
+    pub(crate) fn with_broker(
+        stats: Stats,
+        windows: WindowLimits,
+        broker: impl FnOnce(Arc<Registry>) -> Arc<dyn Broker>,
+    ) -> Hub {
+        let registry = Arc::new(Registry::with_windows(stats.clone(), windows));
+        let broker = broker(registry.clone());
+        Hub {
+            registry,
+            broker,
+            stats,
+            clustered: true,
+        }
+    }
+
+    /// Sends `publication` to every subscriber of its pipe, on every node; returns how many local
+    /// connections got it (one node), or 0 once a cluster's Redis took it (delivered from its channel).
+    /// An error: nothing was published.
+    pub async fn publish(&self, publication: Publication) -> Result<usize, BrokerError> {
+        match self.broker.publish(publication) {
+            Sent::Delivered(n) => Ok(n),
+            Sent::Pending(taken) => taken.await,
+        }
+    }
+
+    /// The publish as the broker answers it, for a caller that cannot wait (the storage writer).
+    pub fn publish_sent(&self, publication: Publication) -> Sent {
         self.broker.publish(publication)
+    }
+
+    /// Sends to this node's subscribers only: presence announcements, which are not cluster-wide yet.
+    pub fn publish_local(&self, publication: Publication) -> usize {
+        self.registry.deliver(&publication)
+    }
+
+    /// Waits until the pipe's messages published from now on reach this node (a cluster: its channel is
+    /// subscribed); at once on a single node.
+    pub async fn listen(&self, dev_id: DevId, pipe: &PipeName) -> Result<(), BrokerError> {
+        match self.broker.listen(dev_id, pipe) {
+            None => Ok(()),
+            Some(listening) => listening.await,
+        }
+    }
+
+    /// A positioned subscribe ordered by a cluster's broker; `None` on a single node (the caller joins
+    /// through the registry).
+    pub fn join(&self, join: Join) -> Option<broker::Pending<bool>> {
+        self.broker.join(join)
+    }
+
+    /// Whether publishes go through a cluster (positions are joined through `join`).
+    pub fn clustered(&self) -> bool {
+        self.clustered
+    }
+
+    /// Whether publishes can be taken now (`/info`'s `ready`).
+    pub fn ready(&self) -> bool {
+        self.broker.ready()
+    }
+
+    /// The broker's figures for `/metrics` (none on a single node).
+    pub fn render_broker_metrics(&self, out: &mut String) {
+        self.broker.render_metrics(out);
     }
 
     pub fn registry(&self) -> &Registry {

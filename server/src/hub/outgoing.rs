@@ -17,6 +17,10 @@ impl Encoded for SharedFrame {
     fn with_offset(&self, offset: u64) -> Option<Frame> {
         Some(shared(self.frame().clone().with_offset(offset)))
     }
+
+    fn frame(&self) -> Option<&frames::Frame> {
+        Some(SharedFrame::frame(self))
+    }
 }
 
 pub fn shared(frame: frames::Frame) -> Frame {

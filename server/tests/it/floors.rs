@@ -20,7 +20,7 @@ const FLOORS: &[(&str, &[&str])] = &[
     (
         "domain",
         &[
-            "ids", "commands", "tenant", "hub", "storage", "metrics", "stats", "usage",
+            "ids", "commands", "tenant", "hub", "cluster", "storage", "metrics", "stats", "usage",
         ],
     ),
     (
