@@ -228,6 +228,11 @@ async fn fill(
         if found.len() == want {
             break;
         }
+        // What is missing is older than what the window holds: trimmed, waiting will not bring it.
+        let first = found.keys().next().copied().unwrap_or(u64::MAX);
+        if (from..first).count() == want - found.len() && first != u64::MAX {
+            break;
+        }
     }
     let whole = found.len() == want;
     if whole {

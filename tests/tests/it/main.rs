@@ -4,6 +4,8 @@
 //! a suite is still chosen by its module name: `tests/run.sh -p halley-tests --test it hardening_quota`.
 //! The helpers they share are the `halley_tests` library (`tests/support`).
 
+mod cluster_broker;
+mod cluster_faults;
 mod compat_auth;
 mod compat_cometql_statements;
 mod compat_cometql_tables;
