@@ -199,7 +199,10 @@ mod tests {
             "42\nu-1\n10.0.0.1\nMozilla\\\\5.0\\nX\nhttps://a.example\nfr"
         );
         let m = decode(&field("node-a", ConnId(9)), &v).unwrap();
-        assert_eq!((m.node.as_str(), m.conn, m.user_id), ("node-a", 9, UserId(42)));
+        assert_eq!(
+            (m.node.as_str(), m.conn, m.user_id),
+            ("node-a", 9, UserId(42))
+        );
         assert_eq!(m.user_agent, "Mozilla\\5.0\nX");
         assert_eq!((m.uuid.as_str(), m.language.as_str()), ("u-1", "fr"));
         assert_eq!(who(&v), Some((UserId(42), "u-1".into())));
@@ -241,7 +244,15 @@ mod tests {
                 ConnId(17)
             ))
         );
-        for bad in ["", "m 3 track_room", "u 3", "u 3 5 6", "x 1 2", "u -3 5", "m 3 a{b} 1"] {
+        for bad in [
+            "",
+            "m 3 track_room",
+            "u 3",
+            "u 3 5 6",
+            "x 1 2",
+            "u -3 5",
+            "m 3 a{b} 1",
+        ] {
             assert_eq!(Held::decode(bad), None, "{bad}");
         }
     }
@@ -273,7 +284,10 @@ mod tests {
         let web = PipeName::parse_command("web_room").unwrap();
         assert!(frame(&web, "subscription", 1, &encode(&info())).is_none());
         let status = PipeName::parse_command("user_status_42").unwrap();
-        assert_eq!(frame(&status, "online", 1, ""), Some(frames::user_online(42)));
+        assert_eq!(
+            frame(&status, "online", 1, ""),
+            Some(frames::user_online(42))
+        );
         assert_eq!(
             frame(&status, "offline", 1, ""),
             Some(frames::user_offline(42))

@@ -184,7 +184,10 @@ impl Cluster {
             .await
             .map_err(|e| ClusterError::Presence(e.to_string()))?;
         if leftovers > 0 {
-            tracing::info!(removed = leftovers, "removed this node's presence from a previous run");
+            tracing::info!(
+                removed = leftovers,
+                "removed this node's presence from a previous run"
+            );
         }
         tasks.spawn(presence::write(
             shared.clone(),

@@ -384,7 +384,10 @@ pub(super) async fn write(
 
 /// Writes the node's whole truth: scripts loaded, the node listed, what its held set lists that the
 /// registry no longer has removed, and everything the registry has written.
-async fn resync(s: &Shared, status: &mpsc::UnboundedSender<StatusChange>) -> Result<(), BrokerError> {
+async fn resync(
+    s: &Shared,
+    status: &mpsc::UnboundedSender<StatusChange>,
+) -> Result<(), BrokerError> {
     let mut p = redis::pipe();
     for script in presence_scripts::all() {
         p.load_script(script).ignore();
@@ -395,7 +398,11 @@ async fn resync(s: &Shared, status: &mpsc::UnboundedSender<StatusChange>) -> Res
     let mut cursor = 0u64;
     loop {
         let mut p = redis::pipe();
-        p.cmd("SSCAN").arg(&held).arg(cursor).arg("COUNT").arg(BATCH);
+        p.cmd("SSCAN")
+            .arg(&held)
+            .arg(cursor)
+            .arg("COUNT")
+            .arg(BATCH);
         let ((next, entries),): ((u64, Vec<String>),) = timed_query(&p, s.conn.clone()).await?;
         let mut ops = Vec::new();
         let mut garbage = redis::pipe();

@@ -68,7 +68,9 @@ async fn sweep_dead(
         // before its own sweep lock): then it is alive, and its presence is its own.
         let mut p = redis::pipe();
         p.exists(s.keys.lease(node));
-        let alive = timed_query::<(bool,)>(&p, s.conn.clone()).await.map(|(a,)| a);
+        let alive = timed_query::<(bool,)>(&p, s.conn.clone())
+            .await
+            .map(|(a,)| a);
         if alive != Ok(false) {
             unlock(s, node, &token).await;
             continue;
@@ -145,7 +147,11 @@ async fn remove_node(
         // allowed. A pass that ends with entries left (none are added: the node is dead or not serving
         // yet) starts another.
         let mut p = redis::pipe();
-        p.cmd("SSCAN").arg(&held).arg(cursor).arg("COUNT").arg(BATCH);
+        p.cmd("SSCAN")
+            .arg(&held)
+            .arg(cursor)
+            .arg("COUNT")
+            .arg(BATCH);
         let ((next, entries),): ((u64, Vec<String>),) = timed_query(&p, s.conn.clone()).await?;
         cursor = next;
         if entries.is_empty() {

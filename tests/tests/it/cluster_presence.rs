@@ -102,7 +102,12 @@ async fn presence_reads_answer_the_same_on_every_node() {
             [["track_room", "2"], ["web_a", "2"], ["web_none", "0"]],
             "pipes on node {i}"
         );
-        let members = rows(node, &t, "SELECT * FROM users_in_pipes WHERE name = 'track_room'").await;
+        let members = rows(
+            node,
+            &t,
+            "SELECT * FROM users_in_pipes WHERE name = 'track_room'",
+        )
+        .await;
         let times = rows(
             node,
             &t,
@@ -130,7 +135,13 @@ async fn presence_reads_answer_the_same_on_every_node() {
         .map(|r| (r[1].clone(), r[2].clone()))
         .collect();
     who.sort();
-    assert_eq!(who, [("0".into(), anon.uuid.clone()), ("81".into(), u81.uuid.clone())]);
+    assert_eq!(
+        who,
+        [
+            ("0".into(), anon.uuid.clone()),
+            ("81".into(), u81.uuid.clone())
+        ]
+    );
 
     // The browser's reads, asked on each node.
     let mut answers = Vec::new();
@@ -144,15 +155,27 @@ async fn presence_reads_answer_the_same_on_every_node() {
     }
     assert_eq!(answers[0], answers[1]);
     assert_eq!(answers[0], answers[2]);
-    assert_eq!(answers[0].as_array().map(Vec::len), Some(2), "{}", answers[0]);
+    assert_eq!(
+        answers[0].as_array().map(Vec::len),
+        Some(2),
+        "{}",
+        answers[0]
+    );
 
     // Gone on one node: gone for every node.
     u81.close().await;
     for i in 0..3 {
         // A close is not waited for: its write comes a moment later.
         eventually(WAIT, || async {
-            let n = rows(cluster.node(i), &t, "SELECT users FROM pipes WHERE name = 'web_a'").await;
-            (n == [["1"]]).then_some(()).ok_or(anyhow::anyhow!("node {i}: {n:?}"))
+            let n = rows(
+                cluster.node(i),
+                &t,
+                "SELECT users FROM pipes WHERE name = 'web_a'",
+            )
+            .await;
+            (n == [["1"]])
+                .then_some(())
+                .ok_or(anyhow::anyhow!("node {i}: {n:?}"))
         })
         .await
         .unwrap();
@@ -178,7 +201,13 @@ async fn track_joins_and_leaves_reach_every_node_once() {
     for (i, w) in watchers.iter_mut().enumerate() {
         let got: Vec<_> = before_mark(w, "m0").await.iter().map(track_of).collect();
         let want: Vec<_> = (i + 1..3)
-            .map(|j| ("subscription".to_string(), 0, halley_tests::browser::uuid_of(&format!("w{j}"))))
+            .map(|j| {
+                (
+                    "subscription".to_string(),
+                    0,
+                    halley_tests::browser::uuid_of(&format!("w{j}")),
+                )
+            })
             .collect();
         assert_eq!(got, want, "watcher {i}");
     }
@@ -208,7 +237,12 @@ async fn track_joins_and_leaves_reach_every_node_once() {
     let w2_uuid = w2.uuid.clone();
     w2.close().await;
     eventually(WAIT, || async {
-        let n = rows(cluster.node(0), &t, "SELECT users FROM pipes WHERE name = 'track_room'").await;
+        let n = rows(
+            cluster.node(0),
+            &t,
+            "SELECT users FROM pipes WHERE name = 'track_room'",
+        )
+        .await;
         (n == [["2"]]).then_some(()).ok_or(anyhow::anyhow!("{n:?}"))
     })
     .await
@@ -236,13 +270,24 @@ async fn a_user_on_two_nodes_is_online_once_and_offline_once() {
     w2.subscribe(&["user_status_73"]).await;
     let events = |got: Vec<Value>| -> Vec<String> {
         got.iter()
-            .map(|v| format!("{} {}", v["pipe"].as_str().unwrap_or(""), v["event"].as_str().unwrap_or("")))
+            .map(|v| {
+                format!(
+                    "{} {}",
+                    v["pipe"].as_str().unwrap_or(""),
+                    v["event"].as_str().unwrap_or("")
+                )
+            })
             .collect()
     };
     let time = |node: usize| {
         let (cluster, t) = (&cluster, &t);
         async move {
-            let r = rows(cluster.node(node), t, "SELECT time FROM users_time WHERE id = 73").await;
+            let r = rows(
+                cluster.node(node),
+                t,
+                "SELECT time FROM users_time WHERE id = 73",
+            )
+            .await;
             r[0][0].parse::<i64>().unwrap()
         }
     };
@@ -268,8 +313,13 @@ async fn a_user_on_two_nodes_is_online_once_and_offline_once() {
     eventually(WAIT, || {
         let (mut redis, key) = (redis.clone(), key.clone());
         async move {
-            let nodes: Vec<String> = redis::cmd("HKEYS").arg(&key).query_async(&mut redis).await?;
-            (nodes == ["node-2"]).then_some(()).ok_or(anyhow::anyhow!("{nodes:?}"))
+            let nodes: Vec<String> = redis::cmd("HKEYS")
+                .arg(&key)
+                .query_async(&mut redis)
+                .await?;
+            (nodes == ["node-2"])
+                .then_some(())
+                .ok_or(anyhow::anyhow!("{nodes:?}"))
         }
     })
     .await
@@ -287,7 +337,10 @@ async fn a_user_on_two_nodes_is_online_once_and_offline_once() {
     u2.close().await;
     for w in [&mut w0, &mut w2] {
         let v = json(&w.recv().await);
-        assert_eq!((v["event"].as_str(), v["pipe"].as_str()), (Some("offline"), Some("user_status_73")));
+        assert_eq!(
+            (v["event"].as_str(), v["pipe"].as_str()),
+            (Some("offline"), Some("user_status_73"))
+        );
     }
     mark(cluster.node(2), &t, "user_status_73", "c").await;
     for w in [&mut w0, &mut w2] {
@@ -296,13 +349,19 @@ async fn a_user_on_two_nodes_is_online_once_and_offline_once() {
     for node in 0..3 {
         let last = eventually(WAIT, || async {
             let t = time(node).await;
-            (t > 0).then_some(t).ok_or(anyhow::anyhow!("users_time is {t}"))
+            (t > 0)
+                .then_some(t)
+                .ok_or(anyhow::anyhow!("users_time is {t}"))
         })
         .await
         .unwrap();
         assert!(last >= before, "{last} >= {before}");
     }
-    let left: i64 = redis::cmd("EXISTS").arg(&key).query_async(&mut redis).await.unwrap();
+    let left: i64 = redis::cmd("EXISTS")
+        .arg(&key)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
     assert_eq!(left, 0);
     w0.close().await;
     w2.close().await;
@@ -321,11 +380,25 @@ async fn a_tenant_never_sees_another_s_members() {
     ua.subscribe(&["track_room"]).await;
     for node in 0..2 {
         let n = cluster.node(node);
-        assert_eq!(rows(n, &a, "SELECT users FROM pipes WHERE name = 'track_room'").await, [["1"]]);
-        assert_eq!(rows(n, &b, "SELECT users FROM pipes WHERE name = 'track_room'").await, [["1"]]);
-        let theirs = rows(n, &b, "SELECT user_id, user_uuid FROM users_in_pipes WHERE name = 'track_room'").await;
+        assert_eq!(
+            rows(n, &a, "SELECT users FROM pipes WHERE name = 'track_room'").await,
+            [["1"]]
+        );
+        assert_eq!(
+            rows(n, &b, "SELECT users FROM pipes WHERE name = 'track_room'").await,
+            [["1"]]
+        );
+        let theirs = rows(
+            n,
+            &b,
+            "SELECT user_id, user_uuid FROM users_in_pipes WHERE name = 'track_room'",
+        )
+        .await;
         assert_eq!(theirs, [["0".to_string(), wb.uuid.clone()]]);
-        assert_eq!(rows(n, &b, "SELECT time FROM users_time WHERE id = 5").await, [["-1"]]);
+        assert_eq!(
+            rows(n, &b, "SELECT time FROM users_time WHERE id = 5").await,
+            [["-1"]]
+        );
     }
     let count = answer(&mut wb, "pipe_count\ntrack_room\nm").await;
     assert_eq!(count["data"]["user_in_pipe"], 1);
