@@ -98,10 +98,11 @@ pub(super) fn check_all(s: &Arc<Shared>) {
 pub(super) fn forget(s: &Shared, keys: &[Key]) {
     let mut pipes = lock(&s.pipes);
     for key in keys {
-        if pipes
-            .get(key)
-            .is_some_and(|o| !lock(o).busy && lock(o).queue.is_empty())
-        {
+        let idle = pipes.get(key).is_some_and(|o| {
+            let o = lock(o);
+            !o.busy && o.queue.is_empty()
+        });
+        if idle {
             pipes.remove(key);
         }
     }

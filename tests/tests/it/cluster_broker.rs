@@ -189,6 +189,58 @@ async fn offsets_are_one_numbering_on_every_node() {
     cluster.stop().await;
 }
 
+/// A pipe that keeps history: its offsets are the database's, written by two nodes' storage writers at
+/// once; every node delivers them contiguous and in order (a late one is waited for, or read from the
+/// window), and the same on both nodes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_durable_pipe_s_offsets_stay_in_order_across_nodes() {
+    let cluster = TestCluster::start(2).await;
+    let t = cluster.tenant("a@example.com").await;
+    let mut q = RawMysql::login(cluster.node(0), &t).await;
+    q.query("INSERT INTO pipes_settings (name, length) VALUES ('web_kept', 500)")
+        .await
+        .assert_ok();
+    let mut a = connect(cluster.node(0), &t, "a").await;
+    let mut b = connect(cluster.node(1), &t, "b").await;
+    let sub_a = subscribe2(&mut a, "web_kept", None).await;
+    let sub_b = subscribe2(&mut b, "web_kept", None).await;
+    assert_eq!(sub_a, sub_b, "one numbering");
+    const N: usize = 60;
+    let mut publishers = Vec::new();
+    for node in 0..2 {
+        let mut q = RawMysql::login(cluster.node(node), &t).await;
+        publishers.push(tokio::spawn(async move {
+            for i in 0..N {
+                q.query(&insert_sql("web_kept", "e", &format!("n{node}-{i}")))
+                    .await
+                    .assert_ok();
+            }
+        }));
+    }
+    for p in publishers {
+        p.await.unwrap();
+    }
+    let mut seen = Vec::new();
+    for browser in [&mut a, &mut b] {
+        let mut got = Vec::new();
+        while got.len() < 2 * N {
+            let v = json(&browser.recv().await);
+            assert_ne!(v["event"], "gap", "{v}");
+            if v["event"] == "e" {
+                got.push((v["offset"].as_u64().unwrap(), v["data"].to_string()));
+            }
+        }
+        let offsets: Vec<u64> = got.iter().map(|(o, _)| *o).collect();
+        assert_eq!(offsets, (1..=2 * N as u64).collect::<Vec<_>>());
+        seen.push(got);
+    }
+    assert_eq!(
+        seen[0], seen[1],
+        "the same message at each offset on both nodes"
+    );
+    cluster.stop().await;
+}
+
 /// Sends `subscription2` for `pipe` and returns the `subscribed` frame's data (skipping a replay).
 async fn subscribe2(b: &mut Browser, pipe: &str, position: Option<(&str, u64)>) -> Value {
     let line = match position {
@@ -221,6 +273,49 @@ async fn tenants_stay_apart_through_redis() {
     assert_eq!(messages(&mut of_a, "web_same", 1).await, vec!["for a"]);
     of_b.expect_nothing().await;
     cluster.stop().await;
+}
+
+/// A node holds a pipe's channel only while it has subscribers of the pipe: the last one leaving
+/// unsubscribes it, the next one subscribes it again (and gets what is published then).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_channel_is_held_only_while_the_node_has_subscribers() {
+    let cluster = TestCluster::start(2).await;
+    let t = cluster.tenant("a@example.com").await;
+    let mut q = RawMysql::login(cluster.node(0), &t).await;
+    let mut page = connect(cluster.node(1), &t, "page").await;
+    for round in 0..3 {
+        page.subscribe(&["web_on_off"]).await;
+        assert_eq!(channels(cluster.node(1)).await, 1.0);
+        q.query(&insert_sql("web_on_off", "e", &format!("r{round}")))
+            .await
+            .assert_ok();
+        assert_eq!(
+            messages(&mut page, "web_on_off", 1).await,
+            vec![format!("r{round}")]
+        );
+        page.subscribe(&[]).await;
+        halley_tests::wait::eventually(halley_tests::wait::WAIT, || async {
+            match channels(cluster.node(1)).await {
+                0.0 => Ok(()),
+                n => Err(anyhow::anyhow!("{n} channels")),
+            }
+        })
+        .await
+        .unwrap();
+    }
+    cluster.stop().await;
+}
+
+async fn channels(node: &TestServer) -> f64 {
+    let text = metrics(node).await;
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("halley_cluster_channels "))
+        .expect("halley_cluster_channels");
+    line["halley_cluster_channels ".len()..]
+        .trim()
+        .parse()
+        .unwrap()
 }
 
 /// Garbage on a pipe's channel (not decodable, or naming another tenant than its channel's): counted

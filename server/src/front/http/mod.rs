@@ -62,13 +62,12 @@ async fn info(
     headers: axum::http::HeaderMap,
 ) -> Response {
     // The reference pads the node name with underscores (a bug); we send it as configured.
-    // `ready`: whether this node can take publishes now (a cluster node whose Redis is unreachable
-    // cannot); for a load balancer's health check. Always true for a single node.
-    let mut body = serde_json::json!({
-        "status": "ok",
-        "node": s.ctx.config.node_name,
-        "ready": s.ctx.hub.ready(),
-    });
+    let mut body = serde_json::json!({"status": "ok", "node": s.ctx.config.node_name});
+    if s.ctx.hub.clustered() {
+        // For a load balancer's health check: a cluster node that cannot use Redis takes no publishes.
+        // (A single node answers as it always did.)
+        body["ready"] = s.ctx.hub.ready().into();
+    }
     if let Some(dev_id) = q.dev_id {
         // The answer may cost a database read (a dev_id whose list is not cached), and one keep-alive
         // connection can ask many times: each question is paid from the address's budget of new
