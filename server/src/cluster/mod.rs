@@ -1,5 +1,6 @@
-//! Several nodes that behave as one, on Redis (docs/production.md, "Running several nodes"). This slice:
-//! publishes and subscriptions of pipes, their positions and recovery, readiness. Presence, private
+//! Several nodes that behave as one, on Redis (docs/production.md, "Running several nodes"): publishes and
+//! subscriptions of pipes, their positions and recovery, readiness, and presence (`presence.rs`: members
+//! and users in Redis, announced once cluster-wide; a dead node swept by a survivor, `sweep.rs`). Private
 //! messages, cluster-wide limits and revocation are still per node (later slices: a wire `Kind` each and
 //! the per-node control channel, `keys::Keys::control`).
 //!

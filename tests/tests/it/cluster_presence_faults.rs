@@ -218,6 +218,88 @@ async fn a_dead_node_s_presence_is_removed_once_within_the_bound() {
     cluster.stop().await;
 }
 
+/// A node that died and comes back under its name inherits nothing: whoever removes its previous run's
+/// members (a survivor, or the node itself at start) announces each leave once, and the new run's
+/// connections (their ids start again) are members of their own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_back_under_its_name_inherits_nothing() {
+    let relay = Relay::to(&redis_url()).await;
+    let relay_url = relay.url();
+    let mut cluster = TestCluster::start_on(2, &redis_url(), |c| {
+        if c.cluster.node_name == "node-1" {
+            c.cluster.redis_url = relay_url.clone();
+        }
+    })
+    .await;
+    let t = cluster.tenant("again@example.com").await;
+    let mut w = Browser::connect(cluster.node(0), t.dev_id, 0, "", "w").await;
+    w.subscribe(&["track_room"]).await;
+    let mut old = Browser::connect(cluster.node(1), t.dev_id, 0, "", "old").await;
+    old.subscribe(&["track_room"]).await;
+    mark(cluster.node(0), &t, "track_room", "joined").await;
+    let got = frames_until(&mut w, 1, WAIT, is_mark).await;
+    assert_eq!(got.len(), 2, "{got:?}");
+
+    relay.cut();
+    let lease = format!("{}:node:node-1", cluster.prefix);
+    let mut redis = cluster.redis().await;
+    eventually(SWEPT_WITHIN, || {
+        let (mut redis, lease) = (redis.clone(), lease.clone());
+        async move {
+            let held: bool = redis::cmd("EXISTS")
+                .arg(&lease)
+                .query_async(&mut redis)
+                .await?;
+            (!held)
+                .then_some(())
+                .ok_or(anyhow::anyhow!("the dead node's lease is held"))
+        }
+    })
+    .await
+    .unwrap();
+    let database = cluster.node(0).config().database_url.clone();
+    let prefix = cluster.prefix.clone();
+    let again = halley_tests::TestServer::start_on(&database, |c| {
+        c.cluster.redis_url = redis_url();
+        c.cluster.key_prefix = prefix;
+        c.cluster.node_name = "node-1".into();
+    })
+    .await;
+    wait_ready(&again, true).await;
+    let mut new = Browser::connect(&again, t.dev_id, 0, "", "new").await;
+    new.subscribe(&["track_room"]).await;
+    mark(&again, &t, "track_room", "rejoined").await;
+    let got = frames_until(&mut w, 1, SWEPT_WITHIN, is_mark).await;
+    let events: Vec<_> = got.iter().filter(|v| !is_mark(v)).map(track_of).collect();
+    assert_eq!(
+        events,
+        [
+            ("unsubscription".to_string(), 0, old.uuid.clone()),
+            ("subscription".to_string(), 0, new.uuid.clone()),
+        ]
+    );
+    for node in [cluster.node(0), &again] {
+        let members = rows(
+            node,
+            &t,
+            "SELECT user_uuid FROM users_in_pipes WHERE name = 'track_room'",
+        )
+        .await;
+        let mut uuids: Vec<String> = members.into_iter().map(|r| r[0].clone()).collect();
+        uuids.sort();
+        let mut want = vec![w.uuid.clone(), new.uuid.clone()];
+        want.sort();
+        assert_eq!(uuids, want);
+    }
+    let _ = redis::cmd("PING").query_async::<String>(&mut redis).await;
+    w.close().await;
+    new.close().await;
+    drop(old);
+    again.stop().await;
+    cluster.nodes.truncate(1);
+    cluster.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redis_down_fails_presence_reads_and_redis_back_gets_it_all_again() {
     let mut redis = RedisProcess::start().await;
