@@ -1,5 +1,6 @@
-//! Several nodes that behave as one, on Redis (docs/production.md, "Running several nodes"). This slice:
-//! publishes and subscriptions of pipes, their positions and recovery, readiness. Presence, private
+//! Several nodes that behave as one, on Redis (docs/production.md, "Running several nodes"): publishes and
+//! subscriptions of pipes, their positions and recovery, readiness, and presence (`presence.rs`: members
+//! and users in Redis, announced once cluster-wide; a dead node swept by a survivor, `sweep.rs`). Private
 //! messages, cluster-wide limits and revocation are still per node (later slices: a wire `Kind` each and
 //! the per-node control channel, `keys::Keys::control`).
 //!
@@ -36,11 +37,15 @@ mod broker;
 mod channels;
 pub mod keys;
 mod lease;
+mod member;
 mod metrics;
 mod order;
+mod presence;
+mod presence_scripts;
 mod receiver;
 mod scripts;
 mod subscriber;
+mod sweep;
 pub mod wire;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -55,6 +60,7 @@ use crate::hub::{Hub, Registry, WindowLimits};
 use crate::stats::Stats;
 
 pub use keys::Keys;
+pub use presence::StatusChange;
 
 /// How long a command to Redis may take before the node counts Redis as unavailable.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
@@ -92,6 +98,8 @@ pub enum ClusterError {
          give each node its own HALLEY_NODE_NAME, or wait for the lease to expire"
     )]
     NameTaken(String, String),
+    #[error("cluster: cannot clear this node's presence from a previous run: {0}")]
+    Presence(String),
 }
 
 /// What every part of the cluster shares.
@@ -109,6 +117,8 @@ struct Shared {
     link_up: AtomicBool,
     /// The node's lease was renewed lately.
     lease_ok: AtomicBool,
+    /// Presence changes, to the writer (`presence.rs`).
+    presence: presence::Queue,
 }
 
 impl Shared {
@@ -121,6 +131,8 @@ impl Shared {
 pub struct Cluster {
     shared: Arc<Shared>,
     lease: lease::Lease,
+    /// The users this node's presence scripts brought online or offline, for users_time.
+    status: Option<tokio::sync::mpsc::UnboundedReceiver<StatusChange>>,
 }
 
 impl Cluster {
@@ -146,6 +158,8 @@ impl Cluster {
         let lease = lease::Lease::take(conn.clone(), &keys, &settings.node).await?;
         let mut shared = None;
         let channels = Arc::new(channels::Channels::default());
+        let (queue, queued) = presence::Queue::new();
+        let (status_tx, status) = tokio::sync::mpsc::unbounded_channel();
         let hub = Hub::with_broker(stats, settings.windows, |registry| {
             registry.set_interest(channels.clone());
             let s = Arc::new(Shared {
@@ -160,15 +174,46 @@ impl Cluster {
                 metrics: Default::default(),
                 link_up: AtomicBool::new(false),
                 lease_ok: AtomicBool::new(true),
+                presence: queue,
             });
             shared = Some(s.clone());
             Arc::new(broker::RedisBroker::new(s))
         });
         let shared = shared.expect("the hub made its broker");
+        // A previous life of this node's name left nothing behind before anyone is served.
+        let leftovers = sweep::own_leftovers(&shared, &status_tx)
+            .await
+            .map_err(|e| ClusterError::Presence(e.to_string()))?;
+        if leftovers > 0 {
+            tracing::info!(
+                removed = leftovers,
+                "removed this node's presence from a previous run"
+            );
+        }
+        tasks.spawn(presence::write(
+            shared.clone(),
+            queued,
+            status_tx.clone(),
+            shutdown.clone(),
+        ));
+        tasks.spawn(sweep::run(shared.clone(), status_tx, shutdown.clone()));
         tasks.spawn(subscriber::run(shared.clone(), shutdown.clone()));
         tasks.spawn(lease.clone().heartbeat(shared.clone(), shutdown));
         tracing::info!(node = %settings.node, prefix = %settings.key_prefix, "joined the cluster");
-        Ok((Cluster { shared, lease }, hub))
+        let cluster = Cluster {
+            shared,
+            lease,
+            status: Some(status),
+        };
+        Ok((cluster, hub))
+    }
+
+    /// The users this node brought online or offline cluster-wide (once, at start): whoever records
+    /// users_time takes them.
+    pub fn take_status_changes(
+        &mut self,
+    ) -> Option<tokio::sync::mpsc::UnboundedReceiver<StatusChange>> {
+        self.status.take()
     }
 
     /// Gives the node's name back (a clean stop), so that a node of that name may start at once.

@@ -30,12 +30,16 @@ const MAX_EPOCH_BYTES: usize = 64;
 pub enum Kind {
     /// A message published to a pipe.
     Message,
+    /// A presence announcement (`presence.rs`): published by a presence script, never kept in a window;
+    /// its position is the placeholder `p 0` and its body's event says what happened.
+    Presence,
 }
 
 impl Kind {
     fn letter(self) -> &'static str {
         match self {
             Kind::Message => "m",
+            Kind::Presence => "p",
         }
     }
 }
@@ -134,6 +138,7 @@ pub fn decode(bytes: &[u8]) -> Result<Wire, WireError> {
     }
     let kind = match f.next() {
         Some("m") => Kind::Message,
+        Some("p") => Kind::Presence,
         other => {
             return Err(WireError::Kind(
                 other.unwrap_or("").chars().take(8).collect(),
@@ -294,6 +299,21 @@ mod tests {
         assert_eq!(w.body.sent_at, -5);
         assert_eq!(w.body.sender, None);
         assert_eq!(w.body.event.as_str(), "");
+    }
+
+    #[test]
+    fn presence_announcements_decode_with_their_placeholder_position() {
+        let w = decode(b"H1 p node-b 5 1 track_a p 0\n17 - unsubscription\n42\nu\n\n\n\n").unwrap();
+        assert_eq!(w.header.kind, Kind::Presence);
+        assert_eq!(w.header.except, Some(ConnId(5)));
+        assert_eq!((w.epoch.as_str(), w.offset), ("p", 0));
+        assert_eq!(w.body.event.as_str(), "unsubscription");
+        assert_eq!(w.body.text, "42\nu\n\n\n\n");
+        let h = Header {
+            kind: Kind::Presence,
+            ..header(None)
+        };
+        assert_eq!(head(&h), "H1 p node-a - 15 web_chat ");
     }
 
     #[test]

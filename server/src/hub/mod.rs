@@ -19,6 +19,7 @@ mod inbox;
 mod outbox;
 pub mod outgoing;
 mod registry;
+mod shared_presence;
 mod socket;
 mod users;
 mod window;
@@ -26,6 +27,7 @@ mod window;
 pub use outbox::{CloseReason, Flush, Outbox, OutboxRx, Pushed};
 pub use registry::Durable;
 pub use registry::Registry;
+pub use shared_presence::{Member, SharedPresence};
 pub use socket::Socket;
 pub use users::{LinkError, PrivateMessage};
 pub use window::{new_epoch, TenantWindow, WindowLimits};
@@ -98,6 +100,8 @@ pub struct ConnInfo {
 pub struct Hub {
     registry: Arc<Registry>,
     broker: Arc<dyn Broker>,
+    /// A cluster's shared presence (`None` on one node).
+    presence: Option<Arc<dyn SharedPresence>>,
     stats: Stats,
     clustered: bool,
 }
@@ -120,6 +124,7 @@ impl Hub {
         Hub {
             registry,
             broker,
+            presence: None,
             stats,
             clustered: false,
         }
@@ -135,6 +140,7 @@ impl Hub {
         let broker = broker(registry.clone());
         Hub {
             registry,
+            presence: broker.presence(),
             broker,
             stats,
             clustered: true,
@@ -156,7 +162,8 @@ impl Hub {
         self.broker.publish(publication)
     }
 
-    /// Sends to this node's subscribers only: presence announcements, which are not cluster-wide yet.
+    /// Sends to this node's subscribers only: a single node's presence announcements (a cluster's are
+    /// published by its presence scripts).
     pub fn publish_local(&self, publication: Publication) -> usize {
         self.registry.deliver(&publication)
     }
@@ -174,6 +181,11 @@ impl Hub {
     /// through the registry).
     pub fn join(&self, join: Join) -> Option<broker::Pending<bool>> {
         self.broker.join(join)
+    }
+
+    /// The presence the nodes share (a cluster's); `None` on one node, where the registry is the truth.
+    pub fn shared_presence(&self) -> Option<&Arc<dyn SharedPresence>> {
+        self.presence.as_ref()
     }
 
     /// Whether publishes go through a cluster (positions are joined through `join`).

@@ -349,6 +349,32 @@ impl Registry {
             .unwrap_or_default()
     }
 
+    /// The connection's subscription to the pipe, if it has one (a cluster's presence writes what is).
+    pub fn member(&self, dev_id: DevId, pipe: &PipeName, conn: ConnId) -> Option<Outbox> {
+        let shard = lock(self.shard(dev_id, pipe));
+        let entry = shard.get(&(dev_id, pipe.clone()))?;
+        entry
+            .subs
+            .get(&conn)
+            .or_else(|| entry.positioned.get(&conn))
+            .cloned()
+    }
+
+    /// Every local subscription, as (tenant, pipe, connection): what a cluster node writes again to Redis
+    /// after Redis was unavailable. One shard's lock at a time.
+    pub fn all_members(&self) -> Vec<(DevId, PipeName, ConnId)> {
+        let mut out = Vec::new();
+        for shard in self.shards.iter() {
+            let shard = lock(shard);
+            for ((dev_id, pipe), entry) in shard.iter() {
+                for conn in entry.subs.keys().chain(entry.positioned.keys()) {
+                    out.push((*dev_id, pipe.clone(), *conn));
+                }
+            }
+        }
+        out
+    }
+
     /// Sends the publication's frame to every local subscriber (see `fanout`).
     pub fn deliver(&self, p: &Publication) -> usize {
         let item = Item {

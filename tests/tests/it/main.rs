@@ -6,6 +6,8 @@
 
 mod cluster_broker;
 mod cluster_faults;
+mod cluster_presence;
+mod cluster_presence_faults;
 mod compat_auth;
 mod compat_cometql_statements;
 mod compat_cometql_tables;
