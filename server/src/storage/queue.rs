@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use super::{get, Storage, StorageError};
+use super::{get, Columns, Storage, StorageError};
 use crate::ids::{DevId, UserId};
 
 /// A private message waiting for its user.
@@ -18,13 +18,13 @@ pub struct QueuedMessage {
 }
 
 impl QueuedMessage {
-    pub(super) fn from_row(r: &sqlx::any::AnyRow) -> Result<Self, StorageError> {
+    pub(super) fn from_row(r: &impl Columns) -> Result<Self, StorageError> {
         Ok(QueuedMessage {
-            id: get(r, "id")?,
-            uuid: get(r, "uuid")?,
-            event: get(r, "event")?,
-            message: get(r, "message")?,
-            sent_at: get(r, "sent_at")?,
+            id: r.int("id")?,
+            uuid: r.text("uuid")?,
+            event: r.text("event")?,
+            message: r.text("message")?,
+            sent_at: r.int("sent_at")?,
         })
     }
 }

@@ -1,28 +1,21 @@
-//! The one writer of durable state that changes with every message: history appends, queued private
-//! messages (enqueue and claim) and users_time. Writers hand their write over and wait; the writer takes
-//! whatever is waiting (up to `[storage] batch_max`) and commits it in one transaction (group commit), so
-//! a burst of publishes costs one commit, not one each, and SQLite's single write lock is never fought
-//! over by a pool of connections. The answer (and a publish's delivery, see `HistoryCommit`) comes only
-//! after the commit: an acknowledged write is stored.
-//!
-//! users_time is not waited for: a connect or disconnect notes the user's newest value, which the next
-//! batch writes (one row per user however often they came and went), so a stalled database never holds up
-//! the WebSocket accept path.
+//! The writer's task: takes what is waiting, commits it as one batch (`commit`), hands each write its outcome,
+//! and runs again what can run again (a locked database, a write refused alone).
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::pool::PoolConnection;
-use sqlx::{Any, AnyPool};
-use tokio::sync::{mpsc, oneshot};
+use sqlx::Connection;
+use tokio::sync::mpsc;
 
-use super::batch::{self, Append, Batch, Claim, Enqueue, Results};
-use super::queue::QueuedMessage;
-use super::times::Times;
-use super::totals::Totals;
-use super::{Backend, DurablePosition, HistoryRow, StorageError, StoredUsage};
+use super::link::{Link, Source};
+use super::{Op, WriterStats};
 use crate::ids::{DevId, UserId};
+use crate::storage::batch::{Append, Batch, Claim, Enqueue, Results};
+use crate::storage::sqlite_raw::Db;
+use crate::storage::times::Times;
+use crate::storage::totals::Totals;
+use crate::storage::{Backend, StorageError, StoredUsage};
 
 /// How long a batch is tried again while the database is locked by someone else.
 const BUSY_PATIENCE: Duration = Duration::from_secs(60);
@@ -31,13 +24,16 @@ const BUSY_PATIENCE: Duration = Duration::from_secs(60);
 /// "database is locked" (SQLITE_BUSY and its extended codes), PostgreSQL's deadlock and serialization
 /// failures.
 fn transient(e: &StorageError, backend: Backend) -> bool {
-    let StorageError::Db(sqlx::Error::Database(d)) = e else {
-        return false;
-    };
-    let Some(code) = d.code() else { return false };
-    match backend {
-        Backend::Sqlite => code.parse::<u32>().is_ok_and(|n| n & 0xff == 5),
-        Backend::Postgres => code == "40P01" || code == "40001",
+    match e {
+        StorageError::Sqlite(e) => e.is_busy(),
+        StorageError::Db(sqlx::Error::Database(d)) => {
+            let Some(code) = d.code() else { return false };
+            match backend {
+                Backend::Sqlite => code.parse::<u32>().is_ok_and(|n| n & 0xff == 5),
+                Backend::Postgres => code == "40P01" || code == "40001",
+            }
+        }
+        _ => false,
     }
 }
 
@@ -47,247 +43,62 @@ const TIMES_PER_BATCH: usize = 1024;
 /// users_time changes alone are written at most this often (they ride along with any other batch).
 const TIMES_EVERY: Duration = Duration::from_millis(50);
 
-/// What a history append asks of its writer: room for what the write changes, before the commit, and
-/// what to do once it is committed (or not). `finish` runs on the writer, in commit order, so the
-/// caller's delivery of a numbered message follows the numbering: it must not block.
-pub trait HistoryCommit: Send + Sync + 'static {
-    /// Takes room for what the write changes (its row less what its trim removed); `false` refuses
-    /// it: the write is left out of the batch. Called again when the batch runs again without a refused
-    /// write: the room taken before is given back first.
-    fn admit(&mut self, change: StoredUsage) -> bool;
-    /// The write committed (with its position, when its pipe numbers its history), was refused by
-    /// `admit`, or failed.
-    fn finish(
-        self: Box<Self>,
-        row: HistoryRow,
-        result: Result<Option<DurablePosition>, StorageError>,
-    );
-}
-
-/// A history append for the writer.
-pub struct HistoryWrite {
-    pub dev_id: DevId,
-    pub row: HistoryRow,
-    /// Entries the pipe keeps.
-    pub keep: i64,
-    /// `Some`: the row takes the pipe's next offset (this epoch if the pipe has none yet).
-    pub epoch: Option<String>,
-    pub commit: Box<dyn HistoryCommit>,
-}
-
-type Reply<T> = oneshot::Sender<Result<T, StorageError>>;
-
-enum Op {
-    History(HistoryWrite),
-    Enqueue {
-        dev_id: DevId,
-        user: UserId,
-        msg: QueuedMessage,
-        expires_at: i64,
-        done: Reply<()>,
-    },
-    Claim {
-        dev_id: DevId,
-        user: UserId,
-        now: i64,
-        limit: i64,
-        done: Reply<Vec<QueuedMessage>>,
-    },
-    ClaimUuid {
-        dev_id: DevId,
-        uuid: String,
-        done: Reply<bool>,
-    },
-    /// Answered once everything handed over before it is committed and finished.
-    Barrier(oneshot::Sender<()>),
-}
-
-/// What the writer has done, for `/metrics`.
-#[derive(Debug, Default)]
-pub struct WriterStats {
-    /// Transactions committed.
-    pub batches: AtomicU64,
-    /// Writes in them (history appends, enqueues, claims, users_time rows).
-    pub writes: AtomicU64,
-    /// Batches that failed (every write in them got the error).
-    pub failed: AtomicU64,
-}
-
-/// The handle every `Storage` clone shares.
-pub(super) struct Writer {
-    ops: Mutex<Option<mpsc::Sender<Op>>>,
-    /// History appends handed over and not yet finished (delivered): a barrier with none has nothing
-    /// to wait for.
-    appending: Arc<AtomicUsize>,
-    times: Arc<Times>,
-    stats: Arc<WriterStats>,
-    stopped: Mutex<Option<tokio::task::JoinHandle<()>>>,
-}
-
-fn closed() -> StorageError {
-    StorageError::Conflict("storage is closed")
-}
-
-impl Writer {
-    /// Starts the writer on `pool` (its own connection), keeping `totals` up to date with what it commits.
-    pub(super) fn start(
-        pool: AnyPool,
-        backend: Backend,
-        totals: Arc<Totals>,
-        config: &crate::config::StorageConfig,
-    ) -> Writer {
-        let (tx, rx) = mpsc::channel(config.queue);
-        let times = Arc::new(Times::new(config.users_time_pending));
-        let stats = Arc::new(WriterStats::default());
-        let appending = Arc::new(AtomicUsize::new(0));
-        let task = Task {
-            appending: appending.clone(),
-            pool,
-            conn: None,
-            backend,
-            totals,
-            times: times.clone(),
-            stats: stats.clone(),
-            batch_max: config.batch_max,
-        };
-        let handle = tokio::spawn(task.run(rx));
-        Writer {
-            ops: Mutex::new(Some(tx)),
-            appending,
-            times,
-            stats,
-            stopped: Mutex::new(Some(handle)),
-        }
-    }
-
-    fn sender(&self) -> Option<mpsc::Sender<Op>> {
-        self.ops.lock().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    async fn submit(&self, op: Op) -> Result<(), StorageError> {
-        let tx = self.sender().ok_or_else(closed)?;
-        tx.send(op).await.map_err(|_| closed())
-    }
-
-    async fn ask<T>(&self, op: impl FnOnce(Reply<T>) -> Op) -> Result<T, StorageError> {
-        let (done, answer) = oneshot::channel();
-        self.submit(op(done)).await?;
-        answer.await.map_err(|_| closed())?
-    }
-
-    /// Hands an append over: its outcome goes to its `commit`. Waits only while the writer's queue is
-    /// full (back-pressure); an error here means it was not taken (and `commit` was not called).
-    pub(super) async fn append(&self, write: HistoryWrite) -> Result<(), StorageError> {
-        self.appending.fetch_add(1, Ordering::SeqCst);
-        let sent = self.submit(Op::History(write)).await;
-        if sent.is_err() {
-            self.appending.fetch_sub(1, Ordering::SeqCst);
-        }
-        sent
-    }
-
-    pub(super) async fn enqueue(
-        &self,
-        dev_id: DevId,
-        user: UserId,
-        msg: QueuedMessage,
-        expires_at: i64,
-    ) -> Result<(), StorageError> {
-        self.ask(|done| Op::Enqueue {
-            dev_id,
-            user,
-            msg,
-            expires_at,
-            done,
-        })
-        .await
-    }
-
-    pub(super) async fn claim(
-        &self,
-        dev_id: DevId,
-        user: UserId,
-        now: i64,
-        limit: i64,
-    ) -> Result<Vec<QueuedMessage>, StorageError> {
-        self.ask(|done| Op::Claim {
-            dev_id,
-            user,
-            now,
-            limit,
-            done,
-        })
-        .await
-    }
-
-    pub(super) async fn claim_uuid(&self, dev_id: DevId, uuid: &str) -> Result<bool, StorageError> {
-        let uuid = uuid.to_string();
-        self.ask(|done| Op::ClaimUuid { dev_id, uuid, done }).await
-    }
-
-    /// Waits until every history append handed over so far is committed and finished (delivered).
-    pub(super) async fn barrier(&self) -> Result<(), StorageError> {
-        if self.appending.load(Ordering::SeqCst) == 0 {
-            return Ok(());
-        }
-        let (done, answer) = oneshot::channel();
-        self.submit(Op::Barrier(done)).await?;
-        answer.await.map_err(|_| closed())
-    }
-
-    /// Notes a user's users_time value, written by the next batch; never waits.
-    pub(super) fn note_time(&self, dev_id: DevId, user: UserId, time: i64) {
-        if !self.times.note((dev_id, user), time) {
-            tracing::warn!("users_time not recorded: too many changes waiting for the database");
-        }
-    }
-
-    /// A users_time value noted and not yet written.
-    pub(super) fn pending_time(&self, dev_id: DevId, user: UserId) -> Option<i64> {
-        self.times.get((dev_id, user))
-    }
-
-    /// users_time changes not recorded because too many were waiting.
-    pub(super) fn times_dropped(&self) -> u64 {
-        self.times.dropped()
-    }
-
-    pub(super) fn stats(&self) -> &WriterStats {
-        &self.stats
-    }
-
-    /// Writes everything handed over and noted, then stops the writer: later writes get an error.
-    pub(super) async fn close(&self) {
-        let tx = self.ops.lock().unwrap_or_else(|e| e.into_inner()).take();
-        drop(tx);
-        let handle = self
-            .stopped
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        if let Some(h) = handle {
-            self.times.wake.notify_one();
-            let _ = h.await;
-        }
-    }
-}
-
-struct Task {
-    appending: Arc<AtomicUsize>,
-    pool: AnyPool,
-    /// The writer's connection, kept between batches (given back after an error, for a fresh one).
-    conn: Option<PoolConnection<Any>>,
-    backend: Backend,
-    totals: Arc<Totals>,
-    times: Arc<Times>,
-    stats: Arc<WriterStats>,
-    batch_max: usize,
+pub(super) struct Task {
+    pub appending: Arc<AtomicUsize>,
+    pub backend: Backend,
+    pub totals: Arc<Totals>,
+    pub times: Arc<Times>,
+    pub stats: Arc<WriterStats>,
+    pub batch_max: usize,
 }
 
 impl Task {
-    async fn run(mut self, mut rx: mpsc::Receiver<Op>) {
-        let mut open = true;
-        while open {
+    pub(super) async fn run(mut self, source: Source, mut rx: mpsc::Receiver<Op>) {
+        match source {
+            Source::Pool(pool) => {
+                self.serve(&mut rx, &mut Link::Pool { pool, conn: None })
+                    .await;
+            }
+            // The connection and the handle it lends live in this frame, for as long as they work; then
+            // another is opened.
+            Source::Sqlite { mut first, opener } => loop {
+                let opened = match first.take() {
+                    Some(conn) => Ok(conn),
+                    None => opener.open().await,
+                };
+                let mut conn = match opened {
+                    Ok(conn) => conn,
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot open the writer's SQLite connection");
+                        match self.serve(&mut rx, &mut Link::Down(e.to_string())).await {
+                            true => continue,
+                            false => return,
+                        }
+                    }
+                };
+                let open = match conn.lock_handle().await {
+                    Ok(handle) => {
+                        let db = Db::new(handle, crate::storage::batch::sqlite::PREPARED);
+                        let mut link = Link::InPlace { db, broken: false };
+                        self.serve(&mut rx, &mut link).await
+                    }
+                    Err(e) => self.serve(&mut rx, &mut Link::Down(e.to_string())).await,
+                };
+                if let Err(e) = conn.close().await {
+                    tracing::warn!(error = %e, "closing the writer's SQLite connection");
+                }
+                if !open {
+                    return;
+                }
+            },
+        }
+    }
+
+    /// Commits batch after batch on `link`, until the queue is closed (`false`) or the link is broken
+    /// (`true`: open another).
+    async fn serve(&mut self, rx: &mut mpsc::Receiver<Op>, link: &mut Link<'_>) -> bool {
+        loop {
+            let mut open = true;
             let mut ops = Vec::new();
             tokio::select! {
                 op = rx.recv() => match op {
@@ -306,12 +117,18 @@ impl Task {
                     Err(_) => break,
                 }
             }
-            self.commit(ops).await;
+            self.commit(link, ops).await;
+            if !open {
+                return false;
+            }
+            if link.broken() {
+                return true;
+            }
         }
     }
 
     /// Commits one batch and hands every write its outcome, in the order they came.
-    async fn commit(&mut self, ops: Vec<Op>) {
+    async fn commit(&mut self, link: &mut Link<'_>, ops: Vec<Op>) {
         let times = self.times.take(TIMES_PER_BATCH);
         // Barriers alone need no transaction.
         if times.is_empty() && ops.iter().all(|op| matches!(op, Op::Barrier(_))) {
@@ -321,7 +138,7 @@ impl Task {
             }
             return;
         }
-        let failed = self.commit_batch(ops, &times).await;
+        let failed = self.commit_batch(link, ops, &times).await;
         self.times.settle(failed.is_none());
         let Some(Failed {
             ops,
@@ -338,7 +155,7 @@ impl Task {
             for (op, refused) in ops.into_iter().zip(refused) {
                 if refused {
                     self.fail(op, true, &message);
-                } else if let Some(f) = self.commit_batch(vec![op], &[]).await {
+                } else if let Some(f) = self.commit_batch(link, vec![op], &[]).await {
                     for (op, r) in f.ops.into_iter().zip(f.refused) {
                         self.fail(op, r, &f.message);
                     }
@@ -356,13 +173,14 @@ impl Task {
     /// back, which were refused, and the error.
     async fn commit_batch(
         &mut self,
+        link: &mut Link<'_>,
         mut ops: Vec<Op>,
         times: &[((DevId, UserId), i64)],
     ) -> Option<Failed> {
         let mut refused = vec![false; ops.len()];
         let began = tokio::time::Instant::now();
         let outcome = loop {
-            match self.attempt(&mut ops, &refused, times).await {
+            match self.attempt(link, &mut ops, &refused, times).await {
                 Ok(Attempt::Done(done)) => break Ok(done),
                 Ok(Attempt::Refused(these)) => {
                     for i in these {
@@ -403,6 +221,7 @@ impl Task {
 
     async fn attempt(
         &mut self,
+        link: &mut Link<'_>,
         ops: &mut [Op],
         refused: &[bool],
         times: &[((DevId, UserId), i64)],
@@ -464,20 +283,12 @@ impl Task {
                 _ => {}
             }
         }
-        let mut conn = match self.conn.take() {
-            Some(c) => c,
-            None => self.pool.acquire().await?,
-        };
-        let done = match batch::run(&mut conn, self.backend, &batch, admitted).await {
-            Ok(done) if admitted => {
-                self.conn = Some(conn);
-                return Ok(Attempt::Done(done));
-            }
+        let done = match link.run(&batch, admitted).await {
+            Ok(done) if admitted => return Ok(Attempt::Done(done)),
             Ok(done) => done,
             Err(e) => {
-                // Whatever ran is undone (an error before the transaction began makes this a no-op);
-                // the connection goes back to the pool, which drops it if it is broken.
-                let _ = batch::finish(&mut conn, false).await;
+                // Whatever ran is undone (an error before the transaction began makes this a no-op).
+                link.abort().await;
                 return Err(e);
             }
         };
@@ -493,12 +304,10 @@ impl Task {
             }
         }
         if !refusals.is_empty() {
-            batch::finish(&mut conn, false).await?;
-            self.conn = Some(conn);
+            link.finish(false).await?;
             return Ok(Attempt::Refused(refusals));
         }
-        batch::finish(&mut conn, true).await?;
-        self.conn = Some(conn);
+        link.finish(true).await?;
         Ok(Attempt::Done(done))
     }
 
@@ -582,4 +391,32 @@ enum Attempt {
     Done(Results),
     /// These appends' quota checks refused them.
     Refused(Vec<usize>),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::SqliteError;
+
+    #[test]
+    fn sqlite_busy_in_place_is_transient_and_other_errors_are_not() {
+        let err = |code| {
+            StorageError::Sqlite(SqliteError {
+                code,
+                message: "m".into(),
+            })
+        };
+        // SQLITE_BUSY, SQLITE_BUSY_RECOVERY, SQLITE_BUSY_SNAPSHOT.
+        for code in [5, 261, 517] {
+            assert!(transient(&err(code), Backend::Sqlite), "{code}");
+        }
+        // SQLITE_ERROR, SQLITE_LOCKED, SQLITE_CONSTRAINT_UNIQUE.
+        for code in [1, 6, 2067] {
+            assert!(!transient(&err(code), Backend::Sqlite), "{code}");
+        }
+        assert!(!transient(
+            &StorageError::Batch("database is locked".into()),
+            Backend::Sqlite
+        ));
+    }
 }
