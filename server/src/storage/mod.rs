@@ -64,7 +64,7 @@ pub enum Backend {
     Postgres,
 }
 
-/// Cheap to clone: a pool handle, the writer that batches the writes made per message (`writer.rs`),
+/// Cheap to clone: a pool handle, the writer that batches the writes made per message (`writer/`),
 /// and the running totals their writes keep (see `totals.rs`).
 #[derive(Clone)]
 pub struct Storage {

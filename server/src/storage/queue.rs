@@ -1,5 +1,5 @@
 //! The queue of private messages (users_messages): what waits for a user who is not connected. Enqueues
-//! and claims go through the writer (`writer.rs`, their statements in `batch.rs`), batched with other
+//! and claims go through the writer (`writer/`, their statements in `batch/`), batched with other
 //! writes; reads and the rare deletes run here.
 
 use std::collections::HashMap;

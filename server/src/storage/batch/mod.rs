@@ -1,4 +1,4 @@
-//! The statements of one group commit (`writer.rs` decides what goes in a batch and when): every history
+//! The statements of one group commit (`writer/` decides what goes in a batch and when): every history
 //! append, enqueue, claim and users_time change waiting, in one transaction. Rows of one pipe are numbered
 //! with one UPDATE, all rows go in with multi-row INSERTs, and each pipe is trimmed once per batch, by
 //! position (an index range), not once per message.

@@ -52,8 +52,8 @@ impl<'a> Stmt<'a> {
     }
 }
 
-/// `$n` placeholders renumbered from `$1 + offset`, for statements joined into one script (SQLite numbers
-/// the parameters of a script as one list).
+/// `$n` placeholders renumbered from `$1 + offset`, for statements joined into one (the CTEs of one
+/// PostgreSQL statement number their parameters as one list).
 pub(super) fn shifted(sql: &str, offset: usize) -> String {
     if offset == 0 {
         return sql.to_string();
