@@ -250,3 +250,55 @@ impl Writer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{StorageConfig, Synchronous};
+    use crate::storage::batch::sqlite::Opener;
+    use crate::storage::Storage;
+
+    /// The SQLite connection is lent for good; when there is none (it cannot be opened, or broke), a batch
+    /// fails with the reason and the next one opens another.
+    #[tokio::test]
+    async fn a_writer_without_its_database_fails_its_writes_then_opens_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!(
+            "sqlite://{}?mode=rwc",
+            dir.path().join("later").join("w.db").display()
+        );
+        let opener = Box::new(Opener::new(&url, Synchronous::Normal).unwrap());
+        let source = Source::Sqlite {
+            first: None,
+            opener,
+        };
+        let writer = Writer::start(
+            source,
+            Backend::Sqlite,
+            Arc::default(),
+            &StorageConfig::default(),
+        );
+        let msg = |uuid: &str| QueuedMessage {
+            id: 0,
+            uuid: uuid.into(),
+            event: "e".into(),
+            message: "m".into(),
+            sent_at: 1,
+        };
+        let (dev, user) = (DevId(1), UserId(2));
+        for uuid in ["a", "b"] {
+            let err = writer
+                .enqueue(dev, user, msg(uuid), i64::MAX)
+                .await
+                .unwrap_err();
+            assert!(err.to_string().contains("no connection"), "{err}");
+        }
+        // The directory and the tables now exist.
+        let s = Storage::open(&url).await.unwrap();
+        s.migrate().await.unwrap();
+        writer.enqueue(dev, user, msg("c"), i64::MAX).await.unwrap();
+        assert!(writer.claim_uuid(dev, "c").await.unwrap());
+        writer.close().await;
+        s.close().await;
+    }
+}

@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use super::link::{Link, Source};
 use super::{Op, WriterStats};
 use crate::ids::{DevId, UserId};
-use crate::storage::batch::{Append, Batch, Claim, Enqueue, Results};
+use crate::storage::batch::{sqlite, Append, Batch, Claim, Enqueue, Results};
 use crate::storage::sqlite_raw::Db;
 use crate::storage::times::Times;
 use crate::storage::totals::Totals;
@@ -56,67 +56,64 @@ impl Task {
     pub(super) async fn run(mut self, source: Source, mut rx: mpsc::Receiver<Op>) {
         match source {
             Source::Pool(pool) => {
-                self.serve(&mut rx, &mut Link::Pool { pool, conn: None })
-                    .await;
+                let mut link = Link::Pool { pool, conn: None };
+                self.serve(&mut rx, &mut link, None).await;
             }
             // The connection and the handle it lends live in this frame, for as long as they work; then
-            // another is opened.
-            Source::Sqlite { mut first, opener } => loop {
-                let opened = match first.take() {
-                    Some(conn) => Ok(conn),
-                    None => opener.open().await,
-                };
-                let mut conn = match opened {
-                    Ok(conn) => conn,
-                    Err(e) => {
-                        tracing::error!(error = %e, "cannot open the writer's SQLite connection");
-                        match self.serve(&mut rx, &mut Link::Down(e.to_string())).await {
-                            true => continue,
-                            false => return,
+            // another is opened, once there is something to write.
+            Source::Sqlite { mut first, opener } => {
+                let mut waiting = None;
+                loop {
+                    let opened = match first.take() {
+                        Some(conn) => Ok(conn),
+                        None => opener.open().await,
+                    };
+                    let open = match opened {
+                        Ok(mut conn) => {
+                            let open = match conn.lock_handle().await {
+                                Ok(handle) => {
+                                    let db = Db::new(handle, sqlite::PREPARED);
+                                    let mut link = Link::InPlace { db, broken: false };
+                                    self.serve(&mut rx, &mut link, waiting.take()).await
+                                }
+                                Err(e) => {
+                                    let mut link = Link::Down(e.to_string());
+                                    self.serve(&mut rx, &mut link, waiting.take()).await
+                                }
+                            };
+                            if let Err(e) = conn.close().await {
+                                tracing::warn!(error = %e, "closing the writer's SQLite connection");
+                            }
+                            open
                         }
+                        Err(e) => {
+                            tracing::error!(error = %e, "cannot open the writer's SQLite connection");
+                            let mut link = Link::Down(e.to_string());
+                            self.serve(&mut rx, &mut link, waiting.take()).await
+                        }
+                    };
+                    if !open {
+                        return;
                     }
-                };
-                let open = match conn.lock_handle().await {
-                    Ok(handle) => {
-                        let db = Db::new(handle, crate::storage::batch::sqlite::PREPARED);
-                        let mut link = Link::InPlace { db, broken: false };
-                        self.serve(&mut rx, &mut link).await
-                    }
-                    Err(e) => self.serve(&mut rx, &mut Link::Down(e.to_string())).await,
-                };
-                if let Err(e) = conn.close().await {
-                    tracing::warn!(error = %e, "closing the writer's SQLite connection");
+                    waiting = Some(self.receive(&mut rx).await);
                 }
-                if !open {
-                    return;
-                }
-            },
+            }
         }
     }
 
-    /// Commits batch after batch on `link`, until the queue is closed (`false`) or the link is broken
-    /// (`true`: open another).
-    async fn serve(&mut self, rx: &mut mpsc::Receiver<Op>, link: &mut Link<'_>) -> bool {
+    /// Commits batch after batch on `link` (`first` the one already taken, if any), until the queue is
+    /// closed (`false`) or the link is broken (`true`: open another).
+    async fn serve(
+        &mut self,
+        rx: &mut mpsc::Receiver<Op>,
+        link: &mut Link<'_>,
+        mut first: Option<(Vec<Op>, bool)>,
+    ) -> bool {
         loop {
-            let mut open = true;
-            let mut ops = Vec::new();
-            tokio::select! {
-                op = rx.recv() => match op {
-                    Some(op) => ops.push(op),
-                    None => open = false,
-                },
-                // users_time alone: let a few more connects and disconnects join it.
-                _ = async {
-                    self.times.wake.notified().await;
-                    tokio::time::sleep(TIMES_EVERY).await;
-                } => {}
-            }
-            while ops.len() < self.batch_max {
-                match rx.try_recv() {
-                    Ok(op) => ops.push(op),
-                    Err(_) => break,
-                }
-            }
+            let (ops, open) = match first.take() {
+                Some(batch) => batch,
+                None => self.receive(rx).await,
+            };
             self.commit(link, ops).await;
             if !open {
                 return false;
@@ -125,6 +122,31 @@ impl Task {
                 return true;
             }
         }
+    }
+
+    /// The next batch: what is waiting (up to `batch_max`), once there is something; `false` once the queue
+    /// is closed (users_time values may still be waiting).
+    async fn receive(&self, rx: &mut mpsc::Receiver<Op>) -> (Vec<Op>, bool) {
+        let mut open = true;
+        let mut ops = Vec::new();
+        tokio::select! {
+            op = rx.recv() => match op {
+                Some(op) => ops.push(op),
+                None => open = false,
+            },
+            // users_time alone: let a few more connects and disconnects join it.
+            _ = async {
+                self.times.wake.notified().await;
+                tokio::time::sleep(TIMES_EVERY).await;
+            } => {}
+        }
+        while ops.len() < self.batch_max {
+            match rx.try_recv() {
+                Ok(op) => ops.push(op),
+                Err(_) => break,
+            }
+        }
+        (ops, open)
     }
 
     /// Commits one batch and hands every write its outcome, in the order they came.
