@@ -1,6 +1,6 @@
-//! The queue of private messages (users_messages): what waits for a user who is not connected. Enqueues
-//! and claims go through the writer (`writer/`, their statements in `batch/`), batched with other
-//! writes; reads and the rare deletes run here.
+//! The queue of private messages (users_messages): what waits for a user who is not connected. Enqueues,
+//! claims and put-backs go through the writer (`writer/`, their statements in `batch/`), batched with
+//! other writes; reads and the rare deletes run here.
 
 use std::collections::HashMap;
 
@@ -45,6 +45,8 @@ impl Storage {
 
     /// Puts claimed messages back where they were: under their own ids, so that they come before the
     /// messages queued after them (a new id would send them to the back of the queue), with `expires_at`.
+    /// Through the writer, like the claim: while the database is locked it waits (and tries again) as every
+    /// queue write does, rather than failing and losing them.
     pub async fn put_back_messages(
         &self,
         dev_id: DevId,
@@ -52,26 +54,12 @@ impl Storage {
         msgs: &[QueuedMessage],
         expires_at: i64,
     ) -> Result<(), StorageError> {
-        let mut tx = self.pool().begin().await?;
-        for msg in msgs {
-            sqlx::query(
-                "INSERT INTO user_messages (id, dev_id, user_id, uuid, event, message, sent_at, expires_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            )
-            .bind(msg.id)
-            .bind(dev_id.0 as i64)
-            .bind(user.0 as i64)
-            .bind(&msg.uuid)
-            .bind(&msg.event)
-            .bind(&msg.message)
-            .bind(msg.sent_at)
-            .bind(expires_at)
-            .execute(&mut *tx)
-            .await?;
+        if msgs.is_empty() {
+            return Ok(());
         }
-        tx.commit().await?;
-        self.totals.apply_queued(dev_id, user, msgs.len() as i64);
-        Ok(())
+        self.writer
+            .put_back(dev_id, user, msgs.to_vec(), expires_at)
+            .await
     }
 
     /// The user's unexpired queued messages, oldest first.

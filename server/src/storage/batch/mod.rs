@@ -38,6 +38,15 @@ pub(super) struct Enqueue<'a> {
     pub expires_at: i64,
 }
 
+/// Claimed messages that did not reach their user, back into the queue under their own ids (so at its
+/// head), with a new expiry.
+pub(super) struct PutBack<'a> {
+    pub dev_id: DevId,
+    pub user: UserId,
+    pub msgs: &'a [QueuedMessage],
+    pub expires_at: i64,
+}
+
 /// A claim of the user's oldest unexpired queued messages (at most `limit`).
 pub(super) struct Claim {
     pub dev_id: DevId,
@@ -51,6 +60,7 @@ pub(super) struct Claim {
 pub(super) struct Batch<'a> {
     pub appends: Vec<(usize, Append<'a>)>,
     pub enqueues: Vec<Enqueue<'a>>,
+    pub put_backs: Vec<PutBack<'a>>,
     pub claims: Vec<(usize, Claim)>,
     pub claim_uuids: Vec<(usize, DevId, &'a str)>,
     pub times: &'a [((DevId, UserId), i64)],

@@ -254,6 +254,36 @@ pub(super) fn plan<'a>(batch: &Batch<'a>, one: bool) -> Plan<'a> {
             Yields::Trim(p),
         ));
     }
+    // Before the claims: a claim in the same batch finds them in their place.
+    let put_back: Vec<_> = batch
+        .put_backs
+        .iter()
+        .flat_map(|p| p.msgs.iter().map(move |m| (p, m)))
+        .collect();
+    for chunk in put_back.chunks(CHUNK) {
+        let mut binds = Vec::new();
+        for (p, m) in chunk {
+            binds.extend([
+                Bind::Int(m.id),
+                Bind::Int(p.dev_id.0 as i64),
+                Bind::Int(p.user.0 as i64),
+                Bind::Str(&m.uuid),
+                Bind::Str(&m.event),
+                Bind::Str(&m.message),
+                Bind::Int(m.sent_at),
+                Bind::Int(p.expires_at),
+            ]);
+        }
+        stmts.push(Stmt::new(
+            format!(
+                "INSERT INTO user_messages (id, dev_id, user_id, uuid, event, message, sent_at, expires_at) \
+                 VALUES {}",
+                values(chunk.len(), 8)
+            ),
+            binds,
+            Yields::Nothing,
+        ));
+    }
     for chunk in batch.enqueues.chunks(CHUNK) {
         let mut binds = Vec::new();
         for e in chunk {

@@ -91,6 +91,7 @@ pub(in crate::storage) fn run(
 ) -> Result<Results, StorageError> {
     let writes = batch.appends.len()
         + batch.enqueues.len()
+        + batch.put_backs.len()
         + batch.claims.len()
         + batch.claim_uuids.len()
         + batch.times.len();

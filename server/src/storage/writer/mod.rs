@@ -67,6 +67,13 @@ enum Op {
         expires_at: i64,
         done: Reply<()>,
     },
+    PutBack {
+        dev_id: DevId,
+        user: UserId,
+        msgs: Vec<QueuedMessage>,
+        expires_at: i64,
+        done: Reply<()>,
+    },
     Claim {
         dev_id: DevId,
         user: UserId,
@@ -88,7 +95,7 @@ enum Op {
 pub struct WriterStats {
     /// Transactions committed.
     pub batches: AtomicU64,
-    /// Writes in them (history appends, enqueues, claims, users_time rows).
+    /// Writes in them (history appends, enqueues, put-backs, claims, users_time rows).
     pub writes: AtomicU64,
     /// Batches that failed (every write in them got the error).
     pub failed: AtomicU64,
@@ -176,6 +183,24 @@ impl Writer {
             dev_id,
             user,
             msg,
+            expires_at,
+            done,
+        })
+        .await
+    }
+
+    /// Puts claimed messages back into the queue (see `Storage::put_back_messages`).
+    pub(super) async fn put_back(
+        &self,
+        dev_id: DevId,
+        user: UserId,
+        msgs: Vec<QueuedMessage>,
+        expires_at: i64,
+    ) -> Result<(), StorageError> {
+        self.ask(|done| Op::PutBack {
+            dev_id,
+            user,
+            msgs,
             expires_at,
             done,
         })

@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use super::link::{Link, Source};
 use super::{Op, WriterStats};
 use crate::ids::{DevId, UserId};
-use crate::storage::batch::{sqlite, Append, Batch, Claim, Enqueue, Results};
+use crate::storage::batch::{sqlite, Append, Batch, Claim, Enqueue, PutBack, Results};
 use crate::storage::sqlite_raw::Db;
 use crate::storage::times::Times;
 use crate::storage::totals::Totals;
@@ -286,6 +286,18 @@ impl Task {
                     msg,
                     expires_at: *expires_at,
                 }),
+                Op::PutBack {
+                    dev_id,
+                    user,
+                    msgs,
+                    expires_at,
+                    ..
+                } => batch.put_backs.push(PutBack {
+                    dev_id: *dev_id,
+                    user: *user,
+                    msgs,
+                    expires_at: *expires_at,
+                }),
                 Op::Claim {
                     dev_id,
                     user,
@@ -345,6 +357,7 @@ impl Task {
                 .finish(w.row, Err(StorageError::Conflict("refused"))),
             Op::History(w) => w.commit.finish(w.row, Err(err())),
             Op::Enqueue { done, .. } => drop(done.send(Err(err()))),
+            Op::PutBack { done, .. } => drop(done.send(Err(err()))),
             Op::Claim { done, .. } => drop(done.send(Err(err()))),
             Op::ClaimUuid { done, .. } => drop(done.send(Err(err()))),
             Op::Barrier(done) => drop(done.send(())),
@@ -372,6 +385,16 @@ impl Task {
                 ..
             } => {
                 self.totals.apply_queued(dev_id, user, 1);
+                let _ = reply.send(Ok(()));
+            }
+            Op::PutBack {
+                dev_id,
+                user,
+                msgs,
+                done: reply,
+                ..
+            } => {
+                self.totals.apply_queued(dev_id, user, msgs.len() as i64);
                 let _ = reply.send(Ok(()));
             }
             Op::Claim {
