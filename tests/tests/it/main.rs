@@ -28,6 +28,7 @@ mod docs_links;
 mod durable_drain;
 mod durable_kill;
 mod durable_poison;
+mod durable_put_back;
 mod durable_stall;
 mod durable_trim;
 mod hardening_accept;
