@@ -15,8 +15,7 @@ pub(crate) use sections::is_cluster_name;
 
 pub use sections::{
     CacheConfig, ClusterConfig, CometqlConfig, DashboardConfig, HttpApiConfig, LimitsConfig,
-    MessagesConfig,
-    RecoveryConfig, Signup, StorageConfig, Synchronous, TlsConfig, WebsocketConfig,
+    MessagesConfig, RecoveryConfig, Signup, StorageConfig, Synchronous, TlsConfig, WebsocketConfig,
 };
 
 #[derive(Debug, Clone, Deserialize)]
