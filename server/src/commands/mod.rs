@@ -59,14 +59,23 @@ pub struct Ctx {
 
 impl Ctx {
     pub fn new(config: Arc<Config>, tenants: Tenants, hub: Hub) -> Ctx {
+        // A node keeps these caches right on its own writes only: in a cluster another node's publish or
+        // pipes_settings change would leave them stale (history missing from SELECT and pipe_log, a
+        // publish that keeps no history), so a cluster node reads the database every time until the
+        // nodes tell each other what changed.
+        let mut cache = config.cache.clone();
+        if config.cluster.enabled() {
+            cache.history_lengths_entries = 0;
+            cache.history_pipes = 0;
+        }
         Ctx {
             storage: tenants.storage().clone(),
             tenants,
             limits: Arc::new(Limits::new(config.limits.clone(), hub.stats().clone())),
             quotas: Arc::new(crate::tenant::quota::Quotas::new(&config.limits)),
             room: None,
-            history: Arc::new(history::HistoryLengths::new(&config.cache)),
-            history_cache: Arc::new(history::HistoryCache::new(&config.cache)),
+            history: Arc::new(history::HistoryLengths::new(&cache)),
+            history_cache: Arc::new(history::HistoryCache::new(&cache)),
             pipe_locks: Arc::default(),
             config,
             stats: hub.stats().clone(),

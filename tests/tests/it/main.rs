@@ -6,6 +6,8 @@
 
 mod cluster_broker;
 mod cluster_faults;
+mod cluster_history;
+mod cluster_kill;
 mod cluster_presence;
 mod cluster_presence_faults;
 mod compat_auth;
