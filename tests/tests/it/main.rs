@@ -5,6 +5,7 @@
 //! The helpers they share are the `halley_tests` library (`tests/support`).
 
 mod cluster_broker;
+mod cluster_chromium;
 mod cluster_faults;
 mod cluster_history;
 mod cluster_kill;
