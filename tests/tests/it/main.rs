@@ -8,6 +8,7 @@ mod cluster_broker;
 mod cluster_chromium;
 mod cluster_faults;
 mod cluster_history;
+mod cluster_isolation;
 mod cluster_kill;
 mod cluster_presence;
 mod cluster_presence_faults;
