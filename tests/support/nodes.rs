@@ -1,6 +1,8 @@
 //! Several real `halley` processes as one cluster (issue 15's end-to-end tests): each node its own child
 //! process ([`ServerProcess`]) with its own data directory and name, all on one PostgreSQL database and
-//! one Redis under a key prefix of their own, ports 0 read back from each node's listening line. Unlike
+//! one Redis under a key prefix of their own, one master key file (the tenants' keys are sealed with it: a
+//! node with another one could not check its users' JWTs), ports 0 read back from each node's listening
+//! line. Unlike
 //! the in-process [`crate::cluster::TestCluster`], a node here can be killed with SIGKILL.
 
 use std::net::SocketAddr;
@@ -19,6 +21,7 @@ pub struct ProcessCluster {
     pub nodes: Vec<ServerProcess>,
     pub prefix: String,
     pg: Option<TempPgDb>,
+    _shared: tempfile::TempDir,
 }
 
 impl ProcessCluster {
@@ -27,13 +30,16 @@ impl ProcessCluster {
     pub async fn start(n: usize) -> ProcessCluster {
         let pg = TempPgDb::require().await.expect("PostgreSQL for a cluster");
         let prefix = fresh_prefix();
+        let shared = tempfile::tempdir().expect("a directory for the master key");
+        let master_key = shared.path().join("master.key");
         let mut nodes = Vec::new();
         for i in 0..n {
             let toml = format!(
-                "[limits]\npublishes_per_sec = 1000000\npublish_burst = 1000000\n\
+                "master_key_file = {master_key:?}\n[limits]\npublishes_per_sec = 1000000\npublish_burst = 1000000\n\
                  new_connections_per_ip_per_sec = 10000\nnew_connections_per_ip_burst = 10000\n\
                  [cluster]\nredis_url = {redis:?}\nkey_prefix = {prefix:?}\nnode_name = \"node-{i}\"\n",
                 redis = redis_url(),
+                master_key = master_key.display().to_string(),
             );
             let node = ServerProcess::start_on(pg.url(), &toml)
                 .await
@@ -47,6 +53,7 @@ impl ProcessCluster {
             nodes,
             prefix,
             pg: Some(pg),
+            _shared: shared,
         }
     }
 

@@ -7,7 +7,7 @@
 
 use std::net::SocketAddr;
 
-use halley_tests::browser::Browser;
+use halley_tests::browser::{jwt, Browser};
 use halley_tests::frames::json;
 use halley_tests::mysql_raw::{RawMysql, Reply};
 use halley_tests::nodes::ProcessCluster;
@@ -202,6 +202,13 @@ async fn tenants_spread_over_nodes_never_see_each_other() {
         );
         assert!(history.iter().all(|m| m.starts_with('a')), "{history:?}");
     }
+
+    // A's user JWT is accepted on a node that did not create the tenant (one master key), and is no
+    // key of B's.
+    let a9 = Browser::connect_at(http(2), a.dev_id, 9, &jwt(&a, 9), "a9").await;
+    assert!(a9.authorized(), "{}", a9.hello);
+    let b9 = Browser::connect_at(http(1), b.dev_id, 9, &jwt(&a, 9), "b9").await;
+    assert!(!b9.authorized(), "{}", b9.hello);
 
     // A browser of B asks pipe_log and track_pipe_users on every node: B's own only.
     for (i, p) in b_pages.iter_mut().enumerate() {
