@@ -6,6 +6,7 @@
 
 mod cluster_broker;
 mod cluster_chromium;
+mod cluster_deploy;
 mod cluster_faults;
 mod cluster_history;
 mod cluster_isolation;
