@@ -41,6 +41,15 @@ impl PipeName {
         Ok(PipeName(Arc::from(s)))
     }
 
+    /// The registry key of a Pusher channel that is not a comet pipe (see `hub::outgoing::PUSHER_ONLY`):
+    /// `channel` is a valid Pusher channel name, checked by the caller.
+    pub fn pusher_only(channel: &str) -> Self {
+        PipeName(Arc::from(format!(
+            "{}{channel}",
+            crate::hub::outgoing::PUSHER_ONLY
+        )))
+    }
+
     /// A pipe named in a browser command (`web_pipe2`, `pipe_log`, ...).
     pub fn parse_command(s: &str) -> Result<Self, PipeNameError> {
         names::check_command_pipe(s)?;
@@ -60,6 +69,16 @@ impl EventName {
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+impl EventName {
+    /// An event name from the Pusher protocol (`App\\Events\\OrderShipped`, `.shipped`): Pusher's rule
+    /// (1..=200 characters, no control characters, not `pusher:`), wider than the comet one. Comet pages on
+    /// a bridged pipe get it as it is.
+    pub fn pusher(s: &str) -> Result<Self, crate::pusher::EventError> {
+        crate::pusher::client::check_event_name(s)?;
+        Ok(EventName(Arc::from(s)))
     }
 }
 
