@@ -2,6 +2,7 @@
 //! business rules live; the CometQL session, the WebSocket commands and (later) the HTTP API all call it.
 
 pub(crate) mod channels;
+pub(crate) mod channels_api;
 mod error;
 pub(crate) mod history;
 mod history_cache;

@@ -18,6 +18,7 @@ use axum::{Json, Router};
 mod client;
 mod metrics;
 mod publish;
+mod pusher_api;
 mod sdk;
 pub(crate) mod serve;
 
@@ -55,7 +56,8 @@ pub fn router(ctx: Ctx, ws: Arc<WsService>, dashboard: dashboard::Api) -> Router
             ctx: ctx.clone(),
             ws,
         })
-        .merge(publish::router(ctx))
+        .merge(publish::router(ctx.clone()))
+        .merge(pusher_api::router(ctx))
         .merge(dashboard::router(dashboard))
 }
 
