@@ -43,6 +43,7 @@ mod limits_unknown_tenants;
 mod origins_self;
 mod private_recovery;
 mod proxies;
+mod pusher_clients;
 mod recovery;
 mod recovery_durable;
 mod recovery_property;
