@@ -44,6 +44,7 @@ mod origins_self;
 mod private_recovery;
 mod proxies;
 mod pusher_clients;
+mod pusher_protocol;
 mod recovery;
 mod recovery_durable;
 mod recovery_property;
