@@ -506,7 +506,68 @@ async fn cache_and_activity(backend: Backend) {
     server.stop().await;
 }
 
+/// The dashboard's setting turns client events on and off, at once.
+async fn dashboard_turns_client_events_on(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let (mut owner, dev_id, _, key) =
+        halley_tests::dashboard::Browser::new_tenant(server.http_addr(), "o@example.com").await;
+    let app_key = owner.call("GET", "/me", None).await.json()["app_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        owner.call("GET", "/pusher", None).await.json(),
+        json!({"client_events": false})
+    );
+    let on = owner
+        .call("PUT", "/pusher", Some(json!({"client_events": true})))
+        .await;
+    assert_eq!(
+        (on.status, on.json()),
+        (200, json!({"client_events": true}))
+    );
+    let mut conns = Vec::new();
+    for _ in 0..2 {
+        let (mut ws, socket_id) = connect(&server, &app_key).await;
+        let sid = SocketId::parse(&socket_id).unwrap();
+        let auth = channel_auth(&app_key, &key, &sid, "private-c", None);
+        send_json(
+            &mut ws,
+            json!({"event": "pusher:subscribe", "data": {"channel": "private-c", "auth": auth}}),
+        )
+        .await;
+        assert_eq!(
+            next(&mut ws).await["event"],
+            "pusher_internal:subscription_succeeded"
+        );
+        conns.push(ws);
+    }
+    send_json(
+        &mut conns[0],
+        json!({"event": "client-hi", "channel": "private-c", "data": {"n": 1}}),
+    )
+    .await;
+    let got = next(&mut conns[1]).await;
+    assert_eq!(
+        (got["event"].as_str(), data(&got)),
+        (Some("client-hi"), json!({"n": 1}))
+    );
+    let off = owner
+        .call("PUT", "/pusher", Some(json!({"client_events": false})))
+        .await;
+    assert_eq!(off.status, 200);
+    send_json(
+        &mut conns[0],
+        json!({"event": "client-hi", "channel": "private-c", "data": {}}),
+    )
+    .await;
+    assert_eq!(next(&mut conns[0]).await["event"], "pusher:error");
+    let _ = dev_id;
+    server.stop().await;
+}
+
 on_both_backends!(
+    dashboard_turns_client_events_on,
     api_refusals,
     api_shares_the_publish_budget,
     connect_refusals,
