@@ -45,6 +45,7 @@ mod private_recovery;
 mod proxies;
 mod pusher_clients;
 mod pusher_protocol;
+mod pusher_python;
 mod recovery;
 mod recovery_durable;
 mod recovery_property;

@@ -271,7 +271,7 @@ async fn connect_refusals(backend: Backend) {
         ),
         (format!("ws://{addr}/app/not-a-key?protocol=7"), 4001),
         (format!("ws://{addr}/app/{}", a.app_key), 4008),
-        (format!("ws://{addr}/app/{}?protocol=6", a.app_key), 4007),
+        (format!("ws://{addr}/app/{}?protocol=4", a.app_key), 4007),
         (format!("ws://{addr}/app/{}?protocol=x", a.app_key), 4006),
     ] {
         let mut ws = WsClient::connect(&url).await.unwrap();
