@@ -17,6 +17,11 @@
 //   {"op":"trigger","channels","event","data","socket_id"?}             -> {"ev":"http","op","status","body"}
 //   {"op":"batch","batch"} {"op":"send_to_user","user","event","data"} {"op":"terminate","user"}
 //   {"op":"get","path","params"?}                                        -> {"ev":"http","op","status","body"}
+//   {"op":"browser","id","user","public","presence"} opens a page in Chromium (playwright-core) that loads
+//        pusher-js's and Echo's browser builds from the auth endpoint's server (same origin, so the auth
+//        request is the page's own), listens on `public` (event `.flash`) and joins `presence`; reports
+//        {"id","ev":"echo_event"|"here"|"joining"|"leaving",...} like an Echo client here.
+//   {"op":"close_browser","id"}
 // Errors of the connection: {"id","ev":"error","data"}, state changes {"id","ev":"state","state"}.
 
 import http from 'node:http';
@@ -24,6 +29,8 @@ import readline from 'node:readline';
 import Pusher from 'pusher-js';
 import PusherServer from 'pusher';
 import Echo from 'laravel-echo';
+import { readFile } from 'node:fs/promises';
+import { chromium } from 'playwright-core';
 
 const out = (o) => process.stdout.write(JSON.stringify(o) + '\n');
 let cfg = null;
@@ -37,6 +44,13 @@ async function startAuth() {
     req.on('data', (c) => (body += c));
     req.on('end', () => {
       const url = new URL(req.url, 'http://x');
+      const asset = ASSETS[url.pathname];
+      if (asset) {
+        return readFile(new URL(asset.file, import.meta.url)).then((bytes) => {
+          res.writeHead(200, { 'content-type': asset.type });
+          res.end(bytes);
+        });
+      }
       const form = new URLSearchParams(body);
       const socketId = form.get('socket_id');
       const user = url.searchParams.get('user') || 'anonymous';
@@ -65,6 +79,36 @@ async function startAuth() {
   });
   await new Promise((r) => srv.listen(0, '127.0.0.1', r));
   return srv.address().port;
+}
+
+// The page's files, served by the auth endpoint's server.
+const ASSETS = {
+  '/page.html': { file: './page.html', type: 'text/html' },
+  '/pusher.js': { file: '../node_modules/pusher-js/dist/web/pusher.min.js', type: 'text/javascript' },
+  '/echo.js': { file: '../node_modules/laravel-echo/dist/echo.iife.js', type: 'text/javascript' },
+};
+
+let chromiumBrowser = null;
+const pages = new Map();
+
+async function openBrowser(c) {
+  if (!chromiumBrowser) {
+    chromiumBrowser = await chromium.launch({
+      executablePath: process.env.HALLEY_TEST_CHROMIUM || '/usr/bin/chromium',
+      headless: true,
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking'],
+      timeout: 30000,
+    });
+  }
+  const page = await chromiumBrowser.newPage();
+  pages.set(c.id, page);
+  await page.exposeFunction('report', (o) => out({ id: c.id, ...o }));
+  page.on('pageerror', (e) => out({ id: c.id, ev: 'page_error', error: String(e) }));
+  const q = new URLSearchParams({
+    key: cfg.key, host: cfg.host, port: String(cfg.port), user: c.user, name: `User ${c.user}`,
+    public: c.public, presence: c.presence,
+  });
+  await page.goto(`http://127.0.0.1:${authPort}/page.html?${q}`);
 }
 
 function pusherOptions(c) {
@@ -184,7 +228,15 @@ async function handle(m) {
     case 'send_to_user': return http_('send_to_user', server.sendToUser(m.user, m.event, m.data));
     case 'terminate': return http_('terminate', server.terminateUserConnections(m.user));
     case 'get': return http_('get', server.get({ path: m.path, params: m.params || {} }));
-    case 'exit': process.exit(0);
+    case 'browser': return openBrowser(m);
+    case 'close_browser': {
+      const page = pages.get(m.id);
+      pages.delete(m.id);
+      return page.close();
+    }
+    case 'exit':
+      if (chromiumBrowser) await chromiumBrowser.close();
+      process.exit(0);
     default: out({ ev: 'bad_op', op: m.op });
   }
 }
@@ -194,4 +246,7 @@ rl.on('line', (line) => {
   if (!line.trim()) return;
   handle(JSON.parse(line)).catch((e) => out({ ev: 'agent_error', error: String(e && e.stack) }));
 });
-rl.on('close', () => process.exit(0));
+rl.on('close', async () => {
+  if (chromiumBrowser) await chromiumBrowser.close().catch(() => {});
+  process.exit(0);
+});

@@ -43,6 +43,7 @@ mod limits_unknown_tenants;
 mod origins_self;
 mod private_recovery;
 mod proxies;
+mod pusher_browser;
 mod pusher_clients;
 mod pusher_protocol;
 mod pusher_python;
