@@ -440,6 +440,16 @@ async fn frame_refusals(backend: Backend) {
     )
     .await;
     assert_eq!(next(&mut other).await["event"], "pusher:error");
+    // A frame past 32 KiB: 4200, and the connection ends.
+    let (mut big, _) = connect(&server, &a.app_key).await;
+    let huge = json!({"event": "client-x", "channel": "private-x", "data": "x".repeat(40 * 1024)});
+    send_json(&mut big, huge).await;
+    let e = next(&mut big).await;
+    assert_eq!(e["data"]["code"], 4200, "{e}");
+    assert_eq!(
+        big.expect_closed(WAIT).await.unwrap().map(|c| c.0),
+        Some(4200)
+    );
     // A bad sign-in closes with 4009.
     send_json(&mut other, json!({"event": "pusher:signin", "data": {"auth": format!("{}:00", a.app_key), "user_data": "{\"id\":\"1\"}"}})).await;
     let e = next(&mut other).await;

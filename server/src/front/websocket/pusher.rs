@@ -33,9 +33,10 @@ use crate::pusher::limits::CLIENT_FRAME_MAX;
 use crate::pusher::{parse_connect, ErrorCode, ServerFrame, SocketId};
 use crate::tenant::limits::WebsocketSlot;
 
-/// Room for a WebSocket frame's own header around the largest client frame the protocol allows: a larger
-/// one is refused by the decoder (close 1009) before it is buffered whole.
-const FRAME_OVERHEAD: usize = 64;
+/// What the decoder buffers past the largest client frame the protocol allows: a frame up to twice that
+/// is read and refused with a `pusher:error` 4200 and the close (`FrameError::TooLarge`); a larger one is
+/// refused by the decoder from its header (close 1009) before it is buffered.
+const FRAME_OVERHEAD: usize = CLIENT_FRAME_MAX;
 
 /// Whether a key can be an app key at all (20 lowercase hex characters, `tenant::generate_app_key`):
 /// anything else names no app without a database read.
