@@ -81,7 +81,7 @@ function pusherCard() {
   const box = h("input", { type: "checkbox", name: "client_events" });
   const error = h("div", { class: "form-error", role: "alert" });
   const ok = h("div", { class: "form-ok", role: "status" });
-  const submit = h("button", { type: "submit", class: "btn" }, "Save");
+  const submit = h("button", { type: "submit", class: "btn" }, "Save client events");
   const form = h("form", { "aria-labelledby": "pusher-title" },
     h("h2", { id: "pusher-title" }, "Pusher client events"),
     h("p", { class: "muted small" },
