@@ -205,7 +205,7 @@ fn serve(jobs: Receiver<Job>) {
 mod tests {
     use super::*;
     use crate::hub::registry::tests::outbox;
-    use crate::hub::{Encoded, OutboxRx};
+    use crate::hub::{Encoded, Era, OutboxRx};
     use bytes::Bytes;
     use std::sync::Arc;
 

@@ -18,10 +18,7 @@ use crate::browser::{frames, SharedFrame};
 use crate::ids::{EventName, PipeName, UserId};
 use crate::pusher::ServerFrame;
 
-/// The registry key's prefix for Pusher channels that are not comet pipes (private, presence, encrypted,
-/// user channels, and public names a pipe cannot have). `:` is in no pipe name and no channel name, so
-/// nothing a comet client or CometQL can name falls there.
-pub const PUSHER_ONLY: &str = "pusher:";
+pub use crate::ids::PUSHER_ONLY;
 
 /// The Pusher channel a registry key stands for: the pipe's own name, or the name behind [`PUSHER_ONLY`].
 pub fn pusher_channel(pipe: &PipeName) -> &str {

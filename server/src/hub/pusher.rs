@@ -7,7 +7,7 @@
 
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::{BuildHasher, Hash};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -57,9 +57,7 @@ impl<K: Hash + Eq, V> Sharded<K, V> {
     }
 
     fn shard(&self, key: &K) -> &Mutex<HashMap<K, V>> {
-        let mut h = self.hasher.build_hasher();
-        key.hash(&mut h);
-        &self.shards[(h.finish() as usize) % SHARDS]
+        &self.shards[(self.hasher.hash_one(key) as usize) % SHARDS]
     }
 }
 
