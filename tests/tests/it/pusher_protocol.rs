@@ -241,6 +241,26 @@ async fn api_refusals(backend: Backend) {
     );
     let r = api(&server, &a, "GET", "/channels/news/users", "").await;
     assert_eq!(r.status, 400, "users of a public channel: {}", r.body);
+
+    // The same channel name in two tenants: A's events stay A's.
+    let (mut b_news, _) = connect(&server, &b.app_key).await;
+    send_json(
+        &mut b_news,
+        json!({"event": "pusher:subscribe", "data": {"channel": "news"}}),
+    )
+    .await;
+    assert_eq!(
+        next(&mut b_news).await["event"],
+        "pusher_internal:subscription_succeeded"
+    );
+    let r = api(&server, &a, "POST", "/events", &one).await;
+    assert_eq!(r.status, 200);
+    b_news
+        .expect_silence(Duration::from_millis(300))
+        .await
+        .unwrap();
+    let r = api(&server, &b, "GET", "/channels", "").await;
+    assert_eq!(r.json(), json!({"channels": {"news": {}}}));
     server.stop().await;
 }
 
@@ -308,7 +328,11 @@ async fn connect_refusals(backend: Backend) {
 }
 
 async fn frame_refusals(backend: Backend) {
-    let server = TestServer::start_with(backend, |c| c.pusher.presence_max_members = 1).await;
+    let server = TestServer::start_with(backend, |c| {
+        c.pusher.presence_max_members = 1;
+        c.pusher.channels_per_connection = 5;
+    })
+    .await;
     let a = server.tenant("a@example.com").await;
     let b = server.tenant("b@example.com").await;
     let (mut ws, socket_id) = connect(&server, &a.app_key).await;
@@ -415,6 +439,48 @@ async fn frame_refusals(backend: Backend) {
         }
     }
     assert!(limited >= 2, "{limited} refused");
+
+    // The same channel twice, and past `channels_per_connection` (5: private-x, pub and three more; one
+    // is left again to make room for presence-r below).
+    send_json(
+        &mut ws,
+        json!({"event": "pusher:subscribe", "data": {"channel": "pub"}}),
+    )
+    .await;
+    let e = next(&mut ws).await;
+    assert!(
+        e["data"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Existing subscription"),
+        "{e}"
+    );
+    for name in ["c1", "c2", "c3"] {
+        send_json(
+            &mut ws,
+            json!({"event": "pusher:subscribe", "data": {"channel": name}}),
+        )
+        .await;
+        assert_eq!(
+            next(&mut ws).await["event"],
+            "pusher_internal:subscription_succeeded"
+        );
+    }
+    send_json(
+        &mut ws,
+        json!({"event": "pusher:subscribe", "data": {"channel": "c4"}}),
+    )
+    .await;
+    let e = next(&mut ws).await;
+    assert!(
+        e["data"]["message"].as_str().unwrap().contains("at most 5"),
+        "{e}"
+    );
+    send_json(
+        &mut ws,
+        json!({"event": "pusher:unsubscribe", "data": {"channel": "c3"}}),
+    )
+    .await;
 
     // A presence channel of one member: a second user is refused.
     let cd = json!({"user_id": "1"}).to_string();
