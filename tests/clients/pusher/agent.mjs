@@ -21,6 +21,8 @@
 //        pusher-js's and Echo's browser builds from the auth endpoint's server (same origin, so the auth
 //        request is the page's own), listens on `public` (event `.flash`) and joins `presence`; reports
 //        {"id","ev":"echo_event"|"here"|"joining"|"leaving",...} like an Echo client here.
+//   {"op":"comet_page","id","listen"} opens a CometServer() page (the comet SDK from Halley's /sdk/halley.js)
+//        subscribed to `listen` ("pipe.event"): {"id","ev":"comet_ready"}, then {"id","ev":"comet_event","data"}
 //   {"op":"close_browser","id"}
 // Errors of the connection: {"id","ev":"error","data"}, state changes {"id","ev":"state","state"}.
 
@@ -84,6 +86,7 @@ async function startAuth() {
 // The page's files, served by the auth endpoint's server.
 const ASSETS = {
   '/page.html': { file: './page.html', type: 'text/html' },
+  '/comet.html': { file: './comet.html', type: 'text/html' },
   '/pusher.js': { file: '../node_modules/pusher-js/dist/web/pusher.min.js', type: 'text/javascript' },
   '/echo.js': { file: '../node_modules/laravel-echo/dist/echo.iife.js', type: 'text/javascript' },
 };
@@ -91,7 +94,7 @@ const ASSETS = {
 let chromiumBrowser = null;
 const pages = new Map();
 
-async function openBrowser(c) {
+async function openBrowser(c, file = 'page.html', params = null) {
   if (!chromiumBrowser) {
     chromiumBrowser = await chromium.launch({
       executablePath: process.env.HALLEY_TEST_CHROMIUM || '/usr/bin/chromium',
@@ -104,11 +107,11 @@ async function openBrowser(c) {
   pages.set(c.id, page);
   await page.exposeFunction('report', (o) => out({ id: c.id, ...o }));
   page.on('pageerror', (e) => out({ id: c.id, ev: 'page_error', error: String(e) }));
-  const q = new URLSearchParams({
+  const q = new URLSearchParams(params || {
     key: cfg.key, host: cfg.host, port: String(cfg.port), user: c.user, name: `User ${c.user}`,
     public: c.public, presence: c.presence,
   });
-  await page.goto(`http://127.0.0.1:${authPort}/page.html?${q}`);
+  await page.goto(`http://127.0.0.1:${authPort}/${file}?${q}`);
 }
 
 function pusherOptions(c) {
@@ -229,6 +232,8 @@ async function handle(m) {
     case 'terminate': return http_('terminate', server.terminateUserConnections(m.user));
     case 'get': return http_('get', server.get({ path: m.path, params: m.params || {} }));
     case 'browser': return openBrowser(m);
+    case 'comet_page':
+      return openBrowser(m, 'comet.html', { dev_id: String(cfg.appId), node: `${cfg.host}:${cfg.port}`, listen: m.listen });
     case 'close_browser': {
       const page = pages.get(m.id);
       pages.delete(m.id);

@@ -64,3 +64,38 @@ async fn pusher_js_and_echo_in_chromium() {
     assert!(!agent.seen(|e| e["ev"] == "page_error"), "the page threw");
     server.stop().await;
 }
+
+/// The bridge to a real `CometServer()` page: the comet SDK, loaded from Halley, subscribed to a pipe,
+/// receives what the npm `pusher` library triggers on the channel of the same name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pusher_trigger_reaches_a_comet_server_page() {
+    let server = TestServer::start(Backend::Sqlite).await;
+    let tenant = server.tenant("c@example.com").await;
+    let mut agent = Agent::start(&server, &tenant).await.unwrap();
+    agent
+        .send(json!({"op": "comet_page", "id": "comet", "listen": "orders.shipped"}))
+        .await
+        .unwrap();
+    agent
+        .expect(|e| e["id"] == "comet" && e["ev"] == "comet_ready")
+        .await
+        .unwrap();
+    // The page's subscription is applied once the server counts it.
+    halley_tests::browser::wait_subscribers(&server, tenant.dev_id, "orders", 1).await;
+    agent
+        .trigger(&["orders"], "shipped", json!({"id": 7}))
+        .await
+        .unwrap();
+    let got = agent
+        .expect(|e| e["id"] == "comet" && e["ev"] == "comet_event")
+        .await
+        .unwrap();
+    // The comet SDK hands JSON text over parsed or as text, as it does for a CometQL INSERT.
+    let data = match &got["data"] {
+        serde_json::Value::String(s) => serde_json::from_str(s).unwrap(),
+        other => other.clone(),
+    };
+    assert_eq!(data, json!({"id": 7}));
+    assert!(!agent.seen(|e| e["ev"] == "page_error"), "the page threw");
+    server.stop().await;
+}
