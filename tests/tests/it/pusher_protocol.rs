@@ -642,7 +642,86 @@ async fn dashboard_turns_client_events_on(backend: Backend) {
     server.stop().await;
 }
 
+/// `halley tenant limits --client-events true|false` stores the flag; every node loads it with its
+/// once-a-minute reload of the limits, turning it off included.
+async fn client_events_as_the_cli_stores_them(backend: Backend) {
+    use halley::storage::TenantFlag;
+    let server = TestServer::start(backend).await;
+    let a = server.tenant("a@example.com").await;
+    let other = server.tenant("o@example.com").await;
+    let ctx = server.ctx();
+    let dev = halley::ids::DevId(a.dev_id);
+    assert!(!ctx.limits.client_events(dev));
+    for on in [true, false] {
+        ctx.storage
+            .set_tenant_flag(dev, TenantFlag::ClientEvents, on)
+            .await
+            .unwrap();
+        ctx.limits.load_overrides(&ctx.storage).await.unwrap();
+        assert_eq!(ctx.limits.client_events(dev), on);
+        assert_eq!(ctx.tenants.client_events(dev).await.unwrap(), on);
+        assert!(!ctx.limits.client_events(halley::ids::DevId(other.dev_id)));
+    }
+    server.stop().await;
+}
+
+/// Any active key signs; a key revoked on this node stops signing at once.
+async fn any_active_key_signs_until_revoked(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let a = server.tenant("a@example.com").await;
+    let ctx = server.ctx();
+    let dev = halley::ids::DevId(a.dev_id);
+    let second = ctx.tenants.add_key(dev, "second").await.unwrap();
+    let (mut ws, socket_id) = connect(&server, &a.app_key).await;
+    let sid = SocketId::parse(&socket_id).unwrap();
+    for (channel, secret) in [("private-1", &a.key), ("private-2", &second)] {
+        let auth = channel_auth(&a.app_key, secret, &sid, channel, None);
+        send_json(
+            &mut ws,
+            json!({"event": "pusher:subscribe", "data": {"channel": channel, "auth": auth}}),
+        )
+        .await;
+        assert_eq!(
+            next(&mut ws).await["event"],
+            "pusher_internal:subscription_succeeded",
+            "{channel}"
+        );
+    }
+    let id = ctx
+        .storage
+        .active_keys(dev)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|k| k.id)
+        .max()
+        .unwrap();
+    ctx.tenants.revoke_key(dev, id, false).await.unwrap();
+    let auth = channel_auth(&a.app_key, &second, &sid, "private-3", None);
+    send_json(
+        &mut ws,
+        json!({"event": "pusher:subscribe", "data": {"channel": "private-3", "auth": auth}}),
+    )
+    .await;
+    assert_eq!(next(&mut ws).await["event"], "pusher:error");
+    let r = api_at(
+        &server,
+        "POST",
+        &a.dev_id.to_string(),
+        "/events",
+        &event(&["n".into()], "x"),
+        &a.app_key,
+        &second,
+        now(),
+    )
+    .await;
+    assert_eq!(r.status, 401, "{}", r.body);
+    server.stop().await;
+}
+
 on_both_backends!(
+    any_active_key_signs_until_revoked,
+    client_events_as_the_cli_stores_them,
     dashboard_turns_client_events_on,
     api_refusals,
     api_shares_the_publish_budget,
