@@ -11,8 +11,11 @@
 # missing); otherwise the run starts a throw-away cluster of its own in target/pg-test (trust auth, 127.0.0.1 on
 # a free port, owned by user postgres when run as root, since PostgreSQL refuses to run as root) and stops it
 # when the run ends. The data directory is kept for the next run.
+# Redis (the cluster suites): the server on 127.0.0.1:6379 when it answers PING, else a throw-away redis-server
+# on a free port, stopped when the run ends; either way exported as HALLEY_TEST_REDIS_URL.
 # Environment:
 #   HALLEY_TEST_POSTGRES_URL  if already set, is used as it is and PostgreSQL is left alone.
+#   HALLEY_TEST_REDIS_URL     if already set, is used as it is.
 #   HALLEY_PG_PORT            where an existing server is looked for (default 5432). A port where nothing answers
 #                             (HALLEY_PG_PORT=1) rehearses the throw-away cluster on a machine that has a server.
 #   HALLEY_PG_DIR             the throw-away cluster's directory (default target/pg-test), for when user
@@ -47,6 +50,8 @@ python3 -m pip --version >/dev/null 2>&1 || need_apt python3-pip
 [ -x /usr/bin/chromium ] || need_apt chromium
 # The sdk-js HTTPS browser test makes its certificate with the openssl CLI.
 command -v openssl >/dev/null 2>&1 || need_apt openssl
+# The cluster suites: a Redis for all of them, and throw-away redis-servers the fault tests kill.
+command -v redis-server >/dev/null 2>&1 || need_apt redis-server
 
 PG_PORT=${HALLEY_PG_PORT:-5432}
 pg_answers() { timeout 3 bash -c "exec 3<>/dev/tcp/127.0.0.1/$PG_PORT" 2>/dev/null; }
@@ -174,6 +179,27 @@ if [ "$MANAGE_PG" -eq 1 ]; then
     else
         say "PostgreSQL: nothing on 127.0.0.1:$PG_PORT lets role postgres in without a password; using a throw-away cluster"
         own_pg
+    fi
+fi
+
+# --- Redis: the server on 127.0.0.1:6379 when it answers PING, else a throw-away one on a free port ---
+redis_pong() {
+    timeout 3 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1; printf 'PING\r\n' >&3; head -c 5 <&3" 2>/dev/null | grep -q '+PONG'
+}
+if [ -z "${HALLEY_TEST_REDIS_URL:-}" ]; then
+    if redis_pong 6379; then
+        export HALLEY_TEST_REDIS_URL="redis://127.0.0.1:6379"
+        say "Redis: the server on 127.0.0.1:6379"
+    else
+        REDIS_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+        redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no >/dev/null 2>&1 &
+        REDIS_PID=$!
+        # Stopped with the run, after whatever the EXIT trap already does (a throw-away PostgreSQL).
+        trap "$(trap -p EXIT | sed "s/^trap -- '\(.*\)' EXIT\$/\1;/")kill $REDIS_PID 2>/dev/null || true" EXIT
+        for _ in $(seq 50); do redis_pong "$REDIS_PORT" && break; sleep 0.1; done
+        redis_pong "$REDIS_PORT" || die "the throw-away redis-server on 127.0.0.1:$REDIS_PORT does not answer PING"
+        export HALLEY_TEST_REDIS_URL="redis://127.0.0.1:$REDIS_PORT"
+        say "Redis: a throw-away redis-server on 127.0.0.1:$REDIS_PORT"
     fi
 fi
 

@@ -62,6 +62,7 @@ pub struct Running {
     cometql: Arc<CometQl>,
     ws: Arc<WsService>,
     usage: Arc<UsageBook>,
+    cluster: Option<crate::cluster::Cluster>,
 }
 
 pub async fn start(config: Config) -> anyhow::Result<Running> {
@@ -69,11 +70,27 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let tenants = open_tenants(&config).await?;
     // The node's one set of figures: the hub, the limits, the commands and the listeners count into it.
     let stats = Stats::default();
-    let ctx = Ctx::new(
-        config.clone(),
-        tenants,
-        Hub::with_windows(stats.clone(), window_limits(&config.recovery)),
-    );
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let tasks = TaskTracker::new();
+    let windows = window_limits(&config.recovery);
+    // Several nodes: publishes go through Redis (config validation made sure PostgreSQL is the storage).
+    let (cluster, hub) = if config.cluster.enabled() {
+        let settings = crate::cluster::Settings::from_config(&config, windows);
+        let (cluster, hub) =
+            crate::cluster::Cluster::start(settings, stats.clone(), &tasks, shutdown_rx.clone())
+                .await?;
+        (Some(cluster), hub)
+    } else {
+        (None, Hub::with_windows(stats.clone(), windows))
+    };
+    let ctx = Ctx::new(config.clone(), tenants, hub);
+    let mut cluster = cluster;
+    if let Some(changes) = cluster.as_mut().and_then(|c| c.take_status_changes()) {
+        tasks.spawn(crate::commands::presence::cluster_status(
+            ctx.clone(),
+            changes,
+        ));
+    }
     // What each tenant keeps stored, for its quotas: counted once here, then kept by every write.
     ctx.storage
         .load_totals()
@@ -103,8 +120,6 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         .map(TcpListener::local_addr)
         .transpose()?;
     let cometql_addr = cometql_listener.local_addr()?;
-    let (shutdown, shutdown_rx) = watch::channel(false);
-    let tasks = TaskTracker::new();
 
     let tls = crate::front::tls::Tls::from_config(&config.tls, stats.clone())
         .context("loading the TLS certificate")?;
@@ -194,6 +209,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         cometql,
         ws,
         usage,
+        cluster,
     })
 }
 
@@ -217,6 +233,9 @@ impl Running {
             tracing::warn!(error = %e, "could not store the last usage counters");
         }
         self.ctx.storage.close().await;
+        if let Some(cluster) = self.cluster {
+            cluster.shutdown().await;
+        }
         tracing::info!("stopped");
     }
 }

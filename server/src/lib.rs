@@ -3,8 +3,8 @@
 //! Three floors, imports only ever running down or along one (`tests/floors.rs` checks it):
 //! - protocols, pure (bytes or text in, typed values out): [`mysql`], [`cometql`], [`browser`], [`pusher`]
 //!   (the Pusher Channels protocol), [`proxy`] (what a balancer says about the client);
-//! - the domain, every rule for every front door: [`ids`], [`commands`], [`tenant`], [`hub`], [`storage`],
-//!   [`stats`], [`usage`];
+//! - the domain, every rule for every front door: [`ids`], [`commands`], [`tenant`], [`hub`], [`cluster`]
+//!   (the hub's broker on Redis, for several nodes), [`storage`], [`stats`], [`usage`];
 //! - the front doors, I/O only: [`front`] (`listen`, `cometql`, `websocket`, `http`).
 //!
 //! [`config`] (with [`cidr`], its networks) is read by all; [`app`] wires the floors together. The publish path through them, step by
@@ -23,6 +23,7 @@ pub mod proxy;
 pub mod pusher;
 
 // The domain floor: every rule, for every front door.
+pub mod cluster;
 pub mod commands;
 pub mod hub;
 pub mod ids;

@@ -70,6 +70,29 @@ impl TestServer {
         .await
     }
 
+    /// A server on a database someone else made and drops (a cluster's nodes share one).
+    pub async fn start_on(database_url: &str, tweak: impl FnOnce(&mut Config)) -> TestServer {
+        let dir = tempfile::tempdir().expect("temporary data directory");
+        let mut config = Config {
+            data_dir: dir.path().to_path_buf(),
+            http_addr: "127.0.0.1:0".parse().unwrap(),
+            cometql_addr: "127.0.0.1:0".parse().unwrap(),
+            database_url: database_url.to_string(),
+            ..Config::default()
+        };
+        tweak(&mut config);
+        config.validate().expect("valid test configuration");
+        let running = halley::app::start(config.clone())
+            .await
+            .expect("server starts");
+        TestServer {
+            running: Some(running),
+            config,
+            _dir: dir,
+            pg: None,
+        }
+    }
+
     /// `tweak` adjusts the configuration (limits, timeouts) before the server starts.
     pub async fn start_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -> TestServer {
         let dir = tempfile::tempdir().expect("temporary data directory");

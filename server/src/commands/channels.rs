@@ -8,6 +8,10 @@
 //! channel (private, presence, encrypted, user channels, public names no pipe can have) lives under a key
 //! no comet client or CometQL statement can name (`hub::outgoing::PUSHER_ONLY`): a comet subscription
 //! needs no signature, so a private channel shared with a pipe would be readable by anyone.
+//!
+//! Presence members, sign-ins, client events and cached events are this node's (`hub::pusher`): their
+//! announcements are delivered locally (`Hub::publish_local`). Events published through `pipes_messages`
+//! (CometQL, the HTTP API) reach every node like any publish.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -209,7 +213,7 @@ impl PusherConn {
                                         user_info: member.user_info.as_ref(),
                                     },
                                 };
-                                ctx.hub.publish(Publication {
+                                ctx.hub.publish_local(Publication {
                                     dev_id: self.dev_id,
                                     pipe: key.clone(),
                                     frame: pusher_frame(&added),
@@ -271,7 +275,7 @@ impl PusherConn {
                     channel: joined.channel.name(),
                     user_id,
                 };
-                ctx.hub.publish(Publication {
+                ctx.hub.publish_local(Publication {
                     dev_id: self.dev_id,
                     pipe: joined.key.clone(),
                     frame: pusher_frame(&removed),
@@ -367,7 +371,7 @@ impl PusherConn {
             data: &e.data,
             user_id: joined.user_id.as_deref(),
         });
-        ctx.hub.publish(Publication {
+        ctx.hub.publish_local(Publication {
             dev_id: self.dev_id,
             pipe: joined.key.clone(),
             frame,

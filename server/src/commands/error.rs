@@ -24,6 +24,8 @@ pub enum ErrorCode {
     AccessDenied = 403,
     RateLimited = 429,
     Internal = 500,
+    /// The cluster's Redis cannot be reached: nothing was published (a node fails closed).
+    Unavailable = 503,
     /// MySQL's ER_RECORD_FILE_FULL ("The table is full"): a storage quota of the tenant is reached.
     QuotaExceeded = 1114,
     /// MySQL's ER_SECURE_TRANSPORT_REQUIRED: the tenant accepts CometQL logins over TLS only.
@@ -49,6 +51,7 @@ impl ErrorCode {
             403 => ErrorCode::AccessDenied,
             429 => ErrorCode::RateLimited,
             500 => ErrorCode::Internal,
+            503 => ErrorCode::Unavailable,
             1114 => ErrorCode::QuotaExceeded,
             3159 => ErrorCode::InsecureTransport,
             _ => ErrorCode::Syntax,
@@ -104,5 +107,11 @@ impl From<crate::cometql::ParseError> for CommandError {
 impl From<crate::storage::StorageError> for CommandError {
     fn from(e: crate::storage::StorageError) -> Self {
         CommandError::internal("storage failure", e)
+    }
+}
+
+impl From<crate::hub::BrokerError> for CommandError {
+    fn from(e: crate::hub::BrokerError) -> Self {
+        CommandError::new(ErrorCode::Unavailable, e.to_string())
     }
 }

@@ -14,7 +14,7 @@ use super::{CommandError, Ctx};
 use crate::browser::frames::{self, Frame};
 use crate::browser::names::is_trust;
 use crate::config::CacheConfig;
-use crate::hub::Publication;
+use crate::hub::{Publication, Sent};
 use crate::ids::{DevId, PipeName};
 use crate::storage::{
     DurablePosition, HistoryCommit, HistoryRow, HistoryWrite, Reservation, StorageError,
@@ -276,10 +276,28 @@ impl HistoryCommit for Commit {
                     .position
                     .clone()
                     .map(|(epoch, offset)| Position { epoch, offset });
-                Ok(Published {
-                    delivered: ctx.hub.publish(publication),
-                    position,
-                })
+                match ctx.hub.publish_sent(publication) {
+                    Sent::Delivered(delivered) => Ok(Published {
+                        delivered,
+                        position,
+                    }),
+                    Sent::Pending(taken) => {
+                        // A cluster: the answer once Redis took it. Stored either way; a publish Redis
+                        // refused is in the history, and its subscribers learn of it from the gap.
+                        drop(held);
+                        tokio::spawn(async move {
+                            let answer = taken
+                                .await
+                                .map(|delivered| Published {
+                                    delivered,
+                                    position,
+                                })
+                                .map_err(CommandError::from);
+                            let _ = reply.send(answer);
+                        });
+                        return;
+                    }
+                }
             }
             (Err(_), Some(refused)) => Err(refused),
             (Err(e), None) => {

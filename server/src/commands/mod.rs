@@ -21,7 +21,7 @@ mod table;
 pub(crate) mod users;
 pub(crate) mod users_auth;
 pub(crate) mod users_data;
-mod users_in_pipes;
+pub(crate) mod users_in_pipes;
 pub mod users_messages;
 pub(crate) mod users_time;
 
@@ -241,8 +241,8 @@ async fn select(
     match sel.table.as_str() {
         "pipes_messages" => pipes_messages::select(ctx, caller, sel).await,
         "pipes_settings" => pipes_settings::select(ctx, caller, sel).await,
-        "pipes" => pipes::select(ctx, caller, sel),
-        "users_in_pipes" => users_in_pipes::select(ctx, caller, sel),
+        "pipes" => pipes::select(ctx, caller, sel).await,
+        "users_in_pipes" => users_in_pipes::select(ctx, caller, sel).await,
         "users_auth" => users_auth::select(ctx, caller, sel).await,
         "users_time" => users_time::select(ctx, caller, sel).await,
         "users_data" => users_data::select(ctx, caller, sel).await,

@@ -158,7 +158,7 @@ async fn deliver(
     };
     if keep <= 0 {
         return Ok(Published {
-            delivered: ctx.hub.publish(publication),
+            delivered: ctx.hub.publish(publication).await?,
             position: None,
         });
     }

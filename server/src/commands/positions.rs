@@ -18,7 +18,7 @@ use tokio::sync::{Mutex, MutexGuard};
 
 use super::{Client, CommandError, Ctx};
 use crate::browser::names::is_trust;
-use crate::hub::{outgoing, Durable, Outbox};
+use crate::hub::{outgoing, Durable, Join, Outbox, StoredReplay};
 use crate::ids::{DevId, EventName, PipeName, UserId};
 
 /// Stripes of the publish lock: pipes that share one wait for each other's history writes only.
@@ -67,6 +67,9 @@ pub(crate) async fn join(
     let from_memory =
         || registry.subscribe_positioned(client.dev_id, pipe, outbox.clone(), position, None);
     let keep = ctx.history.get(ctx, client.dev_id, pipe).await?;
+    if ctx.hub.clustered() {
+        return join_cluster(ctx, client, outbox, pipe, position, durable(pipe, keep)).await;
+    }
     if !durable(pipe, keep) {
         return Ok(from_memory());
     }
@@ -106,6 +109,57 @@ pub(crate) async fn join(
         position,
         Some(Durable { epoch, top, replay }),
     ))
+}
+
+/// A cluster's positioned join: the numbering is Redis's (a durable pipe's offsets are still the database's,
+/// carried through Redis), and the join takes its place in the pipe's delivery order on this node
+/// (`crate::cluster`). When the shared window cannot serve the client's position, a durable pipe's missed
+/// messages are read from the history.
+async fn join_cluster(
+    ctx: &Ctx,
+    client: Client,
+    outbox: &Outbox,
+    pipe: &PipeName,
+    position: Option<(&str, u64)>,
+    durable: bool,
+) -> Result<bool, CommandError> {
+    let (start, stored) = match durable {
+        true => {
+            let fresh = crate::hub::new_epoch();
+            let start = ctx
+                .storage
+                .durable_position(client.dev_id, pipe.as_str(), &fresh)
+                .await?
+                .map(|p| (Arc::<str>::from(p.epoch), p.top.max(0) as u64));
+            let (ctx, dev_id, pipe) = (ctx.clone(), client.dev_id, pipe.clone());
+            let stored: StoredReplay = Box::new(move |_epoch, offset, top| {
+                Box::pin(async move {
+                    let missed = top.saturating_sub(offset);
+                    stored_frames(&ctx, dev_id, &pipe, offset, missed)
+                        .await
+                        .ok()
+                        .flatten()
+                })
+            });
+            (start, Some(stored))
+        }
+        false => (None, None),
+    };
+    let join = Join {
+        dev_id: client.dev_id,
+        pipe: pipe.clone(),
+        outbox: outbox.clone(),
+        position: position.map(|(e, o)| (e.to_string(), o)),
+        durable: start,
+        stored,
+    };
+    match ctx.hub.join(join) {
+        Some(joining) => Ok(joining.await?),
+        None => Err(CommandError::new(
+            super::ErrorCode::Internal,
+            "internal server error: no cluster join",
+        )),
+    }
 }
 
 /// The `missed` stored messages after `offset`, as they were sent live; `None` unless every one of them

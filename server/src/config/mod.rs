@@ -11,9 +11,12 @@ use crate::cidr::Cidr;
 
 mod sections;
 
+pub(crate) use sections::is_cluster_name;
+
 pub use sections::{
-    CacheConfig, CometqlConfig, DashboardConfig, HttpApiConfig, LimitsConfig, MessagesConfig,
-    PusherConfig, RecoveryConfig, Signup, StorageConfig, Synchronous, TlsConfig, WebsocketConfig,
+    CacheConfig, ClusterConfig, CometqlConfig, DashboardConfig, HttpApiConfig, LimitsConfig,
+    MessagesConfig, PusherConfig, RecoveryConfig, Signup, StorageConfig, Synchronous, TlsConfig,
+    WebsocketConfig,
 };
 
 #[derive(Debug, Clone, Deserialize)]
@@ -54,6 +57,7 @@ pub struct Config {
     pub recovery: RecoveryConfig,
     pub storage: StorageConfig,
     pub tls: TlsConfig,
+    pub cluster: ClusterConfig,
     pub log: String,
 }
 
@@ -80,6 +84,7 @@ impl Default for Config {
             recovery: RecoveryConfig::default(),
             storage: StorageConfig::default(),
             tls: TlsConfig::default(),
+            cluster: ClusterConfig::default(),
             log: "info".into(),
         }
     }
@@ -122,6 +127,8 @@ pub const ENV_VARS: &[&str] = &[
     "HALLEY_TLS_KEY_FILE",
     "HALLEY_HTTPS_ADDR",
     "HALLEY_TRUSTED_PROXIES",
+    "HALLEY_REDIS_URL",
+    "HALLEY_REDIS_PREFIX",
 ];
 
 impl Config {
@@ -198,6 +205,12 @@ impl Config {
         }
         if let Some(v) = lookup("HALLEY_NODE_NAME") {
             self.node_name = v;
+        }
+        if let Some(v) = lookup("HALLEY_REDIS_URL") {
+            self.cluster.redis_url = v;
+        }
+        if let Some(v) = lookup("HALLEY_REDIS_PREFIX") {
+            self.cluster.key_prefix = v;
         }
         if let Some(v) = lookup("HALLEY_LOG") {
             self.log = v;
@@ -324,6 +337,7 @@ impl Config {
                     .into(),
             ));
         }
+        self.validate_cluster()?;
         let q = &self.cometql;
         if q.max_result_rows == 0 || q.max_result_bytes < 1024 {
             return Err(ConfigError::Invalid(
@@ -336,6 +350,68 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    /// `[cluster]`: a cluster needs its prefix, a usable node name and PostgreSQL (the nodes share the
+    /// durable state; an embedded SQLite file cannot be shared).
+    fn validate_cluster(&self) -> Result<(), ConfigError> {
+        let c = &self.cluster;
+        if !c.enabled() {
+            return Ok(());
+        }
+        if !(c.redis_url.starts_with("redis://") || c.redis_url.starts_with("rediss://")) {
+            return Err(ConfigError::Invalid(
+                "cluster: redis_url must start with redis:// or rediss:// (HALLEY_REDIS_URL)"
+                    .into(),
+            ));
+        }
+        if c.key_prefix.is_empty() {
+            return Err(ConfigError::Invalid(
+                "cluster: key_prefix (HALLEY_REDIS_PREFIX) is required with redis_url: it keeps this \
+                 cluster's keys apart from anything else in that Redis"
+                    .into(),
+            ));
+        }
+        if !sections::is_cluster_name(&c.key_prefix) {
+            return Err(ConfigError::Invalid(format!(
+                "cluster: key_prefix {:?} must be 1 to 64 of A-Za-z0-9_.:-",
+                c.key_prefix
+            )));
+        }
+        let name = self.cluster_node_name();
+        if !sections::is_cluster_name(&name) {
+            return Err(ConfigError::Invalid(format!(
+                "cluster: node name {name:?} must be 1 to 64 of A-Za-z0-9_.:- (HALLEY_NODE_NAME)"
+            )));
+        }
+        if !self.database_url().starts_with("postgres") {
+            return Err(ConfigError::Invalid(
+                "cluster: redis_url needs PostgreSQL storage (database_url = \"postgres://...\"): \
+                 the nodes share their durable state, and an SQLite file cannot be shared"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// This node's name in the cluster: `[cluster] node_name`, else the top-level `node_name` (also set
+    /// by HALLEY_NODE_NAME) when it is not the default, else `<hostname>-<pid>`.
+    pub fn cluster_node_name(&self) -> String {
+        if !self.cluster.node_name.is_empty() {
+            return self.cluster.node_name.clone();
+        }
+        if self.node_name != Config::default().node_name {
+            return self.node_name.clone();
+        }
+        // Linux's hostname; elsewhere the pid alone tells nodes of one host apart.
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .unwrap_or_else(|_| "halley".into());
+        let host: String = host
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+            .take(48)
+            .collect();
+        format!("{host}-{}", std::process::id())
     }
 
     /// The effective database URL: the configured one, or the embedded SQLite file in the data directory.
@@ -454,5 +530,64 @@ mod tests {
         }
         let queue_zero: Config = toml::from_str("[dashboard]\nargon2_queue = 0").unwrap();
         queue_zero.validate().unwrap();
+    }
+
+    #[test]
+    fn a_cluster_needs_a_prefix_a_good_node_name_and_postgres() {
+        let pg = |extra: &str| {
+            let text = format!(
+                "database_url = \"postgres://u@h/db\"\n[cluster]\nredis_url = \"redis://127.0.0.1:6379\"\n{extra}"
+            );
+            toml::from_str::<Config>(&text).unwrap()
+        };
+        let err = pg("").validate().unwrap_err().to_string();
+        assert!(
+            err.contains("key_prefix (HALLEY_REDIS_PREFIX) is required"),
+            "{err}"
+        );
+        let err = pg("key_prefix = \"a b\"")
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("1 to 64 of A-Za-z0-9_.:-"), "{err}");
+        let long = "x".repeat(65);
+        assert!(pg(&format!("key_prefix = \"{long}\"")).validate().is_err());
+        let err = pg("key_prefix = \"p\"\nnode_name = \"n/1\"")
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("node name \"n/1\""), "{err}");
+        pg("key_prefix = \"halley-prod:eu\"").validate().unwrap();
+        let mut c = pg("key_prefix = \"p\"");
+        c.cluster.redis_url = "http://x".into();
+        assert!(c.validate().unwrap_err().to_string().contains("redis://"));
+        let mut sqlite = pg("key_prefix = \"p\"");
+        sqlite.database_url = String::new();
+        let err = sqlite.validate().unwrap_err().to_string();
+        assert!(err.contains("needs PostgreSQL"), "{err}");
+    }
+
+    #[test]
+    fn the_cluster_from_the_environment_and_the_node_name() {
+        let mut c = Config::default();
+        c.apply_env(|k| match k {
+            "HALLEY_REDIS_URL" => Some("rediss://r:6380".into()),
+            "HALLEY_REDIS_PREFIX" => Some("pre".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert!(c.cluster.enabled());
+        assert_eq!(c.cluster.key_prefix, "pre");
+        let generated = c.cluster_node_name();
+        assert!(
+            generated.ends_with(&format!("-{}", std::process::id())),
+            "{generated}"
+        );
+        assert!(sections::is_cluster_name(&generated), "{generated}");
+        c.apply_env(|k| (k == "HALLEY_NODE_NAME").then(|| "node-a".into()))
+            .unwrap();
+        assert_eq!(c.cluster_node_name(), "node-a");
+        c.cluster.node_name = "b".into();
+        assert_eq!(c.cluster_node_name(), "b");
     }
 }

@@ -411,3 +411,32 @@ impl WebsocketConfig {
         Duration::from_secs(self.write_timeout_secs)
     }
 }
+
+/// Several nodes that behave as one (docs/production.md, "Running several nodes"): Redis carries publishes
+/// between nodes and keeps each pipe's numbering and recovery window; PostgreSQL keeps everything durable.
+/// Without `redis_url` the node is alone, as before.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// `redis://[user:password@]host:port[/db]` or `rediss://...` (TLS). Empty: a single node.
+    pub redis_url: String,
+    /// Put before every Redis key and channel, so that several clusters (or a test per prefix) share one
+    /// Redis; required with `redis_url`. 1 to 64 of `A-Za-z0-9_.:-`.
+    pub key_prefix: String,
+    /// This node's name in the cluster, unique among live nodes (a second node with a live name refuses to
+    /// start). Empty: the top-level `node_name` when it was changed from "halley", else `<hostname>-<pid>`.
+    pub node_name: String,
+}
+
+impl ClusterConfig {
+    pub fn enabled(&self) -> bool {
+        !self.redis_url.is_empty()
+    }
+}
+
+/// What a key prefix or a node name may be made of: they go into Redis keys, channels and wire messages.
+pub(crate) fn is_cluster_name(s: &str) -> bool {
+    (1..=64).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'))
+}

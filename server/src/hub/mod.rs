@@ -10,16 +10,17 @@
 //! shard's lock (cheaper than copying the list out) and to a big one outside it (`registry`); the users
 //! map never pushes under its lock (`users`).
 //!
-//! Publishing goes through the `broker` so that a multi-node broker can be swapped in later; the broker
-//! calls back into `Registry::deliver` on every node that has subscribers.
+//! Publishing goes through the `broker`: the in-process one, or a cluster's (`crate::cluster`), which calls
+//! back into `Registry::deliver` on every node that has subscribers.
 
-pub(crate) mod broker;
+pub mod broker;
 mod fanout;
 mod inbox;
 mod outbox;
 pub mod outgoing;
 pub mod pusher;
 mod registry;
+mod shared_presence;
 mod socket;
 mod users;
 mod window;
@@ -27,6 +28,7 @@ mod window;
 pub use outbox::{CloseReason, Flush, Outbox, OutboxRx, Pushed};
 pub use registry::Durable;
 pub use registry::Registry;
+pub use shared_presence::{Member, SharedPresence};
 pub use socket::Socket;
 pub use users::{LinkError, PrivateMessage};
 pub use window::{new_epoch, TenantWindow, WindowLimits};
@@ -38,6 +40,7 @@ use bytes::Bytes;
 use crate::ids::{ConnId, DevId, PipeName, UserId};
 use crate::stats::Stats;
 use broker::{Broker, InProcessBroker};
+pub use broker::{BrokerError, Interest, Join, Sent, StoredReplay};
 
 use crate::browser::ApiEra;
 
@@ -89,6 +92,11 @@ pub trait Encoded: Send + Sync {
     fn with_offset(&self, _offset: u64) -> Option<Frame> {
         None
     }
+
+    /// The typed frame, for a broker that sends its content to other nodes. `None`: bytes only.
+    fn frame(&self) -> Option<&crate::browser::frames::Frame> {
+        None
+    }
 }
 
 pub type Frame = Arc<dyn Encoded>;
@@ -131,7 +139,10 @@ pub struct Hub {
     registry: Arc<Registry>,
     pusher: Arc<pusher::PusherState>,
     broker: Arc<dyn Broker>,
+    /// A cluster's shared presence (`None` on one node).
+    presence: Option<Arc<dyn SharedPresence>>,
     stats: Stats,
+    clustered: bool,
 }
 
 impl Hub {
@@ -153,13 +164,84 @@ impl Hub {
             registry,
             pusher: Arc::default(),
             broker,
+            presence: None,
             stats,
+            clustered: false,
         }
     }
 
-    /// Sends `publication` to every subscriber of its pipe; returns how many local connections got it.
-    pub fn publish(&self, publication: Publication) -> usize {
+    /// A node whose publishes go through `broker` (a cluster's), made from the registry it delivers into.
+    pub(crate) fn with_broker(
+        stats: Stats,
+        windows: WindowLimits,
+        broker: impl FnOnce(Arc<Registry>) -> Arc<dyn Broker>,
+    ) -> Hub {
+        let registry = Arc::new(Registry::with_windows(stats.clone(), windows));
+        let broker = broker(registry.clone());
+        Hub {
+            registry,
+            pusher: Arc::default(),
+            presence: broker.presence(),
+            broker,
+            stats,
+            clustered: true,
+        }
+    }
+
+    /// Sends `publication` to every subscriber of its pipe, on every node; returns how many local
+    /// connections got it (one node), or 0 once a cluster's Redis took it (delivered from its channel).
+    /// An error: nothing was published.
+    pub async fn publish(&self, publication: Publication) -> Result<usize, BrokerError> {
+        match self.broker.publish(publication) {
+            Sent::Delivered(n) => Ok(n),
+            Sent::Pending(taken) => taken.await,
+        }
+    }
+
+    /// The publish as the broker answers it, for a caller that cannot wait (the storage writer).
+    pub fn publish_sent(&self, publication: Publication) -> Sent {
         self.broker.publish(publication)
+    }
+
+    /// Sends to this node's subscribers only: a single node's presence announcements (a cluster's are
+    /// published by its presence scripts).
+    pub fn publish_local(&self, publication: Publication) -> usize {
+        self.registry.deliver(&publication)
+    }
+
+    /// Waits until the pipe's messages published from now on reach this node (a cluster: its channel is
+    /// subscribed); at once on a single node.
+    pub async fn listen(&self, dev_id: DevId, pipe: &PipeName) -> Result<(), BrokerError> {
+        match self.broker.listen(dev_id, pipe) {
+            None => Ok(()),
+            Some(listening) => listening.await,
+        }
+    }
+
+    /// A positioned subscribe ordered by a cluster's broker; `None` on a single node (the caller joins
+    /// through the registry).
+    pub fn join(&self, join: Join) -> Option<broker::Pending<bool>> {
+        self.broker.join(join)
+    }
+
+    /// The presence the nodes share (a cluster's); `None` on one node, where the registry is the truth.
+    pub fn shared_presence(&self) -> Option<&Arc<dyn SharedPresence>> {
+        self.presence.as_ref()
+    }
+
+    /// Whether publishes go through a cluster (positions are joined through `join`).
+    pub fn clustered(&self) -> bool {
+        self.clustered
+    }
+
+    /// Whether publishes can be taken now (`/info`'s `ready`).
+    pub fn ready(&self) -> bool {
+        self.broker.ready()
+    }
+
+    /// The broker's figures for `/metrics` (none on a single node).
+    pub fn render_broker_metrics(&self, out: &mut String) {
+        self.broker.render_metrics(out);
     }
 
     pub fn registry(&self) -> &Registry {

@@ -33,12 +33,6 @@ pub struct PipeFrame {
     pusher: OnceLock<Bytes>,
 }
 
-impl PipeFrame {
-    pub fn frame(&self) -> &frames::Frame {
-        self.comet.frame()
-    }
-}
-
 impl Encoded for PipeFrame {
     fn wire(&self, era: Era) -> Bytes {
         match era {
@@ -52,6 +46,10 @@ impl Encoded for PipeFrame {
 
     fn with_offset(&self, offset: u64) -> Option<Frame> {
         Some(shared(self.comet.frame().clone().with_offset(offset)))
+    }
+
+    fn frame(&self) -> Option<&frames::Frame> {
+        Some(self.comet.frame())
     }
 }
 
@@ -97,7 +95,8 @@ pub fn pipe_message(
 }
 
 /// A frame of the Pusher protocol alone (presence members, client events), encoded once. Only Pusher
-/// connections subscribe where these are published; any dialect gets the same bytes.
+/// connections subscribe where these are published; any dialect gets the same bytes. Bytes only (no typed
+/// frame): they are delivered on the node where they happen (`Hub::publish_local`).
 #[derive(Debug)]
 pub struct PusherFrame(Bytes);
 

@@ -8,7 +8,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use super::fanout::{Item, Tally, MAX_BATCH, PARALLEL_MIN};
@@ -80,6 +80,9 @@ pub struct Registry {
     pub(super) stats: Stats,
     helpers: super::fanout::Helpers,
     pub(super) windows: Windows,
+    /// A cluster's: told when a pipe gets its first subscriber or loses its last. Set once, at start; its
+    /// presence also means the pipes' offsets come from the cluster (see `deliver`).
+    interest: OnceLock<Arc<dyn super::Interest>>,
 }
 
 impl Default for Registry {
@@ -101,6 +104,25 @@ impl Registry {
             stats,
             helpers: Default::default(),
             windows: Windows::new(windows),
+            interest: OnceLock::new(),
+        }
+    }
+
+    /// Makes this a cluster node's registry: `interest` hears of first and last subscribers.
+    pub fn set_interest(&self, interest: Arc<dyn super::Interest>) {
+        let _ = self.interest.set(interest);
+    }
+
+    fn clustered(&self) -> bool {
+        self.interest.get().is_some()
+    }
+
+    /// Tells the cluster (if any) that the pipe's local subscribers went from none to some, or back.
+    fn note(&self, dev_id: DevId, pipe: &PipeName, before: usize, after: usize) {
+        if let Some(interest) = self.interest.get() {
+            if (before == 0) != (after == 0) {
+                interest.changed(dev_id, pipe, after > 0);
+            }
         }
     }
 
@@ -114,10 +136,12 @@ impl Registry {
     pub fn subscribe(&self, dev_id: DevId, pipe: &PipeName, outbox: Outbox) {
         let mut shard = lock(self.shard(dev_id, pipe));
         let entry = shard.entry((dev_id, pipe.clone())).or_default();
+        let before = entry.len();
         if entry.positioned.remove(&outbox.conn()).is_some() {
             left_positions(entry);
         }
         entry.subs.insert(outbox.conn(), outbox);
+        self.note(dev_id, pipe, before, entry.len());
     }
 
     /// Subscribes a connection that asked for positions (`subscription2`), with the last position it
@@ -141,6 +165,7 @@ impl Registry {
         let now = Instant::now();
         let mut shard = lock(self.shard(dev_id, pipe));
         let entry = shard.entry((dev_id, pipe.clone())).or_default();
+        let before = entry.len();
         let conn = outbox.conn();
         entry.subs.remove(&conn);
         entry.positioned.remove(&conn);
@@ -184,6 +209,7 @@ impl Registry {
             }
         }
         entry.positioned.insert(conn, outbox);
+        self.note(dev_id, pipe, before, entry.len());
         recovered
     }
 
@@ -195,6 +221,38 @@ impl Registry {
             .get_mut(&(dev_id, pipe.clone()))
             .and_then(|entry| entry.stream.as_mut())
             .is_some_and(|s| s.covers(&self.windows, epoch, offset, Instant::now()))
+    }
+
+    /// The (epoch, top) of the pipe's stream when its offsets come from outside (a durable or a cluster's
+    /// numbering): where a positioned join of this node stands.
+    pub fn stream_position(&self, dev_id: DevId, pipe: &PipeName) -> Option<(Arc<str>, u64)> {
+        let shard = lock(self.shard(dev_id, pipe));
+        let stream = shard.get(&(dev_id, pipe.clone()))?.stream.as_ref()?;
+        stream
+            .durable
+            .then(|| (stream.epoch().clone(), stream.top()))
+    }
+
+    /// The pipe's numbering is lost (a cluster's Redis forgot it): its positioned subscribers are told
+    /// `gap` (they ask again, and learn `recovered:false`), and the stream starts a numbering of its own
+    /// that the next message of the pipe replaces.
+    pub fn renumbered(&self, dev_id: DevId, pipe: &PipeName) {
+        let mut shard = lock(self.shard(dev_id, pipe));
+        let Some(entry) = shard.get_mut(&(dev_id, pipe.clone())) else {
+            return;
+        };
+        let Some(stream) = &mut entry.stream else {
+            return;
+        };
+        stream.reset(&self.windows, new_epoch().into(), 0, true);
+        let _turn = lock(&entry.turn.sending);
+        self.flush_pending(&entry.turn, &entry.subs);
+        self.send_gap(pipe, &entry.positioned);
+    }
+
+    /// Whether any local connection listens to the pipe.
+    pub fn listened(&self, dev_id: DevId, pipe: &PipeName) -> bool {
+        self.subscribers(dev_id, pipe) > 0
     }
 
     /// Most messages one resubscribe replays.
@@ -220,10 +278,12 @@ impl Registry {
         let mut shard = lock(self.shard(dev_id, pipe));
         let key = (dev_id, pipe.clone());
         if let Some(entry) = shard.get_mut(&key) {
+            let before = entry.len();
             entry.subs.remove(&conn);
             if entry.positioned.remove(&conn).is_some() {
                 left_positions(entry);
             }
+            self.note(dev_id, pipe, before, entry.len());
             if entry.unused() {
                 shard.remove(&key);
             }
@@ -289,6 +349,32 @@ impl Registry {
             .unwrap_or_default()
     }
 
+    /// The connection's subscription to the pipe, if it has one (a cluster's presence writes what is).
+    pub fn member(&self, dev_id: DevId, pipe: &PipeName, conn: ConnId) -> Option<Outbox> {
+        let shard = lock(self.shard(dev_id, pipe));
+        let entry = shard.get(&(dev_id, pipe.clone()))?;
+        entry
+            .subs
+            .get(&conn)
+            .or_else(|| entry.positioned.get(&conn))
+            .cloned()
+    }
+
+    /// Every local subscription, as (tenant, pipe, connection): what a cluster node writes again to Redis
+    /// after Redis was unavailable. One shard's lock at a time.
+    pub fn all_members(&self) -> Vec<(DevId, PipeName, ConnId)> {
+        let mut out = Vec::new();
+        for shard in self.shards.iter() {
+            let shard = lock(shard);
+            for ((dev_id, pipe), entry) in shard.iter() {
+                for conn in entry.subs.keys().chain(entry.positioned.keys()) {
+                    out.push((*dev_id, pipe.clone(), *conn));
+                }
+            }
+        }
+        out
+    }
+
     /// Sends the publication's frame to every local subscriber (see `fanout`).
     pub fn deliver(&self, p: &Publication) -> usize {
         let item = Item {
@@ -300,7 +386,15 @@ impl Registry {
             let Some(entry) = shard.get_mut(&(p.dev_id, p.pipe.clone())) else {
                 return 0;
             };
-            if let Some(stream) = &mut entry.stream {
+            let before_join =
+                self.clustered() && entry.stream.as_ref().is_some_and(|s| joined_after(s, p));
+            if before_join {
+                // A cluster's message that positioned subscribers joined after (their replay had it):
+                // for the plain subscribers only.
+                let _turn = lock(&entry.turn.sending);
+                self.flush_pending(&entry.turn, &entry.subs);
+                self.helpers.deliver(entry.subs.values(), &[item])[0]
+            } else if let Some(stream) = &mut entry.stream {
                 // Positions asked for: the offset, the window and the sends in one turn, under the lock.
                 let (offset, gap) = number(&self.windows, stream, p);
                 let positioned = match offset {
@@ -449,6 +543,17 @@ fn number(windows: &Windows, stream: &mut Stream, p: &Publication) -> (Option<u6
             (Some(stream.next()), true)
         }
         (None, false) => (Some(stream.next()), false),
+    }
+}
+
+/// A cluster's message the stream is already past: a positioned join read the shared numbering after it
+/// was published and before it arrived here (it is in the join's replay).
+fn joined_after(stream: &Stream, p: &Publication) -> bool {
+    match &p.position {
+        Some((epoch, offset)) => {
+            stream.durable && epoch == stream.epoch() && *offset <= stream.top()
+        }
+        None => false,
     }
 }
 

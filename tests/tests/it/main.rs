@@ -4,6 +4,10 @@
 //! a suite is still chosen by its module name: `tests/run.sh -p halley-tests --test it hardening_quota`.
 //! The helpers they share are the `halley_tests` library (`tests/support`).
 
+mod cluster_broker;
+mod cluster_faults;
+mod cluster_presence;
+mod cluster_presence_faults;
 mod compat_auth;
 mod compat_cometql_statements;
 mod compat_cometql_tables;
@@ -24,6 +28,7 @@ mod docs_links;
 mod durable_drain;
 mod durable_kill;
 mod durable_poison;
+mod durable_put_back;
 mod durable_stall;
 mod durable_trim;
 mod hardening_accept;

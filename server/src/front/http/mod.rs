@@ -72,6 +72,11 @@ async fn info(
 ) -> Response {
     // The reference pads the node name with underscores (a bug); we send it as configured.
     let mut body = serde_json::json!({"status": "ok", "node": s.ctx.config.node_name});
+    if s.ctx.hub.clustered() {
+        // For a load balancer's health check: a cluster node that cannot use Redis takes no publishes.
+        // (A single node answers as it always did.)
+        body["ready"] = s.ctx.hub.ready().into();
+    }
     if let Some(dev_id) = q.dev_id {
         // The answer may cost a database read (a dev_id whose list is not cached), and one keep-alive
         // connection can ask many times: each question is paid from the address's budget of new
@@ -127,6 +132,7 @@ async fn metrics(
     }
     let mut body = metrics::render(&s.ctx.stats, s.ctx.hub.registry().total_subscriptions());
     metrics::render_caches(&mut body, crate::commands::history::cache_sizes(&s.ctx));
+    s.ctx.hub.render_broker_metrics(&mut body);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 

@@ -76,6 +76,7 @@ impl From<CommandError> for ApiError {
             E::InsecureTransport => (StatusCode::FORBIDDEN, "insecure_transport"),
             E::RateLimited => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             E::QuotaExceeded => (StatusCode::INSUFFICIENT_STORAGE, "quota_exceeded"),
+            E::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             E::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };
         ApiError {

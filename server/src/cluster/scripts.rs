@@ -1,0 +1,107 @@
+//! The Lua scripts the cluster runs in Redis, each loaded once (EVALSHA; redis-rs loads it again on
+//! NOSCRIPT, after a Redis restart). Keys are always one pipe's (one hash slot).
+
+use std::sync::LazyLock;
+
+use redis::Script;
+
+/// Publish: number, keep, PUBLISH, atomically.
+/// KEYS: meta, window, channel. ARGV: head, body, epoch (the database's for a durable pipe, else the one
+/// to start with when the pipe has none), durable offset ("" when Redis numbers), window messages,
+/// window ttl ms, meta ttl ms. Returns {epoch, offset}.
+pub(super) static PUBLISH: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local e = redis.call('HGET', KEYS[1], 'e')
+local d = redis.call('HGET', KEYS[1], 'd')
+local off
+if ARGV[4] ~= '' then
+  off = tonumber(ARGV[4])
+  if e ~= ARGV[3] or d ~= '1' then
+    redis.call('DEL', KEYS[2])
+    e = ARGV[3]
+    redis.call('HSET', KEYS[1], 'e', e, 'd', '1', 't', 0)
+  end
+  if off > tonumber(redis.call('HGET', KEYS[1], 't') or '0') then
+    redis.call('HSET', KEYS[1], 't', ARGV[4])
+  end
+else
+  if not e or d == '1' then
+    redis.call('DEL', KEYS[2])
+    e = ARGV[3]
+    redis.call('HSET', KEYS[1], 'e', e, 'd', '0', 't', 0)
+  end
+  off = redis.call('HINCRBY', KEYS[1], 't', 1)
+end
+local pos = string.format('%d', off)
+local msg = ARGV[1] .. e .. ' ' .. pos .. '\n' .. ARGV[2]
+local keep = tonumber(ARGV[5])
+if keep > 0 then
+  redis.call('ZADD', KEYS[2], pos, msg)
+  local n = redis.call('ZCARD', KEYS[2])
+  if n > keep then
+    redis.call('ZREMRANGEBYRANK', KEYS[2], 0, n - keep - 1)
+  end
+  redis.call('PEXPIRE', KEYS[2], ARGV[6])
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[7])
+redis.call('PUBLISH', KEYS[3], msg)
+return {e, pos}
+"#,
+    )
+});
+
+/// A positioned join's read: the pipe's epoch and top (made from ARGV when the pipe has none yet), and
+/// the window's messages after the client's offset.
+/// KEYS: meta, window. ARGV: epoch, top, durable "1"/"0", after ("" for none), most entries, meta ttl ms.
+/// Returns {epoch, top, {messages...}}.
+pub(super) static JOIN: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local e = redis.call('HGET', KEYS[1], 'e')
+if not e then
+  e = ARGV[1]
+  redis.call('HSET', KEYS[1], 'e', e, 't', ARGV[2], 'd', ARGV[3])
+  redis.call('PEXPIRE', KEYS[1], ARGV[6])
+end
+local t = redis.call('HGET', KEYS[1], 't') or '0'
+local entries = {}
+if ARGV[4] ~= '' then
+  entries = redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. ARGV[4], '+inf', 'LIMIT', 0, ARGV[5])
+end
+return {e, t, entries}
+"#,
+    )
+});
+
+/// The lease: renewed only by its holder. KEYS: lease. ARGV: token, ttl ms. Returns 1 when renewed, 2 when
+/// taken again after Redis lost it (or survivors found it expired: presence is written again), 0 when
+/// another node holds it.
+pub(super) static RENEW: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local v = redis.call('GET', KEYS[1])
+if v == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+if not v then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 2
+end
+return 0
+"#,
+    )
+});
+
+/// Release the lease if it is still ours. KEYS: lease. ARGV: token.
+pub(super) static RELEASE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"#,
+    )
+});
