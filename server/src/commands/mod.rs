@@ -1,6 +1,8 @@
 //! What each statement does: one file per CometQL table, each with the same verbs. This is the only place
 //! business rules live; the CometQL session, the WebSocket commands and (later) the HTTP API all call it.
 
+pub(crate) mod channels;
+pub(crate) mod channels_api;
 mod error;
 pub(crate) mod history;
 mod history_cache;

@@ -202,7 +202,7 @@ impl Registry {
             .map(|f| f.wire(era))
             .collect();
         let subscribed = frames::subscribed(pipe.as_str(), &resumed.epoch, resumed.top, recovered);
-        frames.push(subscribed.encode(era));
+        frames.push(subscribed.encode(era.api()));
         for frame in &frames {
             if outbox.push(frame) != super::Pushed::Accepted {
                 break;
@@ -495,6 +495,21 @@ impl Registry {
                 *lock(&waiting.sent) = Some(tally);
             }
         }
+    }
+
+    /// A tenant's pipes that have subscribers and whose name starts with `prefix`, with their subscriber
+    /// counts (walks the shards: for the HTTP API's channel list, not hot paths).
+    pub fn pipes_of(&self, dev_id: DevId, prefix: &str) -> Vec<(PipeName, usize)> {
+        let mut out = Vec::new();
+        for shard in self.shards.iter() {
+            for ((owner, pipe), entry) in lock(shard).iter() {
+                if *owner == dev_id && entry.len() > 0 && pipe.as_str().starts_with(prefix) {
+                    out.push((pipe.clone(), entry.len()));
+                }
+            }
+        }
+        out.sort();
+        out
     }
 
     /// Subscriptions across all pipes (walks the shards: for scrapes, not hot paths).

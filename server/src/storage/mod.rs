@@ -22,7 +22,7 @@ pub use accounts::AccountRow;
 pub use pipes::{DurablePosition, HistoryRow};
 pub use queue::QueuedMessage;
 pub use sqlite_raw::SqliteError;
-pub use tenants::{KeyRow, LimitRow, NewTenantRow, QuotaRow, TenantRow};
+pub use tenants::{KeyRow, LimitRow, NewTenantRow, QuotaRow, TenantFlag, TenantRow};
 pub use totals::{InUse, Reservation, StoredUsage, Totals};
 pub use users::UserTable;
 pub use writer::{HistoryCommit, HistoryWrite, WriterStats};
