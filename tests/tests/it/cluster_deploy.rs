@@ -139,6 +139,7 @@ async fn the_local_script_runs_three_nodes_as_one_and_stops_them() {
     let t = Tenant {
         dev_id: field("dev_id").parse().unwrap(),
         key: field("key"),
+        app_key: field("app_key"),
     };
 
     let mut user = Browser::connect_at(nodes[1].0, t.dev_id, 5, &jwt(&t, 5), "user5").await;
