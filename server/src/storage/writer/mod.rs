@@ -260,6 +260,11 @@ impl Writer {
         &self.stats
     }
 
+    /// The same figures, for a task that outlives a borrow (the SQLite checkpointer).
+    pub(super) fn stats_handle(&self) -> Arc<WriterStats> {
+        self.stats.clone()
+    }
+
     /// Writes everything handed over and noted, then stops the writer: later writes get an error.
     pub(super) async fn close(&self) {
         let tx = self.ops.lock().unwrap_or_else(|e| e.into_inner()).take();
