@@ -118,7 +118,7 @@ impl Broker for RedisBroker {
     }
 
     fn join(&self, join: Join) -> Option<Pending<bool>> {
-        Some(Box::pin(super::receiver::join(self.shared.clone(), join)))
+        Some(Box::pin(super::join::join(self.shared.clone(), join)))
     }
 
     fn ready(&self) -> bool {

@@ -15,6 +15,8 @@ pub(super) struct Metrics {
     pub(super) reconnects: AtomicU64,
     pub(super) garbled: AtomicU64,
     pub(super) subscribe_commands: AtomicU64,
+    /// Positioned joins whose marker did not come back in time.
+    pub(super) join_timeouts: AtomicU64,
     /// The last probe's round trip through Redis pub/sub, microseconds.
     pub(super) lag_us: AtomicU64,
 }
@@ -26,7 +28,7 @@ impl Metrics {
 
     pub(super) fn render(&self, out: &mut String, ready: bool, channels: usize) {
         let read = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        let rows: [(&str, &str, &str, String); 14] = [
+        let rows: [(&str, &str, &str, String); 15] = [
             (
                 "halley_cluster_ready",
                 "gauge",
@@ -98,6 +100,12 @@ impl Metrics {
                 "counter",
                 "SUBSCRIBE and UNSUBSCRIBE commands sent (each for many channels).",
                 read(&self.subscribe_commands).to_string(),
+            ),
+            (
+                "halley_cluster_join_timeouts_total",
+                "counter",
+                "Positioned subscribes refused because their marker did not come back through the channel.",
+                read(&self.join_timeouts).to_string(),
             ),
             (
                 "halley_cluster_pubsub_lag_seconds",

@@ -21,7 +21,8 @@
 //! at once, one after a hole is delivered after the hole was read from the window (or the positioned
 //! subscribers told `gap` when the window no longer has it): never a silent hole. A positioned subscribe
 //! (`subscription2`) takes its turn in that same per-pipe order, so a message is either in its replay or
-//! delivered live to it. After a reconnect of the pub/sub connection every channel is subscribed again
+//! delivered live to it; on a node that has delivered nothing of the pipe yet, its place is where its
+//! marker, published by the join script, comes through the channel (`join.rs`). After a reconnect of the pub/sub connection every channel is subscribed again
 //! in batches (`subscriber.rs`), then each pipe's last position is compared with Redis's and repaired.
 //!
 //! Subscriptions: the registry tells `channels.rs` of each pipe's first and last local subscriber; the
@@ -34,6 +35,7 @@
 
 mod broker;
 mod channels;
+mod join;
 pub mod keys;
 mod lease;
 mod metrics;

@@ -52,9 +52,10 @@ return {e, pos}
 });
 
 /// A positioned join's read: the pipe's epoch and top (made from ARGV when the pipe has none yet), and
-/// the window's messages after the client's offset.
-/// KEYS: meta, window. ARGV: epoch, top, durable "1"/"0", after ("" for none), most entries, meta ttl ms.
-/// Returns {epoch, top, {messages...}}.
+/// the window's messages after the client's offset; with a marker head, the join's marker PUBLISHed on
+/// the pipe's channel at that top (`receiver.rs`: where the join takes its place in the channel's order).
+/// KEYS: meta, window, channel. ARGV: epoch, top, durable "1"/"0", after ("" for none), most entries,
+/// meta ttl ms, marker head ("" for no marker), marker body. Returns {epoch, top, {messages...}}.
 pub(super) static JOIN: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
@@ -68,6 +69,9 @@ local t = redis.call('HGET', KEYS[1], 't') or '0'
 local entries = {}
 if ARGV[4] ~= '' then
   entries = redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. ARGV[4], '+inf', 'LIMIT', 0, ARGV[5])
+end
+if ARGV[7] ~= '' then
+  redis.call('PUBLISH', KEYS[3], ARGV[7] .. e .. ' ' .. t .. '\n' .. ARGV[8])
 end
 return {e, t, entries}
 "#,

@@ -13,7 +13,10 @@
 //! <sent_at> <sender> <event>\n<text>
 //! ```
 //! `sender` is the `web_pipe2` sender's user id (`-`: a server-side publish, no `user_id` in the frame); the
-//! event may be empty; the text is the rest, UTF-8. Later kinds (presence, control) take other letters.
+//! event may be empty; the text is the rest, UTF-8. Kind `j`, a join marker (`receiver.rs`): the position
+//! is the pipe's (epoch, top) that a positioned join read, published by the same script, and the body has
+//! the shape of a message's with the join's id as its text (`0 - \n<id>`). Later kinds (presence,
+//! control) take other letters.
 
 use crate::ids::{ConnId, DevId, EventName, PipeName, UserId};
 
@@ -30,12 +33,15 @@ const MAX_EPOCH_BYTES: usize = 64;
 pub enum Kind {
     /// A message published to a pipe.
     Message,
+    /// A positioned join's marker: where the join read the pipe's top, in the channel's order.
+    Marker,
 }
 
 impl Kind {
     fn letter(self) -> &'static str {
         match self {
             Kind::Message => "m",
+            Kind::Marker => "j",
         }
     }
 }
@@ -114,6 +120,18 @@ pub fn body(b: &Body) -> Vec<u8> {
     out
 }
 
+/// The body of a join marker: the join's id as the text.
+pub fn marker_body(join: u64) -> Vec<u8> {
+    format!("0 - \n{join}").into_bytes()
+}
+
+/// The join id a marker carries (`None`: not a marker's body).
+pub fn marker_id(w: &Wire) -> Option<u64> {
+    (w.header.kind == Kind::Marker)
+        .then(|| number(&w.body.text))
+        .flatten()
+}
+
 /// The whole message, as the publish script assembles it (`head .. epoch .. ' ' .. offset .. '\n' .. body`).
 pub fn assemble(head: &str, epoch: &str, offset: u64, body: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(head.len() + epoch.len() + 24 + body.len());
@@ -134,6 +152,7 @@ pub fn decode(bytes: &[u8]) -> Result<Wire, WireError> {
     }
     let kind = match f.next() {
         Some("m") => Kind::Message,
+        Some("j") => Kind::Marker,
         other => {
             return Err(WireError::Kind(
                 other.unwrap_or("").chars().take(8).collect(),
@@ -294,6 +313,24 @@ mod tests {
         assert_eq!(w.body.sent_at, -5);
         assert_eq!(w.body.sender, None);
         assert_eq!(w.body.event.as_str(), "");
+    }
+
+    #[test]
+    fn a_join_marker_carries_its_id_and_the_top_it_read() {
+        let h = Header {
+            kind: Kind::Marker,
+            ..header(None)
+        };
+        let bytes = assemble(&head(&h), "ep", 41, &marker_body(7));
+        assert_eq!(bytes, b"H1 j node-a - 15 web_chat ep 41\n0 - \n7".to_vec());
+        let w = decode(&bytes).unwrap();
+        assert_eq!(w.header.kind, Kind::Marker);
+        assert_eq!((w.epoch.as_str(), w.offset), ("ep", 41));
+        assert_eq!(marker_id(&w), Some(7));
+        let not_an_id = decode(b"H1 j n - 1 p e 1\n0 - \nx").unwrap();
+        assert_eq!(marker_id(&not_an_id), None);
+        let message = decode(b"H1 m n - 1 p e 1\n0 - \n7").unwrap();
+        assert_eq!(marker_id(&message), None);
     }
 
     #[test]
