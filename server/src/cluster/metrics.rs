@@ -15,6 +15,8 @@ pub(super) struct Metrics {
     pub(super) reconnects: AtomicU64,
     pub(super) garbled: AtomicU64,
     pub(super) subscribe_commands: AtomicU64,
+    /// Private messages published on a user channel (some node held the user, ready).
+    pub(super) private_sent: AtomicU64,
     /// Positioned joins whose marker did not come back in time.
     pub(super) join_timeouts: AtomicU64,
     /// The last probe's round trip through Redis pub/sub, microseconds.
@@ -28,7 +30,7 @@ impl Metrics {
 
     pub(super) fn render(&self, out: &mut String, ready: bool, channels: usize) {
         let read = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        let rows: [(&str, &str, &str, String); 15] = [
+        let rows: [(&str, &str, &str, String); 16] = [
             (
                 "halley_cluster_ready",
                 "gauge",
@@ -100,6 +102,12 @@ impl Metrics {
                 "counter",
                 "SUBSCRIBE and UNSUBSCRIBE commands sent (each for many channels).",
                 read(&self.subscribe_commands).to_string(),
+            ),
+            (
+                "halley_cluster_private_sent_total",
+                "counter",
+                "Private messages this node published on a user's channel (the rest were queued).",
+                read(&self.private_sent).to_string(),
             ),
             (
                 "halley_cluster_join_timeouts_total",

@@ -1,7 +1,8 @@
-//! Several nodes that behave as one, on Redis (docs/production.md, "Running several nodes"). This slice:
-//! publishes and subscriptions of pipes, their positions and recovery, readiness. Presence, private
-//! messages, cluster-wide limits and revocation are still per node (later slices: a wire `Kind` each and
-//! the per-node control channel, `keys::Keys::control`).
+//! Several nodes that behave as one, on Redis (docs/production.md, "Running several nodes"): publishes
+//! and subscriptions of pipes, their positions and recovery, readiness; private messages (`private.rs`:
+//! a channel per user, and which nodes hold the user decided in Redis atomically with the sender's look).
+//! Presence, cluster-wide limits and revocation are still per node (later slices: a wire `Kind` each and
+//! the control channels, `keys::Keys::control`).
 //!
 //! How a publish travels. The publishing node runs ONE script (`broker.rs`, EVALSHA) on the pipe's keys:
 //! it gives the message the pipe's next offset (the epoch is made on the pipe's first use and kept in
@@ -40,6 +41,7 @@ pub mod keys;
 mod lease;
 mod metrics;
 mod order;
+mod private;
 mod receiver;
 mod scripts;
 mod subscriber;
@@ -105,6 +107,8 @@ struct Shared {
     registry: Arc<Registry>,
     windows: WindowLimits,
     channels: Arc<channels::Channels>,
+    /// User channels (private messages, `private.rs`).
+    users: Arc<channels::Channels<channels::UserKey>>,
     pipes: receiver::Pipes,
     metrics: metrics::Metrics,
     /// The pub/sub connection is up, subscribed and its probe comes back.
@@ -147,9 +151,14 @@ impl Cluster {
         let keys = Keys::new(&settings.key_prefix);
         let lease = lease::Lease::take(conn.clone(), &keys, &settings.node).await?;
         let mut shared = None;
-        let channels = Arc::new(channels::Channels::default());
+        let wake = Arc::new(tokio::sync::Notify::new());
+        let channels = Arc::new(channels::Channels::new(wake.clone()));
+        let users = Arc::new(channels::Channels::new(wake));
         let hub = Hub::with_broker(stats, settings.windows, |registry| {
-            registry.set_interest(channels.clone());
+            registry.set_interest(Arc::new(channels::Interests {
+                pipes: channels.clone(),
+                users: users.clone(),
+            }));
             let s = Arc::new(Shared {
                 keys,
                 node: settings.node.clone(),
@@ -158,6 +167,7 @@ impl Cluster {
                 registry: registry.clone(),
                 windows: settings.windows,
                 channels,
+                users,
                 pipes: Default::default(),
                 metrics: Default::default(),
                 link_up: AtomicBool::new(false),

@@ -132,6 +132,76 @@ pub fn marker_id(w: &Wire) -> Option<u64> {
         .flatten()
 }
 
+/// A private message on a user's channel (`private.rs`): one header line, then the event line, then the
+/// text. `H1 u <origin> <dev_id> <user> <id>\n<event>\n<text>`; the id is the message's uuid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Private {
+    pub origin: String,
+    pub dev_id: DevId,
+    pub user: UserId,
+    pub id: String,
+    pub event: EventName,
+    pub text: String,
+}
+
+pub fn encode_private(p: &Private) -> Vec<u8> {
+    let mut out = Vec::with_capacity(p.text.len() + 96);
+    out.extend_from_slice(
+        format!(
+            "{VERSION} u {} {} {} {}\n{}\n",
+            p.origin,
+            p.dev_id.0,
+            p.user.0,
+            p.id,
+            p.event.as_str()
+        )
+        .as_bytes(),
+    );
+    out.extend_from_slice(p.text.as_bytes());
+    out
+}
+
+pub fn decode_private(bytes: &[u8]) -> Result<Private, WireError> {
+    if bytes.len() > MAX_WIRE_BYTES {
+        return Err(WireError::TooLong(bytes.len()));
+    }
+    let (line, rest) = split_line(bytes, MAX_HEADER_BYTES).ok_or(WireError::NoHeader)?;
+    let mut f = line.split(' ');
+    if f.next() != Some(VERSION) {
+        return Err(WireError::Version);
+    }
+    if f.next() != Some("u") {
+        return Err(WireError::Kind("not u".into()));
+    }
+    let origin = f
+        .next()
+        .filter(|o| is_node_name(o))
+        .ok_or(WireError::Field("origin"))?;
+    let dev_id = f
+        .next()
+        .and_then(number)
+        .ok_or(WireError::Field("dev_id"))?;
+    let user = f.next().and_then(number).ok_or(WireError::Field("user"))?;
+    let id = f
+        .next()
+        .filter(|e| is_epoch(e))
+        .ok_or(WireError::Field("id"))?;
+    if f.next().is_some() {
+        return Err(WireError::Extra);
+    }
+    let (event, text) = split_line(rest, MAX_HEADER_BYTES).ok_or(WireError::Field("event"))?;
+    let event = EventName::parse(event).map_err(|_| WireError::Field("event"))?;
+    let text = std::str::from_utf8(text).map_err(|_| WireError::Utf8)?;
+    Ok(Private {
+        origin: origin.to_string(),
+        dev_id: DevId(dev_id),
+        user: UserId(user),
+        id: id.to_string(),
+        event,
+        text: text.to_string(),
+    })
+}
+
 /// The whole message, as the publish script assembles it (`head .. epoch .. ' ' .. offset .. '\n' .. body`).
 pub fn assemble(head: &str, epoch: &str, offset: u64, body: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(head.len() + epoch.len() + 24 + body.len());
@@ -331,6 +401,34 @@ mod tests {
         assert_eq!(marker_id(&not_an_id), None);
         let message = decode(b"H1 m n - 1 p e 1\n0 - \n7").unwrap();
         assert_eq!(marker_id(&message), None);
+    }
+
+    #[test]
+    fn private_messages_encode_to_the_documented_bytes_and_back() {
+        let p = Private {
+            origin: "node-a".into(),
+            dev_id: DevId(15),
+            user: UserId(7),
+            id: "0190-ab".into(),
+            event: EventName::parse("ev").unwrap(),
+            text: "h\u{e9}\nllo".into(),
+        };
+        let bytes = encode_private(&p);
+        assert_eq!(
+            bytes,
+            b"H1 u node-a 15 7 0190-ab\nev\nh\xc3\xa9\nllo".to_vec()
+        );
+        assert_eq!(decode_private(&bytes), Ok(p));
+        for (bad, want) in [
+            (&b"H1 m a 1 2 x e\n"[..], WireError::Kind("not u".into())),
+            (b"H1 u a 1 x id\ne\n", WireError::Field("user")),
+            (b"H1 u a 1 2 i.d\ne\n", WireError::Field("id")),
+            (b"H1 u a 1 2 id\n", WireError::Field("event")),
+            (b"H1 u a 1 2 id x\ne\n", WireError::Extra),
+            (b"H1 u a 1 2 id\ne\n\xff", WireError::Utf8),
+        ] {
+            assert_eq!(decode_private(bad), Err(want), "{bad:?}");
+        }
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use super::{Frame, Outbox, Publication, Registry};
-use crate::ids::{DevId, PipeName};
+use crate::ids::{DevId, PipeName, UserId};
 
 /// A publish on its way through a broker that answers later.
 pub type Publishing = Pin<Box<dyn Future<Output = Result<usize, BrokerError>> + Send>>;
@@ -66,6 +66,11 @@ pub(crate) trait Broker: Send + Sync {
         None
     }
 
+    /// Private messages across nodes; `None`: the registry's own (one node).
+    fn users(&self) -> Option<&dyn UserRoute> {
+        None
+    }
+
     /// Whether publishes can be taken (a load balancer's readiness).
     fn ready(&self) -> bool {
         true
@@ -95,4 +100,37 @@ impl Broker for InProcessBroker {
 /// subscribes or unsubscribes the pipe's channel. Called under the registry's shard lock: must only note.
 pub trait Interest: Send + Sync {
     fn changed(&self, dev_id: DevId, pipe: &PipeName, listening: bool);
+
+    /// The user's first connection on this node linked (`true`), or their last unlinked: a cluster
+    /// subscribes or unsubscribes the user's channel (private messages).
+    fn user_changed(&self, _dev_id: DevId, _user: UserId, _linked: bool) {}
+}
+
+/// Private messages through a cluster (`crate::cluster`, `private.rs`): which nodes hold a user's
+/// connections, and whether one of them is past its drain, is decided in Redis, atomically with the
+/// sender's look (see `commands::users_messages` for the protocol these steps make).
+pub trait UserRoute: Send + Sync {
+    /// Sends the message to the user's connections on every node, when some node holding them is past
+    /// its drain: the number of nodes it reached, 0 when none (the caller queues it).
+    fn send(
+        &self,
+        dev_id: DevId,
+        user: UserId,
+        id: &str,
+        event: &str,
+        text: &str,
+    ) -> Pending<usize>;
+
+    /// The message was queued because `send` reached nobody. `true` when a node holding the user is
+    /// ready now (the caller claims it back and sends it); otherwise every draining node reads the queue
+    /// once more before it is ready.
+    fn queued(&self, dev_id: DevId, user: UserId) -> Pending<bool>;
+
+    /// Before a connection's first read of the queue: this node holds the user (its channel subscribed,
+    /// and noted draining in Redis, unless already ready).
+    fn hold(&self, dev_id: DevId, user: UserId) -> Pending<()>;
+
+    /// A drain pass found the queue empty: `true` when a message was queued meanwhile (read again),
+    /// otherwise this node is ready for the user from now on.
+    fn drained(&self, dev_id: DevId, user: UserId) -> Pending<bool>;
 }

@@ -37,7 +37,7 @@ use bytes::Bytes;
 use crate::ids::{ConnId, DevId, PipeName, UserId};
 use crate::stats::Stats;
 use broker::{Broker, InProcessBroker};
-pub use broker::{BrokerError, Interest, Join, Sent, StoredReplay};
+pub use broker::{BrokerError, Interest, Join, Sent, StoredReplay, UserRoute};
 
 /// Which frame dialect a connection speaks: clients older than API 4.0 get the reference's transform.
 pub use crate::browser::ApiEra as Era;
@@ -174,6 +174,11 @@ impl Hub {
     /// through the registry).
     pub fn join(&self, join: Join) -> Option<broker::Pending<bool>> {
         self.broker.join(join)
+    }
+
+    /// Private messages across a cluster's nodes; `None` on a single node (the registry decides alone).
+    pub fn users(&self) -> Option<&dyn UserRoute> {
+        self.broker.users()
     }
 
     /// Whether publishes go through a cluster (positions are joined through `join`).

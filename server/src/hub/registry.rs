@@ -15,7 +15,7 @@ use super::fanout::{Item, Tally, MAX_BATCH, PARALLEL_MIN};
 use super::window::{new_epoch, Stream, TenantWindow, WindowLimits, Windows};
 use super::{Outbox, Publication};
 use crate::browser::frames;
-use crate::ids::{ConnId, DevId, PipeName};
+use crate::ids::{ConnId, DevId, PipeName, UserId};
 use crate::stats::Stats;
 
 const SHARDS: usize = 64;
@@ -115,6 +115,14 @@ impl Registry {
 
     fn clustered(&self) -> bool {
         self.interest.get().is_some()
+    }
+
+    /// Tells the cluster (if any) of a user's first or last connection on this node. Under the users
+    /// shard's lock: the cluster only notes it.
+    pub(super) fn note_user(&self, dev_id: DevId, user: UserId, linked: bool) {
+        if let Some(interest) = self.interest.get() {
+            interest.user_changed(dev_id, user, linked);
+        }
     }
 
     /// Tells the cluster (if any) that the pipe's local subscribers went from none to some, or back.
