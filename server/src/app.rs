@@ -131,6 +131,15 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             .log_refusals(REFUSAL_LOG_INTERVAL, shutdown_rx.clone()),
     );
     let cometql = Arc::new(CometQl::new(ctx.clone()));
+    {
+        // Revoking a key closes its sessions here, whichever node it was revoked on.
+        let sessions = Arc::downgrade(&cometql);
+        ctx.hub.registry().set_key_closer(Arc::new(move |key_id| {
+            if let Some(cometql) = sessions.upgrade() {
+                cometql.close_key(key_id);
+            }
+        }));
+    }
     let conn_config = ConnConfig {
         server_version: crate::commands::server_version(),
         max_packet: config.cometql.max_packet_bytes,
@@ -157,12 +166,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             .with_flush_every(Duration::from_secs(config.dashboard.usage_flush_secs)),
     );
     tasks.spawn(usage.clone().run(shutdown_rx.clone()));
-    let dashboard = crate::front::http::dashboard::Api::new(
-        ctx.clone(),
-        cometql.clone(),
-        usage.clone(),
-        cometql_addr,
-    );
+    let dashboard =
+        crate::front::http::dashboard::Api::new(ctx.clone(), usage.clone(), cometql_addr);
     let router = crate::front::http::router(ctx.clone(), ws.clone(), dashboard);
     let http = HttpServer {
         router,

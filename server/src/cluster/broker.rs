@@ -121,6 +121,10 @@ impl Broker for RedisBroker {
         Some(Box::pin(super::join::join(self.shared.clone(), join)))
     }
 
+    fn revoke(&self, revoke: crate::hub::Revoke) -> Option<Pending<()>> {
+        Some(super::control::publish(self.shared.clone(), revoke))
+    }
+
     fn users(&self) -> Option<&dyn crate::hub::UserRoute> {
         Some(self)
     }

@@ -66,6 +66,16 @@ impl Keys {
         format!("{}:ctl", self.prefix)
     }
 
+    /// The last number given to a revocation on the control channel.
+    pub fn control_seq(&self) -> String {
+        format!("{}:ctl:n", self.prefix)
+    }
+
+    /// A sorted set: the newest revocations, scored by number, for nodes that missed them.
+    pub fn control_window(&self) -> String {
+        format!("{}:ctl:w", self.prefix)
+    }
+
     /// The key a live node holds (with a TTL its heartbeat renews), so that no two nodes share a name.
     pub fn lease(&self, node: &str) -> String {
         format!("{}:node:{node}", self.prefix)

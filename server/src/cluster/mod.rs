@@ -1,8 +1,8 @@
 //! Several nodes that behave as one, on Redis (docs/production.md, "Running several nodes"): publishes
 //! and subscriptions of pipes, their positions and recovery, readiness; private messages (`private.rs`:
 //! a channel per user, and which nodes hold the user decided in Redis atomically with the sender's look).
-//! Presence, cluster-wide limits and revocation are still per node (later slices: a wire `Kind` each and
-//! the control channels, `keys::Keys::control`).
+//! Revocations reach every node (`control.rs`: a numbered control channel with a window). Presence and
+//! cluster-wide limits are still per node (later slices).
 //!
 //! How a publish travels. The publishing node runs ONE script (`broker.rs`, EVALSHA) on the pipe's keys:
 //! it gives the message the pipe's next offset (the epoch is made on the pipe's first use and kept in
@@ -36,6 +36,7 @@
 
 mod broker;
 mod channels;
+mod control;
 mod join;
 pub mod keys;
 mod lease;
@@ -115,6 +116,8 @@ struct Shared {
     link_up: AtomicBool,
     /// The node's lease was renewed lately.
     lease_ok: AtomicBool,
+    /// The highest revocation number this node has applied (`control.rs`).
+    control_seen: std::sync::Mutex<Option<u64>>,
 }
 
 impl Shared {
@@ -172,6 +175,7 @@ impl Cluster {
                 metrics: Default::default(),
                 link_up: AtomicBool::new(false),
                 lease_ok: AtomicBool::new(true),
+                control_seen: Default::default(),
             });
             shared = Some(s.clone());
             Arc::new(broker::RedisBroker::new(s))

@@ -12,7 +12,7 @@ use tokio::sync::watch;
 
 use super::channels::{Key, UserKey};
 use super::metrics::Metrics;
-use super::{private, receiver, wire, Shared, COMMAND_TIMEOUT};
+use super::{control, private, receiver, wire, Shared, COMMAND_TIMEOUT};
 
 /// Channels per SUBSCRIBE (or UNSUBSCRIBE) command: 10,000 pipes take ten commands.
 const BATCH: usize = 1000;
@@ -73,7 +73,8 @@ async fn serve(
     };
     let (mut sink, mut stream) = pubsub.split();
     let probe = s.keys.probe(&s.node);
-    if let Err(e) = sink.subscribe(&probe).await {
+    let control = s.keys.control_all();
+    if let Err(e) = sink.subscribe(&[&probe, &control]).await {
         return Ended::Lost(e.to_string());
     }
     if let Err(e) = apply(s, &mut sink).await {
@@ -83,6 +84,7 @@ async fn serve(
     s.link_up.store(true, Ordering::Relaxed);
     receiver::check_all(s);
     private::resync(s).await;
+    control::resync(s).await;
     let mut tick = tokio::time::interval(PROBE_EVERY);
     let mut outstanding: Option<(String, Instant)> = None;
     loop {
@@ -102,6 +104,10 @@ async fn serve(
                         outstanding = None;
                         s.link_up.store(true, Ordering::Relaxed);
                     }
+                    continue;
+                }
+                if channel == control {
+                    tokio::spawn(control::receive(s.clone(), msg.get_payload_bytes().to_vec()));
                     continue;
                 }
                 match s.keys.parse_user_channel(channel) {

@@ -38,6 +38,14 @@ pub type StoredReplay = Box<
         + Send,
 >;
 
+/// Sessions to close on every node: a user's connections (users_auth deleted, a token revoked), or the
+/// CometQL sessions that logged in with a key (the key was revoked).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Revoke {
+    User(DevId, UserId),
+    Key(i64),
+}
+
 /// A positioned subscribe (`subscription2`) through a shared broker: the position comes from where the
 /// pipe's numbering lives, in the pipe's delivery order (see `crate::cluster`).
 pub struct Join {
@@ -63,6 +71,11 @@ pub(crate) trait Broker: Send + Sync {
 
     /// A positioned subscribe the broker orders itself; `None`: the registry's own (one node).
     fn join(&self, _join: Join) -> Option<Pending<bool>> {
+        None
+    }
+
+    /// Publishes a revocation to every other node (a cluster); `None`: there are none (one node).
+    fn revoke(&self, _revoke: Revoke) -> Option<Pending<()>> {
         None
     }
 

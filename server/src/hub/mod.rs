@@ -37,7 +37,7 @@ use bytes::Bytes;
 use crate::ids::{ConnId, DevId, PipeName, UserId};
 use crate::stats::Stats;
 use broker::{Broker, InProcessBroker};
-pub use broker::{BrokerError, Interest, Join, Sent, StoredReplay, UserRoute};
+pub use broker::{BrokerError, Interest, Join, Revoke, Sent, StoredReplay, UserRoute};
 
 /// Which frame dialect a connection speaks: clients older than API 4.0 get the reference's transform.
 pub use crate::browser::ApiEra as Era;
@@ -174,6 +174,16 @@ impl Hub {
     /// through the registry).
     pub fn join(&self, join: Join) -> Option<broker::Pending<bool>> {
         self.broker.join(join)
+    }
+
+    /// Closes the sessions `revoke` names here at once, and on every other node of a cluster (an error:
+    /// the cluster could not be told; this node's are closed, and the revocation itself is stored).
+    pub async fn revoke(&self, revoke: Revoke) -> Result<(), BrokerError> {
+        self.registry.revoke_here(revoke);
+        match self.broker.revoke(revoke) {
+            None => Ok(()),
+            Some(told) => told.await,
+        }
     }
 
     /// Private messages across a cluster's nodes; `None` on a single node (the registry decides alone).

@@ -83,7 +83,12 @@ pub struct Registry {
     /// A cluster's: told when a pipe gets its first subscriber or loses its last. Set once, at start; its
     /// presence also means the pipes' offsets come from the cluster (see `deliver`).
     interest: OnceLock<Arc<dyn super::Interest>>,
+    /// Closes the CometQL sessions of a revoked key (the CometQL door's, set once at start).
+    key_sessions: OnceLock<KeyCloser>,
 }
+
+/// What closes the CometQL sessions that logged in with a key.
+pub(crate) type KeyCloser = Arc<dyn Fn(i64) + Send + Sync>;
 
 impl Default for Registry {
     fn default() -> Self {
@@ -105,12 +110,32 @@ impl Registry {
             helpers: Default::default(),
             windows: Windows::new(windows),
             interest: OnceLock::new(),
+            key_sessions: OnceLock::new(),
         }
     }
 
     /// Makes this a cluster node's registry: `interest` hears of first and last subscribers.
     pub fn set_interest(&self, interest: Arc<dyn super::Interest>) {
         let _ = self.interest.set(interest);
+    }
+
+    /// The CometQL door says how its sessions of a key are closed (at start).
+    pub(crate) fn set_key_closer(&self, closer: KeyCloser) {
+        let _ = self.key_sessions.set(closer);
+    }
+
+    /// Closes what `revoke` names on this node (also what a cluster node does when told by another).
+    pub fn revoke_here(&self, revoke: super::Revoke) {
+        match revoke {
+            super::Revoke::User(dev_id, user) => {
+                self.close_user(dev_id, user);
+            }
+            super::Revoke::Key(key_id) => {
+                if let Some(close) = self.key_sessions.get() {
+                    close(key_id);
+                }
+            }
+        }
     }
 
     fn clustered(&self) -> bool {

@@ -8,6 +8,7 @@ mod cluster_broker;
 mod cluster_faults;
 mod cluster_joins;
 mod cluster_private;
+mod cluster_revoke;
 mod compat_auth;
 mod compat_cometql_statements;
 mod compat_cometql_tables;

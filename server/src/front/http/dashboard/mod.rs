@@ -23,7 +23,6 @@ use axum::routing::{get, post};
 use axum::Router;
 
 use crate::commands::Ctx;
-use crate::front::cometql::handler::CometQl;
 use crate::usage::UsageBook;
 
 pub use error::ApiError;
@@ -37,7 +36,6 @@ pub struct Api(Arc<Inner>);
 
 struct Inner {
     ctx: Ctx,
-    cometql: Arc<CometQl>,
     usage: Arc<UsageBook>,
     /// The CometQL address actually bound, for the quick-start snippets.
     cometql_addr: SocketAddr,
@@ -46,12 +44,8 @@ struct Inner {
 }
 
 impl Api {
-    pub fn new(
-        ctx: Ctx,
-        cometql: Arc<CometQl>,
-        usage: Arc<UsageBook>,
-        cometql_addr: SocketAddr,
-    ) -> Api {
+    /// A revoked key's CometQL sessions are closed through the hub (`Hub::revoke`), on every node.
+    pub fn new(ctx: Ctx, usage: Arc<UsageBook>, cometql_addr: SocketAddr) -> Api {
         let config = &ctx.config.dashboard;
         let sessions = session::SessionKeys::new(
             &ctx.tenants.derive_secret(SESSION_SECRET_LABEL),
@@ -60,7 +54,6 @@ impl Api {
         );
         Api(Arc::new(Inner {
             ctx,
-            cometql,
             usage,
             cometql_addr,
             sessions,
