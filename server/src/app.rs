@@ -232,6 +232,14 @@ impl Running {
         }
         self.ctx.storage.close().await;
         if let Some(cluster) = self.cluster {
+            let limits = &self.ctx.limits;
+            let held = limits
+                .leases
+                .drain()
+                .into_iter()
+                .map(|(dev_id, n)| (dev_id, n, limits.publish_quota(dev_id).1))
+                .collect();
+            cluster.release_limits(held).await;
             cluster.shutdown().await;
         }
         tracing::info!("stopped");

@@ -125,6 +125,10 @@ impl Broker for RedisBroker {
         Some(super::control::publish(self.shared.clone(), revoke))
     }
 
+    fn limits(&self) -> Option<&dyn crate::hub::SharedLimits> {
+        Some(self)
+    }
+
     fn users(&self) -> Option<&dyn crate::hub::UserRoute> {
         Some(self)
     }

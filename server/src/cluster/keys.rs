@@ -76,6 +76,16 @@ impl Keys {
         format!("{}:ctl:w", self.prefix)
     }
 
+    /// A hash: the tenant's publish token bucket (`v` tokens at `ts` ms), shared by every node.
+    pub fn publish_bucket(&self, dev_id: DevId) -> String {
+        format!("{}:lim:{{{}}}:p", self.prefix, dev_id.0)
+    }
+
+    /// A hash: the tenant's open WebSocket connections per node (`c/<node>`, `t/<node>` its expiry).
+    pub fn connection_counts(&self, dev_id: DevId) -> String {
+        format!("{}:lim:{{{}}}:c", self.prefix, dev_id.0)
+    }
+
     /// The key a live node holds (with a TTL its heartbeat renews), so that no two nodes share a name.
     pub fn lease(&self, node: &str) -> String {
         format!("{}:node:{node}", self.prefix)

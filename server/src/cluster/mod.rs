@@ -1,8 +1,9 @@
 //! Several nodes that behave as one, on Redis (docs/production.md, "Running several nodes"): publishes
 //! and subscriptions of pipes, their positions and recovery, readiness; private messages (`private.rs`:
 //! a channel per user, and which nodes hold the user decided in Redis atomically with the sender's look).
-//! Revocations reach every node (`control.rs`: a numbered control channel with a window). Presence and
-//! cluster-wide limits are still per node (later slices).
+//! Revocations reach every node (`control.rs`: a numbered control channel with a window). Publishes per
+//! tenant and WebSocket connections per tenant hold across nodes (`limits.rs`, `tenant::leases`).
+//! Presence is still per node (a later slice).
 //!
 //! How a publish travels. The publishing node runs ONE script (`broker.rs`, EVALSHA) on the pipe's keys:
 //! it gives the message the pipe's next offset (the epoch is made on the pipe's first use and kept in
@@ -40,6 +41,7 @@ mod control;
 mod join;
 pub mod keys;
 mod lease;
+mod limits;
 mod metrics;
 mod order;
 mod private;
@@ -116,6 +118,8 @@ struct Shared {
     link_up: AtomicBool,
     /// The node's lease was renewed lately.
     lease_ok: AtomicBool,
+    /// This node's WebSocket connections counted in Redis, per tenant (`limits.rs`).
+    counted: limits::Counted,
     /// The highest revocation number this node has applied (`control.rs`).
     control_seen: std::sync::Mutex<Option<u64>>,
 }
@@ -176,15 +180,23 @@ impl Cluster {
                 link_up: AtomicBool::new(false),
                 lease_ok: AtomicBool::new(true),
                 control_seen: Default::default(),
+                counted: Default::default(),
             });
             shared = Some(s.clone());
             Arc::new(broker::RedisBroker::new(s))
         });
         let shared = shared.expect("the hub made its broker");
         tasks.spawn(subscriber::run(shared.clone(), shutdown.clone()));
+        tasks.spawn(limits::refresh(shared.clone(), shutdown.clone()));
         tasks.spawn(lease.clone().heartbeat(shared.clone(), shutdown));
         tracing::info!(node = %settings.node, prefix = %settings.key_prefix, "joined the cluster");
         Ok((Cluster { shared, lease }, hub))
+    }
+
+    /// Gives back what this node holds of the tenants' shared limits (a clean stop): its connection
+    /// counts, and the publish tokens it leased and did not spend (`(tenant, tokens, burst)`).
+    pub async fn release_limits(&self, held: Vec<(crate::ids::DevId, u32, u32)>) {
+        limits::release(&self.shared, held).await;
     }
 
     /// Gives the node's name back (a clean stop), so that a node of that name may start at once.

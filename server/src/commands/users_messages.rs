@@ -91,7 +91,7 @@ pub(crate) async fn send_all(
 ) -> Result<Vec<usize>, CommandError> {
     let users: Vec<UserId> = letters.iter().map(|l| l.user).collect();
     let ctx = &super::quota::queue_statement(ctx, caller.dev_id, &users)?;
-    ctx.spend_publishes(caller.dev_id, letters.len())?;
+    ctx.spend_publishes(caller.dev_id, letters.len()).await?;
     let mut reached = Vec::with_capacity(letters.len());
     for l in letters {
         reached.push(deliver(ctx, caller.dev_id, l.user, l.event.as_str(), &l.text).await?);
@@ -108,7 +108,7 @@ pub async fn send(
     message: &str,
 ) -> Result<(), CommandError> {
     let ctx = &super::quota::queue_statement(ctx, dev_id, &[user])?;
-    ctx.spend_publish(dev_id)?;
+    ctx.spend_publish(dev_id).await?;
     deliver(ctx, dev_id, user, event, message).await?;
     Ok(())
 }

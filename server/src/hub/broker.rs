@@ -38,6 +38,30 @@ pub type StoredReplay = Box<
         + Send,
 >;
 
+/// A tenant's budgets shared by a cluster's nodes (`crate::cluster`, `limits.rs`): publishes as a token
+/// bucket in Redis that nodes lease from (`tenant::leases`), WebSocket connections as a count per node.
+pub trait SharedLimits: Send + Sync {
+    /// Takes up to `want` publish tokens from the tenant's bucket (`rate` a second, at most `burst`
+    /// held): how many it got, and how long until the rest would be there.
+    fn take_publishes(
+        &self,
+        dev_id: DevId,
+        want: u32,
+        rate: u32,
+        burst: u32,
+    ) -> Pending<(u32, std::time::Duration)>;
+
+    /// Puts back tokens taken and not spent (a node that stops).
+    fn give_back_publishes(&self, dev_id: DevId, n: u32, burst: u32) -> Pending<()>;
+
+    /// Counts a new WebSocket connection of the tenant when the cluster has fewer than `max` open:
+    /// `false` when it has that many (nothing counted). Counted until `leave_connection`.
+    fn join_connection(&self, dev_id: DevId, max: i64) -> Pending<bool>;
+
+    /// A connection counted by `join_connection` ended.
+    fn leave_connection(&self, dev_id: DevId);
+}
+
 /// Sessions to close on every node: a user's connections (users_auth deleted, a token revoked), or the
 /// CometQL sessions that logged in with a key (the key was revoked).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,6 +100,11 @@ pub(crate) trait Broker: Send + Sync {
 
     /// Publishes a revocation to every other node (a cluster); `None`: there are none (one node).
     fn revoke(&self, _revoke: Revoke) -> Option<Pending<()>> {
+        None
+    }
+
+    /// Limits that hold across a cluster's nodes; `None`: each node's own (one node).
+    fn limits(&self) -> Option<&dyn SharedLimits> {
         None
     }
 

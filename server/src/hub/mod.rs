@@ -37,7 +37,9 @@ use bytes::Bytes;
 use crate::ids::{ConnId, DevId, PipeName, UserId};
 use crate::stats::Stats;
 use broker::{Broker, InProcessBroker};
-pub use broker::{BrokerError, Interest, Join, Revoke, Sent, StoredReplay, UserRoute};
+pub use broker::{
+    BrokerError, Interest, Join, Revoke, Sent, SharedLimits, StoredReplay, UserRoute,
+};
 
 /// Which frame dialect a connection speaks: clients older than API 4.0 get the reference's transform.
 pub use crate::browser::ApiEra as Era;
@@ -184,6 +186,11 @@ impl Hub {
             None => Ok(()),
             Some(told) => told.await,
         }
+    }
+
+    /// A cluster's limits that hold across nodes; `None` on a single node.
+    pub fn shared_limits(&self) -> Option<&dyn SharedLimits> {
+        self.broker.limits()
     }
 
     /// Private messages across a cluster's nodes; `None` on a single node (the registry decides alone).

@@ -7,6 +7,7 @@
 mod cluster_broker;
 mod cluster_faults;
 mod cluster_joins;
+mod cluster_limits;
 mod cluster_private;
 mod cluster_revoke;
 mod compat_auth;
