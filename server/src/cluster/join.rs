@@ -84,7 +84,11 @@ pub(super) async fn joined(
         .map(|(_, o)| o.to_string())
         .unwrap_or_default();
     // Only this task changes `last` while it works (the channel's messages queue up behind it).
-    let marker = lock(order).last.is_none().then(rand::random::<u64>);
+    // Never 0: that is a sync's marker (`receiver::sync`).
+    let marker = lock(order)
+        .last
+        .is_none()
+        .then(|| rand::random::<u64>() | 1);
     let (head, body) = match marker {
         Some(id) => (
             wire::head(&Header {

@@ -24,7 +24,9 @@
 //! subscribers told `gap` when the window no longer has it): never a silent hole. A positioned subscribe
 //! (`subscription2`) takes its turn in that same per-pipe order, so a message is either in its replay or
 //! delivered live to it; on a node that has delivered nothing of the pipe yet, its place is where its
-//! marker, published by the join script, comes through the channel (`join.rs`). After a reconnect of the pub/sub connection every channel is subscribed again
+//! marker, published by the join script, comes through the channel (`join.rs`). Likewise a node that
+//! subscribes a pipe's channel learns its place from a sync marker (`receiver::sync`), so that a drop of
+//! its pub/sub connection before the pipe's first message reaches it is repaired like any hole. After a reconnect of the pub/sub connection every channel is subscribed again
 //! in batches (`subscriber.rs`), then each pipe's last position is compared with Redis's and repaired.
 //!
 //! Subscriptions: the registry tells `channels.rs` of each pipe's first and last local subscriber; the

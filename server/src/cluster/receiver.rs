@@ -15,7 +15,8 @@ use super::channels::Key;
 use super::join;
 use super::metrics::Metrics;
 use super::order::{step, Step};
-use super::wire::{self, Kind, Wire};
+use super::scripts::SYNC;
+use super::wire::{self, Header, Kind, Wire};
 use super::{Shared, COMMAND_TIMEOUT};
 use crate::hub::{outgoing, BrokerError, Frame, Join, Publication};
 
@@ -35,6 +36,8 @@ pub(super) struct PipeOrder {
     pub(super) queue: VecDeque<Work>,
     /// Joins waiting for their marker.
     pub(super) marked: Vec<join::Marked>,
+    /// The sync after this node subscribed found no numbering: whatever the window holds came after.
+    fresh: bool,
 }
 
 pub(super) type Reply = oneshot::Sender<Result<bool, BrokerError>>;
@@ -44,6 +47,8 @@ pub(super) enum Work {
     Join(Join, Reply),
     /// This node's join marker (its id) came in the channel's order.
     Marker(u64),
+    /// This node's sync marker came: the pipe's (epoch, top) when the node had just subscribed.
+    Sync(String, u64),
     /// After a reconnect: compare the last position with Redis's and repair.
     Check,
 }
@@ -75,7 +80,10 @@ pub(super) fn receive(s: &Arc<Shared>, w: Wire) {
             return;
         };
         let mut o = lock(&order);
-        o.queue.push_back(Work::Marker(id));
+        o.queue.push_back(match id {
+            0 => Work::Sync(w.epoch, w.offset),
+            id => Work::Marker(id),
+        });
         start(s, &key, &order, &mut o);
         return;
     }
@@ -107,7 +115,7 @@ pub(super) fn check_all(s: &Arc<Shared>) {
         .collect();
     for (key, order) in pipes {
         let mut o = lock(&order);
-        if o.last.is_some() {
+        if o.last.is_some() || o.fresh {
             o.queue.push_back(Work::Check);
             start(s, &key, &order, &mut o);
         }
@@ -118,6 +126,47 @@ pub(super) fn check_all(s: &Arc<Shared>) {
             start(s, &key, &order, &mut o);
         }
     }
+}
+
+/// The node just subscribed these pipes' channels: those whose place in the order it does not know yet
+/// get it from a sync marker (the script reads the pipe's top and PUBLISHes it on the channel, so it
+/// comes after everything up to that top), so that a pub/sub connection lost before the first message
+/// arrives is repaired after the reconnect like any other hole. Pipes that know their place, or know
+/// there was no numbering when they subscribed (`fresh`, checked after a reconnect), need none.
+pub(super) fn sync(s: &Arc<Shared>, keys: &[Key]) {
+    let mut pipe = redis::pipe();
+    pipe.load_script(&SYNC).ignore();
+    let mut any = false;
+    for key in keys {
+        let order = order_of(s, key);
+        let o = lock(&order);
+        if o.last.is_some() || o.fresh {
+            continue;
+        }
+        let head = wire::head(&Header {
+            kind: Kind::Marker,
+            origin: s.node.clone(),
+            except: None,
+            dev_id: key.0,
+            pipe: key.1.clone(),
+        });
+        let mut call = SYNC.key(s.keys.meta(key.0, &key.1));
+        call.key(s.keys.channel(key.0, &key.1))
+            .arg(head)
+            .arg(wire::marker_body(0));
+        pipe.invoke_script(&call).ignore();
+        any = true;
+    }
+    if !any {
+        return;
+    }
+    let mut conn = s.conn.clone();
+    tokio::spawn(async move {
+        let synced = tokio::time::timeout(COMMAND_TIMEOUT, pipe.query_async::<()>(&mut conn)).await;
+        if !matches!(synced, Ok(Ok(()))) {
+            tracing::warn!("cannot sync newly subscribed pipes' positions; a drop before their first message is not repaired");
+        }
+    });
 }
 
 /// The node unsubscribed these pipes: their order is forgotten (a later subscribe starts afresh).
@@ -150,6 +199,17 @@ async fn work(s: Arc<Shared>, key: Key, order: Arc<Mutex<PipeOrder>>) {
             Work::Message(w) => message(&s, &order, w).await,
             Work::Join(join, reply) => join::joined(&s, &order, join, reply).await,
             Work::Marker(id) => join::marked(&s, &order, id).await,
+            Work::Sync(epoch, top) => {
+                let mut o = lock(&order);
+                if o.last.is_none() {
+                    if epoch == NO_NUMBERING {
+                        o.fresh = true;
+                    } else {
+                        o.last = Some((epoch.as_str().into(), top));
+                        o.fresh = false;
+                    }
+                }
+            }
             Work::Check => check(&s, &key, &order).await,
         }
     }
@@ -280,7 +340,7 @@ pub(super) fn frame_of(w: &Wire) -> Frame {
 /// pipe whose numbering Redis lost (restarted without its data) tells its positioned subscribers `gap`.
 async fn check(s: &Shared, key: &Key, order: &Mutex<PipeOrder>) {
     let Some((epoch, last)) = lock(order).last.clone() else {
-        return;
+        return check_fresh(s, key, order).await;
     };
     let mut conn = s.conn.clone();
     let mut cmd = redis::cmd("HMGET");
@@ -303,5 +363,53 @@ async fn check(s: &Shared, key: &Key, order: &Mutex<PipeOrder>) {
             s.registry.renumbered(key.0, &key.1);
             lock(order).last = None;
         }
+    }
+}
+
+/// The epoch a sync marker carries for a pipe with no numbering yet.
+const NO_NUMBERING: &str = "-";
+
+/// After a reconnect, a pipe that had no numbering when this node subscribed and of which it delivered
+/// nothing: everything the window holds now was published after, and is delivered in order.
+async fn check_fresh(s: &Shared, key: &Key, order: &Mutex<PipeOrder>) {
+    if !lock(order).fresh {
+        return;
+    }
+    let mut conn = s.conn.clone();
+    let mut cmd = redis::cmd("HMGET");
+    cmd.arg(s.keys.meta(key.0, &key.1)).arg("e").arg("t");
+    let read = cmd.query_async::<(Option<String>, Option<u64>)>(&mut conn);
+    let Ok(Ok((Some(epoch), Some(top)))) = tokio::time::timeout(COMMAND_TIMEOUT, read).await else {
+        // Still no numbering (or Redis away again: the next reconnect checks again).
+        return;
+    };
+    let mut cmd = redis::cmd("ZRANGEBYSCORE");
+    cmd.arg(s.keys.window(key.0, &key.1)).arg("-inf").arg(top);
+    let read = cmd.query_async::<Vec<Vec<u8>>>(&mut conn);
+    let Ok(Ok(entries)) = tokio::time::timeout(COMMAND_TIMEOUT, read).await else {
+        return;
+    };
+    let first = entries
+        .iter()
+        .filter_map(|e| wire::decode(e).ok())
+        .filter(|w| w.epoch == epoch)
+        .map(|w| w.offset)
+        .min();
+    {
+        let mut o = lock(order);
+        if o.last.is_some() {
+            return;
+        }
+        o.fresh = false;
+        if first.is_none() {
+            if top > 0 {
+                Metrics::add(&s.metrics.gaps, 1);
+            }
+            o.last = Some((epoch.as_str().into(), top));
+            return;
+        }
+    }
+    if let Some(first) = first {
+        fill(s, order, &key.0, &key.1, &epoch, first, top).await;
     }
 }

@@ -78,6 +78,24 @@ return {e, t, entries}
     )
 });
 
+/// A sync: the pipe's epoch and top (`-` and 0 when it has no numbering yet) PUBLISHed as a marker on its
+/// channel, for a node that just subscribed it (`receiver::sync`). KEYS: meta, channel. ARGV: marker head,
+/// marker body.
+pub(super) static SYNC: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local e = redis.call('HGET', KEYS[1], 'e')
+local t = redis.call('HGET', KEYS[1], 't') or '0'
+if not e then
+  e = '-'
+  t = '0'
+end
+redis.call('PUBLISH', KEYS[2], ARGV[1] .. e .. ' ' .. t .. '\n' .. ARGV[2])
+return 1
+"#,
+    )
+});
+
 /// The lease: renewed only by its holder. KEYS: lease. ARGV: token, ttl ms. Returns 1 when renewed (or
 /// taken again after Redis lost it), 0 when another node holds it.
 pub(super) static RENEW: LazyLock<Script> = LazyLock::new(|| {

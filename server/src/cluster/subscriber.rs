@@ -174,7 +174,10 @@ async fn apply(s: &Arc<Shared>, sink: &mut PubSubSink) -> Result<(), String> {
         let subscribed = tokio::time::timeout(COMMAND_TIMEOUT, sink.subscribe(names(chunk))).await;
         Metrics::add(&s.metrics.subscribe_commands, 1);
         match subscribed {
-            Ok(Ok(())) => s.channels.subscribed(chunk),
+            Ok(Ok(())) => {
+                s.channels.subscribed(chunk);
+                receiver::sync(s, chunk);
+            }
             Ok(Err(e)) => return Err(e.to_string()),
             Err(_) => return Err("SUBSCRIBE timed out".into()),
         }

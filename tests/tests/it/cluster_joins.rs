@@ -1,17 +1,22 @@
-//! A positioned subscribe (`subscription2`) on a node that has not yet received any message of the pipe,
-//! while another node publishes to it (issue 15): the join must not take Redis's top as the node's place
-//! in the pipe's order, or the messages still on their way on the channel are dropped as duplicates and
-//! the node's plain subscribers, who subscribed earlier, never get them (a silent hole).
+//! A node's place in a pipe's order before it has received any message of the pipe (issue 15). A
+//! positioned subscribe (`subscription2`) then, while another node publishes: the join must not take
+//! Redis's top as the node's place, or the messages still on their way on the channel are dropped as
+//! duplicates and the node's plain subscribers, who subscribed earlier, never get them (a silent hole).
+//! And a pub/sub connection lost before the first message arrives: what was published meanwhile is
+//! repaired for the plain subscribers, as any later hole is (the node learned its place from a sync
+//! marker when it subscribed).
 
 use halley::cluster::Keys;
 use halley::ids::{DevId, PipeName};
 use halley_tests::browser::Browser;
-use halley_tests::cluster::TestCluster;
+use halley_tests::cluster::{RedisProcess, TestCluster};
 use halley_tests::cometql::insert_sql;
 use halley_tests::frames::json;
 use halley_tests::mysql_raw::RawMysql;
 use halley_tests::wait::WAIT;
 use serde_json::Value;
+
+use super::cluster_faults::metric;
 
 /// Messages per round.
 const K: usize = 20;
@@ -43,7 +48,9 @@ async fn collect(b: &mut Browser, pipe: &str, n: usize) -> Vec<(Option<u64>, Str
 /// message after its place (or from its position), contiguous, each offset with its message.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_first_positioned_join_holds_nothing_back_from_plain_subscribers() {
-    let cluster = TestCluster::start(2).await;
+    // A Redis of its own: another suite's `CLIENT KILL TYPE pubsub` would drop what is in flight.
+    let redis = RedisProcess::start().await;
+    let cluster = TestCluster::start_on(2, &redis.url(), |_| {}).await;
     let t = cluster.tenant("a@example.com").await;
     let keys = Keys::new(&cluster.prefix);
     let probe_b = keys.probe("node-1");
@@ -140,5 +147,69 @@ async fn a_first_positioned_join_holds_nothing_back_from_plain_subscribers() {
         joiner.expect_nothing().await;
         joiner.close().await;
     }
+    cluster.stop().await;
+}
+
+/// Plain subscribers on B of two pipes B has received nothing of: one published to before (a numbering
+/// exists), one never. B's pub/sub connection is killed and A publishes to both while it is down: after
+/// B's reconnect its subscriber gets every message, in order, repaired from the windows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_drop_before_a_pipe_s_first_message_is_repaired() {
+    let redis = RedisProcess::start().await;
+    let cluster = TestCluster::start_on(2, &redis.url(), |_| {}).await;
+    let t = cluster.tenant("a@example.com").await;
+    let mut q = RawMysql::login(cluster.node(0), &t).await;
+    q.query(&insert_sql("web_old", "e", "before"))
+        .await
+        .assert_ok();
+    let mut plain = Browser::connect(cluster.node(1), t.dev_id, 0, "", "plain").await;
+    plain.subscribe(&["web_old", "web_fresh"]).await;
+    // B's two sync markers came back (nothing else reaches it): it knows its place in both pipes.
+    halley_tests::wait::eventually(WAIT, || async {
+        let n = metric(cluster.node(1), "halley_cluster_received_total").await;
+        match n >= 2.0 {
+            true => Ok(()),
+            false => Err(anyhow::anyhow!("{n} received")),
+        }
+    })
+    .await
+    .unwrap();
+    let mut conn = cluster.redis().await;
+    let _: i64 = redis::cmd("CLIENT")
+        .arg(&["KILL", "TYPE", "pubsub"])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let pipes = ["web_old", "web_fresh"];
+    for i in 0..3 {
+        for pipe in pipes {
+            q.query(&insert_sql(pipe, "e", &format!("{pipe}{i}")))
+                .await
+                .assert_ok();
+        }
+    }
+    let mut got: Vec<(String, String)> = Vec::new();
+    while got.len() < 6 {
+        let Ok(text) = plain.ws.recv_text(WAIT).await else {
+            break;
+        };
+        let v = json(&text);
+        if v["event"] == "e" {
+            got.push((
+                v["pipe"].as_str().unwrap_or_default().to_string(),
+                v["data"].as_str().unwrap_or_default().to_string(),
+            ));
+        }
+    }
+    for pipe in pipes {
+        let mine: Vec<&str> = got
+            .iter()
+            .filter(|(p, _)| p == pipe)
+            .map(|(_, d)| d.as_str())
+            .collect();
+        let want: Vec<String> = (0..3).map(|i| format!("{pipe}{i}")).collect();
+        assert_eq!(mine, want, "{pipe}: all of {got:?}");
+    }
+    plain.expect_nothing().await;
     cluster.stop().await;
 }
