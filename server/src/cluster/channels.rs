@@ -122,7 +122,12 @@ impl<K: Eq + Hash + Clone> Channels<K> {
         for key in std::mem::take(&mut state.changed) {
             match (state.wanted(&key), state.subscribed.contains(&key)) {
                 (true, false) => changes.subscribe.push(key),
-                (false, true) => changes.unsubscribe.push(key),
+                (false, true) => {
+                    // As good as gone: whoever wants it from now on waits for it to be subscribed
+                    // again, not for an UNSUBSCRIBE already on its way.
+                    state.subscribed.remove(&key);
+                    changes.unsubscribe.push(key);
+                }
                 _ => {}
             }
         }
@@ -144,6 +149,7 @@ impl<K: Eq + Hash + Clone> Channels<K> {
         }
     }
 
+    /// Redis confirmed these gone; one wanted again meanwhile is subscribed again next round.
     pub(super) fn unsubscribed(&self, keys: &[K]) {
         let mut state = self.lock();
         for key in keys {
@@ -232,6 +238,14 @@ mod tests {
         c.subscribed(&[key("a")]);
         c.listen(key("a"), false);
         assert_eq!(c.take_changes().unsubscribe, vec![key("a")]);
+        // Wanted again while its UNSUBSCRIBE is on the way: a subscriber waits for the next SUBSCRIBE.
+        c.listen(key("a"), true);
+        let mut again = c.wait(&key("a")).expect("not subscribed while leaving");
+        c.unsubscribed(&[key("a")]);
+        assert_eq!(c.take_changes().subscribe, vec![key("a")]);
+        assert!(again.try_recv().is_err());
+        c.subscribed(&[key("a")]);
+        assert!(again.try_recv().is_ok());
     }
 
     #[test]
