@@ -131,6 +131,25 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             .log_refusals(REFUSAL_LOG_INTERVAL, shutdown_rx.clone()),
     );
     let cometql = Arc::new(CometQl::new(ctx.clone()));
+    if ctx.hub.clustered() {
+        // A cluster node whose pub/sub connection came back delivers its users' queues again.
+        let (to, mut redrains) = tokio::sync::mpsc::unbounded_channel();
+        ctx.hub.registry().set_redrain(to);
+        let (ctx, mut stop) = (ctx.clone(), shutdown_rx.clone());
+        tasks.spawn(async move {
+            loop {
+                tokio::select! {
+                    next = redrains.recv() => match next {
+                        Some((dev_id, user)) => {
+                            crate::commands::users_messages::redrain(&ctx, dev_id, user).await;
+                        }
+                        None => return,
+                    },
+                    _ = stop.changed() => return,
+                }
+            }
+        });
+    }
     {
         // Revoking a key closes its sessions here, whichever node it was revoked on.
         let sessions = Arc::downgrade(&cometql);

@@ -28,7 +28,8 @@
 //! only one delivers a queued message. A user online nowhere has no holder: the message stays queued.
 //!
 //! Bounds, said plainly: a node whose pub/sub connection is down misses what is published to its users
-//! meanwhile unless no other node got it (then it is queued for their next connect); a message sent at
+//! meanwhile unless no other node got it (then it is queued, and delivered to the user's connections
+//! here once the node hears again: `resync`, `users_messages::redrain`); a message sent at
 //! the instant the user's last connection on the only ready node closes is published to a node that no
 //! longer holds them (as on one node, where a push to a connection that just went away is lost).
 
@@ -263,6 +264,13 @@ pub(super) async fn resync(s: &Arc<Shared>) {
                 "could not note this node's users in Redis again; next reconnect retries"
             );
             return;
+        }
+    }
+    // While this node could not hear, a message to a user ready here that no other node took was queued:
+    // their queue goes to their connections here now.
+    for (dev_id, user, ready) in held {
+        if ready {
+            s.registry.redrain(dev_id, user);
         }
     }
 }

@@ -380,6 +380,37 @@ async fn drain_pass<S: QueueSink>(
     }
 }
 
+/// A cluster node heard nothing for a while (its pub/sub connection came back): what was queued for the
+/// user meanwhile, because no node holding them could hear it, goes to their connections here, in order
+/// (as queued messages, with their ids). A batch that finds none of them left goes back into the queue.
+pub(crate) async fn redrain(ctx: &Ctx, dev_id: DevId, user: UserId) {
+    loop {
+        let claimed = match ctx
+            .storage
+            .claim_queued_batch(dev_id, user, unix_now(), QUEUE_BATCH)
+            .await
+        {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(error = %e, "claiming queued private messages failed");
+                return;
+            }
+        };
+        let full = claimed.len() as i64 == QUEUE_BATCH;
+        for (i, m) in claimed.iter().enumerate() {
+            let frame = frames::queued_private_message(&m.event, &m.message, m.sent_at);
+            let message = PrivateMessage::new(m.uuid.clone(), frame);
+            if ctx.hub.registry().push_private_here(dev_id, user, &message) == 0 {
+                requeue(ctx, dev_id, user, &claimed[i..]).await;
+                return;
+            }
+        }
+        if !full {
+            return;
+        }
+    }
+}
+
 /// Puts back a claimed batch that did not reach the client, in its place at the head of the queue, with a
 /// fresh TTL.
 async fn requeue(ctx: &Ctx, dev_id: DevId, user: UserId, claimed: &[QueuedMessage]) {

@@ -85,6 +85,8 @@ pub struct Registry {
     interest: OnceLock<Arc<dyn super::Interest>>,
     /// Closes the CometQL sessions of a revoked key (the CometQL door's, set once at start).
     key_sessions: OnceLock<KeyCloser>,
+    /// Where a cluster node asks for users' queues to be delivered again (`redrain`).
+    redrains: OnceLock<tokio::sync::mpsc::UnboundedSender<(DevId, UserId)>>,
 }
 
 /// What closes the CometQL sessions that logged in with a key.
@@ -111,6 +113,7 @@ impl Registry {
             windows: Windows::new(windows),
             interest: OnceLock::new(),
             key_sessions: OnceLock::new(),
+            redrains: OnceLock::new(),
         }
     }
 
@@ -122,6 +125,19 @@ impl Registry {
     /// The CometQL door says how its sessions of a key are closed (at start).
     pub(crate) fn set_key_closer(&self, closer: KeyCloser) {
         let _ = self.key_sessions.set(closer);
+    }
+
+    /// The command layer takes the users whose queue is to be delivered again (a cluster node).
+    pub(crate) fn set_redrain(&self, to: tokio::sync::mpsc::UnboundedSender<(DevId, UserId)>) {
+        let _ = self.redrains.set(to);
+    }
+
+    /// Asks for the user's queued private messages to be delivered to their connections here (a cluster
+    /// node whose pub/sub connection came back: what was queued meanwhile because no node heard it).
+    pub fn redrain(&self, dev_id: DevId, user: UserId) {
+        if let Some(to) = self.redrains.get() {
+            let _ = to.send((dev_id, user));
+        }
     }
 
     /// Closes what `revoke` names on this node (also what a cluster node does when told by another).

@@ -164,3 +164,32 @@ async fn a_user_connecting_on_one_node_while_another_sends_misses_nothing() {
     }
     cluster.stop().await;
 }
+
+/// The user is ready on B only. B's pub/sub connection is killed and A sends while B cannot hear: no
+/// node takes the message, so it is queued; once B hears again it delivers the user's queue to them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_message_sent_while_the_user_s_node_cannot_hear_arrives_after() {
+    let redis = RedisProcess::start().await;
+    let cluster = TestCluster::start_on(2, &redis.url(), |_| {}).await;
+    let t = cluster.tenant("a@example.com").await;
+    let mut q = RawMysql::login(cluster.node(0), &t).await;
+    q.query(&format!(
+        "INSERT INTO users_auth (id, hash) VALUES ({USER}, 'h70')"
+    ))
+    .await
+    .assert_ok();
+    let mut page = Browser::connect(cluster.node(1), t.dev_id, USER, "h70", "page").await;
+    page.sync().await;
+    let mut conn = cluster.redis().await;
+    let _: i64 = redis::cmd("CLIENT")
+        .arg(&["KILL", "TYPE", "pubsub"])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    q.query(&send_sql("while deaf")).await.assert_ok();
+    assert_eq!(private_texts(&mut page, 1).await, vec!["while deaf"]);
+    page.expect_nothing().await;
+    assert_eq!(queued(&mut q).await, 0);
+    page.close().await;
+    cluster.stop().await;
+}
