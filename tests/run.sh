@@ -203,19 +203,20 @@ if [ -z "${HALLEY_TEST_REDIS_URL:-}" ]; then
     fi
 fi
 
-# --- Python clients (PyMySQL driver, websockets for scripts) ---------------------------------------
-if ! python3 -c 'import pymysql, websockets' >/dev/null 2>&1; then
-    installing "Python packages: PyMySQL websockets"
-    pip_args=(install -q --disable-pip-version-check 'PyMySQL>=1.1,<2' 'websockets>=13,<18')
+# --- Python clients (PyMySQL driver, websockets for scripts, the Pusher pair pysher + pusher) --------
+# pysher and pusher pinned exactly: tests/tests/it/pusher_python.rs checks what they print.
+if ! python3 -c 'import pymysql, websockets, pysher, pusher' >/dev/null 2>&1; then
+    installing "Python packages: PyMySQL websockets pysher pusher"
+    pip_args=(install -q --disable-pip-version-check 'PyMySQL>=1.1,<2' 'websockets>=13,<18' 'pysher==1.0.8' 'pusher==3.3.4')
     if ! python3 -m pip "${pip_args[@]}"; then
         # Debian's own python3 refuses pip installs (PEP 668) unless told otherwise.
         python3 -m pip "${pip_args[@]}" --break-system-packages
     fi
-    python3 -c 'import pymysql, websockets' || die "python3 still cannot import pymysql and websockets"
+    python3 -c 'import pymysql, websockets, pysher, pusher' || die "python3 still cannot import pymysql, websockets, pysher and pusher"
 fi
 
 # --- Node packages (pinned by each folder's package-lock.json) -------------------------------------
-# tests/clients: mysql2; sdk-js: esbuild (dist check), playwright-core (browser tests), typescript;
+# tests/clients: mysql2, and pusher-js, laravel-echo and pusher (the Pusher agent); sdk-js: esbuild (dist check), playwright-core (browser tests), typescript;
 # dashboard/test: playwright-core.
 npm_ready() {
     local dir=$1 probe=$2 stamp want
@@ -227,7 +228,7 @@ npm_ready() {
         echo "$want" >"$stamp"
     fi
 }
-npm_ready "$CLIENTS" mysql2
+npm_ready "$CLIENTS" pusher-js
 npm_ready "$ROOT/sdk-js" playwright-core
 npm_ready "$ROOT/dashboard/test" playwright-core
 

@@ -68,6 +68,8 @@ export const api = {
   setOrigins: (origins) => request("PUT", "/origins", { origins }),
   security: () => request("GET", "/security"),
   setSecurity: (require_tls) => request("PUT", "/security", { require_tls }),
+  pusher: () => request("GET", "/pusher"),
+  setPusher: (client_events) => request("PUT", "/pusher", { client_events }),
   usage: () => request("GET", "/usage"),
   testMessage: (pipe, event, message) => request("POST", "/test-message", { pipe, event, message }),
 };

@@ -28,6 +28,63 @@ function jsSnippet(origin, httpHost, devId) {
 </script>`;
 }
 
+/** Laravel's broadcasting over the Pusher protocol: the `.env` lines (Reverb broadcaster). */
+export function laravelEnv(location, devId, appKey, key) {
+  const https = location.protocol === "https:";
+  const port = location.port || (https ? "443" : "80");
+  return `BROADCAST_CONNECTION=reverb
+REVERB_APP_ID=${devId}
+REVERB_APP_KEY=${appKey}
+REVERB_APP_SECRET=${key}
+REVERB_HOST=${location.hostname}
+REVERB_PORT=${port}
+REVERB_SCHEME=${https ? "https" : "http"}
+
+VITE_REVERB_APP_KEY="\${REVERB_APP_KEY}"
+VITE_REVERB_HOST="\${REVERB_HOST}"
+VITE_REVERB_PORT="\${REVERB_PORT}"
+VITE_REVERB_SCHEME="\${REVERB_SCHEME}"`;
+}
+
+function echoSnippet() {
+  return `// resources/js/echo.js (npm install laravel-echo pusher-js)
+import Echo from "laravel-echo";
+import Pusher from "pusher-js";
+window.Pusher = Pusher;
+
+window.Echo = new Echo({
+  broadcaster: "reverb",
+  key: import.meta.env.VITE_REVERB_APP_KEY,
+  wsHost: import.meta.env.VITE_REVERB_HOST,
+  wsPort: import.meta.env.VITE_REVERB_PORT ?? 80,
+  wssPort: import.meta.env.VITE_REVERB_PORT ?? 443,
+  forceTLS: (import.meta.env.VITE_REVERB_SCHEME ?? "https") === "https",
+  enabledTransports: ["ws", "wss"],
+});
+
+// A public channel named like a pipe is that pipe: CometQL INSERTs to "chat" arrive here too.
+window.Echo.channel("chat").listen(".msg", (e) => console.log("received", e));`;
+}
+
+/** Two panels behind a tab list (CometQL, Laravel); the first is shown. */
+function tabs(panels) {
+  const list = h("div", { class: "tabs", role: "tablist", "aria-label": "How your backend publishes" });
+  const bodies = [];
+  panels.forEach(([label, id, children], i) => {
+    const tab = h("button", { type: "button", role: "tab", id: `tab-${id}`, "aria-controls": `panel-${id}`,
+      "aria-selected": i === 0 ? "true" : "false", class: "tab" }, label);
+    const body = h("div", { role: "tabpanel", id: `panel-${id}`, "aria-labelledby": `tab-${id}` }, ...children);
+    body.hidden = i !== 0;
+    tab.addEventListener("click", () => {
+      for (const t of list.children) t.setAttribute("aria-selected", t === tab ? "true" : "false");
+      for (const b of bodies) b.hidden = b !== body;
+    });
+    list.append(tab);
+    bodies.push(body);
+  });
+  return [list, ...bodies];
+}
+
 function liveCard(ctx, pipeInput) {
   const status = h("span", { class: "live-status", id: "live-status", "data-state": "connecting" },
     h("span", { class: "dot", "aria-hidden": "true" }), h("span", { class: "text" }, "Connecting…"));
@@ -114,12 +171,25 @@ async function fillCredentials(ctx, card) {
     h("dl", { class: "creds" },
       h("dt", {}, "dev_id"), h("dd", {}, h("span", { class: "secret", id: "dev-id" }, String(devId))),
       h("dt", {}, "Secret key"), h("dd", {}, h("span", { class: "secret", id: "secret-key" }, keyText)),
-      h("dt", {}, "CometQL server"), h("dd", {}, h("span", { class: "secret" }, `${host}:${port}`))),
+      h("dt", {}, "CometQL server"), h("dd", {}, h("span", { class: "secret" }, `${host}:${port}`)),
+      h("dt", {}, "Pusher app key"), h("dd", {}, h("span", { class: "secret", id: "app-key" }, ctx.me.app_key))),
     h("p", { class: "muted small" }, "Keep the key on your server: it lets anyone publish as you. Manage keys on the Keys page."),
-    h("h2", {}, "2. Publish from your backend"),
-    snippet("PHP (mysqli)", phpSnippet(host, port, devId, keyText), "snippet-php"),
-    snippet("Command line (MariaDB or MySQL client)", cliSnippet(host, port, devId, keyText), "snippet-cli"),
-    h("h2", {}, "3. Receive in your page"),
-    snippet("HTML and JavaScript", jsSnippet(location.origin, location.host, devId), "snippet-js"),
+    ...tabs([
+      ["CometQL", "cometql", [
+        h("h2", {}, "2. Publish from your backend"),
+        snippet("PHP (mysqli)", phpSnippet(host, port, devId, keyText), "snippet-php"),
+        snippet("Command line (MariaDB or MySQL client)", cliSnippet(host, port, devId, keyText), "snippet-cli"),
+        h("h2", {}, "3. Receive in your page"),
+        snippet("HTML and JavaScript", jsSnippet(location.origin, location.host, devId), "snippet-js"),
+      ]],
+      ["Laravel", "laravel", [
+        h("h2", {}, "2. Broadcast from Laravel"),
+        h("p", { class: "muted small" },
+          "Laravel's broadcasting, Echo and pusher-js work unchanged over the Pusher protocol (php artisan install:broadcasting, then these lines in .env)."),
+        snippet(".env", laravelEnv(location, devId, ctx.me.app_key, keyText), "snippet-laravel-env"),
+        h("h2", {}, "3. Listen with Echo"),
+        snippet("resources/js/echo.js", echoSnippet(), "snippet-echo"),
+      ]],
+    ]),
   );
 }

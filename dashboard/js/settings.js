@@ -77,6 +77,42 @@ function securityCard() {
   return h("section", { class: "card" }, form);
 }
 
+function pusherCard() {
+  const box = h("input", { type: "checkbox", name: "client_events" });
+  const error = h("div", { class: "form-error", role: "alert" });
+  const ok = h("div", { class: "form-ok", role: "status" });
+  const submit = h("button", { type: "submit", class: "btn" }, "Save client events");
+  const form = h("form", { "aria-labelledby": "pusher-title" },
+    h("h2", { id: "pusher-title" }, "Pusher client events"),
+    h("p", { class: "muted small" },
+      "When on, Pusher and Laravel Echo clients may send client-* events (Echo's whisper) to the other members of " +
+      "private and presence channels, 10 a second per connection, from your publish budget."),
+    error, ok,
+    h("div", { class: "field" }, h("label", { for: "client-events" }, box, " Allow client events")),
+    submit);
+  box.id = "client-events";
+  box.disabled = true;
+  submit.disabled = true;
+  api.pusher().then(
+    (r) => {
+      box.checked = r.client_events;
+      box.disabled = false;
+      submit.disabled = false;
+    },
+    (e) => (error.textContent = e.message),
+  );
+  form.addEventListener("submit", (e) => {
+    e.preventDefault();
+    ok.textContent = "";
+    busy(submit, error, async () => {
+      const r = await api.setPusher(box.checked);
+      box.checked = r.client_events;
+      ok.textContent = r.client_events ? "Saved. Client events are relayed." : "Saved. Client events are refused.";
+    });
+  });
+  return h("section", { class: "card" }, form);
+}
+
 function passwordCard(ctx) {
   const current = h("input", { type: "password", autocomplete: "current-password", required: true });
   const next = h("input", { type: "password", autocomplete: "new-password", minlength: "10", required: true });
@@ -108,6 +144,6 @@ function passwordCard(ctx) {
 export function render(ctx) {
   show(
     h("div", { class: "page-head" }, h("div", {}, h("h1", {}, "Settings"), h("p", {}, ctx.me.email))),
-    h("div", { class: "grid grid-2" }, originsCard(), securityCard(), passwordCard(ctx)),
+    h("div", { class: "grid grid-2" }, originsCard(), securityCard(), pusherCard(), passwordCard(ctx)),
   );
 }

@@ -151,6 +151,16 @@ test("sign up, publish with mariadb, see it live, revoke the key", async () => {
   assert.match(devId, /^\d+$/);
   assert.match(key, /^[A-Za-z0-9]{64}$/);
   assert.ok((await page.locator("#snippet-php").textContent()).includes(key), "the PHP snippet has the key");
+  // The Laravel tab: the .env lines with this tenant's dev_id, app key and key.
+  await page.getByRole("tab", { name: "Laravel" }).click();
+  const env = await page.locator("#snippet-laravel-env").textContent();
+  const appKey = (await page.locator("#app-key").textContent()).trim();
+  assert.match(appKey, /^[0-9a-f]{20}$/);
+  for (const line of [`REVERB_APP_ID=${devId}`, `REVERB_APP_KEY=${appKey}`, `REVERB_APP_SECRET=${key}`, "BROADCAST_CONNECTION=reverb"]) {
+    assert.ok(env.includes(line), `the .env snippet has ${line}: ${env}`);
+  }
+  assert.ok((await page.locator("#snippet-echo").textContent()).includes('broadcaster: "reverb"'));
+  await page.getByRole("tab", { name: "CometQL" }).click();
   await page.locator('#live-status[data-state="open"]').waitFor();
 
   // The real client, exactly as the page tells the developer to run it.
@@ -199,6 +209,11 @@ test("sign up, publish with mariadb, see it live, revoke the key", async () => {
   await page.getByRole("button", { name: "Save", exact: true }).click();
   await page.getByRole("status").filter({ hasText: "Plaintext CometQL logins are allowed" }).waitFor();
   assert.equal((await mariadb(devId, key, "SHOW TABLES")).code, 0);
+  // Pusher client events: off for a new tenant, turned on here.
+  assert.equal(await page.getByLabel("Allow client events").isChecked(), false);
+  await page.getByLabel("Allow client events").check();
+  await page.getByRole("button", { name: "Save client events" }).click();
+  await page.getByRole("status").filter({ hasText: "Client events are relayed" }).waitFor();
   await shot("settings");
 
   await page.getByRole("link", { name: "Keys" }).click();

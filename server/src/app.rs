@@ -84,6 +84,13 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         (None, Hub::with_windows(stats.clone(), windows))
     };
     let ctx = Ctx::new(config.clone(), tenants, hub);
+    let mut cluster = cluster;
+    if let Some(changes) = cluster.as_mut().and_then(|c| c.take_status_changes()) {
+        tasks.spawn(crate::commands::presence::cluster_status(
+            ctx.clone(),
+            changes,
+        ));
+    }
     // What each tenant keeps stored, for its quotas: counted once here, then kept by every write.
     ctx.storage
         .load_totals()

@@ -19,6 +19,11 @@ pub struct UserId(pub u64);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConnId(pub u64);
 
+/// The registry key's prefix for Pusher channels that are not comet pipes (private, presence, encrypted,
+/// user channels, and public names a pipe cannot have). `:` is in no pipe name and no channel name, so
+/// nothing a comet client or CometQL can name falls there.
+pub const PUSHER_ONLY: &str = "pusher:";
+
 /// A pipe (channel) name that passed validation; cheap to clone because the hub keys on it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PipeName(Arc<str>);
@@ -41,6 +46,12 @@ impl PipeName {
         Ok(PipeName(Arc::from(s)))
     }
 
+    /// The registry key of a Pusher channel that is not a comet pipe (see [`PUSHER_ONLY`]): `channel` is a
+    /// valid Pusher channel name, checked by the caller.
+    pub fn pusher_only(channel: &str) -> Self {
+        PipeName(Arc::from(format!("{PUSHER_ONLY}{channel}")))
+    }
+
     /// A pipe named in a browser command (`web_pipe2`, `pipe_log`, ...).
     pub fn parse_command(s: &str) -> Result<Self, PipeNameError> {
         names::check_command_pipe(s)?;
@@ -60,6 +71,16 @@ impl EventName {
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+impl EventName {
+    /// An event name from the Pusher protocol (`App\\Events\\OrderShipped`, `.shipped`): Pusher's rule
+    /// (1..=200 characters, no control characters, not `pusher:`), wider than the comet one. Comet pages on
+    /// a bridged pipe get it as it is.
+    pub fn pusher(s: &str) -> Result<Self, crate::pusher::EventError> {
+        crate::pusher::client::check_event_name(s)?;
+        Ok(EventName(Arc::from(s)))
     }
 }
 

@@ -71,6 +71,10 @@ enum TenantCommand {
         /// ERROR 3159); `false`: plaintext allowed (the default). Omitted: left as it is.
         #[arg(long, value_name = "true|false")]
         require_tls: Option<bool>,
+        /// `true`: the tenant's Pusher connections may send client events (`client-*`, Echo's whisper) on
+        /// private and presence channels; `false`: refused (the default). Omitted: left as it is.
+        #[arg(long, value_name = "true|false")]
+        client_events: Option<bool>,
         #[command(flatten)]
         quotas: QuotaArgs,
     },
@@ -192,6 +196,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             window_messages,
             window_secs,
             require_tls,
+            client_events,
             quotas,
         }) => {
             let tenants = halley::app::open_tenants(&config).await?;
@@ -224,6 +229,12 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                 tenants
                     .storage()
                     .set_tenant_require_tls(dev_id, require)
+                    .await?;
+            }
+            if let Some(on) = client_events {
+                tenants
+                    .storage()
+                    .set_tenant_flag(dev_id, halley::storage::TenantFlag::ClientEvents, on)
                     .await?;
             }
             println!("limits of dev_id {dev_id} set");

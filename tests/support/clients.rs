@@ -15,6 +15,8 @@ use anyhow::{bail, Context};
 use tokio::process::Command;
 
 pub use cli::{mariadb, mariadb_query, query_args, CliOutput};
+/// Runs any client program with a hard time limit (what the drivers here are run with).
+pub use process::{run as run_process, Finished};
 pub use protocol::{
     ChangeUser, ClientTls, Connected, Login, Outcome, Request, Response, Row, SqlError, Step,
     StepResult,

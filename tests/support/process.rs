@@ -71,12 +71,20 @@ impl ServerProcess {
     /// Starts the binary with `toml` appended to a configuration that sets the data directory, the
     /// database and port 0 on loopback (so `toml` may hold top-level keys and `[sections]`).
     pub async fn start(backend: Backend, toml: &str) -> anyhow::Result<ServerProcess> {
-        let dir = tempfile::tempdir().context("temporary data directory")?;
         let pg = match backend {
             Backend::Sqlite => None,
             Backend::Postgres => Some(TempPgDb::require().await?),
         };
         let database_url = pg.as_ref().map(|p| p.url().to_string()).unwrap_or_default();
+        let mut server = Self::start_on(&database_url, toml).await?;
+        server.pg = pg;
+        Ok(server)
+    }
+
+    /// [`ServerProcess::start`] on a database the caller owns (several nodes share one; empty: SQLite in
+    /// the process's own data directory).
+    pub async fn start_on(database_url: &str, toml: &str) -> anyhow::Result<ServerProcess> {
+        let dir = tempfile::tempdir().context("temporary data directory")?;
         let file = dir.path().join("halley.toml");
         let text = format!(
             "data_dir = {data_dir:?}\ndatabase_url = {database_url:?}\nhttp_addr = \"127.0.0.1:0\"\n\
@@ -94,7 +102,7 @@ impl ServerProcess {
             cometql_addr,
             config,
             _dir: dir,
-            pg,
+            pg: None,
             log,
         })
     }
@@ -149,6 +157,12 @@ impl ServerProcess {
         self.cometql_addr = cometql_addr;
         self.log = log;
         Ok(())
+    }
+
+    /// Kills the server with SIGKILL (a crash: nothing flushed, no goodbye to anyone) and reaps it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// Kills the server and drops its PostgreSQL database.

@@ -28,6 +28,8 @@ pub struct TestServer {
 pub struct Tenant {
     pub dev_id: u64,
     pub key: String,
+    /// The public Pusher app key (empty where a test made the tenant by hand).
+    pub app_key: String,
 }
 
 impl From<NewTenant> for Tenant {
@@ -35,6 +37,7 @@ impl From<NewTenant> for Tenant {
         Tenant {
             dev_id: t.dev_id.0,
             key: t.key,
+            app_key: t.app_key,
         }
     }
 }

@@ -84,6 +84,13 @@ impl Value {
     }
 }
 
+/// A value's JSON text (for a protocol that carries it as a string).
+pub(crate) fn to_text(value: &Value) -> String {
+    let mut out = BytesMut::with_capacity(value.size_hint());
+    write_value(&mut out, value);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 pub(super) fn write_value(out: &mut BytesMut, value: &Value) {
     match value {
         Value::Bool(b) => out.put_slice(if *b { b"true" } else { b"false" }),

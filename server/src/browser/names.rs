@@ -21,7 +21,7 @@ pub const MSG_PIPE: &str = "msg";
 /// The server's system pipe (serverInfo, errors).
 pub const SYS_PIPE: &str = "sys";
 
-const USER_STATUS_PREFIX: &str = "user_status_";
+pub(crate) const USER_STATUS_PREFIX: &str = "user_status_";
 
 /// `[A-Za-z0-9_-]`, the only bytes names, events and markers may contain.
 pub fn is_name_byte(b: u8) -> bool {

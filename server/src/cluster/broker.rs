@@ -141,6 +141,12 @@ impl Broker for RedisBroker {
         let s = &self.shared;
         s.metrics.render(out, s.ready(), s.channels.count());
     }
+
+    fn presence(&self) -> Option<Arc<dyn crate::hub::SharedPresence>> {
+        Some(Arc::new(super::presence::RedisPresence {
+            shared: self.shared.clone(),
+        }))
+    }
 }
 
 #[cfg(test)]

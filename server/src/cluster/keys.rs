@@ -86,6 +86,33 @@ impl Keys {
         format!("{}:lim:{{{}}}:c", self.prefix, dev_id.0)
     }
 
+    /// A hash: the pipe's members cluster-wide, field `<node>/<conn>` -> the member (`member.rs`).
+    pub fn members(&self, dev_id: DevId, pipe: &PipeName) -> String {
+        self.tagged(dev_id, pipe, 'p')
+    }
+
+    /// A hash: node -> the user's live connections there, under the tag of the user's `user_status_<id>`
+    /// pipe, so that the presence script changes it and publishes on that pipe's channel in one slot.
+    pub fn users(&self, dev_id: DevId, status_pipe: &PipeName) -> String {
+        self.tagged(dev_id, status_pipe, 'u')
+    }
+
+    /// A set: what a node wrote to the shared presence (`member.rs`, `Held`), so that a dead node's
+    /// members and users can be removed by whoever survives it.
+    pub fn held(&self, node: &str) -> String {
+        format!("{}:held:{node}", self.prefix)
+    }
+
+    /// A set: the nodes that have written presence (the survivors look for dead ones there).
+    pub fn nodes(&self) -> String {
+        format!("{}:nodes", self.prefix)
+    }
+
+    /// Taken (SET NX, with a TTL) by the one node that removes a dead node's presence.
+    pub fn sweep_lock(&self, node: &str) -> String {
+        format!("{}:sweep:{node}", self.prefix)
+    }
+
     /// The key a live node holds (with a TTL its heartbeat renews), so that no two nodes share a name.
     pub fn lease(&self, node: &str) -> String {
         format!("{}:node:{node}", self.prefix)
@@ -146,6 +173,13 @@ mod tests {
         assert_eq!(k.channel(DevId(7), &p), "hx:eu:{7:web_chat}:c");
         assert_eq!(k.meta(DevId(7), &p), "hx:eu:{7:web_chat}:m");
         assert_eq!(k.window(DevId(7), &p), "hx:eu:{7:web_chat}:w");
+        assert_eq!(k.members(DevId(7), &p), "hx:eu:{7:web_chat}:p");
+        let status = pipe("user_status_42");
+        assert_eq!(k.users(DevId(7), &status), "hx:eu:{7:user_status_42}:u");
+        assert_eq!(k.channel(DevId(7), &status), "hx:eu:{7:user_status_42}:c");
+        assert_eq!(k.held("node-a"), "hx:eu:held:node-a");
+        assert_eq!(k.nodes(), "hx:eu:nodes");
+        assert_eq!(k.sweep_lock("node-a"), "hx:eu:sweep:node-a");
         assert_eq!(k.lease("node-a"), "hx:eu:node:node-a");
         assert_eq!(k.probe("node-a"), "hx:eu:probe:node-a");
         assert_eq!(k.control("node-a"), "hx:eu:ctl:node-a");

@@ -61,6 +61,12 @@ impl Lease {
                 .await;
             let ok = match renewed {
                 Ok(1) => true,
+                Ok(2) => {
+                    // The lease had expired: survivors may have swept this node's presence.
+                    tracing::warn!(key = %self.key, "the node's lease had expired; taken again");
+                    shared.presence.resync();
+                    true
+                }
                 Ok(_) => {
                     tracing::error!(key = %self.key, "another node took this node's name");
                     false

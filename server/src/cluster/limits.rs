@@ -4,7 +4,9 @@
 //!
 //! A node's counts carry an expiry its heartbeat renews (`refresh`, which also writes the node's true
 //! counts, so a decrement lost with Redis heals), so a node that died stops counting after
-//! `CONN_TTL`. Redis's clock (`TIME`) is the only clock in these scripts.
+//! `CONN_TTL`. While Redis is away a connection is admitted against the node's own cap and written into
+//! the shared count when Redis is back (a publish, by contrast, fails closed). Redis's clock (`TIME`) is
+//! the only clock in these scripts.
 
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex};
@@ -158,11 +160,20 @@ impl SharedLimits for RedisBroker {
         Box::pin(async move {
             let mut call = JOIN.key(s.keys.connection_counts(dev_id));
             call.arg(&s.node).arg(max).arg(CONN_TTL.as_millis() as u64);
-            let joined: i64 = run(&s, call).await?;
-            if joined == 1 {
+            let joined = match run::<i64>(&s, call).await {
+                Ok(joined) => joined == 1,
+                // Redis away: the node's own cap still holds (checked before), and the refresh writes
+                // this connection into the shared count once Redis answers again. Connections are not
+                // refused for want of Redis (presence keeps them too); publishes are.
+                Err(e) => {
+                    tracing::debug!(error = %e, "connection counted on this node only");
+                    true
+                }
+            };
+            if joined {
                 *counted(&s).entry(dev_id).or_default() += 1;
             }
-            Ok(joined == 1)
+            Ok(joined)
         })
     }
 

@@ -1,9 +1,10 @@
-//! Several nodes that behave as one, on Redis (docs/production.md, "Running several nodes"): publishes
-//! and subscriptions of pipes, their positions and recovery, readiness; private messages (`private.rs`:
-//! a channel per user, and which nodes hold the user decided in Redis atomically with the sender's look).
-//! Revocations reach every node (`control.rs`: a numbered control channel with a window). Publishes per
-//! tenant and WebSocket connections per tenant hold across nodes (`limits.rs`, `tenant::leases`).
-//! Presence is still per node (a later slice).
+//! Several nodes that behave as one, on Redis (docs/production.md, "Running several nodes"): publishes and
+//! subscriptions of pipes, their positions and recovery, readiness; presence (`presence.rs`: members and
+//! users in Redis, announced once cluster-wide; a dead node swept by a survivor, `sweep.rs`); private
+//! messages (`private.rs`: a channel per user, and which nodes hold the user decided in Redis atomically
+//! with the sender's look); revocations on every node (`control.rs`: a numbered control channel with a
+//! window); publishes per tenant and WebSocket connections per tenant across nodes (`limits.rs`,
+//! `tenant::leases`).
 //!
 //! How a publish travels. The publishing node runs ONE script (`broker.rs`, EVALSHA) on the pipe's keys:
 //! it gives the message the pipe's next offset (the epoch is made on the pipe's first use and kept in
@@ -44,12 +45,16 @@ mod join;
 pub mod keys;
 mod lease;
 mod limits;
+mod member;
 mod metrics;
 mod order;
+mod presence;
+mod presence_scripts;
 mod private;
 mod receiver;
 mod scripts;
 mod subscriber;
+mod sweep;
 pub mod wire;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -64,6 +69,7 @@ use crate::hub::{Hub, Registry, WindowLimits};
 use crate::stats::Stats;
 
 pub use keys::Keys;
+pub use presence::StatusChange;
 
 /// How long a command to Redis may take before the node counts Redis as unavailable.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
@@ -101,6 +107,8 @@ pub enum ClusterError {
          give each node its own HALLEY_NODE_NAME, or wait for the lease to expire"
     )]
     NameTaken(String, String),
+    #[error("cluster: cannot clear this node's presence from a previous run: {0}")]
+    Presence(String),
 }
 
 /// What every part of the cluster shares.
@@ -120,6 +128,8 @@ struct Shared {
     link_up: AtomicBool,
     /// The node's lease was renewed lately.
     lease_ok: AtomicBool,
+    /// Presence changes, to the writer (`presence.rs`).
+    presence: presence::Queue,
     /// This node's WebSocket connections counted in Redis, per tenant (`limits.rs`).
     counted: limits::Counted,
     /// The highest revocation number this node has applied (`control.rs`).
@@ -136,6 +146,8 @@ impl Shared {
 pub struct Cluster {
     shared: Arc<Shared>,
     lease: lease::Lease,
+    /// The users this node's presence scripts brought online or offline, for users_time.
+    status: Option<tokio::sync::mpsc::UnboundedReceiver<StatusChange>>,
 }
 
 impl Cluster {
@@ -163,6 +175,8 @@ impl Cluster {
         let wake = Arc::new(tokio::sync::Notify::new());
         let channels = Arc::new(channels::Channels::new(wake.clone()));
         let users = Arc::new(channels::Channels::new(wake));
+        let (queue, queued) = presence::Queue::new();
+        let (status_tx, status) = tokio::sync::mpsc::unbounded_channel();
         let hub = Hub::with_broker(stats, settings.windows, |registry| {
             registry.set_interest(Arc::new(channels::Interests {
                 pipes: channels.clone(),
@@ -181,6 +195,7 @@ impl Cluster {
                 metrics: Default::default(),
                 link_up: AtomicBool::new(false),
                 lease_ok: AtomicBool::new(true),
+                presence: queue,
                 control_seen: Default::default(),
                 counted: Default::default(),
             });
@@ -188,11 +203,41 @@ impl Cluster {
             Arc::new(broker::RedisBroker::new(s))
         });
         let shared = shared.expect("the hub made its broker");
+        // A previous life of this node's name left nothing behind before anyone is served.
+        let leftovers = sweep::own_leftovers(&shared, &status_tx)
+            .await
+            .map_err(|e| ClusterError::Presence(e.to_string()))?;
+        if leftovers > 0 {
+            tracing::info!(
+                removed = leftovers,
+                "removed this node's presence from a previous run"
+            );
+        }
+        tasks.spawn(presence::write(
+            shared.clone(),
+            queued,
+            status_tx.clone(),
+            shutdown.clone(),
+        ));
+        tasks.spawn(sweep::run(shared.clone(), status_tx, shutdown.clone()));
         tasks.spawn(subscriber::run(shared.clone(), shutdown.clone()));
         tasks.spawn(limits::refresh(shared.clone(), shutdown.clone()));
         tasks.spawn(lease.clone().heartbeat(shared.clone(), shutdown));
         tracing::info!(node = %settings.node, prefix = %settings.key_prefix, "joined the cluster");
-        Ok((Cluster { shared, lease }, hub))
+        let cluster = Cluster {
+            shared,
+            lease,
+            status: Some(status),
+        };
+        Ok((cluster, hub))
+    }
+
+    /// The users this node brought online or offline cluster-wide (once, at start): whoever records
+    /// users_time takes them.
+    pub fn take_status_changes(
+        &mut self,
+    ) -> Option<tokio::sync::mpsc::UnboundedReceiver<StatusChange>> {
+        self.status.take()
     }
 
     /// Gives back what this node holds of the tenants' shared limits (a clean stop): its connection

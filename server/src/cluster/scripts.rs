@@ -96,8 +96,9 @@ return 1
     )
 });
 
-/// The lease: renewed only by its holder. KEYS: lease. ARGV: token, ttl ms. Returns 1 when renewed (or
-/// taken again after Redis lost it), 0 when another node holds it.
+/// The lease: renewed only by its holder. KEYS: lease. ARGV: token, ttl ms. Returns 1 when renewed, 2 when
+/// taken again after Redis lost it (or survivors found it expired: presence is written again), 0 when
+/// another node holds it.
 pub(super) static RENEW: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
@@ -108,7 +109,7 @@ if v == ARGV[1] then
 end
 if not v then
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-  return 1
+  return 2
 end
 return 0
 "#,

@@ -83,6 +83,8 @@ async fn serve(
     *connected = true;
     s.link_up.store(true, Ordering::Relaxed);
     receiver::check_all(s);
+    // Redis may have restarted without its data: the node's presence is written again.
+    s.presence.resync();
     private::resync(s).await;
     control::resync(s).await;
     let mut tick = tokio::time::interval(PROBE_EVERY);
@@ -152,7 +154,11 @@ fn handle(s: &Arc<Shared>, channel: &str, payload: &[u8]) {
     match wire::decode(payload) {
         Ok(w) if w.header.dev_id == dev_id && w.header.pipe.as_str() == pipe => {
             Metrics::add(&s.metrics.received, 1);
-            receiver::receive(s, w);
+            if w.header.kind == wire::Kind::Presence {
+                super::presence::receive(s, &w);
+            } else {
+                receiver::receive(s, w);
+            }
         }
         Ok(_) => {
             Metrics::add(&s.metrics.garbled, 1);

@@ -35,6 +35,9 @@ pub enum Kind {
     Message,
     /// A positioned join's marker: where the join read the pipe's top, in the channel's order.
     Marker,
+    /// A presence announcement (`presence.rs`): published by a presence script, never kept in a window;
+    /// its position is the placeholder `p 0` and its body's event says what happened.
+    Presence,
 }
 
 impl Kind {
@@ -42,6 +45,7 @@ impl Kind {
         match self {
             Kind::Message => "m",
             Kind::Marker => "j",
+            Kind::Presence => "p",
         }
     }
 }
@@ -223,6 +227,7 @@ pub fn decode(bytes: &[u8]) -> Result<Wire, WireError> {
     let kind = match f.next() {
         Some("m") => Kind::Message,
         Some("j") => Kind::Marker,
+        Some("p") => Kind::Presence,
         other => {
             return Err(WireError::Kind(
                 other.unwrap_or("").chars().take(8).collect(),
@@ -429,6 +434,21 @@ mod tests {
         ] {
             assert_eq!(decode_private(bad), Err(want), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn presence_announcements_decode_with_their_placeholder_position() {
+        let w = decode(b"H1 p node-b 5 1 track_a p 0\n17 - unsubscription\n42\nu\n\n\n\n").unwrap();
+        assert_eq!(w.header.kind, Kind::Presence);
+        assert_eq!(w.header.except, Some(ConnId(5)));
+        assert_eq!((w.epoch.as_str(), w.offset), ("p", 0));
+        assert_eq!(w.body.event.as_str(), "unsubscription");
+        assert_eq!(w.body.text, "42\nu\n\n\n\n");
+        let h = Header {
+            kind: Kind::Presence,
+            ..header(None)
+        };
+        assert_eq!(head(&h), "H1 p node-a - 15 web_chat ");
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! What each statement does: one file per CometQL table, each with the same verbs. This is the only place
 //! business rules live; the CometQL session, the WebSocket commands and (later) the HTTP API all call it.
 
+pub(crate) mod channels;
+pub(crate) mod channels_api;
 mod error;
 pub(crate) mod history;
 mod history_cache;
@@ -19,7 +21,7 @@ mod table;
 pub(crate) mod users;
 pub(crate) mod users_auth;
 pub(crate) mod users_data;
-mod users_in_pipes;
+pub(crate) mod users_in_pipes;
 pub mod users_messages;
 pub(crate) mod users_time;
 
@@ -59,14 +61,23 @@ pub struct Ctx {
 
 impl Ctx {
     pub fn new(config: Arc<Config>, tenants: Tenants, hub: Hub) -> Ctx {
+        // A node keeps these caches right on its own writes only: in a cluster another node's publish or
+        // pipes_settings change would leave them stale (history missing from SELECT and pipe_log, a
+        // publish that keeps no history), so a cluster node reads the database every time until the
+        // nodes tell each other what changed.
+        let mut cache = config.cache.clone();
+        if config.cluster.enabled() {
+            cache.history_lengths_entries = 0;
+            cache.history_pipes = 0;
+        }
         Ctx {
             storage: tenants.storage().clone(),
             tenants,
             limits: Arc::new(Limits::new(config.limits.clone(), hub.stats().clone())),
             quotas: Arc::new(crate::tenant::quota::Quotas::new(&config.limits)),
             room: None,
-            history: Arc::new(history::HistoryLengths::new(&config.cache)),
-            history_cache: Arc::new(history::HistoryCache::new(&config.cache)),
+            history: Arc::new(history::HistoryLengths::new(&cache)),
+            history_cache: Arc::new(history::HistoryCache::new(&cache)),
             pipe_locks: Arc::default(),
             config,
             stats: hub.stats().clone(),
@@ -246,8 +257,8 @@ async fn select(
     match sel.table.as_str() {
         "pipes_messages" => pipes_messages::select(ctx, caller, sel).await,
         "pipes_settings" => pipes_settings::select(ctx, caller, sel).await,
-        "pipes" => pipes::select(ctx, caller, sel),
-        "users_in_pipes" => users_in_pipes::select(ctx, caller, sel),
+        "pipes" => pipes::select(ctx, caller, sel).await,
+        "users_in_pipes" => users_in_pipes::select(ctx, caller, sel).await,
         "users_auth" => users_auth::select(ctx, caller, sel).await,
         "users_time" => users_time::select(ctx, caller, sel).await,
         "users_data" => users_data::select(ctx, caller, sel).await,

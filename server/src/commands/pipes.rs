@@ -14,16 +14,29 @@ pub(super) fn read_only() -> CommandError {
     CommandError::new(ErrorCode::ReadOnly, "Table `pipes` is read only")
 }
 
-pub(super) fn select(ctx: &Ctx, caller: Caller, sel: &Select) -> Result<Outcome, CommandError> {
+pub(super) async fn select(
+    ctx: &Ctx,
+    caller: Caller,
+    sel: &Select,
+) -> Result<Outcome, CommandError> {
     let proj = TABLE.projection(&sel.columns)?;
     let names = TABLE.key_values(&sel.filter, "name", Verb::Select)?;
     // One row per valid requested name, even with no subscriber; invalid names are skipped (reference).
     let mut rows = Collector::new(ctx, sel.limit.as_ref()).projected(&proj);
-    for p in where_pipes(names) {
+    let pipes = where_pipes(names);
+    // A cluster: every node's subscribers, counted by Redis (one round trip for all the names).
+    let shared = match ctx.hub.shared_presence() {
+        Some(shared) => Some(shared.counts(caller.dev_id, pipes.clone()).await?),
+        None => None,
+    };
+    for (i, p) in pipes.iter().enumerate() {
         if rows.done() {
             break;
         }
-        let users = ctx.hub.registry().subscribers(caller.dev_id, &p);
+        let users = match &shared {
+            Some(counts) => counts.get(i).copied().unwrap_or(0),
+            None => ctx.hub.registry().subscribers(caller.dev_id, p) as u64,
+        };
         rows.offer(vec![p.as_str().to_string(), users.to_string()])?;
     }
     Ok(rows.finish(&TABLE, &proj))

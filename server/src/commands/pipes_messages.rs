@@ -27,6 +27,8 @@ pub(crate) struct Message {
     pub text: String,
     /// The browser sender of a `web_pipe2` message; None for server-side publishes (no user_id in the frame).
     pub sender: Option<UserId>,
+    /// A connection that must not get it (the Pusher HTTP API's `socket_id`, Laravel's `toOthers()`).
+    pub except: Option<ConnId>,
 }
 
 impl Message {
@@ -47,6 +49,7 @@ impl Message {
             event,
             text: text.to_string(),
             sender: None,
+            except: None,
         })
     }
 }
@@ -102,7 +105,8 @@ pub(crate) async fn publish_all(
     ctx.spend_publishes(caller.dev_id, messages.len()).await?;
     let mut published = Vec::with_capacity(messages.len());
     for m in messages {
-        published.push(deliver(ctx, caller, m, None).await?);
+        let except = m.except;
+        published.push(deliver(ctx, caller, m, except).await?);
     }
     Ok(published)
 }
@@ -143,6 +147,7 @@ async fn deliver(
     };
     let sent_at = unix_now();
     let frame = outgoing::pipe_message(&m.pipe, &m.event, &m.text, sent_at, m.sender);
+    super::channels::keep_cached(ctx, caller.dev_id, &m.pipe, &frame);
     let publication = Publication {
         dev_id: caller.dev_id,
         pipe: m.pipe.clone(),

@@ -98,6 +98,9 @@ impl Subscriptions {
                 leave(ctx, client.dev_id, outbox, pipe);
             }
         }
+        // A cluster: the joins are written to Redis together, and the answer waits for them (one round
+        // trip), so that every node's reads show them once the client is told it is subscribed.
+        let mut written = Vec::new();
         self.positioned = positions;
         let registry = ctx.hub.registry();
         if positions {
@@ -105,7 +108,8 @@ impl Subscriptions {
         }
         for (pipe, position) in wanted {
             let kept = self.pipes.contains(&pipe);
-            if !kept && is_track(pipe.as_str()) {
+            let shared = ctx.hub.shared_presence();
+            if !kept && is_track(pipe.as_str()) && shared.is_none() {
                 track(ctx, client.dev_id, outbox, &pipe, TrackEvent::Subscription);
             }
             if positions {
@@ -124,8 +128,17 @@ impl Subscriptions {
                     tracing::warn!(error = %e, "subscribed while the cluster is unavailable");
                 }
             }
+            if let Some(shared) = shared.filter(|_| !kept) {
+                written.push(shared.member_changed(client.dev_id, &pipe, outbox.conn()));
+            }
             if !kept {
                 self.pipes.push(pipe);
+            }
+        }
+        for w in futures_util::future::join_all(written).await {
+            if let Err(e) = w {
+                // Kept in the registry: written when Redis answers again.
+                tracing::warn!(error = %e, "presence not written yet");
             }
         }
     }
@@ -140,6 +153,11 @@ impl Subscriptions {
 
 fn leave(ctx: &Ctx, dev_id: DevId, outbox: &Outbox, pipe: PipeName) {
     ctx.hub.registry().unsubscribe(dev_id, &pipe, outbox.conn());
+    if let Some(shared) = ctx.hub.shared_presence() {
+        // Queued now, in order; not waited for (the cluster announces the leave on `track_` pipes).
+        drop(shared.member_changed(dev_id, &pipe, outbox.conn()));
+        return;
+    }
     if is_track(pipe.as_str()) {
         track(ctx, dev_id, outbox, &pipe, TrackEvent::Unsubscription);
     }
@@ -170,6 +188,14 @@ pub(crate) async fn connect(
     outbox: Outbox,
 ) -> Result<(), LinkError> {
     let hub = &ctx.hub;
+    if let Some(shared) = hub.shared_presence() {
+        // The cluster announces and records the user's first connection anywhere (`cluster_status`).
+        hub.registry().link_user(dev_id, user, outbox, || {})?;
+        if let Err(e) = shared.user_changed(dev_id, user).await {
+            tracing::warn!(error = %e, "presence not written yet");
+        }
+        return Ok(());
+    }
     let announce = || announce_status(hub, dev_id, user, true);
     if hub.registry().link_user(dev_id, user, outbox, announce)? {
         record_status(ctx, dev_id, user, true);
@@ -180,9 +206,57 @@ pub(crate) async fn connect(
 /// Unlinks a connection from its user (none for UserId(0)); when it was their last, the user is offline:
 /// announced and recorded with the time.
 pub(crate) async fn disconnect(ctx: &Ctx, dev_id: DevId, user: UserId, conn: ConnId) {
+    if let Some(shared) = ctx.hub.shared_presence() {
+        if user.0 != 0 {
+            ctx.hub.registry().unlink_user(dev_id, user, conn, || {});
+            drop(shared.user_changed(dev_id, user));
+        }
+        return;
+    }
     let announce = || announce_status(&ctx.hub, dev_id, user, false);
     if user.0 != 0 && ctx.hub.registry().unlink_user(dev_id, user, conn, announce) {
         record_status(ctx, dev_id, user, false);
+    }
+}
+
+/// `pipe_count`: the pipe's subscribers (every node's, in a cluster).
+pub(crate) async fn pipe_count(
+    ctx: &Ctx,
+    dev_id: DevId,
+    pipe: &PipeName,
+) -> Result<u64, super::CommandError> {
+    match ctx.hub.shared_presence() {
+        Some(shared) => {
+            let counts = shared.counts(dev_id, vec![pipe.clone()]).await?;
+            Ok(counts.first().copied().unwrap_or(0))
+        }
+        None => Ok(ctx.hub.registry().subscribers(dev_id, pipe) as u64),
+    }
+}
+
+/// `track_pipe_users`: the pipe's members (every node's in a cluster, at most `max_result_rows` of them:
+/// a huge pipe is not read whole for one answer).
+pub(crate) async fn track_users(
+    ctx: &Ctx,
+    dev_id: DevId,
+    pipe: &PipeName,
+) -> Result<Vec<crate::hub::Member>, super::CommandError> {
+    let max = match ctx.hub.shared_presence() {
+        Some(_) => ctx.config.cometql.max_result_rows,
+        None => usize::MAX,
+    };
+    super::users_in_pipes::members(ctx, dev_id, pipe, max).await
+}
+
+/// A cluster: records in users_time the users this node's presence scripts brought online or offline
+/// cluster-wide (each transition is made, and so recorded, by exactly one node).
+pub(crate) async fn cluster_status(
+    ctx: Ctx,
+    mut changes: tokio::sync::mpsc::UnboundedReceiver<crate::cluster::StatusChange>,
+) {
+    while let Some(c) = changes.recv().await {
+        let time = if c.online { 0 } else { c.at };
+        ctx.storage.note_last_online(c.dev_id, c.user, time);
     }
 }
 

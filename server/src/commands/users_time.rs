@@ -23,7 +23,12 @@ pub(crate) async fn last_online(
     dev_id: DevId,
     user: UserId,
 ) -> Result<i64, CommandError> {
-    if ctx.hub.registry().user_online(dev_id, user) {
+    let online = match ctx.hub.shared_presence() {
+        // A cluster: online on any node (Redis unavailable: an error, not this node's half).
+        Some(shared) => shared.online(dev_id, user).await?,
+        None => ctx.hub.registry().user_online(dev_id, user),
+    };
+    if online {
         return Ok(0);
     }
     Ok(ctx.storage.last_online(dev_id, user).await?.unwrap_or(-1))

@@ -15,8 +15,8 @@ pub(crate) use sections::is_cluster_name;
 
 pub use sections::{
     CacheConfig, ClusterConfig, CometqlConfig, DashboardConfig, HttpApiConfig, LimitsConfig,
-    MessagesConfig,
-    RecoveryConfig, Signup, StorageConfig, Synchronous, TlsConfig, WebsocketConfig,
+    MessagesConfig, PusherConfig, RecoveryConfig, Signup, StorageConfig, Synchronous, TlsConfig,
+    WebsocketConfig,
 };
 
 #[derive(Debug, Clone, Deserialize)]
@@ -50,6 +50,7 @@ pub struct Config {
     pub websocket: WebsocketConfig,
     pub messages: MessagesConfig,
     pub http_api: HttpApiConfig,
+    pub pusher: PusherConfig,
     pub limits: LimitsConfig,
     pub dashboard: DashboardConfig,
     pub cache: CacheConfig,
@@ -76,6 +77,7 @@ impl Default for Config {
             websocket: WebsocketConfig::default(),
             messages: MessagesConfig::default(),
             http_api: HttpApiConfig::default(),
+            pusher: PusherConfig::default(),
             limits: LimitsConfig::default(),
             dashboard: DashboardConfig::default(),
             cache: CacheConfig::default(),
@@ -256,6 +258,16 @@ impl Config {
         if h.max_body_bytes < 1024 || h.max_batch_messages == 0 {
             return Err(ConfigError::Invalid(
                 "http_api: max_body_bytes >= 1024 and max_batch_messages >= 1 are required".into(),
+            ));
+        }
+        let p = &self.pusher;
+        if p.activity_timeout_secs == 0
+            || p.pong_timeout_secs == 0
+            || p.presence_max_members == 0
+            || p.channels_per_connection == 0
+        {
+            return Err(ConfigError::Invalid(
+                "pusher: activity_timeout_secs, pong_timeout_secs, presence_max_members and channels_per_connection >= 1 are required".into(),
             ));
         }
         if self.dashboard.session_hours == 0 {

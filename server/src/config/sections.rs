@@ -214,6 +214,40 @@ impl Default for HttpApiConfig {
     }
 }
 
+/// The Pusher protocol door (`/app/{key}`, `/apps/{id}/...`; docs/pusher.md). The protocol's own limits
+/// (10 KB of event data, 100 channels per event, 10 events per batch) are Pusher's and not settable.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PusherConfig {
+    /// Seconds of silence after which a client should ping (told in `connection_established`), and after
+    /// which the server pings a silent client.
+    pub activity_timeout_secs: u32,
+    /// Seconds a pinged client has to answer before the server closes with 4201.
+    pub pong_timeout_secs: u64,
+    /// Users one presence channel may hold (Pusher: 100); the next gets a `pusher:error`.
+    pub presence_max_members: usize,
+    /// Channels one connection may be subscribed to at once.
+    pub channels_per_connection: usize,
+    /// Client events (`client-*`) one connection may send per second (Pusher: 10); past it they are
+    /// refused with a `pusher:error` 4301.
+    pub client_events_per_sec: u32,
+    /// `cache-` channels whose last event one tenant keeps (30 minutes each); past it the oldest goes.
+    pub cache_channels_per_tenant: usize,
+}
+
+impl Default for PusherConfig {
+    fn default() -> Self {
+        PusherConfig {
+            activity_timeout_secs: 120,
+            pong_timeout_secs: 30,
+            presence_max_members: 100,
+            channels_per_connection: 100,
+            client_events_per_sec: 10,
+            cache_channels_per_tenant: 1000,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MessagesConfig {

@@ -120,6 +120,11 @@ pub(crate) trait Broker: Send + Sync {
 
     /// Appends the broker's figures to `/metrics`.
     fn render_metrics(&self, _out: &mut String) {}
+
+    /// Presence shared by the nodes; `None`: the registry's own (one node).
+    fn presence(&self) -> Option<Arc<dyn super::SharedPresence>> {
+        None
+    }
 }
 
 pub(crate) struct InProcessBroker {

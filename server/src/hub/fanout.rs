@@ -12,7 +12,7 @@ use std::thread;
 
 use bytes::Bytes;
 
-use super::{ConnId, Era, Frame, Outbox, Pushed};
+use super::{ConnId, Frame, Outbox, Pushed, ERAS};
 
 /// Below this many subscribers, handing a share to another thread costs more than it saves.
 pub(super) const PARALLEL_MIN: usize = 256;
@@ -53,8 +53,8 @@ pub(super) fn deliver_all<'a>(
         return vec![deliver_one(outboxes, item)];
     }
     let mut tallies = vec![Tally::default(); batch.len()];
-    // The batch encoded for each dialect (legacy, modern), on first need.
-    let mut encoded: [Vec<Bytes>; 2] = [Vec::new(), Vec::new()];
+    // The batch encoded for each dialect (legacy, modern, pusher), on first need.
+    let mut encoded: [Vec<Bytes>; ERAS] = Default::default();
     static EMPTY: Bytes = Bytes::new();
     let mut items = [0usize; MAX_BATCH];
     for outbox in outboxes {
@@ -96,16 +96,13 @@ pub(super) fn deliver_all<'a>(
 /// The common case, one publication: one send per outbox, nothing to gather.
 fn deliver_one<'a>(outboxes: impl IntoIterator<Item = &'a Outbox>, item: &Item) -> Tally {
     let mut tally = Tally::default();
-    let (mut modern, mut legacy) = (None, None);
+    let mut encoded: [Option<Bytes>; ERAS] = Default::default();
     for outbox in outboxes {
         if Some(outbox.conn()) == item.except {
             continue;
         }
         let era = outbox.era();
-        let cache = match era {
-            Era::Modern => &mut modern,
-            Era::Legacy => &mut legacy,
-        };
+        let cache = &mut encoded[era as usize];
         match outbox.push(cache.get_or_insert_with(|| item.frame.wire(era))) {
             Pushed::Accepted => tally.delivered += 1,
             Pushed::Overflowed => tally.slow += 1,
@@ -208,7 +205,7 @@ fn serve(jobs: Receiver<Job>) {
 mod tests {
     use super::*;
     use crate::hub::registry::tests::outbox;
-    use crate::hub::{Encoded, OutboxRx};
+    use crate::hub::{Encoded, Era, OutboxRx};
     use bytes::Bytes;
     use std::sync::Arc;
 

@@ -18,7 +18,9 @@ mod fanout;
 mod inbox;
 mod outbox;
 pub mod outgoing;
+pub mod pusher;
 mod registry;
+mod shared_presence;
 mod socket;
 mod users;
 mod window;
@@ -26,6 +28,7 @@ mod window;
 pub use outbox::{CloseReason, Flush, Outbox, OutboxRx, Pushed};
 pub use registry::Durable;
 pub use registry::Registry;
+pub use shared_presence::{Member, SharedPresence};
 pub use socket::Socket;
 pub use users::{LinkError, PrivateMessage};
 pub use window::{new_epoch, TenantWindow, WindowLimits};
@@ -41,8 +44,45 @@ pub use broker::{
     BrokerError, Interest, Join, Revoke, Sent, SharedLimits, StoredReplay, UserRoute,
 };
 
-/// Which frame dialect a connection speaks: clients older than API 4.0 get the reference's transform.
-pub use crate::browser::ApiEra as Era;
+use crate::browser::ApiEra;
+
+/// Which frame dialect a connection speaks: the comet protocol's two eras (clients older than API 4.0 get
+/// the reference's transform), or the Pusher protocol (`/app/{key}`). A publish is encoded at most once
+/// per dialect that some subscriber speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Era {
+    Legacy = 0,
+    Modern = 1,
+    Pusher = 2,
+}
+
+/// How many dialects there are (the fan-out keeps one encoding of a batch per dialect).
+pub(crate) const ERAS: usize = 3;
+
+impl Era {
+    /// A comet connection's era, from the API version in its URL.
+    pub fn from_version(version: (u32, u32)) -> Era {
+        ApiEra::from_version(version).into()
+    }
+
+    /// The comet era whose frames a connection of this dialect reads for the comet protocol's own frames
+    /// (a Pusher connection never gets one; Modern is the closest).
+    pub fn api(self) -> ApiEra {
+        match self {
+            Era::Legacy => ApiEra::Legacy,
+            Era::Modern | Era::Pusher => ApiEra::Modern,
+        }
+    }
+}
+
+impl From<ApiEra> for Era {
+    fn from(era: ApiEra) -> Era {
+        match era {
+            ApiEra::Legacy => Era::Legacy,
+            ApiEra::Modern => Era::Modern,
+        }
+    }
+}
 
 /// A frame encoded for the wire, once per publish. `wire` is called per subscriber and must be cheap
 /// (return a clone of a cached `Bytes`).
@@ -99,7 +139,10 @@ pub struct ConnInfo {
 #[derive(Clone)]
 pub struct Hub {
     registry: Arc<Registry>,
+    pusher: Arc<pusher::PusherState>,
     broker: Arc<dyn Broker>,
+    /// A cluster's shared presence (`None` on one node).
+    presence: Option<Arc<dyn SharedPresence>>,
     stats: Stats,
     clustered: bool,
 }
@@ -121,7 +164,9 @@ impl Hub {
         let broker = Arc::new(InProcessBroker::new(registry.clone()));
         Hub {
             registry,
+            pusher: Arc::default(),
             broker,
+            presence: None,
             stats,
             clustered: false,
         }
@@ -137,6 +182,8 @@ impl Hub {
         let broker = broker(registry.clone());
         Hub {
             registry,
+            pusher: Arc::default(),
+            presence: broker.presence(),
             broker,
             stats,
             clustered: true,
@@ -158,7 +205,8 @@ impl Hub {
         self.broker.publish(publication)
     }
 
-    /// Sends to this node's subscribers only: presence announcements, which are not cluster-wide yet.
+    /// Sends to this node's subscribers only: a single node's presence announcements (a cluster's are
+    /// published by its presence scripts).
     pub fn publish_local(&self, publication: Publication) -> usize {
         self.registry.deliver(&publication)
     }
@@ -198,6 +246,11 @@ impl Hub {
         self.broker.users()
     }
 
+    /// The presence the nodes share (a cluster's); `None` on one node, where the registry is the truth.
+    pub fn shared_presence(&self) -> Option<&Arc<dyn SharedPresence>> {
+        self.presence.as_ref()
+    }
+
     /// Whether publishes go through a cluster (positions are joined through `join`).
     pub fn clustered(&self) -> bool {
         self.clustered
@@ -215,6 +268,11 @@ impl Hub {
 
     pub fn registry(&self) -> &Registry {
         &self.registry
+    }
+
+    /// Presence members, signed-in users, socket ids and cached events of the Pusher protocol.
+    pub fn pusher(&self) -> &pusher::PusherState {
+        &self.pusher
     }
 
     /// The figures this hub counts into: the node's one `Stats`.

@@ -251,7 +251,7 @@ impl Registry {
             .map(|f| f.wire(era))
             .collect();
         let subscribed = frames::subscribed(pipe.as_str(), &resumed.epoch, resumed.top, recovered);
-        frames.push(subscribed.encode(era));
+        frames.push(subscribed.encode(era.api()));
         for frame in &frames {
             if outbox.push(frame) != super::Pushed::Accepted {
                 break;
@@ -398,6 +398,32 @@ impl Registry {
             .unwrap_or_default()
     }
 
+    /// The connection's subscription to the pipe, if it has one (a cluster's presence writes what is).
+    pub fn member(&self, dev_id: DevId, pipe: &PipeName, conn: ConnId) -> Option<Outbox> {
+        let shard = lock(self.shard(dev_id, pipe));
+        let entry = shard.get(&(dev_id, pipe.clone()))?;
+        entry
+            .subs
+            .get(&conn)
+            .or_else(|| entry.positioned.get(&conn))
+            .cloned()
+    }
+
+    /// Every local subscription, as (tenant, pipe, connection): what a cluster node writes again to Redis
+    /// after Redis was unavailable. One shard's lock at a time.
+    pub fn all_members(&self) -> Vec<(DevId, PipeName, ConnId)> {
+        let mut out = Vec::new();
+        for shard in self.shards.iter() {
+            let shard = lock(shard);
+            for ((dev_id, pipe), entry) in shard.iter() {
+                for conn in entry.subs.keys().chain(entry.positioned.keys()) {
+                    out.push((*dev_id, pipe.clone(), *conn));
+                }
+            }
+        }
+        out
+    }
+
     /// Sends the publication's frame to every local subscriber (see `fanout`).
     pub fn deliver(&self, p: &Publication) -> usize {
         let item = Item {
@@ -518,6 +544,21 @@ impl Registry {
                 *lock(&waiting.sent) = Some(tally);
             }
         }
+    }
+
+    /// A tenant's pipes that have subscribers and whose name starts with `prefix`, with their subscriber
+    /// counts (walks the shards: for the HTTP API's channel list, not hot paths).
+    pub fn pipes_of(&self, dev_id: DevId, prefix: &str) -> Vec<(PipeName, usize)> {
+        let mut out = Vec::new();
+        for shard in self.shards.iter() {
+            for ((owner, pipe), entry) in lock(shard).iter() {
+                if *owner == dev_id && entry.len() > 0 && pipe.as_str().starts_with(prefix) {
+                    out.push((pipe.clone(), entry.len()));
+                }
+            }
+        }
+        out.sort();
+        out
     }
 
     /// Subscriptions across all pipes (walks the shards: for scrapes, not hot paths).

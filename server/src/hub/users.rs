@@ -260,6 +260,25 @@ impl Registry {
         true
     }
 
+    /// How many live connections the user has on this node.
+    pub fn user_connections(&self, dev_id: DevId, user: UserId) -> usize {
+        let key = (dev_id, user);
+        lock(&self.users.shard(&key).map)
+            .users
+            .get(&key)
+            .map_or(0, |l| l.conns.len())
+    }
+
+    /// Every user with a live connection on this node (a cluster node writes them again after Redis was
+    /// unavailable). One shard's lock at a time.
+    pub fn linked_users(&self) -> Vec<(DevId, UserId)> {
+        let mut out = Vec::new();
+        for shard in self.users.shards.iter() {
+            out.extend(lock(&shard.map).users.keys().copied());
+        }
+        out
+    }
+
     pub fn user_online(&self, dev_id: DevId, user: UserId) -> bool {
         let key = (dev_id, user);
         lock(&self.users.shard(&key).map).users.contains_key(&key)

@@ -46,6 +46,14 @@ const PREFIXES: &[(&str, ChannelKind, bool)] = &[
     ("cache-", ChannelKind::Public, true),
 ];
 
+/// Whether a name is a `cache-` channel's (of any kind), without parsing it: the publish path asks this of
+/// every pipe.
+pub fn is_cache_name(name: &str) -> bool {
+    PREFIXES
+        .iter()
+        .any(|(prefix, _, cache)| *cache && name.starts_with(prefix))
+}
+
 /// `[A-Za-z0-9_\-=@,.;]`, the bytes Pusher allows in channel names.
 pub fn is_channel_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'=' | b'@' | b',' | b'.' | b';')
@@ -159,6 +167,17 @@ mod tests {
         assert_eq!(kind("#server-to-user-42"), (User, false));
         // A prefix without its dash is just a name.
         assert_eq!(kind("privatechat"), (Public, false));
+        for name in [
+            "cache-a",
+            "private-cache-a",
+            "presence-cache-a",
+            "private-encrypted-cache-a",
+        ] {
+            assert!(is_cache_name(name), "{name}");
+        }
+        for name in ["cachea", "private-a", "a-cache-b", "presence-a"] {
+            assert!(!is_cache_name(name), "{name}");
+        }
         assert_eq!(kind("presence"), (Public, false));
     }
 

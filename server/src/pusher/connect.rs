@@ -2,7 +2,7 @@
 //! own code (sent as `pusher:error`, then the close), so that the client knows not to retry.
 
 use super::error::ErrorCode;
-use super::limits::PROTOCOL_VERSION;
+use super::limits::{PROTOCOL_MIN, PROTOCOL_VERSION};
 
 /// Longest app key read from a URL; any longer names no app.
 const KEY_MAX: usize = 64;
@@ -50,7 +50,7 @@ pub fn parse_connect(path: &str, query: Option<&str>) -> Result<Connect, ErrorCo
         .ok_or(ErrorCode::NoProtocol)?
         .parse()
         .map_err(|_| ErrorCode::InvalidVersion)?;
-    if protocol != PROTOCOL_VERSION {
+    if !(PROTOCOL_MIN..=PROTOCOL_VERSION).contains(&protocol) {
         return Err(ErrorCode::UnsupportedProtocol);
     }
     Ok(Connect {
@@ -107,8 +107,19 @@ mod tests {
             Err(ErrorCode::InvalidVersion)
         );
         assert_eq!(
-            parse_connect("/app/k", Some("protocol=6")),
+            parse_connect("/app/k", Some("protocol=4")),
             Err(ErrorCode::UnsupportedProtocol)
+        );
+        assert_eq!(
+            parse_connect("/app/k", Some("protocol=8")),
+            Err(ErrorCode::UnsupportedProtocol)
+        );
+        // pysher still asks for 6.
+        assert_eq!(
+            parse_connect("/app/k", Some("protocol=6"))
+                .unwrap()
+                .protocol,
+            6
         );
         assert_eq!(
             parse_connect("/app/k%20", Some("protocol=7")),

@@ -34,5 +34,9 @@ pub const CLIENT_FRAME_MAX: usize = 32 * 1024;
 /// The protocol version this server speaks (`?protocol=7`, what pusher-js and every current client send).
 pub const PROTOCOL_VERSION: u32 = 7;
 
+/// The oldest version accepted: 5 and 6 differ from 7 only in what this server never sends them (6 is what
+/// pysher still asks for), so their clients are served the same frames, as Pusher serves them.
+pub const PROTOCOL_MIN: u32 = 5;
+
 /// Seconds an HTTP API request's `auth_timestamp` may be away from the server's clock (Pusher: 600).
 pub const API_TIMESTAMP_WINDOW_SECS: i64 = 600;

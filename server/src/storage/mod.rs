@@ -1,12 +1,16 @@
 //! All SQL lives here. One `Storage` handle over an sqlx `AnyPool`, so PostgreSQL (production) and SQLite
 //! (the embedded default) run the same statements: `$n` placeholders, `ON CONFLICT` upserts and `RETURNING`
-//! are understood by both. One file per concern.
+//! are understood by both. One file per concern. The writer's SQLite connection is the exception: it runs its
+//! batches in place, through SQLite's C API (`batch/sqlite.rs`, `sqlite_raw.rs`).
 
 mod accounts;
 mod batch;
 mod origins;
 mod pipes;
 mod queue;
+// The crate's only unsafe code, behind a safe API (`tests/it/floors.rs` checks that no other file has any).
+#[allow(unsafe_code)]
+mod sqlite_raw;
 mod tenants;
 mod times;
 mod totals;
@@ -17,7 +21,8 @@ mod writer;
 pub use accounts::AccountRow;
 pub use pipes::{DurablePosition, HistoryRow};
 pub use queue::QueuedMessage;
-pub use tenants::{KeyRow, LimitRow, NewTenantRow, QuotaRow, TenantRow};
+pub use sqlite_raw::SqliteError;
+pub use tenants::{KeyRow, LimitRow, NewTenantRow, QuotaRow, TenantFlag, TenantRow};
 pub use totals::{InUse, Reservation, StoredUsage, Totals};
 pub use users::UserTable;
 pub use writer::{HistoryCommit, HistoryWrite, WriterStats};
@@ -39,6 +44,9 @@ static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/postgres");
 pub enum StorageError {
     #[error("database error: {0}")]
     Db(#[from] sqlx::Error),
+    /// From SQLite called in place (the writer's batches).
+    #[error("database error: {0}")]
+    Sqlite(#[from] SqliteError),
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("cannot create the data directory {0}: {1}")]
@@ -56,7 +64,7 @@ pub enum Backend {
     Postgres,
 }
 
-/// Cheap to clone: a pool handle, the writer that batches the writes made per message (`writer.rs`),
+/// Cheap to clone: a pool handle, the writer that batches the writes made per message (`writer/`),
 /// and the running totals their writes keep (see `totals.rs`).
 #[derive(Clone)]
 pub struct Storage {
@@ -95,7 +103,7 @@ impl Storage {
                 }
             }
         }
-        // SQLite: WAL (set in `options`: readers never wait for the writer), sqlx's 5 s busy timeout (the
+        // SQLite: WAL (set in `session_sql`: readers never wait for the writer), sqlx's 5 s busy timeout (the
         // rare writes outside the writer queue behind it instead of failing), foreign keys on. The pool
         // serves reads; its size is what concurrent readers need, not writers (there is one).
         let size = match (config.pool_size, backend) {
@@ -107,15 +115,27 @@ impl Storage {
             .max_connections(size)
             .connect(url)
             .await?;
-        // The writer keeps its one connection between batches (no health check per batch: a broken
-        // connection fails its batch and is replaced).
-        let writer_pool = options(backend, config.synchronous, true)
-            .max_connections(1)
-            .test_before_acquire(false)
-            .connect(url)
-            .await?;
+        // The writer's own connection. SQLite: opened here (so that a database it cannot open fails now),
+        // then lent to the writer for good (`batch/sqlite.rs`). PostgreSQL: kept between batches (no health
+        // check per batch: a broken connection fails its batch and is replaced).
+        let source = match backend {
+            Backend::Sqlite => {
+                let opener = Box::new(batch::sqlite::Opener::new(url, config.synchronous)?);
+                writer::Source::Sqlite {
+                    first: Some(opener.open().await?),
+                    opener,
+                }
+            }
+            Backend::Postgres => writer::Source::Pool(
+                options(backend, config.synchronous, true)
+                    .max_connections(1)
+                    .test_before_acquire(false)
+                    .connect(url)
+                    .await?,
+            ),
+        };
         let totals: Arc<Totals> = Arc::default();
-        let writer = writer::Writer::start(writer_pool, backend, totals.clone(), config);
+        let writer = writer::Writer::start(source, backend, totals.clone(), config);
         Ok(Storage {
             pool,
             backend,
@@ -173,31 +193,37 @@ impl Storage {
     }
 }
 
-/// Pool options: with `synchronous = normal`, SQLite connections sync at checkpoints only (WAL), and the
-/// writer's PostgreSQL session does not wait for the WAL flush at commit (see `StorageConfig`).
+/// Pool options: every connection runs `session_sql` once opened.
 fn options(backend: Backend, sync: Synchronous, writer: bool) -> AnyPoolOptions {
     AnyPoolOptions::new()
         .acquire_timeout(Duration::from_secs(10))
         .after_connect(move |conn, _| {
             Box::pin(async move {
                 use sqlx::Executor;
-                if backend == Backend::Sqlite {
-                    // sqlx 0.8 leaves the journal mode alone: without this, SQLite keeps a rollback
-                    // journal, whose commits fsync several times and whose writer blocks readers.
-                    conn.execute("PRAGMA journal_mode = WAL").await?;
+                for sql in session_sql(backend, sync, writer) {
+                    conn.execute(*sql).await?;
                 }
-                let sql = match (backend, sync, writer) {
-                    (Backend::Sqlite, Synchronous::Normal, _) => "PRAGMA synchronous = NORMAL",
-                    (Backend::Sqlite, Synchronous::Full, _) => "PRAGMA synchronous = FULL",
-                    (Backend::Postgres, Synchronous::Normal, true) => {
-                        "SET synchronous_commit = off"
-                    }
-                    (Backend::Postgres, _, _) => return Ok(()),
-                };
-                conn.execute(sql).await?;
                 Ok(())
             })
         })
+}
+
+/// What a connection runs once opened (the pool's, and the writer's). SQLite: WAL, since sqlx 0.8 leaves the
+/// journal mode alone (without it SQLite keeps a rollback journal, whose commits fsync several times and
+/// whose writer blocks readers); with `synchronous = normal` it syncs at checkpoints only. PostgreSQL: with
+/// `synchronous = normal` the writer's session does not wait for the WAL flush at commit (see
+/// `StorageConfig`).
+fn session_sql(backend: Backend, sync: Synchronous, writer: bool) -> &'static [&'static str] {
+    match (backend, sync, writer) {
+        (Backend::Sqlite, Synchronous::Normal, _) => {
+            &["PRAGMA journal_mode = WAL", "PRAGMA synchronous = NORMAL"]
+        }
+        (Backend::Sqlite, Synchronous::Full, _) => {
+            &["PRAGMA journal_mode = WAL", "PRAGMA synchronous = FULL"]
+        }
+        (Backend::Postgres, Synchronous::Normal, true) => &["SET synchronous_commit = off"],
+        (Backend::Postgres, _, _) => &[],
+    }
 }
 
 fn sqlite_file(url: &str) -> Option<&Path> {
@@ -214,6 +240,22 @@ where
 {
     use sqlx::Row;
     Ok(row.try_get(col)?)
+}
+
+/// A row read by column name: sqlx's rows, and those SQLite gives in place (`batch/sqlite.rs`).
+pub(crate) trait Columns {
+    fn int(&self, col: &str) -> Result<i64, StorageError>;
+    fn text(&self, col: &str) -> Result<String, StorageError>;
+}
+
+impl Columns for AnyRow {
+    fn int(&self, col: &str) -> Result<i64, StorageError> {
+        get(self, col)
+    }
+
+    fn text(&self, col: &str) -> Result<String, StorageError> {
+        get(self, col)
+    }
 }
 
 #[cfg(test)]

@@ -1,10 +1,10 @@
-//! The queue of private messages (users_messages): what waits for a user who is not connected. Enqueues
-//! and claims go through the writer (`writer.rs`, their statements in `batch.rs`), batched with other
-//! writes; reads and the rare deletes run here.
+//! The queue of private messages (users_messages): what waits for a user who is not connected. Enqueues,
+//! claims and put-backs go through the writer (`writer/`, their statements in `batch/`), batched with
+//! other writes; reads and the rare deletes run here.
 
 use std::collections::HashMap;
 
-use super::{get, Storage, StorageError};
+use super::{get, Columns, Storage, StorageError};
 use crate::ids::{DevId, UserId};
 
 /// A private message waiting for its user.
@@ -18,13 +18,13 @@ pub struct QueuedMessage {
 }
 
 impl QueuedMessage {
-    pub(super) fn from_row(r: &sqlx::any::AnyRow) -> Result<Self, StorageError> {
+    pub(super) fn from_row(r: &impl Columns) -> Result<Self, StorageError> {
         Ok(QueuedMessage {
-            id: get(r, "id")?,
-            uuid: get(r, "uuid")?,
-            event: get(r, "event")?,
-            message: get(r, "message")?,
-            sent_at: get(r, "sent_at")?,
+            id: r.int("id")?,
+            uuid: r.text("uuid")?,
+            event: r.text("event")?,
+            message: r.text("message")?,
+            sent_at: r.int("sent_at")?,
         })
     }
 }
@@ -45,6 +45,8 @@ impl Storage {
 
     /// Puts claimed messages back where they were: under their own ids, so that they come before the
     /// messages queued after them (a new id would send them to the back of the queue), with `expires_at`.
+    /// Through the writer, like the claim: while the database is locked it waits (and tries again) as every
+    /// queue write does, rather than failing and losing them.
     pub async fn put_back_messages(
         &self,
         dev_id: DevId,
@@ -52,26 +54,12 @@ impl Storage {
         msgs: &[QueuedMessage],
         expires_at: i64,
     ) -> Result<(), StorageError> {
-        let mut tx = self.pool().begin().await?;
-        for msg in msgs {
-            sqlx::query(
-                "INSERT INTO user_messages (id, dev_id, user_id, uuid, event, message, sent_at, expires_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            )
-            .bind(msg.id)
-            .bind(dev_id.0 as i64)
-            .bind(user.0 as i64)
-            .bind(&msg.uuid)
-            .bind(&msg.event)
-            .bind(&msg.message)
-            .bind(msg.sent_at)
-            .bind(expires_at)
-            .execute(&mut *tx)
-            .await?;
+        if msgs.is_empty() {
+            return Ok(());
         }
-        tx.commit().await?;
-        self.totals.apply_queued(dev_id, user, msgs.len() as i64);
-        Ok(())
+        self.writer
+            .put_back(dev_id, user, msgs.to_vec(), expires_at)
+            .await
     }
 
     /// The user's unexpired queued messages, oldest first.

@@ -109,6 +109,27 @@ impl Storage {
             .collect()
     }
 
+    /// The tenant whose public Pusher app key is `app_key`.
+    pub async fn tenant_by_app_key(&self, app_key: &str) -> Result<Option<DevId>, StorageError> {
+        let row = sqlx::query("SELECT dev_id FROM tenants WHERE app_key = $1")
+            .bind(app_key)
+            .fetch_optional(self.pool())
+            .await?;
+        row.as_ref().map(dev).transpose()
+    }
+
+    /// A tenant's public Pusher app key (None: no such tenant).
+    pub async fn app_key(&self, dev_id: DevId) -> Result<Option<String>, StorageError> {
+        let row = sqlx::query("SELECT app_key FROM tenants WHERE dev_id = $1")
+            .bind(dev_id.0 as i64)
+            .fetch_optional(self.pool())
+            .await?;
+        match row {
+            Some(r) => Ok(get::<Option<String>>(&r, "app_key")?),
+            None => Ok(None),
+        }
+    }
+
     pub async fn tenant_exists(&self, dev_id: DevId) -> Result<bool, StorageError> {
         let row = sqlx::query("SELECT COUNT(*) AS n FROM tenants WHERE dev_id = $1")
             .bind(dev_id.0 as i64)
@@ -306,25 +327,77 @@ impl Storage {
     }
 }
 
+/// A tenant's on/off settings kept in `tenant_limits` (0 or 1, off without a row).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TenantFlag {
+    /// CometQL logins must come over TLS.
+    RequireTls,
+    /// Pusher client events (`client-*`) are relayed.
+    ClientEvents,
+}
+
+impl TenantFlag {
+    fn column(self) -> &'static str {
+        match self {
+            TenantFlag::RequireTls => "require_tls",
+            TenantFlag::ClientEvents => "client_events",
+        }
+    }
+}
+
 impl Storage {
-    /// The tenants that refuse plaintext CometQL logins (`tenant_limits.require_tls`).
-    pub async fn tenants_requiring_tls(&self) -> Result<Vec<DevId>, StorageError> {
-        let rows = sqlx::query("SELECT dev_id FROM tenant_limits WHERE require_tls = 1")
-            .fetch_all(self.pool())
-            .await?;
+    /// The tenants that have `flag` on.
+    pub async fn tenants_with(&self, flag: TenantFlag) -> Result<Vec<DevId>, StorageError> {
+        let sql = format!(
+            "SELECT dev_id FROM tenant_limits WHERE {} = 1",
+            flag.column()
+        );
+        let rows = sqlx::query(&sql).fetch_all(self.pool()).await?;
         rows.iter().map(dev).collect()
     }
 
-    /// Whether the tenant refuses plaintext CometQL logins (false when it has no `tenant_limits` row).
-    pub async fn tenant_requires_tls(&self, dev_id: DevId) -> Result<bool, StorageError> {
-        let row = sqlx::query("SELECT require_tls FROM tenant_limits WHERE dev_id = $1")
+    /// Whether the tenant has `flag` on (off when it has no `tenant_limits` row).
+    pub async fn tenant_flag(&self, dev_id: DevId, flag: TenantFlag) -> Result<bool, StorageError> {
+        let column = flag.column();
+        let sql = format!("SELECT {column} FROM tenant_limits WHERE dev_id = $1");
+        let row = sqlx::query(&sql)
             .bind(dev_id.0 as i64)
             .fetch_optional(self.pool())
             .await?;
         Ok(match row {
-            Some(r) => get::<i64>(&r, "require_tls")? != 0,
+            Some(r) => get::<i64>(&r, column)? != 0,
             None => false,
         })
+    }
+
+    /// Sets one of the tenant's flags, leaving its other limits as they are.
+    pub async fn set_tenant_flag(
+        &self,
+        dev_id: DevId,
+        flag: TenantFlag,
+        on: bool,
+    ) -> Result<(), StorageError> {
+        let column = flag.column();
+        let sql = format!(
+            "INSERT INTO tenant_limits (dev_id, {column}) VALUES ($1, $2) \
+             ON CONFLICT (dev_id) DO UPDATE SET {column} = excluded.{column}"
+        );
+        sqlx::query(&sql)
+            .bind(dev_id.0 as i64)
+            .bind(i64::from(on))
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// The tenants that refuse plaintext CometQL logins (`tenant_limits.require_tls`).
+    pub async fn tenants_requiring_tls(&self) -> Result<Vec<DevId>, StorageError> {
+        self.tenants_with(TenantFlag::RequireTls).await
+    }
+
+    /// Whether the tenant refuses plaintext CometQL logins (false when it has no `tenant_limits` row).
+    pub async fn tenant_requires_tls(&self, dev_id: DevId) -> Result<bool, StorageError> {
+        self.tenant_flag(dev_id, TenantFlag::RequireTls).await
     }
 
     /// Sets the tenant's require-TLS flag, leaving its other limits as they are.
@@ -333,15 +406,8 @@ impl Storage {
         dev_id: DevId,
         require: bool,
     ) -> Result<(), StorageError> {
-        sqlx::query(
-            "INSERT INTO tenant_limits (dev_id, require_tls) VALUES ($1, $2) \
-             ON CONFLICT (dev_id) DO UPDATE SET require_tls = excluded.require_tls",
-        )
-        .bind(dev_id.0 as i64)
-        .bind(i64::from(require))
-        .execute(self.pool())
-        .await?;
-        Ok(())
+        self.set_tenant_flag(dev_id, TenantFlag::RequireTls, require)
+            .await
     }
 }
 

@@ -1,6 +1,6 @@
 //! users_time values waiting for the storage writer: a connect or disconnect notes its user's newest value
 //! and never waits; each batch takes what is waiting, and reads see a value from the moment it is noted
-//! until it is written (`writer.rs`).
+//! until it is written (`writer/`).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};

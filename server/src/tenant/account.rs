@@ -234,6 +234,7 @@ impl Tenants {
             .revoke_key(dev_id, key_id, confirm_last, unix_now())
             .await?
         {
+            self.forget_signing_keys(dev_id);
             return Ok(());
         }
         match self.storage.active_key(dev_id, key_id).await? {

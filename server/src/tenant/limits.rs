@@ -15,6 +15,7 @@ use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLim
 use crate::config::LimitsConfig;
 use crate::ids::{ClientIp, DevId};
 use crate::stats::Stats;
+use crate::storage::TenantFlag;
 
 /// Which limit refused something: named in the error the client gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -86,10 +87,9 @@ pub struct Limits {
     publishes: Mutex<HashMap<DevId, Arc<DefaultDirectRateLimiter>>>,
     overrides: Mutex<HashMap<DevId, TenantOverride>>,
     /// Tenants whose CometQL logins must come over TLS (`tenant_limits.require_tls`).
-    require_tls: Mutex<HashSet<DevId>>,
-    /// Changes made to `require_tls` on this node, so that a reload does not overwrite one made while it
-    /// was reading storage.
-    require_tls_changes: AtomicU64,
+    require_tls: FlagSet,
+    /// Tenants whose Pusher connections may send client events (`tenant_limits.client_events`).
+    client_events: FlagSet,
     new_connections: DefaultKeyedRateLimiter<ClientIp>,
     failed_logins: DefaultKeyedRateLimiter<ClientIp>,
     /// Addresses refused without a key check until the instant given.
@@ -146,6 +146,37 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// The tenants that have an on/off setting on. Replaced whole by a reload, so that turning one off is seen
+/// too; but not over a change this node made while the reload's query ran (it would be undone until the
+/// next reload): `changes` counts those.
+#[derive(Default)]
+struct FlagSet {
+    set: Mutex<HashSet<DevId>>,
+    changes: AtomicU64,
+}
+
+impl FlagSet {
+    fn contains(&self, dev_id: DevId) -> bool {
+        lock(&self.set).contains(&dev_id)
+    }
+
+    fn set(&self, dev_id: DevId, on: bool) {
+        let mut set = lock(&self.set);
+        self.changes.fetch_add(1, Ordering::AcqRel);
+        match on {
+            true => set.insert(dev_id),
+            false => set.remove(&dev_id),
+        };
+    }
+
+    fn replace(&self, before: u64, stored: Vec<DevId>) {
+        let mut current = lock(&self.set);
+        if self.changes.load(Ordering::Acquire) == before {
+            *current = stored.into_iter().collect();
+        }
+    }
+}
+
 impl Limits {
     pub fn new(config: LimitsConfig, stats: Stats) -> Limits {
         Limits {
@@ -158,8 +189,8 @@ impl Limits {
             clock: DefaultClock::default(),
             publishes: Mutex::new(HashMap::new()),
             overrides: Mutex::new(HashMap::new()),
-            require_tls: Mutex::new(HashSet::new()),
-            require_tls_changes: AtomicU64::new(0),
+            require_tls: FlagSet::default(),
+            client_events: FlagSet::default(),
             blocked: Mutex::new(HashMap::new()),
             websockets_per_ip: Arc::default(),
             stats,
@@ -198,31 +229,36 @@ impl Limits {
                 },
             );
         }
-        // Replaced whole, so that turning the setting off (`--require-tls false`) is seen too; but not over a
-        // change this node made while the query ran (it would be undone until the next reload).
-        let before = self.require_tls_changes.load(Ordering::Acquire);
-        let stored: HashSet<DevId> = storage.tenants_requiring_tls().await?.into_iter().collect();
-        let mut current = lock(&self.require_tls);
-        if self.require_tls_changes.load(Ordering::Acquire) == before {
-            *current = stored;
+        for (set, flag) in [
+            (&self.require_tls, TenantFlag::RequireTls),
+            (&self.client_events, TenantFlag::ClientEvents),
+        ] {
+            let before = set.changes.load(Ordering::Acquire);
+            let stored = storage.tenants_with(flag).await?;
+            set.replace(before, stored);
         }
         Ok(())
     }
 
     /// Whether the tenant refuses CometQL logins that do not come over TLS.
     pub fn requires_tls(&self, dev_id: DevId) -> bool {
-        lock(&self.require_tls).contains(&dev_id)
+        self.require_tls.contains(dev_id)
     }
 
     /// Records the tenant's require-TLS setting (just stored: takes effect at once on this node, on the others
     /// with their next reload of the overrides).
     pub fn set_require_tls(&self, dev_id: DevId, require: bool) {
-        let mut set = lock(&self.require_tls);
-        self.require_tls_changes.fetch_add(1, Ordering::AcqRel);
-        match require {
-            true => set.insert(dev_id),
-            false => set.remove(&dev_id),
-        };
+        self.require_tls.set(dev_id, require);
+    }
+
+    /// Whether the tenant's Pusher connections may send client events (`client-*`).
+    pub fn client_events(&self, dev_id: DevId) -> bool {
+        self.client_events.contains(dev_id)
+    }
+
+    /// Records the tenant's client-events setting, as [`Limits::set_require_tls`] does.
+    pub fn set_client_events(&self, dev_id: DevId, on: bool) {
+        self.client_events.set(dev_id, on);
     }
 
     /// The tenant's publish budget: (per second, burst), its overrides else the defaults.

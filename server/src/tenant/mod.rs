@@ -66,6 +66,28 @@ pub struct Tenants {
     argon2: std::sync::Arc<argon2_gate::Argon2Gate>,
     /// Active keys a tenant may hold (`[limits] keys_per_tenant`).
     keys_per_tenant: usize,
+    /// Pusher app keys of tenants looked up (both ways); app keys never change, and only found ones are
+    /// kept, so that made-up keys in URLs cannot grow it.
+    app_keys: std::sync::Arc<std::sync::RwLock<AppKeys>>,
+    /// Secret keys in clear of tenants whose Pusher signatures were checked lately (see
+    /// [`Tenants::signing_keys`]).
+    signing: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<DevId, SigningKeys>>>,
+}
+
+/// How long the keys a Pusher signature is checked against are reused: a subscription is not worth a
+/// database read, and a revoked key stops being accepted within this.
+const SIGNING_KEYS_TTL: std::time::Duration = std::time::Duration::from_secs(5);
+
+#[derive(Debug)]
+struct SigningKeys {
+    keys: std::sync::Arc<[String]>,
+    read_at: std::time::Instant,
+}
+
+#[derive(Debug, Default)]
+struct AppKeys {
+    by_key: std::collections::HashMap<String, DevId>,
+    by_dev: std::collections::HashMap<DevId, String>,
 }
 
 pub fn unix_now() -> i64 {
@@ -96,6 +118,8 @@ impl Tenants {
             origins: Default::default(),
             argon2: Default::default(),
             keys_per_tenant: crate::config::LimitsConfig::default().keys_per_tenant,
+            app_keys: Default::default(),
+            signing: Default::default(),
         }
     }
 
@@ -292,6 +316,100 @@ impl Tenants {
     ) -> Result<(), TenantError> {
         self.storage.set_tenant_require_tls(dev_id, require).await?;
         limits.set_require_tls(dev_id, require);
+        Ok(())
+    }
+
+    /// The tenant whose Pusher app key this is (the `/app/{key}` of pusher-js).
+    pub async fn by_app_key(&self, app_key: &str) -> Result<Option<DevId>, TenantError> {
+        if let Some(dev_id) = self.read_app_keys().by_key.get(app_key) {
+            return Ok(Some(*dev_id));
+        }
+        let found = self.storage.tenant_by_app_key(app_key).await?;
+        if let Some(dev_id) = found {
+            self.remember_app_key(dev_id, app_key);
+        }
+        Ok(found)
+    }
+
+    /// The tenant's Pusher app key (the HTTP API's `auth_key`); None for no such tenant.
+    pub async fn app_key(&self, dev_id: DevId) -> Result<Option<String>, TenantError> {
+        if let Some(key) = self.read_app_keys().by_dev.get(&dev_id) {
+            return Ok(Some(key.clone()));
+        }
+        let found = self.storage.app_key(dev_id).await?;
+        if let Some(key) = &found {
+            self.remember_app_key(dev_id, key);
+        }
+        Ok(found)
+    }
+
+    /// The tenant's active keys in clear, for checking Pusher signatures (channel authorizations, sign-ins,
+    /// HTTP API requests): read at most once per [`SIGNING_KEYS_TTL`] per tenant. Only tenants with an app
+    /// key found get here, so the map holds real tenants only.
+    pub async fn signing_keys(
+        &self,
+        dev_id: DevId,
+    ) -> Result<std::sync::Arc<[String]>, TenantError> {
+        {
+            let cache = self.signing.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(k) = cache.get(&dev_id) {
+                if k.read_at.elapsed() < SIGNING_KEYS_TTL {
+                    return Ok(k.keys.clone());
+                }
+            }
+        }
+        let keys: std::sync::Arc<[String]> = self.secret_keys(dev_id).await?.into();
+        let mut cache = self.signing.lock().unwrap_or_else(|e| e.into_inner());
+        cache.retain(|_, k| k.read_at.elapsed() < SIGNING_KEYS_TTL);
+        cache.insert(
+            dev_id,
+            SigningKeys {
+                keys: keys.clone(),
+                read_at: std::time::Instant::now(),
+            },
+        );
+        Ok(keys)
+    }
+
+    /// Drops the tenant's cached signing keys (a key was revoked here: it stops working at once on this
+    /// node, within [`SIGNING_KEYS_TTL`] on others).
+    pub fn forget_signing_keys(&self, dev_id: DevId) {
+        self.signing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&dev_id);
+    }
+
+    fn read_app_keys(&self) -> std::sync::RwLockReadGuard<'_, AppKeys> {
+        self.app_keys.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn remember_app_key(&self, dev_id: DevId, key: &str) {
+        let mut keys = self.app_keys.write().unwrap_or_else(|e| e.into_inner());
+        keys.by_key.insert(key.to_owned(), dev_id);
+        keys.by_dev.insert(dev_id, key.to_owned());
+    }
+
+    /// Whether the tenant's Pusher connections may send client events, as stored.
+    pub async fn client_events(&self, dev_id: DevId) -> Result<bool, TenantError> {
+        Ok(self
+            .storage
+            .tenant_flag(dev_id, crate::storage::TenantFlag::ClientEvents)
+            .await?)
+    }
+
+    /// Stores the tenant's client-events setting and applies it to this node at once (others within a
+    /// minute, with their next reload of the limits).
+    pub async fn set_client_events(
+        &self,
+        dev_id: DevId,
+        on: bool,
+        limits: &limits::Limits,
+    ) -> Result<(), TenantError> {
+        self.storage
+            .set_tenant_flag(dev_id, crate::storage::TenantFlag::ClientEvents, on)
+            .await?;
+        limits.set_client_events(dev_id, on);
         Ok(())
     }
 

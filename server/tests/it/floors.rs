@@ -42,6 +42,7 @@ const IO_CRATES: &[&str] = &[
     "tokio",
     "tokio_util",
     "sqlx",
+    "libsqlite3_sys",
     "axum",
     "hyper",
     "hyper_util",
@@ -328,6 +329,59 @@ fn no_front_door_touches_storage() {
         bad.is_empty(),
         "storage used outside commands/ and tenant/:\n{}",
         bad.join("\n")
+    );
+}
+
+/// The one file with unsafe code (SQLite called in place by the storage writer), and the one place that
+/// allows it there: `unsafe_code` is denied everywhere else (the workspace's lints).
+const UNSAFE_FILE: &str = "storage/sqlite_raw.rs";
+const UNSAFE_ALLOWED: (&str, &str) = ("storage/mod.rs", "#[allow(unsafe_code)]\nmod sqlite_raw;");
+
+/// Where `word` stands alone in `code` (not inside a longer identifier), by line.
+fn word_lines(code: &str, word: &str) -> Vec<usize> {
+    let ident = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_');
+    code.match_indices(word)
+        .filter(|(at, _)| {
+            !ident(code[..*at].chars().next_back())
+                && !ident(code[at + word.len()..].chars().next())
+        })
+        .map(|(at, _)| code[..at].matches('\n').count() + 1)
+        .collect()
+}
+
+#[test]
+fn unsafe_code_lives_in_one_file() {
+    let mut files = Vec::new();
+    rust_files(&src_dir(), &mut files);
+    files.sort();
+    let mut bad = Vec::new();
+    for path in files {
+        let rel = path
+            .strip_prefix(src_dir())
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        let text = fs::read_to_string(&path).unwrap();
+        let code = code_only(&text);
+        if rel != UNSAFE_FILE {
+            for line in word_lines(&code, "unsafe") {
+                bad.push(format!("{rel}:{line}: unsafe"));
+            }
+        }
+        let allows = code.matches("unsafe_code").count();
+        let expected = usize::from(rel == UNSAFE_ALLOWED.0);
+        if allows != expected || (expected == 1 && !code.contains(UNSAFE_ALLOWED.1)) {
+            bad.push(format!("{rel}: names unsafe_code {allows} times"));
+        }
+    }
+    assert!(
+        bad.is_empty(),
+        "unsafe code outside {UNSAFE_FILE} (or allowed elsewhere than on its module):\n{}",
+        bad.join("\n")
+    );
+    assert_eq!(
+        word_lines("unsafe { x }; unsafe_code; my_unsafe", "unsafe"),
+        [1]
     );
 }
 

@@ -5,9 +5,16 @@
 //! The helpers they share are the `halley_tests` library (`tests/support`).
 
 mod cluster_broker;
+mod cluster_chromium;
+mod cluster_deploy;
 mod cluster_faults;
+mod cluster_history;
+mod cluster_isolation;
 mod cluster_joins;
+mod cluster_kill;
 mod cluster_limits;
+mod cluster_presence;
+mod cluster_presence_faults;
 mod cluster_private;
 mod cluster_revoke;
 mod compat_auth;
@@ -30,6 +37,7 @@ mod docs_links;
 mod durable_drain;
 mod durable_kill;
 mod durable_poison;
+mod durable_put_back;
 mod durable_stall;
 mod durable_trim;
 mod hardening_accept;
@@ -49,6 +57,10 @@ mod limits_unknown_tenants;
 mod origins_self;
 mod private_recovery;
 mod proxies;
+mod pusher_browser;
+mod pusher_clients;
+mod pusher_protocol;
+mod pusher_python;
 mod recovery;
 mod recovery_durable;
 mod recovery_property;

@@ -457,7 +457,11 @@ async fn dashboard_toggles_require_tls(backend: Backend) {
     let certs = TestCerts::new();
     let server = tls_server(backend, &certs).await;
     let (mut b, dev_id, _, key) = Browser::new_tenant(server.http_addr(), "dash@example.com").await;
-    let tenant = Tenant { dev_id, key };
+    let tenant = Tenant {
+        dev_id,
+        key,
+        app_key: String::new(),
+    };
     let got = b.call("GET", "/security", None).await;
     assert_eq!(got.status, 200, "{}", got.body);
     assert_eq!(

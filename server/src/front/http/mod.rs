@@ -18,12 +18,14 @@ use axum::{Json, Router};
 mod client;
 mod metrics;
 mod publish;
+mod pusher_api;
 mod sdk;
 pub(crate) mod serve;
 
 use crate::browser::url::is_ws_path;
 use crate::commands::Ctx;
 use crate::front::websocket::WsService;
+use crate::pusher::is_pusher_path;
 
 /// Which protocol a request came in on, a request extension set by the accept loop: `Https` when this
 /// server terminated TLS itself (a proxy's TLS is not seen here; `dashboard.secure_cookies` covers it).
@@ -54,7 +56,8 @@ pub fn router(ctx: Ctx, ws: Arc<WsService>, dashboard: dashboard::Api) -> Router
             ctx: ctx.clone(),
             ws,
         })
-        .merge(publish::router(ctx))
+        .merge(publish::router(ctx.clone()))
+        .merge(pusher_api::router(ctx))
         .merge(dashboard::router(dashboard))
 }
 
@@ -138,8 +141,12 @@ async fn fallback(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     req: Request,
 ) -> Response {
-    if is_ws_path(req.uri().path()) {
-        let mut answer = s.ws.clone().upgrade(req, peer).await;
+    let path = req.uri().path();
+    if is_ws_path(path) || is_pusher_path(path) {
+        let mut answer = match is_pusher_path(path) {
+            true => s.ws.clone().upgrade_pusher(req, peer).await,
+            false => s.ws.clone().upgrade(req, peer).await,
+        };
         if answer.status() != StatusCode::SWITCHING_PROTOCOLS {
             // A refused upgrade ends its connection: another attempt needs a new connection, which the
             // accept-time limits count (the rate of new connections is counted there, not here).

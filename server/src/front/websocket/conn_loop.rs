@@ -29,7 +29,7 @@ use crate::hub::{CloseReason, Era, Flush, OutboxRx};
 use crate::tenant::unix_now;
 
 /// Time given to the close frame (after whatever is still queued) before the socket is dropped.
-const CLOSE_GRACE: Duration = Duration::from_secs(1);
+pub(super) const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 /// The connection's own frames (answers, history) the client has not taken, past which it runs no more
 /// commands until they are written: a client that sends commands and reads nothing holds at most this
@@ -60,7 +60,7 @@ enum Next {
 }
 
 /// What woke the socket task.
-enum Event {
+pub(super) enum Event {
     Close(CloseReason),
     Input,
     /// The backlog is written: held commands may run.
@@ -71,15 +71,20 @@ enum Event {
 }
 
 /// The socket task's timers: pings, and the deadline of a write the client is not taking.
-struct Timers {
-    ticker: Interval,
+pub(super) struct Timers {
+    pub(super) ticker: Interval,
     /// Boxed and only while the socket is full: an idle connection carries no second timer.
-    stuck: Option<Pin<Box<Sleep>>>,
-    write_timeout: Duration,
+    pub(super) stuck: Option<Pin<Box<Sleep>>>,
+    pub(super) write_timeout: Duration,
 }
 
 impl Timers {
-    fn poll_event(&mut self, rx: &OutboxRx, held: bool, cx: &mut Context<'_>) -> Poll<Event> {
+    pub(super) fn poll_event(
+        &mut self,
+        rx: &OutboxRx,
+        held: bool,
+        cx: &mut Context<'_>,
+    ) -> Poll<Event> {
         if let Some(reason) = rx.closing() {
             return Poll::Ready(Event::Close(reason));
         }
@@ -185,29 +190,9 @@ impl ConnLoop<'_> {
         }
     }
 
-    /// After closing because of what the client sent (a flood, an invalid command): reads and drops what
-    /// it still sends until its close frame, its end of stream or `deadline`. Dropping a socket with unread
-    /// input makes the kernel reset the connection, and a reset can destroy the close frame (and the error
-    /// frame before it) before the client reads them.
+    /// See [`linger`].
     async fn linger(&mut self, rx: &OutboxRx, deadline: Instant) {
-        loop {
-            match self.decoder.decode(&mut self.rbuf) {
-                Ok(Some(Incoming::Close(..))) | Err(_) => return,
-                Ok(Some(_)) => continue,
-                Ok(None) => {}
-            }
-            let ready = std::future::poll_fn(|cx| rx.poll_read_ready(cx));
-            match tokio::time::timeout_at(deadline, ready).await {
-                Ok(Ok(())) => {}
-                Ok(Err(_)) | Err(_) => return,
-            }
-            match rx.try_read_buf(&mut self.rbuf) {
-                Ok(0) => return,
-                Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                Err(_) => return,
-            }
-        }
+        linger(&mut self.decoder, &mut self.rbuf, rx, deadline).await;
     }
 
     /// Runs the complete commands in `rbuf`, in order, while the connection's backlog is small; the rest
@@ -257,7 +242,7 @@ impl ConnLoop<'_> {
                     .limit_refusals
                     .fetch_add(1, Ordering::Relaxed);
                 if let Some(frame) = frame {
-                    rx.send(frame.encode(self.era));
+                    rx.send(frame.encode(self.era.api()));
                 }
                 return Next::Continue;
             }
@@ -272,7 +257,7 @@ impl ConnLoop<'_> {
             Err(e) => Answer::refuse(e),
         };
         for frame in &answer.frames {
-            rx.send(frame.encode(self.era));
+            rx.send(frame.encode(self.era.api()));
         }
         if let Some(log) = answer.history {
             self.history = Some(log);
@@ -293,7 +278,7 @@ impl ConnLoop<'_> {
                 return false;
             }
             let Some(frame) = log.next() else { break };
-            rx.send(frame.encode(self.era));
+            rx.send(frame.encode(self.era.api()));
         }
         self.history = None;
         true
@@ -334,14 +319,44 @@ impl<S: AsyncWrite + Unpin + Send> QueueSink for SocketSink<'_, S> {
     type Error = std::io::Error;
 
     async fn deliver(&mut self, batch: Vec<Frame>) -> std::io::Result<()> {
-        let mut bytes: Vec<Bytes> = batch.iter().map(|f| f.encode(self.era)).collect();
+        let mut bytes: Vec<Bytes> = batch.iter().map(|f| f.encode(self.era.api())).collect();
         drop(batch);
         write_batch(self.io, &mut bytes, self.write_timeout).await
     }
 }
 
+/// After closing because of what the client sent (a flood, an invalid command): reads and drops what
+/// it still sends until its close frame, its end of stream or `deadline`. Dropping a socket with unread
+/// input makes the kernel reset the connection, and a reset can destroy the close frame (and the error
+/// frame before it) before the client reads them.
+pub(super) async fn linger(
+    decoder: &mut FrameDecoder,
+    rbuf: &mut BytesMut,
+    rx: &OutboxRx,
+    deadline: Instant,
+) {
+    loop {
+        match decoder.decode(rbuf) {
+            Ok(Some(Incoming::Close(..))) | Err(_) => return,
+            Ok(Some(_)) => continue,
+            Ok(None) => {}
+        }
+        let ready = std::future::poll_fn(|cx| rx.poll_read_ready(cx));
+        match tokio::time::timeout_at(deadline, ready).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) | Err(_) => return,
+        }
+        match rx.try_read_buf(rbuf) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(_) => return,
+        }
+    }
+}
+
 /// Sends the close frame after whatever is queued, and gives it `CLOSE_GRACE` to go out.
-async fn close(rx: &OutboxRx, code: u16, text: &str) {
+pub(super) async fn close(rx: &OutboxRx, code: u16, text: &str) {
     rx.send(wsframe::encode_close(code, text));
     let flushed = std::future::poll_fn(|cx| match rx.poll_flush(cx) {
         Ok(Flush::Blocked { .. }) => Poll::Pending,

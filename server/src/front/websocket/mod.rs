@@ -3,6 +3,8 @@
 
 mod budget;
 mod conn_loop;
+mod pusher;
+mod pusher_loop;
 mod session;
 mod upgraded;
 
@@ -165,7 +167,7 @@ impl WsService {
     }
 
     /// On a cluster: the tenant's cap on connections holds across nodes (`crate::cluster`'s `limits.rs`);
-    /// the slot uncounts the connection there too when it ends. Redis unavailable: 503 (fail closed).
+    /// the slot uncounts the connection there too when it ends.
     async fn admit_cluster(
         &self,
         dev_id: DevId,
@@ -213,12 +215,7 @@ impl WsService {
             Ok(key) => key,
             Err(e) => return refuse_handshake(e),
         };
-        let headers = req.headers();
-        let protocol = headers
-            .get(header::SEC_WEBSOCKET_PROTOCOL)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
-            .map(|p| p.trim().to_owned());
+        let protocol = offered_protocol(req.headers());
         let target = req
             .uri()
             .path_and_query()
@@ -232,16 +229,11 @@ impl WsService {
             Err(_) => Ok(None),
         };
         if let Err(refused) = &admitted {
-            let retry = refused.retry_after.as_secs().max(1).to_string();
-            return (
-                StatusCode::TOO_MANY_REQUESTS,
-                [(header::RETRY_AFTER, retry)],
-                format!("{refused}\n"),
-            )
-                .into_response();
+            return too_many(refused);
         }
         let ip_slot = admitted.ok().flatten();
-        if let Some(refused) = self.refuse_origin(&params, req.headers()).await {
+        let dev_id = params.as_ref().ok().map(|p| DevId(p.dev_id));
+        if let Some(refused) = self.refuse_origin(dev_id, req.headers()).await {
             return refused;
         }
         // Last (a round trip, and it counts): the tenant's connections across a cluster.
@@ -266,33 +258,16 @@ impl WsService {
         });
         self.tasks
             .spawn(self.clone().connection(on_upgrade, accepted));
-        let mut response = Response::new(Body::empty());
-        *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-        let h = response.headers_mut();
-        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-        h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
-        if let Ok(v) = HeaderValue::from_str(&wsframe::accept_key(&key)) {
-            h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
-        }
-        if let Some(v) = protocol.and_then(|p| HeaderValue::from_str(&p).ok()) {
-            h.insert(header::SEC_WEBSOCKET_PROTOCOL, v);
-        }
-        response
+        switching_protocols(&key, protocol)
     }
 
     /// The tenant's allowed origins (dashboard setting): a browser page from another origin gets 403. An empty
     /// list allows any origin; a request without `Origin` is not from a browser page and is not refused. A
     /// page served by this server itself (its dashboard's live view) is always allowed: its `Origin` names
     /// the `Host` the upgrade was sent to, which a page from another site cannot make its browser send.
-    async fn refuse_origin(
-        &self,
-        params: &Result<ConnectParams, UrlError>,
-        headers: &HeaderMap,
-    ) -> Option<Response> {
-        let Ok(params) = params else {
-            return None;
-        };
-        match self.origin_allowed(DevId(params.dev_id), headers).await {
+    async fn refuse_origin(&self, dev_id: Option<DevId>, headers: &HeaderMap) -> Option<Response> {
+        let dev_id = dev_id?;
+        match self.origin_allowed(dev_id, headers).await {
             Ok(true) => None,
             Ok(false) => Some(
                 (
@@ -378,14 +353,14 @@ impl WsService {
             Ok(true) => {}
             Ok(false) => {
                 let frame = frames::error("Unknown dev_id: no such tenant", unix_now())
-                    .encode(era_of(&params));
+                    .encode(era_of(&params).api());
                 close_with(&mut io, &frame, 1008, "unknown dev_id", write_timeout).await;
                 return None;
             }
             Err(e) => {
                 tracing::error!(error = %e, "tenant lookup failed for a WebSocket connect");
-                let frame =
-                    frames::error("Internal server error", unix_now()).encode(era_of(&params));
+                let frame = frames::error("Internal server error", unix_now())
+                    .encode(era_of(&params).api());
                 close_with(&mut io, &frame, 1011, "internal error", write_timeout).await;
                 return None;
             }
@@ -456,7 +431,7 @@ impl WsService {
             &crate::commands::server_version(),
             unix_now(),
         )
-        .encode(era);
+        .encode(era.api());
         let mut ok = write_all(&mut io, &hello, write_timeout).await.is_ok();
         drop(hello);
         if ok && authorized {
@@ -512,6 +487,42 @@ impl WsService {
             .fetch_sub(1, Ordering::Relaxed);
         tracing::debug!(%peer, conn = conn.0, "WebSocket closed");
     }
+}
+
+/// The answer to an upgrade request that passed every check.
+fn switching_protocols(key: &str, protocol: Option<String>) -> Response {
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = response.headers_mut();
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    if let Ok(v) = HeaderValue::from_str(&wsframe::accept_key(key)) {
+        h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
+    }
+    if let Some(v) = protocol.and_then(|p| HeaderValue::from_str(&p).ok()) {
+        h.insert(header::SEC_WEBSOCKET_PROTOCOL, v);
+    }
+    response
+}
+
+/// The first subprotocol the client offered, echoed back.
+fn offered_protocol(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(header::SEC_WEBSOCKET_PROTOCOL)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(',').next())
+        .map(|p| p.trim().to_owned())
+}
+
+/// An upgrade over the tenant's or the address's connection limit.
+fn too_many(refused: &Refused) -> Response {
+    let retry = refused.retry_after.as_secs().max(1).to_string();
+    (
+        StatusCode::TOO_MANY_REQUESTS,
+        [(header::RETRY_AFTER, retry)],
+        format!("{refused}\n"),
+    )
+        .into_response()
 }
 
 /// What the upgrade request said, kept until the upgraded socket arrives. Boxed: the connection's task

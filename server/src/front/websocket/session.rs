@@ -6,7 +6,7 @@ use crate::browser::names::is_webauth;
 use crate::browser::{Command, CommandError};
 use crate::commands::history::Log;
 use crate::commands::pipes_messages::{self, Message};
-use crate::commands::presence::{Subscriptions, Wanted};
+use crate::commands::presence::{self, Subscriptions, Wanted};
 use crate::commands::{users_data, users_time, Caller, Client, Ctx, ErrorCode};
 use crate::hub::Outbox;
 use crate::ids::{ConnId, DevId, PipeName, UserId};
@@ -136,19 +136,22 @@ impl Session {
                 let Ok(pipe) = PipeName::parse_command(pipe) else {
                     return Answer::refuse(CommandError::InvalidPipeName);
                 };
-                let n = ctx.hub.registry().subscribers(self.dev_id, &pipe);
-                Answer::one(frames::pipe_count_answer(marker, n as u64, now))
+                match presence::pipe_count(ctx, self.dev_id, &pipe).await {
+                    Ok(n) => Answer::one(frames::pipe_count_answer(marker, n, now)),
+                    Err(e) => internal(e),
+                }
             }
             Command::TrackPipeUsers { pipe, marker } => {
                 let Ok(pipe) = PipeName::parse_command(pipe) else {
                     return Answer::refuse(CommandError::InvalidPipeName);
                 };
-                let mut members = ctx.hub.registry().members(self.dev_id, &pipe);
-                members.sort_by_key(|m| m.conn());
-                let users = members
-                    .iter()
-                    .map(|m| (m.info().user_id.0, m.info().uuid.as_str()));
-                Answer::one(frames::track_pipe_users_answer(marker, users, now))
+                match presence::track_users(ctx, self.dev_id, &pipe).await {
+                    Ok(members) => {
+                        let users = members.iter().map(|m| (m.user_id.0, m.uuid.as_str()));
+                        Answer::one(frames::track_pipe_users_answer(marker, users, now))
+                    }
+                    Err(e) => internal(e),
+                }
             }
             Command::UserStatus { user_id } => {
                 match users_time::last_online(ctx, self.dev_id, UserId(user_id)).await {

@@ -36,6 +36,7 @@ async fn a_full_ring_pipe_keeps_working_at_the_quota(backend: Backend) {
     let tenant = Tenant {
         dev_id,
         key: key.clone(),
+        app_key: String::new(),
     };
     let mut q = RawMysql::login(&server, &tenant).await;
     for (pipe, length) in [("web_ring", 2), ("grow", 100), ("fresh", 100)] {
@@ -188,7 +189,15 @@ async fn a_refused_statement_spends_no_budget(backend: Backend) {
     .await;
     let (mut owner, dev_id, _, key) =
         Browser::new_tenant(server.http_addr(), "o@example.com").await;
-    let mut q = RawMysql::login(&server, &Tenant { dev_id, key }).await;
+    let mut q = RawMysql::login(
+        &server,
+        &Tenant {
+            dev_id,
+            key,
+            app_key: String::new(),
+        },
+    )
+    .await;
     q.query("INSERT INTO pipes_settings (name, length) VALUES ('web_hist', 10)")
         .await
         .assert_ok();

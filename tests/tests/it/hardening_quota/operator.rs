@@ -21,7 +21,11 @@ async fn dashboard_overview_shows_storage_usage(backend: Backend) {
     .await;
     let (mut owner, dev_id, _, key) =
         Browser::new_tenant(server.http_addr(), "o@example.com").await;
-    let tenant = Tenant { dev_id, key };
+    let tenant = Tenant {
+        dev_id,
+        key,
+        app_key: String::new(),
+    };
     let mut q = RawMysql::login(&server, &tenant).await;
     q.query("INSERT INTO pipes_settings (name, length) VALUES ('hist', 10)")
         .await

@@ -8,6 +8,7 @@ mod console;
 mod error;
 mod keys;
 mod origins;
+mod pusher;
 mod security;
 mod session;
 mod throttle;
@@ -86,6 +87,7 @@ pub fn router(api: Api) -> Router {
         .route("/keys/{id}/secret", get(keys::reveal))
         .route("/origins", get(origins::get).put(origins::put))
         .route("/security", get(security::get).put(security::put))
+        .route("/pusher", get(pusher::get).put(pusher::put))
         .route("/usage", get(console::usage))
         .route("/test-message", post(console::test_message))
         .fallback(|| async {
