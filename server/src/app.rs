@@ -138,6 +138,34 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             .log_refusals(REFUSAL_LOG_INTERVAL, shutdown_rx.clone()),
     );
     let cometql = Arc::new(CometQl::new(ctx.clone()));
+    if ctx.hub.clustered() {
+        // A cluster node whose pub/sub connection came back delivers its users' queues again.
+        let (to, mut redrains) = tokio::sync::mpsc::unbounded_channel();
+        ctx.hub.registry().set_redrain(to);
+        let (ctx, mut stop) = (ctx.clone(), shutdown_rx.clone());
+        tasks.spawn(async move {
+            loop {
+                tokio::select! {
+                    next = redrains.recv() => match next {
+                        Some((dev_id, user)) => {
+                            crate::commands::users_messages::redrain(&ctx, dev_id, user).await;
+                        }
+                        None => return,
+                    },
+                    _ = stop.changed() => return,
+                }
+            }
+        });
+    }
+    {
+        // Revoking a key closes its sessions here, whichever node it was revoked on.
+        let sessions = Arc::downgrade(&cometql);
+        ctx.hub.registry().set_key_closer(Arc::new(move |key_id| {
+            if let Some(cometql) = sessions.upgrade() {
+                cometql.close_key(key_id);
+            }
+        }));
+    }
     let conn_config = ConnConfig {
         server_version: crate::commands::server_version(),
         max_packet: config.cometql.max_packet_bytes,
@@ -164,12 +192,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             .with_flush_every(Duration::from_secs(config.dashboard.usage_flush_secs)),
     );
     tasks.spawn(usage.clone().run(shutdown_rx.clone()));
-    let dashboard = crate::front::http::dashboard::Api::new(
-        ctx.clone(),
-        cometql.clone(),
-        usage.clone(),
-        cometql_addr,
-    );
+    let dashboard =
+        crate::front::http::dashboard::Api::new(ctx.clone(), usage.clone(), cometql_addr);
     let router = crate::front::http::router(ctx.clone(), ws.clone(), dashboard);
     let http = HttpServer {
         router,
@@ -234,6 +258,14 @@ impl Running {
         }
         self.ctx.storage.close().await;
         if let Some(cluster) = self.cluster {
+            let limits = &self.ctx.limits;
+            let held = limits
+                .leases
+                .drain()
+                .into_iter()
+                .map(|(dev_id, n)| (dev_id, n, limits.publish_quota(dev_id).1))
+                .collect();
+            cluster.release_limits(held).await;
             cluster.shutdown().await;
         }
         tracing::info!("stopped");

@@ -45,9 +45,15 @@ impl TestCluster {
     pub async fn start_on(n: usize, redis_url: &str, tweak: impl Fn(&mut Config)) -> TestCluster {
         let pg = TempPgDb::require().await.expect("PostgreSQL for a cluster");
         let prefix = fresh_prefix();
-        let mut nodes = Vec::new();
+        let mut nodes: Vec<TestServer> = Vec::new();
         for i in 0..n {
+            // One master key for the cluster (it opens the tenants' keys every node reads), as in
+            // production: node 0 makes it, the others use its file.
+            let master = nodes.first().map(|n| n.config().master_key_path());
             let node = TestServer::start_on(pg.url(), |c| {
+                if let Some(master) = master {
+                    c.master_key_file = master;
+                }
                 c.limits.publishes_per_sec = 1_000_000;
                 c.limits.publish_burst = 1_000_000;
                 c.limits.new_connections_per_ip_per_sec = 10_000;

@@ -18,7 +18,7 @@ use crate::ids::{DevId, EventName, PipeName, UserId};
 const META_TTL: Duration = Duration::from_secs(24 * 3600);
 
 pub(super) struct RedisBroker {
-    shared: Arc<Shared>,
+    pub(super) shared: Arc<Shared>,
 }
 
 impl RedisBroker {
@@ -118,7 +118,19 @@ impl Broker for RedisBroker {
     }
 
     fn join(&self, join: Join) -> Option<Pending<bool>> {
-        Some(Box::pin(super::receiver::join(self.shared.clone(), join)))
+        Some(Box::pin(super::join::join(self.shared.clone(), join)))
+    }
+
+    fn revoke(&self, revoke: crate::hub::Revoke) -> Option<Pending<()>> {
+        Some(super::control::publish(self.shared.clone(), revoke))
+    }
+
+    fn limits(&self) -> Option<&dyn crate::hub::SharedLimits> {
+        Some(self)
+    }
+
+    fn users(&self) -> Option<&dyn crate::hub::UserRoute> {
+        Some(self)
     }
 
     fn ready(&self) -> bool {

@@ -5,7 +5,7 @@
 //! (`SSUBSCRIBE`) could carry the channel later. Per-node names (the lease, the probe, the control channel)
 //! have no tag. Everything starts with the configured prefix, so that clusters (and tests) share a Redis.
 
-use crate::ids::{DevId, PipeName};
+use crate::ids::{DevId, PipeName, UserId};
 
 /// The names of one cluster (one prefix).
 #[derive(Debug, Clone)]
@@ -43,6 +43,47 @@ impl Keys {
     /// A sorted set: the pipe's newest wire messages, scored by offset (its recovery window).
     pub fn window(&self, dev_id: DevId, pipe: &PipeName) -> String {
         self.tagged(dev_id, pipe, 'w')
+    }
+
+    fn user_tagged(&self, dev_id: DevId, user: UserId, suffix: char) -> String {
+        format!("{}:{{u:{}:{}}}:{suffix}", self.prefix, dev_id.0, user.0)
+    }
+
+    /// The channel a user's private messages travel on; subscribed by the nodes that hold the user's
+    /// connections.
+    pub fn user_channel(&self, dev_id: DevId, user: UserId) -> String {
+        self.user_tagged(dev_id, user, 'c')
+    }
+
+    /// A hash: node -> `d` (holds the user's connections, all draining), `q` (draining, and a message
+    /// was queued meanwhile), `r` (one of them past its drain). Same tag as the user's channel.
+    pub fn holders(&self, dev_id: DevId, user: UserId) -> String {
+        self.user_tagged(dev_id, user, 'h')
+    }
+
+    /// The channel every node listens to for what concerns all of them (revocations).
+    pub fn control_all(&self) -> String {
+        format!("{}:ctl", self.prefix)
+    }
+
+    /// The last number given to a revocation on the control channel.
+    pub fn control_seq(&self) -> String {
+        format!("{}:ctl:n", self.prefix)
+    }
+
+    /// A sorted set: the newest revocations, scored by number, for nodes that missed them.
+    pub fn control_window(&self) -> String {
+        format!("{}:ctl:w", self.prefix)
+    }
+
+    /// A hash: the tenant's publish token bucket (`v` tokens at `ts` ms), shared by every node.
+    pub fn publish_bucket(&self, dev_id: DevId) -> String {
+        format!("{}:lim:{{{}}}:p", self.prefix, dev_id.0)
+    }
+
+    /// A hash: the tenant's open WebSocket connections per node (`c/<node>`, `t/<node>` its expiry).
+    pub fn connection_counts(&self, dev_id: DevId) -> String {
+        format!("{}:lim:{{{}}}:c", self.prefix, dev_id.0)
     }
 
     /// A hash: the pipe's members cluster-wide, field `<node>/<conn>` -> the member (`member.rs`).
@@ -85,6 +126,22 @@ impl Keys {
     /// Reserved for what is said to one node (presence, revocation: later slices).
     pub fn control(&self, node: &str) -> String {
         format!("{}:ctl:{node}", self.prefix)
+    }
+
+    /// The tenant and user a user channel is of; `None` for any other name.
+    pub fn parse_user_channel(&self, channel: &str) -> Option<(DevId, UserId)> {
+        let inner = channel
+            .strip_prefix(self.prefix.as_str())?
+            .strip_prefix(":{u:")?
+            .strip_suffix("}:c")?;
+        let (dev, user) = inner.split_once(':')?;
+        let number = |s: &str| -> Option<u64> {
+            if s.is_empty() || s.len() > 20 || !s.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            s.parse().ok()
+        };
+        Some((DevId(number(dev)?), UserId(number(user)?)))
     }
 
     /// The tenant and pipe a pipe channel is of; `None` for any other name (a probe, or garbage).
@@ -147,6 +204,22 @@ mod tests {
             "",
         ] {
             assert_eq!(k.parse_channel(bad), None, "{bad}");
+        }
+        assert_eq!(k.parse_channel("p:{u:12:5}:c"), None);
+        assert_eq!(k.user_channel(DevId(12), UserId(5)), "p:{u:12:5}:c");
+        assert_eq!(k.holders(DevId(12), UserId(5)), "p:{u:12:5}:h");
+        assert_eq!(
+            k.parse_user_channel("p:{u:12:5}:c"),
+            Some((DevId(12), UserId(5)))
+        );
+        for bad in [
+            "p:{u:12:5}:h",
+            "p:{12:web}:c",
+            "p:{u:12}:c",
+            "p:{u:x:5}:c",
+            "pq:{u:1:5}:c",
+        ] {
+            assert_eq!(k.parse_user_channel(bad), None, "{bad}");
         }
         // Another cluster's prefix that merely starts with ours is not ours.
         assert_eq!(k.parse_channel("pq:{1:web}:c"), None);

@@ -15,6 +15,12 @@ pub(super) struct Metrics {
     pub(super) reconnects: AtomicU64,
     pub(super) garbled: AtomicU64,
     pub(super) subscribe_commands: AtomicU64,
+    /// Private messages published on a user channel (some node held the user, ready).
+    pub(super) private_sent: AtomicU64,
+    /// Revocations this node missed and could no longer read from the window.
+    pub(super) revocations_missed: AtomicU64,
+    /// Positioned joins whose marker did not come back in time.
+    pub(super) join_timeouts: AtomicU64,
     /// The last probe's round trip through Redis pub/sub, microseconds.
     pub(super) lag_us: AtomicU64,
 }
@@ -26,7 +32,7 @@ impl Metrics {
 
     pub(super) fn render(&self, out: &mut String, ready: bool, channels: usize) {
         let read = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        let rows: [(&str, &str, &str, String); 14] = [
+        let rows: [(&str, &str, &str, String); 17] = [
             (
                 "halley_cluster_ready",
                 "gauge",
@@ -98,6 +104,24 @@ impl Metrics {
                 "counter",
                 "SUBSCRIBE and UNSUBSCRIBE commands sent (each for many channels).",
                 read(&self.subscribe_commands).to_string(),
+            ),
+            (
+                "halley_cluster_private_sent_total",
+                "counter",
+                "Private messages this node published on a user's channel (the rest were queued).",
+                read(&self.private_sent).to_string(),
+            ),
+            (
+                "halley_cluster_revocations_missed_total",
+                "counter",
+                "Revocations this node missed that Redis no longer held (their sessions may be open here).",
+                read(&self.revocations_missed).to_string(),
+            ),
+            (
+                "halley_cluster_join_timeouts_total",
+                "counter",
+                "Positioned subscribes refused because their marker did not come back through the channel.",
+                read(&self.join_timeouts).to_string(),
             ),
             (
                 "halley_cluster_pubsub_lag_seconds",

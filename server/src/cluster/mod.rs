@@ -1,8 +1,10 @@
 //! Several nodes that behave as one, on Redis (docs/production.md, "Running several nodes"): publishes and
-//! subscriptions of pipes, their positions and recovery, readiness, and presence (`presence.rs`: members
-//! and users in Redis, announced once cluster-wide; a dead node swept by a survivor, `sweep.rs`). Private
-//! messages, cluster-wide limits and revocation are still per node (later slices: a wire `Kind` each and
-//! the per-node control channel, `keys::Keys::control`).
+//! subscriptions of pipes, their positions and recovery, readiness; presence (`presence.rs`: members and
+//! users in Redis, announced once cluster-wide; a dead node swept by a survivor, `sweep.rs`); private
+//! messages (`private.rs`: a channel per user, and which nodes hold the user decided in Redis atomically
+//! with the sender's look); revocations on every node (`control.rs`: a numbered control channel with a
+//! window); publishes per tenant and WebSocket connections per tenant across nodes (`limits.rs`,
+//! `tenant::leases`).
 //!
 //! How a publish travels. The publishing node runs ONE script (`broker.rs`, EVALSHA) on the pipe's keys:
 //! it gives the message the pipe's next offset (the epoch is made on the pipe's first use and kept in
@@ -22,7 +24,10 @@
 //! at once, one after a hole is delivered after the hole was read from the window (or the positioned
 //! subscribers told `gap` when the window no longer has it): never a silent hole. A positioned subscribe
 //! (`subscription2`) takes its turn in that same per-pipe order, so a message is either in its replay or
-//! delivered live to it. After a reconnect of the pub/sub connection every channel is subscribed again
+//! delivered live to it; on a node that has delivered nothing of the pipe yet, its place is where its
+//! marker, published by the join script, comes through the channel (`join.rs`). Likewise a node that
+//! subscribes a pipe's channel learns its place from a sync marker (`receiver::sync`), so that a drop of
+//! its pub/sub connection before the pipe's first message reaches it is repaired like any hole. After a reconnect of the pub/sub connection every channel is subscribed again
 //! in batches (`subscriber.rs`), then each pipe's last position is compared with Redis's and repaired.
 //!
 //! Subscriptions: the registry tells `channels.rs` of each pipe's first and last local subscriber; the
@@ -35,13 +40,17 @@
 
 mod broker;
 mod channels;
+mod control;
+mod join;
 pub mod keys;
 mod lease;
+mod limits;
 mod member;
 mod metrics;
 mod order;
 mod presence;
 mod presence_scripts;
+mod private;
 mod receiver;
 mod scripts;
 mod subscriber;
@@ -111,6 +120,8 @@ struct Shared {
     registry: Arc<Registry>,
     windows: WindowLimits,
     channels: Arc<channels::Channels>,
+    /// User channels (private messages, `private.rs`).
+    users: Arc<channels::Channels<channels::UserKey>>,
     pipes: receiver::Pipes,
     metrics: metrics::Metrics,
     /// The pub/sub connection is up, subscribed and its probe comes back.
@@ -119,6 +130,10 @@ struct Shared {
     lease_ok: AtomicBool,
     /// Presence changes, to the writer (`presence.rs`).
     presence: presence::Queue,
+    /// This node's WebSocket connections counted in Redis, per tenant (`limits.rs`).
+    counted: limits::Counted,
+    /// The highest revocation number this node has applied (`control.rs`).
+    control_seen: std::sync::Mutex<Option<u64>>,
 }
 
 impl Shared {
@@ -157,11 +172,16 @@ impl Cluster {
         let keys = Keys::new(&settings.key_prefix);
         let lease = lease::Lease::take(conn.clone(), &keys, &settings.node).await?;
         let mut shared = None;
-        let channels = Arc::new(channels::Channels::default());
+        let wake = Arc::new(tokio::sync::Notify::new());
+        let channels = Arc::new(channels::Channels::new(wake.clone()));
+        let users = Arc::new(channels::Channels::new(wake));
         let (queue, queued) = presence::Queue::new();
         let (status_tx, status) = tokio::sync::mpsc::unbounded_channel();
         let hub = Hub::with_broker(stats, settings.windows, |registry| {
-            registry.set_interest(channels.clone());
+            registry.set_interest(Arc::new(channels::Interests {
+                pipes: channels.clone(),
+                users: users.clone(),
+            }));
             let s = Arc::new(Shared {
                 keys,
                 node: settings.node.clone(),
@@ -170,11 +190,14 @@ impl Cluster {
                 registry: registry.clone(),
                 windows: settings.windows,
                 channels,
+                users,
                 pipes: Default::default(),
                 metrics: Default::default(),
                 link_up: AtomicBool::new(false),
                 lease_ok: AtomicBool::new(true),
                 presence: queue,
+                control_seen: Default::default(),
+                counted: Default::default(),
             });
             shared = Some(s.clone());
             Arc::new(broker::RedisBroker::new(s))
@@ -198,6 +221,7 @@ impl Cluster {
         ));
         tasks.spawn(sweep::run(shared.clone(), status_tx, shutdown.clone()));
         tasks.spawn(subscriber::run(shared.clone(), shutdown.clone()));
+        tasks.spawn(limits::refresh(shared.clone(), shutdown.clone()));
         tasks.spawn(lease.clone().heartbeat(shared.clone(), shutdown));
         tracing::info!(node = %settings.node, prefix = %settings.key_prefix, "joined the cluster");
         let cluster = Cluster {
@@ -214,6 +238,12 @@ impl Cluster {
         &mut self,
     ) -> Option<tokio::sync::mpsc::UnboundedReceiver<StatusChange>> {
         self.status.take()
+    }
+
+    /// Gives back what this node holds of the tenants' shared limits (a clean stop): its connection
+    /// counts, and the publish tokens it leased and did not spend (`(tenant, tokens, burst)`).
+    pub async fn release_limits(&self, held: Vec<(crate::ids::DevId, u32, u32)>) {
+        limits::release(&self.shared, held).await;
     }
 
     /// Gives the node's name back (a clean stop), so that a node of that name may start at once.

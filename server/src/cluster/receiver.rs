@@ -3,20 +3,22 @@
 //! anything else (a hole, a positioned join, a check after a reconnect) is queued and worked off in order by
 //! one task per pipe, so later messages of that pipe wait behind the repair and other pipes do not.
 
+//! A positioned join takes its place in that order (`join.rs`).
+
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::sync::oneshot;
 
-use super::broker::unavailable;
 use super::channels::Key;
+use super::join;
 use super::metrics::Metrics;
 use super::order::{step, Step};
-use super::scripts::JOIN;
-use super::wire::{self, Wire};
-use super::{Shared, COMMAND_TIMEOUT, LISTEN_TIMEOUT};
-use crate::hub::{outgoing, BrokerError, Durable, Frame, Join, Publication};
+use super::scripts::SYNC;
+use super::wire::{self, Header, Kind, Wire};
+use super::{Shared, COMMAND_TIMEOUT};
+use crate::hub::{outgoing, BrokerError, Frame, Join, Publication};
 
 /// How long a hole may wait for its messages (a durable pipe's writers on two nodes can publish offsets
 /// out of order): tries of the window, this far apart.
@@ -28,28 +30,38 @@ pub(super) type Pipes = Mutex<HashMap<Key, Arc<Mutex<PipeOrder>>>>;
 
 #[derive(Default)]
 pub(super) struct PipeOrder {
-    last: Option<(Arc<str>, u64)>,
+    pub(super) last: Option<(Arc<str>, u64)>,
     /// A task is working the queue off.
     busy: bool,
-    queue: VecDeque<Work>,
+    pub(super) queue: VecDeque<Work>,
+    /// Joins waiting for their marker.
+    pub(super) marked: Vec<join::Marked>,
+    /// The sync after this node subscribed found no numbering: whatever the window holds came after.
+    fresh: bool,
 }
 
-enum Work {
+pub(super) type Reply = oneshot::Sender<Result<bool, BrokerError>>;
+
+pub(super) enum Work {
     Message(Wire),
-    Join(Join, oneshot::Sender<Result<bool, BrokerError>>),
+    Join(Join, Reply),
+    /// This node's join marker (its id) came in the channel's order.
+    Marker(u64),
+    /// This node's sync marker came: the pipe's (epoch, top) when the node had just subscribed.
+    Sync(String, u64),
     /// After a reconnect: compare the last position with Redis's and repair.
     Check,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn order_of(s: &Shared, key: &Key) -> Arc<Mutex<PipeOrder>> {
+pub(super) fn order_of(s: &Shared, key: &Key) -> Arc<Mutex<PipeOrder>> {
     lock(&s.pipes).entry(key.clone()).or_default().clone()
 }
 
-fn start(s: &Arc<Shared>, key: &Key, order: &Arc<Mutex<PipeOrder>>, o: &mut PipeOrder) {
+pub(super) fn start(s: &Arc<Shared>, key: &Key, order: &Arc<Mutex<PipeOrder>>, o: &mut PipeOrder) {
     if !o.busy {
         o.busy = true;
         tokio::spawn(work(s.clone(), key.clone(), order.clone()));
@@ -59,6 +71,22 @@ fn start(s: &Arc<Shared>, key: &Key, order: &Arc<Mutex<PipeOrder>>, o: &mut Pipe
 /// A message off the pipe's channel (decoded, and checked to be of that channel).
 pub(super) fn receive(s: &Arc<Shared>, w: Wire) {
     let key = (w.header.dev_id, w.header.pipe.clone());
+    if w.header.kind == Kind::Marker {
+        // Another node's join, or not a marker at all: nothing to this node's order.
+        let Some(id) = wire::marker_id(&w).filter(|_| w.header.origin == s.node) else {
+            return;
+        };
+        let Some(order) = lock(&s.pipes).get(&key).cloned() else {
+            return;
+        };
+        let mut o = lock(&order);
+        o.queue.push_back(match id {
+            0 => Work::Sync(w.epoch, w.offset),
+            id => Work::Marker(id),
+        });
+        start(s, &key, &order, &mut o);
+        return;
+    }
     let order = order_of(s, &key);
     let mut o = lock(&order);
     if !o.busy && o.queue.is_empty() {
@@ -87,11 +115,58 @@ pub(super) fn check_all(s: &Arc<Shared>) {
         .collect();
     for (key, order) in pipes {
         let mut o = lock(&order);
-        if o.last.is_some() {
+        if o.last.is_some() || o.fresh {
             o.queue.push_back(Work::Check);
             start(s, &key, &order, &mut o);
         }
+        // Their markers went with the old connection: the joins run again, on this one.
+        let again: Vec<join::Marked> = o.marked.drain(..).collect();
+        for m in again {
+            o.queue.push_back(Work::Join(m.join, m.reply));
+            start(s, &key, &order, &mut o);
+        }
     }
+}
+
+/// The node just subscribed these pipes' channels: those whose place in the order it does not know yet
+/// get it from a sync marker (the script reads the pipe's top and PUBLISHes it on the channel, so it
+/// comes after everything up to that top), so that a pub/sub connection lost before the first message
+/// arrives is repaired after the reconnect like any other hole. Pipes that know their place, or know
+/// there was no numbering when they subscribed (`fresh`, checked after a reconnect), need none.
+pub(super) fn sync(s: &Arc<Shared>, keys: &[Key]) {
+    let mut pipe = redis::pipe();
+    pipe.load_script(&SYNC).ignore();
+    let mut any = false;
+    for key in keys {
+        let order = order_of(s, key);
+        let o = lock(&order);
+        if o.last.is_some() || o.fresh {
+            continue;
+        }
+        let head = wire::head(&Header {
+            kind: Kind::Marker,
+            origin: s.node.clone(),
+            except: None,
+            dev_id: key.0,
+            pipe: key.1.clone(),
+        });
+        let mut call = SYNC.key(s.keys.meta(key.0, &key.1));
+        call.key(s.keys.channel(key.0, &key.1))
+            .arg(head)
+            .arg(wire::marker_body(0));
+        pipe.invoke_script(&call).ignore();
+        any = true;
+    }
+    if !any {
+        return;
+    }
+    let mut conn = s.conn.clone();
+    tokio::spawn(async move {
+        let synced = tokio::time::timeout(COMMAND_TIMEOUT, pipe.query_async::<()>(&mut conn)).await;
+        if !matches!(synced, Ok(Ok(()))) {
+            tracing::warn!("cannot sync newly subscribed pipes' positions; a drop before their first message is not repaired");
+        }
+    });
 }
 
 /// The node unsubscribed these pipes: their order is forgotten (a later subscribe starts afresh).
@@ -100,37 +175,12 @@ pub(super) fn forget(s: &Shared, keys: &[Key]) {
     for key in keys {
         let idle = pipes.get(key).is_some_and(|o| {
             let o = lock(o);
-            !o.busy && o.queue.is_empty()
+            !o.busy && o.queue.is_empty() && o.marked.is_empty()
         });
         if idle {
             pipes.remove(key);
         }
     }
-}
-
-/// A positioned subscribe: in the pipe's order, once its channel is subscribed.
-pub(super) async fn join(s: Arc<Shared>, join: Join) -> Result<bool, BrokerError> {
-    let key = (join.dev_id, join.pipe.clone());
-    s.channels.pin(&key);
-    let joined = async {
-        if let Some(waiting) = s.channels.wait(&key) {
-            match tokio::time::timeout(LISTEN_TIMEOUT, waiting).await {
-                Ok(Ok(())) => {}
-                _ => return Err(unavailable("the pipe's channel is not subscribed")),
-            }
-        }
-        let order = order_of(&s, &key);
-        let (tx, rx) = oneshot::channel();
-        {
-            let mut o = lock(&order);
-            o.queue.push_back(Work::Join(join, tx));
-            start(&s, &key, &order, &mut o);
-        }
-        rx.await.map_err(|_| unavailable("the join was dropped"))?
-    }
-    .await;
-    s.channels.unpin(&key);
-    joined
 }
 
 async fn work(s: Arc<Shared>, key: Key, order: Arc<Mutex<PipeOrder>>) {
@@ -147,8 +197,18 @@ async fn work(s: Arc<Shared>, key: Key, order: Arc<Mutex<PipeOrder>>) {
         };
         match next {
             Work::Message(w) => message(&s, &order, w).await,
-            Work::Join(join, reply) => {
-                let _ = reply.send(joined(&s, &order, join).await);
+            Work::Join(join, reply) => join::joined(&s, &order, join, reply).await,
+            Work::Marker(id) => join::marked(&s, &order, id).await,
+            Work::Sync(epoch, top) => {
+                let mut o = lock(&order);
+                if o.last.is_none() {
+                    if epoch == NO_NUMBERING {
+                        o.fresh = true;
+                    } else {
+                        o.last = Some((epoch.as_str().into(), top));
+                        o.fresh = false;
+                    }
+                }
             }
             Work::Check => check(&s, &key, &order).await,
         }
@@ -271,7 +331,7 @@ fn deliver(s: &Shared, w: &Wire, o: &mut PipeOrder) {
     o.last = Some((epoch, w.offset));
 }
 
-fn frame_of(w: &Wire) -> Frame {
+pub(super) fn frame_of(w: &Wire) -> Frame {
     let b = &w.body;
     outgoing::pipe_message(&w.header.pipe, &b.event, &b.text, b.sent_at, b.sender)
 }
@@ -280,7 +340,7 @@ fn frame_of(w: &Wire) -> Frame {
 /// pipe whose numbering Redis lost (restarted without its data) tells its positioned subscribers `gap`.
 async fn check(s: &Shared, key: &Key, order: &Mutex<PipeOrder>) {
     let Some((epoch, last)) = lock(order).last.clone() else {
-        return;
+        return check_fresh(s, key, order).await;
     };
     let mut conn = s.conn.clone();
     let mut cmd = redis::cmd("HMGET");
@@ -306,91 +366,50 @@ async fn check(s: &Shared, key: &Key, order: &Mutex<PipeOrder>) {
     }
 }
 
-/// A positioned join in the pipe's order: it joins where this node's deliveries stand (or, for the first
-/// on this node, where Redis stands), with what it missed from the window, or the history.
-async fn joined(s: &Shared, order: &Mutex<PipeOrder>, join: Join) -> Result<bool, BrokerError> {
-    let (dev_id, pipe) = (join.dev_id, join.pipe.clone());
-    let registry = &s.registry;
-    let replay_max = registry.replay_max();
-    let (start_epoch, start_top, durable) = match &join.durable {
-        Some((e, t)) => (e.to_string(), *t, "1"),
-        None => (crate::hub::new_epoch(), 0, "0"),
-    };
-    let after = join
-        .position
-        .as_ref()
-        .map(|(_, o)| o.to_string())
-        .unwrap_or_default();
-    let mut conn = s.conn.clone();
-    let mut call = JOIN.key(s.keys.meta(dev_id, &pipe));
-    call.key(s.keys.window(dev_id, &pipe))
-        .arg(start_epoch)
-        .arg(start_top)
-        .arg(durable)
-        .arg(after)
-        .arg(replay_max + 1)
-        .arg(24 * 3600 * 1000u64);
-    let read = call.invoke_async::<(String, u64, Vec<Vec<u8>>)>(&mut conn);
-    let (epoch, top, entries) = match tokio::time::timeout(COMMAND_TIMEOUT, read).await {
-        Ok(Ok(answer)) => answer,
-        Ok(Err(e)) => return Err(unavailable(e)),
-        Err(_) => return Err(unavailable("no answer in time")),
-    };
-    let at = {
-        let mut o = lock(order);
-        match &o.last {
-            Some(at) => at.clone(),
-            None => {
-                let at: (Arc<str>, u64) = (epoch.as_str().into(), top);
-                o.last = Some(at.clone());
-                at
-            }
-        }
-    };
-    let mut replay = None;
-    if let Some((their_epoch, offset)) = &join.position {
-        let offset = *offset;
-        if **their_epoch == *at.0 && offset < at.1 && at.1 - offset <= replay_max {
-            if *epoch == *at.0 {
-                replay = frames_between(&entries, &at.0, offset + 1, at.1);
-            }
-            if replay.is_none() && !registry.window_covers(dev_id, &pipe, &at.0, offset) {
-                if let Some(stored) = join.stored {
-                    replay = stored(at.0.clone(), offset, at.1).await;
-                }
-            }
-        }
-    }
-    let position = join.position.as_ref().map(|(e, o)| (e.as_str(), *o));
-    let _order = lock(order);
-    Ok(registry.subscribe_positioned(
-        dev_id,
-        &pipe,
-        join.outbox,
-        position,
-        Some(Durable {
-            epoch: at.0,
-            top: at.1,
-            replay,
-        }),
-    ))
-}
+/// The epoch a sync marker carries for a pipe with no numbering yet.
+const NO_NUMBERING: &str = "-";
 
-/// The window's messages `from..=to` as frames with their offsets: all of them, in order, or none.
-fn frames_between(entries: &[Vec<u8>], epoch: &str, from: u64, to: u64) -> Option<Vec<Frame>> {
-    let mut frames = Vec::new();
-    let mut want = from;
-    for entry in entries {
-        let w = wire::decode(entry).ok()?;
-        if w.epoch != epoch || w.offset < want {
-            continue;
-        }
-        if w.offset != want || want > to {
-            break;
-        }
-        let frame = frame_of(&w);
-        frames.push(frame.with_offset(w.offset).unwrap_or(frame));
-        want += 1;
+/// After a reconnect, a pipe that had no numbering when this node subscribed and of which it delivered
+/// nothing: everything the window holds now was published after, and is delivered in order.
+async fn check_fresh(s: &Shared, key: &Key, order: &Mutex<PipeOrder>) {
+    if !lock(order).fresh {
+        return;
     }
-    (want == to + 1).then_some(frames)
+    let mut conn = s.conn.clone();
+    let mut cmd = redis::cmd("HMGET");
+    cmd.arg(s.keys.meta(key.0, &key.1)).arg("e").arg("t");
+    let read = cmd.query_async::<(Option<String>, Option<u64>)>(&mut conn);
+    let Ok(Ok((Some(epoch), Some(top)))) = tokio::time::timeout(COMMAND_TIMEOUT, read).await else {
+        // Still no numbering (or Redis away again: the next reconnect checks again).
+        return;
+    };
+    let mut cmd = redis::cmd("ZRANGEBYSCORE");
+    cmd.arg(s.keys.window(key.0, &key.1)).arg("-inf").arg(top);
+    let read = cmd.query_async::<Vec<Vec<u8>>>(&mut conn);
+    let Ok(Ok(entries)) = tokio::time::timeout(COMMAND_TIMEOUT, read).await else {
+        return;
+    };
+    let first = entries
+        .iter()
+        .filter_map(|e| wire::decode(e).ok())
+        .filter(|w| w.epoch == epoch)
+        .map(|w| w.offset)
+        .min();
+    {
+        let mut o = lock(order);
+        if o.last.is_some() {
+            return;
+        }
+        o.fresh = false;
+        if first.is_none() {
+            if top > 0 {
+                Metrics::add(&s.metrics.gaps, 1);
+            }
+            o.last = Some((epoch.as_str().into(), top));
+            return;
+        }
+    }
+    if let Some(first) = first {
+        fill(s, order, &key.0, &key.1, &epoch, first, top).await;
+    }
 }

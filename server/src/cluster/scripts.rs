@@ -52,9 +52,10 @@ return {e, pos}
 });
 
 /// A positioned join's read: the pipe's epoch and top (made from ARGV when the pipe has none yet), and
-/// the window's messages after the client's offset.
-/// KEYS: meta, window. ARGV: epoch, top, durable "1"/"0", after ("" for none), most entries, meta ttl ms.
-/// Returns {epoch, top, {messages...}}.
+/// the window's messages after the client's offset; with a marker head, the join's marker PUBLISHed on
+/// the pipe's channel at that top (`receiver.rs`: where the join takes its place in the channel's order).
+/// KEYS: meta, window, channel. ARGV: epoch, top, durable "1"/"0", after ("" for none), most entries,
+/// meta ttl ms, marker head ("" for no marker), marker body. Returns {epoch, top, {messages...}}.
 pub(super) static JOIN: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
@@ -69,7 +70,28 @@ local entries = {}
 if ARGV[4] ~= '' then
   entries = redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. ARGV[4], '+inf', 'LIMIT', 0, ARGV[5])
 end
+if ARGV[7] ~= '' then
+  redis.call('PUBLISH', KEYS[3], ARGV[7] .. e .. ' ' .. t .. '\n' .. ARGV[8])
+end
 return {e, t, entries}
+"#,
+    )
+});
+
+/// A sync: the pipe's epoch and top (`-` and 0 when it has no numbering yet) PUBLISHed as a marker on its
+/// channel, for a node that just subscribed it (`receiver::sync`). KEYS: meta, channel. ARGV: marker head,
+/// marker body.
+pub(super) static SYNC: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local e = redis.call('HGET', KEYS[1], 'e')
+local t = redis.call('HGET', KEYS[1], 't') or '0'
+if not e then
+  e = '-'
+  t = '0'
+end
+redis.call('PUBLISH', KEYS[2], ARGV[1] .. e .. ' ' .. t .. '\n' .. ARGV[2])
+return 1
 "#,
     )
 });

@@ -10,9 +10,9 @@ use futures_util::StreamExt;
 use redis::aio::PubSubSink;
 use tokio::sync::watch;
 
-use super::channels::Key;
+use super::channels::{Key, UserKey};
 use super::metrics::Metrics;
-use super::{receiver, wire, Shared, COMMAND_TIMEOUT};
+use super::{control, private, receiver, wire, Shared, COMMAND_TIMEOUT};
 
 /// Channels per SUBSCRIBE (or UNSUBSCRIBE) command: 10,000 pipes take ten commands.
 const BATCH: usize = 1000;
@@ -36,6 +36,7 @@ pub(super) async fn run(s: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
         let ended = serve(&s, &mut shutdown, &mut connected).await;
         s.link_up.store(false, Ordering::Relaxed);
         s.channels.lost();
+        s.users.lost();
         match ended {
             Ended::Shutdown => return,
             Ended::Lost(why) => {
@@ -72,7 +73,8 @@ async fn serve(
     };
     let (mut sink, mut stream) = pubsub.split();
     let probe = s.keys.probe(&s.node);
-    if let Err(e) = sink.subscribe(&probe).await {
+    let control = s.keys.control_all();
+    if let Err(e) = sink.subscribe(&[&probe, &control]).await {
         return Ended::Lost(e.to_string());
     }
     if let Err(e) = apply(s, &mut sink).await {
@@ -83,6 +85,8 @@ async fn serve(
     receiver::check_all(s);
     // Redis may have restarted without its data: the node's presence is written again.
     s.presence.resync();
+    private::resync(s).await;
+    control::resync(s).await;
     let mut tick = tokio::time::interval(PROBE_EVERY);
     let mut outstanding: Option<(String, Instant)> = None;
     loop {
@@ -104,7 +108,14 @@ async fn serve(
                     }
                     continue;
                 }
-                handle(s, channel, msg.get_payload_bytes());
+                if channel == control {
+                    tokio::spawn(control::receive(s.clone(), msg.get_payload_bytes().to_vec()));
+                    continue;
+                }
+                match s.keys.parse_user_channel(channel) {
+                    Some(user) => private::receive(s, user, msg.get_payload_bytes()),
+                    None => handle(s, channel, msg.get_payload_bytes()),
+                }
             }
             _ = s.channels.wake.notified() => {
                 if let Err(e) = apply(s, &mut sink).await {
@@ -169,7 +180,10 @@ async fn apply(s: &Arc<Shared>, sink: &mut PubSubSink) -> Result<(), String> {
         let subscribed = tokio::time::timeout(COMMAND_TIMEOUT, sink.subscribe(names(chunk))).await;
         Metrics::add(&s.metrics.subscribe_commands, 1);
         match subscribed {
-            Ok(Ok(())) => s.channels.subscribed(chunk),
+            Ok(Ok(())) => {
+                s.channels.subscribed(chunk);
+                receiver::sync(s, chunk);
+            }
             Ok(Err(e)) => return Err(e.to_string()),
             Err(_) => return Err("SUBSCRIBE timed out".into()),
         }
@@ -182,6 +196,37 @@ async fn apply(s: &Arc<Shared>, sink: &mut PubSubSink) -> Result<(), String> {
                 s.channels.unsubscribed(chunk);
                 receiver::forget(s, chunk);
             }
+            Ok(Err(e)) => return Err(e.to_string()),
+            Err(_) => return Err("UNSUBSCRIBE timed out".into()),
+        }
+    }
+    apply_users(s, sink).await
+}
+
+/// The same for user channels; a user's node leaves their holders before it stops listening.
+async fn apply_users(s: &Arc<Shared>, sink: &mut PubSubSink) -> Result<(), String> {
+    let changes = s.users.take_changes();
+    let names = |keys: &[UserKey]| -> Vec<String> {
+        keys.iter()
+            .map(|(d, u)| s.keys.user_channel(*d, *u))
+            .collect()
+    };
+    for chunk in changes.subscribe.chunks(BATCH) {
+        let subscribed = tokio::time::timeout(COMMAND_TIMEOUT, sink.subscribe(names(chunk))).await;
+        Metrics::add(&s.metrics.subscribe_commands, 1);
+        match subscribed {
+            Ok(Ok(())) => s.users.subscribed(chunk),
+            Ok(Err(e)) => return Err(e.to_string()),
+            Err(_) => return Err("SUBSCRIBE timed out".into()),
+        }
+    }
+    let mut conn = s.conn.clone();
+    for chunk in changes.unsubscribe.chunks(BATCH) {
+        private::release(s, &mut conn, chunk).await?;
+        let left = tokio::time::timeout(COMMAND_TIMEOUT, sink.unsubscribe(names(chunk))).await;
+        Metrics::add(&s.metrics.subscribe_commands, 1);
+        match left {
+            Ok(Ok(())) => s.users.unsubscribed(chunk),
             Ok(Err(e)) => return Err(e.to_string()),
             Err(_) => return Err("UNSUBSCRIBE timed out".into()),
         }

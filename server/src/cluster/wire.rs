@@ -13,7 +13,10 @@
 //! <sent_at> <sender> <event>\n<text>
 //! ```
 //! `sender` is the `web_pipe2` sender's user id (`-`: a server-side publish, no `user_id` in the frame); the
-//! event may be empty; the text is the rest, UTF-8. Later kinds (presence, control) take other letters.
+//! event may be empty; the text is the rest, UTF-8. Kind `j`, a join marker (`receiver.rs`): the position
+//! is the pipe's (epoch, top) that a positioned join read, published by the same script, and the body has
+//! the shape of a message's with the join's id as its text (`0 - \n<id>`). Later kinds (presence,
+//! control) take other letters.
 
 use crate::ids::{ConnId, DevId, EventName, PipeName, UserId};
 
@@ -30,6 +33,8 @@ const MAX_EPOCH_BYTES: usize = 64;
 pub enum Kind {
     /// A message published to a pipe.
     Message,
+    /// A positioned join's marker: where the join read the pipe's top, in the channel's order.
+    Marker,
     /// A presence announcement (`presence.rs`): published by a presence script, never kept in a window;
     /// its position is the placeholder `p 0` and its body's event says what happened.
     Presence,
@@ -39,6 +44,7 @@ impl Kind {
     fn letter(self) -> &'static str {
         match self {
             Kind::Message => "m",
+            Kind::Marker => "j",
             Kind::Presence => "p",
         }
     }
@@ -118,6 +124,88 @@ pub fn body(b: &Body) -> Vec<u8> {
     out
 }
 
+/// The body of a join marker: the join's id as the text.
+pub fn marker_body(join: u64) -> Vec<u8> {
+    format!("0 - \n{join}").into_bytes()
+}
+
+/// The join id a marker carries (`None`: not a marker's body).
+pub fn marker_id(w: &Wire) -> Option<u64> {
+    (w.header.kind == Kind::Marker)
+        .then(|| number(&w.body.text))
+        .flatten()
+}
+
+/// A private message on a user's channel (`private.rs`): one header line, then the event line, then the
+/// text. `H1 u <origin> <dev_id> <user> <id>\n<event>\n<text>`; the id is the message's uuid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Private {
+    pub origin: String,
+    pub dev_id: DevId,
+    pub user: UserId,
+    pub id: String,
+    pub event: EventName,
+    pub text: String,
+}
+
+pub fn encode_private(p: &Private) -> Vec<u8> {
+    let mut out = Vec::with_capacity(p.text.len() + 96);
+    out.extend_from_slice(
+        format!(
+            "{VERSION} u {} {} {} {}\n{}\n",
+            p.origin,
+            p.dev_id.0,
+            p.user.0,
+            p.id,
+            p.event.as_str()
+        )
+        .as_bytes(),
+    );
+    out.extend_from_slice(p.text.as_bytes());
+    out
+}
+
+pub fn decode_private(bytes: &[u8]) -> Result<Private, WireError> {
+    if bytes.len() > MAX_WIRE_BYTES {
+        return Err(WireError::TooLong(bytes.len()));
+    }
+    let (line, rest) = split_line(bytes, MAX_HEADER_BYTES).ok_or(WireError::NoHeader)?;
+    let mut f = line.split(' ');
+    if f.next() != Some(VERSION) {
+        return Err(WireError::Version);
+    }
+    if f.next() != Some("u") {
+        return Err(WireError::Kind("not u".into()));
+    }
+    let origin = f
+        .next()
+        .filter(|o| is_node_name(o))
+        .ok_or(WireError::Field("origin"))?;
+    let dev_id = f
+        .next()
+        .and_then(number)
+        .ok_or(WireError::Field("dev_id"))?;
+    let user = f.next().and_then(number).ok_or(WireError::Field("user"))?;
+    let id = f
+        .next()
+        .filter(|e| is_epoch(e))
+        .ok_or(WireError::Field("id"))?;
+    if f.next().is_some() {
+        return Err(WireError::Extra);
+    }
+    let (event, text) = split_line(rest, MAX_HEADER_BYTES).ok_or(WireError::Field("event"))?;
+    let event = EventName::parse(event).map_err(|_| WireError::Field("event"))?;
+    let text = std::str::from_utf8(text).map_err(|_| WireError::Utf8)?;
+    Ok(Private {
+        origin: origin.to_string(),
+        dev_id: DevId(dev_id),
+        user: UserId(user),
+        id: id.to_string(),
+        event,
+        text: text.to_string(),
+    })
+}
+
 /// The whole message, as the publish script assembles it (`head .. epoch .. ' ' .. offset .. '\n' .. body`).
 pub fn assemble(head: &str, epoch: &str, offset: u64, body: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(head.len() + epoch.len() + 24 + body.len());
@@ -138,6 +226,7 @@ pub fn decode(bytes: &[u8]) -> Result<Wire, WireError> {
     }
     let kind = match f.next() {
         Some("m") => Kind::Message,
+        Some("j") => Kind::Marker,
         Some("p") => Kind::Presence,
         other => {
             return Err(WireError::Kind(
@@ -299,6 +388,52 @@ mod tests {
         assert_eq!(w.body.sent_at, -5);
         assert_eq!(w.body.sender, None);
         assert_eq!(w.body.event.as_str(), "");
+    }
+
+    #[test]
+    fn a_join_marker_carries_its_id_and_the_top_it_read() {
+        let h = Header {
+            kind: Kind::Marker,
+            ..header(None)
+        };
+        let bytes = assemble(&head(&h), "ep", 41, &marker_body(7));
+        assert_eq!(bytes, b"H1 j node-a - 15 web_chat ep 41\n0 - \n7".to_vec());
+        let w = decode(&bytes).unwrap();
+        assert_eq!(w.header.kind, Kind::Marker);
+        assert_eq!((w.epoch.as_str(), w.offset), ("ep", 41));
+        assert_eq!(marker_id(&w), Some(7));
+        let not_an_id = decode(b"H1 j n - 1 p e 1\n0 - \nx").unwrap();
+        assert_eq!(marker_id(&not_an_id), None);
+        let message = decode(b"H1 m n - 1 p e 1\n0 - \n7").unwrap();
+        assert_eq!(marker_id(&message), None);
+    }
+
+    #[test]
+    fn private_messages_encode_to_the_documented_bytes_and_back() {
+        let p = Private {
+            origin: "node-a".into(),
+            dev_id: DevId(15),
+            user: UserId(7),
+            id: "0190-ab".into(),
+            event: EventName::parse("ev").unwrap(),
+            text: "h\u{e9}\nllo".into(),
+        };
+        let bytes = encode_private(&p);
+        assert_eq!(
+            bytes,
+            b"H1 u node-a 15 7 0190-ab\nev\nh\xc3\xa9\nllo".to_vec()
+        );
+        assert_eq!(decode_private(&bytes), Ok(p));
+        for (bad, want) in [
+            (&b"H1 m a 1 2 x e\n"[..], WireError::Kind("not u".into())),
+            (b"H1 u a 1 x id\ne\n", WireError::Field("user")),
+            (b"H1 u a 1 2 i.d\ne\n", WireError::Field("id")),
+            (b"H1 u a 1 2 id\n", WireError::Field("event")),
+            (b"H1 u a 1 2 id x\ne\n", WireError::Extra),
+            (b"H1 u a 1 2 id\ne\n\xff", WireError::Utf8),
+        ] {
+            assert_eq!(decode_private(bad), Err(want), "{bad:?}");
+        }
     }
 
     #[test]

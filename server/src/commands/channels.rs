@@ -334,7 +334,7 @@ impl PusherConn {
     /// A `client-*` event: relayed to the channel's other subscribers when the tenant allows client
     /// events, the channel is private or presence and subscribed to, and the connection is within its
     /// rate; paid from the tenant's publish budget like any publish.
-    pub(crate) fn client_event(&mut self, ctx: &Ctx, e: ClientEvent) -> Result<(), Refusal> {
+    pub(crate) async fn client_event(&mut self, ctx: &Ctx, e: ClientEvent) -> Result<(), Refusal> {
         if !ctx.limits.client_events(self.dev_id) {
             return Err(Refusal::request(
                 "To send client events, turn them on in the dashboard's settings (or halley tenant limits --client-events true)",
@@ -364,6 +364,7 @@ impl PusherConn {
         }
         self.events.0 += 1;
         ctx.spend_publish(self.dev_id)
+            .await
             .map_err(|e| Refusal::request(e.message))?;
         let frame = pusher_frame(&ServerFrame::Event {
             event: &e.event,

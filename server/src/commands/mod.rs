@@ -89,16 +89,23 @@ impl Ctx {
 impl Ctx {
     /// Spends one publish of the tenant's budget (CometQL, web_pipe2 and HTTP share it) and counts it
     /// as a message of the tenant (SHOW STATUS, the dashboard's usage). Presence events are not messages.
-    pub fn spend_publish(&self, dev_id: DevId) -> Result<(), CommandError> {
-        self.spend_publishes(dev_id, 1)
+    pub async fn spend_publish(&self, dev_id: DevId) -> Result<(), CommandError> {
+        self.spend_publishes(dev_id, 1).await
     }
 
     /// Spends `n` publishes at once, or none: a multi-row INSERT is paid for before any row takes effect.
-    pub fn spend_publishes(&self, dev_id: DevId, n: usize) -> Result<(), CommandError> {
+    /// On a cluster the budget is the tenant's across every node (`tenant::leases`).
+    pub async fn spend_publishes(&self, dev_id: DevId, n: usize) -> Result<(), CommandError> {
         use std::sync::atomic::Ordering::Relaxed;
         let counters = self.stats.tenant(dev_id);
         let n32 = u32::try_from(n).unwrap_or(u32::MAX);
-        match self.limits.publish_n(dev_id, n32) {
+        let spent = match self.hub.shared_limits() {
+            None => self.limits.publish_n(dev_id, n32),
+            Some(shared) => {
+                crate::tenant::leases::publish_n_shared(&self.limits, shared, dev_id, n32).await?
+            }
+        };
+        match spent {
             Ok(()) => {
                 counters.messages.fetch_add(n as u64, Relaxed);
                 Ok(())

@@ -102,7 +102,7 @@ pub(crate) async fn publish_all(
     messages: Vec<Message>,
 ) -> Result<Vec<Published>, CommandError> {
     let ctx = &super::quota::history_statement(ctx, caller.dev_id, &messages).await?;
-    ctx.spend_publishes(caller.dev_id, messages.len())?;
+    ctx.spend_publishes(caller.dev_id, messages.len()).await?;
     let mut published = Vec::with_capacity(messages.len());
     for m in messages {
         let except = m.except;
@@ -122,7 +122,7 @@ pub(crate) async fn publish(
 ) -> Result<Published, CommandError> {
     let ctx =
         &super::quota::history_statement(ctx, caller.dev_id, std::slice::from_ref(&m)).await?;
-    ctx.spend_publish(caller.dev_id)?;
+    ctx.spend_publish(caller.dev_id).await?;
     deliver(ctx, caller, m, except).await
 }
 

@@ -41,7 +41,9 @@ pub(super) async fn insert(
             ctx.storage
                 .delete_user_value(UserTable::Auth, caller.dev_id, user)
                 .await?;
-            ctx.hub.registry().close_user(caller.dev_id, user);
+            ctx.hub
+                .revoke(crate::hub::Revoke::User(caller.dev_id, user))
+                .await?;
         }
     }
     Ok(Outcome::Done {

@@ -65,7 +65,9 @@ pub(crate) async fn delete(
     del: &Delete,
 ) -> Result<Outcome, CommandError> {
     for id in delete_values(ctx, caller, &TABLE, UserTable::Auth, del).await? {
-        ctx.hub.registry().close_user(caller.dev_id, id);
+        ctx.hub
+            .revoke(crate::hub::Revoke::User(caller.dev_id, id))
+            .await?;
     }
     Ok(Outcome::OK)
 }

@@ -91,7 +91,7 @@ pub(crate) async fn send_all(
 ) -> Result<Vec<usize>, CommandError> {
     let users: Vec<UserId> = letters.iter().map(|l| l.user).collect();
     let ctx = &super::quota::queue_statement(ctx, caller.dev_id, &users)?;
-    ctx.spend_publishes(caller.dev_id, letters.len())?;
+    ctx.spend_publishes(caller.dev_id, letters.len()).await?;
     let mut reached = Vec::with_capacity(letters.len());
     for l in letters {
         reached.push(deliver(ctx, caller.dev_id, l.user, l.event.as_str(), &l.text).await?);
@@ -108,7 +108,7 @@ pub async fn send(
     message: &str,
 ) -> Result<(), CommandError> {
     let ctx = &super::quota::queue_statement(ctx, dev_id, &[user])?;
-    ctx.spend_publish(dev_id)?;
+    ctx.spend_publish(dev_id).await?;
     deliver(ctx, dev_id, user, event, message).await?;
     Ok(())
 }
@@ -125,6 +125,9 @@ async fn deliver(
     // One id for the message wherever it goes (live, queued, drained, replayed from the window): what a
     // client dedupes on and resumes after.
     let id = uuid::Uuid::now_v7().to_string();
+    if let Some(route) = ctx.hub.users() {
+        return deliver_cluster(ctx, route, dev_id, user, id, event, message).await;
+    }
     let frame = PrivateMessage::new(id.clone(), frames::private_message(event, message));
     let reached = ctx.hub.registry().send_private(dev_id, user, &frame);
     if reached > 0 {
@@ -166,6 +169,54 @@ async fn deliver(
     Ok(0)
 }
 
+/// `deliver` on a cluster node: the same protocol, with the user's state in Redis (`crate::cluster`'s
+/// `private.rs` says why nothing is missed): sent when a node holding the user is ready, otherwise
+/// queued, then claimed back and sent if a node became ready meanwhile. Returns the nodes it reached.
+async fn deliver_cluster(
+    ctx: &Ctx,
+    route: &dyn crate::hub::UserRoute,
+    dev_id: DevId,
+    user: UserId,
+    id: String,
+    event: &str,
+    message: &str,
+) -> Result<usize, CommandError> {
+    let nodes = route.send(dev_id, user, &id, event, message).await?;
+    if nodes > 0 {
+        return Ok(nodes);
+    }
+    let now = unix_now();
+    let queued = QueuedMessage {
+        id: 0,
+        uuid: id,
+        event: event.to_string(),
+        message: message.to_string(),
+        sent_at: now,
+    };
+    let ttl = ctx
+        .limits
+        .queue_ttl_secs(dev_id, ctx.config.messages.queue_ttl_secs);
+    let expires = now + ttl as i64;
+    let _room = super::quota::queued_message(ctx, dev_id, user)?;
+    ctx.storage
+        .enqueue_message(dev_id, user, &queued, expires)
+        .await?;
+    if route.queued(dev_id, user).await?
+        && ctx.storage.claim_queued_uuid(dev_id, &queued.uuid).await?
+    {
+        let sent = route.send(dev_id, user, &queued.uuid, event, message).await;
+        if let Ok(nodes @ 1..) = sent {
+            return Ok(nodes);
+        }
+        // The ready node went away between the two looks (or Redis did): back into the queue, for
+        // the user's next drain, rather than lost.
+        ctx.storage
+            .enqueue_message(dev_id, user, &queued, expires)
+            .await?;
+    }
+    Ok(0)
+}
+
 /// Where a drain writes the user's queued messages: a connection's socket, written with back-pressure.
 /// Each call gets one claimed batch, in order; an error means the batch did not reach the client.
 pub trait QueueSink {
@@ -191,6 +242,13 @@ pub async fn on_connect<S: QueueSink>(
 ) -> Result<(), S::Error> {
     // The user's window follows the tenant's (its override and its quota's room) from the first message.
     super::quota::refresh_window(ctx, dev_id);
+    // A cluster: this node holds the user (their channel listened to, noted in Redis) before the queue is
+    // read, so that a sender either finds this node or leaves its message for this drain.
+    if let Some(route) = ctx.hub.users() {
+        if let Err(e) = route.hold(dev_id, user).await {
+            tracing::warn!(error = %e, "cannot note the user's connection in the cluster");
+        }
+    }
     let turn = ctx.hub.registry().drain_turn(dev_id, user);
     let _turn = match &turn {
         Some(t) => Some(t.lock().await),
@@ -247,6 +305,16 @@ pub async fn drain<S: QueueSink>(
 ) -> Result<(), S::Error> {
     loop {
         drain_pass(ctx, dev_id, user, ids, sink).await?;
+        // A cluster: whether a message was queued meanwhile is Redis's to say (any node may have sent it).
+        if let Some(route) = ctx.hub.users() {
+            match route.drained(dev_id, user).await {
+                Ok(true) => continue,
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot note the end of a drain in the cluster")
+                }
+            }
+        }
         if !ctx.hub.registry().drained(dev_id, user, conn) {
             return Ok(());
         }
@@ -264,8 +332,9 @@ async fn drain_pass<S: QueueSink>(
 ) -> Result<(), S::Error> {
     loop {
         // Most users have nothing queued: the running totals say so without a write (which would wait
-        // for the database, behind other writes, even with nothing to claim).
-        if ctx.storage.totals().queued_for(dev_id, user) == 0 {
+        // for the database, behind other writes, even with nothing to claim). A cluster node's totals do
+        // not see what other nodes queued: it reads.
+        if !ctx.hub.clustered() && ctx.storage.totals().queued_for(dev_id, user) == 0 {
             return Ok(());
         }
         let claimed = match ctx
@@ -307,6 +376,37 @@ async fn drain_pass<S: QueueSink>(
         }
         if !full {
             return Ok(());
+        }
+    }
+}
+
+/// A cluster node heard nothing for a while (its pub/sub connection came back): what was queued for the
+/// user meanwhile, because no node holding them could hear it, goes to their connections here, in order
+/// (as queued messages, with their ids). A batch that finds none of them left goes back into the queue.
+pub(crate) async fn redrain(ctx: &Ctx, dev_id: DevId, user: UserId) {
+    loop {
+        let claimed = match ctx
+            .storage
+            .claim_queued_batch(dev_id, user, unix_now(), QUEUE_BATCH)
+            .await
+        {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(error = %e, "claiming queued private messages failed");
+                return;
+            }
+        };
+        let full = claimed.len() as i64 == QUEUE_BATCH;
+        for (i, m) in claimed.iter().enumerate() {
+            let frame = frames::queued_private_message(&m.event, &m.message, m.sent_at);
+            let message = PrivateMessage::new(m.uuid.clone(), frame);
+            if ctx.hub.registry().push_private_here(dev_id, user, &message) == 0 {
+                requeue(ctx, dev_id, user, &claimed[i..]).await;
+                return;
+            }
+        }
+        if !full {
+            return;
         }
     }
 }

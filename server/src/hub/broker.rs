@@ -9,7 +9,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use super::{Frame, Outbox, Publication, Registry};
-use crate::ids::{DevId, PipeName};
+use crate::ids::{DevId, PipeName, UserId};
 
 /// A publish on its way through a broker that answers later.
 pub type Publishing = Pin<Box<dyn Future<Output = Result<usize, BrokerError>> + Send>>;
@@ -38,6 +38,38 @@ pub type StoredReplay = Box<
         + Send,
 >;
 
+/// A tenant's budgets shared by a cluster's nodes (`crate::cluster`, `limits.rs`): publishes as a token
+/// bucket in Redis that nodes lease from (`tenant::leases`), WebSocket connections as a count per node.
+pub trait SharedLimits: Send + Sync {
+    /// Takes up to `want` publish tokens from the tenant's bucket (`rate` a second, at most `burst`
+    /// held): how many it got, and how long until the rest would be there.
+    fn take_publishes(
+        &self,
+        dev_id: DevId,
+        want: u32,
+        rate: u32,
+        burst: u32,
+    ) -> Pending<(u32, std::time::Duration)>;
+
+    /// Puts back tokens taken and not spent (a node that stops).
+    fn give_back_publishes(&self, dev_id: DevId, n: u32, burst: u32) -> Pending<()>;
+
+    /// Counts a new WebSocket connection of the tenant when the cluster has fewer than `max` open:
+    /// `false` when it has that many (nothing counted). Counted until `leave_connection`.
+    fn join_connection(&self, dev_id: DevId, max: i64) -> Pending<bool>;
+
+    /// A connection counted by `join_connection` ended.
+    fn leave_connection(&self, dev_id: DevId);
+}
+
+/// Sessions to close on every node: a user's connections (users_auth deleted, a token revoked), or the
+/// CometQL sessions that logged in with a key (the key was revoked).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Revoke {
+    User(DevId, UserId),
+    Key(i64),
+}
+
 /// A positioned subscribe (`subscription2`) through a shared broker: the position comes from where the
 /// pipe's numbering lives, in the pipe's delivery order (see `crate::cluster`).
 pub struct Join {
@@ -63,6 +95,21 @@ pub(crate) trait Broker: Send + Sync {
 
     /// A positioned subscribe the broker orders itself; `None`: the registry's own (one node).
     fn join(&self, _join: Join) -> Option<Pending<bool>> {
+        None
+    }
+
+    /// Publishes a revocation to every other node (a cluster); `None`: there are none (one node).
+    fn revoke(&self, _revoke: Revoke) -> Option<Pending<()>> {
+        None
+    }
+
+    /// Limits that hold across a cluster's nodes; `None`: each node's own (one node).
+    fn limits(&self) -> Option<&dyn SharedLimits> {
+        None
+    }
+
+    /// Private messages across nodes; `None`: the registry's own (one node).
+    fn users(&self) -> Option<&dyn UserRoute> {
         None
     }
 
@@ -100,4 +147,37 @@ impl Broker for InProcessBroker {
 /// subscribes or unsubscribes the pipe's channel. Called under the registry's shard lock: must only note.
 pub trait Interest: Send + Sync {
     fn changed(&self, dev_id: DevId, pipe: &PipeName, listening: bool);
+
+    /// The user's first connection on this node linked (`true`), or their last unlinked: a cluster
+    /// subscribes or unsubscribes the user's channel (private messages).
+    fn user_changed(&self, _dev_id: DevId, _user: UserId, _linked: bool) {}
+}
+
+/// Private messages through a cluster (`crate::cluster`, `private.rs`): which nodes hold a user's
+/// connections, and whether one of them is past its drain, is decided in Redis, atomically with the
+/// sender's look (see `commands::users_messages` for the protocol these steps make).
+pub trait UserRoute: Send + Sync {
+    /// Sends the message to the user's connections on every node, when some node holding them is past
+    /// its drain: the number of nodes it reached, 0 when none (the caller queues it).
+    fn send(
+        &self,
+        dev_id: DevId,
+        user: UserId,
+        id: &str,
+        event: &str,
+        text: &str,
+    ) -> Pending<usize>;
+
+    /// The message was queued because `send` reached nobody. `true` when a node holding the user is
+    /// ready now (the caller claims it back and sends it); otherwise every draining node reads the queue
+    /// once more before it is ready.
+    fn queued(&self, dev_id: DevId, user: UserId) -> Pending<bool>;
+
+    /// Before a connection's first read of the queue: this node holds the user (its channel subscribed,
+    /// and noted draining in Redis, unless already ready).
+    fn hold(&self, dev_id: DevId, user: UserId) -> Pending<()>;
+
+    /// A drain pass found the queue empty: `true` when a message was queued meanwhile (read again),
+    /// otherwise this node is ready for the user from now on.
+    fn drained(&self, dev_id: DevId, user: UserId) -> Pending<bool>;
 }

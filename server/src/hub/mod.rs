@@ -40,7 +40,9 @@ use bytes::Bytes;
 use crate::ids::{ConnId, DevId, PipeName, UserId};
 use crate::stats::Stats;
 use broker::{Broker, InProcessBroker};
-pub use broker::{BrokerError, Interest, Join, Sent, StoredReplay};
+pub use broker::{
+    BrokerError, Interest, Join, Revoke, Sent, SharedLimits, StoredReplay, UserRoute,
+};
 
 use crate::browser::ApiEra;
 
@@ -222,6 +224,26 @@ impl Hub {
     /// through the registry).
     pub fn join(&self, join: Join) -> Option<broker::Pending<bool>> {
         self.broker.join(join)
+    }
+
+    /// Closes the sessions `revoke` names here at once, and on every other node of a cluster (an error:
+    /// the cluster could not be told; this node's are closed, and the revocation itself is stored).
+    pub async fn revoke(&self, revoke: Revoke) -> Result<(), BrokerError> {
+        self.registry.revoke_here(revoke);
+        match self.broker.revoke(revoke) {
+            None => Ok(()),
+            Some(told) => told.await,
+        }
+    }
+
+    /// A cluster's limits that hold across nodes; `None` on a single node.
+    pub fn shared_limits(&self) -> Option<&dyn SharedLimits> {
+        self.broker.limits()
+    }
+
+    /// Private messages across a cluster's nodes; `None` on a single node (the registry decides alone).
+    pub fn users(&self) -> Option<&dyn UserRoute> {
+        self.broker.users()
     }
 
     /// The presence the nodes share (a cluster's); `None` on one node, where the registry is the truth.

@@ -15,7 +15,7 @@ use super::fanout::{Item, Tally, MAX_BATCH, PARALLEL_MIN};
 use super::window::{new_epoch, Stream, TenantWindow, WindowLimits, Windows};
 use super::{Outbox, Publication};
 use crate::browser::frames;
-use crate::ids::{ConnId, DevId, PipeName};
+use crate::ids::{ConnId, DevId, PipeName, UserId};
 use crate::stats::Stats;
 
 const SHARDS: usize = 64;
@@ -83,7 +83,14 @@ pub struct Registry {
     /// A cluster's: told when a pipe gets its first subscriber or loses its last. Set once, at start; its
     /// presence also means the pipes' offsets come from the cluster (see `deliver`).
     interest: OnceLock<Arc<dyn super::Interest>>,
+    /// Closes the CometQL sessions of a revoked key (the CometQL door's, set once at start).
+    key_sessions: OnceLock<KeyCloser>,
+    /// Where a cluster node asks for users' queues to be delivered again (`redrain`).
+    redrains: OnceLock<tokio::sync::mpsc::UnboundedSender<(DevId, UserId)>>,
 }
+
+/// What closes the CometQL sessions that logged in with a key.
+pub(crate) type KeyCloser = Arc<dyn Fn(i64) + Send + Sync>;
 
 impl Default for Registry {
     fn default() -> Self {
@@ -105,6 +112,8 @@ impl Registry {
             helpers: Default::default(),
             windows: Windows::new(windows),
             interest: OnceLock::new(),
+            key_sessions: OnceLock::new(),
+            redrains: OnceLock::new(),
         }
     }
 
@@ -113,8 +122,48 @@ impl Registry {
         let _ = self.interest.set(interest);
     }
 
+    /// The CometQL door says how its sessions of a key are closed (at start).
+    pub(crate) fn set_key_closer(&self, closer: KeyCloser) {
+        let _ = self.key_sessions.set(closer);
+    }
+
+    /// The command layer takes the users whose queue is to be delivered again (a cluster node).
+    pub(crate) fn set_redrain(&self, to: tokio::sync::mpsc::UnboundedSender<(DevId, UserId)>) {
+        let _ = self.redrains.set(to);
+    }
+
+    /// Asks for the user's queued private messages to be delivered to their connections here (a cluster
+    /// node whose pub/sub connection came back: what was queued meanwhile because no node heard it).
+    pub fn redrain(&self, dev_id: DevId, user: UserId) {
+        if let Some(to) = self.redrains.get() {
+            let _ = to.send((dev_id, user));
+        }
+    }
+
+    /// Closes what `revoke` names on this node (also what a cluster node does when told by another).
+    pub fn revoke_here(&self, revoke: super::Revoke) {
+        match revoke {
+            super::Revoke::User(dev_id, user) => {
+                self.close_user(dev_id, user);
+            }
+            super::Revoke::Key(key_id) => {
+                if let Some(close) = self.key_sessions.get() {
+                    close(key_id);
+                }
+            }
+        }
+    }
+
     fn clustered(&self) -> bool {
         self.interest.get().is_some()
+    }
+
+    /// Tells the cluster (if any) of a user's first or last connection on this node. Under the users
+    /// shard's lock: the cluster only notes it.
+    pub(super) fn note_user(&self, dev_id: DevId, user: UserId, linked: bool) {
+        if let Some(interest) = self.interest.get() {
+            interest.user_changed(dev_id, user, linked);
+        }
     }
 
     /// Tells the cluster (if any) that the pipe's local subscribers went from none to some, or back.

@@ -186,6 +186,7 @@ impl Registry {
             if linked.conns.len() > 1 {
                 return Ok(false);
             }
+            self.note_user(dev_id, user, true);
             map.ticket()
         };
         shard.announce_in_turn(ticket, on_first);
@@ -252,6 +253,7 @@ impl Registry {
             if !removed {
                 return false;
             }
+            self.note_user(dev_id, user, false);
             map.ticket()
         };
         shard.announce_in_turn(ticket, on_last);
@@ -282,6 +284,17 @@ impl Registry {
         lock(&self.users.shard(&key).map).users.contains_key(&key)
     }
 
+    /// This node's users and whether each has a connection past its drain (a cluster node writes them
+    /// to Redis again after Redis lost them). One shard's lock at a time.
+    pub fn users_held(&self) -> Vec<(DevId, UserId, bool)> {
+        let mut out = Vec::new();
+        for shard in self.users.shards.iter() {
+            let map = lock(&shard.map);
+            out.extend(map.users.iter().map(|(k, l)| (k.0, k.1, l.ready())));
+        }
+        out
+    }
+
     /// Whether `send_private` would deliver now (a connection of the user is past its drain).
     pub fn user_ready(&self, dev_id: DevId, user: UserId) -> bool {
         let key = (dev_id, user);
@@ -301,10 +314,32 @@ impl Registry {
     /// message has been sent every one the window holds before it. And the message is kept before the
     /// connections are looked up: one that links after that finds it in the window when it resumes.
     pub fn send_private(&self, dev_id: DevId, user: UserId, message: &PrivateMessage) -> usize {
+        self.push_private(dev_id, user, message, true)
+    }
+
+    /// A cluster's private message, off the user's channel: the cluster decided that some node holding
+    /// the user is ready, so it goes to every connection of the user here, draining ones too (behind
+    /// their drain), as `send_private` does once one of them is ready.
+    pub fn push_private_here(
+        &self,
+        dev_id: DevId,
+        user: UserId,
+        message: &PrivateMessage,
+    ) -> usize {
+        self.push_private(dev_id, user, message, false)
+    }
+
+    fn push_private(
+        &self,
+        dev_id: DevId,
+        user: UserId,
+        message: &PrivateMessage,
+        when_ready: bool,
+    ) -> usize {
         let key = (dev_id, user);
         let shard = self.users.shard(&key);
         let turn = match lock(&shard.map).users.get(&key) {
-            Some(linked) if linked.ready() => linked.turn.clone(),
+            Some(linked) if linked.ready() || !when_ready => linked.turn.clone(),
             _ => return 0,
         };
         let _turn = lock(&turn);
@@ -313,7 +348,7 @@ impl Registry {
             let Some(linked) = map.users.get(&key) else {
                 return 0;
             };
-            if !linked.ready() {
+            if when_ready && !linked.ready() {
                 return 0;
             }
             self.users.inboxes.keep(

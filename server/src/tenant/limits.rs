@@ -98,18 +98,40 @@ pub struct Limits {
     websockets_per_ip: Arc<Mutex<HashMap<(DevId, ClientIp), u32>>>,
     /// Where every refusal is counted (`halley_rate_limit_refusals_total`).
     stats: Stats,
+    /// Publish tokens this node leased from a cluster's shared budget (`leases.rs`).
+    pub(crate) leases: super::leases::PublishLeases,
 }
 
 /// One open WebSocket connection counted against its tenant and address: uncounted when dropped, so that
 /// every way a connection ends (refused after the upgrade, broken, closed) gives its place back.
-#[derive(Debug)]
 pub struct WebsocketSlot {
     counts: Arc<Mutex<HashMap<(DevId, ClientIp), u32>>>,
     key: (DevId, ClientIp),
+    /// Also uncounts the connection elsewhere (a cluster's count of the tenant's connections).
+    and_then: Option<Box<dyn FnOnce() + Send + Sync>>,
+}
+
+impl std::fmt::Debug for WebsocketSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebsocketSlot")
+            .field("key", &self.key)
+            .finish()
+    }
+}
+
+impl WebsocketSlot {
+    /// Runs `uncount` too when the connection ends.
+    pub fn also_uncount(mut self, uncount: impl FnOnce() + Send + Sync + 'static) -> WebsocketSlot {
+        self.and_then = Some(Box::new(uncount));
+        self
+    }
 }
 
 impl Drop for WebsocketSlot {
     fn drop(&mut self) {
+        if let Some(uncount) = self.and_then.take() {
+            uncount();
+        }
         let mut counts = lock(&self.counts);
         if let Some(n) = counts.get_mut(&self.key) {
             *n = n.saturating_sub(1);
@@ -172,6 +194,7 @@ impl Limits {
             blocked: Mutex::new(HashMap::new()),
             websockets_per_ip: Arc::default(),
             stats,
+            leases: Default::default(),
         }
     }
 
@@ -238,7 +261,29 @@ impl Limits {
         self.client_events.set(dev_id, on);
     }
 
-    fn refuse(&self, limit: Limit, retry_after: Duration) -> Refused {
+    /// The tenant's publish budget: (per second, burst), its overrides else the defaults.
+    pub fn publish_quota(&self, dev_id: DevId) -> (u32, u32) {
+        let o = lock(&self.overrides)
+            .get(&dev_id)
+            .copied()
+            .unwrap_or_default();
+        (
+            o.publishes_per_sec
+                .unwrap_or(self.config.publishes_per_sec)
+                .max(1),
+            o.publish_burst.unwrap_or(self.config.publish_burst).max(1),
+        )
+    }
+
+    /// The tenant's cap on open WebSocket connections.
+    pub fn websocket_cap(&self, dev_id: DevId) -> i64 {
+        lock(&self.overrides)
+            .get(&dev_id)
+            .and_then(|o| o.websocket_connections)
+            .unwrap_or(self.config.websocket_connections_per_tenant)
+    }
+
+    pub(crate) fn refuse(&self, limit: Limit, retry_after: Duration) -> Refused {
         self.stats.limit_refusals.fetch_add(1, Ordering::Relaxed);
         Refused { limit, retry_after }
     }
@@ -326,6 +371,7 @@ impl Limits {
         let slot = WebsocketSlot {
             counts: self.websockets_per_ip.clone(),
             key,
+            and_then: None,
         };
         Ok(slot)
     }

@@ -5,6 +5,7 @@ pub(crate) mod account;
 pub(crate) mod argon2_gate;
 pub(crate) mod jwt;
 pub(crate) mod keys;
+pub(crate) mod leases;
 pub(crate) mod limits;
 mod origins;
 mod password;

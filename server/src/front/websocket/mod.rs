@@ -34,7 +34,7 @@ use crate::front::listen::SocketGuard;
 use crate::hub::{CloseReason, ConnInfo, Era, Outbox, OutboxRx};
 use crate::ids::{ConnId, DevId, UserId};
 use crate::stats::TenantCounters;
-use crate::tenant::limits::{Refused, WebsocketSlot};
+use crate::tenant::limits::{Limit, Refused, WebsocketSlot};
 use crate::tenant::{unix_now, TenantError};
 use budget::CommandBudget;
 use conn_loop::{write_all, ConnLoop};
@@ -166,6 +166,48 @@ impl WsService {
             })
     }
 
+    /// On a cluster: the tenant's cap on connections holds across nodes (`crate::cluster`'s `limits.rs`);
+    /// the slot uncounts the connection there too when it ends.
+    async fn admit_cluster(
+        &self,
+        dev_id: DevId,
+        slot: WebsocketSlot,
+    ) -> Result<WebsocketSlot, Response> {
+        let Some(shared) = self.ctx.hub.shared_limits() else {
+            return Ok(slot);
+        };
+        let cap = self.ctx.limits.websocket_cap(dev_id);
+        match shared.join_connection(dev_id, cap).await {
+            Ok(true) => {
+                let hub = self.ctx.hub.clone();
+                Ok(slot.also_uncount(move || {
+                    if let Some(shared) = hub.shared_limits() {
+                        shared.leave_connection(dev_id);
+                    }
+                }))
+            }
+            Ok(false) => {
+                let refused = self
+                    .ctx
+                    .limits
+                    .refuse(Limit::TenantConnections, Duration::from_secs(1));
+                if let Some(c) = self.ctx.stats.existing_tenant(dev_id) {
+                    c.rate_limited.fetch_add(1, Ordering::Relaxed);
+                }
+                Err((
+                    StatusCode::TOO_MANY_REQUESTS,
+                    [(header::RETRY_AFTER, "1".to_string())],
+                    format!("{refused}\n"),
+                )
+                    .into_response())
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot count a connection in the cluster");
+                Err((StatusCode::SERVICE_UNAVAILABLE, "try again later\n").into_response())
+            }
+        }
+    }
+
     /// Answers the upgrade request and starts the connection's task. URL errors still upgrade, as in the
     /// reference, so that the browser reads the error frame instead of a bare failed handshake.
     pub async fn upgrade(self: Arc<Self>, mut req: Request, peer: SocketAddr) -> Response {
@@ -194,6 +236,14 @@ impl WsService {
         if let Some(refused) = self.refuse_origin(dev_id, req.headers()).await {
             return refused;
         }
+        // Last (a round trip, and it counts): the tenant's connections across a cluster.
+        let ip_slot = match (ip_slot, &params) {
+            (Some(slot), Ok(p)) => match self.admit_cluster(DevId(p.dev_id), slot).await {
+                Ok(slot) => Some(slot),
+                Err(refused) => return refused,
+            },
+            (slot, _) => slot,
+        };
         let client = ClientHeaders::from(req.headers());
         let socket_guard = req.extensions().get::<Arc<SocketGuard>>().cloned();
         let Some(on_upgrade) = req.extensions_mut().remove::<OnUpgrade>() else {

@@ -189,7 +189,8 @@ impl PusherLoop<'_> {
                 Ok(())
             }
             ClientFrame::Signin(s) => Box::pin(self.conn.sign_in(self.ctx, s)).await,
-            ClientFrame::ClientEvent(e) => self.conn.client_event(self.ctx, e),
+            // Boxed like the others: paying from a cluster's budget may ask Redis.
+            ClientFrame::ClientEvent(e) => Box::pin(self.conn.client_event(self.ctx, e)).await,
         };
         match result {
             Ok(()) => Next::Continue,

@@ -81,8 +81,10 @@ pub(super) async fn revoke(
         .tenants
         .revoke_key(owner.dev_id, id, options.confirm_last)
         .await?;
-    // Backends logged in with this key lose their session now, not at their next login.
-    api.0.cometql.close_key(id);
+    // Backends logged in with this key lose their session now, not at their next login, on every node.
+    if let Err(e) = api.ctx().hub.revoke(crate::hub::Revoke::Key(id)).await {
+        tracing::warn!(error = %e, key_id = id, "other nodes were not told to close the key's sessions");
+    }
     tracing::info!(dev_id = %owner.dev_id, key_id = id, "key revoked");
     Ok(StatusCode::NO_CONTENT)
 }

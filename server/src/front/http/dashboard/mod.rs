@@ -24,7 +24,6 @@ use axum::routing::{get, post};
 use axum::Router;
 
 use crate::commands::Ctx;
-use crate::front::cometql::handler::CometQl;
 use crate::usage::UsageBook;
 
 pub use error::ApiError;
@@ -38,7 +37,6 @@ pub struct Api(Arc<Inner>);
 
 struct Inner {
     ctx: Ctx,
-    cometql: Arc<CometQl>,
     usage: Arc<UsageBook>,
     /// The CometQL address actually bound, for the quick-start snippets.
     cometql_addr: SocketAddr,
@@ -47,12 +45,8 @@ struct Inner {
 }
 
 impl Api {
-    pub fn new(
-        ctx: Ctx,
-        cometql: Arc<CometQl>,
-        usage: Arc<UsageBook>,
-        cometql_addr: SocketAddr,
-    ) -> Api {
+    /// A revoked key's CometQL sessions are closed through the hub (`Hub::revoke`), on every node.
+    pub fn new(ctx: Ctx, usage: Arc<UsageBook>, cometql_addr: SocketAddr) -> Api {
         let config = &ctx.config.dashboard;
         let sessions = session::SessionKeys::new(
             &ctx.tenants.derive_secret(SESSION_SECRET_LABEL),
@@ -61,7 +55,6 @@ impl Api {
         );
         Api(Arc::new(Inner {
             ctx,
-            cometql,
             usage,
             cometql_addr,
             sessions,
