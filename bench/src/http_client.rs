@@ -1,4 +1,5 @@
-//! A keep-alive HTTP/1.1 client for Nchan's publisher endpoint: POST a message, GET a channel's info.
+//! A keep-alive HTTP/1.1 client for Nchan's publisher endpoint (POST a message, GET a channel's info) and
+//! the Pusher HTTP API (JSON bodies).
 
 use std::io;
 use std::net::SocketAddr;
@@ -93,8 +94,29 @@ impl HttpConn {
         path: &str,
         body: &[u8],
     ) -> io::Result<(u16, Vec<u8>)> {
+        self.send(method, path, "Accept: text/json", body).await
+    }
+
+    /// The same with a JSON body (a Pusher HTTP API request).
+    pub async fn request_json(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: &[u8],
+    ) -> io::Result<(u16, Vec<u8>)> {
+        let headers = "Accept: application/json\r\nContent-Type: application/json";
+        self.send(method, path, headers, body).await
+    }
+
+    async fn send(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &str,
+        body: &[u8],
+    ) -> io::Result<(u16, Vec<u8>)> {
         let mut req = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nAccept: text/json\r\nContent-Length: {}\r\n\r\n",
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\n{headers}\r\nContent-Length: {}\r\n\r\n",
             self.host,
             body.len()
         )
