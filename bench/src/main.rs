@@ -51,7 +51,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run scenarios against servers it starts itself; prints one line per run, then the tables.
-    Compare(CompareArgs),
+    Compare(Box<CompareArgs>),
     /// The raw baseline server (started by `compare`; runs until SIGTERM).
     RawServer {
         #[arg(long)]
@@ -263,7 +263,7 @@ fn compare_cmd(args: CompareArgs) -> anyhow::Result<()> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Compare(args) => compare_cmd(args),
+        Command::Compare(args) => compare_cmd(*args),
         Command::RawServer { http, control } => {
             raise_fd_limit();
             tokio::runtime::Runtime::new()

@@ -65,6 +65,8 @@ pub fn start_sockudo(bin: &Path) -> anyhow::Result<Server> {
         .env("RATE_LIMITER_ENABLED", "false")
         .env("METRICS_ENABLED", "false")
         .env("DEBUG", "false")
+        // Its default 10 s of grace on SIGTERM would cost every scenario 10 s (and a SIGKILL).
+        .env("SHUTDOWN_GRACE_PERIOD", "1")
         .env("RUST_LOG", "warn");
     // Sockudo prints no fixed "listening" line: ready once the port accepts.
     let child = ServerChild::start("sockudo", cmd, dir, "", http, MemoryRule::VmRss)?;
