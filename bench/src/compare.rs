@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::pusher_servers;
 use crate::record::Record;
 use crate::scenarios::{self, Options, Scenario};
 use crate::servers::{self, Database};
@@ -18,6 +19,9 @@ pub struct Plan {
     pub postgres: String,
     pub nginx: PathBuf,
     pub nchan_workers: usize,
+    /// Sockudo's and Soketi's executables (installed by hand; see BENCHMARKS.md).
+    pub sockudo_bin: PathBuf,
+    pub soketi_bin: PathBuf,
     pub targets: Vec<Kind>,
     pub scenarios: Vec<Scenario>,
     pub repeats: usize,
@@ -29,7 +33,8 @@ const SCENARIO_LIMIT: Duration = Duration::from_secs(100);
 
 fn start(kind: Kind, plan: &Plan, tls: bool) -> anyhow::Result<Target> {
     let server = match kind {
-        Kind::Halley => {
+        // Halley's Pusher endpoint is the same server, spoken to differently.
+        Kind::Halley | Kind::HalleyPusher => {
             servers::start_halley(&plan.server_bin, &plan.server_wrap, tls, Database::Sqlite)?
         }
         Kind::HalleyPg => servers::start_halley(
@@ -40,6 +45,8 @@ fn start(kind: Kind, plan: &Plan, tls: bool) -> anyhow::Result<Target> {
         )?,
         Kind::Raw => servers::start_raw()?,
         Kind::Nchan => servers::start_nchan(&plan.nginx, plan.nchan_workers)?,
+        Kind::Sockudo => pusher_servers::start_sockudo(&plan.sockudo_bin)?,
+        Kind::Soketi => pusher_servers::start_soketi(&plan.soketi_bin)?,
     };
     Ok(Target { kind, server })
 }

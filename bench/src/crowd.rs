@@ -1,6 +1,6 @@
 //! Many subscribers at once: open N WebSocket connections (bounded concurrency, spread over several
-//! 127.0.0.x source addresses), subscribe each to its pipe, then count and time every benchmark message
-//! they receive until told to stop.
+//! 127.0.0.x source addresses), subscribe each to its pipe (awaiting the server's confirmation where the
+//! protocol has one), then count and time every benchmark message they receive until told to stop.
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -137,6 +137,7 @@ pub async fn open(target: &Target, spec: CrowdSpec<'_>) -> anyhow::Result<Crowd>
         let path = target.ws_path(pipe.as_deref().unwrap_or("idle"), i as u64);
         let command = pipe.as_deref().and_then(|p| target.subscribe_command(p));
         let greets = target.greets();
+        let ack = target.subscribe_ack();
         let (server, tls) = match spec.tls {
             true => (
                 target
@@ -167,6 +168,9 @@ pub async fn open(target: &Target, spec: CrowdSpec<'_>) -> anyhow::Result<Crowd>
                     conn.send_text(&c)
                         .await
                         .map_err(|e| format!("subscribe: {e}"))?;
+                    if let Some(ack) = ack {
+                        wait_ack(&mut conn, ack).await?;
+                    }
                 }
                 Ok::<_, String>(conn)
             };
@@ -221,6 +225,19 @@ pub async fn open(target: &Target, spec: CrowdSpec<'_>) -> anyhow::Result<Crowd>
         setup: started.elapsed(),
         ..crowd
     })
+}
+
+/// Reads frames until one that contains `ack` (the subscription's confirmation).
+async fn wait_ack(conn: &mut WsConn, ack: &[u8]) -> Result<(), String> {
+    loop {
+        let frame = conn
+            .next_text(Duration::from_secs(20))
+            .await
+            .map_err(|e| format!("subscription answer: {e}"))?;
+        if frame.windows(ack.len()).any(|w| w == ack) {
+            return Ok(());
+        }
+    }
 }
 
 async fn listen(

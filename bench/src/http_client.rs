@@ -1,4 +1,5 @@
-//! A keep-alive HTTP/1.1 client for Nchan's publisher endpoint: POST a message, GET a channel's info.
+//! A keep-alive HTTP/1.1 client for Nchan's publisher endpoint (POST a message, GET a channel's info) and
+//! the Pusher HTTP API (JSON bodies).
 
 use std::io;
 use std::net::SocketAddr;
@@ -16,6 +17,8 @@ pub struct Head {
     pub len: usize,
     pub status: u16,
     pub body: Body,
+    /// `Connection: close`: the server closes after this response.
+    pub close: bool,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -36,6 +39,7 @@ pub fn parse_head(buf: &[u8]) -> io::Result<Option<Head>> {
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| bad("bad status line"))?;
     let mut body = Body::Length(0);
+    let mut close = false;
     for line in lines {
         let Some((k, v)) = line.split_once(':') else {
             continue;
@@ -45,12 +49,15 @@ pub fn parse_head(buf: &[u8]) -> io::Result<Option<Head>> {
             body = Body::Length(v.parse().map_err(|_| bad("bad Content-Length"))?);
         } else if k.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked") {
             body = Body::Chunked;
+        } else if k.eq_ignore_ascii_case("connection") && v.eq_ignore_ascii_case("close") {
+            close = true;
         }
     }
     Ok(Some(Head {
         len: end + 4,
         status,
         body,
+        close,
     }))
 }
 
@@ -69,21 +76,41 @@ fn bad(text: &str) -> io::Error {
 
 pub struct HttpConn {
     stream: TcpStream,
+    addr: SocketAddr,
     host: String,
     buf: BytesMut,
+    /// The server said `Connection: close` (Sockudo does after every HTTP API answer): the next request
+    /// opens a new connection, as an HTTP client library would.
+    closed: bool,
+}
+
+async fn open(addr: SocketAddr) -> io::Result<TcpStream> {
+    let stream = tokio::time::timeout(TIMEOUT, TcpStream::connect(addr))
+        .await
+        .map_err(|_| io::Error::other("HTTP connect timed out"))??;
+    stream.set_nodelay(true)?;
+    Ok(stream)
 }
 
 impl HttpConn {
     pub async fn connect(addr: SocketAddr) -> io::Result<HttpConn> {
-        let stream = tokio::time::timeout(TIMEOUT, TcpStream::connect(addr))
-            .await
-            .map_err(|_| io::Error::other("HTTP connect timed out"))??;
-        stream.set_nodelay(true)?;
         Ok(HttpConn {
-            stream,
+            stream: open(addr).await?,
+            addr,
             host: addr.to_string(),
             buf: BytesMut::with_capacity(4096),
+            closed: false,
         })
+    }
+
+    /// A new connection when the server closed the previous one.
+    async fn reconnect_if_closed(&mut self) -> io::Result<()> {
+        if self.closed {
+            self.stream = open(self.addr).await?;
+            self.buf.clear();
+            self.closed = false;
+        }
+        Ok(())
     }
 
     /// One request on the kept-alive connection; returns status and body.
@@ -93,14 +120,36 @@ impl HttpConn {
         path: &str,
         body: &[u8],
     ) -> io::Result<(u16, Vec<u8>)> {
+        self.send(method, path, "Accept: text/json", body).await
+    }
+
+    /// The same with a JSON body (a Pusher HTTP API request).
+    pub async fn request_json(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: &[u8],
+    ) -> io::Result<(u16, Vec<u8>)> {
+        let headers = "Accept: application/json\r\nContent-Type: application/json";
+        self.send(method, path, headers, body).await
+    }
+
+    async fn send(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &str,
+        body: &[u8],
+    ) -> io::Result<(u16, Vec<u8>)> {
         let mut req = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nAccept: text/json\r\nContent-Length: {}\r\n\r\n",
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\n{headers}\r\nContent-Length: {}\r\n\r\n",
             self.host,
             body.len()
         )
         .into_bytes();
         req.extend_from_slice(body);
         tokio::time::timeout(TIMEOUT, async {
+            self.reconnect_if_closed().await?;
             self.stream.write_all(&req).await?;
             self.read_response().await
         })
@@ -123,6 +172,7 @@ impl HttpConn {
             self.fill().await?;
         };
         self.buf.advance(head.len);
+        self.closed = head.close;
         let body = match head.body {
             Body::Length(n) => {
                 while self.buf.len() < n {
@@ -172,9 +222,13 @@ mod tests {
             Some(Head {
                 len: 44,
                 status: 201,
-                body: Body::Length(12)
+                body: Body::Length(12),
+                close: false,
             })
         );
+        let h = parse_head(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\n")
+            .unwrap();
+        assert!(h.unwrap().close);
         let h = parse_head(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n").unwrap();
         assert_eq!(h.unwrap().body, Body::Chunked);
         assert_eq!(parse_head(b"HTTP/1.1 200 OK\r\n").unwrap(), None);

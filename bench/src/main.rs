@@ -12,6 +12,8 @@ mod mysql_codec;
 mod nchan_conf;
 mod payload;
 mod procstat;
+mod pusher;
+mod pusher_servers;
 mod raw_control;
 mod raw_server;
 mod record;
@@ -39,7 +41,7 @@ use target::Kind;
 #[derive(Parser)]
 #[command(
     name = "halley-load",
-    about = "Load tool: Halley against Nchan and a raw baseline, on loopback"
+    about = "Load tool: Halley against Nchan, a raw baseline, Sockudo and Soketi, on loopback"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -49,7 +51,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run scenarios against servers it starts itself; prints one line per run, then the tables.
-    Compare(CompareArgs),
+    Compare(Box<CompareArgs>),
     /// The raw baseline server (started by `compare`; runs until SIGTERM).
     RawServer {
         #[arg(long)]
@@ -64,7 +66,8 @@ struct CompareArgs {
     /// The halley binary (target/release/halley).
     #[arg(long)]
     server_bin: PathBuf,
-    /// Servers: halley (on SQLite), halley-pg (on PostgreSQL: see --postgres), raw, nchan.
+    /// Servers: halley (on SQLite), halley-pg (on PostgreSQL: see --postgres), raw, nchan; and the Pusher
+    /// protocol: halley-pusher (Halley's /app/{key} and HTTP API), sockudo, soketi.
     #[arg(long, value_delimiter = ',', default_value = "halley,raw,nchan")]
     targets: Vec<String>,
     /// Scenarios (or `all`): connect-5k, idle-10k, idle-18k, fanout-1k, fanout-10k,
@@ -72,7 +75,9 @@ struct CompareArgs {
     /// side by side (Halley only): connect-5k-wss, idle-10k-wss, cometql-connect-2k,
     /// cometql-connect-2k-tls; and recovery (Halley only): reconnect-storm-10k, windows-10k; and durable
     /// writes (Halley only, on halley and halley-pg side by side): plain-1conn, history-1conn,
-    /// plain-4conn, history-4conn, queue-1conn, queue-4conn, plain-32conn, history-32conn, auth-churn-1k.
+    /// plain-4conn, history-4conn, queue-1conn, queue-4conn, plain-32conn, history-32conn, auth-churn-1k; and
+    /// the Pusher protocol (halley-pusher, sockudo, soketi only): pusher-idle-10k, pusher-fanout-10k,
+    /// pusher-latency-1k.
     #[arg(long, value_delimiter = ',', default_value = "all")]
     scenarios: Vec<String>,
     /// Repetitions of the whole set (medians are taken over them).
@@ -93,6 +98,12 @@ struct CompareArgs {
     /// nginx worker processes (Halley's runtime has one worker thread per core: 2 here).
     #[arg(long, default_value_t = 2)]
     nchan_workers: usize,
+    /// Sockudo's executable (cargo install sockudo --root DIR: DIR/bin/sockudo); default $SOCKUDO_BIN.
+    #[arg(long)]
+    sockudo_bin: Option<PathBuf>,
+    /// Soketi's CLI (npm install @soketi/soketi in DIR: DIR/node_modules/.bin/soketi); default $SOKETI_BIN.
+    #[arg(long)]
+    soketi_bin: Option<PathBuf>,
     /// Worker threads of the load tool's own runtime.
     #[arg(long, default_value_t = 2)]
     client_threads: usize,
@@ -131,6 +142,14 @@ fn raise_fd_limit() -> u64 {
     getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX)
 }
 
+/// A competitor's executable: the flag, else the environment variable, else the bare name (reported as
+/// missing when that target is started).
+fn bin_path(flag: &Option<PathBuf>, env: &str, name: &str) -> PathBuf {
+    flag.clone()
+        .or_else(|| std::env::var_os(env).map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(name))
+}
+
 fn plan(args: &CompareArgs) -> anyhow::Result<compare::Plan> {
     let targets = args
         .targets
@@ -145,7 +164,7 @@ fn plan(args: &CompareArgs) -> anyhow::Result<compare::Plan> {
             .map(|s| Scenario::parse(s).with_context(|| format!("unknown scenario {s}")))
             .collect::<anyhow::Result<Vec<_>>>()?
     };
-    if !args.server_bin.exists() && targets.iter().any(|k| k.is_halley()) {
+    if !args.server_bin.exists() && targets.iter().any(|k| k.runs_halley()) {
         bail!(
             "{} does not exist: cargo build --release -p halley-server",
             args.server_bin.display()
@@ -164,6 +183,8 @@ fn plan(args: &CompareArgs) -> anyhow::Result<compare::Plan> {
         postgres: args.postgres.trim_end_matches('/').to_owned(),
         nginx: args.nginx.clone(),
         nchan_workers: args.nchan_workers,
+        sockudo_bin: bin_path(&args.sockudo_bin, "SOCKUDO_BIN", "sockudo"),
+        soketi_bin: bin_path(&args.soketi_bin, "SOKETI_BIN", "soketi"),
         targets,
         scenarios,
         repeats: args.repeats.max(1),
@@ -191,13 +212,34 @@ fn compare_cmd(args: CompareArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let records = runtime.block_on(compare::run(&plan));
-    let names: Vec<&str> = plan.scenarios.iter().map(|s| s.name()).collect();
-    let mut text = format!(
-        "## Results (medians of {} runs)\n\n{}\n## Targets\n\n{}\n",
-        plan.repeats,
-        report::table(&records, &names),
-        report::targets(&records)
-    );
+    let names: Vec<&str> = plan
+        .scenarios
+        .iter()
+        .filter(|s| !s.is_pusher())
+        .map(|s| s.name())
+        .collect();
+    let pusher_names: Vec<&str> = plan
+        .scenarios
+        .iter()
+        .filter(|s| s.is_pusher())
+        .map(|s| s.name())
+        .collect();
+    let mut text = String::new();
+    if plan.targets.iter().any(|k| !k.is_pusher()) && !names.is_empty() {
+        text.push_str(&format!(
+            "## Results (medians of {} runs)\n\n{}\n## Targets\n\n{}\n",
+            plan.repeats,
+            report::table(&records, &names),
+            report::targets(&records)
+        ));
+    }
+    if plan.targets.iter().any(|k| k.is_pusher()) && !pusher_names.is_empty() {
+        text.push_str(&format!(
+            "## Pusher protocol (medians of {} runs)\n\n{}\n",
+            plan.repeats,
+            report::pusher_table(&records, &pusher_names)
+        ));
+    }
     if plan.scenarios.iter().any(|s| s.is_durable()) {
         text.push_str(&format!(
             "## Durable writes (medians of {} runs)\n\n{}\n",
@@ -221,7 +263,7 @@ fn compare_cmd(args: CompareArgs) -> anyhow::Result<()> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Compare(args) => compare_cmd(args),
+        Command::Compare(args) => compare_cmd(*args),
         Command::RawServer { http, control } => {
             raise_fd_limit();
             tokio::runtime::Runtime::new()

@@ -5,9 +5,10 @@ use crate::record::{fmt, Record};
 use crate::stats::median;
 use crate::target::Kind;
 
-/// The figures shown for a scenario, and whether more is better.
+/// The figures shown for a scenario, and whether more is better. A Pusher scenario shows what its CometQL
+/// counterpart does.
 fn shown(scenario: &str) -> &'static [(&'static str, bool)] {
-    match scenario {
+    match scenario.strip_prefix("pusher-").unwrap_or(scenario) {
         s if s.starts_with("connect") || s.starts_with("cometql-connect") => {
             &[("conns_per_s", true), ("server_cpu_us_per_conn", false)]
         }
@@ -108,6 +109,50 @@ pub fn table(records: &[Record], scenarios: &[&str]) -> String {
     let failures = records.iter().filter(|r| r.get("failed").is_some()).count();
     if failures > 0 {
         out.push_str(&format!("\n{failures} run(s) failed: see the log.\n"));
+    }
+    out
+}
+
+/// The Pusher protocol scenarios (issue 16): Halley's `/app/{key}` against Sockudo and Soketi, medians and
+/// the medians of per-run ratios, and which server did best on each figure.
+pub fn pusher_table(records: &[Record], scenarios: &[&str]) -> String {
+    let mut out = String::from(
+        "| scenario | figure | Halley | Sockudo | Soketi | Halley / Sockudo | Halley / Soketi | best | runs |\n\
+         |---|---|---:|---:|---:|---:|---:|---|---:|\n",
+    );
+    let kinds = [Kind::HalleyPusher, Kind::Sockudo, Kind::Soketi];
+    for &s in scenarios {
+        for &(name, more_is_better) in shown(s) {
+            let meds: Vec<Option<f64>> = kinds
+                .iter()
+                .map(|&k| median_of(&values(records, s, k, name)))
+                .collect();
+            let ratio_to = |other| {
+                ratio_of(records, (s, Kind::HalleyPusher), (s, other), name)
+                    .map_or("-".into(), |r| format!("{r:.2}"))
+            };
+            let best = kinds
+                .iter()
+                .zip(&meds)
+                .filter_map(|(k, v)| Some((*k, (*v)?)))
+                .reduce(|a, b| match (b.1 > a.1) == more_is_better && b.1 != a.1 {
+                    true => b,
+                    false => a,
+                })
+                .map_or("-", |(k, _)| k.name());
+            out.push_str(&format!(
+                "| {s} | {name} | {} | {} | {} | {} | {} | {best} | {} |\n",
+                cell(meds[0]),
+                cell(meds[1]),
+                cell(meds[2]),
+                ratio_to(Kind::Sockudo),
+                ratio_to(Kind::Soketi),
+                values(records, s, Kind::HalleyPusher, name)
+                    .iter()
+                    .flatten()
+                    .count(),
+            ));
+        }
     }
     out
 }
@@ -300,6 +345,30 @@ mod tests {
             "{t}"
         );
         assert!(targets(&records).contains("Halley / Nchan >= 1.1 | 2.00 | met |"));
+    }
+
+    #[test]
+    fn pusher_rows_name_the_best_server_per_figure() {
+        let mut records = Vec::new();
+        for (kind, kb, p99) in [(Kind::HalleyPusher, 3.0, 2.0), (Kind::Sockudo, 6.0, 1.0)] {
+            let mut r = Record::new("pusher-idle-10k", kind);
+            r.set("kb_per_conn", kb);
+            records.push(r);
+            let mut r = Record::new("pusher-latency-1k", kind);
+            r.set("p99_ms", p99);
+            records.push(r);
+        }
+        let t = pusher_table(&records, &["pusher-idle-10k", "pusher-latency-1k"]);
+        assert!(
+            t.contains(
+                "| pusher-idle-10k | kb_per_conn | 3 | 6 | - | 0.50 | - | halley-pusher | 1 |"
+            ),
+            "{t}"
+        );
+        assert!(
+            t.contains("| pusher-latency-1k | p99_ms | 2 | 1 | - | 2.00 | - | sockudo | 1 |"),
+            "{t}"
+        );
     }
 
     fn ins(scenario: &'static str, kind: Kind, rate: f64) -> Record {

@@ -60,10 +60,13 @@ pub enum Scenario {
     History32Conn,
     Plain32Conn,
     AuthChurn,
+    PusherIdle10k,
+    PusherFanout10k,
+    PusherLatency1k,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 25] = [
+    pub const ALL: [Scenario; 28] = [
         Scenario::Connect,
         Scenario::Idle10k,
         Scenario::Idle18k,
@@ -89,6 +92,9 @@ impl Scenario {
         Scenario::Plain32Conn,
         Scenario::History32Conn,
         Scenario::AuthChurn,
+        Scenario::PusherIdle10k,
+        Scenario::PusherFanout10k,
+        Scenario::PusherLatency1k,
     ];
 
     pub fn name(self) -> &'static str {
@@ -118,6 +124,9 @@ impl Scenario {
             Scenario::History32Conn => "history-32conn",
             Scenario::Plain32Conn => "plain-32conn",
             Scenario::AuthChurn => "auth-churn-1k",
+            Scenario::PusherIdle10k => "pusher-idle-10k",
+            Scenario::PusherFanout10k => "pusher-fanout-10k",
+            Scenario::PusherLatency1k => "pusher-latency-1k",
         }
     }
 
@@ -125,8 +134,12 @@ impl Scenario {
         Scenario::ALL.into_iter().find(|x| x.name() == s)
     }
 
-    /// The raw baseline has no real publish protocol to compare; TLS and CometQL logins are Halley's own.
+    /// The raw baseline has no real publish protocol to compare; TLS and CometQL logins are Halley's own;
+    /// the Pusher scenarios are for the Pusher servers and only they.
     pub fn applies_to(self, kind: Kind) -> bool {
+        if self.is_pusher() || kind.is_pusher() {
+            return self.is_pusher() && kind.is_pusher();
+        }
         match self {
             Scenario::PublishOneConn => kind != Kind::Raw,
             Scenario::ConnectWss
@@ -156,6 +169,14 @@ impl Scenario {
         )
     }
 
+    /// Issue 16's Pusher protocol scenarios, reported in their own table (Halley, Sockudo, Soketi).
+    pub fn is_pusher(self) -> bool {
+        matches!(
+            self,
+            Scenario::PusherIdle10k | Scenario::PusherFanout10k | Scenario::PusherLatency1k
+        )
+    }
+
     /// Whether the server must be started with a certificate.
     pub fn uses_tls(self) -> bool {
         matches!(
@@ -172,10 +193,10 @@ pub async fn run(s: Scenario, t: &Target, o: &Options) -> anyhow::Result<Record>
     let mut r = Record::new(s.name(), t.kind);
     match s {
         Scenario::Connect => connect(t, o, 5_000, false, &mut r).await?,
-        Scenario::Idle10k => idle(t, o, 10_000, false, &mut r).await?,
-        Scenario::Idle18k => idle(t, o, 18_000, false, &mut r).await?,
+        Scenario::Idle10k => idle(t, o, 10_000, false, Pipes::Own, &mut r).await?,
+        Scenario::Idle18k => idle(t, o, 18_000, false, Pipes::Own, &mut r).await?,
         Scenario::ConnectWss => connect(t, o, 5_000, true, &mut r).await?,
-        Scenario::Idle10kWss => idle(t, o, 10_000, true, &mut r).await?,
+        Scenario::Idle10kWss => idle(t, o, 10_000, true, Pipes::Own, &mut r).await?,
         Scenario::CometqlConnect => cometql_connect(t, o, 2_000, false, &mut r).await?,
         Scenario::CometqlConnectTls => cometql_connect(t, o, 2_000, true, &mut r).await?,
         Scenario::Fanout1k => fanout(t, o, 1_000, 1_000, (1, 1), &mut r).await?,
@@ -208,6 +229,11 @@ pub async fn run(s: Scenario, t: &Target, o: &Options) -> anyhow::Result<Record>
         }
         Scenario::Plain32Conn => durable::inserts(t, o, Write::Plain, 32, FIVE_S, &mut r).await?,
         Scenario::AuthChurn => durable::auth_churn(t, o, 1_000, 1_000, 10, &mut r).await?,
+        // The issue's three figures, measured like their CometQL counterparts (idle-10k, fanout-10k,
+        // latency-1k) but with Pusher clients and the HTTP API; idle ones share one public channel.
+        Scenario::PusherIdle10k => idle(t, o, 10_000, false, Pipes::One, &mut r).await?,
+        Scenario::PusherFanout10k => fanout(t, o, 10_000, 100, (1, 1), &mut r).await?,
+        Scenario::PusherLatency1k => latency(t, o, 1_000, 20, 10, &mut r).await?,
     }
     Ok(r)
 }
@@ -441,12 +467,31 @@ async fn latency(
     Ok(())
 }
 
-/// N connections (over WSS with `tls`), each subscribed to its own pipe, then left idle: memory per
-/// connection.
-async fn idle(t: &Target, o: &Options, n: usize, tls: bool, r: &mut Record) -> anyhow::Result<()> {
+/// Which pipes the idle connections subscribe to.
+#[derive(Clone, Copy)]
+enum Pipes {
+    /// Each its own.
+    Own,
+    /// All the same one.
+    One,
+}
+
+/// N connections (over WSS with `tls`), each subscribed to its own pipe or all to one, then left idle:
+/// memory per connection.
+async fn idle(
+    t: &Target,
+    o: &Options,
+    n: usize,
+    tls: bool,
+    shared: Pipes,
+    r: &mut Record,
+) -> anyhow::Result<()> {
     let before = t.server.child.memory_kb()?;
-    let pipes: Vec<String> = (0..n).map(|i| format!("idle{i}")).collect();
-    let pipe_of = |i: usize| Some(pipes[i].clone());
+    let pipes: Vec<String> = match shared {
+        Pipes::Own => (0..n).map(|i| format!("idle{i}")).collect(),
+        Pipes::One => vec!["idle".to_owned()],
+    };
+    let pipe_of = |i: usize| Some(pipes[i % pipes.len()].clone());
     let crowd = crowd::open(
         t,
         CrowdSpec {
@@ -572,4 +617,35 @@ async fn publish_one_conn(t: &Target, limit: Duration, r: &mut Record) -> anyhow
     r.set("p50_ms", ms(quantile(&lat, 0.5)));
     r.set("p99_ms", ms(quantile(&lat, 0.99)));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pusher_scenarios_run_on_pusher_servers_only() {
+        let pusher = [Kind::HalleyPusher, Kind::Sockudo, Kind::Soketi];
+        let others = [Kind::Halley, Kind::HalleyPg, Kind::Raw, Kind::Nchan];
+        for s in Scenario::ALL {
+            for k in pusher {
+                assert_eq!(
+                    s.applies_to(k),
+                    s.is_pusher(),
+                    "{} on {}",
+                    s.name(),
+                    k.name()
+                );
+            }
+            if s.is_pusher() {
+                assert!(others.iter().all(|&k| !s.applies_to(k)), "{}", s.name());
+            }
+        }
+        assert!(Scenario::Fanout10k.applies_to(Kind::Nchan));
+        assert_eq!(
+            Scenario::parse("pusher-fanout-10k"),
+            Some(Scenario::PusherFanout10k)
+        );
+        assert_eq!(Kind::parse("sockudo"), Some(Kind::Sockudo));
+    }
 }

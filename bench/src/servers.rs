@@ -1,5 +1,5 @@
-//! Starting the three servers measured: Halley (the binary under test), the raw baseline (this same binary,
-//! `raw-server`), and Nchan (nginx with libnginx-mod-nchan).
+//! Starting the servers measured: Halley (the binary under test), the raw baseline (this same binary,
+//! `raw-server`), and Nchan (nginx with libnginx-mod-nchan). The Pusher servers are in pusher_servers.rs.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -9,6 +9,7 @@ use anyhow::{bail, Context as _};
 
 use crate::child::{free_addr, MemoryRule, ServerChild, TempDir};
 use crate::nchan_conf::{NchanConf, MODULE};
+use crate::pusher;
 use crate::tls::{self, ClientTls};
 
 /// A running server and where to reach it.
@@ -20,6 +21,9 @@ pub struct Server {
     pub publish: SocketAddr,
     pub dev_id: u64,
     pub key: String,
+    /// The Pusher app (Halley's: app_id = dev_id, its app_key, secret = the tenant's key); empty for the
+    /// raw baseline and Nchan.
+    pub pusher: pusher::App,
     /// HTTPS/WSS, when the server was started with TLS.
     pub https: Option<SocketAddr>,
     /// A client configuration trusting the server's certificate, when it has one.
@@ -153,6 +157,11 @@ pub fn start_halley(
     };
     let dev_id: u64 = field("dev_id")?.parse()?;
     let key = field("key")?;
+    let pusher = pusher::App {
+        id: dev_id.to_string(),
+        key: field("app_key")?,
+        secret: key.clone(),
+    };
     let http = free_addr()?;
     let publish = free_addr()?;
     let config = dir.path().join("halley.toml");
@@ -196,6 +205,7 @@ pub fn start_halley(
         publish,
         dev_id,
         key,
+        pusher,
         https,
         tls: client_tls,
         _db: db,
@@ -222,6 +232,7 @@ pub fn start_raw() -> anyhow::Result<Server> {
         publish,
         dev_id: 0,
         key: String::new(),
+        pusher: pusher::App::default(),
         https: None,
         tls: None,
         _db: None,
@@ -258,6 +269,7 @@ pub fn start_nchan(nginx: &Path, workers: usize) -> anyhow::Result<Server> {
         publish: http,
         dev_id: 0,
         key: String::new(),
+        pusher: pusher::App::default(),
         https: None,
         tls: None,
         _db: None,

@@ -1,10 +1,12 @@
 //! What differs between the servers under test, seen from the clients: the subscribe URL and command, and
-//! how a message is published (CometQL, HTTP POST, or the raw control line) and subscribers counted.
+//! how a message is published (CometQL, HTTP POST, the raw control line, or the Pusher HTTP API) and
+//! subscribers counted.
 
 use std::io;
 
 use crate::http_client::{self, HttpConn};
 use crate::mysql_client::MysqlConn;
+use crate::pusher::{self, ApiConn};
 use crate::raw_control::RawControl;
 use crate::servers::Server;
 
@@ -16,6 +18,12 @@ pub enum Kind {
     HalleyPg,
     Raw,
     Nchan,
+    /// Halley's Pusher endpoint (`/app/{key}`, the HTTP API on the same port), on SQLite.
+    HalleyPusher,
+    /// Sockudo (Rust, `cargo install sockudo`), one app, local adapter.
+    Sockudo,
+    /// Soketi (Node, `npm install @soketi/soketi`), one app, local adapter.
+    Soketi,
 }
 
 impl Kind {
@@ -25,13 +33,34 @@ impl Kind {
             Kind::HalleyPg => "halley-pg",
             Kind::Raw => "raw",
             Kind::Nchan => "nchan",
+            Kind::HalleyPusher => "halley-pusher",
+            Kind::Sockudo => "sockudo",
+            Kind::Soketi => "soketi",
         }
     }
 
     pub fn parse(s: &str) -> Option<Kind> {
-        [Kind::Halley, Kind::HalleyPg, Kind::Raw, Kind::Nchan]
-            .into_iter()
-            .find(|k| k.name() == s)
+        [
+            Kind::Halley,
+            Kind::HalleyPg,
+            Kind::Raw,
+            Kind::Nchan,
+            Kind::HalleyPusher,
+            Kind::Sockudo,
+            Kind::Soketi,
+        ]
+        .into_iter()
+        .find(|k| k.name() == s)
+    }
+
+    /// Spoken to over the Pusher protocol (subscribers on `/app/{key}`, publishes through the HTTP API).
+    pub fn is_pusher(self) -> bool {
+        matches!(self, Kind::HalleyPusher | Kind::Sockudo | Kind::Soketi)
+    }
+
+    /// Halley's own binary, whatever the protocol (the halley binary must exist).
+    pub fn runs_halley(self) -> bool {
+        self.is_halley() || self == Kind::HalleyPusher
     }
 
     /// Halley on either database.
@@ -50,6 +79,9 @@ impl Target {
     pub fn ws_path(&self, pipe: &str, n: u64) -> String {
         match self.kind {
             Kind::Nchan => format!("/sub/{pipe}"),
+            Kind::HalleyPusher | Kind::Sockudo | Kind::Soketi => {
+                pusher::ws_path(&self.server.pusher.key)
+            }
             Kind::Halley | Kind::HalleyPg | Kind::Raw => format!(
                 "/ws/sesion=&myid=0&devid={}&v=4.08&uuid={n:032x}&api=js",
                 self.server.dev_id
@@ -66,8 +98,17 @@ impl Target {
     pub fn subscribe_command(&self, pipe: &str) -> Option<String> {
         match self.kind {
             Kind::Nchan => None,
+            Kind::HalleyPusher | Kind::Sockudo | Kind::Soketi => {
+                Some(pusher::subscribe_frame(pipe))
+            }
             Kind::Halley | Kind::HalleyPg | Kind::Raw => Some(format!("subscription\n{pipe}")),
         }
+    }
+
+    /// What the server answers a subscription with, when it answers (Pusher's subscription_succeeded):
+    /// a subscriber counts as set up once it arrived.
+    pub fn subscribe_ack(&self) -> Option<&'static [u8]> {
+        self.kind.is_pusher().then_some(pusher::SUBSCRIBED)
     }
 
     pub async fn publisher(&self) -> io::Result<Publisher> {
@@ -79,6 +120,9 @@ impl Target {
             ),
             Kind::Raw => Publisher::Raw(RawControl::connect(s.publish).await?),
             Kind::Nchan => Publisher::Http(HttpConn::connect(s.publish).await?),
+            Kind::HalleyPusher | Kind::Sockudo | Kind::Soketi => {
+                Publisher::Pusher(ApiConn::connect(s.http, s.pusher.clone()).await?)
+            }
         })
     }
 }
@@ -88,6 +132,7 @@ pub enum Publisher {
     CometQl(MysqlConn),
     Http(HttpConn),
     Raw(RawControl),
+    Pusher(ApiConn),
 }
 
 impl Publisher {
@@ -109,6 +154,7 @@ impl Publisher {
                 }
             }
             Publisher::Raw(c) => c.publish(pipe, event, payload).await,
+            Publisher::Pusher(c) => c.trigger(pipe, event, payload).await,
         }
     }
 
@@ -161,6 +207,11 @@ impl Publisher {
             Publisher::Raw(c) => {
                 for chunk in pipes.chunks(500) {
                     total += c.count(chunk).await?;
+                }
+            }
+            Publisher::Pusher(c) => {
+                for p in pipes {
+                    total += c.subscription_count(p).await?;
                 }
             }
         }
