@@ -133,22 +133,7 @@ async fn deliver(
     if reached > 0 {
         return Ok(reached);
     }
-    let now = unix_now();
-    let queued = QueuedMessage {
-        id: 0,
-        uuid: id,
-        event: event.to_string(),
-        message: message.to_string(),
-        sent_at: now,
-    };
-    let ttl = ctx
-        .limits
-        .queue_ttl_secs(dev_id, ctx.config.messages.queue_ttl_secs);
-    let expires = now + ttl as i64;
-    let _room = super::quota::queued_message(ctx, dev_id, user)?;
-    ctx.storage
-        .enqueue_message(dev_id, user, &queued, expires)
-        .await?;
+    let (queued, expires, _room) = enqueue(ctx, dev_id, user, id, event, message).await?;
     // The user may have finished draining the queue while the message was being queued, after their
     // connection's last read of it: then nobody would deliver it until their next connect. Whoever removes
     // it from the queue delivers it, so it arrives exactly once either way. While every connection of the
@@ -169,6 +154,36 @@ async fn deliver(
     Ok(0)
 }
 
+/// Queues a message nobody took live, within the user's queue quota and the tenant's time to live.
+/// Returns it (a sender may claim it back and send it after all) with its expiry, and the quota room,
+/// held until the sender is done with it.
+async fn enqueue(
+    ctx: &Ctx,
+    dev_id: DevId,
+    user: UserId,
+    id: String,
+    event: &str,
+    message: &str,
+) -> Result<(QueuedMessage, i64, crate::storage::Reservation), CommandError> {
+    let now = unix_now();
+    let queued = QueuedMessage {
+        id: 0,
+        uuid: id,
+        event: event.to_string(),
+        message: message.to_string(),
+        sent_at: now,
+    };
+    let ttl = ctx
+        .limits
+        .queue_ttl_secs(dev_id, ctx.config.messages.queue_ttl_secs);
+    let expires = now + ttl as i64;
+    let room = super::quota::queued_message(ctx, dev_id, user)?;
+    ctx.storage
+        .enqueue_message(dev_id, user, &queued, expires)
+        .await?;
+    Ok((queued, expires, room))
+}
+
 /// `deliver` on a cluster node: the same protocol, with the user's state in Redis (`crate::cluster`'s
 /// `private.rs` says why nothing is missed): sent when a node holding the user is ready, otherwise
 /// queued, then claimed back and sent if a node became ready meanwhile. Returns the nodes it reached.
@@ -185,22 +200,7 @@ async fn deliver_cluster(
     if nodes > 0 {
         return Ok(nodes);
     }
-    let now = unix_now();
-    let queued = QueuedMessage {
-        id: 0,
-        uuid: id,
-        event: event.to_string(),
-        message: message.to_string(),
-        sent_at: now,
-    };
-    let ttl = ctx
-        .limits
-        .queue_ttl_secs(dev_id, ctx.config.messages.queue_ttl_secs);
-    let expires = now + ttl as i64;
-    let _room = super::quota::queued_message(ctx, dev_id, user)?;
-    ctx.storage
-        .enqueue_message(dev_id, user, &queued, expires)
-        .await?;
+    let (queued, expires, _room) = enqueue(ctx, dev_id, user, id, event, message).await?;
     if route.queued(dev_id, user).await?
         && ctx.storage.claim_queued_uuid(dev_id, &queued.uuid).await?
     {
