@@ -15,10 +15,10 @@ use std::time::Duration;
 use redis::Script;
 use tokio::sync::watch;
 
-use super::broker::{unavailable, RedisBroker};
-use super::{Shared, COMMAND_TIMEOUT};
+use super::broker::RedisBroker;
+use super::{run, Shared, COMMAND_TIMEOUT};
 use crate::hub::broker::Pending;
-use crate::hub::{BrokerError, SharedLimits};
+use crate::hub::SharedLimits;
 use crate::ids::DevId;
 
 /// A node's connection counts are forgotten this long after its last heartbeat.
@@ -115,18 +115,6 @@ pub(super) type Counted = Mutex<HashMap<DevId, i64>>;
 
 fn counted(s: &Shared) -> std::sync::MutexGuard<'_, HashMap<DevId, i64>> {
     s.counted.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-async fn run<T: redis::FromRedisValue>(
-    s: &Shared,
-    call: redis::ScriptInvocation<'_>,
-) -> Result<T, BrokerError> {
-    let mut conn = s.conn.clone();
-    match tokio::time::timeout(COMMAND_TIMEOUT, call.invoke_async::<T>(&mut conn)).await {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(unavailable(e)),
-        Err(_) => Err(unavailable("no answer in time")),
-    }
 }
 
 impl SharedLimits for RedisBroker {

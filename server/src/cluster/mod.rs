@@ -252,3 +252,17 @@ impl Cluster {
         self.shared.link_up.store(false, Ordering::Relaxed);
     }
 }
+
+/// Runs one of the cluster's scripts on the shared connection within `COMMAND_TIMEOUT`; Redis failing or
+/// not answering in time is the broker being unavailable.
+async fn run<T: redis::FromRedisValue>(
+    s: &Shared,
+    call: redis::ScriptInvocation<'_>,
+) -> Result<T, crate::hub::BrokerError> {
+    let mut conn = s.conn.clone();
+    match tokio::time::timeout(COMMAND_TIMEOUT, call.invoke_async::<T>(&mut conn)).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(broker::unavailable(e)),
+        Err(_) => Err(broker::unavailable("no answer in time")),
+    }
+}

@@ -41,10 +41,10 @@ use super::broker::{unavailable, RedisBroker};
 use super::channels::UserKey;
 use super::metrics::Metrics;
 use super::wire::{self, Private};
-use super::{Shared, COMMAND_TIMEOUT, LISTEN_TIMEOUT};
+use super::{run, Shared, COMMAND_TIMEOUT, LISTEN_TIMEOUT};
 use crate::browser::frames;
 use crate::hub::broker::Pending;
-use crate::hub::{BrokerError, PrivateMessage, UserRoute};
+use crate::hub::{PrivateMessage, UserRoute};
 use crate::ids::{DevId, EventName, UserId};
 
 /// The holders hash outlives its last write by this much (a node that died holding users leaves it).
@@ -108,18 +108,6 @@ return 0
 "#,
     )
 });
-
-async fn run<T: redis::FromRedisValue>(
-    s: &Shared,
-    call: redis::ScriptInvocation<'_>,
-) -> Result<T, BrokerError> {
-    let mut conn = s.conn.clone();
-    match tokio::time::timeout(COMMAND_TIMEOUT, call.invoke_async::<T>(&mut conn)).await {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(unavailable(e)),
-        Err(_) => Err(unavailable("no answer in time")),
-    }
-}
 
 impl UserRoute for RedisBroker {
     fn send(
