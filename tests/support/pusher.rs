@@ -36,6 +36,15 @@ impl Agent {
         tenant: &Tenant,
         master_key: Option<&str>,
     ) -> anyhow::Result<Agent> {
+        Self::start_at(server.http_addr(), tenant, master_key).await
+    }
+
+    /// The agent for the server at `addr` (a cluster's node in a process of its own, too).
+    pub async fn start_at(
+        addr: std::net::SocketAddr,
+        tenant: &Tenant,
+        master_key: Option<&str>,
+    ) -> anyhow::Result<Agent> {
         let dir = clients_dir();
         if !dir.join("node_modules/pusher-js").is_dir() {
             bail!(
@@ -60,7 +69,6 @@ impl Agent {
             lines: BufReader::new(stdout).lines(),
             kept: Vec::new(),
         };
-        let addr = server.http_addr();
         agent
             .send(json!({
                 "op": "init",

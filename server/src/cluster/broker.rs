@@ -6,12 +6,15 @@ use std::time::Duration;
 
 use super::metrics::Metrics;
 use super::scripts::PUBLISH;
-use super::wire::{self, Body, Header, Kind};
+use super::wire::{self, Body, Header};
 use super::{Shared, COMMAND_TIMEOUT, LISTEN_TIMEOUT};
 use crate::browser::json::Value;
 use crate::hub::broker::{Broker, Pending};
+use crate::hub::outgoing::pusher_channel;
+use crate::hub::pusher::CACHE_TTL;
 use crate::hub::{BrokerError, Join, Publication, Sent};
 use crate::ids::{DevId, EventName, PipeName, UserId};
+use crate::pusher::channel::is_cache_name;
 
 /// A pipe's meta (epoch, top) outlives an idle pipe's window by this much: subscribers of a quiet pipe
 /// keep their numbering for a day.
@@ -42,11 +45,16 @@ fn body_of(p: &Publication) -> Option<Body> {
         None => None,
         _ => return None,
     };
+    // A Pusher event name (`App\\Events\\OrderShipped`) where the comet rule refuses it: kind `n`.
+    let event = EventName::parse(frame.event())
+        .or_else(|_| EventName::pusher(frame.event()).map_err(|_| ()))
+        .ok()?;
     Some(Body {
         sent_at,
         sender,
-        event: EventName::parse(frame.event()).ok()?,
+        event,
         text: text.clone(),
+        socket: p.socket.as_deref().map(str::to_owned),
     })
 }
 
@@ -64,7 +72,7 @@ impl Broker for RedisBroker {
         Sent::Pending(Box::pin(async move {
             let s = &shared;
             let head = wire::head(&Header {
-                kind: Kind::Message,
+                kind: wire::kind_of(&body),
                 origin: s.node.clone(),
                 except: p.except,
                 dev_id: p.dev_id,
@@ -78,13 +86,18 @@ impl Broker for RedisBroker {
             let mut call = PUBLISH.key(s.keys.meta(p.dev_id, &p.pipe));
             call.key(s.keys.window(p.dev_id, &p.pipe))
                 .key(s.keys.channel(p.dev_id, &p.pipe))
+                .key(s.keys.cached(p.dev_id, &p.pipe))
                 .arg(head)
                 .arg(wire::body(&body))
                 .arg(epoch)
                 .arg(durable)
                 .arg(s.windows.messages)
                 .arg(s.windows.max_age.as_millis().max(1) as u64)
-                .arg(META_TTL.max(s.windows.max_age).as_millis() as u64);
+                .arg(META_TTL.max(s.windows.max_age).as_millis() as u64)
+                .arg(match is_cache_name(pusher_channel(&p.pipe)) {
+                    true => CACHE_TTL.as_millis().to_string(),
+                    false => String::new(),
+                });
             let done = tokio::time::timeout(
                 COMMAND_TIMEOUT,
                 call.invoke_async::<(String, u64)>(&mut conn),
@@ -133,6 +146,10 @@ impl Broker for RedisBroker {
         Some(self)
     }
 
+    fn pusher(&self) -> Option<&dyn crate::hub::PusherRoute> {
+        Some(self)
+    }
+
     fn ready(&self) -> bool {
         self.shared.ready()
     }
@@ -164,6 +181,7 @@ mod tests {
             except: None,
             position: None,
             presence: false,
+            socket: None,
         }
     }
 

@@ -9,6 +9,8 @@
 //! ```text
 //! <n> u <dev_id> <user>      a user's connections
 //! <n> k <key_id>             a key's CometQL sessions
+//! <n> t <dev_id> <user hex>  a Pusher user's signed-in connections (`terminate_connections`); the
+//!                            user id (up to 128 characters of any kind) in lowercase hex
 //! ```
 
 use std::sync::{Arc, LazyLock, MutexGuard};
@@ -44,35 +46,79 @@ return n
     )
 });
 
-fn body(revoke: Revoke) -> String {
-    match revoke {
-        Revoke::User(dev_id, user) => format!("u {} {}", dev_id.0, user.0),
-        Revoke::Key(key_id) => format!("k {key_id}"),
+/// What the control channel says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Control {
+    Revoke(Revoke),
+    /// A Pusher user's signed-in connections close (4009).
+    Terminate(DevId, String),
+}
+
+impl Control {
+    /// Closes what it names on this node.
+    fn apply(&self, s: &Shared) {
+        match self {
+            Control::Revoke(revoke) => s.registry.revoke_here(*revoke),
+            Control::Terminate(dev_id, user) => {
+                for outbox in s.pusher.user_connections(*dev_id, user) {
+                    outbox.close(crate::hub::CloseReason::Kicked);
+                }
+            }
+        }
     }
 }
 
-/// `<n> <body>` back into its number and revocation; `None` for anything else.
-pub(super) fn parse(payload: &[u8]) -> Option<(u64, Revoke)> {
+fn body(control: &Control) -> String {
+    match control {
+        Control::Revoke(Revoke::User(dev_id, user)) => format!("u {} {}", dev_id.0, user.0),
+        Control::Revoke(Revoke::Key(key_id)) => format!("k {key_id}"),
+        Control::Terminate(dev_id, user) => {
+            let hex: String = user.bytes().map(|b| format!("{b:02x}")).collect();
+            format!("t {} {hex}", dev_id.0)
+        }
+    }
+}
+
+fn unhex(s: &str) -> Option<String> {
+    if s.is_empty() || !s.len().is_multiple_of(2) || s.len() > 2 * 1024 {
+        return None;
+    }
+    let bytes = (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect::<Option<Vec<u8>>>()?;
+    String::from_utf8(bytes).ok()
+}
+
+/// `<n> <body>` back into its number and what it says; `None` for anything else.
+pub(super) fn parse(payload: &[u8]) -> Option<(u64, Control)> {
     let text = std::str::from_utf8(payload).ok()?;
     let mut f = text.split(' ');
     let n = f.next()?.parse().ok()?;
-    let revoke = match (f.next()?, f.next(), f.next()) {
-        ("u", Some(dev), Some(user)) => {
-            Revoke::User(DevId(dev.parse().ok()?), UserId(user.parse().ok()?))
-        }
-        ("k", Some(key), None) => Revoke::Key(key.parse().ok()?),
+    let control = match (f.next()?, f.next(), f.next()) {
+        ("u", Some(dev), Some(user)) => Control::Revoke(Revoke::User(
+            DevId(dev.parse().ok()?),
+            UserId(user.parse().ok()?),
+        )),
+        ("k", Some(key), None) => Control::Revoke(Revoke::Key(key.parse().ok()?)),
+        ("t", Some(dev), Some(user)) => Control::Terminate(DevId(dev.parse().ok()?), unhex(user)?),
         _ => return None,
     };
-    f.next().is_none().then_some((n, revoke))
+    f.next().is_none().then_some((n, control))
 }
 
 /// Publishes a revocation to every node (this one closed its sessions already).
 pub(super) fn publish(s: Arc<Shared>, revoke: Revoke) -> Pending<()> {
+    say(s, Control::Revoke(revoke))
+}
+
+/// Publishes what every node is to close (this one closed its own already).
+pub(super) fn say(s: Arc<Shared>, control: Control) -> Pending<()> {
     Box::pin(async move {
         let mut call = PUBLISH.key(s.keys.control_seq());
         call.key(s.keys.control_window())
             .key(s.keys.control_all())
-            .arg(body(revoke))
+            .arg(body(&control))
             .arg(WINDOW_MESSAGES)
             .arg(WINDOW_TTL_MS);
         let mut conn = s.conn.clone();
@@ -91,7 +137,7 @@ pub(super) fn publish(s: Arc<Shared>, revoke: Revoke) -> Pending<()> {
 /// A revocation off the control channel: closed here; any number skipped before it is read first.
 pub(super) async fn receive(s: Arc<Shared>, payload: Vec<u8>) {
     let s = &s;
-    let Some((n, revoke)) = parse(&payload) else {
+    let Some((n, control)) = parse(&payload) else {
         Metrics::add(&s.metrics.garbled, 1);
         return;
     };
@@ -99,7 +145,7 @@ pub(super) async fn receive(s: Arc<Shared>, payload: Vec<u8>) {
     if let Some(seen) = seen.filter(|seen| n > seen + 1) {
         catch_up(s, seen, n - 1).await;
     }
-    s.registry.revoke_here(revoke);
+    control.apply(s);
     seen_up_to(s, n);
 }
 
@@ -146,13 +192,13 @@ async fn catch_up(s: &Arc<Shared>, after: u64, to: u64) {
     };
     let mut want = after + 1;
     for entry in entries {
-        let Some((n, revoke)) = parse(&entry) else {
+        let Some((n, control)) = parse(&entry) else {
             continue;
         };
         if n > want {
             missed(s, want, n - 1);
         }
-        s.registry.revoke_here(revoke);
+        control.apply(s);
         seen_up_to(s, n);
         want = n + 1;
     }
@@ -176,9 +222,17 @@ mod tests {
 
     #[test]
     fn revocations_read_back_and_nothing_else_does() {
-        for r in [Revoke::User(DevId(3), UserId(9)), Revoke::Key(12)] {
-            assert_eq!(parse(format!("7 {}", body(r)).as_bytes()), Some((7, r)));
+        for r in [
+            Control::Revoke(Revoke::User(DevId(3), UserId(9))),
+            Control::Revoke(Revoke::Key(12)),
+            Control::Terminate(DevId(3), "user 42 é".into()),
+        ] {
+            assert_eq!(parse(format!("7 {}", body(&r)).as_bytes()), Some((7, r)));
         }
+        assert_eq!(
+            body(&Control::Terminate(DevId(3), "a b".into())),
+            "t 3 612062"
+        );
         for bad in [
             "",
             "7",
@@ -189,6 +243,11 @@ mod tests {
             "7 k 1 2",
             "7 z 1",
             "7 u -1 2",
+            "7 t 1",
+            "7 t 1 6",
+            "7 t 1 zz",
+            "7 t 1 ff",
+            "7 t 1 61 2",
         ] {
             assert_eq!(parse(bad.as_bytes()), None, "{bad}");
         }

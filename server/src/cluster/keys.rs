@@ -45,6 +45,32 @@ impl Keys {
         self.tagged(dev_id, pipe, 'w')
     }
 
+    /// A string: a Pusher `cache-` channel's last event (a wire message), expiring 30 minutes after it.
+    pub fn cached(&self, dev_id: DevId, pipe: &PipeName) -> String {
+        self.tagged(dev_id, pipe, 'k')
+    }
+
+    /// A hash: a Pusher presence channel's users, user id -> the member's JSON (`{"user_id", "user_info"}`).
+    pub fn pusher_users(&self, dev_id: DevId, pipe: &PipeName) -> String {
+        self.tagged(dev_id, pipe, 'U')
+    }
+
+    /// A hash: a Pusher presence channel's connections, `<node>/<conn>` -> user id.
+    pub fn pusher_conns(&self, dev_id: DevId, pipe: &PipeName) -> String {
+        self.tagged(dev_id, pipe, 'C')
+    }
+
+    /// A hash: a Pusher presence channel's user id -> their connections' count, and `r:<user id>` -> the
+    /// `member_removed` frame that announces their leave (whoever removes them need not know them).
+    pub fn pusher_counts(&self, dev_id: DevId, pipe: &PipeName) -> String {
+        self.tagged(dev_id, pipe, 'N')
+    }
+
+    /// A hash: a node's Pusher subscriptions, `<dev_id> <pipe>` -> how many of its connections.
+    pub fn pusher_subscriptions(&self, node: &str) -> String {
+        format!("{}:psubs:{node}", self.prefix)
+    }
+
     fn user_tagged(&self, dev_id: DevId, user: UserId, suffix: char) -> String {
         format!("{}:{{u:{}:{}}}:{suffix}", self.prefix, dev_id.0, user.0)
     }

@@ -95,6 +95,8 @@ pub(super) fn decode(field: &str, value: &str) -> Option<Member> {
 pub(super) enum Held {
     Member(DevId, PipeName, ConnId),
     User(DevId, UserId),
+    /// A connection in a Pusher presence channel (`pusher.rs`).
+    Pusher(DevId, PipeName, ConnId),
 }
 
 impl Held {
@@ -102,16 +104,23 @@ impl Held {
         match self {
             Held::Member(d, p, c) => format!("m {} {} {}", d.0, p.as_str(), c.0),
             Held::User(d, u) => format!("u {} {}", d.0, u.0),
+            Held::Pusher(d, p, c) => format!("x {} {} {}", d.0, p.as_str(), c.0),
         }
     }
 
     pub(super) fn decode(s: &str) -> Option<Held> {
         let mut f = s.split(' ');
         let held = match f.next()? {
+            // Any pipe of the registry: a Pusher connection's channels are members too.
             "m" => {
                 let dev = DevId(number(f.next()?)?);
-                let pipe = PipeName::parse_command(f.next()?).ok()?;
+                let pipe = super::wire::pipe_name(f.next()?)?;
                 Held::Member(dev, pipe, ConnId(number(f.next()?)?))
+            }
+            "x" => {
+                let dev = DevId(number(f.next()?)?);
+                let pipe = super::wire::pipe_name(f.next()?)?;
+                Held::Pusher(dev, pipe, ConnId(number(f.next()?)?))
             }
             "u" => Held::User(DevId(number(f.next()?)?), UserId(number(f.next()?)?)),
             _ => return None,
@@ -233,9 +242,15 @@ mod tests {
         for h in [
             Held::Member(DevId(3), p, ConnId(17)),
             Held::User(DevId(3), UserId(5)),
+            Held::Pusher(DevId(3), PipeName::pusher_only("presence-room"), ConnId(8)),
+            Held::Member(DevId(3), PipeName::pusher_only("private-a.1"), ConnId(9)),
         ] {
             assert_eq!(Held::decode(&h.encode()), Some(h.clone()));
         }
+        assert_eq!(
+            Held::Pusher(DevId(3), PipeName::pusher_only("presence-room"), ConnId(8)).encode(),
+            "x 3 pusher:presence-room 8"
+        );
         assert_eq!(
             Held::decode("m 3 track_room 17"),
             Some(Held::Member(
@@ -250,6 +265,7 @@ mod tests {
             "u 3",
             "u 3 5 6",
             "x 1 2",
+            "x 1 pusher: 2",
             "u -3 5",
             "m 3 a{b} 1",
         ] {

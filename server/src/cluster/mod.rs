@@ -4,7 +4,8 @@
 //! messages (`private.rs`: a channel per user, and which nodes hold the user decided in Redis atomically
 //! with the sender's look); revocations on every node (`control.rs`: a numbered control channel with a
 //! window); publishes per tenant and WebSocket connections per tenant across nodes (`limits.rs`,
-//! `tenant::leases`).
+//! `tenant::leases`); the Pusher protocol's presence, client events, cached events, subscriber counts and
+//! `terminate_connections` (`pusher.rs`).
 //!
 //! How a publish travels. The publishing node runs ONE script (`broker.rs`, EVALSHA) on the pipe's keys:
 //! it gives the message the pipe's next offset (the epoch is made on the pipe's first use and kept in
@@ -51,6 +52,7 @@ mod order;
 mod presence;
 mod presence_scripts;
 mod private;
+mod pusher;
 mod receiver;
 mod scripts;
 mod subscriber;
@@ -118,6 +120,8 @@ struct Shared {
     client: redis::Client,
     conn: ConnectionManager,
     registry: Arc<Registry>,
+    /// The node's Pusher connections (socket ids, signed-in users), for what other nodes send them.
+    pusher: Arc<crate::hub::pusher::PusherState>,
     windows: WindowLimits,
     channels: Arc<channels::Channels>,
     /// User channels (private messages, `private.rs`).
@@ -132,6 +136,8 @@ struct Shared {
     presence: presence::Queue,
     /// This node's WebSocket connections counted in Redis, per tenant (`limits.rs`).
     counted: limits::Counted,
+    /// Pusher presence leaves Redis did not take yet (`pusher.rs`).
+    pusher_leaves: pusher::Leaves,
     /// The highest revocation number this node has applied (`control.rs`).
     control_seen: std::sync::Mutex<Option<u64>>,
 }
@@ -177,7 +183,7 @@ impl Cluster {
         let users = Arc::new(channels::Channels::new(wake));
         let (queue, queued) = presence::Queue::new();
         let (status_tx, status) = tokio::sync::mpsc::unbounded_channel();
-        let hub = Hub::with_broker(stats, settings.windows, |registry| {
+        let hub = Hub::with_broker(stats, settings.windows, |registry, pusher| {
             registry.set_interest(Arc::new(channels::Interests {
                 pipes: channels.clone(),
                 users: users.clone(),
@@ -188,6 +194,7 @@ impl Cluster {
                 client,
                 conn,
                 registry: registry.clone(),
+                pusher,
                 windows: settings.windows,
                 channels,
                 users,
@@ -197,6 +204,7 @@ impl Cluster {
                 lease_ok: AtomicBool::new(true),
                 presence: queue,
                 control_seen: Default::default(),
+                pusher_leaves: Default::default(),
                 counted: Default::default(),
             });
             shared = Some(s.clone());
@@ -222,6 +230,7 @@ impl Cluster {
         tasks.spawn(sweep::run(shared.clone(), status_tx, shutdown.clone()));
         tasks.spawn(subscriber::run(shared.clone(), shutdown.clone()));
         tasks.spawn(limits::refresh(shared.clone(), shutdown.clone()));
+        tasks.spawn(pusher::retry_leaves(shared.clone(), shutdown.clone()));
         tasks.spawn(lease.clone().heartbeat(shared.clone(), shutdown));
         tracing::info!(node = %settings.node, prefix = %settings.key_prefix, "joined the cluster");
         let cluster = Cluster {

@@ -411,6 +411,12 @@ async fn resync(
             match Held::decode(&e) {
                 Some(Held::Member(d, pipe, c)) => ops.push(Op::Member(d, pipe, c)),
                 Some(Held::User(d, u)) => ops.push(Op::User(d, u)),
+                // A Pusher presence connection gone while Redis was away: its leave is written.
+                Some(Held::Pusher(d, pipe, c)) => {
+                    if s.registry.member(d, &pipe, c).is_none() {
+                        super::pusher::leave_later(s, d, pipe, c);
+                    }
+                }
                 None => {
                     garbage.srem(&held, e).ignore();
                     any_garbage = true;
@@ -465,5 +471,6 @@ pub(super) fn receive(s: &Shared, w: &wire::Wire) {
         except,
         position: None,
         presence: true,
+        socket: None,
     });
 }

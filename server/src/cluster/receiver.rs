@@ -311,11 +311,7 @@ async fn fill(
 
 /// The registry's delivery of one message of the pipe, and its place as the last delivered.
 fn deliver(s: &Shared, w: &Wire, o: &mut PipeOrder) {
-    let except = if w.header.origin == s.node {
-        w.header.except
-    } else {
-        None
-    };
+    let except = except_of(s, w);
     let epoch: Arc<str> = match &o.last {
         Some((e, _)) if **e == *w.epoch => e.clone(),
         _ => w.epoch.as_str().into(),
@@ -327,8 +323,19 @@ fn deliver(s: &Shared, w: &Wire, o: &mut PipeOrder) {
         except,
         position: Some((epoch.clone(), w.offset)),
         presence: false,
+        socket: None,
     });
     o.last = Some((epoch, w.offset));
+}
+
+/// The connection of this node a message leaves out: the origin's `web_pipe2` sender or API caller's
+/// socket, or, on any node, its connection whose Pusher socket id the message names (`toOthers()`).
+pub(super) fn except_of(s: &Shared, w: &Wire) -> Option<crate::ids::ConnId> {
+    if w.header.origin == s.node && w.header.except.is_some() {
+        return w.header.except;
+    }
+    let socket = w.body.socket.as_deref()?;
+    s.pusher.socket(w.header.dev_id, socket)
 }
 
 pub(super) fn frame_of(w: &Wire) -> Frame {

@@ -6,9 +6,11 @@ use std::sync::LazyLock;
 use redis::Script;
 
 /// Publish: number, keep, PUBLISH, atomically.
-/// KEYS: meta, window, channel. ARGV: head, body, epoch (the database's for a durable pipe, else the one
-/// to start with when the pipe has none), durable offset ("" when Redis numbers), window messages,
-/// window ttl ms, meta ttl ms. Returns {epoch, offset}.
+/// KEYS: meta, window, channel, cached. ARGV: head, body, epoch (the database's for a durable pipe, else
+/// the one to start with when the pipe has none), durable offset ("" when Redis numbers), window
+/// messages, window ttl ms, meta ttl ms, cache ttl ms ("": not a Pusher `cache-` channel; else the
+/// message is kept as the channel's last event, in the same step as its PUBLISH, so that the last one
+/// published is the one kept). Returns {epoch, offset}.
 pub(super) static PUBLISH: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
@@ -45,6 +47,9 @@ if keep > 0 then
   redis.call('PEXPIRE', KEYS[2], ARGV[6])
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[7])
+if ARGV[8] ~= '' then
+  redis.call('SET', KEYS[4], msg, 'PX', ARGV[8])
+end
 redis.call('PUBLISH', KEYS[3], msg)
 return {e, pos}
 "#,

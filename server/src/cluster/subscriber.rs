@@ -154,10 +154,10 @@ fn handle(s: &Arc<Shared>, channel: &str, payload: &[u8]) {
     match wire::decode(payload) {
         Ok(w) if w.header.dev_id == dev_id && w.header.pipe.as_str() == pipe => {
             Metrics::add(&s.metrics.received, 1);
-            if w.header.kind == wire::Kind::Presence {
-                super::presence::receive(s, &w);
-            } else {
-                receiver::receive(s, w);
+            match w.header.kind {
+                wire::Kind::Presence => super::presence::receive(s, &w),
+                wire::Kind::Pusher => super::pusher::receive(s, &w),
+                _ => receiver::receive(s, w),
             }
         }
         Ok(_) => {

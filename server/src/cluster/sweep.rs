@@ -4,7 +4,8 @@
 //! (`lease.rs`) has expired is dead. The first survivor to take its sweep lock (SET NX with a TTL, renewed
 //! per batch) removes what the dead node's held set lists, with the same scripts as a live leave (so a
 //! `track_` leave and a user's offline are announced, and users_time written, by the script that made the
-//! transition: once, even if two survivors raced), then forgets the node. The bound: a node's members
+//! transition: once, even if two survivors raced; a Pusher presence user's `member_removed` likewise,
+//! `pusher.rs`), then forgets the node and its Pusher subscriber counts. The bound: a node's members
 //! are gone at most `LEASE_TTL + SWEEP_EVERY` (10 s + 5 s) after its last heartbeat, plus the sweep
 //! itself (a batch of `BATCH` members is one round trip).
 //!
@@ -139,6 +140,7 @@ async fn remove_node(
     for script in presence_scripts::all() {
         p.load_script(script).ignore();
     }
+    p.load_script(&super::pusher::PLEAVE).ignore();
     timed_query::<()>(&p, s.conn.clone()).await?;
     let mut removed = 0;
     let mut cursor = 0u64;
@@ -199,6 +201,9 @@ async fn remove_node(
                     p.invoke_script(&call);
                     users.push((dev_id, user));
                 }
+                Some(Held::Pusher(dev_id, pipe, conn)) => {
+                    super::pusher::stage_leave(s, &mut p, node, dev_id, &pipe, conn);
+                }
                 None => {}
             }
             p.srem(&held, e).ignore();
@@ -216,10 +221,12 @@ async fn remove_node(
         }
         removed += entries.len();
     }
+    // Its Pusher subscriber counts go with it.
+    let mut p = redis::pipe();
+    p.del(s.keys.pusher_subscriptions(node)).ignore();
     if node != s.node {
-        let mut p = redis::pipe();
         p.srem(s.keys.nodes(), node).ignore();
-        timed_query::<()>(&p, s.conn.clone()).await?;
     }
+    timed_query::<()>(&p, s.conn.clone()).await?;
     Ok(removed)
 }

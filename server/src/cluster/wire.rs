@@ -15,8 +15,19 @@
 //! `sender` is the `web_pipe2` sender's user id (`-`: a server-side publish, no `user_id` in the frame); the
 //! event may be empty; the text is the rest, UTF-8. Kind `j`, a join marker (`receiver.rs`): the position
 //! is the pipe's (epoch, top) that a positioned join read, published by the same script, and the body has
-//! the shape of a message's with the join's id as its text (`0 - \n<id>`). Later kinds (presence,
-//! control) take other letters.
+//! the shape of a message's with the join's id as its text (`0 - \n<id>`). Kind `p`, a presence
+//! announcement (`presence.rs`). Kind `n`, a pipe message of the Pusher protocol (numbered and kept like
+//! `m`): its event is any Pusher event name (`App\Events\OrderShipped`, spaces allowed), so it has a
+//! line of its own, and it may name the socket id no node delivers it to (`toOthers()`):
+//!
+//! ```text
+//! <sent_at> <sender> <socket_id>\n<event>\n<text>
+//! ```
+//! Kind `x`, a frame only Pusher connections get (a client event, `member_added`, `member_removed`), not
+//! numbered (position `p 0`, as presence) and delivered as it is: body `0 - \n<frame JSON>`.
+//!
+//! A pipe is a comet pipe name, or `pusher:<channel>` for a Pusher channel that is not one
+//! (`ids::PUSHER_ONLY`; Pusher channel names have no spaces either).
 
 use crate::ids::{ConnId, DevId, EventName, PipeName, UserId};
 
@@ -28,6 +39,8 @@ pub const MAX_WIRE_BYTES: usize = 4 << 20;
 const MAX_HEADER_BYTES: usize = 512;
 /// An epoch: what `new_epoch()` and the database make, with room to spare.
 const MAX_EPOCH_BYTES: usize = 64;
+/// A Pusher event name's line: 200 characters of up to 4 bytes.
+const MAX_EVENT_LINE: usize = 800;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -38,6 +51,10 @@ pub enum Kind {
     /// A presence announcement (`presence.rs`): published by a presence script, never kept in a window;
     /// its position is the placeholder `p 0` and its body's event says what happened.
     Presence,
+    /// A pipe message of the Pusher protocol (any Pusher event name, a socket id to leave out).
+    Named,
+    /// A Pusher-only frame, delivered at once as it is (client events, presence members).
+    Pusher,
 }
 
 impl Kind {
@@ -46,6 +63,8 @@ impl Kind {
             Kind::Message => "m",
             Kind::Marker => "j",
             Kind::Presence => "p",
+            Kind::Named => "n",
+            Kind::Pusher => "x",
         }
     }
 }
@@ -68,6 +87,8 @@ pub struct Body {
     pub sender: Option<UserId>,
     pub event: EventName,
     pub text: String,
+    /// The Pusher socket id that does not get it, on whichever node it is (kind `n` only).
+    pub socket: Option<String>,
 }
 
 /// One decoded message.
@@ -112,16 +133,41 @@ pub fn head(h: &Header) -> String {
     )
 }
 
-/// The body of a pipe message.
+/// The body of a pipe message: of kind `m` when its event is a comet event name and it names no socket,
+/// else of kind `n` (see [`kind_of`]).
 pub fn body(b: &Body) -> Vec<u8> {
     let sender = match b.sender {
         Some(u) => u.0.to_string(),
         None => "-".into(),
     };
     let mut out = Vec::with_capacity(b.text.len() + 48);
-    out.extend_from_slice(format!("{} {sender} {}\n", b.sent_at, b.event.as_str()).as_bytes());
+    match kind_of(b) {
+        Kind::Named => {
+            let socket = b.socket.as_deref().unwrap_or("-");
+            out.extend_from_slice(
+                format!("{} {sender} {socket}\n{}\n", b.sent_at, b.event.as_str()).as_bytes(),
+            );
+        }
+        _ => out
+            .extend_from_slice(format!("{} {sender} {}\n", b.sent_at, b.event.as_str()).as_bytes()),
+    }
     out.extend_from_slice(b.text.as_bytes());
     out
+}
+
+/// The kind a pipe message travels as: `m` (what every node of this version and the last reads) when
+/// it can, `n` when its event is not a comet event name or it names a socket id.
+pub fn kind_of(b: &Body) -> Kind {
+    if b.socket.is_none() && EventName::parse(b.event.as_str()).is_ok() {
+        Kind::Message
+    } else {
+        Kind::Named
+    }
+}
+
+/// The body of a Pusher-only frame (kind `x`): the frame's JSON text.
+pub fn pusher_body(json: &str) -> Vec<u8> {
+    format!("0 - \n{json}").into_bytes()
 }
 
 /// The body of a join marker: the join's id as the text.
@@ -228,6 +274,8 @@ pub fn decode(bytes: &[u8]) -> Result<Wire, WireError> {
         Some("m") => Kind::Message,
         Some("j") => Kind::Marker,
         Some("p") => Kind::Presence,
+        Some("n") => Kind::Named,
+        Some("x") => Kind::Pusher,
         other => {
             return Err(WireError::Kind(
                 other.unwrap_or("").chars().take(8).collect(),
@@ -248,7 +296,7 @@ pub fn decode(bytes: &[u8]) -> Result<Wire, WireError> {
         .ok_or(WireError::Field("dev_id"))?;
     let pipe = f
         .next()
-        .and_then(|p| PipeName::parse_command(p).ok())
+        .and_then(pipe_name)
         .ok_or(WireError::Field("pipe"))?;
     let epoch = f
         .next()
@@ -268,7 +316,10 @@ pub fn decode(bytes: &[u8]) -> Result<Wire, WireError> {
         dev_id: DevId(dev_id),
         pipe,
     };
-    let body = decode_body(rest)?;
+    let body = match kind {
+        Kind::Named => decode_named_body(rest)?,
+        _ => decode_body(rest)?,
+    };
     Ok(Wire {
         header,
         epoch: epoch.to_string(),
@@ -302,7 +353,63 @@ fn decode_body(bytes: &[u8]) -> Result<Body, WireError> {
         sender,
         event,
         text: text.to_string(),
+        socket: None,
     })
+}
+
+/// A kind `n` body: `<sent_at> <sender> <socket_id>\n<event>\n<text>`.
+fn decode_named_body(bytes: &[u8]) -> Result<Body, WireError> {
+    let (line, rest) = split_line(bytes, MAX_HEADER_BYTES).ok_or(WireError::Field("body"))?;
+    let mut f = line.split(' ');
+    let sent_at = f
+        .next()
+        .filter(|s| (1..=20).contains(&s.len()))
+        .and_then(|s| s.parse::<i64>().ok())
+        .ok_or(WireError::Field("sent_at"))?;
+    let sender = match f.next().ok_or(WireError::Field("sender"))? {
+        "-" => None,
+        n => Some(UserId(number(n).ok_or(WireError::Field("sender"))?)),
+    };
+    let socket = match f.next().ok_or(WireError::Field("socket"))? {
+        "-" => None,
+        s => Some(
+            crate::pusher::SocketId::parse(s)
+                .map_err(|_| WireError::Field("socket"))?
+                .as_str()
+                .to_owned(),
+        ),
+    };
+    if f.next().is_some() {
+        return Err(WireError::Extra);
+    }
+    // The event line is UTF-8 (a Pusher event name may be any text without control characters).
+    let end = rest
+        .iter()
+        .take(MAX_EVENT_LINE + 1)
+        .position(|&b| b == b'\n')
+        .ok_or(WireError::Field("event"))?;
+    let event = std::str::from_utf8(&rest[..end])
+        .ok()
+        .and_then(|e| EventName::pusher(e).ok())
+        .ok_or(WireError::Field("event"))?;
+    let text = std::str::from_utf8(&rest[end + 1..]).map_err(|_| WireError::Utf8)?;
+    Ok(Body {
+        sent_at,
+        sender,
+        event,
+        text: text.to_string(),
+        socket,
+    })
+}
+
+/// A pipe of the header: a comet pipe name, or a Pusher channel under `ids::PUSHER_ONLY`.
+pub fn pipe_name(s: &str) -> Option<PipeName> {
+    match s.strip_prefix(crate::ids::PUSHER_ONLY) {
+        Some(channel) => crate::pusher::Channel::parse(channel)
+            .ok()
+            .map(|_| PipeName::pusher_only(channel)),
+        None => PipeName::parse_command(s).ok(),
+    }
 }
 
 /// The first line (ASCII, at most `max` bytes) and what follows its `\n`.
@@ -331,177 +438,5 @@ fn is_epoch(s: &str) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn header(except: Option<u64>) -> Header {
-        Header {
-            kind: Kind::Message,
-            origin: "node-a".into(),
-            except: except.map(ConnId),
-            dev_id: DevId(15),
-            pipe: PipeName::parse_command("web_chat").unwrap(),
-        }
-    }
-
-    fn message_body(sender: Option<u64>, event: &str, text: &str) -> Body {
-        Body {
-            sent_at: 1_700_000_000,
-            sender: sender.map(UserId),
-            event: EventName::parse(event).unwrap(),
-            text: text.into(),
-        }
-    }
-
-    #[test]
-    fn encodes_to_the_documented_bytes() {
-        let h = head(&header(Some(42)));
-        assert_eq!(h, "H1 m node-a 42 15 web_chat ");
-        let b = body(&message_body(Some(9), "ev", "héllo\nworld"));
-        let bytes = assemble(&h, "00ab", 7, &b);
-        assert_eq!(
-            bytes,
-            b"H1 m node-a 42 15 web_chat 00ab 7\n1700000000 9 ev\nh\xc3\xa9llo\nworld".to_vec()
-        );
-        let plain = assemble(
-            &head(&header(None)),
-            "e",
-            1,
-            &body(&message_body(None, "", "")),
-        );
-        assert_eq!(
-            plain,
-            b"H1 m node-a - 15 web_chat e 1\n1700000000 - \n".to_vec()
-        );
-    }
-
-    #[test]
-    fn decodes_what_it_encodes() {
-        let b = message_body(Some(9), "ev", "a b\nc");
-        let bytes = assemble(&head(&header(Some(42))), "00ab", 7, &body(&b));
-        let w = decode(&bytes).unwrap();
-        assert_eq!(w.header, header(Some(42)));
-        assert_eq!((w.epoch.as_str(), w.offset), ("00ab", 7));
-        assert_eq!(w.body, b);
-        let w = decode(b"H1 m n - 1 p e 18446744073709551615\n-5 - \n").unwrap();
-        assert_eq!(w.offset, u64::MAX);
-        assert_eq!(w.body.sent_at, -5);
-        assert_eq!(w.body.sender, None);
-        assert_eq!(w.body.event.as_str(), "");
-    }
-
-    #[test]
-    fn a_join_marker_carries_its_id_and_the_top_it_read() {
-        let h = Header {
-            kind: Kind::Marker,
-            ..header(None)
-        };
-        let bytes = assemble(&head(&h), "ep", 41, &marker_body(7));
-        assert_eq!(bytes, b"H1 j node-a - 15 web_chat ep 41\n0 - \n7".to_vec());
-        let w = decode(&bytes).unwrap();
-        assert_eq!(w.header.kind, Kind::Marker);
-        assert_eq!((w.epoch.as_str(), w.offset), ("ep", 41));
-        assert_eq!(marker_id(&w), Some(7));
-        let not_an_id = decode(b"H1 j n - 1 p e 1\n0 - \nx").unwrap();
-        assert_eq!(marker_id(&not_an_id), None);
-        let message = decode(b"H1 m n - 1 p e 1\n0 - \n7").unwrap();
-        assert_eq!(marker_id(&message), None);
-    }
-
-    #[test]
-    fn private_messages_encode_to_the_documented_bytes_and_back() {
-        let p = Private {
-            origin: "node-a".into(),
-            dev_id: DevId(15),
-            user: UserId(7),
-            id: "0190-ab".into(),
-            event: EventName::parse("ev").unwrap(),
-            text: "h\u{e9}\nllo".into(),
-        };
-        let bytes = encode_private(&p);
-        assert_eq!(
-            bytes,
-            b"H1 u node-a 15 7 0190-ab\nev\nh\xc3\xa9\nllo".to_vec()
-        );
-        assert_eq!(decode_private(&bytes), Ok(p));
-        for (bad, want) in [
-            (&b"H1 m a 1 2 x e\n"[..], WireError::Kind("not u".into())),
-            (b"H1 u a 1 x id\ne\n", WireError::Field("user")),
-            (b"H1 u a 1 2 i.d\ne\n", WireError::Field("id")),
-            (b"H1 u a 1 2 id\n", WireError::Field("event")),
-            (b"H1 u a 1 2 id x\ne\n", WireError::Extra),
-            (b"H1 u a 1 2 id\ne\n\xff", WireError::Utf8),
-        ] {
-            assert_eq!(decode_private(bad), Err(want), "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn presence_announcements_decode_with_their_placeholder_position() {
-        let w = decode(b"H1 p node-b 5 1 track_a p 0\n17 - unsubscription\n42\nu\n\n\n\n").unwrap();
-        assert_eq!(w.header.kind, Kind::Presence);
-        assert_eq!(w.header.except, Some(ConnId(5)));
-        assert_eq!((w.epoch.as_str(), w.offset), ("p", 0));
-        assert_eq!(w.body.event.as_str(), "unsubscription");
-        assert_eq!(w.body.text, "42\nu\n\n\n\n");
-        let h = Header {
-            kind: Kind::Presence,
-            ..header(None)
-        };
-        assert_eq!(head(&h), "H1 p node-a - 15 web_chat ");
-    }
-
-    #[test]
-    fn garbage_is_a_typed_error() {
-        let cases: &[(&[u8], WireError)] = &[
-            (b"", WireError::NoHeader),
-            (b"H1 m n - 1 p e 1", WireError::NoHeader),
-            (b"H2 m n - 1 p e 1\n0 - \n", WireError::Version),
-            (b"H1 x n - 1 p e 1\n0 - \n", WireError::Kind("x".into())),
-            (b"H1 m n/1 - 1 p e 1\n0 - \n", WireError::Field("origin")),
-            (b"H1 m n -1 1 p e 1\n0 - \n", WireError::Field("except")),
-            (b"H1 m n - +1 p e 1\n0 - \n", WireError::Field("dev_id")),
-            (b"H1 m n - 1 p{x} e 1\n0 - \n", WireError::Field("pipe")),
-            (b"H1 m n - 1 p e.1 1\n0 - \n", WireError::Field("epoch")),
-            (
-                b"H1 m n - 1 p e 18446744073709551616\n0 - \n",
-                WireError::Field("offset"),
-            ),
-            (b"H1 m n - 1 p e 1 x\n0 - \n", WireError::Extra),
-            (b"H1 m n - 1 p e 1\n", WireError::Field("body")),
-            (b"H1 m n - 1 p e 1\nx - \n", WireError::Field("sent_at")),
-            (b"H1 m n - 1 p e 1\n0 u \n", WireError::Field("sender")),
-            (b"H1 m n - 1 p e 1\n0 - a\"b\n", WireError::Field("event")),
-            (b"H1 m n - 1 p e 1\n0 - e\n\xff", WireError::Utf8),
-            (b"H1 m n - 1 p e 1 \xc3\xa9\n0 - \n", WireError::NoHeader),
-        ];
-        for (bytes, want) in cases {
-            assert_eq!(decode(bytes).as_ref().err(), Some(want), "{bytes:?}");
-        }
-        let long_header = format!("H1 m n - 1 p {} 1\n0 - \n", "e".repeat(600));
-        assert_eq!(decode(long_header.as_bytes()), Err(WireError::NoHeader));
-        let huge = vec![b'a'; MAX_WIRE_BYTES + 1];
-        assert_eq!(decode(&huge), Err(WireError::TooLong(MAX_WIRE_BYTES + 1)));
-    }
-
-    #[test]
-    fn no_input_panics() {
-        // Every prefix and every single-byte change of a valid message decodes or errs, never panics.
-        let good = assemble(
-            &head(&header(Some(3))),
-            "ep",
-            12,
-            &body(&message_body(Some(1), "e", "t\u{e9}xt")),
-        );
-        for n in 0..=good.len() {
-            let _ = decode(&good[..n]);
-        }
-        for i in 0..good.len() {
-            for b in [0u8, b' ', b'\n', 0xff, b'9', b'-'] {
-                let mut bad = good.clone();
-                bad[i] = b;
-                let _ = decode(&bad);
-            }
-        }
-    }
-}
+#[path = "wire_tests.rs"]
+mod tests;

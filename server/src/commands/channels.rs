@@ -9,8 +9,9 @@
 //! no comet client or CometQL statement can name (`hub::outgoing::PUSHER_ONLY`): a comet subscription
 //! needs no signature, so a private channel shared with a pipe would be readable by anyone.
 //!
-//! Presence members, sign-ins, client events and cached events are this node's (`hub::pusher`): their
-//! announcements are delivered locally (`Hub::publish_local`). Events published through `pipes_messages`
+//! One node: presence members, sign-ins, client events and cached events are this node's
+//! (`hub::pusher`), their announcements delivered locally (`Hub::publish_local`). A cluster: the same rules
+//! with the state every node shares (`channels_cluster`). Events published through `pipes_messages`
 //! (CometQL, the HTTP API) reach every node like any publish.
 
 use std::borrow::Cow;
@@ -18,6 +19,7 @@ use std::sync::Arc;
 
 use tokio::time::{Duration, Instant};
 
+use super::channels_cluster as cluster;
 use super::Ctx;
 use crate::browser::names::is_private;
 use crate::hub::outgoing::{pusher_bytes, pusher_channel, pusher_frame};
@@ -41,7 +43,7 @@ pub(crate) struct Refusal {
 }
 
 impl Refusal {
-    fn request(message: impl Into<Cow<'static, str>>) -> Refusal {
+    pub(super) fn request(message: impl Into<Cow<'static, str>>) -> Refusal {
         Refusal {
             code: None,
             message: message.into(),
@@ -66,9 +68,10 @@ pub(crate) fn channel_key(channel: &Channel) -> PipeName {
     PipeName::pusher_only(channel.name())
 }
 
-/// A publish to a `cache-` channel (from any door) is kept as its last event.
+/// A publish to a `cache-` channel (from any door) is kept as its last event (a cluster keeps it in Redis,
+/// with its publish).
 pub(crate) fn keep_cached(ctx: &Ctx, dev_id: DevId, pipe: &PipeName, frame: &Frame) {
-    if is_cache_name(pusher_channel(pipe)) {
+    if is_cache_name(pusher_channel(pipe)) && ctx.hub.pusher_route().is_none() {
         let per_tenant = ctx.config.pusher.cache_channels_per_tenant;
         ctx.hub
             .pusher()
@@ -176,6 +179,21 @@ impl PusherConn {
         }
         let key = channel_key(&s.channel);
         let pair = (self.dev_id, key.clone());
+        if let Some(route) = ctx.hub.pusher_route() {
+            let (dev_id, outbox) = (self.dev_id, &self.outbox);
+            let member = s.member.as_ref();
+            cluster::subscribe(ctx, route, dev_id, outbox, name, &key, member).await?;
+            if s.channel.is_cache() {
+                cluster::send_cached(route, dev_id, outbox, name, &key).await;
+            }
+            let user_id = s.member.as_ref().map(|m| Arc::from(m.user_id.as_str()));
+            self.joined.push(Joined {
+                channel: s.channel,
+                key,
+                user_id,
+            });
+            return Ok(());
+        }
         let mut member_id = None;
         match &s.member {
             Some(member) => {
@@ -220,6 +238,7 @@ impl PusherConn {
                                     except: Some(conn),
                                     position: None,
                                     presence: true,
+                                    socket: None,
                                 });
                             }
                         },
@@ -268,6 +287,11 @@ impl PusherConn {
         ctx.hub
             .registry()
             .unsubscribe(self.dev_id, &joined.key, conn);
+        if let Some(route) = ctx.hub.pusher_route() {
+            let presence = joined.user_id.is_some();
+            cluster::leave(route, self.dev_id, &joined.key, &self.outbox, presence);
+            return;
+        }
         if joined.user_id.is_some() {
             let pair = (self.dev_id, joined.key.clone());
             ctx.hub.pusher().leave(&pair, conn, |user_id| {
@@ -282,6 +306,7 @@ impl PusherConn {
                     except: None,
                     position: None,
                     presence: true,
+                    socket: None,
                 });
             });
         }
@@ -365,13 +390,25 @@ impl PusherConn {
         self.events.0 += 1;
         ctx.spend_publish(self.dev_id)
             .await
-            .map_err(|e| Refusal::request(e.message))?;
-        let frame = pusher_frame(&ServerFrame::Event {
+            .map_err(|e| match e.code {
+                // A cluster's budget that Redis could not be asked for: as a relay Redis did not take.
+                super::ErrorCode::Unavailable => Refusal {
+                    code: Some(ErrorCode::GenericReconnect),
+                    message: e.message,
+                    close: false,
+                },
+                _ => Refusal::request(e.message),
+            })?;
+        let event = ServerFrame::Event {
             event: &e.event,
             channel: e.channel.name(),
             data: &e.data,
             user_id: joined.user_id.as_deref(),
-        });
+        };
+        if let Some(route) = ctx.hub.pusher_route() {
+            return cluster::relay(route, self.dev_id, &joined.key, &self.outbox, &event).await;
+        }
+        let frame = pusher_frame(&event);
         ctx.hub.publish_local(Publication {
             dev_id: self.dev_id,
             pipe: joined.key.clone(),
@@ -379,6 +416,7 @@ impl PusherConn {
             except: Some(self.outbox.conn()),
             position: None,
             presence: false,
+            socket: None,
         });
         Ok(())
     }

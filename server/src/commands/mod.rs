@@ -3,6 +3,7 @@
 
 pub(crate) mod channels;
 pub(crate) mod channels_api;
+mod channels_cluster;
 mod error;
 pub(crate) mod history;
 mod history_cache;

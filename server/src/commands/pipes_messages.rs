@@ -29,6 +29,8 @@ pub(crate) struct Message {
     pub sender: Option<UserId>,
     /// A connection that must not get it (the Pusher HTTP API's `socket_id`, Laravel's `toOthers()`).
     pub except: Option<ConnId>,
+    /// The same socket id as it was given: on a cluster each node leaves out its own connection of it.
+    pub socket: Option<std::sync::Arc<str>>,
 }
 
 impl Message {
@@ -50,6 +52,7 @@ impl Message {
             text: text.to_string(),
             sender: None,
             except: None,
+            socket: None,
         })
     }
 }
@@ -146,6 +149,7 @@ async fn deliver(
         false => None,
     };
     let sent_at = unix_now();
+    let socket = m.socket.clone();
     let frame = outgoing::pipe_message(&m.pipe, &m.event, &m.text, sent_at, m.sender);
     super::channels::keep_cached(ctx, caller.dev_id, &m.pipe, &frame);
     let publication = Publication {
@@ -155,6 +159,7 @@ async fn deliver(
         except,
         position: None,
         presence: false,
+        socket,
     };
     if keep <= 0 {
         return Ok(Published {

@@ -174,6 +174,7 @@ fn track(ctx: &Ctx, dev_id: DevId, outbox: &Outbox, pipe: &PipeName, event: Trac
         except: Some(outbox.conn()),
         position: None,
         presence: true,
+        socket: None,
     });
 }
 
@@ -283,6 +284,7 @@ fn announce_status(hub: &Hub, dev_id: DevId, user: UserId, online: bool) {
             except: None,
             position: None,
             presence: true,
+            socket: None,
         });
     }
 }

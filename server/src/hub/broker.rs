@@ -113,6 +113,11 @@ pub(crate) trait Broker: Send + Sync {
         None
     }
 
+    /// The Pusher protocol across nodes; `None`: this node's own (one node).
+    fn pusher(&self) -> Option<&dyn super::PusherRoute> {
+        None
+    }
+
     /// Whether publishes can be taken (a load balancer's readiness).
     fn ready(&self) -> bool {
         true

@@ -19,6 +19,7 @@ mod inbox;
 mod outbox;
 pub mod outgoing;
 pub mod pusher;
+mod pusher_route;
 mod registry;
 mod shared_presence;
 mod socket;
@@ -26,6 +27,7 @@ mod users;
 mod window;
 
 pub use outbox::{CloseReason, Flush, Outbox, OutboxRx, Pushed};
+pub use pusher_route::{Joined, PresenceJoin, PresenceUser, PusherRoute};
 pub use registry::Durable;
 pub use registry::Registry;
 pub use shared_presence::{Member, SharedPresence};
@@ -117,6 +119,9 @@ pub struct Publication {
     /// A presence announcement (`track_` events, `user_status_`): not stored, so on a pipe whose numbering
     /// is durable it takes no offset (it is sent to positioned subscribers without one).
     pub presence: bool,
+    /// A Pusher socket id that must not get it (`toOthers()`), on whichever node it is connected: a
+    /// cluster carries it to every node, each leaves its own connection of that id out.
+    pub socket: Option<Arc<str>>,
 }
 
 /// What the hub knows of a connection: enough to answer `users_in_pipes` and `track_pipe_users`.
@@ -172,17 +177,19 @@ impl Hub {
         }
     }
 
-    /// A node whose publishes go through `broker` (a cluster's), made from the registry it delivers into.
+    /// A node whose publishes go through `broker` (a cluster's), made from the registry it delivers into
+    /// and the Pusher state it leaves socket ids out by.
     pub(crate) fn with_broker(
         stats: Stats,
         windows: WindowLimits,
-        broker: impl FnOnce(Arc<Registry>) -> Arc<dyn Broker>,
+        broker: impl FnOnce(Arc<Registry>, Arc<pusher::PusherState>) -> Arc<dyn Broker>,
     ) -> Hub {
         let registry = Arc::new(Registry::with_windows(stats.clone(), windows));
-        let broker = broker(registry.clone());
+        let pusher: Arc<pusher::PusherState> = Arc::default();
+        let broker = broker(registry.clone(), pusher.clone());
         Hub {
             registry,
-            pusher: Arc::default(),
+            pusher,
             presence: broker.presence(),
             broker,
             stats,
@@ -244,6 +251,11 @@ impl Hub {
     /// Private messages across a cluster's nodes; `None` on a single node (the registry decides alone).
     pub fn users(&self) -> Option<&dyn UserRoute> {
         self.broker.users()
+    }
+
+    /// The Pusher protocol across a cluster's nodes; `None` on one node (`pusher()` is the truth).
+    pub fn pusher_route(&self) -> Option<&dyn PusherRoute> {
+        self.broker.pusher()
     }
 
     /// The presence the nodes share (a cluster's); `None` on one node, where the registry is the truth.

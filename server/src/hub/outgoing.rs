@@ -115,6 +115,11 @@ pub fn pusher_frame(frame: &ServerFrame<'_>) -> Frame {
     Arc::new(PusherFrame(pusher_bytes(frame)))
 }
 
+/// A Pusher-only frame from its JSON text (as another node of a cluster encoded it).
+pub fn pusher_text(json: &str) -> Frame {
+    Arc::new(PusherFrame(encode_text(json.as_bytes())))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

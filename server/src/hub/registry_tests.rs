@@ -49,6 +49,7 @@ async fn delivers_same_bytes_to_each_subscriber_of_the_tenant_only() {
         except: Some(ConnId(2)),
         position: None,
         presence: false,
+        socket: None,
     };
     assert_eq!(r.deliver(&p), 1);
     let got = ra.try_recv().unwrap();
@@ -74,6 +75,7 @@ async fn a_full_outbox_closes_that_connection_only() {
         except: None,
         position: None,
         presence: false,
+        socket: None,
     };
     r.deliver(&p);
     r.deliver(&p);
@@ -113,6 +115,7 @@ fn concurrent_publishers_to_a_big_pipe_reach_everyone_in_one_order() {
                         except: None,
                         position: None,
                         presence: false,
+                        socket: None,
                     });
                 }
             })
@@ -138,6 +141,7 @@ fn message(n: u64) -> Publication {
         except: None,
         position: None,
         presence: false,
+        socket: None,
     }
 }
 
@@ -373,6 +377,7 @@ async fn a_durable_stream_takes_stored_offsets_and_tells_gaps() {
     r.deliver(&stored(6, "E"));
     r.deliver(&Publication {
         presence: true,
+        socket: None,
         ..message(100)
     });
     let got = texts(&mut ra);

@@ -16,6 +16,7 @@ mod cluster_limits;
 mod cluster_presence;
 mod cluster_presence_faults;
 mod cluster_private;
+mod cluster_pusher;
 mod cluster_revoke;
 mod compat_auth;
 mod compat_cometql_statements;

@@ -66,6 +66,7 @@ impl From<CommandError> for ApiError {
         use ErrorCode as E;
         let status = match e.code {
             E::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            E::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             E::QuotaExceeded => StatusCode::INSUFFICIENT_STORAGE,
             E::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             E::Auth => StatusCode::UNAUTHORIZED,
@@ -303,6 +304,7 @@ async fn channels(
         ));
     }
     let list: Map<String, Value> = channels_api::channels(&ctx, c.caller.dev_id, prefix)
+        .await?
         .iter()
         .map(|s| (s.name.clone(), Value::Object(state_json(s, &attributes))))
         .collect();
@@ -327,7 +329,7 @@ async fn channel(
     if attributes.contains(&"user_count") && ch.kind() != ChannelKind::Presence {
         return Err(ApiError::bad("info=user_count is for presence channels"));
     }
-    let state = channels_api::channel(&ctx, c.caller.dev_id, &ch);
+    let state = channels_api::channel(&ctx, c.caller.dev_id, &ch).await?;
     let mut out = state_json(&state, &attributes);
     out.insert("occupied".into(), (state.subscription_count > 0).into());
     Ok(Json(Value::Object(out)))
@@ -347,6 +349,7 @@ async fn users(
         return Err(ApiError::bad("Users are listed for presence channels only"));
     }
     let users: Vec<Value> = channels_api::users(&ctx, c.caller.dev_id, &ch)
+        .await?
         .into_iter()
         .map(|id| json!({ "id": id }))
         .collect();
@@ -362,6 +365,6 @@ async fn terminate(
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
     let c = check(&ctx, peer, &app_id, &method, &uri, body).await?;
-    channels_api::terminate(&ctx, c.caller.dev_id, &user_id);
+    channels_api::terminate(&ctx, c.caller.dev_id, &user_id).await?;
     Ok(Json(json!({})))
 }
