@@ -16,6 +16,9 @@ use crate::clients::clients_dir;
 use crate::server::{Tenant, TestServer};
 use crate::wait::WAIT;
 
+/// How long an agent may take to start.
+const AGENT_START: Duration = Duration::from_secs(30);
+
 pub struct Agent {
     _child: Child,
     stdin: ChildStdin,
@@ -80,7 +83,10 @@ impl Agent {
                 "masterKey": master_key,
             }))
             .await?;
-        agent.expect(|e| e["ev"] == "ready").await?;
+        // Node loads pusher-js, Echo and playwright-core first: slow when several agents start at once.
+        agent
+            .expect_within(AGENT_START, |e| e["ev"] == "ready")
+            .await?;
         Ok(agent)
     }
 
