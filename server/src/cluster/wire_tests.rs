@@ -208,7 +208,7 @@ fn garbage_is_a_typed_error() {
         (b"", WireError::NoHeader),
         (b"H1 m n - 1 p e 1", WireError::NoHeader),
         (b"H2 m n - 1 p e 1\n0 - \n", WireError::Version),
-        (b"H1 x n - 1 p e 1\n0 - \n", WireError::Kind("x".into())),
+        (b"H1 z n - 1 p e 1\n0 - \n", WireError::Kind("z".into())),
         (b"H1 m n/1 - 1 p e 1\n0 - \n", WireError::Field("origin")),
         (b"H1 m n -1 1 p e 1\n0 - \n", WireError::Field("except")),
         (b"H1 m n - +1 p e 1\n0 - \n", WireError::Field("dev_id")),
