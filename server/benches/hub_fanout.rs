@@ -51,6 +51,7 @@ fn fan_out(c: &mut Criterion) {
         except: None,
         position: None,
         presence: false,
+        socket: None,
     };
     assert_eq!(registry.deliver(&publication), SUBSCRIBERS as usize);
     drain(&mut receivers);
