@@ -136,8 +136,8 @@ struct Shared {
     presence: presence::Queue,
     /// This node's WebSocket connections counted in Redis, per tenant (`limits.rs`).
     counted: limits::Counted,
-    /// Pusher presence leaves Redis did not take yet (`pusher.rs`).
-    pusher_leaves: pusher::Leaves,
+    /// What this node wrote of the Pusher protocol, to write again (`pusher.rs`).
+    pusher_local: std::sync::Mutex<pusher::Local>,
     /// The highest revocation number this node has applied (`control.rs`).
     control_seen: std::sync::Mutex<Option<u64>>,
 }
@@ -204,7 +204,7 @@ impl Cluster {
                 lease_ok: AtomicBool::new(true),
                 presence: queue,
                 control_seen: Default::default(),
-                pusher_leaves: Default::default(),
+                pusher_local: Default::default(),
                 counted: Default::default(),
             });
             shared = Some(s.clone());

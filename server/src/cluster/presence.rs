@@ -448,7 +448,7 @@ async fn resync(
         let rest = ops.split_off(ops.len().saturating_sub(BATCH));
         apply(s, rest, status).await?;
     }
-    Ok(())
+    super::pusher::rewrite(s).await
 }
 
 /// A presence announcement off a pipe's channel: delivered to this node's subscribers at once (it takes

@@ -17,9 +17,11 @@
 //! - `terminate_connections`: on the control channel (`control.rs`).
 //!
 //! Redis unavailable: a presence join, a client event and the API's reads fail (the caller answers
-//! `pusher:error` 4200 or HTTP 503); a leave that could not be written is written again with the node's
-//! presence after Redis answers (`retry_leaves`).
+//! `pusher:error` 4200 or HTTP 503); a leave that could not be written is written again once Redis
+//! answers (`retry_leaves`); when the node writes its presence again (Redis came back, perhaps without
+//! its data), its presence connections and subscriber counts are written again too (`rewrite`).
 
+use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
@@ -105,8 +107,18 @@ return n
     )
 });
 
-/// Leaves Redis did not take yet (`retry_leaves` writes them again).
-pub(super) type Leaves = Mutex<Vec<(DevId, PipeName, ConnId)>>;
+type ChannelConn = (DevId, PipeName, ConnId);
+
+/// What this node wrote to Redis, kept so that it can be written again: after Redis came back without
+/// its data (`rewrite`, with the node's presence), and the leaves Redis did not take (`retry_leaves`).
+#[derive(Default)]
+pub(super) struct Local {
+    leaves: Vec<ChannelConn>,
+    /// This node's presence connections.
+    joins: HashMap<ChannelConn, PresenceJoin>,
+    /// This node's Pusher subscriptions per channel.
+    counts: HashMap<(DevId, PipeName), i64>,
+}
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -156,13 +168,68 @@ async fn leave(s: &Shared, dev_id: DevId, pipe: &PipeName, conn: ConnId) -> bool
 
 /// Queues a leave for `retry_leaves`.
 pub(super) fn leave_later(s: &Shared, dev_id: DevId, pipe: PipeName, conn: ConnId) {
-    let mut leaves = lock(&s.pusher_leaves);
+    let leaves = &mut lock(&s.pusher_local).leaves;
     if !leaves
         .iter()
         .any(|l| l.0 == dev_id && l.1 == pipe && l.2 == conn)
     {
         leaves.push((dev_id, pipe, conn));
     }
+}
+
+/// Adds to `p` a presence join (idempotent: a connection already there changes nothing).
+fn stage_join(s: &Shared, p: &mut redis::Pipeline, j: &PresenceJoin) {
+    let (d, pipe) = (j.dev_id, &j.pipe);
+    // Listed before it is written: a node dying in between leaves an entry that removes nothing.
+    p.sadd(
+        s.keys.held(&s.node),
+        Held::Pusher(d, pipe.clone(), j.conn).encode(),
+    )
+    .ignore();
+    let mut call = PJOIN.prepare_invoke();
+    call.key(s.keys.pusher_users(d, pipe))
+        .key(s.keys.pusher_conns(d, pipe))
+        .key(s.keys.pusher_counts(d, pipe))
+        .key(s.keys.channel(d, pipe))
+        .arg(member::field(&s.node, j.conn))
+        .arg(&j.user.user_id)
+        .arg(member_json(&j.user))
+        .arg(&j.removed)
+        .arg(j.cap)
+        .arg(head(&s.node, d, pipe, Some(j.conn)))
+        .arg(wire::pusher_body(&j.added));
+    p.invoke_script(&call);
+}
+
+/// Writes this node's Pusher presence connections and subscriber counts again (with its presence, after
+/// Redis was away: it may have lost them). A user new to a channel again is announced again.
+pub(super) async fn rewrite(s: &Shared) -> Result<(), crate::hub::BrokerError> {
+    let (joins, counts) = {
+        let local = lock(&s.pusher_local);
+        let joins: Vec<PresenceJoin> = local.joins.values().cloned().collect();
+        let counts: Vec<(String, i64)> = local
+            .counts
+            .iter()
+            .map(|((d, pipe), n)| (format!("{} {}", d.0, pipe.as_str()), *n))
+            .collect();
+        (joins, counts)
+    };
+    let key = s.keys.pusher_subscriptions(&s.node);
+    let mut p = redis::pipe();
+    p.load_script(&PJOIN).ignore();
+    p.del(&key).ignore();
+    for (field, n) in counts {
+        p.hset(&key, field, n).ignore();
+    }
+    timed_query::<()>(&p, s.conn.clone()).await?;
+    for chunk in joins.chunks(256) {
+        let mut p = redis::pipe();
+        for j in chunk {
+            stage_join(s, &mut p, j);
+        }
+        timed_query::<Vec<redis::Value>>(&p, s.conn.clone()).await?;
+    }
+    Ok(())
 }
 
 /// Writes again the leaves Redis did not take, until it does.
@@ -172,10 +239,12 @@ pub(super) async fn retry_leaves(s: Arc<Shared>, mut shutdown: tokio::sync::watc
             _ = tokio::time::sleep(LEAVE_RETRY) => {}
             _ = shutdown.changed() => return,
         }
-        let todo: Vec<_> = std::mem::take(&mut *lock(&s.pusher_leaves));
+        let todo: Vec<_> = std::mem::take(&mut lock(&s.pusher_local).leaves);
         for (i, (dev_id, pipe, conn)) in todo.iter().enumerate() {
             if !leave(&s, *dev_id, pipe, *conn).await {
-                lock(&s.pusher_leaves).extend(todo[i..].iter().cloned());
+                lock(&s.pusher_local)
+                    .leaves
+                    .extend(todo[i..].iter().cloned());
                 break;
             }
         }
@@ -236,40 +305,23 @@ impl PusherRoute for RedisBroker {
     fn join(&self, j: PresenceJoin) -> Pending<Joined> {
         let s = self.shared.clone();
         Box::pin(async move {
-            let (d, pipe) = (j.dev_id, &j.pipe);
             let mut p = redis::pipe();
             p.load_script(&PJOIN).ignore();
-            // Listed before it is written: a node dying in between leaves an entry that removes nothing.
-            p.sadd(
-                s.keys.held(&s.node),
-                Held::Pusher(d, pipe.clone(), j.conn).encode(),
-            )
-            .ignore();
-            let mut call = PJOIN.prepare_invoke();
-            call.key(s.keys.pusher_users(d, pipe))
-                .key(s.keys.pusher_conns(d, pipe))
-                .key(s.keys.pusher_counts(d, pipe))
-                .key(s.keys.channel(d, pipe))
-                .arg(member::field(&s.node, j.conn))
-                .arg(&j.user.user_id)
-                .arg(member_json(&j.user))
-                .arg(&j.removed)
-                .arg(j.cap)
-                .arg(head(&s.node, d, pipe, Some(j.conn)))
-                .arg(wire::pusher_body(&j.added));
-            p.invoke_script(&call);
+            stage_join(&s, &mut p, &j);
             let ((answer, members),): ((i64, Vec<String>),) =
                 timed_query(&p, s.conn.clone()).await?;
+            let held = (j.dev_id, j.pipe.clone(), j.conn);
             if answer < 0 {
                 let mut p = redis::pipe();
                 p.srem(
                     s.keys.held(&s.node),
-                    Held::Pusher(d, pipe.clone(), j.conn).encode(),
+                    Held::Pusher(held.0, held.1, held.2).encode(),
                 )
                 .ignore();
                 let _ = timed_query::<()>(&p, s.conn.clone()).await;
                 return Ok(Joined::Full);
             }
+            lock(&s.pusher_local).joins.insert(held, j);
             Ok(Joined::Members {
                 users: members.iter().filter_map(|m| parse_member(m)).collect(),
                 first: answer == 1,
@@ -280,6 +332,9 @@ impl PusherRoute for RedisBroker {
     fn leave(&self, dev_id: DevId, pipe: &PipeName, conn: ConnId) {
         let s = self.shared.clone();
         let pipe = pipe.clone();
+        lock(&s.pusher_local)
+            .joins
+            .remove(&(dev_id, pipe.clone(), conn));
         tokio::spawn(async move {
             if !leave(&s, dev_id, &pipe, conn).await {
                 leave_later(&s, dev_id, pipe, conn);
@@ -333,6 +388,15 @@ impl PusherRoute for RedisBroker {
     fn subscribed(&self, dev_id: DevId, pipe: &PipeName, delta: i64) -> Pending<()> {
         let s = self.shared.clone();
         let field = format!("{} {}", dev_id.0, pipe.as_str());
+        {
+            let counts = &mut lock(&s.pusher_local).counts;
+            let key = (dev_id, pipe.clone());
+            let n = counts.entry(key.clone()).or_default();
+            *n += delta;
+            if *n <= 0 {
+                counts.remove(&key);
+            }
+        }
         Box::pin(async move {
             let mut call = COUNT.key(s.keys.pusher_subscriptions(&s.node));
             call.arg(field).arg(delta);

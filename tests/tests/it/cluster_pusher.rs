@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 use halley_tests::cluster::{wait_ready, RedisProcess, TestCluster};
 use halley_tests::nodes::ProcessCluster;
 use halley_tests::pusher::Agent;
+use halley_tests::wait::WAIT;
 use halley_tests::{Tenant, TestServer};
 
 /// A killed node's presence is swept within its lease and a sweep period (10 s + 5 s), and more on a
@@ -411,7 +412,8 @@ async fn a_killed_node_s_presence_members_leave_once() {
 }
 
 /// Redis down: the HTTP API refuses events with 503 and says why, a presence join and a whisper are
-/// refused with `pusher:error` 4200; once Redis is back, both work again without a restart.
+/// refused with `pusher:error` 4200; once Redis is back (empty: it saved nothing), the members it lost
+/// are written again by their nodes, and everything works again without a restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redis_down_fails_closed() {
     let mut redis = RedisProcess::start().await;
@@ -424,6 +426,7 @@ async fn redis_down_fails_closed() {
     a[0].connect("a", "1").await.unwrap();
     a[1].connect("b", "2").await.unwrap();
     a[0].subscribe("a", "private-chat").await.unwrap();
+    a[0].subscribe("a", "presence-room").await.unwrap();
 
     redis.kill();
     wait_ready(cluster.node(0), false).await;
@@ -448,13 +451,38 @@ async fn redis_down_fails_closed() {
     for node in &cluster.nodes {
         wait_ready(node, true).await;
     }
+    // Redis came back empty: node 0 writes its presence connection again (once it has written its
+    // presence), so b2 finds user 1 there, and user 1 is told of b2.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (status, body) = a[1]
+            .http(json!({"op": "get", "path": "/channels/presence-room/users"}))
+            .await
+            .unwrap();
+        if status == 200 && body.contains(r#""id":"1""#) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "user 1 not written again: {status} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     a[1].connect("b2", "2").await.unwrap();
-    a[1].subscribe("b2", "presence-room").await.unwrap();
+    a[1].send(json!({"op": "echo", "id": "b2", "kind": "join", "channel": "room", "event": ".App\\Events\\Back"}))
+        .await
+        .unwrap();
+    let here = a[1].expect(ev("b2", "here")).await.unwrap();
+    let mut users: Vec<String> = serde_json::from_value(here["users"].clone()).unwrap();
+    users.sort();
+    assert_eq!(users, ["User 1", "User 2"]);
+    a[0].expect(|e| e["id"] == "a" && e["ev"] == "member_added" && e["user"] == "2")
+        .await
+        .unwrap();
     a[0].trigger(&["presence-room"], "App\\Events\\Back", json!({}))
         .await
         .unwrap();
-    a[1].expect(|e| e["id"] == "b2" && e["event"] == "App\\Events\\Back")
-        .await
-        .unwrap();
+    let got = a[1].expect(ev("b2", "echo_event")).await.unwrap();
+    assert_eq!(got["event"], ".App\\Events\\Back");
     cluster.stop().await;
 }
