@@ -446,6 +446,12 @@ async fn redis_down_fails_closed() {
         .unwrap();
     let refused = a[0].expect(ev("a", "pusher_error")).await.unwrap();
     assert_eq!(refused["data"]["code"], 4200, "{refused}");
+    // The channels' state is not answered from one node's part.
+    let (status, body) = a[1]
+        .http(json!({"op": "get", "path": "/channels/presence-room/users"}))
+        .await
+        .unwrap();
+    assert_eq!(status, 503, "{body}");
 
     redis.restart().await;
     for node in &cluster.nodes {
