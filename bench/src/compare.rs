@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::cluster;
 use crate::pusher_servers;
 use crate::record::Record;
 use crate::scenarios::{self, Options, Scenario};
@@ -15,8 +16,11 @@ pub struct Plan {
     pub server_bin: PathBuf,
     /// A wrapper command for `halley serve` (a profiler), empty for none.
     pub server_wrap: Vec<String>,
-    /// The PostgreSQL server halley-pg creates its fresh databases on (a URL without a database name).
+    /// The PostgreSQL server halley-pg and halley-cluster create their fresh databases on (a URL without a
+    /// database name).
     pub postgres: String,
+    /// The redis-server executable halley-cluster starts its own Redis with.
+    pub redis_bin: PathBuf,
     pub nginx: PathBuf,
     pub nchan_workers: usize,
     /// Sockudo's and Soketi's executables (installed by hand; see BENCHMARKS.md).
@@ -42,6 +46,12 @@ fn start(kind: Kind, plan: &Plan, tls: bool) -> anyhow::Result<Target> {
             &plan.server_wrap,
             tls,
             Database::Postgres(&plan.postgres),
+        )?,
+        Kind::HalleyCluster => cluster::start(
+            &plan.server_bin,
+            &plan.server_wrap,
+            &plan.redis_bin,
+            &plan.postgres,
         )?,
         Kind::Raw => servers::start_raw()?,
         Kind::Nchan => servers::start_nchan(&plan.nginx, plan.nchan_workers)?,
