@@ -14,6 +14,7 @@ struct RedisWatch {
     conn: RedisConn,
     before: Snapshot,
     channels: u64,
+    cpu: f64,
 }
 
 impl RedisWatch {
@@ -28,6 +29,7 @@ impl RedisWatch {
             conn,
             before,
             channels,
+            cpu: t.redis_cpu_seconds()?.unwrap_or(0.0),
         }))
     }
 }
@@ -62,6 +64,8 @@ impl Meter {
         if let Some(mut w) = self.redis {
             let d = Delta::between(&w.before, &w.conn.snapshot()?);
             let channels = w.conn.channels()?;
+            let cpu = t.redis_cpu_seconds()?.unwrap_or(0.0) - w.cpu;
+            r.set("redis_cpu_s", cpu);
             r.set("redis_calls", d.calls() as f64);
             r.set("redis_scripts", d.scripts() as f64);
             r.set("redis_net_bytes", (d.net_in + d.net_out) as f64);
@@ -140,6 +144,9 @@ pub(crate) fn redis_figures(r: &mut Record) {
         Some(p) => {
             r.set("redis_cmds_per_publish", d.calls() as f64 / p);
             r.set("redis_scripts_per_publish", d.scripts() as f64 / p);
+            if let Some(cpu) = r.get("redis_cpu_s") {
+                r.set("redis_cpu_us_per_publish", cpu * 1e6 / p);
+            }
             r.set("redis_bytes_per_publish", (d.net_in + d.net_out) as f64 / p);
             r.notes.push(d.per(p, "publish"));
         }

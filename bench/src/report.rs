@@ -219,6 +219,7 @@ fn cluster_shown(scenario: &str) -> &'static [&'static str] {
             "redis_cmds_per_publish",
             "redis_scripts_per_publish",
             "redis_bytes_per_publish",
+            "redis_cpu_us_per_publish",
             "redis_cmds_per_subscriber",
             "redis_mem_bytes_per_subscriber",
             "redis_subscribe_calls_setup",
@@ -227,8 +228,10 @@ fn cluster_shown(scenario: &str) -> &'static [&'static str] {
             "redis_cmds_per_publish",
             "redis_scripts_per_publish",
             "redis_bytes_per_publish",
+            "redis_cpu_us_per_publish",
         ],
         s if s.starts_with("reconnect-storm") => &[
+            "redis_cpu_s",
             "redis_calls",
             "redis_subscribe_calls",
             "redis_channels_added",

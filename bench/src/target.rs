@@ -107,6 +107,15 @@ impl Target {
         })
     }
 
+    /// CPU seconds a cluster's Redis used so far (part of `cpu_seconds`).
+    pub fn redis_cpu_seconds(&self) -> anyhow::Result<Option<f64>> {
+        self.server
+            .cluster
+            .as_ref()
+            .map(|c| c.redis.cpu_seconds())
+            .transpose()
+    }
+
     /// A cluster's Redis.
     pub fn redis(&self) -> Option<SocketAddr> {
         self.server.cluster.as_ref().map(|c| c.redis_addr)
