@@ -8,6 +8,7 @@ use std::process::Command;
 use anyhow::{bail, Context as _};
 
 use crate::child::{free_addr, MemoryRule, ServerChild, TempDir};
+use crate::compare::Plan;
 use crate::nchan_conf::{NchanConf, MODULE};
 use crate::pusher;
 use crate::tls::{self, ClientTls};
@@ -121,13 +122,10 @@ window_bytes = 4294967296
 
 /// `halley tenant create`, then `halley serve` on two free loopback ports, with a fresh data directory (and
 /// on PostgreSQL a fresh database); `serve` runs under `wrap` (a profiler) when it is not empty. With
-/// `with_tls`, a fresh certificate too: CometQL offers TLS and a third port serves HTTPS/WSS.
-pub fn start_halley(
-    bin: &Path,
-    wrap: &[String],
-    with_tls: bool,
-    database: Database,
-) -> anyhow::Result<Server> {
+/// `with_tls`, a fresh certificate too: CometQL offers TLS and a third port serves HTTPS/WSS. The plan's
+/// `halley_extra` is appended to the configuration (a `[storage]` table, say).
+pub fn start_halley(plan: &Plan, with_tls: bool, database: Database) -> anyhow::Result<Server> {
+    let (bin, wrap) = (plan.server_bin.as_path(), plan.server_wrap.as_slice());
     let dir = TempDir::new("halley")?;
     let db = match database {
         Database::Sqlite => None,
@@ -165,7 +163,8 @@ pub fn start_halley(
     let http = free_addr()?;
     let publish = free_addr()?;
     let config = dir.path().join("halley.toml");
-    std::fs::write(&config, HALLEY_LIMITS).context("writing the benchmark's halley.toml")?;
+    std::fs::write(&config, format!("{HALLEY_LIMITS}\n{}\n", plan.halley_extra))
+        .context("writing the benchmark's halley.toml")?;
     let (https, client_tls) = match with_tls {
         true => (Some(free_addr()?), Some(tls::make_certs(dir.path())?)),
         false => (None, None),
