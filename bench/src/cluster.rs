@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _};
 
 use crate::child::{free_addr, MemoryRule, ServerChild, TempDir};
+use crate::compare::Plan;
 use crate::record::Record;
 use crate::redis_stats::{Delta, RedisConn};
 use crate::servers::{self, Node, PgDatabase, ServeSpec, Server};
@@ -90,15 +91,11 @@ fn wait_ready(name: &str, http: SocketAddr) -> anyhow::Result<()> {
 
 /// A fresh database on `postgres`, a fresh Redis, the tenant (created once: both nodes read it from the
 /// database, sealed with the shared master key), then node A and node B, each waited for until ready.
-pub fn start(
-    bin: &Path,
-    wrap: &[String],
-    redis_bin: &Path,
-    postgres: &str,
-) -> anyhow::Result<Server> {
-    let db = PgDatabase::create(postgres)?;
+pub fn start(plan: &Plan) -> anyhow::Result<Server> {
+    let (bin, wrap) = (plan.server_bin.as_path(), plan.server_wrap.as_slice());
+    let db = PgDatabase::create(&plan.postgres)?;
     let db_url = db.url();
-    let (redis, redis_addr) = start_redis(redis_bin)?;
+    let (redis, redis_addr) = start_redis(&plan.redis_bin)?;
     let shared = TempDir::new("cluster")?;
     let master_key = shared.path().join("master.key").display().to_string();
     // Fresh, though the Redis is too: a run against a shared Redis (by hand) cannot meet an old run's keys.
@@ -120,6 +117,7 @@ pub fn start(
         db_url: &db_url,
         with_tls: false,
         env,
+        extra_config: &plan.halley_extra,
     };
     let a = servers::serve(&spec(&env_a), dir_a)?;
     let b = servers::serve(&spec(&env_b), TempDir::new("halley-b")?)?;

@@ -101,6 +101,9 @@ struct CompareArgs {
     /// A command that `halley serve` runs under (split on spaces), e.g. "valgrind --tool=callgrind".
     #[arg(long)]
     server_wrap: Option<String>,
+    /// A TOML file appended to the configuration Halley runs with, e.g. `[storage]` `synchronous = "full"`.
+    #[arg(long)]
+    halley_config: Option<PathBuf>,
     /// Also write the tables (markdown) and every run's line to this file.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -191,6 +194,11 @@ fn plan(args: &CompareArgs) -> anyhow::Result<compare::Plan> {
             .as_deref()
             .map(|w| w.split_whitespace().map(str::to_owned).collect())
             .unwrap_or_default(),
+        halley_extra: match &args.halley_config {
+            Some(path) => std::fs::read_to_string(path)
+                .with_context(|| format!("reading --halley-config {}", path.display()))?,
+            None => String::new(),
+        },
         postgres: args.postgres.trim_end_matches('/').to_owned(),
         redis_bin: args.redis_server.clone(),
         nginx: args.nginx.clone(),

@@ -9,6 +9,7 @@ use anyhow::{bail, Context as _};
 
 use crate::child::{free_addr, MemoryRule, ServerChild, TempDir};
 use crate::cluster::Cluster;
+use crate::compare::Plan;
 use crate::nchan_conf::{NchanConf, MODULE};
 use crate::pusher;
 use crate::tls::{self, ClientTls};
@@ -188,15 +189,19 @@ pub struct ServeSpec<'a> {
     pub db_url: &'a str,
     pub with_tls: bool,
     pub env: &'a [(&'a str, String)],
+    /// TOML appended to the benchmark's configuration (`--halley-config`), empty for none.
+    pub extra_config: &'a str,
 }
 
 /// `halley serve` with the data directory `dir` (kept until it stops) on two free loopback ports (three
-/// with TLS: HTTPS/WSS, and CometQL offers TLS, with a fresh certificate), with the benchmark's limits.
+/// with TLS: HTTPS/WSS, and CometQL offers TLS, with a fresh certificate), with the benchmark's limits and
+/// then `extra_config` (a `[storage]` table, say).
 pub fn serve(spec: &ServeSpec<'_>, dir: TempDir) -> anyhow::Result<Node> {
     let http = free_addr()?;
     let publish = free_addr()?;
     let config = dir.path().join("halley.toml");
-    std::fs::write(&config, HALLEY_LIMITS).context("writing the benchmark's halley.toml")?;
+    std::fs::write(&config, format!("{HALLEY_LIMITS}\n{}\n", spec.extra_config))
+        .context("writing the benchmark's halley.toml")?;
     let (https, tls) = match spec.with_tls {
         true => (Some(free_addr()?), Some(tls::make_certs(dir.path())?)),
         false => (None, None),
@@ -242,12 +247,8 @@ pub fn serve(spec: &ServeSpec<'_>, dir: TempDir) -> anyhow::Result<Node> {
 
 /// `halley tenant create`, then `halley serve` (see `serve`), with a fresh data directory (and on
 /// PostgreSQL a fresh database).
-pub fn start_halley(
-    bin: &Path,
-    wrap: &[String],
-    with_tls: bool,
-    database: Database,
-) -> anyhow::Result<Server> {
+pub fn start_halley(plan: &Plan, with_tls: bool, database: Database) -> anyhow::Result<Server> {
+    let (bin, wrap) = (plan.server_bin.as_path(), plan.server_wrap.as_slice());
     let dir = TempDir::new("halley")?;
     let db = match database {
         Database::Sqlite => None,
@@ -262,6 +263,7 @@ pub fn start_halley(
         db_url: &db_url,
         with_tls,
         env: &[],
+        extra_config: &plan.halley_extra,
     };
     let node = serve(&spec, dir)?;
     Ok(Server {
