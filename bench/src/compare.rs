@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::cluster;
 use crate::pusher_servers;
 use crate::record::Record;
 use crate::scenarios::{self, Options, Scenario};
@@ -15,8 +16,13 @@ pub struct Plan {
     pub server_bin: PathBuf,
     /// A wrapper command for `halley serve` (a profiler), empty for none.
     pub server_wrap: Vec<String>,
-    /// The PostgreSQL server halley-pg creates its fresh databases on (a URL without a database name).
+    /// TOML appended to the configuration Halley runs with (`--halley-config`), empty for none.
+    pub halley_extra: String,
+    /// The PostgreSQL server halley-pg and halley-cluster create their fresh databases on (a URL without a
+    /// database name).
     pub postgres: String,
+    /// The redis-server executable halley-cluster starts its own Redis with.
+    pub redis_bin: PathBuf,
     pub nginx: PathBuf,
     pub nchan_workers: usize,
     /// Sockudo's and Soketi's executables (installed by hand; see BENCHMARKS.md).
@@ -34,15 +40,9 @@ const SCENARIO_LIMIT: Duration = Duration::from_secs(100);
 fn start(kind: Kind, plan: &Plan, tls: bool) -> anyhow::Result<Target> {
     let server = match kind {
         // Halley's Pusher endpoint is the same server, spoken to differently.
-        Kind::Halley | Kind::HalleyPusher => {
-            servers::start_halley(&plan.server_bin, &plan.server_wrap, tls, Database::Sqlite)?
-        }
-        Kind::HalleyPg => servers::start_halley(
-            &plan.server_bin,
-            &plan.server_wrap,
-            tls,
-            Database::Postgres(&plan.postgres),
-        )?,
+        Kind::Halley | Kind::HalleyPusher => servers::start_halley(plan, tls, Database::Sqlite)?,
+        Kind::HalleyPg => servers::start_halley(plan, tls, Database::Postgres(&plan.postgres))?,
+        Kind::HalleyCluster => cluster::start(plan)?,
         Kind::Raw => servers::start_raw()?,
         Kind::Nchan => servers::start_nchan(&plan.nginx, plan.nchan_workers)?,
         Kind::Sockudo => pusher_servers::start_sockudo(&plan.sockudo_bin)?,

@@ -146,7 +146,7 @@ pub async fn open(target: &Target, spec: CrowdSpec<'_>) -> anyhow::Result<Crowd>
                     .context("the server has no HTTPS port")?,
                 target.server.tls.clone(),
             ),
-            false => (target.server.http, None),
+            false => (target.ws_addr(i as u64), None),
         };
         let source = (!spec.sources.is_empty()).then(|| spec.sources[i % spec.sources.len()]);
         let shared = shared.clone();

@@ -11,10 +11,11 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _};
 use tokio::sync::Mutex;
 
+use crate::meter::Meter;
 use crate::mysql_client::MysqlConn;
 use crate::payload;
 use crate::record::Record;
-use crate::scenarios::{Meter, Options};
+use crate::scenarios::Options;
 use crate::stats::quantile;
 use crate::target::Target;
 use crate::wsclient::WsConn;

@@ -3,10 +3,13 @@
 //! connections, messages and time, and stops the servers it started. See BENCHMARKS.md.
 
 mod child;
+mod cluster;
 mod compare;
+mod connections;
 mod crowd;
 mod durable;
 mod http_client;
+mod meter;
 mod mysql_client;
 mod mysql_codec;
 mod nchan_conf;
@@ -18,6 +21,7 @@ mod raw_control;
 mod raw_server;
 mod record;
 mod recovery;
+mod redis_stats;
 mod report;
 mod scenarios;
 mod servers;
@@ -66,14 +70,17 @@ struct CompareArgs {
     /// The halley binary (target/release/halley).
     #[arg(long)]
     server_bin: PathBuf,
-    /// Servers: halley (on SQLite), halley-pg (on PostgreSQL: see --postgres), raw, nchan; and the Pusher
-    /// protocol: halley-pusher (Halley's /app/{key} and HTTP API), sockudo, soketi.
+    /// Servers: halley (on SQLite), halley-pg (on PostgreSQL: see --postgres), halley-cluster (two nodes on
+    /// PostgreSQL and a Redis the tool starts: see --redis-server; subscribers on both nodes, publishers on
+    /// the first; its CPU is both nodes' and Redis's), raw, nchan; and the Pusher protocol: halley-pusher
+    /// (Halley's /app/{key} and HTTP API), sockudo, soketi.
     #[arg(long, value_delimiter = ',', default_value = "halley,raw,nchan")]
     targets: Vec<String>,
     /// Scenarios (or `all`): connect-5k, idle-10k, idle-18k, fanout-1k, fanout-10k,
     /// fanout-10k-pipelined, fanout-10k-publishers, pipes-10k, latency-1k, publish-1conn; and TLS
     /// side by side (Halley only): connect-5k-wss, idle-10k-wss, cometql-connect-2k,
-    /// cometql-connect-2k-tls; and recovery (Halley only): reconnect-storm-10k, windows-10k; and durable
+    /// cometql-connect-2k-tls; and recovery (Halley only): reconnect-storm-10k,
+    /// reconnect-storm-10k-pipes (each client its own pipe), windows-10k; and durable
     /// writes (Halley only, on halley and halley-pg side by side): plain-1conn, history-1conn,
     /// plain-4conn, history-4conn, queue-1conn, queue-4conn, plain-32conn, history-32conn, auth-churn-1k; and
     /// the Pusher protocol (halley-pusher, sockudo, soketi only): pusher-idle-10k, pusher-fanout-10k,
@@ -87,9 +94,16 @@ struct CompareArgs {
     /// dropped after it; `createdb`/`dropdb` must be installed). A URL without a database name.
     #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432")]
     postgres: String,
+    /// The redis-server executable halley-cluster starts its own Redis with (on a free loopback port,
+    /// saving nothing).
+    #[arg(long, default_value = "redis-server")]
+    redis_server: PathBuf,
     /// A command that `halley serve` runs under (split on spaces), e.g. "valgrind --tool=callgrind".
     #[arg(long)]
     server_wrap: Option<String>,
+    /// A TOML file appended to the configuration Halley runs with, e.g. `[storage]` `synchronous = "full"`.
+    #[arg(long)]
+    halley_config: Option<PathBuf>,
     /// Also write the tables (markdown) and every run's line to this file.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -180,7 +194,13 @@ fn plan(args: &CompareArgs) -> anyhow::Result<compare::Plan> {
             .as_deref()
             .map(|w| w.split_whitespace().map(str::to_owned).collect())
             .unwrap_or_default(),
+        halley_extra: match &args.halley_config {
+            Some(path) => std::fs::read_to_string(path)
+                .with_context(|| format!("reading --halley-config {}", path.display()))?,
+            None => String::new(),
+        },
         postgres: args.postgres.trim_end_matches('/').to_owned(),
+        redis_bin: args.redis_server.clone(),
         nginx: args.nginx.clone(),
         nchan_workers: args.nchan_workers,
         sockudo_bin: bin_path(&args.sockudo_bin, "SOCKUDO_BIN", "sockudo"),
@@ -225,12 +245,20 @@ fn compare_cmd(args: CompareArgs) -> anyhow::Result<()> {
         .map(|s| s.name())
         .collect();
     let mut text = String::new();
-    if plan.targets.iter().any(|k| !k.is_pusher()) && !names.is_empty() {
+    let single = |k: &Kind| matches!(k, Kind::Halley | Kind::Raw | Kind::Nchan);
+    if plan.targets.iter().any(single) && !names.is_empty() {
         text.push_str(&format!(
             "## Results (medians of {} runs)\n\n{}\n## Targets\n\n{}\n",
             plan.repeats,
             report::table(&records, &names),
             report::targets(&records)
+        ));
+    }
+    if plan.targets.contains(&Kind::HalleyCluster) && !names.is_empty() {
+        text.push_str(&format!(
+            "## Two nodes against one (medians of {} runs)\n\n{}\n",
+            plan.repeats,
+            report::cluster_table(&records, &names)
         ));
     }
     if plan.targets.iter().any(|k| k.is_pusher()) && !pusher_names.is_empty() {

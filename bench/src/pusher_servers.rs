@@ -31,6 +31,7 @@ fn started(child: ServerChild, http: std::net::SocketAddr, app: App) -> Server {
         pusher: app,
         https: None,
         tls: None,
+        cluster: None,
         _db: None,
     }
 }

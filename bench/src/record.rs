@@ -1,11 +1,16 @@
 //! One scenario's figures against one server, and how they are printed.
 
+use crate::redis_stats::Delta;
 use crate::target::Kind;
 
 pub struct Record {
     pub scenario: &'static str,
     pub target: Kind,
     pub values: Vec<(&'static str, f64)>,
+    /// Text printed after the figures (a cluster's Redis commands by name).
+    pub notes: Vec<String>,
+    /// What Redis did during the measured phase, until `meter::redis_figures` turns it into figures.
+    pub redis: Vec<Delta>,
 }
 
 impl Record {
@@ -14,6 +19,8 @@ impl Record {
             scenario,
             target,
             values: Vec::new(),
+            notes: Vec::new(),
+            redis: Vec::new(),
         }
     }
 
@@ -28,11 +35,14 @@ impl Record {
         self.values.iter().find(|(n, _)| *n == name).map(|v| v.1)
     }
 
-    /// One line: `scenario target name=value ...`.
+    /// One line: `scenario target name=value ...`, then ` | note` for each note.
     pub fn line(&self) -> String {
         let mut s = format!("{} {}", self.scenario, self.target.name());
         for (n, v) in &self.values {
             s.push_str(&format!(" {n}={}", fmt(*v)));
+        }
+        for note in &self.notes {
+            s.push_str(&format!(" | {note}"));
         }
         s
     }
@@ -65,6 +75,11 @@ mod tests {
         r.set("p99_ms", 1.234);
         assert_eq!(r.get("lost"), Some(0.0));
         assert_eq!(r.line(), "fanout-1k halley lost=0 p99_ms=1.23");
+        r.notes.push("redis per publish: evalsha=1.00".into());
+        assert_eq!(
+            r.line(),
+            "fanout-1k halley lost=0 p99_ms=1.23 | redis per publish: evalsha=1.00"
+        );
         assert_eq!(fmt(123456.7), "123457");
         assert_eq!(fmt(12.34), "12.3");
     }

@@ -12,10 +12,11 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _};
 use tokio::sync::{watch, Semaphore};
 
+use crate::meter::Meter;
 use crate::payload;
 use crate::procstat;
 use crate::record::Record;
-use crate::scenarios::{Meter, Options};
+use crate::scenarios::Options;
 use crate::stats::quantile;
 use crate::target::Target;
 use crate::wsclient::{Message, WsConn};
@@ -372,6 +373,9 @@ pub async fn reconnect_storm(
     r.set("server_mem_before_mb", mem_before as f64 / 1024.0);
     r.set("server_peak_mb", peak_kb as f64 / 1024.0);
     r.set("live_publishes", live_sent as f64);
+    // Everyone is back (and connected until `back` is dropped): a cluster's nodes lose Redis's pub/sub.
+    crate::cluster::resubscribe(t, r).await?;
+    drop(back);
     Ok(())
 }
 

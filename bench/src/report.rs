@@ -211,6 +211,75 @@ pub fn durable_table(records: &[Record], scenarios: &[&str]) -> String {
     format!("{out}\n{churn}")
 }
 
+/// What a cluster adds to a scenario's figures: Redis's work per publish and per subscriber, and for the
+/// storm how many SUBSCRIBE commands the node sent for how many channels.
+fn cluster_shown(scenario: &str) -> &'static [&'static str] {
+    match scenario {
+        s if s.starts_with("fanout") || s.starts_with("pipes") || s.starts_with("latency") => &[
+            "redis_cmds_per_publish",
+            "redis_scripts_per_publish",
+            "redis_bytes_per_publish",
+            "redis_cpu_us_per_publish",
+            "redis_cmds_per_subscriber",
+            "redis_mem_bytes_per_subscriber",
+            "redis_subscribe_calls_setup",
+        ],
+        "publish-1conn" => &[
+            "redis_cmds_per_publish",
+            "redis_scripts_per_publish",
+            "redis_bytes_per_publish",
+            "redis_cpu_us_per_publish",
+        ],
+        s if s.starts_with("reconnect-storm") => &[
+            "redis_cpu_s",
+            "redis_calls",
+            "redis_subscribe_calls",
+            "redis_channels_added",
+            "channels_per_subscribe_call",
+            "resubscribe_calls",
+            "resubscribe_channels",
+            "resubscribe_s",
+        ],
+        s if s.starts_with("idle") => &[
+            "redis_cmds_per_subscriber",
+            "redis_mem_bytes_per_subscriber",
+        ],
+        _ => &[],
+    }
+}
+
+/// Issue 15: two nodes and their Redis (halley-cluster) against one node (halley-pg), both on PostgreSQL,
+/// medians and the median of per-run ratios; the cluster's Redis figures below each scenario's own.
+pub fn cluster_table(records: &[Record], scenarios: &[&str]) -> String {
+    let (one, two) = (Kind::HalleyPg, Kind::HalleyCluster);
+    let mut out = String::from(
+        "| scenario | figure | one node (halley-pg) | two nodes + Redis (halley-cluster) | cluster / one node | runs |\n\
+         |---|---|---:|---:|---:|---:|\n",
+    );
+    for &s in scenarios {
+        let own = shown(s).iter().map(|&(n, _)| n);
+        for name in own.chain(cluster_shown(s).iter().copied()) {
+            let (o, c) = (values(records, s, one, name), values(records, s, two, name));
+            if o.iter().chain(&c).flatten().count() == 0 {
+                continue;
+            }
+            out.push_str(&format!(
+                "| {s} | {name} | {} | {} | {} | {} |\n",
+                cell(median_of(&o)),
+                cell(median_of(&c)),
+                ratio_of(records, (s, two), (s, one), name)
+                    .map_or("-".into(), |r| format!("{r:.2}")),
+                c.iter().flatten().count(),
+            ));
+        }
+    }
+    let failures = records.iter().filter(|r| r.get("failed").is_some()).count();
+    if failures > 0 {
+        out.push_str(&format!("\n{failures} run(s) failed: see the log.\n"));
+    }
+    out
+}
+
 /// The issue's targets, each judged on the medians above.
 pub fn targets(records: &[Record]) -> String {
     let med = |s: &str, k: Kind, n: &str| median_of(&values(records, s, k, n));
@@ -322,6 +391,25 @@ mod tests {
         let mut r = Record::new("fanout-10k", kind);
         r.set("deliveries_per_cpu_s", v);
         r
+    }
+
+    #[test]
+    fn cluster_table_puts_redis_figures_under_the_scenarios() {
+        let mut records = vec![rec(Kind::HalleyPg, 200.0), rec(Kind::HalleyCluster, 100.0)];
+        records[1].set("redis_cmds_per_publish", 3.0);
+        let t = cluster_table(&records, &["fanout-10k"]);
+        assert!(
+            t.contains("| fanout-10k | deliveries_per_cpu_s | 200 | 100 | 0.50 | 1 |"),
+            "{t}"
+        );
+        assert!(
+            t.contains("| fanout-10k | redis_cmds_per_publish | - | 3 | - | 1 |"),
+            "{t}"
+        );
+        assert!(
+            !t.contains("redis_bytes_per_publish"),
+            "rows nobody measured are left out: {t}"
+        );
     }
 
     #[test]

@@ -8,11 +8,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 
+use crate::connections;
 use crate::crowd::{self, CrowdResult, CrowdSpec};
 use crate::durable::{self, Write};
-use crate::mysql_client::MysqlConn;
+use crate::meter::{self, Meter, SetupMeter};
 use crate::payload;
-use crate::procstat;
 use crate::record::Record;
 use crate::recovery;
 use crate::stats::quantile;
@@ -50,6 +50,7 @@ pub enum Scenario {
     CometqlConnect,
     CometqlConnectTls,
     ReconnectStorm,
+    ReconnectStormPipes,
     Windows,
     HistoryOneConn,
     HistoryFourConn,
@@ -66,7 +67,7 @@ pub enum Scenario {
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 28] = [
+    pub const ALL: [Scenario; 29] = [
         Scenario::Connect,
         Scenario::Idle10k,
         Scenario::Idle18k,
@@ -82,6 +83,7 @@ impl Scenario {
         Scenario::CometqlConnect,
         Scenario::CometqlConnectTls,
         Scenario::ReconnectStorm,
+        Scenario::ReconnectStormPipes,
         Scenario::Windows,
         Scenario::PlainOneConn,
         Scenario::HistoryOneConn,
@@ -114,6 +116,7 @@ impl Scenario {
             Scenario::CometqlConnect => "cometql-connect-2k",
             Scenario::CometqlConnectTls => "cometql-connect-2k-tls",
             Scenario::ReconnectStorm => "reconnect-storm-10k",
+            Scenario::ReconnectStormPipes => "reconnect-storm-10k-pipes",
             Scenario::Windows => "windows-10k",
             Scenario::HistoryOneConn => "history-1conn",
             Scenario::HistoryFourConn => "history-4conn",
@@ -147,6 +150,7 @@ impl Scenario {
             | Scenario::CometqlConnect
             | Scenario::CometqlConnectTls
             | Scenario::ReconnectStorm
+            | Scenario::ReconnectStormPipes
             | Scenario::Windows => kind.is_halley(),
             s if s.is_durable() => kind.is_halley(),
             _ => true,
@@ -192,13 +196,23 @@ const FIVE_S: Duration = Duration::from_secs(5);
 pub async fn run(s: Scenario, t: &Target, o: &Options) -> anyhow::Result<Record> {
     let mut r = Record::new(s.name(), t.kind);
     match s {
-        Scenario::Connect => connect(t, o, 5_000, false, &mut r).await?,
-        Scenario::Idle10k => idle(t, o, 10_000, false, Pipes::Own, &mut r).await?,
-        Scenario::Idle18k => idle(t, o, 18_000, false, Pipes::Own, &mut r).await?,
-        Scenario::ConnectWss => connect(t, o, 5_000, true, &mut r).await?,
-        Scenario::Idle10kWss => idle(t, o, 10_000, true, Pipes::Own, &mut r).await?,
-        Scenario::CometqlConnect => cometql_connect(t, o, 2_000, false, &mut r).await?,
-        Scenario::CometqlConnectTls => cometql_connect(t, o, 2_000, true, &mut r).await?,
+        Scenario::Connect => connections::connect(t, o, 5_000, false, &mut r).await?,
+        Scenario::Idle10k => {
+            connections::idle(t, o, 10_000, false, connections::Pipes::Own, &mut r).await?
+        }
+        Scenario::Idle18k => {
+            connections::idle(t, o, 18_000, false, connections::Pipes::Own, &mut r).await?
+        }
+        Scenario::ConnectWss => connections::connect(t, o, 5_000, true, &mut r).await?,
+        Scenario::Idle10kWss => {
+            connections::idle(t, o, 10_000, true, connections::Pipes::Own, &mut r).await?
+        }
+        Scenario::CometqlConnect => {
+            connections::cometql_connect(t, o, 2_000, false, &mut r).await?
+        }
+        Scenario::CometqlConnectTls => {
+            connections::cometql_connect(t, o, 2_000, true, &mut r).await?
+        }
         Scenario::Fanout1k => fanout(t, o, 1_000, 1_000, (1, 1), &mut r).await?,
         Scenario::Fanout10k => fanout(t, o, 10_000, 100, (1, 1), &mut r).await?,
         Scenario::Fanout10kPipelined => fanout(t, o, 10_000, 200, (1, o.window), &mut r).await?,
@@ -211,6 +225,12 @@ pub async fn run(s: Scenario, t: &Target, o: &Options) -> anyhow::Result<Record>
         Scenario::ReconnectStorm => {
             let spread = Duration::from_secs(1);
             recovery::reconnect_storm(t, o, o.storm_clients, 100, (5, 20), spread, &mut r).await?
+        }
+        // Each client its own pipe: a node has as many channels to SUBSCRIBE again as clients come back
+        // (fewer messages per pipe, so that the publishing before the storm stays short).
+        Scenario::ReconnectStormPipes => {
+            let (spread, n) = (Duration::from_secs(1), o.storm_clients);
+            recovery::reconnect_storm(t, o, n, n, (1, 2), spread, &mut r).await?
         }
         Scenario::Windows => recovery::windows(t, o, o.windows_pipes, (100, 100), &mut r).await?,
         Scenario::HistoryOneConn => {
@@ -231,45 +251,21 @@ pub async fn run(s: Scenario, t: &Target, o: &Options) -> anyhow::Result<Record>
         Scenario::AuthChurn => durable::auth_churn(t, o, 1_000, 1_000, 10, &mut r).await?,
         // The three figures, measured like their CometQL counterparts (idle-10k, fanout-10k,
         // latency-1k) but with Pusher clients and the HTTP API; idle ones share one public channel.
-        Scenario::PusherIdle10k => idle(t, o, 10_000, false, Pipes::One, &mut r).await?,
+        Scenario::PusherIdle10k => {
+            connections::idle(t, o, 10_000, false, connections::Pipes::One, &mut r).await?
+        }
         Scenario::PusherFanout10k => fanout(t, o, 10_000, 100, (1, 1), &mut r).await?,
         Scenario::PusherLatency1k => latency(t, o, 1_000, 20, 10, &mut r).await?,
     }
+    meter::redis_figures(&mut r);
     Ok(r)
-}
-
-/// Server and load-tool CPU time and wall time around the measured part.
-pub(crate) struct Meter {
-    t0: Instant,
-    server0: f64,
-    client0: f64,
-}
-
-impl Meter {
-    pub(crate) fn start(t: &Target) -> anyhow::Result<Meter> {
-        Ok(Meter {
-            t0: Instant::now(),
-            server0: t.server.child.cpu_seconds()?,
-            client0: procstat::self_cpu_seconds(),
-        })
-    }
-
-    /// Records elapsed_s, server_cpu_s, client_cpu_s; returns (elapsed, server CPU) seconds.
-    pub(crate) fn finish(&self, t: &Target, r: &mut Record) -> anyhow::Result<(f64, f64)> {
-        let elapsed = self.t0.elapsed().as_secs_f64();
-        let server = t.server.child.cpu_seconds()? - self.server0;
-        r.set("elapsed_s", elapsed);
-        r.set("server_cpu_s", server);
-        r.set("client_cpu_s", procstat::self_cpu_seconds() - self.client0);
-        Ok((elapsed, server))
-    }
 }
 
 fn one_pipe(pipe: &str) -> impl Fn(usize) -> Option<String> + Sync + '_ {
     move |_| Some(pipe.to_owned())
 }
 
-fn spec<'a>(
+pub(crate) fn spec<'a>(
     o: &'a Options,
     n: usize,
     pipe_of: &'a (dyn Fn(usize) -> Option<String> + Sync),
@@ -322,7 +318,9 @@ async fn fanout(
 ) -> anyhow::Result<()> {
     let pipe = format!("fan{n}");
     let pipe_of = one_pipe(&pipe);
+    let subscribing = SetupMeter::start(t)?;
     let crowd = crowd::open(t, spec(o, n, &pipe_of, true)).await?;
+    subscribing.finish(n, r).await?;
     let mut conns = Vec::with_capacity(publishers.max(1));
     for _ in 0..publishers.max(1) {
         conns.push(t.publisher().await?);
@@ -384,7 +382,9 @@ async fn many_pipes(
 ) -> anyhow::Result<()> {
     let pipes: Arc<Vec<String>> = Arc::new((0..n).map(|i| format!("mp{i}")).collect());
     let pipe_of = |i: usize| Some(pipes[i].clone());
+    let subscribing = SetupMeter::start(t)?;
     let crowd = crowd::open(t, spec(o, n, &pipe_of, true)).await?;
+    subscribing.finish(n, r).await?;
     let mut checker = t.publisher().await?;
     crowd::wait_subscribed(&mut checker, &pipes, n as u64).await?;
     let k = o.publishers.max(1);
@@ -443,7 +443,9 @@ async fn latency(
 ) -> anyhow::Result<()> {
     let pipe = format!("lat{n}");
     let pipe_of = one_pipe(&pipe);
+    let subscribing = SetupMeter::start(t)?;
     let crowd = crowd::open(t, spec(o, n, &pipe_of, true)).await?;
+    subscribing.finish(n, r).await?;
     let mut publisher = t.publisher().await?;
     crowd::wait_subscribed(&mut publisher, std::slice::from_ref(&pipe), n as u64).await?;
     let meter = Meter::start(t)?;
@@ -463,135 +465,8 @@ async fn latency(
     let got = crowd.finish().await;
     r.set("subscribers", n as f64);
     r.set("publishes_per_s", rate as f64);
+    r.set("publishes", messages as f64);
     deliveries(r, &got, messages * n as u64, elapsed, cpu);
-    Ok(())
-}
-
-/// Which pipes the idle connections subscribe to.
-#[derive(Clone, Copy)]
-enum Pipes {
-    /// Each its own.
-    Own,
-    /// All the same one.
-    One,
-}
-
-/// N connections (over WSS with `tls`), each subscribed to its own pipe or all to one, then left idle:
-/// memory per connection.
-async fn idle(
-    t: &Target,
-    o: &Options,
-    n: usize,
-    tls: bool,
-    shared: Pipes,
-    r: &mut Record,
-) -> anyhow::Result<()> {
-    let before = t.server.child.memory_kb()?;
-    let pipes: Vec<String> = match shared {
-        Pipes::Own => (0..n).map(|i| format!("idle{i}")).collect(),
-        Pipes::One => vec!["idle".to_owned()],
-    };
-    let pipe_of = |i: usize| Some(pipes[i % pipes.len()].clone());
-    let crowd = crowd::open(
-        t,
-        CrowdSpec {
-            tls,
-            ..spec(o, n, &pipe_of, false)
-        },
-    )
-    .await?;
-    let mut publisher = t.publisher().await?;
-    crowd::wait_subscribed(&mut publisher, &pipes, n as u64).await?;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let after = t.server.child.memory_kb()?;
-    let meter = Meter::start(t)?;
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let (elapsed, cpu) = meter.finish(t, r)?;
-    let load_tool_kb = procstat::vm_rss_kb(std::process::id() as i32)?;
-    let setup = crowd.setup.as_secs_f64();
-    let got = crowd.finish().await;
-    r.set("connections", n as f64);
-    r.set("setup_s", setup);
-    r.set("server_mem_before_mb", before as f64 / 1024.0);
-    r.set("server_mem_after_mb", after as f64 / 1024.0);
-    r.set("kb_per_conn", (after as f64 - before as f64) / n as f64);
-    r.set("idle_cpu_pct", 100.0 * cpu / elapsed);
-    r.set("load_tool_mb", load_tool_kb as f64 / 1024.0);
-    r.set("closed_by_server", got.closed_by_server as f64);
-    Ok(())
-}
-
-/// N connections (over WSS with `tls`) opened as fast as the server takes them (upgrade and greeting),
-/// then closed.
-async fn connect(
-    t: &Target,
-    o: &Options,
-    n: usize,
-    tls: bool,
-    r: &mut Record,
-) -> anyhow::Result<()> {
-    let meter = Meter::start(t)?;
-    let no_pipe = |_: usize| None;
-    let crowd = crowd::open(
-        t,
-        CrowdSpec {
-            tls,
-            ..spec(o, n, &no_pipe, false)
-        },
-    )
-    .await?;
-    let (_, cpu) = meter.finish(t, r)?;
-    let setup = crowd.setup.as_secs_f64();
-    crowd.finish().await;
-    r.set("connections", n as f64);
-    r.set("conns_per_s", n as f64 / setup);
-    r.set("server_cpu_us_per_conn", cpu * 1e6 / n as f64);
-    Ok(())
-}
-
-/// N CometQL logins (TLS first with `tls`), at most 32 at once, each closed after its OK: what a PHP
-/// backend that connects per request costs.
-async fn cometql_connect(
-    t: &Target,
-    o: &Options,
-    n: usize,
-    tls: bool,
-    r: &mut Record,
-) -> anyhow::Result<()> {
-    let s = &t.server;
-    let client_tls = match tls {
-        true => Some(s.tls.clone().context("the server has no certificate")?),
-        false => None,
-    };
-    let user = s.dev_id.to_string();
-    let gate = Arc::new(tokio::sync::Semaphore::new(o.concurrency.clamp(1, 32)));
-    let meter = Meter::start(t)?;
-    let started = Instant::now();
-    let mut tasks = Vec::with_capacity(n);
-    for _ in 0..n {
-        let (gate, tls) = (gate.clone(), client_tls.clone());
-        let (addr, user, key) = (s.publish, user.clone(), s.key.clone());
-        tasks.push(tokio::spawn(async move {
-            let _permit = gate.acquire().await;
-            MysqlConn::connect(addr, &user, &key, "CometQL_v1", tls.as_ref())
-                .await
-                .map(drop)
-        }));
-    }
-    let mut failed = 0;
-    for task in tasks {
-        if task.await.context("login task")?.is_err() {
-            failed += 1;
-        }
-    }
-    let setup = started.elapsed().as_secs_f64();
-    let (_, cpu) = meter.finish(t, r)?;
-    if failed > 0 {
-        anyhow::bail!("{failed} of {n} CometQL logins failed");
-    }
-    r.set("connections", n as f64);
-    r.set("conns_per_s", n as f64 / setup);
-    r.set("server_cpu_us_per_conn", cpu * 1e6 / n as f64);
     Ok(())
 }
 

@@ -8,6 +8,8 @@ use std::process::Command;
 use anyhow::{bail, Context as _};
 
 use crate::child::{free_addr, MemoryRule, ServerChild, TempDir};
+use crate::cluster::Cluster;
+use crate::compare::Plan;
 use crate::nchan_conf::{NchanConf, MODULE};
 use crate::pusher;
 use crate::tls::{self, ClientTls};
@@ -28,7 +30,10 @@ pub struct Server {
     pub https: Option<SocketAddr>,
     /// A client configuration trusting the server's certificate, when it has one.
     pub tls: Option<ClientTls>,
-    /// Declared after `child`, so dropped after it: the database is dropped once the server has stopped.
+    /// A cluster's other node and its Redis (halley-cluster); `child` is its first node.
+    pub cluster: Option<Cluster>,
+    /// Declared after `child` and `cluster`, so dropped after them: the database is dropped once the
+    /// servers have stopped.
     pub _db: Option<PgDatabase>,
 }
 
@@ -119,27 +124,27 @@ history_bytes_per_tenant = 4294967296
 window_bytes = 4294967296
 ";
 
-/// `halley tenant create`, then `halley serve` on two free loopback ports, with a fresh data directory (and
-/// on PostgreSQL a fresh database); `serve` runs under `wrap` (a profiler) when it is not empty. With
-/// `with_tls`, a fresh certificate too: CometQL offers TLS and a third port serves HTTPS/WSS.
-pub fn start_halley(
+/// What `halley tenant create` printed: the tenant every scenario uses.
+pub struct Tenant {
+    pub dev_id: u64,
+    pub key: String,
+    pub pusher: pusher::App,
+}
+
+/// `halley tenant create` with the data directory `dir`, the database `db_url` (empty: SQLite in `dir`) and
+/// `env` (a cluster's shared master key file).
+pub fn create_tenant(
     bin: &Path,
-    wrap: &[String],
-    with_tls: bool,
-    database: Database,
-) -> anyhow::Result<Server> {
-    let dir = TempDir::new("halley")?;
-    let db = match database {
-        Database::Sqlite => None,
-        Database::Postgres(server) => Some(PgDatabase::create(server)?),
-    };
-    // Empty: Halley's default, SQLite in the data directory.
-    let db_url = db.as_ref().map(PgDatabase::url).unwrap_or_default();
+    dir: &Path,
+    db_url: &str,
+    env: &[(&str, String)],
+) -> anyhow::Result<Tenant> {
     let out = Command::new(bin)
         .args(["tenant", "create", "--email", "b@example.com"])
-        .env("HALLEY_DATA_DIR", dir.path())
-        .env("HALLEY_DATABASE_URL", &db_url)
+        .env("HALLEY_DATA_DIR", dir)
+        .env("HALLEY_DATABASE_URL", db_url)
         .env("HALLEY_LOG", "warn")
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .output()
         .with_context(|| format!("running {} tenant create", bin.display()))?;
     if !out.status.success() {
@@ -155,37 +160,69 @@ pub fn start_halley(
             .map(str::to_owned)
             .with_context(|| format!("no {name}= line in: {text}"))
     };
-    let dev_id: u64 = field("dev_id")?.parse()?;
     let key = field("key")?;
-    let pusher = pusher::App {
-        id: dev_id.to_string(),
-        key: field("app_key")?,
-        secret: key.clone(),
-    };
+    Ok(Tenant {
+        dev_id: field("dev_id")?.parse()?,
+        pusher: pusher::App {
+            id: field("dev_id")?,
+            key: field("app_key")?,
+            secret: key.clone(),
+        },
+        key,
+    })
+}
+
+/// One `halley serve` and where it listens.
+pub struct Node {
+    pub child: ServerChild,
+    pub http: SocketAddr,
+    pub publish: SocketAddr,
+    pub https: Option<SocketAddr>,
+    pub tls: Option<ClientTls>,
+}
+
+/// How one `halley serve` is started: the binary, a wrapper command (a profiler; empty for none), the
+/// database URL (empty: SQLite in the data directory), TLS or not, and more environment (a cluster's).
+pub struct ServeSpec<'a> {
+    pub bin: &'a Path,
+    pub wrap: &'a [String],
+    pub db_url: &'a str,
+    pub with_tls: bool,
+    pub env: &'a [(&'a str, String)],
+    /// TOML appended to the benchmark's configuration (`--halley-config`), empty for none.
+    pub extra_config: &'a str,
+}
+
+/// `halley serve` with the data directory `dir` (kept until it stops) on two free loopback ports (three
+/// with TLS: HTTPS/WSS, and CometQL offers TLS, with a fresh certificate), with the benchmark's limits and
+/// then `extra_config` (a `[storage]` table, say).
+pub fn serve(spec: &ServeSpec<'_>, dir: TempDir) -> anyhow::Result<Node> {
     let http = free_addr()?;
     let publish = free_addr()?;
     let config = dir.path().join("halley.toml");
-    std::fs::write(&config, HALLEY_LIMITS).context("writing the benchmark's halley.toml")?;
-    let (https, client_tls) = match with_tls {
+    std::fs::write(&config, format!("{HALLEY_LIMITS}\n{}\n", spec.extra_config))
+        .context("writing the benchmark's halley.toml")?;
+    let (https, tls) = match spec.with_tls {
         true => (Some(free_addr()?), Some(tls::make_certs(dir.path())?)),
         false => (None, None),
     };
-    let mut cmd = match wrap.split_first() {
+    let mut cmd = match spec.wrap.split_first() {
         Some((tool, tool_args)) => {
             let mut c = Command::new(tool);
-            c.args(tool_args).arg(bin);
+            c.args(tool_args).arg(spec.bin);
             c
         }
-        None => Command::new(bin),
+        None => Command::new(spec.bin),
     };
     cmd.arg("--config")
         .arg(&config)
         .arg("serve")
         .env("HALLEY_DATA_DIR", dir.path())
-        .env("HALLEY_DATABASE_URL", &db_url)
+        .env("HALLEY_DATABASE_URL", spec.db_url)
         .env("HALLEY_HTTP_ADDR", http.to_string())
         .env("HALLEY_COMETQL_ADDR", publish.to_string())
-        .env("HALLEY_LOG", "warn");
+        .env("HALLEY_LOG", "warn")
+        .envs(spec.env.iter().map(|(k, v)| (k, v)));
     if let Some(https) = https {
         cmd.env("HALLEY_HTTPS_ADDR", https.to_string())
             .env("HALLEY_TLS_CERT_FILE", dir.path().join("cert.pem"))
@@ -199,15 +236,46 @@ pub fn start_halley(
         http,
         MemoryRule::VmRss,
     )?;
-    Ok(Server {
+    Ok(Node {
         child,
         http,
         publish,
-        dev_id,
-        key,
-        pusher,
         https,
-        tls: client_tls,
+        tls,
+    })
+}
+
+/// `halley tenant create`, then `halley serve` (see `serve`), with a fresh data directory (and on
+/// PostgreSQL a fresh database).
+pub fn start_halley(plan: &Plan, with_tls: bool, database: Database) -> anyhow::Result<Server> {
+    let (bin, wrap) = (plan.server_bin.as_path(), plan.server_wrap.as_slice());
+    let dir = TempDir::new("halley")?;
+    let db = match database {
+        Database::Sqlite => None,
+        Database::Postgres(server) => Some(PgDatabase::create(server)?),
+    };
+    // Empty: Halley's default, SQLite in the data directory.
+    let db_url = db.as_ref().map(PgDatabase::url).unwrap_or_default();
+    let tenant = create_tenant(bin, dir.path(), &db_url, &[])?;
+    let spec = ServeSpec {
+        bin,
+        wrap,
+        db_url: &db_url,
+        with_tls,
+        env: &[],
+        extra_config: &plan.halley_extra,
+    };
+    let node = serve(&spec, dir)?;
+    Ok(Server {
+        child: node.child,
+        http: node.http,
+        publish: node.publish,
+        dev_id: tenant.dev_id,
+        key: tenant.key,
+        pusher: tenant.pusher,
+        https: node.https,
+        tls: node.tls,
+        cluster: None,
         _db: db,
     })
 }
@@ -235,6 +303,7 @@ pub fn start_raw() -> anyhow::Result<Server> {
         pusher: pusher::App::default(),
         https: None,
         tls: None,
+        cluster: None,
         _db: None,
     })
 }
@@ -272,6 +341,7 @@ pub fn start_nchan(nginx: &Path, workers: usize) -> anyhow::Result<Server> {
         pusher: pusher::App::default(),
         https: None,
         tls: None,
+        cluster: None,
         _db: None,
     })
 }

@@ -3,6 +3,7 @@
 //! subscribers counted.
 
 use std::io;
+use std::net::SocketAddr;
 
 use crate::http_client::{self, HttpConn};
 use crate::mysql_client::MysqlConn;
@@ -16,6 +17,9 @@ pub enum Kind {
     Halley,
     /// Halley on PostgreSQL (a fresh database per server start).
     HalleyPg,
+    /// Two Halley nodes on PostgreSQL and a Redis of their own (cluster.rs): subscribers on both, publishers
+    /// on the first.
+    HalleyCluster,
     Raw,
     Nchan,
     /// Halley's Pusher endpoint (`/app/{key}`, the HTTP API on the same port), on SQLite.
@@ -31,6 +35,7 @@ impl Kind {
         match self {
             Kind::Halley => "halley",
             Kind::HalleyPg => "halley-pg",
+            Kind::HalleyCluster => "halley-cluster",
             Kind::Raw => "raw",
             Kind::Nchan => "nchan",
             Kind::HalleyPusher => "halley-pusher",
@@ -43,6 +48,7 @@ impl Kind {
         [
             Kind::Halley,
             Kind::HalleyPg,
+            Kind::HalleyCluster,
             Kind::Raw,
             Kind::Nchan,
             Kind::HalleyPusher,
@@ -63,9 +69,9 @@ impl Kind {
         self.is_halley() || self == Kind::HalleyPusher
     }
 
-    /// Halley on either database.
+    /// Halley on either database, one node or a cluster: spoken to over CometQL and Comet.
     pub fn is_halley(self) -> bool {
-        matches!(self, Kind::Halley | Kind::HalleyPg)
+        matches!(self, Kind::Halley | Kind::HalleyPg | Kind::HalleyCluster)
     }
 }
 
@@ -75,6 +81,46 @@ pub struct Target {
 }
 
 impl Target {
+    /// Where WebSocket client number `n` connects: a cluster's subscribers alternate between its two nodes.
+    pub fn ws_addr(&self, n: u64) -> SocketAddr {
+        match &self.server.cluster {
+            Some(c) if n % 2 == 1 => c.other.http,
+            _ => self.server.http,
+        }
+    }
+
+    /// CPU seconds the server used so far: a cluster's both nodes and its Redis.
+    pub fn cpu_seconds(&self) -> anyhow::Result<f64> {
+        let own = self.server.child.cpu_seconds()?;
+        Ok(match &self.server.cluster {
+            Some(c) => own + c.cpu_seconds()?,
+            None => own,
+        })
+    }
+
+    /// The server's memory: a cluster's both nodes (Redis's is read from Redis: `redis_stats`).
+    pub fn memory_kb(&self) -> anyhow::Result<u64> {
+        let own = self.server.child.memory_kb()?;
+        Ok(match &self.server.cluster {
+            Some(c) => own + c.other.child.memory_kb()?,
+            None => own,
+        })
+    }
+
+    /// CPU seconds a cluster's Redis used so far (part of `cpu_seconds`).
+    pub fn redis_cpu_seconds(&self) -> anyhow::Result<Option<f64>> {
+        self.server
+            .cluster
+            .as_ref()
+            .map(|c| c.redis.cpu_seconds())
+            .transpose()
+    }
+
+    /// A cluster's Redis.
+    pub fn redis(&self) -> Option<SocketAddr> {
+        self.server.cluster.as_ref().map(|c| c.redis_addr)
+    }
+
     /// The upgrade path of subscriber number `n` of pipe `pipe`.
     pub fn ws_path(&self, pipe: &str, n: u64) -> String {
         match self.kind {
@@ -82,7 +128,7 @@ impl Target {
             Kind::HalleyPusher | Kind::Sockudo | Kind::Soketi => {
                 pusher::ws_path(&self.server.pusher.key)
             }
-            Kind::Halley | Kind::HalleyPg | Kind::Raw => format!(
+            Kind::Halley | Kind::HalleyPg | Kind::HalleyCluster | Kind::Raw => format!(
                 "/ws/sesion=&myid=0&devid={}&v=4.08&uuid={n:032x}&api=js",
                 self.server.dev_id
             ),
@@ -101,7 +147,9 @@ impl Target {
             Kind::HalleyPusher | Kind::Sockudo | Kind::Soketi => {
                 Some(pusher::subscribe_frame(pipe))
             }
-            Kind::Halley | Kind::HalleyPg | Kind::Raw => Some(format!("subscription\n{pipe}")),
+            Kind::Halley | Kind::HalleyPg | Kind::HalleyCluster | Kind::Raw => {
+                Some(format!("subscription\n{pipe}"))
+            }
         }
     }
 
@@ -114,7 +162,7 @@ impl Target {
     pub async fn publisher(&self) -> io::Result<Publisher> {
         let s = &self.server;
         Ok(match self.kind {
-            Kind::Halley | Kind::HalleyPg => Publisher::CometQl(
+            Kind::Halley | Kind::HalleyPg | Kind::HalleyCluster => Publisher::CometQl(
                 MysqlConn::connect(s.publish, &s.dev_id.to_string(), &s.key, "CometQL_v1", None)
                     .await?,
             ),

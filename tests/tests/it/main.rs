@@ -60,6 +60,7 @@ mod private_recovery;
 mod proxies;
 mod pusher_browser;
 mod pusher_clients;
+mod pusher_limits;
 mod pusher_protocol;
 mod pusher_python;
 mod recovery;

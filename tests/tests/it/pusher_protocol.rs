@@ -3,7 +3,6 @@
 //! WebSocket frames. Wrong signatures and stale timestamps get 401, unknown apps 404, Pusher's limits
 //! 400/413; malformed frames `pusher:error`; one tenant's keys never open another's channels.
 
-use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -11,101 +10,11 @@ use serde_json::{json, Value};
 use halley::pusher::api_auth::{sign, ApiRequest};
 use halley::pusher::sign::channel_auth;
 use halley::pusher::SocketId;
-use halley_tests::dashboard::{send, Resp};
+use halley_tests::dashboard::send;
+use halley_tests::pusher_raw::{api, api_at, connect, data, event, next, now, send_json, LOCAL};
 use halley_tests::wait::WAIT;
 use halley_tests::ws::{upgrade_status, WsClient};
-use halley_tests::{on_both_backends, Backend, Tenant, TestServer};
-
-const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
-
-fn now() -> i64 {
-    halley::tenant::unix_now()
-}
-
-/// A signed API request: `app_id` in the path, signed with `key` and `secret` at `timestamp`.
-#[allow(clippy::too_many_arguments)]
-async fn api_at(
-    server: &TestServer,
-    method: &str,
-    app_id: &str,
-    rest: &str,
-    body: &str,
-    key: &str,
-    secret: &str,
-    timestamp: i64,
-) -> Resp {
-    let path = format!("/apps/{app_id}{rest}");
-    let (path_only, params) = path.split_once('?').unwrap_or((&path, ""));
-    let params: Vec<(&str, &str)> = params
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| p.split_once('=').unwrap_or((p, "")))
-        .collect();
-    let req = ApiRequest {
-        method,
-        path: path_only,
-        query: "",
-        body: body.as_bytes(),
-    };
-    let query = sign(&req, key, secret, timestamp, &params);
-    let headers = [("content-type", "application/json")];
-    let body = (!body.is_empty()).then_some(body);
-    send(
-        server.http_addr(),
-        LOCAL,
-        method,
-        &format!("{path_only}?{query}"),
-        &headers,
-        body,
-    )
-    .await
-}
-
-async fn api(server: &TestServer, t: &Tenant, method: &str, rest: &str, body: &str) -> Resp {
-    api_at(
-        server,
-        method,
-        &t.dev_id.to_string(),
-        rest,
-        body,
-        &t.app_key,
-        &t.key,
-        now(),
-    )
-    .await
-}
-
-fn event(channels: &[String], data: &str) -> String {
-    json!({"name": "e", "channels": channels, "data": data}).to_string()
-}
-
-async fn connect(server: &TestServer, app_key: &str) -> (WsClient, String) {
-    let url = format!(
-        "ws://{}/app/{app_key}?protocol=7&client=js&version=8.4.0",
-        server.http_addr()
-    );
-    let mut ws = WsClient::connect(&url).await.unwrap();
-    let hello = ws.recv_json(WAIT).await.unwrap();
-    assert_eq!(hello["event"], "pusher:connection_established", "{hello}");
-    let socket_id = data(&hello)["socket_id"].as_str().unwrap().to_owned();
-    (ws, socket_id)
-}
-
-/// A frame's `data`, parsed when it is a string (as pusher-js does).
-fn data(frame: &Value) -> Value {
-    match &frame["data"] {
-        Value::String(s) => serde_json::from_str(s).unwrap_or(Value::String(s.clone())),
-        other => other.clone(),
-    }
-}
-
-async fn send_json(ws: &mut WsClient, v: Value) {
-    ws.send_text(&v.to_string()).await.unwrap();
-}
-
-async fn next(ws: &mut WsClient) -> Value {
-    ws.recv_json(WAIT).await.unwrap()
-}
+use halley_tests::{on_both_backends, Backend, TestServer};
 
 async fn api_refusals(backend: Backend) {
     let server = TestServer::start(backend).await;
@@ -527,61 +436,6 @@ async fn frame_refusals(backend: Backend) {
     server.stop().await;
 }
 
-/// A cache channel replays its last event to a new subscriber, `cache_miss` before there is one; and a
-/// connection that stops answering pings is closed with 4201.
-async fn cache_and_activity(backend: Backend) {
-    let server = TestServer::start_with(backend, |c| {
-        c.pusher.activity_timeout_secs = 1;
-        c.pusher.pong_timeout_secs = 1;
-    })
-    .await;
-    let a = server.tenant("a@example.com").await;
-    let (mut ws, _) = connect(&server, &a.app_key).await;
-    send_json(
-        &mut ws,
-        json!({"event": "pusher:subscribe", "data": {"channel": "cache-score"}}),
-    )
-    .await;
-    assert_eq!(
-        next(&mut ws).await["event"],
-        "pusher_internal:subscription_succeeded"
-    );
-    assert_eq!(next(&mut ws).await["event"], "pusher:cache_miss");
-    let r = api(
-        &server,
-        &a,
-        "POST",
-        "/events",
-        &event(&["cache-score".into()], "3-1"),
-    )
-    .await;
-    assert_eq!(r.status, 200);
-    assert_eq!(next(&mut ws).await["data"], "3-1");
-
-    let (mut late, _) = connect(&server, &a.app_key).await;
-    send_json(
-        &mut late,
-        json!({"event": "pusher:subscribe", "data": {"channel": "cache-score"}}),
-    )
-    .await;
-    assert_eq!(
-        next(&mut late).await["event"],
-        "pusher_internal:subscription_succeeded"
-    );
-    let cached = next(&mut late).await;
-    assert_eq!(
-        (cached["event"].as_str(), cached["data"].as_str()),
-        (Some("e"), Some("3-1"))
-    );
-
-    // `late` says nothing more: pinged, then closed with 4201.
-    let ping = late.recv_json(Duration::from_secs(5)).await.unwrap();
-    assert_eq!(ping["event"], "pusher:ping");
-    let closed = late.expect_closed(Duration::from_secs(5)).await.unwrap();
-    assert_eq!(closed.map(|c| c.0), Some(4201));
-    server.stop().await;
-}
-
 /// The dashboard's setting turns client events on and off, at once.
 async fn dashboard_turns_client_events_on(backend: Backend) {
     let server = TestServer::start(backend).await;
@@ -727,5 +581,4 @@ on_both_backends!(
     api_shares_the_publish_budget,
     connect_refusals,
     frame_refusals,
-    cache_and_activity,
 );

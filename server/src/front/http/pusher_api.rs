@@ -167,6 +167,9 @@ struct Event {
     channels: Option<Vec<String>>,
     channel: Option<String>,
     socket_id: Option<String>,
+    /// Attributes of the channels to answer with (`user_count`, `subscription_count`), counted after the
+    /// event was published.
+    info: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -174,8 +177,12 @@ struct Batch {
     batch: Vec<Event>,
 }
 
-/// An event read into a [`Trigger`], within Pusher's limits.
-fn read_event(e: Event) -> Result<Trigger, ApiError> {
+/// An event read into a [`Trigger`], within Pusher's limits, with the attributes its `info` asks for.
+fn read_event(e: Event) -> Result<(Trigger, Vec<String>), ApiError> {
+    let attributes = attribute_list(e.info.as_deref().unwrap_or(""))
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
     let name = e.name.ok_or_else(|| ApiError::bad("Missing event name"))?;
     let event =
         EventName::pusher(&name).map_err(|e| ApiError::bad(format!("Invalid event name: {e}")))?;
@@ -210,12 +217,33 @@ fn read_event(e: Event) -> Result<Trigger, ApiError> {
         .socket_id
         .map(|s| SocketId::parse(&s).map_err(|e| ApiError::bad(e.to_string())))
         .transpose()?;
-    Ok(Trigger {
+    let trigger = Trigger {
         channels,
         event,
         data,
         socket_id,
-    })
+    };
+    Ok((trigger, attributes))
+}
+
+/// The asked attributes of each channel an event went to: `{name: {attribute: n}}`.
+fn event_info(ctx: &Ctx, caller: Caller, channels: &[Channel], attributes: &[String]) -> Value {
+    let info: Map<String, Value> = channels
+        .iter()
+        .map(|ch| {
+            (
+                ch.name().to_owned(),
+                channel_info(ctx, caller, ch, attributes),
+            )
+        })
+        .collect();
+    Value::Object(info)
+}
+
+fn channel_info(ctx: &Ctx, caller: Caller, channel: &Channel, attributes: &[String]) -> Value {
+    let attributes: Vec<&str> = attributes.iter().map(String::as_str).collect();
+    let state = channels_api::channel(ctx, caller.dev_id, channel);
+    Value::Object(state_json(&state, &attributes))
 }
 
 fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
@@ -231,9 +259,14 @@ async fn events(
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
     let c = check(&ctx, peer, &app_id, &method, &uri, body).await?;
-    let trigger = read_event(json_body(&c.body)?)?;
+    let (trigger, attributes) = read_event(json_body(&c.body)?)?;
+    let channels = trigger.channels.clone();
     channels_api::trigger(&ctx, c.caller, vec![trigger]).await?;
-    Ok(Json(json!({})))
+    if attributes.is_empty() {
+        return Ok(Json(json!({})));
+    }
+    let info = event_info(&ctx, c.caller, &channels, &attributes);
+    Ok(Json(json!({ "channels": info })))
 }
 
 async fn batch_events(
@@ -251,27 +284,37 @@ async fn batch_events(
             "A batch holds 1 to {EVENTS_PER_BATCH_MAX} events"
         )));
     }
-    let triggers = batch
+    let (triggers, attributes): (Vec<_>, Vec<_>) = batch
         .batch
         .into_iter()
         .map(read_event)
-        .collect::<Result<Vec<_>, _>>()?;
-    let n = triggers.len();
+        .collect::<Result<Vec<_>, _>>()?
+        .into_iter()
+        .unzip();
+    let channels: Vec<Vec<Channel>> = triggers.iter().map(|t| t.channels.clone()).collect();
     channels_api::trigger(&ctx, c.caller, triggers).await?;
-    Ok(Json(json!({ "batch": vec![json!({}); n] })))
+    // One object per event: the attributes of its channel (a batch event names one), or `{}`.
+    let answers: Vec<Value> = channels
+        .iter()
+        .zip(&attributes)
+        .map(|(chans, attrs)| match (chans.first(), attrs.is_empty()) {
+            (Some(ch), false) => channel_info(&ctx, c.caller, ch, attrs),
+            _ => json!({}),
+        })
+        .collect();
+    Ok(Json(json!({ "batch": answers })))
 }
 
 /// The `info` parameter's attributes.
 fn info(params: &Params) -> Vec<&str> {
-    params
-        .get("info")
-        .map(|i| {
-            i.split(',')
-                .map(str::trim)
-                .filter(|a| !a.is_empty())
-                .collect()
-        })
-        .unwrap_or_default()
+    attribute_list(params.get("info").unwrap_or(""))
+}
+
+fn attribute_list(info: &str) -> Vec<&str> {
+    info.split(',')
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .collect()
 }
 
 fn state_json(state: &ChannelState, attributes: &[&str]) -> Map<String, Value> {

@@ -8,7 +8,8 @@
 //!
 //! Past a budget the command is not run. The first refusal of a run of refusals gets one error frame
 //! naming the budget and the wait (later ones get nothing, so a flood is not answered frame for frame);
-//! a client that keeps sending through a whole burst's worth of refusals is closed with 1008.
+//! a client that keeps sending through a whole burst's worth of refusals is closed (1008 on the comet
+//! door). The Pusher door spends the same command budget per frame and words its own error and close.
 
 use std::num::NonZeroU32;
 
@@ -17,7 +18,6 @@ use governor::middleware::NoOpMiddleware;
 use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
 
-use crate::browser::frames::{self, Frame};
 use crate::browser::Command;
 use crate::config::WebsocketConfig;
 
@@ -41,8 +41,8 @@ pub(super) struct CommandBudget {
 /// What to do with a command.
 pub(super) enum Verdict {
     Run,
-    /// Not run; the frame to answer with, for the first refusal of a run.
-    Refuse(Option<Frame>),
+    /// Not run; what to say, for the first refusal of a run.
+    Refuse(Option<Refused>),
     /// Not run, and the connection is closed (1008, `CLOSE_REASON`).
     Close,
 }
@@ -77,8 +77,8 @@ impl CommandBudget {
         }
     }
 
-    /// Spends one command (and one read when `reads_storage`), `now` for the error frame.
-    pub(super) fn spend(&mut self, reads_storage: bool, now: i64) -> Verdict {
+    /// Spends one command (and one read when `reads_storage`).
+    pub(super) fn spend(&mut self, reads_storage: bool) -> Verdict {
         let refusal = match self.commands.check() {
             Err(nu) => Some(("commands per connection", nu)),
             Ok(()) if reads_storage => self
@@ -100,18 +100,33 @@ impl CommandBudget {
             return Verdict::Refuse(None);
         }
         let wait = not_until.wait_time_from(MonotonicClock.now());
-        let text = format!(
-            "Rate limit exceeded: {what} (retry in {} ms)",
-            wait.as_millis().max(1)
-        );
-        Verdict::Refuse(Some(frames::command_error(&text, now)))
+        Verdict::Refuse(Some(Refused {
+            what,
+            wait_ms: wait.as_millis().max(1),
+        }))
+    }
+}
+
+/// The budget a command was refused by, and how long until it would run.
+pub(super) struct Refused {
+    what: &'static str,
+    wait_ms: u128,
+}
+
+impl Refused {
+    /// The sentence both doors send.
+    pub(super) fn text(&self) -> String {
+        format!(
+            "Rate limit exceeded: {} (retry in {} ms)",
+            self.what, self.wait_ms
+        )
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::browser::frames::ApiEra;
+    use crate::browser::frames::{self, ApiEra};
 
     fn config(commands: u32, reads: u32) -> WebsocketConfig {
         WebsocketConfig {
@@ -125,7 +140,7 @@ mod tests {
 
     fn refusal_text(v: Verdict) -> String {
         match v {
-            Verdict::Refuse(Some(frame)) => frame.json(ApiEra::Modern),
+            Verdict::Refuse(Some(r)) => frames::command_error(&r.text(), 5).json(ApiEra::Modern),
             Verdict::Refuse(None) => "silent".into(),
             Verdict::Run => "run".into(),
             Verdict::Close => "close".into(),
@@ -135,9 +150,9 @@ mod tests {
     #[test]
     fn reads_have_their_own_smaller_budget() {
         let mut b = CommandBudget::new(&config(10, 2));
-        assert!(matches!(b.spend(true, 5), Verdict::Run));
-        assert!(matches!(b.spend(true, 5), Verdict::Run));
-        let first = refusal_text(b.spend(true, 5));
+        assert!(matches!(b.spend(true), Verdict::Run));
+        assert!(matches!(b.spend(true), Verdict::Run));
+        let first = refusal_text(b.spend(true));
         assert!(
             first.starts_with(
                 r#"{"data":{"error":"Rate limit exceeded: storage reads per connection (retry in "#
@@ -147,7 +162,7 @@ mod tests {
             "{first}"
         );
         assert!(
-            matches!(b.spend(false, 5), Verdict::Run),
+            matches!(b.spend(false), Verdict::Run),
             "other commands still run"
         );
     }
@@ -156,13 +171,13 @@ mod tests {
     fn one_frame_per_run_of_refusals_then_close() {
         let mut b = CommandBudget::new(&config(3, 3));
         for _ in 0..3 {
-            assert!(matches!(b.spend(false, 5), Verdict::Run));
+            assert!(matches!(b.spend(false), Verdict::Run));
         }
-        assert!(refusal_text(b.spend(false, 5)).contains("commands per connection"));
+        assert!(refusal_text(b.spend(false)).contains("commands per connection"));
         for _ in 0..2 {
-            assert_eq!(refusal_text(b.spend(false, 5)), "silent");
+            assert_eq!(refusal_text(b.spend(false)), "silent");
         }
-        assert_eq!(refusal_text(b.spend(false, 5)), "close");
+        assert_eq!(refusal_text(b.spend(false)), "close");
     }
 
     #[test]

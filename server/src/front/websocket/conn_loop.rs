@@ -19,7 +19,7 @@ use tokio::time::{interval_at, sleep_until, Instant, Interval, MissedTickBehavio
 
 use super::budget::{self, CommandBudget, Verdict};
 use super::session::{Answer, Session};
-use crate::browser::frames::Frame;
+use crate::browser::frames::{self, Frame};
 use crate::browser::parse_command;
 use crate::browser::wsframe::{self, FrameDecoder, Incoming};
 use crate::commands::history::Log;
@@ -234,14 +234,15 @@ impl ConnLoop<'_> {
     async fn on_text(&mut self, rx: &OutboxRx, text: &str) -> Next {
         let parsed = parse_command(text);
         let reads = parsed.as_ref().is_ok_and(budget::reads_storage);
-        match self.budget.spend(reads, unix_now()) {
+        match self.budget.spend(reads) {
             Verdict::Run => {}
-            Verdict::Refuse(frame) => {
+            Verdict::Refuse(refused) => {
                 self.ctx
                     .stats
                     .limit_refusals
                     .fetch_add(1, Ordering::Relaxed);
-                if let Some(frame) = frame {
+                if let Some(refused) = refused {
+                    let frame = frames::command_error(&refused.text(), unix_now());
                     rx.send(frame.encode(self.era.api()));
                 }
                 return Next::Continue;

@@ -16,6 +16,7 @@ use axum::response::{IntoResponse, Response};
 use hyper::upgrade::OnUpgrade;
 use tokio::io::AsyncWriteExt;
 
+use super::budget::CommandBudget;
 use super::conn_loop::write_all;
 use super::pusher_loop::PusherLoop;
 use super::upgraded::Upgraded;
@@ -166,6 +167,7 @@ impl WsService {
             decoder: FrameDecoder::new(CLIENT_FRAME_MAX + FRAME_OVERHEAD),
             rbuf: early,
             held: false,
+            budget: CommandBudget::new(&self.ctx.config.websocket),
         };
         let greeted =
             write_all(&mut io, &hello, write_timeout).await.is_ok() && io.flush().await.is_ok();

@@ -1,12 +1,16 @@
 //! One Pusher connection's socket loop: the comet loop's poll (outbox, socket, timer; see `conn_loop`) with
 //! the Pusher protocol's frames and its activity check: a client silent for `activity_timeout` is sent
-//! `pusher:ping`, and one that then stays silent for `pong_timeout` is closed with 4201.
+//! `pusher:ping`, and one that then stays silent for `pong_timeout` is closed with 4201. Every frame
+//! spends the comet door's command budget (`budget.rs`): past it the frame is not acted on, the first
+//! refusal of a run gets a `pusher:error` naming the budget, and a client that keeps sending through a
+//! burst's worth of refusals is closed with 4100 (over capacity: back off, then reconnect).
 
 use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::time::{interval_at, Instant, MissedTickBehavior};
 
+use super::budget::{self, CommandBudget, Verdict};
 use super::conn_loop::{close, linger, Event, Timers, CLOSE_GRACE, OWN_BACKLOG};
 use crate::browser::wsframe::{self, FrameDecoder, Incoming};
 use crate::commands::channels::{PusherConn, Refusal};
@@ -22,6 +26,7 @@ pub(super) struct PusherLoop<'a> {
     pub(super) rbuf: BytesMut,
     /// Frames wait in `rbuf` until the connection's own backlog is written.
     pub(super) held: bool,
+    pub(super) budget: CommandBudget,
 }
 
 /// What the connection does after handling input.
@@ -162,6 +167,24 @@ impl PusherLoop<'_> {
     }
 
     async fn on_text(&mut self, rx: &OutboxRx, text: &str) -> Next {
+        match self.budget.spend(false) {
+            Verdict::Run => {}
+            Verdict::Refuse(refused) => {
+                self.ctx
+                    .stats
+                    .limit_refusals
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if let Some(refused) = refused {
+                    rx.send(error_frame(None, &refused.text()));
+                }
+                return Next::Continue;
+            }
+            Verdict::Close => {
+                let code = ErrorCode::OverCapacity;
+                rx.send(error_frame(Some(code), budget::CLOSE_REASON));
+                return Next::Close(code.code(), budget::CLOSE_REASON);
+            }
+        }
         let frame = match parse_client_frame(text) {
             Ok(frame) => frame,
             Err(e) => {
