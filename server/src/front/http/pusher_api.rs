@@ -227,23 +227,29 @@ fn read_event(e: Event) -> Result<(Trigger, Vec<String>), ApiError> {
 }
 
 /// The asked attributes of each channel an event went to: `{name: {attribute: n}}`.
-fn event_info(ctx: &Ctx, caller: Caller, channels: &[Channel], attributes: &[String]) -> Value {
-    let info: Map<String, Value> = channels
-        .iter()
-        .map(|ch| {
-            (
-                ch.name().to_owned(),
-                channel_info(ctx, caller, ch, attributes),
-            )
-        })
-        .collect();
-    Value::Object(info)
+async fn event_info(
+    ctx: &Ctx,
+    caller: Caller,
+    channels: &[Channel],
+    attributes: &[String],
+) -> Result<Value, ApiError> {
+    let mut info = Map::new();
+    for ch in channels {
+        let state = channel_info(ctx, caller, ch, attributes).await?;
+        info.insert(ch.name().to_owned(), state);
+    }
+    Ok(Value::Object(info))
 }
 
-fn channel_info(ctx: &Ctx, caller: Caller, channel: &Channel, attributes: &[String]) -> Value {
+async fn channel_info(
+    ctx: &Ctx,
+    caller: Caller,
+    channel: &Channel,
+    attributes: &[String],
+) -> Result<Value, ApiError> {
     let attributes: Vec<&str> = attributes.iter().map(String::as_str).collect();
-    let state = channels_api::channel(ctx, caller.dev_id, channel);
-    Value::Object(state_json(&state, &attributes))
+    let state = channels_api::channel(ctx, caller.dev_id, channel).await?;
+    Ok(Value::Object(state_json(&state, &attributes)))
 }
 
 fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
@@ -265,7 +271,7 @@ async fn events(
     if attributes.is_empty() {
         return Ok(Json(json!({})));
     }
-    let info = event_info(&ctx, c.caller, &channels, &attributes);
+    let info = event_info(&ctx, c.caller, &channels, &attributes).await?;
     Ok(Json(json!({ "channels": info })))
 }
 
@@ -294,14 +300,13 @@ async fn batch_events(
     let channels: Vec<Vec<Channel>> = triggers.iter().map(|t| t.channels.clone()).collect();
     channels_api::trigger(&ctx, c.caller, triggers).await?;
     // One object per event: the attributes of its channel (a batch event names one), or `{}`.
-    let answers: Vec<Value> = channels
-        .iter()
-        .zip(&attributes)
-        .map(|(chans, attrs)| match (chans.first(), attrs.is_empty()) {
-            (Some(ch), false) => channel_info(&ctx, c.caller, ch, attrs),
+    let mut answers: Vec<Value> = Vec::with_capacity(channels.len());
+    for (chans, attrs) in channels.iter().zip(&attributes) {
+        answers.push(match (chans.first(), attrs.is_empty()) {
+            (Some(ch), false) => channel_info(&ctx, c.caller, ch, attrs).await?,
             _ => json!({}),
-        })
-        .collect();
+        });
+    }
     Ok(Json(json!({ "batch": answers })))
 }
 
