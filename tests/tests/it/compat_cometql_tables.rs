@@ -396,7 +396,8 @@ async fn users_in_pipes(target: Target) {
         ]
     );
     // One row per subscribed connection, anonymous ones included (as the reference's binary does),
-    // in connection order.
+    // in connection order. (A cluster lists them by node, then by connection there: `a` is on the
+    // first browser node, `user` on the second, so the order is the same.)
     assert_eq!(
         strs(&rows(&r[0])),
         [

@@ -297,6 +297,8 @@ async fn track_pipe_users(target: Target) {
     user.subscribe(&["track_room"]).await;
     // (anon saw user's arrival: a track_ presence event, covered in compat_queue_presence.)
     anon.recv().await;
+    // Subscribers in connection order (a cluster: by node, then connection; `anon` is on the first
+    // browser node, `user` on the second, so the same order).
     anon.send("track_pipe_users\ntrack_room\nmk").await;
     anon.expect(&format!(
         r#"{{"_info":"answer for track_pipe_users","data":[{{"user_id":0,"uuid":"{}"}},{{"user_id":21,"uuid":"{}"}}],"event":"answer","marker":"mk","message_send_time":T,"pipe":"_answer"}}"#,
