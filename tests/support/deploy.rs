@@ -145,34 +145,6 @@ impl Deployment {
         }
     }
 
-    /// Waits until no node holds `user` for private messages any more (on one server: at once). A
-    /// cluster node leaves a user's holders in Redis after their last connection there closed, a
-    /// moment after the close (docs/production.md, "Answers that differ"); a message sent before that
-    /// goes to that node, which no longer has the user, and is lost, where one node would queue it.
-    pub async fn wait_user_released(&self, dev_id: u64, user: u64) {
-        let Nodes::Cluster(cluster) = &self.nodes else {
-            return;
-        };
-        let holders = halley::cluster::Keys::new(&cluster.prefix)
-            .holders(halley::ids::DevId(dev_id), halley::ids::UserId(user));
-        let redis = cluster.redis().await;
-        eventually(WAIT, || {
-            let (holders, mut redis) = (holders.clone(), redis.clone());
-            async move {
-                let n: i64 = redis::cmd("HLEN")
-                    .arg(&holders)
-                    .query_async(&mut redis)
-                    .await?;
-                match n {
-                    0 => Ok(()),
-                    n => Err(anyhow::anyhow!("{n} nodes still hold user {user}")),
-                }
-            }
-        })
-        .await
-        .unwrap();
-    }
-
     /// Reads what `b` was sent on `pipe` up to now, and returns it (with any other frame that came
     /// meanwhile). On one server a probe's answer comes after everything pushed before it
     /// ([`Browser::sync`]); on a cluster a pipe's messages and announcements come through Redis, so a
