@@ -173,9 +173,16 @@ impl<K: Eq + Hash + Clone> Channels<K> {
         state.changed.extend(wanted);
     }
 
-    #[cfg(test)]
+    /// Subscribed on the current pub/sub connection, and not being left (the subscriber task took it
+    /// out when it decided to UNSUBSCRIBE).
     pub(super) fn is_subscribed(&self, key: &K) -> bool {
         self.lock().subscribed.contains(key)
+    }
+
+    /// Neither wanted nor subscribed: the node has left the channel (or is leaving it).
+    pub(super) fn is_left(&self, key: &K) -> bool {
+        let state = self.lock();
+        !state.wanted(key) && !state.subscribed.contains(key)
     }
 
     pub(super) fn count(&self) -> usize {

@@ -123,6 +123,13 @@ impl Keys {
         self.tagged(dev_id, status_pipe, 'u')
     }
 
+    /// A string: when the user last went offline cluster-wide (unix seconds), kept a day beside
+    /// [`Keys::users`] (same tag): the node that made the transition records it in users_time through its
+    /// own storage writer, which other nodes' reads cannot see until it is committed.
+    pub fn last_offline(&self, dev_id: DevId, status_pipe: &PipeName) -> String {
+        self.tagged(dev_id, status_pipe, 't')
+    }
+
     /// A set: what a node wrote to the shared presence (`member.rs`, `Held`), so that a dead node's
     /// members and users can be removed by whoever survives it.
     pub fn held(&self, node: &str) -> String {
@@ -202,6 +209,10 @@ mod tests {
         assert_eq!(k.members(DevId(7), &p), "hx:eu:{7:web_chat}:p");
         let status = pipe("user_status_42");
         assert_eq!(k.users(DevId(7), &status), "hx:eu:{7:user_status_42}:u");
+        assert_eq!(
+            k.last_offline(DevId(7), &status),
+            "hx:eu:{7:user_status_42}:t"
+        );
         assert_eq!(k.channel(DevId(7), &status), "hx:eu:{7:user_status_42}:c");
         assert_eq!(k.held("node-a"), "hx:eu:held:node-a");
         assert_eq!(k.nodes(), "hx:eu:nodes");

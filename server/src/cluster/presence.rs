@@ -67,6 +67,8 @@ pub(super) enum Op {
     User(DevId, UserId),
     /// Write the node's whole truth again (Redis may have lost it).
     Resync,
+    /// Writes nothing: resolves once every change queued before it is written.
+    Barrier,
 }
 
 pub(super) struct Queued {
@@ -153,15 +155,21 @@ impl SharedPresence for RedisPresence {
         timed(async move { members(&s.keys.members(dev_id, &pipe), s.conn.clone(), max).await })
     }
 
-    fn online(&self, dev_id: DevId, user: UserId) -> Pending<bool> {
+    fn last_online(&self, dev_id: DevId, user: UserId) -> Pending<Option<i64>> {
         let s = self.shared.clone();
         timed(async move {
-            let key = s.keys.users(dev_id, &status_pipe(user));
-            redis::cmd("EXISTS")
-                .arg(key)
+            let pipe = status_pipe(user);
+            let (online, offline): (bool, Option<i64>) = redis::pipe()
+                .exists(s.keys.users(dev_id, &pipe))
+                .get(s.keys.last_offline(dev_id, &pipe))
                 .query_async(&mut s.conn.clone())
-                .await
+                .await?;
+            Ok(if online { Some(0) } else { offline })
         })
+    }
+
+    fn written(&self) -> Pending<()> {
+        self.shared.presence.push(Op::Barrier)
     }
 }
 
@@ -268,6 +276,7 @@ fn stage(s: &Shared, p: &mut redis::Pipeline, op: &Op, now: i64) -> Option<(DevI
             let mut call = USER_COUNT.prepare_invoke();
             call.key(s.keys.users(*dev_id, &status))
                 .key(s.keys.channel(*dev_id, &status))
+                .key(s.keys.last_offline(*dev_id, &status))
                 .arg(&s.node)
                 .arg(n)
                 .arg(head(&s.node, *dev_id, &status, None))
@@ -278,7 +287,7 @@ fn stage(s: &Shared, p: &mut redis::Pipeline, op: &Op, now: i64) -> Option<(DevI
             }
             Some((*dev_id, *user))
         }
-        Op::Resync => None,
+        Op::Resync | Op::Barrier => None,
     }
 }
 
@@ -293,7 +302,7 @@ pub(super) async fn apply(
     let now = unix_now();
     let mut users = Vec::new();
     for op in ops {
-        if op != Op::Resync && seen.insert(op.clone()) {
+        if !matches!(op, Op::Resync | Op::Barrier) && seen.insert(op.clone()) {
             users.extend(stage(s, &mut p, &op, now));
         }
     }

@@ -42,9 +42,11 @@ return 1
     )
 });
 
-/// A node's count of a user's connections (0: none there). KEYS: users, the `user_status_<id>` channel.
-/// ARGV: node, count, head, time. Returns 1 when the user came online cluster-wide (no node had them),
-/// -1 when they went offline (this was the last node), 0 otherwise; only then is it announced.
+/// A node's count of a user's connections (0: none there). KEYS: users, the `user_status_<id>` channel,
+/// the user's last offline time. ARGV: node, count, head, time. Returns 1 when the user came online
+/// cluster-wide (no node had them), -1 when they went offline (this was the last node), 0 otherwise;
+/// only then is it announced, and the time of going offline kept a day (users_time on every node reads
+/// it before the database, where the transition's node writes it a little later).
 pub(super) static USER_COUNT: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
@@ -64,8 +66,10 @@ if after == 1 then
 end
 redis.call('PUBLISH', KEYS[2], ARGV[3] .. 'p 0\n' .. ARGV[4] .. ' - ' .. ev .. '\n')
 if after == 1 then
+  redis.call('DEL', KEYS[3])
   return 1
 end
+redis.call('SET', KEYS[3], ARGV[4], 'EX', 86400)
 return -1
 "#,
     )

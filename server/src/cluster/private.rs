@@ -27,6 +27,13 @@
 //! subscribed, since it subscribed before its `hold`). A claim is one DELETE, so of a drain and a sender
 //! only one delivers a queued message. A user online nowhere has no holder: the message stays queued.
 //!
+//! A node leaves a user's holders when their last connection there closes, before the close is done
+//! (`release`, from `commands::presence::disconnect`), not only when its pub/sub task leaves the user's
+//! channel a moment later: in between, a sender would still find the node ready and publish to it, and
+//! the message would be lost although the user may be connecting on another node (found by
+//! `compat_races` on a cluster). The channel's own release (`subscriber.rs`) stays, for the users a
+//! reconnect dropped.
+//!
 //! Bounds, said plainly: a node whose pub/sub connection is down misses what is published to its users
 //! meanwhile unless no other node got it (then it is queued, and delivered to the user's connections
 //! here once the node hears again: `resync`, `users_messages::redrain`); a message sent at
@@ -169,6 +176,15 @@ impl UserRoute for RedisBroker {
             .await;
             s.users.unpin(&key);
             held
+        })
+    }
+
+    fn release(&self, dev_id: DevId, user: UserId) -> Pending<()> {
+        let s = self.shared.clone();
+        Box::pin(async move {
+            release(&s, &mut s.conn.clone(), &[(dev_id, user)])
+                .await
+                .map_err(unavailable)
         })
     }
 

@@ -87,6 +87,13 @@ pub(super) fn receive(s: &Arc<Shared>, w: Wire) {
         start(s, &key, &order, &mut o);
         return;
     }
+    if !s.channels.is_subscribed(&key) {
+        // Came in while the node leaves the channel (read after its UNSUBSCRIBE was decided): no local
+        // subscriber wants it, and an order made for it now would outlive the channel, so that a later
+        // join here would stand at this message instead of at Redis's top, with the messages published
+        // meanwhile (which this node never receives) silently behind it.
+        return;
+    }
     let order = order_of(s, &key);
     let mut o = lock(&order);
     if !o.busy && o.queue.is_empty() {
@@ -183,6 +190,23 @@ pub(super) fn forget(s: &Shared, keys: &[Key]) {
     }
 }
 
+/// An order whose channel was left while it worked (`forget` keeps a busy one) goes once it is idle:
+/// its place would be stale by the time the node subscribes the channel again.
+fn forget_left(s: &Shared, key: &Key, order: &Arc<Mutex<PipeOrder>>) {
+    if !s.channels.is_left(key) {
+        return;
+    }
+    let mut pipes = lock(&s.pipes);
+    let ours = pipes.get(key).is_some_and(|o| Arc::ptr_eq(o, order));
+    let idle = {
+        let o = lock(order);
+        !o.busy && o.queue.is_empty() && o.marked.is_empty()
+    };
+    if ours && idle {
+        pipes.remove(key);
+    }
+}
+
 async fn work(s: Arc<Shared>, key: Key, order: Arc<Mutex<PipeOrder>>) {
     loop {
         let next = {
@@ -191,6 +215,8 @@ async fn work(s: Arc<Shared>, key: Key, order: Arc<Mutex<PipeOrder>>) {
                 Some(w) => w,
                 None => {
                     o.busy = false;
+                    drop(o);
+                    forget_left(&s, &key, &order);
                     return;
                 }
             }
@@ -349,14 +375,9 @@ async fn check(s: &Shared, key: &Key, order: &Mutex<PipeOrder>) {
     let Some((epoch, last)) = lock(order).last.clone() else {
         return check_fresh(s, key, order).await;
     };
-    let mut conn = s.conn.clone();
-    let mut cmd = redis::cmd("HMGET");
-    cmd.arg(s.keys.meta(key.0, &key.1)).arg("e").arg("t");
-    let read = cmd.query_async::<(Option<String>, Option<u64>)>(&mut conn);
-    let (their_epoch, top) = match tokio::time::timeout(COMMAND_TIMEOUT, read).await {
-        Ok(Ok(answer)) => answer,
+    let Some((their_epoch, top)) = read_meta(s, key).await else {
         // Unreachable again: the next reconnect checks again.
-        _ => return,
+        return;
     };
     match (their_epoch, top) {
         (Some(e), Some(top)) if *e == *epoch => {
@@ -373,6 +394,29 @@ async fn check(s: &Shared, key: &Key, order: &Mutex<PipeOrder>) {
     }
 }
 
+/// Between two reads of a pipe's numbering that Redis did not answer.
+const CHECK_RETRY: Duration = Duration::from_millis(100);
+
+/// The pipe's epoch and top in Redis, asked again until Redis answers while the pub/sub connection is
+/// up. After Redis restarted, the pub/sub connection is new but the command connection may not have
+/// noticed yet: its first command fails. A check that gave up on it kept the numbering Redis had lost,
+/// and the node went on joining `subscription2` clients at it (`recovered:true` at an epoch that no
+/// longer exists) until the pipe's next message. `None` once the pub/sub connection is down again (its
+/// next reconnect checks again; the liveness probe takes it down when commands keep failing).
+async fn read_meta(s: &Shared, key: &Key) -> Option<(Option<String>, Option<u64>)> {
+    loop {
+        let mut conn = s.conn.clone();
+        let mut cmd = redis::cmd("HMGET");
+        cmd.arg(s.keys.meta(key.0, &key.1)).arg("e").arg("t");
+        let read = cmd.query_async::<(Option<String>, Option<u64>)>(&mut conn);
+        match tokio::time::timeout(COMMAND_TIMEOUT, read).await {
+            Ok(Ok(answer)) => return Some(answer),
+            _ if !s.link_up.load(std::sync::atomic::Ordering::Relaxed) => return None,
+            _ => tokio::time::sleep(CHECK_RETRY).await,
+        }
+    }
+}
+
 /// The epoch a sync marker carries for a pipe with no numbering yet.
 const NO_NUMBERING: &str = "-";
 
@@ -382,14 +426,11 @@ async fn check_fresh(s: &Shared, key: &Key, order: &Mutex<PipeOrder>) {
     if !lock(order).fresh {
         return;
     }
-    let mut conn = s.conn.clone();
-    let mut cmd = redis::cmd("HMGET");
-    cmd.arg(s.keys.meta(key.0, &key.1)).arg("e").arg("t");
-    let read = cmd.query_async::<(Option<String>, Option<u64>)>(&mut conn);
-    let Ok(Ok((Some(epoch), Some(top)))) = tokio::time::timeout(COMMAND_TIMEOUT, read).await else {
+    let Some((Some(epoch), Some(top))) = read_meta(s, key).await else {
         // Still no numbering (or Redis away again: the next reconnect checks again).
         return;
     };
+    let mut conn = s.conn.clone();
     let mut cmd = redis::cmd("ZRANGEBYSCORE");
     cmd.arg(s.keys.window(key.0, &key.1)).arg("-inf").arg(top);
     let read = cmd.query_async::<Vec<Vec<u8>>>(&mut conn);

@@ -194,6 +194,7 @@ async fn remove_node(
                     let mut call = USER_COUNT.prepare_invoke();
                     call.key(s.keys.users(dev_id, &pipe))
                         .key(s.keys.channel(dev_id, &pipe))
+                        .key(s.keys.last_offline(dev_id, &pipe))
                         .arg(node)
                         .arg(0)
                         .arg(head(&s.node, dev_id, &pipe, None))

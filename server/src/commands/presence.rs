@@ -209,8 +209,15 @@ pub(crate) async fn connect(
 pub(crate) async fn disconnect(ctx: &Ctx, dev_id: DevId, user: UserId, conn: ConnId) {
     if let Some(shared) = ctx.hub.shared_presence() {
         if user.0 != 0 {
-            ctx.hub.registry().unlink_user(dev_id, user, conn, || {});
+            let last = ctx.hub.registry().unlink_user(dev_id, user, conn, || {});
             drop(shared.user_changed(dev_id, user));
+            // Out of the user's holders before the close is done: a message sent from now on is
+            // queued or goes to the nodes that have the user (`cluster::private`).
+            if let Some(route) = ctx.hub.users().filter(|_| last) {
+                if let Err(e) = route.release(dev_id, user).await {
+                    tracing::warn!(error = %e, "user not released in Redis; their channel's release will");
+                }
+            }
         }
         return;
     }

@@ -23,13 +23,17 @@ pub(crate) async fn last_online(
     dev_id: DevId,
     user: UserId,
 ) -> Result<i64, CommandError> {
-    let online = match ctx.hub.shared_presence() {
-        // A cluster: online on any node (Redis unavailable: an error, not this node's half).
-        Some(shared) => shared.online(dev_id, user).await?,
-        None => ctx.hub.registry().user_online(dev_id, user),
-    };
-    if online {
-        return Ok(0);
+    match ctx.hub.shared_presence() {
+        // A cluster: online on any node, or offline since a time Redis still keeps (the node that saw
+        // the user go records it in the database through its own writer, a little later); Redis
+        // unavailable: an error, not this node's half.
+        Some(shared) => {
+            if let Some(t) = shared.last_online(dev_id, user).await? {
+                return Ok(t);
+            }
+        }
+        None if ctx.hub.registry().user_online(dev_id, user) => return Ok(0),
+        None => {}
     }
     Ok(ctx.storage.last_online(dev_id, user).await?.unwrap_or(-1))
 }

@@ -185,4 +185,8 @@ pub trait UserRoute: Send + Sync {
     /// A drain pass found the queue empty: `true` when a message was queued meanwhile (read again),
     /// otherwise this node is ready for the user from now on.
     fn drained(&self, dev_id: DevId, user: UserId) -> Pending<bool>;
+
+    /// The user's last connection on this node is gone: this node no longer holds them (their channel
+    /// is left later), so that a sender from now on queues the message or sends it to the nodes that do.
+    fn release(&self, dev_id: DevId, user: UserId) -> Pending<()>;
 }

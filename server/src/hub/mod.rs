@@ -263,6 +263,15 @@ impl Hub {
         self.presence.as_ref()
     }
 
+    /// Resolves once the presence changes this node made so far are in the shared presence (a cluster's
+    /// Redis); at once on one node, whose registry is the truth.
+    pub async fn presence_written(&self) -> Result<(), BrokerError> {
+        match &self.presence {
+            Some(p) => p.written().await,
+            None => Ok(()),
+        }
+    }
+
     /// Whether publishes go through a cluster (positions are joined through `join`).
     pub fn clustered(&self) -> bool {
         self.clustered

@@ -35,6 +35,11 @@ pub trait SharedPresence: Send + Sync {
     /// At most `max` members of the pipe, cluster-wide, sorted by (node, connection).
     fn members(&self, dev_id: DevId, pipe: PipeName, max: usize) -> Pending<Vec<Member>>;
 
-    /// Whether the user has a live connection on some node.
-    fn online(&self, dev_id: DevId, user: UserId) -> Pending<bool>;
+    /// The user's users_time as the shared presence knows it: `Some(0)` with a live connection on some
+    /// node, the time they went offline when it is recent, `None` when only the database can tell.
+    fn last_online(&self, dev_id: DevId, user: UserId) -> Pending<Option<i64>>;
+
+    /// Resolves once every change this node made before the call is written (what a test waits for
+    /// before it reads another node).
+    fn written(&self) -> Pending<()>;
 }

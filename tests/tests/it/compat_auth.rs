@@ -5,9 +5,10 @@
 use halley::ids::DevId;
 use halley_tests::browser::{hs256, unix_now, Browser};
 use halley_tests::cometql::{assert_err, columns, ok, rows, strs, Cql};
+use halley_tests::deploy::{Deployment, Target};
 use halley_tests::frames::{json, pin, server_info};
+use halley_tests::on_every_target;
 use halley_tests::wait::WAIT;
-use halley_tests::{on_both_backends, Backend, TestServer};
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 
@@ -32,17 +33,17 @@ fn later() -> i64 {
     unix_now() + 3600
 }
 
-async fn jwt_login(backend: Backend) {
-    let server = TestServer::start(backend).await;
-    let t = server.tenant("jwt@example.com").await;
-    let other = server.tenant("jwt-other@example.com").await;
-    let cql = Cql::new(&server, &t);
+async fn jwt_login(target: Target) {
+    let d = Deployment::start(target).await;
+    let t = d.tenant("jwt@example.com").await;
+    let other = d.tenant("jwt-other@example.com").await;
+    let cql = Cql::new(d.cql(), &t);
     let secret = format!("{}{}", t.key, t.dev_id);
     let claims = json!({"user_id": 5, "exp": later()});
 
     // Valid: authorized, and a hash is generated and stored for the user (serverInfo data).
     let valid = hs256(&secret, claims.clone());
-    let b = Browser::connect(&server, t.dev_id, 5, &valid, "valid").await;
+    let b = Browser::connect(d.ws(0), t.dev_id, 5, &valid, "valid").await;
     let hello = json(&b.hello);
     assert_eq!(hello["authorized"], true, "{}", b.hello);
     let hash = hello["data"].as_str().unwrap().to_string();
@@ -51,19 +52,20 @@ async fn jwt_login(backend: Backend) {
     let stored = rows(&cql.one("SELECT hash FROM users_auth WHERE id = 5").await);
     assert_eq!(stored, [[hash.clone()]]);
     // The same token again: the stored hash is returned, not a new one; the hash logs in too.
-    let again = Browser::connect(&server, t.dev_id, 5, &valid, "again").await;
+    let again = Browser::connect(d.ws(1), t.dev_id, 5, &valid, "again").await;
     assert_eq!(pin(&again.hello), server_info(true, &hash));
-    let by_hash = Browser::connect(&server, t.dev_id, 5, &hash, "byhash").await;
+    let by_hash = Browser::connect(d.ws(2), t.dev_id, 5, &hash, "byhash").await;
     assert!(by_hash.authorized());
     // A user with a hash already gets that hash back.
     ok(&cql
         .one("INSERT INTO users_auth (id, hash) VALUES (7, 'preset7')")
         .await);
     let seven = hs256(&secret, json!({"user_id": 7, "exp": later()}));
-    let b7 = Browser::connect(&server, t.dev_id, 7, &seven, "seven").await;
+    let b7 = Browser::connect(d.ws(3), t.dev_id, 7, &seven, "seven").await;
     assert_eq!(pin(&b7.hello), server_info(true, "preset7"));
     // Any active key of the tenant signs (rotation without downtime).
-    let second_key = server
+    let second_key = d
+        .cql()
         .ctx()
         .tenants
         .add_key(DevId(t.dev_id), "second")
@@ -73,7 +75,7 @@ async fn jwt_login(backend: Backend) {
         &format!("{second_key}{}", t.dev_id),
         json!({"user_id": 8, "exp": later()}),
     );
-    let b8 = Browser::connect(&server, t.dev_id, 8, &rotated, "rotated").await;
+    let b8 = Browser::connect(d.ws(4), t.dev_id, 8, &rotated, "rotated").await;
     assert!(b8.authorized(), "{}", b8.hello);
 
     let refused = [
@@ -109,46 +111,46 @@ async fn jwt_login(backend: Backend) {
         ("HS384", token(Algorithm::HS384, &secret, claims.clone())),
     ];
     for (what, key) in &refused {
-        let b = Browser::connect(&server, t.dev_id, 5, key, "refused").await;
+        let b = Browser::connect(d.ws(5), t.dev_id, 5, key, "refused").await;
         assert_eq!(pin(&b.hello), server_info(false, ""), "{what}");
         b.close().await;
     }
     // A valid token of this tenant does not log in on another tenant.
-    let cross = Browser::connect(&server, other.dev_id, 5, &valid, "cross").await;
+    let cross = Browser::connect(d.ws(6), other.dev_id, 5, &valid, "cross").await;
     assert_eq!(pin(&cross.hello), server_info(false, ""));
 
     // Revoked: refused from then on.
     let revoked = hs256(&secret, json!({"user_id": 5, "exp": later() + 1}));
-    let before = Browser::connect(&server, t.dev_id, 5, &revoked, "before").await;
+    let before = Browser::connect(d.ws(7), t.dev_id, 5, &revoked, "before").await;
     assert!(before.authorized());
     ok(&cql
         .one(format!(
             "INSERT INTO revoked_tokens (token) VALUES ('{revoked}')"
         ))
         .await);
-    let after = Browser::connect(&server, t.dev_id, 5, &revoked, "after").await;
+    let after = Browser::connect(d.ws(8), t.dev_id, 5, &revoked, "after").await;
     assert_eq!(pin(&after.hello), server_info(false, ""), "revoked");
 
     for b in [b7, b8, cross, after] {
         b.close().await;
     }
     drop((b, again, by_hash, before));
-    server.stop().await;
+    d.stop().await;
 }
 
-async fn revoked_tokens(backend: Backend) {
-    let server = TestServer::start(backend).await;
-    let t = server.tenant("revoke@example.com").await;
-    let other = server.tenant("revoke-other@example.com").await;
-    let cql = Cql::new(&server, &t);
+async fn revoked_tokens(target: Target) {
+    let d = Deployment::start(target).await;
+    let t = d.tenant("revoke@example.com").await;
+    let other = d.tenant("revoke-other@example.com").await;
+    let cql = Cql::new(d.cql(), &t);
     let secret = format!("{}{}", t.key, t.dev_id);
     let t1 = hs256(&secret, json!({"user_id": 5, "exp": later()}));
     ok(&cql
         .one("INSERT INTO users_auth (id, hash) VALUES (6, 'h6')")
         .await);
-    let mut tab1 = Browser::connect(&server, t.dev_id, 5, &t1, "tab1").await;
-    let mut tab2 = Browser::connect(&server, t.dev_id, 5, &t1, "tab2").await;
-    let mut six = Browser::connect(&server, t.dev_id, 6, "h6", "six").await;
+    let mut tab1 = Browser::connect(d.ws(0), t.dev_id, 5, &t1, "tab1").await;
+    let mut tab2 = Browser::connect(d.ws(1), t.dev_id, 5, &t1, "tab2").await;
+    let mut six = Browser::connect(d.ws(2), t.dev_id, 6, "h6", "six").await;
     assert!(tab1.authorized() && tab2.authorized() && six.authorized());
 
     let r = cql
@@ -195,10 +197,10 @@ async fn revoked_tokens(backend: Backend) {
         );
     }
     six.expect_nothing().await;
-    let refused = Browser::connect(&server, t.dev_id, 5, &t1, "refused").await;
+    let refused = Browser::connect(d.ws(3), t.dev_id, 5, &t1, "refused").await;
     assert!(!refused.authorized());
     // Another tenant sees none of these.
-    let theirs = Cql::new(&server, &other)
+    let theirs = Cql::new(d.cql(), &other)
         .one("SELECT * FROM revoked_tokens")
         .await;
     assert!(rows(&theirs).is_empty());
@@ -212,12 +214,12 @@ async fn revoked_tokens(backend: Backend) {
         .await;
     assert_eq!(ok(&r[0]), (0, 0));
     assert_eq!(strs(&rows(&r[1])), [["not-a-jwt"]]);
-    let back = Browser::connect(&server, t.dev_id, 5, &t1, "back").await;
+    let back = Browser::connect(d.ws(4), t.dev_id, 5, &t1, "back").await;
     assert!(back.authorized(), "{}", back.hello);
     for b in [six, refused, back] {
         b.close().await;
     }
-    server.stop().await;
+    d.stop().await;
 }
 
-on_both_backends!(jwt_login, revoked_tokens);
+on_every_target!(jwt_login, revoked_tokens);

@@ -5,15 +5,16 @@
 
 use halley_tests::browser::{unix_now, Browser};
 use halley_tests::cometql::{assert_err, columns, insert_sql, ok, rows, strs, Cql};
-use halley_tests::{on_both_backends, Backend, TestServer};
+use halley_tests::deploy::{Deployment, Target};
+use halley_tests::on_every_target;
 
 const NAME_CHARS: &str = "The channel name can contain only the characters A-Za-z0-9_-";
 
-async fn pipes_messages_insert(backend: Backend) {
-    let server = TestServer::start(backend).await;
-    let t = server.tenant("pm-insert@example.com").await;
-    let cql = Cql::new(&server, &t);
-    let mut b = Browser::connect(&server, t.dev_id, 0, "", "pmins").await;
+async fn pipes_messages_insert(target: Target) {
+    let d = Deployment::start(target).await;
+    let t = d.tenant("pm-insert@example.com").await;
+    let cql = Cql::new(d.cql(), &t);
+    let mut b = Browser::connect(d.ws(0), t.dev_id, 0, "", "pmins").await;
     b.subscribe(&["web_pm"]).await;
 
     let long = "a".repeat(65);
@@ -66,13 +67,13 @@ async fn pipes_messages_insert(backend: Backend) {
     // The refused statements published nothing.
     b.expect_nothing().await;
     b.close().await;
-    server.stop().await;
+    d.stop().await;
 }
 
-async fn pipes_messages_select(backend: Backend) {
-    let server = TestServer::start(backend).await;
-    let t = server.tenant("pm-select@example.com").await;
-    let cql = Cql::new(&server, &t);
+async fn pipes_messages_select(target: Target) {
+    let d = Deployment::start(target).await;
+    let t = d.tenant("pm-select@example.com").await;
+    let cql = Cql::new(d.cql(), &t);
     let r = cql
         .run([
             "INSERT INTO pipes_settings (name, length) VALUES ('web_h1', 10)".to_string(),
@@ -90,7 +91,7 @@ async fn pipes_messages_select(backend: Backend) {
     ok(&cql
         .one("INSERT INTO users_auth (id, hash) VALUES (12, 'h12')")
         .await);
-    let mut sender = Browser::connect(&server, t.dev_id, 12, "h12", "sender").await;
+    let mut sender = Browser::connect(d.ws(0), t.dev_id, 12, "h12", "sender").await;
     sender
         .send("web_pipe2\nweb_h1\nfrom_js\n*\nbrowser text")
         .await;
@@ -159,13 +160,13 @@ async fn pipes_messages_select(backend: Backend) {
         "MySQL LIMIT offset, count"
     );
     sender.close().await;
-    server.stop().await;
+    d.stop().await;
 }
 
-async fn pipes_messages_delete(backend: Backend) {
-    let server = TestServer::start(backend).await;
-    let t = server.tenant("pm-delete@example.com").await;
-    let cql = Cql::new(&server, &t);
+async fn pipes_messages_delete(target: Target) {
+    let d = Deployment::start(target).await;
+    let t = d.tenant("pm-delete@example.com").await;
+    let cql = Cql::new(d.cql(), &t);
     cql.run([
         "INSERT INTO pipes_settings (name, length) VALUES ('web_d1', 10)".to_string(),
         "INSERT INTO pipes_settings (name, length) VALUES ('web_d2', 10)".into(),
@@ -214,13 +215,13 @@ async fn pipes_messages_delete(backend: Backend) {
     assert_err(&r[5], 13, no_key);
     assert_eq!(ok(&r[6]), (0, 0));
     assert_eq!(strs(&rows(&r[7])), [["y"]]);
-    server.stop().await;
+    d.stop().await;
 }
 
-async fn pipes_settings(backend: Backend) {
-    let server = TestServer::start(backend).await;
-    let t = server.tenant("settings@example.com").await;
-    let cql = Cql::new(&server, &t);
+async fn pipes_settings(target: Target) {
+    let d = Deployment::start(target).await;
+    let t = d.tenant("settings@example.com").await;
+    let cql = Cql::new(d.cql(), &t);
     let r = cql
         .run([
             "INSERT INTO pipes_settings (name, length) VALUES ('web_s1', 5)".to_string(),
@@ -302,17 +303,17 @@ async fn pipes_settings(backend: Backend) {
         13,
         "Deleting without transferring the requested values of the primary key is not supported",
     );
-    server.stop().await;
+    d.stop().await;
 }
 
-async fn pipes(backend: Backend) {
-    let server = TestServer::start(backend).await;
-    let t = server.tenant("pipes@example.com").await;
-    let other = server.tenant("pipes-other@example.com").await;
-    let cql = Cql::new(&server, &t);
-    let mut a = Browser::connect(&server, t.dev_id, 0, "", "a").await;
-    let mut b = Browser::connect(&server, t.dev_id, 0, "", "b").await;
-    let mut c = Browser::connect(&server, other.dev_id, 0, "", "c").await;
+async fn pipes(target: Target) {
+    let d = Deployment::start(target).await;
+    let t = d.tenant("pipes@example.com").await;
+    let other = d.tenant("pipes-other@example.com").await;
+    let cql = Cql::new(d.cql(), &t);
+    let mut a = Browser::connect(d.ws(0), t.dev_id, 0, "", "a").await;
+    let mut b = Browser::connect(d.ws(1), t.dev_id, 0, "", "b").await;
+    let mut c = Browser::connect(d.ws(2), other.dev_id, 0, "", "c").await;
     a.subscribe(&["web_p1", "web_p2"]).await;
     b.subscribe(&["web_p1"]).await;
     c.subscribe(&["web_p1"]).await;
@@ -343,19 +344,19 @@ async fn pipes(backend: Backend) {
     for x in [a, b, c] {
         x.close().await;
     }
-    server.stop().await;
+    d.stop().await;
 }
 
-async fn users_in_pipes(backend: Backend) {
-    let server = TestServer::start(backend).await;
-    let t = server.tenant("uip@example.com").await;
-    let cql = Cql::new(&server, &t);
+async fn users_in_pipes(target: Target) {
+    let d = Deployment::start(target).await;
+    let t = d.tenant("uip@example.com").await;
+    let cql = Cql::new(d.cql(), &t);
     ok(&cql
         .one("INSERT INTO users_auth (id, hash) VALUES (31, 'h31')")
         .await);
 
     let mut a = Browser::connect_full(
-        &server,
+        d.ws(0),
         t.dev_id,
         0,
         "",
@@ -369,7 +370,7 @@ async fn users_in_pipes(backend: Backend) {
     )
     .await;
     a.subscribe(&["web_uip"]).await;
-    let mut user = Browser::connect(&server, t.dev_id, 31, "h31", "user31").await;
+    let mut user = Browser::connect(d.ws(1), t.dev_id, 31, "h31", "user31").await;
     assert!(user.authorized());
     user.subscribe(&["web_uip", "web_other"]).await;
 
@@ -395,7 +396,8 @@ async fn users_in_pipes(backend: Backend) {
         ]
     );
     // One row per subscribed connection, anonymous ones included (as the reference's binary does),
-    // in connection order.
+    // in connection order. (A cluster lists them by node, then by connection there: `a` is on the
+    // first browser node, `user` on the second, so the order is the same.)
     assert_eq!(
         strs(&rows(&r[0])),
         [
@@ -421,10 +423,10 @@ async fn users_in_pipes(backend: Backend) {
     assert_err(&r[4], 10, "Table `users_in_pipes` is read only");
     a.close().await;
     user.close().await;
-    server.stop().await;
+    d.stop().await;
 }
 
-on_both_backends!(
+on_every_target!(
     pipes_messages_insert,
     pipes_messages_select,
     pipes_messages_delete,

@@ -3,18 +3,19 @@
 //! send, with the reference's columns, OK values, error codes and texts (docs/reference-cppcomet.md 1.6-1.7),
 //! and where Halley differs on purpose (docs/compatibility.md §2), that difference.
 
-use halley_tests::browser::{unix_now, wait_ws_connections, Browser};
+use halley_tests::browser::{unix_now, Browser};
 use halley_tests::cometql::{assert_err, columns, ok, rows, strs, Cql};
+use halley_tests::deploy::{Deployment, Target};
 use halley_tests::frames::{pin, server_info};
+use halley_tests::on_every_target;
 use halley_tests::wait::WAIT;
-use halley_tests::{on_both_backends, Backend, TestServer};
 
 const NAME_CHARS: &str = "The channel name can contain only the characters A-Za-z0-9_-";
 
-async fn users_auth(backend: Backend) {
-    let server = TestServer::start(backend).await;
-    let t = server.tenant("auth@example.com").await;
-    let cql = Cql::new(&server, &t);
+async fn users_auth(target: Target) {
+    let d = Deployment::start(target).await;
+    let t = d.tenant("auth@example.com").await;
+    let cql = Cql::new(d.cql(), &t);
     let r = cql
         .run([
             "INSERT INTO users_auth (id, hash) VALUES (5, 'first')".to_string(),
@@ -84,17 +85,17 @@ async fn users_auth(backend: Backend) {
     );
 
     // The hash logs the browser in; a wrong one or the empty hash does not.
-    let good = Browser::connect(&server, t.dev_id, 5, "aB3+/=_x", "good").await;
+    let good = Browser::connect(d.ws(0), t.dev_id, 5, "aB3+/=_x", "good").await;
     assert_eq!(pin(&good.hello), server_info(true, "aB3+/=_x"));
-    let wrong = Browser::connect(&server, t.dev_id, 5, "first", "wrong").await;
+    let wrong = Browser::connect(d.ws(1), t.dev_id, 5, "first", "wrong").await;
     assert_eq!(pin(&wrong.hello), server_info(false, ""));
-    let empty = Browser::connect(&server, t.dev_id, 9, "", "empty").await;
+    let empty = Browser::connect(d.ws(2), t.dev_id, 9, "", "empty").await;
     assert_eq!(pin(&empty.hello), server_info(false, ""));
 
     // DELETE removes the hash and closes every connection of that user, and only theirs.
-    let mut second = Browser::connect(&server, t.dev_id, 5, "aB3+/=_x", "second").await;
+    let mut second = Browser::connect(d.ws(3), t.dev_id, 5, "aB3+/=_x", "second").await;
     assert!(second.authorized());
-    let mut six = Browser::connect(&server, t.dev_id, 6, "six", "six").await;
+    let mut six = Browser::connect(d.ws(4), t.dev_id, 6, "six", "six").await;
     let mut good = good;
     let r = cql
         .run([
@@ -115,18 +116,18 @@ async fn users_auth(backend: Backend) {
         assert_eq!(closed, Some((1008, "closed by the server".to_string())));
     }
     six.expect_nothing().await;
-    let again = Browser::connect(&server, t.dev_id, 5, "aB3+/=_x", "again").await;
+    let again = Browser::connect(d.ws(5), t.dev_id, 5, "aB3+/=_x", "again").await;
     assert!(!again.authorized(), "the deleted hash no longer logs in");
     for b in [wrong, empty, six, again] {
         b.close().await;
     }
-    server.stop().await;
+    d.stop().await;
 }
 
-async fn users_time(backend: Backend) {
-    let server = TestServer::start(backend).await;
-    let t = server.tenant("time@example.com").await;
-    let cql = Cql::new(&server, &t);
+async fn users_time(target: Target) {
+    let d = Deployment::start(target).await;
+    let t = d.tenant("time@example.com").await;
+    let cql = Cql::new(d.cql(), &t);
     cql.run(["INSERT INTO users_auth (id, hash) VALUES (41, 'h41')"])
         .await;
     let r = cql
@@ -139,10 +140,10 @@ async fn users_time(backend: Backend) {
         "-1: never seen"
     );
 
-    let user = Browser::connect(&server, t.dev_id, 41, "h41", "u41").await;
+    let user = Browser::connect(d.ws(0), t.dev_id, 41, "h41", "u41").await;
     assert!(user.authorized());
     // Anonymous connections claiming an id do not make that user online.
-    let claimed = Browser::connect(&server, t.dev_id, 42, "wrong", "u42").await;
+    let claimed = Browser::connect(d.ws(1), t.dev_id, 42, "wrong", "u42").await;
     let r = cql
         .one("SELECT * FROM users_time WHERE id IN (41, 42)")
         .await;
@@ -154,7 +155,7 @@ async fn users_time(backend: Backend) {
 
     let before = unix_now();
     user.close().await;
-    wait_ws_connections(&server, t.dev_id, 1).await;
+    d.wait_ws_connections(t.dev_id, 1).await;
     let after = unix_now();
     let r = cql
         .run([
@@ -177,22 +178,22 @@ async fn users_time(backend: Backend) {
     assert_err(&r[2], 10, "Table `users_time` is read only");
     assert_err(&r[3], 10, "Table `users_time` is read only");
     claimed.close().await;
-    server.stop().await;
+    d.stop().await;
 }
 
-async fn users_messages(backend: Backend) {
-    let server = TestServer::start(backend).await;
-    let t = server.tenant("umsg@example.com").await;
-    let cql = Cql::new(&server, &t);
+async fn users_messages(target: Target) {
+    let d = Deployment::start(target).await;
+    let t = d.tenant("umsg@example.com").await;
+    let cql = Cql::new(d.cql(), &t);
     cql.run([
         "INSERT INTO users_auth (id, hash) VALUES (51, 'h51')",
         "INSERT INTO users_auth (id, hash) VALUES (52, 'h52')",
     ])
     .await;
-    let mut tab1 = Browser::connect(&server, t.dev_id, 51, "h51", "tab1").await;
-    let mut tab2 = Browser::connect(&server, t.dev_id, 51, "h51", "tab2").await;
+    let mut tab1 = Browser::connect(d.ws(0), t.dev_id, 51, "h51", "tab1").await;
+    let mut tab2 = Browser::connect(d.ws(1), t.dev_id, 51, "h51", "tab2").await;
     // Someone claiming to be 51 without the key is anonymous and gets nothing.
-    let mut impostor = Browser::connect(&server, t.dev_id, 51, "nope", "impostor").await;
+    let mut impostor = Browser::connect(d.ws(2), t.dev_id, 51, "nope", "impostor").await;
     assert!(tab1.authorized() && tab2.authorized() && !impostor.authorized());
 
     let r = cql
@@ -270,18 +271,18 @@ async fn users_messages(backend: Backend) {
         13,
         "Deleting without transferring the requested values of the primary key is not supported",
     );
-    let mut u52 = Browser::connect(&server, t.dev_id, 52, "h52", "u52").await;
+    let mut u52 = Browser::connect(d.ws(3), t.dev_id, 52, "h52", "u52").await;
     u52.expect_nothing().await;
     for b in [tab1, tab2, impostor, u52] {
         b.close().await;
     }
-    server.stop().await;
+    d.stop().await;
 }
 
-async fn users_data(backend: Backend) {
-    let server = TestServer::start(backend).await;
-    let t = server.tenant("udata@example.com").await;
-    let cql = Cql::new(&server, &t);
+async fn users_data(target: Target) {
+    let d = Deployment::start(target).await;
+    let t = d.tenant("udata@example.com").await;
+    let cql = Cql::new(d.cql(), &t);
     let r = cql
         .run([
             "INSERT INTO users_data (id, data) VALUES (61, 'first')",
@@ -312,7 +313,7 @@ async fn users_data(backend: Backend) {
     );
 
     // Browsers read it with the user_data command.
-    let mut b = Browser::connect(&server, t.dev_id, 0, "", "reader").await;
+    let mut b = Browser::connect(d.ws(0), t.dev_id, 0, "", "reader").await;
     b.send("user_data\nmk1\n61").await;
     b.expect(r#"{"data":{"user_data":"{\"name\":\"Zoë\",\"q\":\"it's\"}","user_id":61},"event":"answer","marker":"mk1","message_send_time":T,"pipe":"_answer"}"#)
         .await;
@@ -335,7 +336,7 @@ async fn users_data(backend: Backend) {
     b.expect(r#"{"data":{"user_data":"","user_id":61},"event":"answer","marker":"mk2","message_send_time":T,"pipe":"_answer"}"#)
         .await;
     b.close().await;
-    server.stop().await;
+    d.stop().await;
 }
 
-on_both_backends!(users_auth, users_time, users_messages, users_data);
+on_every_target!(users_auth, users_time, users_messages, users_data);

@@ -4,15 +4,16 @@
 
 use std::time::Duration;
 
-use halley_tests::browser::{unix_now, wait_ws_connections, Browser};
+use halley_tests::browser::{unix_now, Browser};
 use halley_tests::cometql::{ok, rows, strs, Cql};
+use halley_tests::deploy::{Deployment, Target};
 use halley_tests::frames::js;
-use halley_tests::{on_both_backends, Backend, TestServer};
+use halley_tests::on_every_target;
 
-async fn queued_messages_delivered_once_in_order(backend: Backend) {
-    let server = TestServer::start(backend).await;
-    let t = server.tenant("queue@example.com").await;
-    let cql = Cql::new(&server, &t);
+async fn queued_messages_delivered_once_in_order(target: Target) {
+    let d = Deployment::start(target).await;
+    let t = d.tenant("queue@example.com").await;
+    let cql = Cql::new(d.cql(), &t);
     let mut sql = vec!["INSERT INTO users_auth (id, hash) VALUES (70, 'h70')".to_string()];
     for i in 0..50 {
         sql.push(format!(
@@ -32,7 +33,7 @@ async fn queued_messages_delivered_once_in_order(backend: Backend) {
     assert_eq!(queued, expected, "all 50 queued, oldest first");
 
     // All of them on the next authorized connect (not only 10), in order, each with fromQueue.
-    let mut b = Browser::connect(&server, t.dev_id, 70, "h70", "first").await;
+    let mut b = Browser::connect(d.ws(0), t.dev_id, 70, "h70", "first").await;
     for (i, text) in expected.iter().enumerate() {
         b.expect(&format!(
             r#"{{"data":{},"event":"ev{}","fromQueue":true,"message_send_time":T,"pipe":"msg"}}"#,
@@ -45,20 +46,20 @@ async fn queued_messages_delivered_once_in_order(backend: Backend) {
     let left = cql.one("SELECT * FROM users_messages WHERE id = 70").await;
     assert!(rows(&left).is_empty(), "delivered messages leave the queue");
     b.close().await;
-    wait_ws_connections(&server, t.dev_id, 0).await;
+    d.wait_ws_connections(t.dev_id, 0).await;
 
     // Exactly once: the next connect gets none.
-    let mut again = Browser::connect(&server, t.dev_id, 70, "h70", "again").await;
+    let mut again = Browser::connect(d.ws(1), t.dev_id, 70, "h70", "again").await;
     again.expect_nothing().await;
     // An unauthorized connection claiming the id never drains the queue.
     again.close().await;
-    wait_ws_connections(&server, t.dev_id, 0).await;
+    d.wait_ws_connections(t.dev_id, 0).await;
     ok(&cql
         .one("INSERT INTO users_messages (id, event, message) VALUES (70, 'e', 'kept')")
         .await);
-    let mut impostor = Browser::connect(&server, t.dev_id, 70, "bad", "impostor").await;
+    let mut impostor = Browser::connect(d.ws(2), t.dev_id, 70, "bad", "impostor").await;
     impostor.expect_nothing().await;
-    let mut owner = Browser::connect(&server, t.dev_id, 70, "h70", "owner").await;
+    let mut owner = Browser::connect(d.ws(3), t.dev_id, 70, "h70", "owner").await;
     owner
         .expect(
             r#"{"data":"kept","event":"e","fromQueue":true,"message_send_time":T,"pipe":"msg"}"#,
@@ -66,15 +67,15 @@ async fn queued_messages_delivered_once_in_order(backend: Backend) {
         .await;
     impostor.close().await;
     owner.close().await;
-    server.stop().await;
+    d.stop().await;
 }
 
-async fn queued_messages_expire(backend: Backend) {
+async fn queued_messages_expire(target: Target) {
     // A 2 s TTL rather than 1 s: times have second resolution, so a 1 s TTL can expire a message within
     // milliseconds of its INSERT (sent at x.999), before the control SELECT below could see it.
-    let server = TestServer::start_with(backend, |c| c.messages.queue_ttl_secs = 2).await;
-    let t = server.tenant("ttl@example.com").await;
-    let cql = Cql::new(&server, &t);
+    let d = Deployment::start_with(target, |c| c.messages.queue_ttl_secs = 2).await;
+    let t = d.tenant("ttl@example.com").await;
+    let cql = Cql::new(d.cql(), &t);
     let r = cql
         .run([
             "INSERT INTO users_auth (id, hash) VALUES (71, 'h71')",
@@ -90,11 +91,11 @@ async fn queued_messages_expire(backend: Backend) {
         .one("SELECT message FROM users_messages WHERE id = 71")
         .await;
     assert!(rows(&r).is_empty(), "expired: {:?}", rows(&r));
-    let mut b = Browser::connect(&server, t.dev_id, 71, "h71", "late").await;
+    let mut b = Browser::connect(d.ws(0), t.dev_id, 71, "h71", "late").await;
     assert!(b.authorized());
     b.expect_nothing().await;
     b.close().await;
-    server.stop().await;
+    d.stop().await;
 }
 
 fn track(pipe: &str, event: &str, user_id: u64, uuid: &str) -> String {
@@ -103,15 +104,15 @@ fn track(pipe: &str, event: &str, user_id: u64, uuid: &str) -> String {
     )
 }
 
-async fn track_presence(backend: Backend) {
-    let server = TestServer::start(backend).await;
-    let t = server.tenant("presence@example.com").await;
-    Cql::new(&server, &t)
+async fn track_presence(target: Target) {
+    let d = Deployment::start(target).await;
+    let t = d.tenant("presence@example.com").await;
+    Cql::new(d.cql(), &t)
         .run(["INSERT INTO users_auth (id, hash) VALUES (72, 'h72')"])
         .await;
-    let mut w = Browser::connect(&server, t.dev_id, 0, "", "watcher").await;
-    let mut u = Browser::connect(&server, t.dev_id, 72, "h72", "user72").await;
-    let mut a = Browser::connect(&server, t.dev_id, 0, "", "anon").await;
+    let mut w = Browser::connect(d.ws(0), t.dev_id, 0, "", "watcher").await;
+    let mut u = Browser::connect(d.ws(1), t.dev_id, 72, "h72", "user72").await;
+    let mut a = Browser::connect(d.ws(2), t.dev_id, 0, "", "anon").await;
     assert!(w.subscribe(&["track_room"]).await.is_empty());
 
     // Existing subscribers hear about a newcomer; the newcomer hears nothing about itself.
@@ -137,13 +138,13 @@ async fn track_presence(backend: Backend) {
     u.expect_nothing().await;
     w.close().await;
     u.close().await;
-    server.stop().await;
+    d.stop().await;
 }
 
-async fn user_status_presence(backend: Backend) {
-    let server = TestServer::start(backend).await;
-    let t = server.tenant("online@example.com").await;
-    let cql = Cql::new(&server, &t);
+async fn user_status_presence(target: Target) {
+    let d = Deployment::start(target).await;
+    let t = d.tenant("online@example.com").await;
+    let cql = Cql::new(d.cql(), &t);
     let time = |r: &halley_tests::clients::StepResult| -> i64 { rows(r)[0][0].parse().unwrap() };
     let r = cql
         .run([
@@ -152,11 +153,11 @@ async fn user_status_presence(backend: Backend) {
         ])
         .await;
     assert_eq!(time(&r[1]), -1);
-    let mut w = Browser::connect(&server, t.dev_id, 0, "", "watcher").await;
+    let mut w = Browser::connect(d.ws(0), t.dev_id, 0, "", "watcher").await;
     w.subscribe(&["user_status_73"]).await;
 
     // First connection of the user: online.
-    let u1 = Browser::connect(&server, t.dev_id, 73, "h73", "u1").await;
+    let u1 = Browser::connect(d.ws(1), t.dev_id, 73, "h73", "u1").await;
     w.expect(r#"{"data":"online","event":"online","pipe":"user_status_73"}"#)
         .await;
     assert_eq!(
@@ -164,13 +165,13 @@ async fn user_status_presence(backend: Backend) {
         0
     );
     // A second one, or an unauthorized one claiming the id: no event.
-    let u2 = Browser::connect(&server, t.dev_id, 73, "h73", "u2").await;
-    let claimed = Browser::connect(&server, t.dev_id, 73, "bad", "claimed").await;
+    let u2 = Browser::connect(d.ws(2), t.dev_id, 73, "h73", "u2").await;
+    let claimed = Browser::connect(d.ws(3), t.dev_id, 73, "bad", "claimed").await;
     w.expect_nothing().await;
     claimed.close().await;
     // Closing one of two: still online, no event.
     u1.close().await;
-    wait_ws_connections(&server, t.dev_id, 2).await;
+    d.wait_ws_connections(t.dev_id, 2).await;
     w.expect_nothing().await;
     assert_eq!(
         time(&cql.one("SELECT time FROM users_time WHERE id = 73").await),
@@ -188,17 +189,17 @@ async fn user_status_presence(backend: Backend) {
         "{last} in {before}..={after}"
     );
     // And online again on the next connect.
-    let u3 = Browser::connect(&server, t.dev_id, 73, "h73", "u3").await;
+    let u3 = Browser::connect(d.ws(4), t.dev_id, 73, "h73", "u3").await;
     w.expect(r#"{"data":"online","event":"online","pipe":"user_status_73"}"#)
         .await;
     u3.close().await;
     w.expect(r#"{"data":"offline","event":"offline","pipe":"user_status_73"}"#)
         .await;
     w.close().await;
-    server.stop().await;
+    d.stop().await;
 }
 
-on_both_backends!(
+on_every_target!(
     queued_messages_delivered_once_in_order,
     queued_messages_expire,
     track_presence,

@@ -1,5 +1,8 @@
 //! Durability (issue 3; docs/compatibility.md §6): history, pipes_settings, users_auth, users_data, users_time,
 //! queued private messages and revoked tokens survive a clean restart, on SQLite and on PostgreSQL.
+//! Unlike the other compat suites it does not run on a cluster: a cluster is never restarted as a whole
+//! (its nodes are, one at a time, and what survives a node's death is `cluster_kill`'s subject), and what
+//! this suite checks lives in the database the nodes share.
 
 use halley_tests::browser::{wait_ws_connections, Browser};
 use halley_tests::cometql::{insert_sql, rows, strs, Cql};

@@ -2,35 +2,36 @@
 //! comet-server URL. Frames are compared as whole JSON texts (keys in alphabetical order, as the reference
 //! sends them) after pinning `message_send_time` to `T`.
 
-use halley_tests::browser::{unix_now, url, uuid_of, wait_ws_connections, Browser};
+use halley_tests::browser::{unix_now, url, uuid_of, Browser};
 use halley_tests::cometql::{insert_sql, rows, strs, Cql};
+use halley_tests::deploy::{Deployment, Target};
 use halley_tests::frames::{self, js, json, pin};
+use halley_tests::on_every_target;
 use halley_tests::wait::WAIT;
 use halley_tests::ws::WsClient;
-use halley_tests::{on_both_backends, Backend, TestServer};
 
 const SERVER_NAME_KEYS: &str = r#""pipe":"sys","server":""#;
 
 /// The first frame: the authentication result, anonymous or authorized (data = the user's hash).
-async fn server_info(backend: Backend) {
-    let server = TestServer::start(backend).await;
-    let t = server.tenant("hello@example.com").await;
-    Cql::new(&server, &t)
+async fn server_info(target: Target) {
+    let d = Deployment::start(target).await;
+    let t = d.tenant("hello@example.com").await;
+    Cql::new(d.cql(), &t)
         .run(["INSERT INTO users_auth (id, hash) VALUES (3, 'hash3')"])
         .await;
-    let anon = Browser::connect(&server, t.dev_id, 0, "", "anon").await;
+    let anon = Browser::connect(d.ws(0), t.dev_id, 0, "", "anon").await;
     assert_eq!(pin(&anon.hello), frames::server_info(false, ""));
     assert!(anon.hello.contains(SERVER_NAME_KEYS));
-    let user = Browser::connect(&server, t.dev_id, 3, "hash3", "user").await;
+    let user = Browser::connect(d.ws(1), t.dev_id, 3, "hash3", "user").await;
     assert_eq!(pin(&user.hello), frames::server_info(true, "hash3"));
     // `undefined` (what the JS API sends without a key) is an empty key.
-    let undef = Browser::connect(&server, t.dev_id, 3, "undefined", "undef").await;
+    let undef = Browser::connect(d.ws(2), t.dev_id, 3, "undefined", "undef").await;
     assert_eq!(pin(&undef.hello), frames::server_info(false, ""));
     // The other URL forms of the reference.
     for prefix in ["//ws", "/comet-server/ws"] {
         let u = format!(
             "ws://{}{prefix}/sesion=hash3&myid=3&devid={}&v=4.08&uuid={}&api=js",
-            server.http_addr(),
+            d.ws(3).http_addr(),
             t.dev_id,
             uuid_of("form")
         );
@@ -40,7 +41,7 @@ async fn server_info(backend: Backend) {
         ws.close().await.unwrap();
     }
     // A dev_id that is no tenant: one error frame, then the connection is closed.
-    let mut ws = WsClient::connect(&url(&server, 999_999, 0, "", "4.08", &uuid_of("x")))
+    let mut ws = WsClient::connect(&url(d.ws(4), 999_999, 0, "", "4.08", &uuid_of("x")))
         .await
         .unwrap();
     let frame = ws.recv_text(WAIT).await.unwrap();
@@ -55,15 +56,15 @@ async fn server_info(backend: Backend) {
     for b in [anon, user, undef] {
         b.close().await;
     }
-    server.stop().await;
+    d.stop().await;
 }
 
 /// `subscription` replaces the whole set: after re-subscribing only the new pipes deliver.
-async fn subscription(backend: Backend) {
-    let server = TestServer::start(backend).await;
-    let t = server.tenant("sub@example.com").await;
-    let cql = Cql::new(&server, &t);
-    let mut b = Browser::connect(&server, t.dev_id, 0, "", "sub").await;
+async fn subscription(target: Target) {
+    let d = Deployment::start(target).await;
+    let t = d.tenant("sub@example.com").await;
+    let cql = Cql::new(d.cql(), &t);
+    let mut b = Browser::connect(d.ws(0), t.dev_id, 0, "", "sub").await;
     assert!(
         b.subscribe(&["web_s1", "web_s2"]).await.is_empty(),
         "no acknowledgement frame"
@@ -130,24 +131,28 @@ async fn subscription(backend: Backend) {
     b.expect(r#"{"data":{"code":"403","error":"Channel name is too long"},"event":"error","message_send_time":T,"pipe":"sys"}"#)
         .await;
     b.ws.expect_closed(WAIT).await.unwrap();
-    server.stop().await;
+    d.stop().await;
 }
 
 /// `web_pipe2`: relayed to the other subscribers with the sender's id, exactly as sent; answered to the
 /// sender on `_answer_to_<pipe>`; never echoed; `@web_` hides the sender; `webauth_` needs a login.
-async fn web_pipe2(backend: Backend) {
-    let server = TestServer::start(backend).await;
-    let t = server.tenant("webpipe@example.com").await;
-    let cql = Cql::new(&server, &t);
+async fn web_pipe2(target: Target) {
+    let d = Deployment::start(target).await;
+    let t = d.tenant("webpipe@example.com").await;
+    let cql = Cql::new(d.cql(), &t);
     cql.run(["INSERT INTO users_auth (id, hash) VALUES (5, 'h5')"])
         .await;
-    let mut s = Browser::connect(&server, t.dev_id, 5, "h5", "sender").await;
-    let mut r1 = Browser::connect(&server, t.dev_id, 0, "", "r1").await;
-    let mut r2 = Browser::connect(&server, t.dev_id, 0, "", "r2").await;
+    let mut s = Browser::connect(d.ws(0), t.dev_id, 5, "h5", "sender").await;
+    let mut r1 = Browser::connect(d.ws(1), t.dev_id, 0, "", "r1").await;
+    let mut r2 = Browser::connect(d.ws(2), t.dev_id, 0, "", "r2").await;
     for b in [&mut s, &mut r1, &mut r2] {
         b.subscribe(&["web_chat", "webauth_room"]).await;
     }
 
+    // `number_messages`: the subscribers the message reached, the sender left out. A cluster node knows
+    // only its own, and the receivers are on other nodes: 0 there (docs/production.md, "Not
+    // cluster-wide yet").
+    let n = if d.is_cluster() { 0 } else { 2 };
     // Apostrophes, quotes, backslashes (a `\'` too), a newline, JSON and multi-byte text, exactly.
     let text = "{\"t\":\"it's \\\"q\\\" \\\\ \\' done\"}\nline 2 é 🎉";
     s.send(&format!("web_pipe2\nweb_chat\nev\n*\n{text}")).await;
@@ -156,7 +161,7 @@ async fn web_pipe2(backend: Backend) {
         js(text)
     );
     s.expect(&format!(
-        r#"{{"data":{{"message":{},"number_messages":2}},"event":"answer","message_send_time":T,"pipe":"_answer_to_web_chat"}}"#,
+        r#"{{"data":{{"message":{},"number_messages":{n}}},"event":"answer","message_send_time":T,"pipe":"_answer_to_web_chat"}}"#,
         js(text)
     ))
     .await;
@@ -169,7 +174,7 @@ async fn web_pipe2(backend: Backend) {
 
     // `@web_`: the sender's id is hidden (0); the answer names the real pipe.
     s.send("web_pipe2\n@web_chat\nev2\n*\nanonymous send").await;
-    s.expect(r#"{"data":{"message":"anonymous send","number_messages":2},"event":"answer","message_send_time":T,"pipe":"_answer_to_web_chat"}"#)
+    s.expect(&format!(r#"{{"data":{{"message":"anonymous send","number_messages":{n}}},"event":"answer","message_send_time":T,"pipe":"_answer_to_web_chat"}}"#))
         .await;
     for r in [&mut r1, &mut r2] {
         r.expect(r#"{"data":"anonymous send","event":"ev2","message_send_time":T,"pipe":"web_chat","user_id":0}"#)
@@ -178,7 +183,7 @@ async fn web_pipe2(backend: Backend) {
 
     // An anonymous sender is user 0; an empty event is allowed.
     r1.send("web_pipe2\nweb_chat\n\n*\nfrom r1").await;
-    r1.expect(r#"{"data":{"message":"from r1","number_messages":2},"event":"answer","message_send_time":T,"pipe":"_answer_to_web_chat"}"#)
+    r1.expect(&format!(r#"{{"data":{{"message":"from r1","number_messages":{n}}},"event":"answer","message_send_time":T,"pipe":"_answer_to_web_chat"}}"#))
         .await;
     for r in [&mut s, &mut r2] {
         r.expect(
@@ -194,7 +199,7 @@ async fn web_pipe2(backend: Backend) {
     r1.expect_nothing().await;
     // ... and relayed for authorized ones.
     s.send("web_pipe2\nwebauth_room\nev\n*\nsigned").await;
-    s.expect(r#"{"data":{"message":"signed","number_messages":2},"event":"answer","message_send_time":T,"pipe":"_answer_to_webauth_room"}"#)
+    s.expect(&format!(r#"{{"data":{{"message":"signed","number_messages":{n}}},"event":"answer","message_send_time":T,"pipe":"_answer_to_webauth_room"}}"#))
         .await;
     for r in [&mut r1, &mut r2] {
         r.expect(r#"{"data":"signed","event":"ev","message_send_time":T,"pipe":"webauth_room","user_id":5}"#)
@@ -209,14 +214,14 @@ async fn web_pipe2(backend: Backend) {
     r2.ws.expect_closed(WAIT).await.unwrap();
     s.close().await;
     r1.close().await;
-    server.stop().await;
+    d.stop().await;
 }
 
 /// `pipe_log`: the stored history as ordinary pipe frames with `fromQueue` and the sender's id.
-async fn pipe_log(backend: Backend) {
-    let server = TestServer::start(backend).await;
-    let t = server.tenant("log@example.com").await;
-    let cql = Cql::new(&server, &t);
+async fn pipe_log(target: Target) {
+    let d = Deployment::start(target).await;
+    let t = d.tenant("log@example.com").await;
+    let cql = Cql::new(d.cql(), &t);
     cql.run([
         "INSERT INTO users_auth (id, hash) VALUES (8, 'h8')".to_string(),
         "INSERT INTO pipes_settings (name, length) VALUES ('web_log', 10)".into(),
@@ -224,10 +229,10 @@ async fn pipe_log(backend: Backend) {
         insert_sql("web_log", "", "no event"),
     ])
     .await;
-    let mut u = Browser::connect(&server, t.dev_id, 8, "h8", "u8").await;
+    let mut u = Browser::connect(d.ws(0), t.dev_id, 8, "h8", "u8").await;
     u.send("web_pipe2\nweb_log\njs\n*\nit's from js").await;
     u.recv().await;
-    let mut b = Browser::connect(&server, t.dev_id, 0, "", "reader").await;
+    let mut b = Browser::connect(d.ws(1), t.dev_id, 0, "", "reader").await;
     b.send("pipe_log\nweb_log\nmk1\n").await;
     b.expect(r#"{"data":"first","event":"e1","fromQueue":true,"message_send_time":T,"pipe":"web_log","user_id":0}"#)
         .await;
@@ -240,7 +245,7 @@ async fn pipe_log(backend: Backend) {
     b.send("pipe_log\nweb_empty\nmk2\n").await;
     b.expect_nothing().await;
     // `trust_` pipes keep their messages without any pipes_settings.
-    Cql::new(&server, &t)
+    Cql::new(d.cql(), &t)
         .run([insert_sql("trust_log", "t", "kept anyway")])
         .await;
     b.send("pipe_log\ntrust_log\nmk3\n").await;
@@ -249,15 +254,15 @@ async fn pipe_log(backend: Backend) {
     b.expect_nothing().await;
     u.close().await;
     b.close().await;
-    server.stop().await;
+    d.stop().await;
 }
 
 /// `pipe_count`: `{"user_in_pipe": n}` (documented shape; the reference sent an array), web_ and track_ only.
-async fn pipe_count(backend: Backend) {
-    let server = TestServer::start(backend).await;
-    let t = server.tenant("count@example.com").await;
-    let mut a = Browser::connect(&server, t.dev_id, 0, "", "a").await;
-    let mut b = Browser::connect(&server, t.dev_id, 0, "", "b").await;
+async fn pipe_count(target: Target) {
+    let d = Deployment::start(target).await;
+    let t = d.tenant("count@example.com").await;
+    let mut a = Browser::connect(d.ws(0), t.dev_id, 0, "", "a").await;
+    let mut b = Browser::connect(d.ws(1), t.dev_id, 0, "", "b").await;
     a.subscribe(&["web_cnt", "track_cnt"]).await;
     b.subscribe(&["web_cnt"]).await;
     a.send("pipe_count\nweb_cnt\nm1\n").await;
@@ -276,22 +281,24 @@ async fn pipe_count(backend: Backend) {
     a.expect_nothing().await;
     a.close().await;
     b.close().await;
-    server.stop().await;
+    d.stop().await;
 }
 
 /// `track_pipe_users`: `{user_id, uuid}` of every subscriber of a track_ pipe, anonymous ones included.
-async fn track_pipe_users(backend: Backend) {
-    let server = TestServer::start(backend).await;
-    let t = server.tenant("track@example.com").await;
-    Cql::new(&server, &t)
+async fn track_pipe_users(target: Target) {
+    let d = Deployment::start(target).await;
+    let t = d.tenant("track@example.com").await;
+    Cql::new(d.cql(), &t)
         .run(["INSERT INTO users_auth (id, hash) VALUES (21, 'h21')"])
         .await;
-    let mut anon = Browser::connect(&server, t.dev_id, 0, "", "anon").await;
-    let mut user = Browser::connect(&server, t.dev_id, 21, "h21", "user21").await;
+    let mut anon = Browser::connect(d.ws(0), t.dev_id, 0, "", "anon").await;
+    let mut user = Browser::connect(d.ws(1), t.dev_id, 21, "h21", "user21").await;
     anon.subscribe(&["track_room"]).await;
     user.subscribe(&["track_room"]).await;
     // (anon saw user's arrival: a track_ presence event, covered in compat_queue_presence.)
     anon.recv().await;
+    // Subscribers in connection order (a cluster: by node, then connection; `anon` is on the first
+    // browser node, `user` on the second, so the same order).
     anon.send("track_pipe_users\ntrack_room\nmk").await;
     anon.expect(&format!(
         r#"{{"_info":"answer for track_pipe_users","data":[{{"user_id":0,"uuid":"{}"}},{{"user_id":21,"uuid":"{}"}}],"event":"answer","marker":"mk","message_send_time":T,"pipe":"_answer"}}"#,
@@ -305,18 +312,18 @@ async fn track_pipe_users(backend: Backend) {
     anon.expect(r#"{"data":{"error":"[track_pipe_users] Invalid channel name. The channel should start with track_","number_messages":-1},"event":"error","message_send_time":T,"pipe":"sys"}"#)
         .await;
     user.close().await;
-    server.stop().await;
+    d.stop().await;
 }
 
 /// `user_status`: 0 while online, the real last-online time after, -1 when unknown.
-async fn user_status(backend: Backend) {
-    let server = TestServer::start(backend).await;
-    let t = server.tenant("status@example.com").await;
-    Cql::new(&server, &t)
+async fn user_status(target: Target) {
+    let d = Deployment::start(target).await;
+    let t = d.tenant("status@example.com").await;
+    Cql::new(d.cql(), &t)
         .run(["INSERT INTO users_auth (id, hash) VALUES (30, 'h30')"])
         .await;
-    let mut b = Browser::connect(&server, t.dev_id, 0, "", "asker").await;
-    let u = Browser::connect(&server, t.dev_id, 30, "h30", "u30").await;
+    let mut b = Browser::connect(d.ws(0), t.dev_id, 0, "", "asker").await;
+    let u = Browser::connect(d.ws(1), t.dev_id, 30, "h30", "u30").await;
     b.send("user_status\n30").await;
     b.expect(r#"{"data":{"data":0,"last_online_time":0},"event":"user_status_30","message_send_time":T,"pipe":"_answer_user_status"}"#)
         .await;
@@ -325,7 +332,7 @@ async fn user_status(backend: Backend) {
         .await;
     let before = unix_now();
     u.close().await;
-    wait_ws_connections(&server, t.dev_id, 1).await;
+    d.wait_ws_connections(t.dev_id, 1).await;
     let after = unix_now();
     b.send("user_status\n30").await;
     let v = json(&b.recv().await);
@@ -334,17 +341,17 @@ async fn user_status(backend: Backend) {
     assert_eq!(v["data"]["data"], last, "{v}");
     assert_eq!(v["pipe"], "_answer_user_status");
     b.close().await;
-    server.stop().await;
+    d.stop().await;
 }
 
 /// `user_data` answers from users_data; `statistics` is ignored; an unknown command closes.
-async fn user_data_statistics_unknown(backend: Backend) {
-    let server = TestServer::start(backend).await;
-    let t = server.tenant("misc@example.com").await;
-    Cql::new(&server, &t)
+async fn user_data_statistics_unknown(target: Target) {
+    let d = Deployment::start(target).await;
+    let t = d.tenant("misc@example.com").await;
+    Cql::new(d.cql(), &t)
         .run(["INSERT INTO users_data (id, data) VALUES (40, 'profile \"40\"')"])
         .await;
-    let mut b = Browser::connect(&server, t.dev_id, 0, "", "misc").await;
+    let mut b = Browser::connect(d.ws(0), t.dev_id, 0, "", "misc").await;
     b.send("user_data\nmk\n40").await;
     b.expect(r#"{"data":{"user_data":"profile \"40\"","user_id":40},"event":"answer","marker":"mk","message_send_time":T,"pipe":"_answer"}"#)
         .await;
@@ -359,18 +366,18 @@ async fn user_data_statistics_unknown(backend: Backend) {
         b.ws.expect_closed(WAIT).await.unwrap(),
         Some((1008, "invalid command".to_string()))
     );
-    server.stop().await;
+    d.stop().await;
 }
 
 /// `private_` pipes: anonymous connections cannot subscribe (silently skipped, nothing delivered).
-async fn private_pipes(backend: Backend) {
-    let server = TestServer::start(backend).await;
-    let t = server.tenant("private@example.com").await;
-    let cql = Cql::new(&server, &t);
+async fn private_pipes(target: Target) {
+    let d = Deployment::start(target).await;
+    let t = d.tenant("private@example.com").await;
+    let cql = Cql::new(d.cql(), &t);
     cql.run(["INSERT INTO users_auth (id, hash) VALUES (9, 'h9')"])
         .await;
-    let mut anon = Browser::connect(&server, t.dev_id, 9, "wrong", "anon").await;
-    let mut user = Browser::connect(&server, t.dev_id, 9, "h9", "user").await;
+    let mut anon = Browser::connect(d.ws(0), t.dev_id, 9, "wrong", "anon").await;
+    let mut user = Browser::connect(d.ws(1), t.dev_id, 9, "h9", "user").await;
     assert!(!anon.authorized() && user.authorized());
     assert!(
         anon.subscribe(&["private_p", "web_pub"]).await.is_empty(),
@@ -392,18 +399,18 @@ async fn private_pipes(backend: Backend) {
         .await;
     anon.close().await;
     user.close().await;
-    server.stop().await;
+    d.stop().await;
 }
 
 /// `v=3.24` in the URL: every frame gets `api_data` and `event_name`, object data is sent as JSON text
 /// (except on the `msg` pipe).
-async fn legacy_transform(backend: Backend) {
-    let server = TestServer::start(backend).await;
-    let t = server.tenant("legacy@example.com").await;
-    let cql = Cql::new(&server, &t);
+async fn legacy_transform(target: Target) {
+    let d = Deployment::start(target).await;
+    let t = d.tenant("legacy@example.com").await;
+    let cql = Cql::new(d.cql(), &t);
     cql.run(["INSERT INTO users_auth (id, hash) VALUES (4, 'h4')"])
         .await;
-    let mut old = Browser::connect_version(&server, t.dev_id, 4, "h4", "old", "3.24").await;
+    let mut old = Browser::connect_version(d.ws(0), t.dev_id, 4, "h4", "old", "3.24").await;
     assert_eq!(
         pin(&old.hello),
         format!(
@@ -425,7 +432,7 @@ async fn legacy_transform(backend: Backend) {
     old.expect(r#"{"api_data":"for major_version < 4","data":"{\"user_in_pipe\":1}","event":"user_in_pipe","event_name":"user_in_pipe","marker":"m","message_send_time":T,"pipe":"_answer_pipe_count"}"#)
         .await;
     // A 4.x client on the same pipe gets the modern shape of the same publish.
-    let mut new = Browser::connect(&server, t.dev_id, 0, "", "new").await;
+    let mut new = Browser::connect(d.ws(1), t.dev_id, 0, "", "new").await;
     new.subscribe(&["web_old"]).await;
     cql.run([insert_sql("web_old", "ev", "both")]).await;
     new.expect(r#"{"data":"both","event":"ev","message_send_time":T,"pipe":"web_old"}"#)
@@ -434,10 +441,10 @@ async fn legacy_transform(backend: Backend) {
         .await;
     old.close().await;
     new.close().await;
-    server.stop().await;
+    d.stop().await;
 }
 
-on_both_backends!(
+on_every_target!(
     server_info,
     subscription,
     web_pipe2,

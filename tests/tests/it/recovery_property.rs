@@ -7,18 +7,23 @@
 //! message after it. Where the case's settings make it certain, each `subscribed` frame's `recovered`,
 //! epoch and top offset are checked too, so a server that gave up when it could have recovered fails.
 //!
+//! The same property on a cluster, with Redis faults instead of server restarts, is in `faults.rs`.
+//!
 //! Cases come from seeds (`cases.rs`); the client and the checks are in `model.rs`. A failure prints the
 //! seed, the case and what happened step by step. `HALLEY_PROPERTY_SEED=<n>` runs one case,
 //! `HALLEY_PROPERTY_CASES=<n>` more (or fewer) of them.
 
 mod cases;
+mod faults;
 mod model;
 
 use std::collections::HashSet;
 use std::time::Duration;
 
 use halley_tests::browser::{url, uuid_of};
+use halley_tests::cluster::RedisProcess;
 use halley_tests::cometql::{insert_sql, multi_insert_sql};
+use halley_tests::deploy::Deployment;
 use halley_tests::mysql_raw::RawMysql;
 use halley_tests::wait::WAIT;
 use halley_tests::ws::WsClient;
@@ -31,11 +36,11 @@ use model::{check, Client, Published, Streams};
 /// Cases per backend unless `HALLEY_PROPERTY_CASES` says otherwise.
 const CASES: u64 = 30;
 
-fn seeds() -> Vec<u64> {
+fn seeds(cases: u64) -> Vec<u64> {
     let var = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u64>().ok());
     match var("HALLEY_PROPERTY_SEED") {
         Some(seed) => vec![seed],
-        None => (1..=var("HALLEY_PROPERTY_CASES").unwrap_or(CASES)).collect(),
+        None => (1..=var("HALLEY_PROPERTY_CASES").unwrap_or(cases)).collect(),
     }
 }
 
@@ -74,7 +79,11 @@ impl Conn {
 /// One case against one real server, and the models beside it.
 struct World<'a> {
     case: &'a Case,
-    server: Option<TestServer>,
+    /// One server, or a cluster: client `c` is on node `c` modulo the nodes, the CometQL session on
+    /// node 0 and the second one on the last node.
+    d: Option<Deployment>,
+    /// The cluster's own Redis, which the case breaks (`faults.rs`).
+    redis: Option<&'a mut RedisProcess>,
     tenant: Tenant,
     q: Option<RawMysql>,
     /// A second session, for publishes that race a client's (re)subscribe.
@@ -101,6 +110,10 @@ struct Tally {
     caught_up: usize,
     repeats: usize,
     restarts: usize,
+    /// `gap` frames seen.
+    gaps: usize,
+    kills: usize,
+    redis_restarts: usize,
 }
 
 impl Tally {
@@ -111,6 +124,9 @@ impl Tally {
         self.caught_up += o.caught_up;
         self.repeats += o.repeats;
         self.restarts += o.restarts;
+        self.gaps += o.gaps;
+        self.kills += o.kills;
+        self.redis_restarts += o.redis_restarts;
     }
 }
 
@@ -123,8 +139,13 @@ impl Drop for World<'_> {
 }
 
 impl<'a> World<'a> {
-    async fn start(backend: Backend, case: &'a Case) -> Result<World<'a>, String> {
-        let server = TestServer::start_with(backend, |c| {
+    /// The case on one server of `backend`, or, with `redis`, on a cluster of [`faults::NODES`] nodes on it.
+    async fn start(
+        backend: Backend,
+        redis: Option<&'a mut RedisProcess>,
+        case: &'a Case,
+    ) -> Result<World<'a>, String> {
+        let tweak = |c: &mut halley::config::Config| {
             c.limits.publishes_per_sec = 100_000;
             c.limits.publish_burst = 100_000;
             c.limits.new_connections_per_ip_per_sec = 10_000;
@@ -132,16 +153,19 @@ impl<'a> World<'a> {
             c.recovery.window_messages = case.window_messages;
             c.recovery.replay_max = case.replay_max;
             c.recovery.window_secs = case.window_secs.unwrap_or(3_600);
-        })
-        .await;
-        let tenant = server.tenant("property@example.com").await;
-        let q = RawMysql::login(&server, &tenant).await;
-        let q2 = RawMysql::login(&server, &tenant).await;
+        };
+        let d = match &redis {
+            Some(redis) => Deployment::cluster_on(faults::NODES, &redis.url(), tweak).await,
+            None => Deployment::single_with(backend, tweak).await,
+        };
+        let tenant = d.tenant("property@example.com").await;
+        let q = RawMysql::login(d.cql(), &tenant).await;
+        let q2 = RawMysql::login(d.nodes().last().expect("a node"), &tenant).await;
         let mut world = World {
             case,
             names: (0..case.pipes).map(|p| format!("web_prop{p}")).collect(),
             published: Published::new(case.pipes),
-            streams: Streams::new(case),
+            streams: Streams::new(case, redis.is_some()),
             clients: case
                 .clients
                 .iter()
@@ -151,7 +175,8 @@ impl<'a> World<'a> {
             pending: vec![0; case.clients.len()],
             trace: Vec::new(),
             tally: Tally::default(),
-            server: Some(server),
+            d: Some(d),
+            redis,
             tenant,
             q: Some(q),
             q2: Some(q2),
@@ -181,17 +206,38 @@ impl<'a> World<'a> {
                 self.reconnect(c).await?;
             }
         }
-        for pipe in 0..self.case.pipes {
-            self.publish(pipe, 1, false).await;
-        }
-        // Read up to a probe's answer, not just the frames counted: a frame sent twice is read and judged.
-        for c in 0..self.clients.len() {
-            self.drain(c).await?;
+        loop {
+            for pipe in 0..self.case.pipes {
+                self.publish(pipe, 1, false).await;
+            }
+            // Read up to a probe's answer, not just the frames counted: a frame sent twice is read and
+            // judged.
+            for c in 0..self.clients.len() {
+                self.drain(c).await?;
+            }
+            // On a cluster a `gap` may still come from the repair after a fault: the client asks again,
+            // as the SDK does, and one more final message follows.
+            let again: Vec<usize> = (0..self.clients.len())
+                .filter(|&c| self.clients[c].wants_resubscribe)
+                .collect();
+            if self.redis.is_none() || again.is_empty() {
+                break;
+            }
+            self.trace.push(format!(
+                "end: {again:?} resubscribe after a gap, publish again"
+            ));
+            for c in again {
+                self.subscribe(c).await?;
+            }
         }
         self.tally.messages = self.published.per_pipe.iter().map(Vec::len).sum();
         self.tally.repeats = (self.clients.iter())
             .flat_map(|c| c.seen.iter().flatten())
             .filter(|s| matches!(s, model::Seen::Repeat { .. }))
+            .count();
+        self.tally.gaps = (self.clients.iter())
+            .flat_map(|c| c.seen.iter().flatten())
+            .filter(|s| matches!(s, model::Seen::Gap))
             .count();
         for (c, client) in self.clients.iter().enumerate() {
             for &p in &client.pipes {
@@ -224,6 +270,8 @@ impl<'a> World<'a> {
                 count,
             } => self.race(client, pipe, count).await?,
             Op::Restart => self.restart().await?,
+            Op::KillPubsub => self.kill_pubsub().await,
+            Op::RestartRedis => self.restart_redis().await,
             Op::Age => {
                 let secs = self.case.window_secs.expect("Age only in ageing cases");
                 // Past the window's age: every message kept so far is too old (a wait for the server's
@@ -289,7 +337,7 @@ impl<'a> World<'a> {
     }
 
     async fn reconnect(&mut self, c: usize) -> Result<(), String> {
-        let conn = Conn::open(self.server(), &self.tenant, &format!("client{c}")).await;
+        let conn = Conn::open(self.node(c), &self.tenant, &format!("client{c}")).await;
         self.conns[c] = Some(conn);
         self.clients[c].new_connection();
         self.pending[c] = 0;
@@ -309,6 +357,7 @@ impl<'a> World<'a> {
         racing: Option<(usize, u64)>,
     ) -> Result<(), String> {
         self.clients[c].wants_resubscribe = false;
+        self.sync_streams().await?;
         let mut want = std::collections::HashMap::new();
         for &p in &self.clients[c].pipes {
             let at = self.clients[c].positions.get(&p);
@@ -351,7 +400,9 @@ impl<'a> World<'a> {
             } else if before.contains_key(&s.pipe) {
                 self.tally.lost += 1;
             }
-            self.streams.learn(&s);
+            if self.redis.is_none() {
+                self.streams.learn(&s);
+            }
             waiting.remove(&s.pipe);
         }
         self.pending[c] = 0;
@@ -365,6 +416,7 @@ impl<'a> World<'a> {
         let sqls: Vec<String> = (0..count)
             .map(|_| insert_sql(&self.names[pipe], "e", &self.published.next(seed, pipe)))
             .collect();
+        self.sync_streams().await?;
         let mut q2 = self.q2.take().expect("the second CometQL session");
         let before = self.streams.top(pipe);
         let burst = async move {
@@ -376,7 +428,7 @@ impl<'a> World<'a> {
         let join = async {
             if self.conns[c].is_none() {
                 let tag = format!("client{c}");
-                self.conns[c] = Some(Conn::open(self.server(), &self.tenant, &tag).await);
+                self.conns[c] = Some(Conn::open(self.node(c), &self.tenant, &tag).await);
                 self.clients[c].new_connection();
             }
             self.subscribe_racing(c, Some((pipe, count as u64))).await
@@ -391,7 +443,9 @@ impl<'a> World<'a> {
                 self.pending[o] += count;
             }
         }
-        if self.clients[c].pipes.contains(&pipe) {
+        // (On a cluster a `gap` from an earlier fault's repair may have come meanwhile: the client asks
+        // again after this step, and learns the top then.)
+        if self.clients[c].pipes.contains(&pipe) && !self.clients[c].wants_resubscribe {
             let top = self.clients[c].positions[&pipe].1;
             self.streams
                 .settle(pipe, top, before, count as u64)
@@ -403,9 +457,12 @@ impl<'a> World<'a> {
     }
 
     /// Reads everything sent to the client so far: commands are answered in order, so once the answer
-    /// to a `user_status` probe is back, every frame pushed before the probe was read.
+    /// to a `user_status` probe is back, every frame pushed before the probe was read. On a cluster
+    /// messages come through Redis, so the probe's answer may pass them: the client first reads up to
+    /// the last message published on each of its pipes (published after any fault, so it comes).
     async fn drain(&mut self, c: usize) -> Result<(), String> {
         const PROBE: &str = r#""event":"user_status_987654321""#;
+        self.read_up_to_last_published(c).await?;
         let conn = self.conns[c].as_mut().expect("an open connection");
         conn.ws
             .send_text("user_status\n987654321")
@@ -448,7 +505,7 @@ impl<'a> World<'a> {
         }
         drop(self.q.take());
         drop(self.q2.take());
-        self.server.as_mut().expect("the server").restart().await;
+        self.d.as_mut().expect("the server").restart().await;
         for (c, drain) in drains {
             for text in drain.await.expect("drain") {
                 self.process(c, &text)?;
@@ -456,8 +513,9 @@ impl<'a> World<'a> {
         }
         self.streams.restarted();
         self.tally.restarts += 1;
-        self.q = Some(RawMysql::login(self.server(), &self.tenant).await);
-        self.q2 = Some(RawMysql::login(self.server(), &self.tenant).await);
+        let d = self.d.as_ref().expect("the server");
+        self.q = Some(RawMysql::login(d.cql(), &self.tenant).await);
+        self.q2 = Some(RawMysql::login(d.cql(), &self.tenant).await);
         Ok(())
     }
 
@@ -465,13 +523,15 @@ impl<'a> World<'a> {
         self.conns.iter_mut().for_each(|c| drop(c.take()));
         drop(self.q.take());
         drop(self.q2.take());
-        if let Some(server) = self.server.take() {
-            server.stop().await;
+        if let Some(d) = self.d.take() {
+            d.stop().await;
         }
     }
 
-    fn server(&self) -> &TestServer {
-        self.server.as_ref().expect("the server")
+    /// The node client `c` connects to.
+    fn node(&self, c: usize) -> &TestServer {
+        let nodes = self.d.as_ref().expect("the server").nodes();
+        &nodes[c % nodes.len()]
     }
 
     fn report(&self) -> String {
@@ -496,10 +556,10 @@ impl<'a> World<'a> {
 
 async fn interleavings_never_hide_a_hole(backend: Backend) {
     let mut total = Tally::default();
-    let seeds = seeds();
+    let seeds = seeds(CASES);
     for &seed in &seeds {
         let case = Case::generate(seed);
-        let mut world = match World::start(backend, &case).await {
+        let mut world = match World::start(backend, None, &case).await {
             Ok(world) => world,
             Err(e) => panic!("seed {seed} ({backend:?}), at the start: {e}"),
         };

@@ -64,6 +64,21 @@ pub enum Op {
     Restart,
     /// Waits past `window_secs`: every message published so far has aged out of the windows.
     Age,
+    /// A cluster's Redis closes every pub/sub connection (`CLIENT KILL TYPE pubsub`): messages on their
+    /// way to the nodes are lost, to be repaired from the windows or told as `gap`.
+    KillPubsub,
+    /// A cluster's Redis restarts empty: every pipe's numbering starts anew (a new epoch).
+    RestartRedis,
+}
+
+/// Which faults a case's server can have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Faults {
+    /// One server: it restarts (`Op::Restart`).
+    Server,
+    /// A cluster: its Redis drops the nodes' pub/sub connections or restarts (`Op::KillPubsub`,
+    /// `Op::RestartRedis`); the nodes stay up.
+    Redis,
 }
 
 #[derive(Debug, Clone)]
@@ -81,7 +96,13 @@ pub struct Case {
 }
 
 impl Case {
+    /// A case for one server (the same seed always gives the same case).
     pub fn generate(seed: u64) -> Case {
+        Self::generate_for(seed, Faults::Server)
+    }
+
+    /// A case with `faults`; `Faults::Server` cases are those of [`Case::generate`].
+    pub fn generate_for(seed: u64, faults: Faults) -> Case {
         let mut rng = Rng::new(seed);
         let pipes = rng.range(2, 3) as usize;
         let clients = (0..rng.range(2, 4))
@@ -98,11 +119,21 @@ impl Case {
         let replay_max = rng.range(1, 10);
         let window_secs = rng.chance(20).then_some(1);
         let mut connected = vec![true; clients.len()];
-        let (mut restarts, mut ages) = (0, 0);
+        let (mut restarts, mut ages, mut redis_restarts) = (0, 0, 0);
         let mut ops = Vec::new();
         for _ in 0..rng.range(25, 50) {
             let on: Vec<usize> = (0..clients.len()).filter(|&c| connected[c]).collect();
             let off: Vec<usize> = (0..clients.len()).filter(|&c| !connected[c]).collect();
+            // Redis faults take a roll of their own (a server-fault case draws exactly as before).
+            if faults == Faults::Redis && rng.chance(8) {
+                ops.push(if redis_restarts < 2 && rng.chance(35) {
+                    redis_restarts += 1;
+                    Op::RestartRedis
+                } else {
+                    Op::KillPubsub
+                });
+                continue;
+            }
             let roll = rng.range(0, 99);
             let op = match roll {
                 0..=34 => Op::Publish {
@@ -126,7 +157,7 @@ impl Case {
                 72..=75 if !on.is_empty() => Op::Resubscribe {
                     client: rng.pick(&on),
                 },
-                76..=77 if restarts < 2 => {
+                76..=77 if faults == Faults::Server && restarts < 2 => {
                     restarts += 1;
                     Op::Restart
                 }

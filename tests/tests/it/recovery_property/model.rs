@@ -175,7 +175,10 @@ impl Client {
                     format!("a message before the pipe's subscribed frame: {text}")
                 })?;
                 if offset <= position.1 {
-                    if !self.may_repeat {
+                    // After a `gap` the pipe may be numbered anew (a cluster's Redis restarted): its
+                    // first offsets are not above the old position, and the SDK ignores them until it
+                    // has asked again.
+                    if !self.may_repeat && !self.wants_resubscribe {
                         // A replay starts after the position given: a repeat on a connection that
                         // subscribed once means the server sent something the client had.
                         return Err(format!(
@@ -245,15 +248,22 @@ pub struct Streams {
     replay_max: u64,
     /// Messages age (and idle streams are swept) within the case: only a `false` can be predicted.
     ageing: bool,
+    /// A cluster: a pipe is numbered in Redis from its first publish, subscribed or not, and the driver
+    /// reads each stream's epoch and top there (`learn_at`). A node joins a client where its own
+    /// deliveries stand, which may be behind that top (the messages on their way come after the
+    /// `subscribed` frame), so the frame's top is not predicted, nor a `recovered:false` that the
+    /// node's own window might still have turned into `true`.
+    numbered_by_redis: bool,
 }
 
 impl Streams {
-    pub fn new(case: &Case) -> Streams {
+    pub fn new(case: &Case, numbered_by_redis: bool) -> Streams {
         Streams {
             streams: vec![None; case.pipes],
             window_messages: case.window_messages as u64,
             replay_max: case.replay_max,
             ageing: case.window_secs.is_some(),
+            numbered_by_redis,
         }
     }
 
@@ -281,7 +291,7 @@ impl Streams {
         let mut want = Expect {
             recovered: None,
             // Ageing cases: an idle stream may have been swept and made again, unseen.
-            top: (!self.ageing).then_some(s.top),
+            top: (!self.ageing && !self.numbered_by_redis).then_some(s.top),
             epoch: s.epoch.clone().filter(|_| !self.ageing),
         };
         want.recovered = match position {
@@ -297,7 +307,7 @@ impl Streams {
                 if missed > self.replay_max.min(self.window_messages)
                     || (missed > 0 && *offset < s.aged_through)
                 {
-                    Some(false)
+                    (!self.numbered_by_redis).then_some(false)
                 } else if self.ageing {
                     // The messages missed may have aged out since, or the stream been swept.
                     None
@@ -363,12 +373,22 @@ impl Streams {
 
     /// The stream as a `subscribed` frame showed it.
     pub fn learn(&mut self, s: &Subscribed) {
-        let m = self.streams[s.pipe].get_or_insert_with(StreamModel::default);
-        if m.epoch.as_deref() != Some(s.epoch.as_str()) {
+        self.learn_at(s.pipe, &s.epoch, s.top);
+    }
+
+    /// The stream as it is (a cluster's Redis says), or none.
+    pub fn learn_at(&mut self, pipe: usize, epoch: &str, top: u64) {
+        let m = self.streams[pipe].get_or_insert_with(StreamModel::default);
+        if m.epoch.as_deref() != Some(epoch) {
             m.aged_through = 0;
         }
-        m.epoch = Some(s.epoch.clone());
-        m.top = s.top;
+        m.epoch = Some(epoch.to_string());
+        m.top = top;
+    }
+
+    /// The pipe has no numbering (a cluster's Redis has none for it).
+    pub fn forget(&mut self, pipe: usize) {
+        self.streams[pipe] = None;
     }
 }
 
