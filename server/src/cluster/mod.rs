@@ -53,6 +53,7 @@ mod presence_scripts;
 mod private;
 mod receiver;
 mod scripts;
+mod stale;
 mod subscriber;
 mod sweep;
 pub mod wire;
