@@ -249,6 +249,16 @@ mod tests {
         s.close().await;
     }
 
+    #[test]
+    fn lock_waits_double_up_to_a_cap_until_the_patience_is_spent() {
+        let mut b = Backoff::new(Duration::from_secs(60));
+        let waits: Vec<u64> = (0..8)
+            .map(|_| b.next().unwrap().as_millis() as u64)
+            .collect();
+        assert_eq!(waits, [1, 2, 4, 8, 16, 32, 50, 50]);
+        assert_eq!(Backoff::new(Duration::ZERO).next(), None);
+    }
+
     /// A lock held elsewhere while the writer's connection opens (here: a rollback-journal database held
     /// EXCLUSIVE, which its switch to WAL needs) is waited out on tokio's timer, not failed.
     #[tokio::test]
