@@ -138,6 +138,10 @@ impl Broker for RedisBroker {
         Some(super::control::publish(self.shared.clone(), revoke))
     }
 
+    fn stale(&self, stale: crate::hub::Stale) -> Option<Pending<()>> {
+        super::stale::publish(self.shared.clone(), stale)
+    }
+
     fn limits(&self) -> Option<&dyn crate::hub::SharedLimits> {
         Some(self)
     }

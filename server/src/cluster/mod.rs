@@ -55,6 +55,7 @@ mod private;
 mod pusher;
 mod receiver;
 mod scripts;
+mod stale;
 mod subscriber;
 mod sweep;
 pub mod wire;

@@ -12,7 +12,7 @@ use tokio::sync::watch;
 
 use super::channels::{Key, UserKey};
 use super::metrics::Metrics;
-use super::{control, private, receiver, wire, Shared, COMMAND_TIMEOUT};
+use super::{control, private, receiver, stale, wire, Shared, COMMAND_TIMEOUT};
 
 /// Channels per SUBSCRIBE (or UNSUBSCRIBE) command: 10,000 pipes take ten commands.
 const BATCH: usize = 1000;
@@ -87,6 +87,8 @@ async fn serve(
     s.presence.resync();
     private::resync(s).await;
     control::resync(s).await;
+    // What the other nodes told the caches while the link was down is lost: forget everything.
+    s.registry.stale.tell(&crate::hub::Stale::All);
     let mut tick = tokio::time::interval(PROBE_EVERY);
     let mut outstanding: Option<(String, Instant)> = None;
     loop {
@@ -109,6 +111,10 @@ async fn serve(
                     continue;
                 }
                 if channel == control {
+                    if stale::is_stale(msg.get_payload_bytes()) {
+                        stale::receive(s, msg.get_payload_bytes());
+                        continue;
+                    }
                     tokio::spawn(control::receive(s.clone(), msg.get_payload_bytes().to_vec()));
                     continue;
                 }

@@ -5,6 +5,7 @@
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use futures_util::future::OptionFuture;
 use tokio::sync::oneshot;
 
 use super::history_cache::Ticket;
@@ -14,7 +15,7 @@ use super::{CommandError, Ctx};
 use crate::browser::frames::{self, Frame};
 use crate::browser::names::is_trust;
 use crate::config::CacheConfig;
-use crate::hub::{Publication, Sent};
+use crate::hub::{Publication, Sent, Stale};
 use crate::ids::{DevId, PipeName};
 use crate::storage::{
     DurablePosition, HistoryCommit, HistoryRow, HistoryWrite, Reservation, StorageError,
@@ -64,6 +65,15 @@ impl HistoryLengths {
 
     pub fn set(&self, dev_id: DevId, pipe: &PipeName, length: i64) {
         lock(&self.map).insert((dev_id, pipe.clone()), length, 0);
+    }
+
+    /// Another node changed the pipe's settings: read them again.
+    pub fn forget(&self, dev_id: DevId, pipe: &PipeName) {
+        lock(&self.map).remove(&(dev_id, pipe.clone()));
+    }
+
+    pub fn clear(&self) {
+        lock(&self.map).retain(|_| false);
     }
 
     /// How many entries the pipe keeps: its setting, or 0.
@@ -271,23 +281,37 @@ impl HistoryCommit for Commit {
                 };
                 ctx.history_cache
                     .committed(dev_id, &pipe, ticket, row, keep);
+                // A cluster: the other nodes' caches forget the pipe's history before the answer.
+                let told = ctx.hub.stale(Stale::History(dev_id, pipe.clone()));
                 publication.position = position.map(|p| (p.epoch.into(), p.top as u64));
                 let position = publication
                     .position
                     .clone()
                     .map(|(epoch, offset)| Position { epoch, offset });
-                match ctx.hub.publish_sent(publication) {
-                    Sent::Delivered(delivered) => Ok(Published {
+                match (ctx.hub.publish_sent(publication), told) {
+                    (Sent::Delivered(delivered), None) => Ok(Published {
                         delivered,
                         position,
                     }),
-                    Sent::Pending(taken) => {
-                        // A cluster: the answer once Redis took it. Stored either way; a publish Redis
-                        // refused is in the history, and its subscribers learn of it from the gap.
+                    (sent, told) => {
+                        // A cluster: the answer once Redis took it (and the other nodes were told).
+                        // Stored either way; a publish Redis refused is in the history, and its
+                        // subscribers learn of it from the gap.
                         drop(held);
                         tokio::spawn(async move {
+                            let told = async {
+                                if let Some(Err(e)) = OptionFuture::from(told).await {
+                                    tracing::warn!(error = %e, "cannot tell the other nodes what their caches must forget");
+                                }
+                            };
+                            let taken = async {
+                                match sent {
+                                    Sent::Delivered(delivered) => Ok(delivered),
+                                    Sent::Pending(taken) => taken.await,
+                                }
+                            };
+                            let ((), taken) = tokio::join!(told, taken);
                             let answer = taken
-                                .await
                                 .map(|delivered| Published {
                                     delivered,
                                     position,
@@ -303,6 +327,9 @@ impl HistoryCommit for Commit {
             (Err(e), None) => {
                 // A failed commit may still have reached the database.
                 ctx.history_cache.invalidate(dev_id, &pipe);
+                let hub = ctx.hub.clone();
+                let stale = Stale::History(dev_id, pipe.clone());
+                tokio::spawn(async move { hub.tell_stale(stale).await });
                 Err(e.into())
             }
         };

@@ -107,6 +107,11 @@ impl HistoryCache {
         lock(&self.map).retain(|(d, _)| *d != dev_id);
     }
 
+    /// Everything may have changed.
+    pub fn clear(&self) {
+        lock(&self.map).retain(|_| false);
+    }
+
     /// `trust_` history expired.
     pub fn invalidate_trust(&self) {
         lock(&self.map).retain(|(_, p)| !is_trust(p.as_str()));

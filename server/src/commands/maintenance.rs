@@ -44,5 +44,6 @@ pub(crate) async fn run(ctx: Ctx, mut shutdown: watch::Receiver<bool>) {
             tracing::warn!(error = %e, "expiring trust_ history failed");
         }
         ctx.history_cache.invalidate_trust();
+        ctx.hub.tell_stale(crate::hub::Stale::Trust).await;
     }
 }

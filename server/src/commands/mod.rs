@@ -32,7 +32,7 @@ use std::sync::Arc;
 
 use crate::cometql::Statement;
 use crate::config::Config;
-use crate::hub::Hub;
+use crate::hub::{Hub, Stale};
 use crate::ids::{DevId, UserId};
 use crate::storage::Storage;
 use crate::tenant::limits::{Limits, Refused};
@@ -62,23 +62,37 @@ pub struct Ctx {
 
 impl Ctx {
     pub fn new(config: Arc<Config>, tenants: Tenants, hub: Hub) -> Ctx {
-        // A node keeps these caches right on its own writes only: in a cluster another node's publish or
-        // pipes_settings change would leave them stale (history missing from SELECT and pipe_log, a
-        // publish that keeps no history), so a cluster node reads the database every time until the
-        // nodes tell each other what changed.
-        let mut cache = config.cache.clone();
-        if config.cluster.enabled() {
-            cache.history_lengths_entries = 0;
-            cache.history_pipes = 0;
-        }
+        // A node keeps these caches right on its own writes; in a cluster the other nodes tell it what
+        // their writes changed (`hub::Stale`, over the control channel), or their publishes and
+        // pipes_settings changes would leave them stale (history missing from SELECT and pipe_log, a
+        // publish that keeps no history).
+        let cache = config.cache.clone();
+        let history = Arc::new(history::HistoryLengths::new(&cache));
+        let history_cache = Arc::new(history::HistoryCache::new(&cache));
+        let (lengths, cached) = (history.clone(), history_cache.clone());
+        hub.registry()
+            .stale
+            .set(Arc::new(move |stale: &Stale| match stale {
+                Stale::History(dev_id, pipe) => cached.invalidate(*dev_id, pipe),
+                Stale::Settings(dev_id, pipe) => {
+                    lengths.forget(*dev_id, pipe);
+                    cached.invalidate(*dev_id, pipe);
+                }
+                Stale::Tenant(dev_id) => cached.invalidate_tenant(*dev_id),
+                Stale::Trust => cached.invalidate_trust(),
+                Stale::All => {
+                    lengths.clear();
+                    cached.clear();
+                }
+            }));
         Ctx {
             storage: tenants.storage().clone(),
             tenants,
             limits: Arc::new(Limits::new(config.limits.clone(), hub.stats().clone())),
             quotas: Arc::new(crate::tenant::quota::Quotas::new(&config.limits)),
             room: None,
-            history: Arc::new(history::HistoryLengths::new(&cache)),
-            history_cache: Arc::new(history::HistoryCache::new(&cache)),
+            history,
+            history_cache,
             pipe_locks: Arc::default(),
             config,
             stats: hub.stats().clone(),

@@ -8,7 +8,7 @@ use super::{Caller, Client, CommandError, Ctx, ErrorCode, Outcome};
 use crate::browser::names::{is_name_text, is_private};
 use crate::cometql::{Delete, Insert, Select};
 use crate::hub::outgoing;
-use crate::hub::Publication;
+use crate::hub::{Publication, Stale};
 use crate::ids::{ConnId, EventName, PipeName, UserId};
 use crate::storage::HistoryRow;
 use crate::tenant::unix_now;
@@ -319,6 +319,9 @@ pub(crate) async fn delete(
                 .delete_history(caller.dev_id, pipe.as_str())
                 .await;
             ctx.history_cache.invalidate(caller.dev_id, &pipe);
+            ctx.hub
+                .tell_stale(Stale::History(caller.dev_id, pipe.clone()))
+                .await;
             deleted?;
         }
     }
@@ -327,6 +330,7 @@ pub(crate) async fn delete(
             let deleted = ctx.storage.delete_history_entry(caller.dev_id, id).await;
             // Which pipe held the entry is not known here.
             ctx.history_cache.invalidate_tenant(caller.dev_id);
+            ctx.hub.tell_stale(Stale::Tenant(caller.dev_id)).await;
             deleted?;
         }
     }

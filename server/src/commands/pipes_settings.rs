@@ -3,6 +3,7 @@
 use super::table::{required, where_pipes, Collector, Table, Verb};
 use super::{Caller, CommandError, Ctx, ErrorCode, Outcome};
 use crate::cometql::{Delete, Insert, Select};
+use crate::hub::Stale;
 use crate::ids::PipeName;
 
 pub(super) const TABLE: Table = Table {
@@ -43,12 +44,18 @@ pub(super) async fn insert(
             .set_pipe_length(caller.dev_id, pipe.as_str(), *length)
             .await?;
         ctx.history.set(caller.dev_id, pipe, *length);
+        ctx.hub
+            .tell_stale(Stale::Settings(caller.dev_id, pipe.clone()))
+            .await;
         // A shorter length takes effect now, not at the next publish: its room is free at once. (At 0 the
         // pipe stores nothing more; what it kept stays readable until deleted, as before.)
         if *length > 0 {
             ctx.storage
                 .trim_history(caller.dev_id, pipe.as_str(), *length)
                 .await?;
+            ctx.hub
+                .tell_stale(Stale::History(caller.dev_id, pipe.clone()))
+                .await;
         }
         ctx.history_cache.invalidate(caller.dev_id, pipe);
     }
@@ -96,6 +103,9 @@ pub(super) async fn delete(
             .delete_pipe_settings(caller.dev_id, pipe.as_str())
             .await;
         ctx.history_cache.invalidate(caller.dev_id, &pipe);
+        ctx.hub
+            .tell_stale(Stale::Settings(caller.dev_id, pipe.clone()))
+            .await;
         deleted?;
         ctx.history.set(caller.dev_id, &pipe, 0);
     }

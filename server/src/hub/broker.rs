@@ -103,6 +103,12 @@ pub(crate) trait Broker: Send + Sync {
         None
     }
 
+    /// Tells the other nodes what their caches must forget (a cluster): done once Redis has handed it to
+    /// their links. `None`: there are none (one node).
+    fn stale(&self, _stale: super::Stale) -> Option<Pending<()>> {
+        None
+    }
+
     /// Limits that hold across a cluster's nodes; `None`: each node's own (one node).
     fn limits(&self) -> Option<&dyn SharedLimits> {
         None

@@ -23,6 +23,7 @@ mod pusher_route;
 mod registry;
 mod shared_presence;
 mod socket;
+mod stale;
 mod users;
 mod window;
 
@@ -32,6 +33,7 @@ pub use registry::Durable;
 pub use registry::Registry;
 pub use shared_presence::{Member, SharedPresence};
 pub use socket::Socket;
+pub use stale::{Stale, StaleSink};
 pub use users::{LinkError, PrivateMessage};
 pub use window::{new_epoch, TenantWindow, WindowLimits};
 
@@ -240,6 +242,24 @@ impl Hub {
         match self.broker.revoke(revoke) {
             None => Ok(()),
             Some(told) => told.await,
+        }
+    }
+
+    /// Tells every other node of a cluster that cached copies of `stale` must go (this node's caches
+    /// were told by the caller); resolves once Redis handed it to their links (`None`: a single node).
+    /// At most once: a failure is logged, and a node whose link came back forgets everything
+    /// (`Stale::All`). A write answers its client after this, so that another node asked next has
+    /// the news in its link already.
+    pub fn stale(&self, stale: Stale) -> Option<broker::Pending<()>> {
+        self.broker.stale(stale)
+    }
+
+    /// `stale`, waited for; a failure is only logged (the write it follows is done).
+    pub async fn tell_stale(&self, stale: Stale) {
+        if let Some(told) = self.stale(stale) {
+            if let Err(e) = told.await {
+                tracing::warn!(error = %e, "cannot tell the other nodes what their caches must forget");
+            }
         }
     }
 

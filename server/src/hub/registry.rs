@@ -83,6 +83,8 @@ pub struct Registry {
     /// A cluster's: told when a pipe gets its first subscriber or loses its last. Set once, at start; its
     /// presence also means the pipes' offsets come from the cluster (see `deliver`).
     interest: OnceLock<Arc<dyn super::Interest>>,
+    /// The commands' caches in front of the database, told what changed (`stale.rs`).
+    pub stale: super::StaleSink,
     /// Closes the CometQL sessions of a revoked key (the CometQL door's, set once at start).
     key_sessions: OnceLock<KeyCloser>,
     /// Where a cluster node asks for users' queues to be delivered again (`redrain`).
@@ -112,6 +114,7 @@ impl Registry {
             helpers: Default::default(),
             windows: Windows::new(windows),
             interest: OnceLock::new(),
+            stale: Default::default(),
             key_sessions: OnceLock::new(),
             redrains: OnceLock::new(),
         }

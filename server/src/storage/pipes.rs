@@ -4,6 +4,7 @@ use sqlx::any::AnyRow;
 
 use std::collections::HashMap;
 
+use super::batch::{ALL, NEWEST_FIRST};
 use super::totals::ENTRY_BYTES;
 use super::{get, Storage, StorageError, StoredUsage};
 use crate::ids::DevId;
@@ -134,9 +135,8 @@ impl Storage {
         adding: i64,
     ) -> Result<Vec<i64>, StorageError> {
         let rows = sqlx::query(&format!(
-            "SELECT {ENTRY_BYTES} AS bytes FROM pipe_history WHERE dev_id = $1 AND pipe = $2 AND id <= \
-             (SELECT id FROM pipe_history WHERE dev_id = $1 AND pipe = $2 ORDER BY id DESC LIMIT 1 OFFSET $3) \
-             ORDER BY id"
+            "SELECT bytes FROM (SELECT {ENTRY_BYTES} AS bytes, pos, id FROM pipe_history \
+             WHERE dev_id = $1 AND pipe = $2 {NEWEST_FIRST} {ALL} OFFSET $3) t ORDER BY pos, id"
         ))
         .bind(dev_id.0 as i64)
         .bind(pipe)
@@ -153,7 +153,7 @@ impl Storage {
         pipe: &str,
         keep: i64,
     ) -> Result<u64, StorageError> {
-        let rows = sqlx::query(&super::batch::trim_by_id_sql())
+        let rows = sqlx::query(&super::batch::trim_by_count_sql())
             .bind(dev_id.0 as i64)
             .bind(pipe)
             .bind(keep)
@@ -170,11 +170,11 @@ impl Storage {
         pipe: &str,
         limit: i64,
     ) -> Result<Vec<HistoryRow>, StorageError> {
-        let rows = sqlx::query(
+        let rows = sqlx::query(&format!(
             "SELECT pipe, uuid, event, message, user_id, sent_at, pos, sender FROM \
-             (SELECT * FROM pipe_history WHERE dev_id = $1 AND pipe = $2 ORDER BY id DESC LIMIT $3) h \
-             ORDER BY id",
-        )
+             (SELECT * FROM pipe_history WHERE dev_id = $1 AND pipe = $2 {NEWEST_FIRST} LIMIT $3) h \
+             ORDER BY pos, id"
+        ))
         .bind(dev_id.0 as i64)
         .bind(pipe)
         .bind(limit)
@@ -292,6 +292,81 @@ impl Storage {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The fewer-pages migration rebuilds SQLite's pipe_history without AUTOINCREMENT and its id index:
+    /// rows keep their ids and positions, sqlite_sequence forgets the table, and the pipe's one index
+    /// serves reads in (position, id) order.
+    #[tokio::test]
+    async fn sqlite_history_is_rebuilt_without_autoincrement_or_its_id_index() {
+        const REBUILD: i64 = 20261207000017;
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("p.db").display());
+        let s = Storage::open(&url).await.unwrap();
+        let before = sqlx::migrate::Migrator {
+            migrations: std::borrow::Cow::Owned(
+                super::super::SQLITE_MIGRATIONS
+                    .migrations
+                    .iter()
+                    .filter(|m| m.version < REBUILD)
+                    .cloned()
+                    .collect(),
+            ),
+            ignore_missing: false,
+            locking: true,
+            no_tx: false,
+        };
+        before.run(s.pool()).await.unwrap();
+        for (pipe, pos) in [("web_a", Some(1)), ("trust_x", None), ("web_a", Some(2))] {
+            sqlx::query(
+                "INSERT INTO pipe_history (dev_id, pipe, uuid, event, message, user_id, sent_at, pos) \
+                 VALUES (1, $1, $2, 'e', 'm', 0, 0, $3)",
+            )
+            .bind(pipe)
+            .bind(format!("{pipe}{pos:?}"))
+            .bind(pos)
+            .execute(s.pool())
+            .await
+            .unwrap();
+        }
+        let ids = "SELECT id, pipe, pos FROM pipe_history ORDER BY id";
+        let read = |rows: Vec<AnyRow>| -> Vec<(i64, String, Option<i64>)> {
+            rows.iter()
+                .map(|r| {
+                    let id = get(r, "id").unwrap();
+                    (id, get(r, "pipe").unwrap(), get(r, "pos").unwrap())
+                })
+                .collect()
+        };
+        let was = read(sqlx::query(ids).fetch_all(s.pool()).await.unwrap());
+        s.migrate().await.unwrap();
+        assert_eq!(
+            read(sqlx::query(ids).fetch_all(s.pool()).await.unwrap()),
+            was
+        );
+        let schema: Vec<String> = sqlx::query(
+            "SELECT sql FROM sqlite_master WHERE tbl_name = 'pipe_history' AND sql IS NOT NULL ORDER BY name",
+        )
+        .fetch_all(s.pool())
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| get(r, "sql").unwrap())
+        .collect();
+        assert_eq!(schema.len(), 3, "the table and two indexes: {schema:?}");
+        assert!(!schema[0].contains("AUTOINCREMENT"), "{schema:?}");
+        assert!(schema[1].contains("(dev_id, pipe, pos)"), "{schema:?}");
+        assert!(schema[2].contains("(dev_id, uuid)"), "{schema:?}");
+        let sequenced = sqlx::query("SELECT name FROM sqlite_sequence WHERE name = 'pipe_history'")
+            .fetch_optional(s.pool())
+            .await
+            .unwrap();
+        assert!(sequenced.is_none());
+        let rows = s.history(DevId(1), "web_a", 99).await.unwrap();
+        let pos: Vec<Option<i64>> = rows.iter().map(|r| r.pos).collect();
+        assert_eq!(pos, [Some(1), Some(2)]);
+        assert_eq!(s.history(DevId(1), "trust_x", 99).await.unwrap().len(), 1);
+        s.close().await;
+    }
 
     /// The trim-by-position migration numbers rows stored before positions existed 0, -1, -2... newest
     /// first, per pipe, and leaves trust_ pipes alone (run again here on rows stored without positions).

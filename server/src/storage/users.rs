@@ -145,7 +145,9 @@ impl Storage {
             .transpose()
     }
 
-    /// Stores a hash minted by a JWT login, valid until `expires_at` (the token's `exp`).
+    /// Stores a hash minted by a JWT login, valid until `expires_at` (the token's `exp`). Through the
+    /// writer (committed before this returns): a burst of first logins (a site's JWT users arriving) is
+    /// then one commit, not one each, and on SQLite it never fights the writer for the write lock.
     pub async fn put_minted_hash(
         &self,
         dev_id: DevId,
@@ -153,17 +155,9 @@ impl Storage {
         hash: &str,
         expires_at: i64,
     ) -> Result<(), StorageError> {
-        sqlx::query(
-            "INSERT INTO users_auth (dev_id, user_id, hash, expires_at) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (dev_id, user_id) DO UPDATE SET hash = excluded.hash, expires_at = excluded.expires_at",
-        )
-        .bind(dev_id.0 as i64)
-        .bind(user.0 as i64)
-        .bind(hash)
-        .bind(expires_at)
-        .execute(self.pool())
-        .await?;
-        Ok(())
+        self.writer
+            .auth(dev_id, user, Some(hash.to_string()), expires_at)
+            .await
     }
 
     /// A later JWT login with a longer-lived token keeps the minted hash valid as long as that token.
@@ -173,16 +167,8 @@ impl Storage {
         user: UserId,
         expires_at: i64,
     ) -> Result<(), StorageError> {
-        sqlx::query(
-            "UPDATE users_auth SET expires_at = $3 \
-             WHERE dev_id = $1 AND user_id = $2 AND expires_at IS NOT NULL AND expires_at < $3",
-        )
-        .bind(dev_id.0 as i64)
-        .bind(user.0 as i64)
-        .bind(expires_at)
-        .execute(self.pool())
-        .await?;
-        Ok(())
+        // Through the writer too, for the same reasons as `put_minted_hash`.
+        self.writer.auth(dev_id, user, None, expires_at).await
     }
 
     /// Drops minted hashes whose token has expired (they authorize no one already).

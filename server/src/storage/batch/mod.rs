@@ -11,7 +11,7 @@ mod plan;
 pub(super) mod postgres;
 pub(super) mod sqlite;
 
-pub(super) use plan::trim_by_id_sql;
+pub(super) use plan::{trim_by_count_sql, ALL, NEWEST_FIRST};
 
 use std::collections::HashMap;
 
@@ -55,6 +55,15 @@ pub(super) struct Claim {
     pub limit: i64,
 }
 
+/// A JWT login's users_auth change: a minted hash, or (`hash: None`) a longer expiry for the minted hash
+/// there.
+pub(super) struct AuthWrite<'a> {
+    pub dev_id: DevId,
+    pub user: UserId,
+    pub hash: Option<&'a str>,
+    pub expires_at: i64,
+}
+
 /// Everything one transaction writes; `usize` keys are the writes' places in the batch.
 #[derive(Default)]
 pub(super) struct Batch<'a> {
@@ -63,6 +72,7 @@ pub(super) struct Batch<'a> {
     pub put_backs: Vec<PutBack<'a>>,
     pub claims: Vec<(usize, Claim)>,
     pub claim_uuids: Vec<(usize, DevId, &'a str)>,
+    pub auths: Vec<AuthWrite<'a>>,
     pub times: &'a [((DevId, UserId), i64)],
 }
 

@@ -10,13 +10,27 @@ use crate::ids::DevId;
 /// Rows per multi-row INSERT: well below either database's bind limit.
 const CHUNK: usize = 32;
 
+/// A pipe's rows newest first, on its one index (`pipe_history_by_pos`, whose entries end with the id): a
+/// numbered pipe by offset, a `trust_` pipe (its rows have no offsets) by id. A pipe never holds both for
+/// long: rows stored unnumbered in a numbered pipe go with the batch that stored them.
+pub(in crate::storage) const NEWEST_FIRST: &str = "ORDER BY pos DESC, id DESC";
+
+/// No bound, for a `LIMIT` that only a following `OFFSET` needs (either database's syntax for none differs).
+pub(in crate::storage) const ALL: &str = "LIMIT 9223372036854775807";
+
+/// The ids of pipe `$2` of tenant `$1` older than its newest `$3`: the rows a trim to that count deletes.
+pub(in crate::storage) fn beyond_newest_sql() -> String {
+    format!(
+        "SELECT id FROM pipe_history WHERE dev_id = $1 AND pipe = $2 {NEWEST_FIRST} {ALL} OFFSET $3"
+    )
+}
+
 /// Deletes the rows of pipe `$2` of tenant `$1` older than its newest `$3`, walking the pipe's index from
 /// the newest: for pipes whose rows have no positions (`trust_` pipes), and for a length shortened.
-pub(in crate::storage) fn trim_by_id_sql() -> String {
+pub(in crate::storage) fn trim_by_count_sql() -> String {
     format!(
-        "DELETE FROM pipe_history WHERE dev_id = $1 AND pipe = $2 AND id <= \
-         (SELECT id FROM pipe_history WHERE dev_id = $1 AND pipe = $2 ORDER BY id DESC LIMIT 1 OFFSET $3) \
-         RETURNING dev_id, {ENTRY_BYTES} AS bytes"
+        "DELETE FROM pipe_history WHERE id IN ({}) RETURNING dev_id, {ENTRY_BYTES} AS bytes",
+        beyond_newest_sql()
     )
 }
 
@@ -238,9 +252,9 @@ pub(super) fn plan<'a>(batch: &Batch<'a>, one: bool) -> Plan<'a> {
             )
         } else {
             format!(
-                "DELETE FROM pipe_history WHERE dev_id = $1 AND pipe = $2 AND id <= \
-                 (SELECT id FROM pipe_history WHERE dev_id = $1 AND pipe = $2 ORDER BY id DESC LIMIT 1 OFFSET $3) \
-                 RETURNING CAST($4 AS BIGINT) AS stmt, id, {ENTRY_BYTES} AS bytes"
+                "DELETE FROM pipe_history WHERE id IN ({}) \
+                 RETURNING CAST($4 AS BIGINT) AS stmt, id, {ENTRY_BYTES} AS bytes",
+                beyond_newest_sql()
             )
         };
         stmts.push(Stmt::new(
@@ -333,6 +347,27 @@ pub(super) fn plan<'a>(batch: &Batch<'a>, one: bool) -> Plan<'a> {
             vec![Bind::Int(dev_id.0 as i64), Bind::Str(uuid), tag(n)],
             Yields::ClaimUuid(*i),
         ));
+    }
+    // In the order they came (a user's two logins in one batch: the later one's change stands).
+    for a in &batch.auths {
+        let (dev_id, user) = (Bind::Int(a.dev_id.0 as i64), Bind::Int(a.user.0 as i64));
+        stmts.push(match a.hash {
+            Some(hash) => Stmt::new(
+                "INSERT INTO users_auth (dev_id, user_id, hash, expires_at) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (dev_id, user_id) DO UPDATE SET hash = excluded.hash, \
+                 expires_at = excluded.expires_at"
+                    .into(),
+                vec![dev_id, user, Bind::Str(hash), Bind::Int(a.expires_at)],
+                Yields::Nothing,
+            ),
+            None => Stmt::new(
+                "UPDATE users_auth SET expires_at = $3 \
+                 WHERE dev_id = $1 AND user_id = $2 AND expires_at IS NOT NULL AND expires_at < $3"
+                    .into(),
+                vec![dev_id, user, Bind::Int(a.expires_at)],
+                Yields::Nothing,
+            ),
+        });
     }
     // One row per user (the map the times come from has unique keys: one upsert never meets a key twice).
     for chunk in batch.times.chunks(CHUNK * 4) {

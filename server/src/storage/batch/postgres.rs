@@ -31,11 +31,13 @@ pub(in crate::storage) async fn run(
     commit: bool,
 ) -> Result<Results, StorageError> {
     // A committing batch goes as one statement of CTEs (one round trip, no transaction around it) unless it
-    // claims queued messages (two claims in one statement could meet the same row) or writes to a pipe that
-    // is not numbered (its trim by count would not see the rows inserted).
+    // claims queued messages (two claims in one statement could meet the same row), writes users_auth (two
+    // logins of one user would change one row twice) or writes to a pipe that is not numbered (its trim by
+    // count would not see the rows inserted).
     let one = commit
         && batch.claims.is_empty()
         && batch.claim_uuids.is_empty()
+        && batch.auths.is_empty()
         && batch.appends.iter().all(|(_, a)| a.epoch.is_some());
     let plan = plan(batch, one);
     let mut rows: Vec<Vec<Returned>> = (0..plan.stmts.len()).map(|_| Vec::new()).collect();

@@ -10,8 +10,10 @@
 //! the WebSocket accept path.
 //!
 //! `task.rs` is the writer's loop, `link.rs` its connection: on SQLite one it runs its batches on in place,
-//! on PostgreSQL one of its own pool.
+//! on PostgreSQL one of its own pool. `deliver.rs` runs what follows a committed append (its delivery)
+//! beside the writer, in commit order.
 
+mod deliver;
 mod link;
 mod task;
 
@@ -29,8 +31,8 @@ use super::{Backend, DurablePosition, HistoryRow, StorageError, StoredUsage};
 use crate::ids::{DevId, UserId};
 
 /// What a history append asks of its writer: room for what the write changes, before the commit, and
-/// what to do once it is committed (or not). `finish` runs on the writer, in commit order, so the
-/// caller's delivery of a numbered message follows the numbering: it must not block.
+/// what to do once it is committed (or not). `finish` runs on the delivery task (`deliver.rs`), in commit
+/// order, so the caller's delivery of a numbered message follows the numbering: it must not block.
 pub trait HistoryCommit: Send + Sync + 'static {
     /// Takes room for what the write changes (its row less what its trim removed); `false` refuses
     /// it: the write is left out of the batch. Called again when the batch runs again without a refused
@@ -86,6 +88,14 @@ enum Op {
         uuid: String,
         done: Reply<bool>,
     },
+    /// A hash minted by a JWT login (`hash`), or a longer expiry for the one there (`None`).
+    Auth {
+        dev_id: DevId,
+        user: UserId,
+        hash: Option<String>,
+        expires_at: i64,
+        done: Reply<()>,
+    },
     /// Answered once everything handed over before it is committed and finished.
     Barrier(oneshot::Sender<()>),
 }
@@ -110,6 +120,8 @@ pub(super) struct Writer {
     times: Arc<Times>,
     stats: Arc<WriterStats>,
     stopped: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The delivery task, which ends once the writer has (it holds the only sender).
+    delivered: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 fn closed() -> StorageError {
@@ -128,8 +140,9 @@ impl Writer {
         let times = Arc::new(Times::new(config.users_time_pending));
         let stats = Arc::new(WriterStats::default());
         let appending = Arc::new(AtomicUsize::new(0));
+        let (deliver, delivered) = deliver::start(appending.clone(), config.queue);
         let task = task::Task {
-            appending: appending.clone(),
+            deliver,
             backend,
             totals,
             times: times.clone(),
@@ -143,6 +156,7 @@ impl Writer {
             times,
             stats,
             stopped: Mutex::new(Some(handle)),
+            delivered: Mutex::new(Some(delivered)),
         }
     }
 
@@ -229,6 +243,24 @@ impl Writer {
         self.ask(|done| Op::ClaimUuid { dev_id, uuid, done }).await
     }
 
+    /// Writes a JWT login's users_auth change (see `Storage::put_minted_hash`).
+    pub(super) async fn auth(
+        &self,
+        dev_id: DevId,
+        user: UserId,
+        hash: Option<String>,
+        expires_at: i64,
+    ) -> Result<(), StorageError> {
+        self.ask(|done| Op::Auth {
+            dev_id,
+            user,
+            hash,
+            expires_at,
+            done,
+        })
+        .await
+    }
+
     /// Waits until every history append handed over so far is committed and finished (delivered).
     pub(super) async fn barrier(&self) -> Result<(), StorageError> {
         if self.appending.load(Ordering::SeqCst) == 0 {
@@ -265,7 +297,8 @@ impl Writer {
         self.stats.clone()
     }
 
-    /// Writes everything handed over and noted, then stops the writer: later writes get an error.
+    /// Writes (and delivers) everything handed over and noted, then stops the writer: later writes get an
+    /// error.
     pub(super) async fn close(&self) {
         let tx = self.ops.lock().unwrap_or_else(|e| e.into_inner()).take();
         drop(tx);
@@ -277,6 +310,14 @@ impl Writer {
         if let Some(h) = handle {
             self.times.wake.notify_one();
             let _ = h.await;
+        }
+        let delivered = self
+            .delivered
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(d) = delivered {
+            let _ = d.await;
         }
     }
 }

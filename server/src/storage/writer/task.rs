@@ -1,17 +1,19 @@
 //! The writer's task: takes what is waiting, commits it as one batch (`commit`), hands each write its outcome,
 //! and runs again what can run again (a locked database, a write refused alone).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::Connection;
 use tokio::sync::mpsc;
 
+use super::deliver::Delivery;
 use super::link::{Link, Source};
 use super::{Op, WriterStats};
 use crate::ids::{DevId, UserId};
-use crate::storage::batch::{sqlite, Append, Batch, Claim, Enqueue, PutBack, Results};
+use crate::storage::batch::sqlite::{self, Backoff};
+use crate::storage::batch::{Append, AuthWrite, Batch, Claim, Enqueue, PutBack, Results};
 use crate::storage::sqlite_raw::Db;
 use crate::storage::times::Times;
 use crate::storage::totals::Totals;
@@ -26,13 +28,10 @@ const BUSY_PATIENCE: Duration = Duration::from_secs(60);
 fn transient(e: &StorageError, backend: Backend) -> bool {
     match e {
         StorageError::Sqlite(e) => e.is_busy(),
-        StorageError::Db(sqlx::Error::Database(d)) => {
-            let Some(code) = d.code() else { return false };
-            match backend {
-                Backend::Sqlite => code.parse::<u32>().is_ok_and(|n| n & 0xff == 5),
-                Backend::Postgres => code == "40P01" || code == "40001",
-            }
-        }
+        StorageError::Db(sqlx::Error::Database(d)) => match backend {
+            Backend::Sqlite => sqlite::sqlx_busy(e),
+            Backend::Postgres => d.code().is_some_and(|c| c == "40P01" || c == "40001"),
+        },
         _ => false,
     }
 }
@@ -44,7 +43,8 @@ const TIMES_PER_BATCH: usize = 1024;
 const TIMES_EVERY: Duration = Duration::from_millis(50);
 
 pub(super) struct Task {
-    pub appending: Arc<AtomicUsize>,
+    /// Where committed appends (and barriers) go, in commit order.
+    pub deliver: mpsc::Sender<Delivery>,
     pub backend: Backend,
     pub totals: Arc<Totals>,
     pub times: Arc<Times>,
@@ -155,9 +155,11 @@ impl Task {
         // Barriers alone need no transaction.
         if times.is_empty() && ops.iter().all(|op| matches!(op, Op::Barrier(_))) {
             let mut done = Results::default();
+            let mut out = Vec::new();
             for (i, op) in ops.into_iter().enumerate() {
-                self.hand_out(op, false, &mut done, i);
+                self.hand_out(op, false, &mut done, i, &mut out);
             }
+            self.deliver(out).await;
             return;
         }
         let failed = self.commit_batch(link, ops, &times).await;
@@ -175,18 +177,31 @@ impl Task {
             // be other tenants'): each goes again on its own.
             tracing::warn!(writes = ops.len(), error = %message, "a batch failed; writing its writes one by one");
             for (op, refused) in ops.into_iter().zip(refused) {
+                let mut out = Vec::new();
                 if refused {
-                    self.fail(op, true, &message);
+                    self.fail(op, true, &message, &mut out);
                 } else if let Some(f) = self.commit_batch(link, vec![op], &[]).await {
                     for (op, r) in f.ops.into_iter().zip(f.refused) {
-                        self.fail(op, r, &f.message);
+                        self.fail(op, r, &f.message, &mut out);
                     }
                 }
+                self.deliver(out).await;
             }
             return;
         }
+        let mut out = Vec::new();
         for (op, r) in ops.into_iter().zip(refused) {
-            self.fail(op, r, &message);
+            self.fail(op, r, &message, &mut out);
+        }
+        self.deliver(out).await;
+    }
+
+    /// Hands outcomes to the delivery task, in order; waits while it is `[storage] queue` behind.
+    async fn deliver(&self, out: Vec<Delivery>) {
+        for d in out {
+            if self.deliver.send(d).await.is_err() {
+                tracing::error!("the delivery task is gone: a committed write is not delivered");
+            }
         }
     }
 
@@ -200,7 +215,8 @@ impl Task {
         times: &[((DevId, UserId), i64)],
     ) -> Option<Failed> {
         let mut refused = vec![false; ops.len()];
-        let began = tokio::time::Instant::now();
+        let mut backoff = Backoff::new(BUSY_PATIENCE);
+        let mut warned = false;
         let outcome = loop {
             match self.attempt(link, &mut ops, &refused, times).await {
                 Ok(Attempt::Done(done)) => break Ok(done),
@@ -209,13 +225,18 @@ impl Task {
                         refused[i] = true;
                     }
                 }
-                // Another process holds SQLite's write lock past the busy timeout (or PostgreSQL broke a
-                // deadlock): nothing of the batch was written, so it runs again (its writers keep
-                // waiting) rather than failing them.
-                Err(e) if transient(&e, self.backend) && began.elapsed() < BUSY_PATIENCE => {
-                    tracing::warn!(error = %e, "the database is locked; writing again");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
+                // Another connection holds SQLite's write lock (or PostgreSQL broke a deadlock): nothing
+                // of the batch was written, so it runs again after a wait on tokio's timer (its writers
+                // keep waiting) rather than failing them.
+                Err(e) if transient(&e, self.backend) => match backoff.next() {
+                    Some(wait) => {
+                        if !std::mem::replace(&mut warned, true) {
+                            tracing::warn!(error = %e, "the database is locked; writing again until it is not");
+                        }
+                        tokio::time::sleep(wait).await;
+                    }
+                    None => break Err(e),
+                },
                 Err(e) => break Err(e),
             }
         };
@@ -224,9 +245,11 @@ impl Task {
                 let writes = (ops.len() + times.len()) as u64;
                 self.stats.batches.fetch_add(1, Ordering::Relaxed);
                 self.stats.writes.fetch_add(writes, Ordering::Relaxed);
+                let mut out = Vec::new();
                 for (i, op) in ops.into_iter().enumerate() {
-                    self.hand_out(op, refused[i], &mut done, i);
+                    self.hand_out(op, refused[i], &mut done, i, &mut out);
                 }
+                self.deliver(out).await;
                 None
             }
             Err(e) => {
@@ -314,6 +337,18 @@ impl Task {
                     },
                 )),
                 Op::ClaimUuid { dev_id, uuid, .. } => batch.claim_uuids.push((i, *dev_id, uuid)),
+                Op::Auth {
+                    dev_id,
+                    user,
+                    hash,
+                    expires_at,
+                    ..
+                } => batch.auths.push(AuthWrite {
+                    dev_id: *dev_id,
+                    user: *user,
+                    hash: hash.as_deref(),
+                    expires_at: *expires_at,
+                }),
                 _ => {}
             }
         }
@@ -345,38 +380,53 @@ impl Task {
         Ok(Attempt::Done(done))
     }
 
-    /// Every write of a failed batch gets the error (none of it was stored).
-    fn fail(&self, op: Op, refused: bool, message: &str) {
-        if matches!(op, Op::History(_)) {
-            self.appending.fetch_sub(1, Ordering::SeqCst);
-        }
+    /// Every write of a failed batch gets the error (none of it was stored); appends' and barriers'
+    /// answers go to `out`, for the delivery task.
+    fn fail(&self, op: Op, refused: bool, message: &str, out: &mut Vec<Delivery>) {
         let err = || StorageError::Batch(message.to_string());
         match op {
-            Op::History(w) if refused => w
-                .commit
-                .finish(w.row, Err(StorageError::Conflict("refused"))),
-            Op::History(w) => w.commit.finish(w.row, Err(err())),
+            Op::History(w) => out.push(Delivery::Finish {
+                commit: w.commit,
+                row: w.row,
+                result: Err(if refused {
+                    StorageError::Conflict("refused")
+                } else {
+                    err()
+                }),
+            }),
             Op::Enqueue { done, .. } => drop(done.send(Err(err()))),
             Op::PutBack { done, .. } => drop(done.send(Err(err()))),
             Op::Claim { done, .. } => drop(done.send(Err(err()))),
             Op::ClaimUuid { done, .. } => drop(done.send(Err(err()))),
-            Op::Barrier(done) => drop(done.send(())),
+            Op::Auth { done, .. } => drop(done.send(Err(err()))),
+            Op::Barrier(done) => out.push(Delivery::Barrier(done)),
         }
     }
 
-    fn hand_out(&self, op: Op, refused: bool, done: &mut Results, i: usize) {
+    /// Hands a committed batch's write its outcome; appends' and barriers' go to `out`, for the delivery
+    /// task (the totals count an append before it is delivered).
+    fn hand_out(
+        &self,
+        op: Op,
+        refused: bool,
+        done: &mut Results,
+        i: usize,
+        out: &mut Vec<Delivery>,
+    ) {
         match op {
             Op::History(w) => {
-                if refused {
-                    w.commit
-                        .finish(w.row, Err(StorageError::Conflict("refused")));
-                    self.appending.fetch_sub(1, Ordering::SeqCst);
-                    return;
-                }
-                let p = done.placed.remove(&i).unwrap_or_default();
-                self.totals.apply(w.dev_id, p.change);
-                w.commit.finish(w.row, Ok(p.position));
-                self.appending.fetch_sub(1, Ordering::SeqCst);
+                let result = if refused {
+                    Err(StorageError::Conflict("refused"))
+                } else {
+                    let p = done.placed.remove(&i).unwrap_or_default();
+                    self.totals.apply(w.dev_id, p.change);
+                    Ok(p.position)
+                };
+                out.push(Delivery::Finish {
+                    commit: w.commit,
+                    row: w.row,
+                    result,
+                });
             }
             Op::Enqueue {
                 dev_id,
@@ -418,9 +468,10 @@ impl Task {
                 }
                 let _ = reply.send(Ok(got.is_some()));
             }
-            Op::Barrier(reply) => {
-                let _ = reply.send(());
+            Op::Auth { done: reply, .. } => {
+                let _ = reply.send(Ok(()));
             }
+            Op::Barrier(reply) => out.push(Delivery::Barrier(reply)),
         }
     }
 }
