@@ -87,6 +87,7 @@ impl Broker for RedisBroker {
             call.key(s.keys.window(p.dev_id, &p.pipe))
                 .key(s.keys.channel(p.dev_id, &p.pipe))
                 .key(s.keys.cached(p.dev_id, &p.pipe))
+                .key(s.keys.cached_index(p.dev_id))
                 .arg(head)
                 .arg(wire::body(&body))
                 .arg(epoch)
@@ -97,7 +98,8 @@ impl Broker for RedisBroker {
                 .arg(match is_cache_name(pusher_channel(&p.pipe)) {
                     true => CACHE_TTL.as_millis().to_string(),
                     false => String::new(),
-                });
+                })
+                .arg(s.cache_per_tenant);
             let done = tokio::time::timeout(
                 COMMAND_TIMEOUT,
                 call.invoke_async::<(String, u64)>(&mut conn),

@@ -50,6 +50,12 @@ impl Keys {
         self.tagged(dev_id, pipe, 'k')
     }
 
+    /// A sorted set: the tenant's cached `cache-` channels (their `cached` keys), scored by when they
+    /// expire (ms), so that the publish script keeps at most `cache_channels_per_tenant` of them.
+    pub fn cached_index(&self, dev_id: DevId) -> String {
+        format!("{}:cache:{{{}}}", self.prefix, dev_id.0)
+    }
+
     /// A hash: a Pusher presence channel's users, user id -> the member's JSON (`{"user_id", "user_info"}`).
     pub fn pusher_users(&self, dev_id: DevId, pipe: &PipeName) -> String {
         self.tagged(dev_id, pipe, 'U')

@@ -86,6 +86,8 @@ pub struct Settings {
     pub key_prefix: String,
     pub node: String,
     pub windows: WindowLimits,
+    /// `[pusher] cache_channels_per_tenant`: cached `cache-` channels a tenant keeps cluster-wide.
+    pub cache_per_tenant: usize,
 }
 
 impl Settings {
@@ -95,6 +97,7 @@ impl Settings {
             key_prefix: config.cluster.key_prefix.clone(),
             node: config.cluster_node_name(),
             windows,
+            cache_per_tenant: config.pusher.cache_channels_per_tenant,
         }
     }
 }
@@ -124,6 +127,7 @@ struct Shared {
     /// The node's Pusher connections (socket ids, signed-in users), for what other nodes send them.
     pusher: Arc<crate::hub::pusher::PusherState>,
     windows: WindowLimits,
+    cache_per_tenant: usize,
     channels: Arc<channels::Channels>,
     /// User channels (private messages, `private.rs`).
     users: Arc<channels::Channels<channels::UserKey>>,
@@ -197,6 +201,7 @@ impl Cluster {
                 registry: registry.clone(),
                 pusher,
                 windows: settings.windows,
+                cache_per_tenant: settings.cache_per_tenant,
                 channels,
                 users,
                 pipes: Default::default(),

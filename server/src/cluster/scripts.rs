@@ -1,16 +1,18 @@
 //! The Lua scripts the cluster runs in Redis, each loaded once (EVALSHA; redis-rs loads it again on
-//! NOSCRIPT, after a Redis restart). Keys are always one pipe's (one hash slot).
+//! NOSCRIPT, after a Redis restart). Keys are always one pipe's (one hash slot), except the tenant's cache
+//! index that a publish to a `cache-` channel also touches (the cluster runs on one Redis server).
 
 use std::sync::LazyLock;
 
 use redis::Script;
 
 /// Publish: number, keep, PUBLISH, atomically.
-/// KEYS: meta, window, channel, cached. ARGV: head, body, epoch (the database's for a durable pipe, else
-/// the one to start with when the pipe has none), durable offset ("" when Redis numbers), window
-/// messages, window ttl ms, meta ttl ms, cache ttl ms ("": not a Pusher `cache-` channel; else the
-/// message is kept as the channel's last event, in the same step as its PUBLISH, so that the last one
-/// published is the one kept). Returns {epoch, offset}.
+/// KEYS: meta, window, channel, cached, the tenant's cache index. ARGV: head, body, epoch (the database's
+/// for a durable pipe, else the one to start with when the pipe has none), durable offset ("" when Redis
+/// numbers), window messages, window ttl ms, meta ttl ms, cache ttl ms ("": not a Pusher `cache-`
+/// channel; else the message is kept as the channel's last event, in the same step as its PUBLISH, so
+/// that the last one published is the one kept), cached channels per tenant (a channel not cached yet is
+/// not kept while the tenant has that many unexpired, as on one node). Returns {epoch, offset}.
 pub(super) static PUBLISH: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
@@ -48,7 +50,14 @@ if keep > 0 then
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[7])
 if ARGV[8] ~= '' then
-  redis.call('SET', KEYS[4], msg, 'PX', ARGV[8])
+  local now = redis.call('TIME')
+  local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+  redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', ms)
+  if redis.call('ZSCORE', KEYS[5], KEYS[4]) or redis.call('ZCARD', KEYS[5]) < tonumber(ARGV[9]) then
+    redis.call('SET', KEYS[4], msg, 'PX', ARGV[8])
+    redis.call('ZADD', KEYS[5], ms + tonumber(ARGV[8]), KEYS[4])
+    redis.call('PEXPIRE', KEYS[5], ARGV[8])
+  end
 end
 redis.call('PUBLISH', KEYS[3], msg)
 return {e, pos}

@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 use halley_tests::cluster::{wait_ready, RedisProcess, TestCluster};
 use halley_tests::nodes::ProcessCluster;
 use halley_tests::pusher::Agent;
+use halley_tests::pusher_raw::{api, connect, event, next, send_json};
 use halley_tests::wait::WAIT;
 use halley_tests::{Tenant, TestServer};
 
@@ -346,6 +347,59 @@ async fn channel_info_and_cache_channels_are_the_same_on_every_node() {
     })
     .await
     .unwrap();
+    cluster.stop().await;
+}
+
+/// `cache_channels_per_tenant` holds across nodes: past it a channel not cached yet keeps nothing (as on
+/// one node), whichever node the publishes came through; a channel already cached still takes its newest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cached_channels_are_capped_per_tenant_across_nodes() {
+    let cluster = TestCluster::start_on(2, &halley_tests::cluster::redis_url(), |c| {
+        c.pusher.cache_channels_per_tenant = 2;
+    })
+    .await;
+    let t = cluster.tenant("cap@example.com").await;
+    for (node, channel, data) in [
+        (0, "cache-a", "a1"),
+        (1, "cache-b", "b1"),
+        (0, "cache-c", "c1"),
+        (1, "cache-a", "a2"),
+    ] {
+        let r = api(
+            cluster.node(node),
+            &t,
+            "POST",
+            "/events",
+            &event(&[channel.into()], data),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    let (mut ws, _) = connect(cluster.node(1), &t.app_key).await;
+    for (channel, cached) in [
+        ("cache-a", Some("a2")),
+        ("cache-b", Some("b1")),
+        ("cache-c", None),
+    ] {
+        send_json(
+            &mut ws,
+            json!({"event": "pusher:subscribe", "data": {"channel": channel}}),
+        )
+        .await;
+        assert_eq!(
+            next(&mut ws).await["event"],
+            "pusher_internal:subscription_succeeded"
+        );
+        let got = next(&mut ws).await;
+        match cached {
+            Some(data) => assert_eq!(
+                (got["event"].as_str(), got["data"].as_str()),
+                (Some("e"), Some(data)),
+                "{channel}"
+            ),
+            None => assert_eq!(got["event"], "pusher:cache_miss", "{channel}: {got}"),
+        }
+    }
     cluster.stop().await;
 }
 
