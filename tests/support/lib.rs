@@ -1,6 +1,6 @@
 //! Test support for Halley's integration tests (the one test binary `tests/tests/it`): the real server
 //! booted in-process on port 0 ([`server`]), the users' real MySQL clients ([`clients`]), CometQL as a
-//! tenant's backend writes it ([`cometql`]), a raw MySQL protocol client ([`mysql_raw`]), WebSocket clients
+//! tenant's backend writes it ([`cometql`]), the HTTP publish API through curl ([`curl`]), a raw MySQL protocol client ([`mysql_raw`]), WebSocket clients
 //! ([`ws`]), browser connections known to be subscribed ([`browser`]) and the frames they receive
 //! ([`frames`]), the dashboard's HTTP API as its page calls it ([`dashboard`]), limits and quotas as the
 //! operator sets them ([`limits`]), the binary in its own process for tests that measure the server's
@@ -11,6 +11,7 @@ pub mod browser;
 pub mod clients;
 pub mod cluster;
 pub mod cometql;
+pub mod curl;
 pub mod dashboard;
 pub mod deploy;
 pub mod frames;

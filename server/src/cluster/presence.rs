@@ -113,7 +113,8 @@ pub(super) struct RedisPresence {
     pub(super) shared: Arc<Shared>,
 }
 
-fn timed<T>(
+/// A read of Redis as the seam answers it: within `COMMAND_TIMEOUT`, else the broker is unavailable.
+pub(super) fn timed<T: Send + 'static>(
     f: impl std::future::Future<Output = redis::RedisResult<T>> + Send + 'static,
 ) -> Pending<T> {
     Box::pin(async move {
@@ -137,17 +138,8 @@ impl SharedPresence for RedisPresence {
     }
 
     fn counts(&self, dev_id: DevId, pipes: Vec<PipeName>) -> Pending<Vec<u64>> {
-        let s = self.shared.clone();
-        timed(async move {
-            if pipes.is_empty() {
-                return Ok(Vec::new());
-            }
-            let mut p = redis::pipe();
-            for pipe in &pipes {
-                p.hlen(s.keys.members(dev_id, pipe));
-            }
-            p.query_async(&mut s.conn.clone()).await
-        })
+        let keys = pipes.iter().map(|p| self.shared.keys.members(dev_id, p));
+        hash_lengths(&self.shared, keys.collect())
     }
 
     fn members(&self, dev_id: DevId, pipe: PipeName, max: usize) -> Pending<Vec<Member>> {
@@ -324,6 +316,21 @@ pub(super) async fn apply(
         });
     }
     Ok(())
+}
+
+/// The number of fields of each hash, in one round trip.
+pub(super) fn hash_lengths(s: &Arc<Shared>, keys: Vec<String>) -> Pending<Vec<u64>> {
+    let mut conn = s.conn.clone();
+    timed(async move {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut p = redis::pipe();
+        for key in &keys {
+            p.hlen(key);
+        }
+        p.query_async(&mut conn).await
+    })
 }
 
 pub(super) async fn timed_query<T: redis::FromRedisValue>(

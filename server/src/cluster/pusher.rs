@@ -30,9 +30,9 @@ use redis::Script;
 use super::broker::RedisBroker;
 use super::control::{self, Control};
 use super::member::{self, Held};
-use super::presence::timed_query;
+use super::presence::{hash_lengths, timed, timed_query};
 use super::wire::{self, Header, Kind};
-use super::{receiver, Shared, COMMAND_TIMEOUT};
+use super::{receiver, Shared};
 use crate::hub::broker::Pending;
 use crate::hub::{Frame, Joined, PresenceJoin, PresenceUser, PusherRoute};
 use crate::ids::{ConnId, DevId, PipeName};
@@ -273,18 +273,6 @@ fn parse_member(json: &str) -> Option<PresenceUser> {
     })
 }
 
-fn timed<T: Send + 'static>(
-    f: impl std::future::Future<Output = redis::RedisResult<T>> + Send + 'static,
-) -> Pending<T> {
-    Box::pin(async move {
-        match tokio::time::timeout(COMMAND_TIMEOUT, f).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(super::broker::unavailable(e)),
-            Err(_) => Err(super::broker::unavailable("no answer in time")),
-        }
-    })
-}
-
 impl PusherRoute for RedisBroker {
     fn relay(&self, dev_id: DevId, pipe: &PipeName, except: ConnId, json: String) -> Pending<()> {
         let s = self.shared.clone();
@@ -354,17 +342,10 @@ impl PusherRoute for RedisBroker {
     }
 
     fn user_counts(&self, dev_id: DevId, pipes: Vec<PipeName>) -> Pending<Vec<u64>> {
-        let s = self.shared.clone();
-        timed(async move {
-            if pipes.is_empty() {
-                return Ok(Vec::new());
-            }
-            let mut p = redis::pipe();
-            for pipe in &pipes {
-                p.hlen(s.keys.pusher_users(dev_id, pipe));
-            }
-            p.query_async(&mut s.conn.clone()).await
-        })
+        let keys = pipes
+            .iter()
+            .map(|p| self.shared.keys.pusher_users(dev_id, p));
+        hash_lengths(&self.shared, keys.collect())
     }
 
     fn cached(&self, dev_id: DevId, pipe: &PipeName) -> Pending<Option<Frame>> {

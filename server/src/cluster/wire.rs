@@ -328,9 +328,10 @@ pub fn decode(bytes: &[u8]) -> Result<Wire, WireError> {
     })
 }
 
-fn decode_body(bytes: &[u8]) -> Result<Body, WireError> {
-    let (line, text) = split_line(bytes, MAX_HEADER_BYTES).ok_or(WireError::Field("body"))?;
-    let mut f = line.split(' ');
+/// The first two fields of a body's line: when it was sent and by whom (`-`: a server-side publish).
+fn sent_and_sender<'a>(
+    f: &mut impl Iterator<Item = &'a str>,
+) -> Result<(i64, Option<UserId>), WireError> {
     let sent_at = f
         .next()
         .filter(|s| (1..=20).contains(&s.len()))
@@ -340,6 +341,13 @@ fn decode_body(bytes: &[u8]) -> Result<Body, WireError> {
         "-" => None,
         n => Some(UserId(number(n).ok_or(WireError::Field("sender"))?)),
     };
+    Ok((sent_at, sender))
+}
+
+fn decode_body(bytes: &[u8]) -> Result<Body, WireError> {
+    let (line, text) = split_line(bytes, MAX_HEADER_BYTES).ok_or(WireError::Field("body"))?;
+    let mut f = line.split(' ');
+    let (sent_at, sender) = sent_and_sender(&mut f)?;
     let event = f
         .next()
         .and_then(|e| EventName::parse(e).ok())
@@ -361,15 +369,7 @@ fn decode_body(bytes: &[u8]) -> Result<Body, WireError> {
 fn decode_named_body(bytes: &[u8]) -> Result<Body, WireError> {
     let (line, rest) = split_line(bytes, MAX_HEADER_BYTES).ok_or(WireError::Field("body"))?;
     let mut f = line.split(' ');
-    let sent_at = f
-        .next()
-        .filter(|s| (1..=20).contains(&s.len()))
-        .and_then(|s| s.parse::<i64>().ok())
-        .ok_or(WireError::Field("sent_at"))?;
-    let sender = match f.next().ok_or(WireError::Field("sender"))? {
-        "-" => None,
-        n => Some(UserId(number(n).ok_or(WireError::Field("sender"))?)),
-    };
+    let (sent_at, sender) = sent_and_sender(&mut f)?;
     let socket = match f.next().ok_or(WireError::Field("socket"))? {
         "-" => None,
         s => Some(

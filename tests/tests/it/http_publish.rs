@@ -3,114 +3,13 @@
 //! online and an offline user, every refusal with its status (401, 400, 413, 429 with Retry-After, 404,
 //! 405), isolation between tenants, and the documentation's curl examples run as written.
 
-use std::process::Stdio;
-use std::time::Duration;
-
 use halley::ids::DevId;
 use halley_tests::browser::{subscriber, Browser};
 use halley_tests::cometql::{rows, strs, Cql};
+use halley_tests::curl::{curl, post_as, publish, to_users, url, WAIT};
 use halley_tests::frames::{next_json, next_message};
 use halley_tests::{on_both_backends, Backend, Tenant, TestServer};
 use serde_json::{json, Value};
-use tokio::io::AsyncWriteExt;
-
-const CURL: &str = "/usr/bin/curl";
-const WAIT: Duration = Duration::from_secs(20);
-
-/// What curl got: the status, the response head and the body as JSON (`Null` when it is not JSON).
-struct Answer {
-    status: u16,
-    head: String,
-    body: Value,
-}
-
-impl Answer {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.head.lines().find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case(name).then(|| v.trim())
-        })
-    }
-
-    #[track_caller]
-    fn error(&self, status: u16, code: &str) -> &str {
-        assert_eq!(self.status, status, "{}\n{}", self.head, self.body);
-        assert_eq!(self.body["error"]["code"], code, "{}", self.body);
-        self.body["error"]["message"].as_str().expect("a message")
-    }
-}
-
-/// Runs curl with `args`, `body` on its standard input (`--data-binary @-`), and reads its answer.
-async fn curl(args: &[&str], body: Option<&[u8]>) -> Answer {
-    let mut cmd = tokio::process::Command::new(CURL);
-    // `Expect:` off: curl would wait for a 100 Continue before sending a large body.
-    cmd.args(["-sS", "-i", "-H", "Expect:"]).args(args);
-    if body.is_some() {
-        cmd.args(["--data-binary", "@-"]);
-    }
-    cmd.stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("run curl");
-    let mut stdin = child.stdin.take().expect("curl's stdin");
-    if let Some(body) = body {
-        // A server that refuses early may close before reading it all: not an error here.
-        let _ = stdin.write_all(body).await;
-    }
-    drop(stdin);
-    let out = tokio::time::timeout(WAIT, child.wait_with_output())
-        .await
-        .expect("curl finished in time")
-        .expect("curl's output");
-    let text = String::from_utf8(out.stdout).expect("UTF-8 answer");
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or_else(|| {
-        panic!(
-            "no HTTP answer: {text:?} {}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("a status line");
-    Answer {
-        status,
-        head: head.to_owned(),
-        body: serde_json::from_str(body).unwrap_or(Value::Null),
-    }
-}
-
-fn url(server: &TestServer, path: &str) -> String {
-    format!("http://{}{path}", server.http_addr())
-}
-
-/// POSTs `body` to `path` as `dev_id` with `key`.
-async fn post_as(server: &TestServer, path: &str, dev_id: u64, key: &str, body: &Value) -> Answer {
-    let auth = format!("Authorization: Bearer {key}");
-    let dev = format!("X-Dev-Id: {dev_id}");
-    let url = url(server, path);
-    let args = [
-        "-X",
-        "POST",
-        &url,
-        "-H",
-        &auth,
-        "-H",
-        &dev,
-        "-H",
-        "Content-Type: application/json",
-    ];
-    curl(&args, Some(body.to_string().as_bytes())).await
-}
-
-async fn publish(server: &TestServer, t: &Tenant, body: &Value) -> Answer {
-    post_as(server, "/api/v1/publish", t.dev_id, &t.key, body).await
-}
-
-async fn to_users(server: &TestServer, t: &Tenant, body: &Value) -> Answer {
-    post_as(server, "/api/v1/users_messages", t.dev_id, &t.key, body).await
-}
 
 async fn publish_reaches_subscribers(backend: Backend) {
     let server = TestServer::start(backend).await;
