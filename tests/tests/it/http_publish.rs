@@ -8,7 +8,7 @@ use halley_tests::browser::{subscriber, Browser};
 use halley_tests::cometql::{rows, strs, Cql};
 use halley_tests::curl::{curl, post_as, publish, to_users, url, WAIT};
 use halley_tests::frames::{next_json, next_message};
-use halley_tests::{on_both_backends, Backend, Tenant, TestServer};
+use halley_tests::{on_both_backends, Backend, TestServer};
 use serde_json::{json, Value};
 
 async fn publish_reaches_subscribers(backend: Backend) {
