@@ -439,7 +439,7 @@ impl Registry {
                 return 0;
             };
             let before_join =
-                self.clustered() && entry.stream.as_ref().is_some_and(|s| joined_after(s, p));
+                self.clustered() && entry.stream.as_ref().is_some_and(|s| s.joined_after(p));
             if before_join {
                 // A cluster's message that positioned subscribers joined after (their replay had it):
                 // for the plain subscribers only.
@@ -448,7 +448,7 @@ impl Registry {
                 self.helpers.deliver(entry.subs.values(), &[item])[0]
             } else if let Some(stream) = &mut entry.stream {
                 // Positions asked for: the offset, the window and the sends in one turn, under the lock.
-                let (offset, gap) = number(&self.windows, stream, p);
+                let (offset, gap) = stream.number(&self.windows, p);
                 let positioned = match offset {
                     Some(offset) => {
                         let framed = p
@@ -570,42 +570,6 @@ impl Registry {
             .iter()
             .map(|s| lock(s).values().map(|entry| entry.len()).sum::<usize>())
             .sum()
-    }
-}
-
-/// The offset the publication takes in the pipe's stream (none: sent without one), and whether the
-/// stream's numbering broke (positioned subscribers get `gap` instead of the frame): a durable position of
-/// another epoch (history made anew) or not following the top (a stored message whose delivery never
-/// came), or a message with no durable position on a durable stream (history switched off: numbering
-/// goes back to memory, in a new epoch).
-fn number(windows: &Windows, stream: &mut Stream, p: &Publication) -> (Option<u64>, bool) {
-    match (&p.position, stream.durable) {
-        (Some((epoch, offset)), _) => {
-            let follows = stream.durable && epoch == stream.epoch() && *offset == stream.top() + 1;
-            if follows {
-                stream.place(windows, *offset);
-            } else {
-                stream.reset(windows, epoch.clone(), *offset, true);
-            }
-            (Some(*offset), !follows)
-        }
-        (None, true) if p.presence => (None, false),
-        (None, true) => {
-            stream.reset(windows, new_epoch().into(), 0, false);
-            (Some(stream.next()), true)
-        }
-        (None, false) => (Some(stream.next()), false),
-    }
-}
-
-/// A cluster's message the stream is already past: a positioned join read the shared numbering after it
-/// was published and before it arrived here (it is in the join's replay).
-fn joined_after(stream: &Stream, p: &Publication) -> bool {
-    match &p.position {
-        Some((epoch, offset)) => {
-            stream.durable && epoch == stream.epoch() && *offset <= stream.top()
-        }
-        None => false,
     }
 }
 

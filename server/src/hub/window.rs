@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::{Era, Frame};
+use super::{Era, Frame, Publication};
 use crate::ids::DevId;
 
 /// How much a window holds; the whole node's windows share `max_bytes`.
@@ -205,6 +205,40 @@ pub(super) struct Resumed {
 }
 
 impl Stream {
+    /// The offset the publication takes in the pipe's stream (none: sent without one), and whether the
+    /// stream's numbering broke (positioned subscribers get `gap` instead of the frame): a durable position of
+    /// another epoch (history made anew) or not following the top (a stored message whose delivery never
+    /// came), or a message with no durable position on a durable stream (history switched off: numbering
+    /// goes back to memory, in a new epoch).
+    pub(super) fn number(&mut self, windows: &Windows, p: &Publication) -> (Option<u64>, bool) {
+        match (&p.position, self.durable) {
+            (Some((epoch, offset)), _) => {
+                let follows = self.durable && epoch == self.epoch() && *offset == self.top() + 1;
+                if follows {
+                    self.place(windows, *offset);
+                } else {
+                    self.reset(windows, epoch.clone(), *offset, true);
+                }
+                (Some(*offset), !follows)
+            }
+            (None, true) if p.presence => (None, false),
+            (None, true) => {
+                self.reset(windows, new_epoch().into(), 0, false);
+                (Some(self.next()), true)
+            }
+            (None, false) => (Some(self.next()), false),
+        }
+    }
+
+    /// A cluster's message the stream is already past: a positioned join read the shared numbering after it
+    /// was published and before it arrived here (it is in the join's replay).
+    pub(super) fn joined_after(&self, p: &Publication) -> bool {
+        match &p.position {
+            Some((epoch, offset)) => self.durable && epoch == self.epoch() && *offset <= self.top(),
+            None => false,
+        }
+    }
+
     pub(super) fn new(now: Instant, share: Arc<Share>) -> Stream {
         Stream {
             epoch: new_epoch().into(),
